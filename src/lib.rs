@@ -2,12 +2,28 @@
 //! Hive-partitioned Parquet on local disk or any S3-compatible store.
 //!
 //! # Layout
-//! - [`catalogue`]: the vScope metrics and their labels (`schemas/metrics.json`).
-//! - [`dialect`]: reference OpenTSDB vs OVH's Erlenmeyer endpoint.
+//! - [`config`]: pipeline files, validated before any I/O.
+//! - [`catalogue`] and [`schema`]: the vScope metrics and the declared output tables.
+//! - [`plan`]: windows on a fixed grid and the work units in each.
+//! - [`extract`]: the HTTP client, retries, `dps` decoding.
+//! - [`transform`]: series into Arrow batches, client-side rollups.
+//! - [`load`]: Parquet through `object_store`, the ledger and run manifests.
+//! - [`pipeline`]: the run that ties the stages together.
 //! - [`semantics`]: OpenTSDB time formats, durations, downsample specs, aggregators, rollups.
 //! - [`sim`]: a faithful simulator of the vScope endpoints, for tests and the demo pipeline.
+//! - [`dialect`], [`secret`], [`error`], [`cli`]: shared pieces.
 
 pub mod catalogue;
+pub mod cli;
+pub mod config;
 pub mod dialect;
+pub mod error;
+pub mod extract;
+pub mod load;
+pub mod pipeline;
+pub mod plan;
+pub mod schema;
+pub mod secret;
 pub mod semantics;
 pub mod sim;
+pub mod transform;

@@ -1,1 +1,276 @@
-fn main() {}
+//! The `vscope-etl` binary: parses the command line, sets up logging and signals, calls the
+//! library and turns the outcome into an exit code (0 done, 1 failed units, 2 configuration,
+//! 3 authentication).
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressStyle};
+use tokio::sync::watch;
+
+use vscope_etl::catalogue::Catalogue;
+use vscope_etl::cli::{Cli, Command, MetricsArgs, PlanArgs, RunArgs, SimArgs, ValidateArgs};
+use vscope_etl::config;
+use vscope_etl::error::{EXIT_CONFIG, EXIT_OK, Error};
+use vscope_etl::pipeline::{self, Progress, ProgressFn, RunOptions};
+use vscope_etl::sim::SimConfig;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| cli.log.clone());
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let code = runtime.block_on(async {
+        match cli.command {
+            Command::Run(args) => run(args).await,
+            Command::Plan(args) => plan(args).await,
+            Command::Validate(args) => validate(args),
+            Command::Metrics(args) => metrics(args),
+            Command::Sim(args) => sim(args).await,
+        }
+    });
+    ExitCode::from(code)
+}
+
+fn report(err: &Error) -> u8 {
+    eprintln!("error: {err}");
+    err.exit_code()
+}
+
+/// A watch that turns true on SIGINT or SIGTERM; a second signal exits at once.
+fn cancel_on_signal() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        for n in 0.. {
+            let term_recv = async {
+                match term.as_mut() {
+                    Some(t) => {
+                        t.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term_recv => {}
+            }
+            if n > 0 {
+                eprintln!("second signal: exiting now");
+                std::process::exit(130);
+            }
+            eprintln!("signal received: abandoning the current window and stopping (send again to exit now)");
+            let _ = tx.send(true);
+        }
+    });
+    rx
+}
+
+fn progress_display(enabled: bool) -> (ProgressFn, ProgressBar) {
+    let bar = if enabled { ProgressBar::new(0) } else { ProgressBar::hidden() };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} units  {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let b = bar.clone();
+    let points = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let f: ProgressFn = Arc::new(move |p: &Progress| match p {
+        Progress::Planned { units, .. } => b.set_length(*units as u64),
+        Progress::UnitDone { points: n } => {
+            let total = points.fetch_add(*n, std::sync::atomic::Ordering::Relaxed) + n;
+            b.inc(1);
+            b.set_message(format!("{total} points"));
+        }
+        Progress::WindowDone { .. } => {}
+    });
+    (f, bar)
+}
+
+async fn run(args: RunArgs) -> u8 {
+    let pipeline = match config::load(&args.pipeline) {
+        Ok(p) => p,
+        Err(e) => return report(&e.into()),
+    };
+    let opts = RunOptions {
+        start: args.range.start,
+        end: args.range.end,
+        shard: args.range.shard,
+        dry_run: args.dry_run,
+    };
+    let (progress, bar) = progress_display(!args.json && std::io::stderr().is_terminal());
+    let result = pipeline::run(&pipeline, &opts, progress, cancel_on_signal()).await;
+    bar.finish_and_clear();
+    match result {
+        Err(e) => report(&e),
+        Ok(r) => {
+            let m = &r.manifest;
+            if args.dry_run {
+                print!("{}", r.plan.describe());
+                return EXIT_OK;
+            }
+            if args.json {
+                let summary = serde_json::json!({
+                    "pipeline": m.pipeline,
+                    "run_id": m.run_id,
+                    "exit_code": r.exit_code,
+                    "windows_planned": m.windows_planned,
+                    "windows_committed": m.windows_committed,
+                    "units_planned": m.units_planned,
+                    "units_done": m.units_done,
+                    "series": m.series,
+                    "points": m.points.points,
+                    "rows": m.rows(),
+                    "files": m.files.len(),
+                    "bytes": m.bytes_written(),
+                    "requests": m.requests,
+                    "retries": m.retries,
+                    "failures": m.failures.len(),
+                    "seconds": m.seconds,
+                    "manifest": r.manifest_path,
+                });
+                println!("{summary}");
+            } else {
+                eprintln!(
+                    "{}: {}/{} units, {} series, {} points, {} rows in {} files ({} bytes), {}/{} windows committed, {:.1} s",
+                    m.pipeline,
+                    m.units_done,
+                    m.units_planned,
+                    m.series,
+                    m.points.points,
+                    m.rows(),
+                    m.files.len(),
+                    m.bytes_written(),
+                    m.windows_committed,
+                    m.windows_planned,
+                    m.seconds
+                );
+                for f in &m.failures {
+                    eprintln!(
+                        "failed: {} {} [{}, {}): {}",
+                        f.metric,
+                        f.datacenter.as_deref().unwrap_or("(all datacenters)"),
+                        f.window_start,
+                        f.window_end,
+                        f.error
+                    );
+                }
+                if let Some(reason) = &m.aborted {
+                    eprintln!("stopped: {reason}");
+                }
+                if let Some(p) = &r.manifest_path {
+                    eprintln!("manifest: {}/{}", pipeline.sink.url.trim_end_matches('/'), p);
+                }
+            }
+            r.exit_code
+        }
+    }
+}
+
+async fn plan(args: PlanArgs) -> u8 {
+    let pipeline = match config::load(&args.pipeline) {
+        Ok(p) => p,
+        Err(e) => return report(&e.into()),
+    };
+    let opts = RunOptions { start: args.range.start, end: args.range.end, shard: args.range.shard, dry_run: true };
+    let conn = match pipeline::connect(&pipeline).await {
+        Ok(c) => c,
+        Err(e) => return report(&e),
+    };
+    let now = chrono::Utc::now().timestamp_millis();
+    match pipeline::build_plan(&pipeline, &conn.client, &opts, now).await {
+        Ok(p) => {
+            println!("pipeline {} (dialect {})", pipeline.name, conn.client.dialect());
+            print!("{}", p.describe());
+            EXIT_OK
+        }
+        Err(e) => report(&e),
+    }
+}
+
+fn validate(args: ValidateArgs) -> u8 {
+    let mut code = EXIT_OK;
+    for path in &args.pipelines {
+        match config::load(path) {
+            Ok(p) => {
+                let tables: Vec<&str> = p.tables.iter().map(|t| t.name.as_str()).collect();
+                println!("{}: ok (pipeline {}, tables {})", path.display(), p.name, tables.join(", "));
+            }
+            Err(e) => {
+                eprintln!("{}: {e}", path.display());
+                code = EXIT_CONFIG;
+            }
+        }
+    }
+    code
+}
+
+fn metrics(args: MetricsArgs) -> u8 {
+    let c = Catalogue::builtin();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(c.metrics()).expect("catalogue serializes"));
+        return EXIT_OK;
+    }
+    println!("{:<45} {:<6} {:<28} {:<8} description", "metric", "kind", "labels", "unit");
+    for m in c.metrics() {
+        let mut desc = m.description.clone();
+        if !m.documented {
+            desc.push_str(" (undocumented)");
+        }
+        println!(
+            "{:<45} {:<6} {:<28} {:<8} {}",
+            m.name,
+            m.component.as_str(),
+            m.labels.join(","),
+            m.unit.as_deref().unwrap_or("-"),
+            desc
+        );
+    }
+    EXIT_OK
+}
+
+async fn sim(args: SimArgs) -> u8 {
+    let config = SimConfig {
+        dialect: args.dialect,
+        token: args.token,
+        datacenters: args.datacenters,
+        hosts_per_datacenter: args.hosts,
+        vms_per_datacenter: args.vms,
+        filers_per_datacenter: args.filers,
+        step_secs: args.step,
+        seed: args.seed,
+        ..SimConfig::default()
+    };
+    let listener = match tokio::net::TcpListener::bind(args.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: cannot listen on {}: {e}", args.listen);
+            return EXIT_CONFIG;
+        }
+    };
+    let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    // The first line on stdout is the URL, so scripts and tests can read the chosen port.
+    println!("http://{addr}");
+    eprintln!("vScope simulator ({} dialect) listening on http://{addr}; Ctrl-C to stop", args.dialect);
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    match vscope_etl::sim::serve_until(config, listener, shutdown).await {
+        Ok(()) => EXIT_OK,
+        Err(e) => {
+            eprintln!("error: simulator failed: {e}");
+            1
+        }
+    }
+}

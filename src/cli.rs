@@ -1,0 +1,125 @@
+//! The command line (design §6): what the user typed, validated by clap. The work itself is in
+//! the library; `main.rs` dispatches.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::dialect::Dialect;
+use crate::plan::Shard;
+
+/// Exports OVHcloud vScope monitoring history (OpenTSDB API) to Hive-partitioned Parquet.
+#[derive(Debug, Parser)]
+#[command(name = "vscope-etl", version, about, long_about = None)]
+pub struct Cli {
+    /// Log filter (overridden by RUST_LOG), e.g. `info` or `vscope_etl=debug`.
+    #[arg(long, global = true, default_value = "warn")]
+    pub log: String,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Extract, transform and load a pipeline's range; continues from the ledger on reruns.
+    Run(RunArgs),
+    /// Show the work units (windows, metrics, datacenters) a run would do, without fetching data.
+    Plan(PlanArgs),
+    /// Check pipeline files without any network access.
+    Validate(ValidateArgs),
+    /// List the vScope metric catalogue.
+    Metrics(MetricsArgs),
+    /// Serve the vScope API simulator on a port (for trying pipelines and for tests).
+    Sim(SimArgs),
+}
+
+/// Range and sharding flags shared by `run` and `plan`.
+#[derive(Debug, Args)]
+pub struct RangeArgs {
+    /// Range start, overriding scope.start (RFC 3339, unix time, or e.g. 2h-ago).
+    #[arg(long)]
+    pub start: Option<String>,
+    /// Range end (exclusive), overriding scope.end.
+    #[arg(long)]
+    pub end: Option<String>,
+    /// Only handle shard I of N (windows k with k mod N = I), e.g. 0/4.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<Shard>,
+}
+
+/// `run` flags.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Pipeline file (TOML).
+    pub pipeline: PathBuf,
+    /// Range and shard.
+    #[command(flatten)]
+    pub range: RangeArgs,
+    /// Plan and print what would be done; fetch no data, write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print a one-line JSON summary on stdout instead of the human summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `plan` flags.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Pipeline file (TOML).
+    pub pipeline: PathBuf,
+    /// Range and shard.
+    #[command(flatten)]
+    pub range: RangeArgs,
+}
+
+/// `validate` flags.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Pipeline files (TOML).
+    #[arg(required = true)]
+    pub pipelines: Vec<PathBuf>,
+}
+
+/// `metrics` flags.
+#[derive(Debug, Args)]
+pub struct MetricsArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `sim` flags.
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    /// Address to listen on (port 0 picks a free port, printed at start).
+    #[arg(long, default_value = "127.0.0.1:4242")]
+    pub listen: SocketAddr,
+    /// Server dialect to imitate.
+    #[arg(long, default_value = "ovh")]
+    pub dialect: Dialect,
+    /// Require this read token (HTTP Basic password); default: no authentication.
+    #[arg(long, env = "VSCOPE_SIM_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Datacenters in the synthetic PCC.
+    #[arg(long, default_value_t = 2)]
+    pub datacenters: usize,
+    /// Hosts per datacenter.
+    #[arg(long, default_value_t = 3)]
+    pub hosts: usize,
+    /// Virtual machines per datacenter.
+    #[arg(long, default_value_t = 12)]
+    pub vms: usize,
+    /// Datastores (filers) per datacenter.
+    #[arg(long, default_value_t = 2)]
+    pub filers: usize,
+    /// Seconds between two points of a series.
+    #[arg(long, default_value_t = 60)]
+    pub step: i64,
+    /// Seed of the synthetic data.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}

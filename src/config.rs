@@ -1,0 +1,730 @@
+//! Pipeline files (`pipelines/*.toml`, design §5): the serde model of what a user writes
+//! (unknown keys rejected) and its validation into a [`Pipeline`] that the planner trusts.
+//!
+//! Everything here runs without network access, so `vscope-etl validate` can check a file in CI.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::catalogue::{Catalogue, Component};
+use crate::dialect::Dialect;
+use crate::secret::Secret;
+use crate::semantics::aggregator::Aggregator;
+use crate::semantics::rollup::Rollup;
+use crate::semantics::time::{parse_duration, parse_time};
+use crate::sim::SimConfig;
+
+const DAY_MS: i64 = 86_400_000;
+
+/// A pipeline file that cannot be used, with the key at fault and what is allowed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read pipeline file {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// TOML syntax, a wrong type or an unknown key (the message names the key and the line).
+    #[error("pipeline file {path} is not valid: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// The TOML parser's message (it names the key, line and column).
+        message: String,
+    },
+    /// A key holds a value that is not allowed.
+    #[error("{key}: {message}")]
+    Invalid {
+        /// Dotted key, e.g. `scope.window` or `table[1].aggregates`.
+        key: String,
+        /// What is wrong and what is allowed.
+        message: String,
+    },
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key: key.into(), message: message.into() }
+}
+
+// ---------------------------------------------------------------------------------------------
+// What the user writes.
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PipelineFile {
+    name: String,
+    source: SourceFile,
+    scope: ScopeFile,
+    #[serde(rename = "table", default)]
+    tables: Vec<TableFile>,
+    sink: SinkFile,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SourceFile {
+    url: String,
+    #[serde(default)]
+    token: String,
+    #[serde(default = "default_dialect")]
+    dialect: String,
+    #[serde(default = "default_concurrency")]
+    concurrency: usize,
+    #[serde(default = "default_rps")]
+    requests_per_second: f64,
+    #[serde(default = "default_timeout")]
+    timeout: String,
+    #[serde(default = "default_connect_timeout")]
+    connect_timeout: String,
+    #[serde(default = "default_max_attempts")]
+    max_attempts: u32,
+    #[serde(default = "default_discovery")]
+    discovery: String,
+    #[serde(default = "default_min_split")]
+    min_split: String,
+    sim: Option<SimFile>,
+    ovh: Option<OvhFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SimFile {
+    dialect: Option<String>,
+    datacenters: Option<usize>,
+    hosts_per_datacenter: Option<usize>,
+    vms_per_datacenter: Option<usize>,
+    filers_per_datacenter: Option<usize>,
+    step: Option<String>,
+    seed: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct OvhFile {
+    endpoint: Option<String>,
+    application_key: Option<String>,
+    application_secret: Option<String>,
+    consumer_key: Option<String>,
+    service_name: Option<String>,
+    user_id: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScopeFile {
+    start: String,
+    #[serde(default = "default_end")]
+    end: String,
+    #[serde(default = "default_window")]
+    window: String,
+    #[serde(default = "default_metrics")]
+    metrics: Vec<String>,
+    #[serde(default = "default_lateness")]
+    lateness: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TableFile {
+    name: String,
+    metrics: Vec<String>,
+    downsample: Option<String>,
+    aggregates: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SinkFile {
+    url: String,
+    #[serde(default = "default_partition_by")]
+    partition_by: Vec<String>,
+    #[serde(default = "default_zstd_level")]
+    zstd_level: i32,
+    #[serde(default = "default_row_group_rows")]
+    row_group_rows: usize,
+}
+
+fn default_dialect() -> String {
+    "auto".into()
+}
+fn default_concurrency() -> usize {
+    8
+}
+fn default_rps() -> f64 {
+    20.0
+}
+fn default_timeout() -> String {
+    "120s".into()
+}
+fn default_connect_timeout() -> String {
+    "10s".into()
+}
+fn default_max_attempts() -> u32 {
+    4
+}
+fn default_discovery() -> String {
+    "lookup".into()
+}
+fn default_min_split() -> String {
+    "1m".into()
+}
+fn default_end() -> String {
+    "now".into()
+}
+fn default_window() -> String {
+    "1d".into()
+}
+fn default_metrics() -> Vec<String> {
+    vec!["vscope.*".into()]
+}
+fn default_lateness() -> String {
+    "2h".into()
+}
+fn default_partition_by() -> Vec<String> {
+    vec!["date".into()]
+}
+fn default_zstd_level() -> i32 {
+    1
+}
+fn default_row_group_rows() -> usize {
+    1 << 20
+}
+
+// ---------------------------------------------------------------------------------------------
+// What the rest of the program uses.
+
+/// A validated pipeline.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    /// Pipeline name: names the ledger (`_state/<name>.json`) and is recorded in every file.
+    pub name: String,
+    /// Where the history comes from.
+    pub source: Source,
+    /// Which time range and metrics.
+    pub scope: Scope,
+    /// Output tables, in file order.
+    pub tables: Vec<TableSpec>,
+    /// Where files go.
+    pub sink: SinkSpec,
+}
+
+/// The metrics endpoint: the built-in simulator or a real URL.
+#[derive(Debug, Clone)]
+pub enum Endpoint {
+    /// `url = "sim"`: start the simulator in-process on loopback.
+    Sim(Box<SimConfig>),
+    /// An OpenTSDB-compatible base URL, e.g. `https://opentsdb.gra1-ovh.metrics.ovh.net`.
+    Url(url::Url),
+}
+
+/// How the dialect is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DialectChoice {
+    /// Probe the server (`/api/version` missing means `ovh`).
+    Auto,
+    /// Use this one.
+    Fixed(Dialect),
+}
+
+/// How the planner learns which series exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Discovery {
+    /// `/api/search/lookup` per metric; one unit per (metric, datacenter, window).
+    Lookup,
+    /// No discovery: one unit per (metric, window) fetching every series of the metric.
+    None,
+}
+
+/// Source settings.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// The endpoint.
+    pub endpoint: Endpoint,
+    /// Read token, sent as the HTTP Basic password.
+    pub token: Secret,
+    /// Server dialect.
+    pub dialect: DialectChoice,
+    /// Requests in flight at most.
+    pub concurrency: usize,
+    /// Requests started per second at most (0 = unlimited).
+    pub requests_per_second: f64,
+    /// Whole-request deadline (headers and body).
+    pub timeout: Duration,
+    /// TCP/TLS connect deadline.
+    pub connect_timeout: Duration,
+    /// Attempts per request before a unit fails.
+    pub max_attempts: u32,
+    /// Series discovery mode.
+    pub discovery: Discovery,
+    /// Smallest window a too-large answer may be split into.
+    pub min_split_ms: i64,
+}
+
+/// Time range and metric selection. Times are kept as written and resolved at run time, since
+/// `now` and `7d-ago` move.
+#[derive(Debug, Clone)]
+pub struct Scope {
+    /// Range start as written (RFC 3339, unix seconds or ms, OpenTSDB relative).
+    pub start: String,
+    /// Range end (exclusive) as written.
+    pub end: String,
+    /// Extraction and commit unit; divides a day or is whole days.
+    pub window_ms: i64,
+    /// Metric globs over the catalogue.
+    pub metrics: Vec<String>,
+    /// Re-fetched on every incremental run.
+    pub lateness_ms: i64,
+}
+
+impl Scope {
+    /// Resolves `start`/`end` against `now_ms`.
+    pub fn resolve_range(&self, now_ms: i64) -> Result<(i64, i64), ConfigError> {
+        let start = parse_time(&self.start, now_ms).map_err(|e| invalid("scope.start", e.to_string()))?;
+        let end = parse_time(&self.end, now_ms).map_err(|e| invalid("scope.end", e.to_string()))?;
+        if end <= start {
+            return Err(invalid(
+                "scope.end",
+                format!("'{}' is not after scope.start '{}': the range is empty", self.end, self.start),
+            ));
+        }
+        Ok((start, end))
+    }
+}
+
+/// One output table.
+#[derive(Debug, Clone)]
+pub struct TableSpec {
+    /// Table name (a folder of the sink).
+    pub name: String,
+    /// The component all its metrics describe.
+    pub component: Component,
+    /// Metric names feeding it, sorted.
+    pub metrics: Vec<String>,
+    /// Client-side rollup, when `downsample` is set.
+    pub rollup: Option<Rollup>,
+}
+
+/// A path partition level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartitionKey {
+    /// `metric=<name>`.
+    Metric,
+    /// `date=YYYY-MM-DD` (UTC date of `ts`).
+    Date,
+}
+
+/// Sink settings.
+#[derive(Debug, Clone)]
+pub struct SinkSpec {
+    /// Path, `file://` URL or `s3://bucket/prefix`.
+    pub url: String,
+    /// Partition levels, ending with `date`.
+    pub partition_by: Vec<PartitionKey>,
+    /// ZSTD level for data pages.
+    pub zstd_level: i32,
+    /// Rows per Parquet row group at most (bounds writer memory).
+    pub row_group_rows: usize,
+}
+
+/// Reads and validates a pipeline file, reading `${VAR}` from the process environment.
+pub fn load(path: &Path) -> Result<Pipeline, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+    parse(&text, &path.display().to_string(), &|name| std::env::var(name).ok())
+}
+
+/// Parses and validates pipeline text; `env` resolves `${VAR}` references.
+pub fn parse(text: &str, origin: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Pipeline, ConfigError> {
+    let file: PipelineFile = toml::from_str(text)
+        .map_err(|e| ConfigError::Parse { path: origin.to_string(), message: e.to_string() })?;
+    validate(file, env)
+}
+
+/// Replaces `${NAME}` in a value with the environment variable `NAME`; an unset variable is an
+/// error naming the key that uses it, so a cron job never runs with an empty token.
+pub fn expand_env(value: &str, key: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, ConfigError> {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(pos) = rest.find("${") {
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos + 2..];
+        let Some(close) = after.find('}') else {
+            return Err(invalid(key, format!("unterminated '${{' in '{value}': write ${{NAME}}")));
+        };
+        let name = &after[..close];
+        let valid = !name.is_empty()
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !name.starts_with(|c: char| c.is_ascii_digit());
+        if !valid {
+            return Err(invalid(key, format!("'${{{name}}}' is not a valid environment variable name")));
+        }
+        match env(name) {
+            Some(v) => out.push_str(&v),
+            None => {
+                return Err(invalid(
+                    key,
+                    format!("environment variable {name} is not set (export {name}=... before running)"),
+                ));
+            }
+        }
+        rest = &after[close + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn duration_ms(key: &str, value: &str) -> Result<i64, ConfigError> {
+    parse_duration(value).map_err(|e| invalid(key, e.to_string()))
+}
+
+fn std_duration(key: &str, value: &str) -> Result<Duration, ConfigError> {
+    Ok(Duration::from_millis(duration_ms(key, value)? as u64))
+}
+
+fn validate(file: PipelineFile, env: &dyn Fn(&str) -> Option<String>) -> Result<Pipeline, ConfigError> {
+    let name = file.name.trim().to_string();
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        return Err(invalid("name", format!("'{}' must be non-empty letters, digits, '-' or '_'", file.name)));
+    }
+    let source = validate_source(file.source, env)?;
+    let scope = validate_scope(file.scope)?;
+    let tables = validate_tables(file.tables, &scope)?;
+    let sink = validate_sink(file.sink, env)?;
+    Ok(Pipeline { name, source, scope, tables, sink })
+}
+
+fn validate_source(src: SourceFile, env: &dyn Fn(&str) -> Option<String>) -> Result<Source, ConfigError> {
+    if src.ovh.is_some() {
+        return Err(invalid(
+            "source.ovh",
+            "live inventory and token retrieval through OVHcloud API v6 are not available in this \
+             version; remove [source.ovh] and set source.token to your vScope read token",
+        ));
+    }
+    let url = expand_env(src.url.trim(), "source.url", env)?;
+    let dialect = match src.dialect.as_str() {
+        "auto" => DialectChoice::Auto,
+        other => DialectChoice::Fixed(
+            other.parse::<Dialect>().map_err(|_| invalid("source.dialect", format!("'{other}' is not one of auto, opentsdb, ovh")))?,
+        ),
+    };
+    let endpoint = if url == "sim" {
+        let mut sim = SimConfig::default();
+        if let Some(s) = src.sim {
+            if let Some(d) = s.dialect {
+                sim.dialect = d.parse::<Dialect>().map_err(|e| invalid("source.sim.dialect", e))?;
+            }
+            sim.datacenters = s.datacenters.unwrap_or(sim.datacenters);
+            sim.hosts_per_datacenter = s.hosts_per_datacenter.unwrap_or(sim.hosts_per_datacenter);
+            sim.vms_per_datacenter = s.vms_per_datacenter.unwrap_or(sim.vms_per_datacenter);
+            sim.filers_per_datacenter = s.filers_per_datacenter.unwrap_or(sim.filers_per_datacenter);
+            if let Some(step) = s.step {
+                let ms = duration_ms("source.sim.step", &step)?;
+                if ms % 1000 != 0 {
+                    return Err(invalid("source.sim.step", "must be whole seconds"));
+                }
+                sim.step_secs = ms / 1000;
+            }
+            sim.seed = s.seed.unwrap_or(sim.seed);
+        }
+        Endpoint::Sim(Box::new(sim))
+    } else {
+        if src.sim.is_some() {
+            return Err(invalid("source.sim", "only allowed with source.url = \"sim\""));
+        }
+        let parsed = url::Url::parse(&url).map_err(|e| {
+            invalid("source.url", format!("'{url}' is not a URL ({e}); use https://host[:port] or \"sim\""))
+        })?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(invalid("source.url", format!("scheme '{}' is not http or https", parsed.scheme())));
+        }
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            return Err(invalid(
+                "source.url",
+                "must not carry credentials (user:token@host): put the token in source.token, \
+                 it is sent in an Authorization header and never logged",
+            ));
+        }
+        Endpoint::Url(parsed)
+    };
+    let token = Secret::new(expand_env(&src.token, "source.token", env)?);
+    if token.is_empty() && matches!(endpoint, Endpoint::Url(_)) && dialect != DialectChoice::Fixed(Dialect::Opentsdb) {
+        return Err(invalid(
+            "source.token",
+            "is empty: set it to your vScope read token, e.g. token = \"${VSCOPE_METRICS_TOKEN}\" \
+             (only a plain OpenTSDB server with dialect = \"opentsdb\" may run without one)",
+        ));
+    }
+    if src.concurrency == 0 || src.concurrency > 256 {
+        return Err(invalid("source.concurrency", format!("{} is not within 1..=256", src.concurrency)));
+    }
+    if !(src.requests_per_second >= 0.0 && src.requests_per_second.is_finite()) {
+        return Err(invalid("source.requests_per_second", "must be a number >= 0 (0 = unlimited)"));
+    }
+    if src.max_attempts == 0 || src.max_attempts > 20 {
+        return Err(invalid("source.max_attempts", format!("{} is not within 1..=20", src.max_attempts)));
+    }
+    let discovery = match src.discovery.as_str() {
+        "lookup" => Discovery::Lookup,
+        "none" => Discovery::None,
+        other => return Err(invalid("source.discovery", format!("'{other}' is not one of lookup, none"))),
+    };
+    Ok(Source {
+        endpoint,
+        token,
+        dialect,
+        concurrency: src.concurrency,
+        requests_per_second: src.requests_per_second,
+        timeout: std_duration("source.timeout", &src.timeout)?,
+        connect_timeout: std_duration("source.connect_timeout", &src.connect_timeout)?,
+        max_attempts: src.max_attempts,
+        discovery,
+        min_split_ms: duration_ms("source.min_split", &src.min_split)?,
+    })
+}
+
+fn validate_scope(scope: ScopeFile) -> Result<Scope, ConfigError> {
+    let window_ms = duration_ms("scope.window", &scope.window)?;
+    if !(DAY_MS % window_ms == 0 || window_ms % DAY_MS == 0) {
+        return Err(invalid(
+            "scope.window",
+            format!("'{}' must divide a day (e.g. 1h, 6h, 30m) or be whole days (1d, 7d)", scope.window),
+        ));
+    }
+    if window_ms < 60_000 {
+        return Err(invalid("scope.window", format!("'{}' is shorter than one minute", scope.window)));
+    }
+    let lateness_ms = duration_ms("scope.lateness", &scope.lateness)?;
+    if scope.metrics.is_empty() {
+        return Err(invalid("scope.metrics", "is empty: list metric globs such as \"vscope.*\""));
+    }
+    let catalogue = Catalogue::builtin();
+    for (i, glob) in scope.metrics.iter().enumerate() {
+        if catalogue.matching(std::slice::from_ref(glob)).is_empty() {
+            return Err(invalid(
+                format!("scope.metrics[{i}]"),
+                format!("'{glob}' matches no catalogue metric (see `vscope-etl metrics`)"),
+            ));
+        }
+    }
+    let s = Scope { start: scope.start, end: scope.end, window_ms, metrics: scope.metrics, lateness_ms };
+    // Check the times parse now, so `validate` catches typos; they are resolved again at run time.
+    s.resolve_range(chrono::Utc::now().timestamp_millis())?;
+    Ok(s)
+}
+
+fn validate_tables(tables: Vec<TableFile>, scope: &Scope) -> Result<Vec<TableSpec>, ConfigError> {
+    if tables.is_empty() {
+        return Err(invalid("table", "no [[table]] defined: add at least one, e.g. name = \"vm_metrics\""));
+    }
+    let catalogue = Catalogue::builtin();
+    let in_scope: BTreeSet<&str> = catalogue.matching(&scope.metrics).iter().map(|m| m.name.as_str()).collect();
+    let mut names = BTreeSet::new();
+    let mut out = Vec::with_capacity(tables.len());
+    for (i, t) in tables.into_iter().enumerate() {
+        let key = format!("table[{i}]");
+        let valid_name = !t.name.is_empty()
+            && !t.name.starts_with('_')
+            && t.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !valid_name {
+            return Err(invalid(
+                format!("{key}.name"),
+                format!("'{}' must be lower-case letters, digits and '_', not starting with '_'", t.name),
+            ));
+        }
+        if !names.insert(t.name.clone()) {
+            return Err(invalid(format!("{key}.name"), format!("table '{}' is defined twice", t.name)));
+        }
+        let matched: Vec<_> = catalogue
+            .matching(&t.metrics)
+            .into_iter()
+            .filter(|m| in_scope.contains(m.name.as_str()))
+            .collect();
+        if matched.is_empty() {
+            return Err(invalid(
+                format!("{key}.metrics"),
+                format!("{:?} matches no metric within scope.metrics {:?}", t.metrics, scope.metrics),
+            ));
+        }
+        let components: BTreeSet<Component> = matched.iter().map(|m| m.component).collect();
+        if components.len() > 1 {
+            return Err(invalid(
+                format!("{key}.metrics"),
+                format!(
+                    "mixes components {:?}: a table holds one of vscope.filer.*, vscope.host.* or vscope.vm.*",
+                    components.iter().map(|c| c.as_str()).collect::<Vec<_>>()
+                ),
+            ));
+        }
+        let component = matched[0].component;
+        let mut metrics: Vec<String> = matched.iter().map(|m| m.name.clone()).collect();
+        metrics.sort();
+        let rollup = match (&t.downsample, &t.aggregates) {
+            (None, None) => None,
+            (None, Some(_)) => {
+                return Err(invalid(format!("{key}.aggregates"), "needs downsample = \"<interval>\" (e.g. \"1h\")"));
+            }
+            (Some(ds), aggs) => {
+                let interval = duration_ms(&format!("{key}.downsample"), ds)?;
+                if scope.window_ms % interval != 0 {
+                    return Err(invalid(
+                        format!("{key}.downsample"),
+                        format!(
+                            "'{ds}' does not divide scope.window: a bucket would straddle two windows \
+                             and its value would depend on paging; pick a bucket that divides the window"
+                        ),
+                    ));
+                }
+                let names = aggs.clone().unwrap_or_else(|| vec!["avg".into(), "min".into(), "max".into(), "count".into()]);
+                if names.is_empty() {
+                    return Err(invalid(format!("{key}.aggregates"), "is empty"));
+                }
+                let mut parsed = Vec::with_capacity(names.len());
+                for n in &names {
+                    let agg = n.parse::<Aggregator>().map_err(|e| invalid(format!("{key}.aggregates"), e.to_string()))?;
+                    if parsed.contains(&agg) {
+                        return Err(invalid(format!("{key}.aggregates"), format!("'{n}' is listed twice")));
+                    }
+                    parsed.push(agg);
+                }
+                Some(Rollup::new(interval, parsed).map_err(|e| invalid(format!("{key}.aggregates"), e.to_string()))?)
+            }
+        };
+        out.push(TableSpec { name: t.name, component, metrics, rollup });
+    }
+    Ok(out)
+}
+
+fn validate_sink(sink: SinkFile, env: &dyn Fn(&str) -> Option<String>) -> Result<SinkSpec, ConfigError> {
+    let url = expand_env(sink.url.trim(), "sink.url", env)?;
+    if url.is_empty() {
+        return Err(invalid("sink.url", "is empty: use a path, file:///abs/path or s3://bucket/prefix"));
+    }
+    let mut partition_by = Vec::new();
+    for p in &sink.partition_by {
+        partition_by.push(match p.as_str() {
+            "metric" => PartitionKey::Metric,
+            "date" => PartitionKey::Date,
+            other => {
+                return Err(invalid("sink.partition_by", format!("'{other}' is not one of metric, date")));
+            }
+        });
+    }
+    if partition_by != [PartitionKey::Date] && partition_by != [PartitionKey::Metric, PartitionKey::Date] {
+        return Err(invalid("sink.partition_by", "must be [\"date\"] or [\"metric\", \"date\"]"));
+    }
+    if !(1..=22).contains(&sink.zstd_level) {
+        return Err(invalid("sink.zstd_level", format!("{} is not within 1..=22", sink.zstd_level)));
+    }
+    if sink.row_group_rows < 1024 {
+        return Err(invalid("sink.row_group_rows", "must be at least 1024"));
+    }
+    Ok(SinkSpec { url, partition_by, zstd_level: sink.zstd_level, row_group_rows: sink.row_group_rows })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+name = "t"
+[source]
+url = "sim"
+[scope]
+start = "2026-11-01T00:00:00Z"
+end = "2026-11-02T00:00:00Z"
+window = "6h"
+[[table]]
+name = "vm_metrics"
+metrics = ["vscope.vm.*"]
+[[table]]
+name = "vm_metrics_1h"
+metrics = ["vscope.vm.cpu.*"]
+downsample = "1h"
+aggregates = ["avg", "p95", "count"]
+[sink]
+url = "./out"
+"#;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn parse_str(text: &str) -> Result<Pipeline, ConfigError> {
+        parse(text, "test.toml", &no_env)
+    }
+
+    #[test]
+    fn parses_a_complete_pipeline() {
+        let p = parse_str(BASE).unwrap();
+        assert_eq!(p.name, "t");
+        assert_eq!(p.scope.window_ms, 6 * 3_600_000);
+        assert_eq!(p.tables.len(), 2);
+        assert_eq!(p.tables[0].component, Component::Vm);
+        assert!(p.tables[0].metrics.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(p.tables[1].metrics, ["vscope.vm.cpu.ready", "vscope.vm.cpu.usage.perc"]);
+        assert!(matches!(p.source.endpoint, Endpoint::Sim(_)));
+        assert_eq!(p.sink.partition_by, [PartitionKey::Date]);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_naming_the_key() {
+        let err = parse_str(&BASE.replace("window = \"6h\"", "window = \"6h\"\nwindoww = 1")).unwrap_err();
+        assert!(err.to_string().contains("windoww"), "{err}");
+    }
+
+    #[test]
+    fn env_vars_expand_and_missing_ones_name_the_key() {
+        let env = |n: &str| (n == "TOK").then(|| "abc".to_string());
+        assert_eq!(expand_env("x${TOK}y", "k", &env).unwrap(), "xabcy");
+        let err = expand_env("${NOPE}", "source.token", &env).unwrap_err().to_string();
+        assert!(err.contains("source.token") && err.contains("NOPE"), "{err}");
+        assert!(expand_env("${", "k", &env).is_err());
+        assert!(expand_env("${1A}", "k", &env).is_err());
+    }
+
+    #[test]
+    fn real_endpoints_need_a_token_and_no_userinfo() {
+        let text = BASE.replace("url = \"sim\"", "url = \"https://opentsdb.example\"");
+        let err = parse_str(&text).unwrap_err().to_string();
+        assert!(err.contains("source.token"), "{err}");
+        let text = BASE.replace("url = \"sim\"", "url = \"https://read:secret@opentsdb.example\"\ntoken = \"x\"");
+        let err = parse_str(&text).unwrap_err().to_string();
+        assert!(err.contains("credentials") && !err.contains("secret@"), "{err}");
+    }
+
+    #[test]
+    fn window_must_divide_a_day_and_buckets_the_window() {
+        let err = parse_str(&BASE.replace("window = \"6h\"", "window = \"7h\"")).unwrap_err().to_string();
+        assert!(err.contains("scope.window"), "{err}");
+        let err = parse_str(&BASE.replace("downsample = \"1h\"", "downsample = \"5h\"")).unwrap_err().to_string();
+        assert!(err.contains("downsample"), "{err}");
+        assert!(parse_str(&BASE.replace("window = \"6h\"", "window = \"2d\"")).is_ok());
+    }
+
+    #[test]
+    fn tables_are_checked() {
+        let err = parse_str(&BASE.replace("metrics = [\"vscope.vm.*\"]", "metrics = [\"vscope.*\"]")).unwrap_err().to_string();
+        assert!(err.contains("mixes components"), "{err}");
+        let err = parse_str(&BASE.replace("\"p95\"", "\"p96\"")).unwrap_err().to_string();
+        assert!(err.contains("aggregates"), "{err}");
+        let err = parse_str(&BASE.replace("name = \"vm_metrics_1h\"", "name = \"vm_metrics\"")).unwrap_err().to_string();
+        assert!(err.contains("twice"), "{err}");
+    }
+
+    #[test]
+    fn empty_range_is_an_error() {
+        let err = parse_str(&BASE.replace("end = \"2026-11-02T00:00:00Z\"", "end = \"2026-11-01T00:00:00Z\""))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("scope.end"), "{err}");
+    }
+}

@@ -1,0 +1,60 @@
+//! The errors that end a command, and the exit code each maps to (design §6).
+
+use crate::config::ConfigError;
+use crate::extract::FetchError;
+use crate::load::state::LedgerError;
+use crate::load::store::StoreError;
+use crate::load::writer::WriteError;
+
+/// Exit code: everything done.
+pub const EXIT_OK: u8 = 0;
+/// Exit code: finished, but some units failed (named in the manifest), or the run was stopped.
+pub const EXIT_FAILED_UNITS: u8 = 1;
+/// Exit code: bad configuration or arguments.
+pub const EXIT_CONFIG: u8 = 2;
+/// Exit code: the server refused our credentials.
+pub const EXIT_AUTH: u8 = 3;
+
+/// A failure that stops a command.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The pipeline file or arguments are wrong.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The server refused the token (401/403, or OVH's bad-token 500).
+    #[error(
+        "the metrics server refused the read token ({0}); check source.token (a vScope read \
+         token from POST /dedicatedCloud/{{serviceName}}/user/{{userId}}/metricsToken)"
+    )]
+    Auth(FetchError),
+    /// A request needed to plan the run failed.
+    #[error("cannot plan the run: {0}")]
+    Fetch(FetchError),
+    /// The sink cannot be opened or written.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The ledger cannot be read or written.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    /// A Parquet file could not be written.
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    /// The in-process simulator could not start.
+    #[error("cannot start the built-in simulator: {0}")]
+    Sim(std::io::Error),
+}
+
+impl Error {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Config(_) => EXIT_CONFIG,
+            Error::Auth(_) => EXIT_AUTH,
+            _ => EXIT_FAILED_UNITS,
+        }
+    }
+}
+
+/// Result alias of the library's commands.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,427 @@
+//! Decoding an `/api/query` answer straight into per-series columns.
+//!
+//! The answer is a JSON array of series objects whose `dps` is either an object
+//! `{"<ts>": value}` or an array `[[ts, value], ...]` (`arrays=true`). A serde visitor reads it in
+//! one pass into `Vec<i64>` / `Vec<Option<f64>>` with no `serde_json::Value` tree and no
+//! per-point allocation. The rules for odd input are documented on [`DecodeStats`].
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+
+/// One series of an answer: its identity and its points, sorted by time and de-duplicated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesData {
+    /// Metric name as the server returned it.
+    pub metric: String,
+    /// Every tag of the series, sorted by key.
+    pub tags: BTreeMap<String, String>,
+    /// Point times in ms since the epoch, strictly ascending.
+    pub ts: Vec<i64>,
+    /// Point values, `None` where the server sent NaN, null, an infinity or a non-number.
+    pub values: Vec<Option<f64>>,
+}
+
+/// What the decoder did with input that was not a plain in-window point. Each counter has one
+/// documented rule, so the manifest can say exactly what happened to every point received:
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DecodeStats {
+    /// Points kept (rows produced).
+    pub points: u64,
+    /// `"NaN"` or `null` values: kept as a null `value`, never a fake number.
+    pub null_values: u64,
+    /// `±Infinity`, booleans, objects or strings that are not numbers: kept as a null `value`.
+    pub invalid_values: u64,
+    /// Points outside the half-open window `[start, end)` (the server's end is inclusive, and a
+    /// server that ignored `msResolution` shows up here): dropped.
+    pub out_of_window: u64,
+    /// Repeated timestamps within one series: the last one received wins.
+    pub duplicates: u64,
+}
+
+impl DecodeStats {
+    /// Adds another set of counters to this one.
+    pub fn add(&mut self, other: &DecodeStats) {
+        self.points += other.points;
+        self.null_values += other.null_values;
+        self.invalid_values += other.invalid_values;
+        self.out_of_window += other.out_of_window;
+        self.duplicates += other.duplicates;
+    }
+}
+
+/// An answer that is not a valid `/api/query` response.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DecodeError {
+    /// Zero bytes with a 200 status (Erlenmeyer writes the status before encoding).
+    #[error("empty response body")]
+    Empty,
+    /// Not JSON of the expected shape; `snippet` is the start of the body.
+    #[error("malformed query response ({message}); body starts with: {snippet}")]
+    Malformed {
+        /// The JSON parser's message.
+        message: String,
+        /// Up to 200 characters of the body, for the log (the caller scrubs secrets).
+        snippet: String,
+    },
+}
+
+/// Decodes an `/api/query` body, keeping points with `start_ms <= ts < end_ms`.
+pub fn decode_query_response(
+    body: &[u8],
+    start_ms: i64,
+    end_ms: i64,
+) -> Result<(Vec<SeriesData>, DecodeStats), DecodeError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(DecodeError::Empty);
+    }
+    let raw: Vec<RawSeries> = serde_json::from_slice(body).map_err(|e| DecodeError::Malformed {
+        message: e.to_string(),
+        snippet: String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
+    })?;
+    let mut stats = DecodeStats::default();
+    let mut out = Vec::with_capacity(raw.len());
+    for s in raw {
+        // A `{"statsSummary":...}` element (showSummary) has no metric: not a series.
+        let Some(metric) = s.metric else { continue };
+        let mut dps = s.dps;
+        stats.null_values += dps.null_values;
+        stats.invalid_values += dps.invalid_values;
+        let (ts, values, dropped, dups) = normalize(&mut dps.ts, &mut dps.values, start_ms, end_ms);
+        stats.out_of_window += dropped;
+        stats.duplicates += dups;
+        stats.points += ts.len() as u64;
+        if ts.is_empty() {
+            continue;
+        }
+        out.push(SeriesData { metric, tags: s.tags, ts, values });
+    }
+    Ok((out, stats))
+}
+
+/// Clips to `[start, end)`, sorts by time (stable, so among equal times the later one received
+/// stays last) and keeps the last of each run of equal times.
+fn normalize(
+    ts: &mut Vec<i64>,
+    values: &mut Vec<Option<f64>>,
+    start_ms: i64,
+    end_ms: i64,
+) -> (Vec<i64>, Vec<Option<f64>>, u64, u64) {
+    let total = ts.len();
+    let sorted = ts.windows(2).all(|w| w[0] < w[1]);
+    let (mut out_ts, mut out_v);
+    if sorted {
+        out_ts = std::mem::take(ts);
+        out_v = std::mem::take(values);
+        let lo = out_ts.partition_point(|&t| t < start_ms);
+        let hi = out_ts.partition_point(|&t| t < end_ms);
+        out_ts.truncate(hi);
+        out_v.truncate(hi);
+        out_ts.drain(..lo);
+        out_v.drain(..lo);
+        let kept = out_ts.len();
+        return (out_ts, out_v, (total - kept) as u64, 0);
+    }
+    let mut idx: Vec<usize> = (0..total).filter(|&i| ts[i] >= start_ms && ts[i] < end_ms).collect();
+    let dropped = (total - idx.len()) as u64;
+    idx.sort_by_key(|&i| ts[i]);
+    out_ts = Vec::with_capacity(idx.len());
+    out_v = Vec::with_capacity(idx.len());
+    let mut dups = 0u64;
+    for i in idx {
+        if out_ts.last() == Some(&ts[i]) {
+            *out_v.last_mut().expect("same length") = values[i];
+            dups += 1;
+        } else {
+            out_ts.push(ts[i]);
+            out_v.push(values[i]);
+        }
+    }
+    (out_ts, out_v, dropped, dups)
+}
+
+#[derive(Deserialize)]
+struct RawSeries {
+    metric: Option<String>,
+    #[serde(default)]
+    tags: BTreeMap<String, String>,
+    #[serde(default)]
+    dps: Dps,
+}
+
+/// `dps` decoded into columns, in the order received.
+#[derive(Default)]
+struct Dps {
+    ts: Vec<i64>,
+    values: Vec<Option<f64>>,
+    null_values: u64,
+    invalid_values: u64,
+}
+
+impl Dps {
+    fn push(&mut self, ts: i64, v: PointValue) {
+        self.ts.push(ts);
+        match v {
+            PointValue::Number(x) if x.is_finite() => self.values.push(Some(x)),
+            PointValue::Number(_) | PointValue::Invalid => {
+                self.invalid_values += 1;
+                self.values.push(None);
+            }
+            PointValue::Null => {
+                self.null_values += 1;
+                self.values.push(None);
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Dps {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(DpsVisitor)
+    }
+}
+
+struct DpsVisitor;
+
+impl<'de> Visitor<'de> for DpsVisitor {
+    type Value = Dps;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("dps as an object {\"ts\": value} or an array [[ts, value], ...]")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Dps, A::Error> {
+        let mut dps = Dps::default();
+        if let Some(n) = map.size_hint() {
+            dps.ts.reserve(n);
+            dps.values.reserve(n);
+        }
+        while let Some(key) = map.next_key::<TsKey>()? {
+            let v = map.next_value::<PointValue>()?;
+            dps.push(key.0, v);
+        }
+        Ok(dps)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Dps, A::Error> {
+        let mut dps = Dps::default();
+        while let Some(pair) = seq.next_element_seed(PairSeed)? {
+            dps.push(pair.0, pair.1);
+        }
+        Ok(dps)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Dps, E> {
+        Ok(Dps::default())
+    }
+}
+
+/// A `dps` key: an integer timestamp written as a string (object form).
+struct TsKey(i64);
+
+impl<'de> Deserialize<'de> for TsKey {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = TsKey;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an integer timestamp")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<TsKey, E> {
+                s.parse::<i64>()
+                    .map(TsKey)
+                    .map_err(|_| E::custom(format!("dps key '{s}' is not an integer timestamp")))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<TsKey, E> {
+                Ok(TsKey(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<TsKey, E> {
+                i64::try_from(v).map(TsKey).map_err(|_| E::custom("timestamp out of range"))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// One point value as the server wrote it.
+enum PointValue {
+    Number(f64),
+    Null,
+    Invalid,
+}
+
+impl<'de> Deserialize<'de> for PointValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(PointValueVisitor)
+    }
+}
+
+struct PointValueVisitor;
+
+impl<'de> Visitor<'de> for PointValueVisitor {
+    type Value = PointValue;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a number, \"NaN\" or null")
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<PointValue, E> {
+        Ok(PointValue::Number(v))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<PointValue, E> {
+        Ok(PointValue::Number(v as f64))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<PointValue, E> {
+        Ok(PointValue::Number(v as f64))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<PointValue, E> {
+        Ok(PointValue::Null)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<PointValue, E> {
+        Ok(PointValue::Null)
+    }
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<PointValue, E> {
+        // OpenTSDB quotes non-finite doubles ("NaN", "Infinity"); a proxy may quote numbers.
+        if s.eq_ignore_ascii_case("nan") {
+            return Ok(PointValue::Null);
+        }
+        match s.trim().parse::<f64>() {
+            Ok(x) if x.is_finite() => Ok(PointValue::Number(x)),
+            _ => Ok(PointValue::Invalid),
+        }
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<PointValue, E> {
+        Ok(PointValue::Invalid)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<PointValue, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(PointValue::Invalid)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<PointValue, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(PointValue::Invalid)
+    }
+}
+
+/// One `[ts, value]` pair of the array form.
+struct PairSeed;
+
+impl<'de> DeserializeSeed<'de> for PairSeed {
+    type Value = (i64, PointValue);
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = (i64, PointValue);
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a [timestamp, value] pair")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let ts: TsKey = seq.next_element()?.ok_or_else(|| de::Error::invalid_length(0, &self))?;
+                let v: PointValue = seq.next_element()?.ok_or_else(|| de::Error::invalid_length(1, &self))?;
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok((ts.0, v))
+            }
+        }
+        d.deserialize_seq(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn decode(body: &str) -> (Vec<SeriesData>, DecodeStats) {
+        decode_query_response(body.as_bytes(), 0, i64::MAX).unwrap()
+    }
+
+    #[test]
+    fn object_form_with_every_value_kind() {
+        let (s, st) = decode(
+            r#"[{"metric":"m","tags":{"vm":"vm-1","env":"prod"},"aggregateTags":[],"query":{"index":0},
+               "dps":{"1000":1,"2000":2.5,"3000":"NaN","4000":null,"5000":"Infinity","6000":true,"7000":"4.25","8000":1e3}}]"#,
+        );
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].metric, "m");
+        assert_eq!(s[0].tags.get("env").map(String::as_str), Some("prod"));
+        assert_eq!(s[0].ts, [1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000]);
+        assert_eq!(
+            s[0].values,
+            [Some(1.0), Some(2.5), None, None, None, None, Some(4.25), Some(1000.0)]
+        );
+        assert_eq!(st.null_values, 2);
+        assert_eq!(st.invalid_values, 2);
+        assert_eq!(st.points, 8);
+    }
+
+    #[test]
+    fn array_form() {
+        let (s, _) = decode(r#"[{"metric":"m","tags":{},"dps":[[1000,1],[2000,"NaN"],[3000,3.5]]}]"#);
+        assert_eq!(s[0].ts, [1000, 2000, 3000]);
+        assert_eq!(s[0].values, [Some(1.0), None, Some(3.5)]);
+    }
+
+    #[test]
+    fn clips_half_open_sorts_numerically_and_keeps_last_duplicate() {
+        // Go sorts map keys as strings: "10000" < "9000". The end (10000) is inclusive on the
+        // server but belongs to the next window here.
+        let body = r#"[{"metric":"m","tags":{},"dps":{"10000":9,"5000":1,"9000":2,"4000":0,"9000":3}}]"#;
+        let (s, st) = decode_query_response(body.as_bytes(), 5000, 10000).unwrap();
+        assert_eq!(s[0].ts, [5000, 9000]);
+        assert_eq!(s[0].values, [Some(1.0), Some(3.0)]);
+        assert_eq!(st.out_of_window, 2);
+        assert_eq!(st.duplicates, 1);
+    }
+
+    #[test]
+    fn empty_answers_and_summary_elements() {
+        assert!(decode("[]").0.is_empty());
+        let (s, _) = decode(r#"[{"metric":"m","tags":{},"dps":{}},{"statsSummary":{"x":1}}]"#);
+        assert!(s.is_empty());
+        assert!(matches!(decode_query_response(b"", 0, 1), Err(DecodeError::Empty)));
+        assert!(matches!(
+            decode_query_response(b"<html>502</html>", 0, 1),
+            Err(DecodeError::Malformed { .. })
+        ));
+        assert!(decode_query_response(br#"[{"metric":"m","dps":{"x1":1}}]"#, 0, 1).is_err());
+        assert!(decode_query_response(br#"[{"metric":"m","dps":{"1":1}"#, 0, 1).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn decoded_series_are_sorted_unique_and_in_window(
+            pts in proptest::collection::vec((0i64..1000, proptest::option::of(-1e6f64..1e6)), 0..60),
+            start in 0i64..500, len in 1i64..600,
+        ) {
+            let body = format!(
+                "[{{\"metric\":\"m\",\"tags\":{{}},\"dps\":{{{}}}}}]",
+                pts.iter()
+                    .map(|(t, v)| format!("\"{t}\":{}", v.map_or("null".to_string(), |x| format!("{x:?}"))))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
+            let (s, st) = decode_query_response(body.as_bytes(), start, start + len).unwrap();
+            let mut expected: BTreeMap<i64, Option<f64>> = BTreeMap::new();
+            for (t, v) in &pts {
+                if *t >= start && *t < start + len {
+                    expected.insert(*t, *v);
+                }
+            }
+            let got: BTreeMap<i64, Option<f64>> = s.iter()
+                .flat_map(|s| s.ts.iter().copied().zip(s.values.iter().copied()))
+                .collect();
+            prop_assert_eq!(&got, &expected);
+            prop_assert_eq!(st.points as usize, expected.len());
+            for series in &s {
+                prop_assert!(series.ts.windows(2).all(|w| w[0] < w[1]));
+            }
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(body in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = decode_query_response(&body, 0, 100);
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! Extract: talking to the OpenTSDB-compatible endpoint and decoding its answers.
+//!
+//! - [`client`]: requests, retries, splitting of too-large windows.
+//! - [`decode`]: `dps` straight into columns.
+//! - [`retry`]: failure classes and backoff.
+//! - [`ratelimit`]: request start spacing.
+
+pub mod client;
+pub mod decode;
+pub mod ratelimit;
+pub mod retry;
+
+pub use client::{FetchError, MetricsClient, RawAnswer};
+pub use decode::{DecodeStats, SeriesData};

@@ -1,0 +1,13 @@
+//! Load: Parquet files through `object_store` (local disk or S3), the ledger and run manifests.
+//!
+//! - [`store`]: a sink URL into an object store and a key prefix.
+//! - [`partition`]: Hive-style partition paths and deterministic file names.
+//! - [`writer`]: one Parquet file, written whole or not at all.
+//! - [`state`]: the ledger (`_state/<pipeline>.json`) and run manifests (`_runs/<id>.json`).
+
+pub mod partition;
+pub mod state;
+pub mod store;
+pub mod writer;
+
+pub use store::Sink;

@@ -1,0 +1,121 @@
+//! Partition paths and file names (design §4):
+//! `<table>/[metric=<m>/]date=YYYY-MM-DD/part-<window-start>-<window-end>.parquet`.
+//!
+//! Names are a pure function of (table, partition, window), so a rerun of a window replaces
+//! its files instead of adding copies.
+
+use crate::config::PartitionKey;
+use crate::semantics::time::format_window_stamp;
+
+/// Escapes a partition value the way Hive and Spark do (`ExternalCatalogUtils.escapePathName`):
+/// `%XX` for control characters and `"#%'*/:=?\{[]^`, so any value is one path segment that
+/// both engines decode back to the original.
+pub fn escape_path_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        let needs = c.is_ascii_control()
+            || matches!(c, '"' | '#' | '%' | '\'' | '*' | '/' | ':' | '=' | '?' | '\\' | '{' | '[' | ']' | '^');
+        if needs {
+            out.push_str(&format!("%{:02X}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    if out.is_empty() {
+        // Hive's name for an empty or null partition value.
+        out.push_str("__HIVE_DEFAULT_PARTITION__");
+    }
+    out
+}
+
+/// Reverses [`escape_path_value`].
+pub fn unescape_path_value(segment: &str) -> String {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = |b: u8| (b as char).to_digit(16);
+            if let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((hi * 16 + lo) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The `YYYY-MM-DD` UTC date of a day start in ms.
+pub fn date_string(day_start_ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(day_start_ms)
+        .map(|d| d.format("%Y-%m-%d").to_string())
+        .unwrap_or_else(|| "invalid-date".into())
+}
+
+/// The partition directory of a row group: `<table>/[metric=<m>/]date=<d>`.
+pub fn partition_dir(table: &str, keys: &[PartitionKey], metric: &str, day_start_ms: i64) -> String {
+    let mut dir = table.to_string();
+    for k in keys {
+        match k {
+            PartitionKey::Metric => {
+                dir.push_str("/metric=");
+                dir.push_str(&escape_path_value(metric));
+            }
+            PartitionKey::Date => {
+                dir.push_str("/date=");
+                dir.push_str(&date_string(day_start_ms));
+            }
+        }
+    }
+    dir
+}
+
+/// The file name of a window's part: `part-<start>-<end>.parquet` in `YYYYMMDDTHHMMSSZ`.
+pub fn part_file_name(window_start_ms: i64, window_end_ms: i64) -> String {
+    format!(
+        "part-{}-{}.parquet",
+        format_window_stamp(window_start_ms),
+        format_window_stamp(window_end_ms)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn escapes_like_hive() {
+        assert_eq!(escape_path_value("vscope.vm.cpu.usage.perc"), "vscope.vm.cpu.usage.perc");
+        assert_eq!(escape_path_value("a/b=c%d"), "a%2Fb%3Dc%25d");
+        assert_eq!(escape_path_value("été 🙂"), "été 🙂");
+        assert_eq!(escape_path_value("x\ny"), "x%0Ay");
+        assert_eq!(escape_path_value(""), "__HIVE_DEFAULT_PARTITION__");
+    }
+
+    #[test]
+    fn paths_follow_the_layout() {
+        let day = 1_793_491_200_000; // 2026-11-01
+        assert_eq!(partition_dir("vm_metrics", &[PartitionKey::Date], "m", day), "vm_metrics/date=2026-11-01");
+        assert_eq!(
+            partition_dir("vm_metrics", &[PartitionKey::Metric, PartitionKey::Date], "a/b", day),
+            "vm_metrics/metric=a%2Fb/date=2026-11-01"
+        );
+        assert_eq!(
+            part_file_name(day, day + 21_600_000),
+            "part-20261101T000000Z-20261101T060000Z.parquet"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn escape_round_trips_and_stays_one_segment(s in "\\PC{1,40}") {
+            let e = escape_path_value(&s);
+            prop_assert!(!e.contains('/'));
+            prop_assert_eq!(unescape_path_value(&e), s);
+        }
+    }
+}

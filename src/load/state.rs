@@ -1,0 +1,278 @@
+//! The ledger (`_state/<pipeline>.json`: which windows are committed, and the watermark) and
+//! run manifests (`_runs/<run-id>.json`: what one run planned, wrote and failed).
+//!
+//! A window is recorded only after its files for every table are written, so the ledger never
+//! claims data that is not there; a crash before that leaves the window to the next run.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::store::{Sink, StoreError};
+use super::writer::WrittenFile;
+use crate::extract::DecodeStats;
+use crate::semantics::time::{format_rfc3339, format_window_stamp};
+
+/// Ledger format version, bumped on incompatible changes.
+pub const LEDGER_VERSION: u32 = 1;
+
+/// One committed window.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CommittedWindow {
+    /// Window start (RFC 3339).
+    pub start: String,
+    /// Window end, exclusive (RFC 3339).
+    pub end: String,
+    /// Window start in ms.
+    pub start_ms: i64,
+    /// Window end in ms.
+    pub end_ms: i64,
+    /// Data was fetched only up to here (< `end_ms` for a window still open at run time).
+    pub fetched_until_ms: i64,
+    /// True when the whole window was fetched.
+    pub complete: bool,
+    /// Run that committed it.
+    pub run_id: String,
+    /// When it was committed (RFC 3339).
+    pub committed_at: String,
+    /// Rows and files per table (a table with no rows has no files: complete-empty).
+    pub tables: BTreeMap<String, TableWindow>,
+}
+
+/// A table's share of a committed window.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct TableWindow {
+    /// Rows written.
+    pub rows: u64,
+    /// Files written, relative to the sink.
+    pub files: Vec<String>,
+}
+
+/// The state of a pipeline in its sink.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Ledger {
+    /// Format version.
+    pub version: u32,
+    /// Pipeline name.
+    pub pipeline: String,
+    /// End of committed, complete data: every window before it that any run planned is committed.
+    pub watermark_ms: Option<i64>,
+    /// The watermark in RFC 3339.
+    pub watermark: Option<String>,
+    /// Committed windows by `<start>-<end>` stamp.
+    pub windows: BTreeMap<String, CommittedWindow>,
+}
+
+impl Ledger {
+    /// An empty ledger.
+    pub fn new(pipeline: &str) -> Ledger {
+        Ledger {
+            version: LEDGER_VERSION,
+            pipeline: pipeline.to_string(),
+            watermark_ms: None,
+            watermark: None,
+            windows: BTreeMap::new(),
+        }
+    }
+
+    /// The key of a window: `YYYYMMDDTHHMMSSZ-YYYYMMDDTHHMMSSZ`.
+    pub fn window_key(start_ms: i64, end_ms: i64) -> String {
+        format!("{}-{}", format_window_stamp(start_ms), format_window_stamp(end_ms))
+    }
+
+    /// The object key of a pipeline's ledger.
+    pub fn path(pipeline: &str) -> String {
+        format!("_state/{pipeline}.json")
+    }
+
+    /// Reads the ledger of `pipeline`, or an empty one.
+    pub async fn load(sink: &Sink, pipeline: &str) -> Result<Ledger, LedgerError> {
+        match sink.get_opt(&Ledger::path(pipeline)).await? {
+            None => Ok(Ledger::new(pipeline)),
+            Some(bytes) => {
+                let ledger: Ledger = serde_json::from_slice(&bytes).map_err(|e| LedgerError::Corrupt {
+                    path: Ledger::path(pipeline),
+                    message: e.to_string(),
+                })?;
+                if ledger.version != LEDGER_VERSION {
+                    return Err(LedgerError::Corrupt {
+                        path: Ledger::path(pipeline),
+                        message: format!("version {} is not {LEDGER_VERSION}", ledger.version),
+                    });
+                }
+                Ok(ledger)
+            }
+        }
+    }
+
+    /// Writes the ledger in one PUT.
+    pub async fn save(&self, sink: &Sink) -> Result<(), LedgerError> {
+        let text = serde_json::to_vec_pretty(self).expect("ledger serializes");
+        sink.put(&Ledger::path(&self.pipeline), text).await?;
+        Ok(())
+    }
+
+    /// Records a window; moves the watermark forward (never back) to its end when it is complete
+    /// and `contiguous` (every earlier window of the run committed too).
+    pub fn commit(&mut self, window: CommittedWindow, contiguous: bool) {
+        if window.complete && contiguous && self.watermark_ms.is_none_or(|w| w < window.end_ms) {
+            self.watermark_ms = Some(window.end_ms);
+            self.watermark = Some(format_rfc3339(window.end_ms));
+        }
+        self.windows.insert(Ledger::window_key(window.start_ms, window.end_ms), window);
+    }
+
+    /// The committed window with these bounds.
+    pub fn get(&self, start_ms: i64, end_ms: i64) -> Option<&CommittedWindow> {
+        self.windows.get(&Ledger::window_key(start_ms, end_ms))
+    }
+}
+
+/// The ledger could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The ledger exists but is not one we can read.
+    #[error("ledger {path} is not readable ({message}); move it aside to start over")]
+    Corrupt {
+        /// Its key.
+        path: String,
+        /// Why.
+        message: String,
+    },
+}
+
+/// A work unit that failed, named so a person can rerun or investigate it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FailedUnit {
+    /// Metric.
+    pub metric: String,
+    /// Datacenter filter, if any.
+    pub datacenter: Option<String>,
+    /// Window start (RFC 3339).
+    pub window_start: String,
+    /// Window end (RFC 3339).
+    pub window_end: String,
+    /// Why (server messages scrubbed of secrets).
+    pub error: String,
+}
+
+/// What one run did; written to `_runs/<run-id>.json` at the end of every run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Run id (start time and a random suffix).
+    pub run_id: String,
+    /// Pipeline name.
+    pub pipeline: String,
+    /// vscope-etl version.
+    pub tool_version: String,
+    /// Dialect used.
+    pub dialect: String,
+    /// Run start (RFC 3339).
+    pub started: String,
+    /// Run end (RFC 3339).
+    pub finished: String,
+    /// Wall time.
+    pub seconds: f64,
+    /// Requested range start (RFC 3339), after widening to whole windows.
+    pub range_start: String,
+    /// Requested range end (RFC 3339).
+    pub range_end: String,
+    /// Windows planned.
+    pub windows_planned: usize,
+    /// Windows committed.
+    pub windows_committed: usize,
+    /// Work units planned.
+    pub units_planned: usize,
+    /// Work units fetched successfully.
+    pub units_done: usize,
+    /// Series discovered.
+    pub series_discovered: usize,
+    /// Series received.
+    pub series: u64,
+    /// HTTP requests (retries included).
+    pub requests: u64,
+    /// Retries.
+    pub retries: u64,
+    /// Window splits after too-large answers.
+    pub splits: u64,
+    /// Bytes received.
+    pub bytes_received: u64,
+    /// What the decoder did with each point.
+    pub points: DecodeStats,
+    /// Files written.
+    pub files: Vec<WrittenFile>,
+    /// Units that failed.
+    pub failures: Vec<FailedUnit>,
+    /// Why the run stopped early, if it did.
+    pub aborted: Option<String>,
+}
+
+impl Manifest {
+    /// Writes the manifest to `_runs/<run_id>.json`.
+    pub async fn save(&self, sink: &Sink) -> Result<String, StoreError> {
+        let path = format!("_runs/{}.json", self.run_id);
+        sink.put(&path, serde_json::to_vec_pretty(self).expect("manifest serializes")).await?;
+        Ok(path)
+    }
+
+    /// Total rows written.
+    pub fn rows(&self) -> u64 {
+        self.files.iter().map(|f| f.rows).sum()
+    }
+
+    /// Total bytes written.
+    pub fn bytes_written(&self) -> u64 {
+        self.files.iter().map(|f| f.bytes).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn window(start: i64, end: i64, complete: bool) -> CommittedWindow {
+        CommittedWindow {
+            start: format_rfc3339(start),
+            end: format_rfc3339(end),
+            start_ms: start,
+            end_ms: end,
+            fetched_until_ms: end,
+            complete,
+            run_id: "r".into(),
+            committed_at: "now".into(),
+            tables: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn watermark_moves_only_forward_over_complete_contiguous_windows() {
+        let mut l = Ledger::new("p");
+        l.commit(window(0, 10, true), true);
+        assert_eq!(l.watermark_ms, Some(10));
+        l.commit(window(10, 20, false), true);
+        assert_eq!(l.watermark_ms, Some(10));
+        l.commit(window(20, 30, true), false);
+        assert_eq!(l.watermark_ms, Some(10));
+        l.commit(window(30, 40, true), true);
+        assert_eq!(l.watermark_ms, Some(40));
+        l.commit(window(0, 10, true), true);
+        assert_eq!(l.watermark_ms, Some(40));
+        assert!(l.get(10, 20).is_some());
+    }
+
+    #[tokio::test]
+    async fn ledger_round_trips_through_a_sink() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = Sink::open(dir.path().to_str().unwrap()).unwrap();
+        let mut l = Ledger::load(&sink, "p").await.unwrap();
+        assert!(l.windows.is_empty());
+        l.commit(window(0, 86_400_000, true), true);
+        l.save(&sink).await.unwrap();
+        assert_eq!(Ledger::load(&sink, "p").await.unwrap(), l);
+        std::fs::write(dir.path().join("_state/p.json"), b"{").unwrap();
+        assert!(matches!(Ledger::load(&sink, "p").await, Err(LedgerError::Corrupt { .. })));
+    }
+}

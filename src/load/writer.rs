@@ -1,0 +1,189 @@
+//! One Parquet file of one (table, partition, window), written through an object store.
+//!
+//! The file becomes visible whole or not at all: small files are a single PUT, large ones a
+//! multipart upload completed at the end (local disk: a staging file renamed into place), and a
+//! failure aborts the upload. Encodings follow what was measured fastest and smallest
+//! (`reference/performance.md`): ZSTD, delta-encoded `ts`, byte-stream-split doubles,
+//! dictionary-encoded strings.
+
+use arrow::datatypes::{DataType, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use object_store::buffered::BufWriter;
+use parquet::arrow::AsyncArrowWriter;
+use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::file::metadata::{KeyValue, SortingColumn};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
+
+use super::store::Sink;
+use crate::schema::{SchemaMismatch, check_conforms};
+
+/// Writing a Parquet file failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WriteError {
+    /// The batch does not match the declared schema (a bug: nothing is written).
+    #[error(transparent)]
+    Schema(#[from] SchemaMismatch),
+    /// Encoding or uploading failed.
+    #[error("writing {path}: {source}")]
+    Parquet {
+        /// The file being written.
+        path: String,
+        /// The writer's error.
+        source: parquet::errors::ParquetError,
+    },
+}
+
+/// A file that was written and is now visible.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct WrittenFile {
+    /// Key relative to the sink.
+    pub path: String,
+    /// Table it belongs to.
+    pub table: String,
+    /// Rows in the file.
+    pub rows: u64,
+    /// Size in bytes.
+    pub bytes: u64,
+}
+
+/// What goes into every file's key-value metadata and how it is encoded.
+#[derive(Debug, Clone)]
+pub struct FileSettings {
+    /// Pipeline name (recorded in the file).
+    pub pipeline: String,
+    /// ZSTD level.
+    pub zstd_level: i32,
+    /// Rows per row group at most.
+    pub row_group_rows: usize,
+}
+
+/// Writer properties for a table schema: ZSTD, page statistics, rows sorted by the key columns,
+/// DELTA_BINARY_PACKED for `ts`, BYTE_STREAM_SPLIT for doubles, dictionaries for strings.
+pub fn writer_properties(
+    schema: &SchemaRef,
+    settings: &FileSettings,
+    table: &str,
+    window: (i64, i64),
+) -> WriterProperties {
+    let level = ZstdLevel::try_new(settings.zstd_level).unwrap_or_default();
+    let mut b = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(level))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_max_row_group_row_count(Some(settings.row_group_rows))
+        .set_created_by(concat!("vscope-etl ", env!("CARGO_PKG_VERSION")).to_string())
+        .set_key_value_metadata(Some(vec![
+            KeyValue::new("vscope_etl.version".to_string(), env!("CARGO_PKG_VERSION").to_string()),
+            KeyValue::new("vscope_etl.pipeline".to_string(), settings.pipeline.clone()),
+            KeyValue::new("vscope_etl.table".to_string(), table.to_string()),
+            KeyValue::new(
+                "vscope_etl.window".to_string(),
+                format!(
+                    "{}/{}",
+                    crate::semantics::time::format_rfc3339(window.0),
+                    crate::semantics::time::format_rfc3339(window.1)
+                ),
+            ),
+        ]));
+    // Rows are sorted by metric, then the label columns, then ts (design §3).
+    let mut sorting = Vec::new();
+    let idx = |name: &str| schema.index_of(name).ok().map(|i| i as i32);
+    let labels: Vec<i32> = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| f.data_type() == &DataType::Utf8)
+        .map(|(i, _)| i as i32)
+        .collect();
+    for i in labels.into_iter().chain(idx("ts")) {
+        sorting.push(SortingColumn { column_idx: i, descending: false, nulls_first: true });
+    }
+    b = b.set_sorting_columns(Some(sorting));
+    for f in schema.fields() {
+        let path = ColumnPath::from(f.name().as_str());
+        match f.data_type() {
+            DataType::Timestamp(..) | DataType::Int64 => {
+                b = b
+                    .set_column_dictionary_enabled(path.clone(), false)
+                    .set_column_encoding(path, Encoding::DELTA_BINARY_PACKED);
+            }
+            DataType::Float64 => {
+                b = b
+                    .set_column_dictionary_enabled(path.clone(), false)
+                    .set_column_encoding(path, Encoding::BYTE_STREAM_SPLIT);
+            }
+            _ => {}
+        }
+    }
+    b.build()
+}
+
+/// An open Parquet file being written.
+pub struct PartWriter {
+    relative: String,
+    table: String,
+    declared: SchemaRef,
+    writer: AsyncArrowWriter<BufWriter>,
+    rows: u64,
+}
+
+impl PartWriter {
+    /// Starts a file at `relative` (below the sink) for a table with the `declared` schema.
+    pub fn create(
+        sink: &Sink,
+        relative: String,
+        table: &str,
+        declared: SchemaRef,
+        props: WriterProperties,
+    ) -> Result<PartWriter, WriteError> {
+        let out = BufWriter::new(sink.store.clone(), sink.key(&relative));
+        let writer = AsyncArrowWriter::try_new(out, declared.clone(), Some(props))
+            .map_err(|source| WriteError::Parquet { path: relative.clone(), source })?;
+        Ok(PartWriter { relative, table: table.to_string(), declared, writer, rows: 0 })
+    }
+
+    /// Appends a batch; it must match the declared schema exactly.
+    pub async fn write(&mut self, batch: &RecordBatch) -> Result<(), WriteError> {
+        check_conforms(&self.table, &self.declared, &batch.schema())?;
+        self.writer
+            .write(batch)
+            .await
+            .map_err(|source| WriteError::Parquet { path: self.relative.clone(), source })?;
+        self.rows += batch.num_rows() as u64;
+        Ok(())
+    }
+
+    /// Rows written so far.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Writes the footer and completes the upload: the file is visible when this returns Ok.
+    /// On error the upload is aborted, so nothing partial stays behind.
+    pub async fn finish(mut self) -> Result<WrittenFile, WriteError> {
+        match self.writer.finish().await {
+            Ok(_) => Ok(WrittenFile {
+                bytes: self.writer.bytes_written() as u64,
+                path: self.relative,
+                table: self.table,
+                rows: self.rows,
+            }),
+            Err(source) => {
+                let mut inner = self.writer.into_inner();
+                if let Err(e) = inner.abort().await {
+                    tracing::warn!(path = %self.relative, error = %e, "aborting a failed upload failed too");
+                }
+                Err(WriteError::Parquet { path: self.relative, source })
+            }
+        }
+    }
+
+    /// Abandons the file: the upload is aborted and no object appears.
+    pub async fn abort(self) {
+        let mut inner = self.writer.into_inner();
+        if let Err(e) = inner.abort().await {
+            tracing::warn!(path = %self.relative, error = %e, "aborting an upload failed");
+        }
+    }
+}

@@ -1,0 +1,649 @@
+//! The run: plan → extract → transform → load → commit, one window at a time.
+//!
+//! Inside a window, units (one `/api/query` per metric and datacenter) are fetched with bounded
+//! concurrency and consumed in plan order, so rows reach each table already sorted and memory
+//! holds one metric's answers at a time, not the whole window. A window's files are completed
+//! only when every unit of the window succeeded; then the ledger records it. A failed unit
+//! aborts its window's uploads (nothing half-written becomes visible) and the run goes on with
+//! the next window.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use futures::StreamExt;
+use tokio::sync::watch;
+
+use crate::catalogue::Component;
+use crate::config::{DialectChoice, Discovery, Endpoint, PartitionKey, Pipeline, TableSpec};
+use crate::error::{EXIT_FAILED_UNITS, EXIT_OK, Error, Result};
+use crate::extract::retry::FailureClass;
+use crate::extract::{DecodeStats, FetchError, MetricsClient, SeriesData};
+use crate::load::partition::{part_file_name, partition_dir};
+use crate::load::state::{CommittedWindow, FailedUnit, Ledger, Manifest, TableWindow};
+use crate::load::writer::{FileSettings, PartWriter, WriteError, WrittenFile, writer_properties};
+use crate::load::Sink;
+use crate::plan::{Plan, Shard, Unit, Window, pipeline_metrics, plan_windows};
+use crate::schema::{raw_schema, raw_table_decl, rollup_schema};
+use crate::semantics::time::{format_rfc3339, format_window_stamp};
+use crate::sim::SimHandle;
+use crate::transform::{RawBatchBuilder, RollupBatchBuilder, day_runs, sort_series, DAY_MS};
+
+/// Rows buffered per partition before a batch goes to the Parquet writer.
+const BATCH_ROWS: usize = 65_536;
+
+/// Run-time choices that are not part of the pipeline (flags).
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Overrides `scope.start`.
+    pub start: Option<String>,
+    /// Overrides `scope.end`.
+    pub end: Option<String>,
+    /// Handle only this shard of the windows.
+    pub shard: Option<Shard>,
+    /// Plan only: no data request, no file.
+    pub dry_run: bool,
+}
+
+/// Progress notifications, for a terminal display.
+#[derive(Debug, Clone)]
+pub enum Progress {
+    /// The plan is known.
+    Planned {
+        /// Windows to process.
+        windows: usize,
+        /// Units in all windows.
+        units: usize,
+    },
+    /// A unit's answer was received and decoded.
+    UnitDone {
+        /// Points it brought.
+        points: u64,
+    },
+    /// A window ended.
+    WindowDone {
+        /// Its start.
+        start_ms: i64,
+        /// Whether it was committed.
+        committed: bool,
+    },
+}
+
+/// Receives [`Progress`] events.
+pub type ProgressFn = Arc<dyn Fn(&Progress) + Send + Sync>;
+
+/// A client connected to the configured endpoint (and the simulator behind it, when built in).
+pub struct Connection {
+    /// The metrics client, dialect decided.
+    pub client: MetricsClient,
+    /// The in-process simulator, kept alive as long as the connection.
+    pub sim: Option<SimHandle>,
+}
+
+/// Starts the simulator if the pipeline asks for it, builds the client and decides the dialect.
+pub async fn connect(pipeline: &Pipeline) -> Result<Connection> {
+    let source = &pipeline.source;
+    let (base, sim) = match &source.endpoint {
+        Endpoint::Url(u) => (u.clone(), None),
+        Endpoint::Sim(cfg) => {
+            let mut cfg = (**cfg).clone();
+            if !source.token.is_empty() {
+                cfg.token = Some(source.token.expose().to_string());
+            }
+            let handle = crate::sim::start(cfg, ([127, 0, 0, 1], 0).into()).await.map_err(Error::Sim)?;
+            let base = url::Url::parse(&handle.base_url()).expect("simulator URL is valid");
+            (base, Some(handle))
+        }
+    };
+    let initial = match source.dialect {
+        DialectChoice::Fixed(d) => d,
+        DialectChoice::Auto => crate::dialect::Dialect::Ovh,
+    };
+    let mut client = MetricsClient::new(source, base, initial).map_err(Error::Fetch)?;
+    if source.dialect == DialectChoice::Auto {
+        let d = client.detect_dialect().await.map_err(fatal_fetch)?;
+        tracing::info!(dialect = %d, "detected server dialect (source.dialect = \"auto\")");
+        client.set_dialect(d);
+    }
+    Ok(Connection { client, sim })
+}
+
+fn fatal_fetch(e: FetchError) -> Error {
+    if e.class() == FailureClass::Auth { Error::Auth(e) } else { Error::Fetch(e) }
+}
+
+/// Resolves the time range and discovers series: the full plan, without fetching data.
+pub async fn build_plan(pipeline: &Pipeline, client: &MetricsClient, opts: &RunOptions, now_ms: i64) -> Result<Plan> {
+    let mut scope = pipeline.scope.clone();
+    if let Some(s) = &opts.start {
+        scope.start = s.clone();
+    }
+    if let Some(e) = &opts.end {
+        scope.end = e.clone();
+    }
+    let (start, end) = scope.resolve_range(now_ms)?;
+    let windows = plan_windows(start, end, scope.window_ms, now_ms, opts.shard);
+    let mut metrics = pipeline_metrics(pipeline);
+    if pipeline.source.discovery == Discovery::Lookup {
+        let lookups = futures::stream::iter(metrics.iter().map(|m| m.metric.clone()))
+            .map(|metric| async move { (client.lookup(&metric).await, metric) })
+            .buffered(pipeline.source.concurrency)
+            .collect::<Vec<_>>()
+            .await;
+        for (m, (result, _)) in metrics.iter_mut().zip(lookups) {
+            match result {
+                Ok(tag_sets) => {
+                    let mut dcs: Vec<String> = tag_sets.iter().filter_map(|t| t.get("datacenter").cloned()).collect();
+                    dcs.sort();
+                    dcs.dedup();
+                    m.series = Some(tag_sets.len());
+                    m.datacenters = Some(dcs);
+                }
+                // OpenTSDB answers 400 "No such name" for a metric it never stored (e.g. an
+                // undocumented one): that metric simply has no series here.
+                Err(FetchError::Status { status: 400 | 404, ref body, .. }) if body.contains("No such name") => {
+                    tracing::info!(metric = %m.metric, "metric unknown to the server, nothing to extract");
+                    m.series = Some(0);
+                    m.datacenters = Some(Vec::new());
+                }
+                Err(e) => return Err(fatal_fetch(e)),
+            }
+        }
+    }
+    let range_start_ms = windows.first().map_or(start, |w| w.start_ms);
+    let range_end_ms = windows.last().map_or(end, |w| w.end_ms);
+    Ok(Plan { range_start_ms, range_end_ms, windows, metrics })
+}
+
+/// What a run did.
+#[derive(Debug)]
+pub struct RunReport {
+    /// The manifest (also written to the sink unless dry-run).
+    pub manifest: Manifest,
+    /// Where the manifest was written.
+    pub manifest_path: Option<String>,
+    /// The plan executed.
+    pub plan: Plan,
+    /// Process exit code: 0, or 1 when units failed or the run was stopped.
+    pub exit_code: u8,
+}
+
+/// Per-run shared state for window processing.
+struct RunCtx<'a> {
+    pipeline: &'a Pipeline,
+    client: &'a MetricsClient,
+    sink: &'a Sink,
+    plan: &'a Plan,
+    settings: FileSettings,
+    progress: ProgressFn,
+}
+
+/// Runs a pipeline: the whole extract-transform-load of its range, window by window.
+/// `cancel` turning true (SIGINT/SIGTERM) stops the run after aborting the current window.
+pub async fn run(
+    pipeline: &Pipeline,
+    opts: &RunOptions,
+    progress: ProgressFn,
+    mut cancel: watch::Receiver<bool>,
+) -> Result<RunReport> {
+    let started = Instant::now();
+    let started_at = chrono::Utc::now();
+    let now_ms = started_at.timestamp_millis();
+    let run_id = format!("{}-{:08x}", format_window_stamp(now_ms), fastrand::u32(..));
+    let sink = Sink::open(&pipeline.sink.url)?;
+    let conn = connect(pipeline).await?;
+    let client = &conn.client;
+    let plan = build_plan(pipeline, client, opts, now_ms).await?;
+    let units_per_window = plan.units().len();
+    progress(&Progress::Planned { windows: plan.windows.len(), units: plan.total_units() });
+
+    let mut manifest = Manifest {
+        run_id: run_id.clone(),
+        pipeline: pipeline.name.clone(),
+        tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        dialect: client.dialect().to_string(),
+        started: format_rfc3339(now_ms),
+        finished: String::new(),
+        seconds: 0.0,
+        range_start: format_rfc3339(plan.range_start_ms),
+        range_end: format_rfc3339(plan.range_end_ms),
+        windows_planned: plan.windows.len(),
+        windows_committed: 0,
+        units_planned: plan.total_units(),
+        units_done: 0,
+        series_discovered: plan.series_discovered(),
+        series: 0,
+        requests: 0,
+        retries: 0,
+        splits: 0,
+        bytes_received: 0,
+        points: DecodeStats::default(),
+        files: Vec::new(),
+        failures: Vec::new(),
+        aborted: None,
+    };
+    if opts.dry_run {
+        finish_manifest(&mut manifest, client, started);
+        return Ok(RunReport { manifest, manifest_path: None, plan, exit_code: EXIT_OK });
+    }
+
+    let mut ledger = Ledger::load(&sink, &pipeline.name).await?;
+    let ctx = RunCtx {
+        pipeline,
+        client,
+        sink: &sink,
+        plan: &plan,
+        settings: FileSettings {
+            pipeline: pipeline.name.clone(),
+            zstd_level: pipeline.sink.zstd_level,
+            row_group_rows: pipeline.sink.row_group_rows,
+        },
+        progress: progress.clone(),
+    };
+    let mut contiguous = true;
+    for window in &plan.windows {
+        if *cancel.borrow() {
+            manifest.aborted = Some("stopped by a signal before all windows were processed".into());
+            break;
+        }
+        let outcome = process_window(&ctx, window, &mut cancel).await;
+        manifest.series += outcome.series;
+        manifest.points.add(&outcome.stats);
+        manifest.units_done += outcome.units_done;
+        let window_start = format_rfc3339(window.start_ms);
+        let window_end = format_rfc3339(window.end_ms);
+        for (unit, err) in &outcome.failures {
+            manifest.failures.push(FailedUnit {
+                metric: plan.metrics[unit.metric].metric.clone(),
+                datacenter: unit.datacenter.clone(),
+                window_start: window_start.clone(),
+                window_end: window_end.clone(),
+                error: err.clone(),
+            });
+        }
+        match outcome.result {
+            WindowResult::Written(tables) => {
+                let mut committed_tables = BTreeMap::new();
+                for (name, files) in tables {
+                    let entry: &mut TableWindow = committed_tables.entry(name).or_default();
+                    for f in files {
+                        entry.rows += f.rows;
+                        entry.files.push(f.path.clone());
+                        manifest.files.push(f);
+                    }
+                }
+                ledger.commit(
+                    CommittedWindow {
+                        start: window_start,
+                        end: window_end,
+                        start_ms: window.start_ms,
+                        end_ms: window.end_ms,
+                        fetched_until_ms: window.fetch_end_ms,
+                        complete: window.complete(),
+                        run_id: run_id.clone(),
+                        committed_at: format_rfc3339(chrono::Utc::now().timestamp_millis()),
+                        tables: committed_tables,
+                    },
+                    contiguous,
+                );
+                ledger.save(&sink).await?;
+                manifest.windows_committed += 1;
+                progress(&Progress::WindowDone { start_ms: window.start_ms, committed: true });
+            }
+            WindowResult::Failed => {
+                contiguous = false;
+                progress(&Progress::WindowDone { start_ms: window.start_ms, committed: false });
+            }
+            WindowResult::AuthRefused(e) => {
+                manifest.aborted = Some(format!("authentication refused: {e}"));
+                finish_manifest(&mut manifest, client, started);
+                manifest.save(&sink).await?;
+                return Err(Error::Auth(e));
+            }
+            WindowResult::Cancelled => {
+                manifest.aborted = Some("stopped by a signal; the current window was abandoned".into());
+                break;
+            }
+            WindowResult::WriteFailed(e) => {
+                contiguous = false;
+                manifest.failures.push(FailedUnit {
+                    metric: "*".into(),
+                    datacenter: None,
+                    window_start: format_rfc3339(window.start_ms),
+                    window_end: format_rfc3339(window.end_ms),
+                    error: e.to_string(),
+                });
+                progress(&Progress::WindowDone { start_ms: window.start_ms, committed: false });
+            }
+        }
+    }
+    let _ = units_per_window;
+    finish_manifest(&mut manifest, client, started);
+    let manifest_path = manifest.save(&sink).await?;
+    let exit_code = if manifest.failures.is_empty() && manifest.aborted.is_none() { EXIT_OK } else { EXIT_FAILED_UNITS };
+    if let Some(sim) = conn.sim {
+        sim.shutdown().await;
+    }
+    Ok(RunReport { manifest, manifest_path: Some(manifest_path), plan, exit_code })
+}
+
+fn finish_manifest(manifest: &mut Manifest, client: &MetricsClient, started: Instant) {
+    let stats = client.stats();
+    manifest.requests = stats.requests.load(Ordering::Relaxed);
+    manifest.retries = stats.retries.load(Ordering::Relaxed);
+    manifest.splits = stats.splits.load(Ordering::Relaxed);
+    manifest.bytes_received = stats.bytes.load(Ordering::Relaxed);
+    manifest.finished = format_rfc3339(chrono::Utc::now().timestamp_millis());
+    manifest.seconds = started.elapsed().as_secs_f64();
+}
+
+enum WindowResult {
+    /// Every table's files, by table name.
+    Written(BTreeMap<String, Vec<WrittenFile>>),
+    /// A unit failed; nothing of the window was published.
+    Failed,
+    /// The token was refused: stop the run.
+    AuthRefused(FetchError),
+    /// A signal arrived.
+    Cancelled,
+    /// Writing failed.
+    WriteFailed(WriteError),
+}
+
+struct WindowOutcome {
+    result: WindowResult,
+    failures: Vec<(Unit, String)>,
+    units_done: usize,
+    series: u64,
+    stats: DecodeStats,
+}
+
+async fn process_window(ctx: &RunCtx<'_>, window: &Window, cancel: &mut watch::Receiver<bool>) -> WindowOutcome {
+    let plan = ctx.plan;
+    let units = plan.units();
+    let client = ctx.client;
+    let mut outcome = WindowOutcome {
+        result: WindowResult::Failed,
+        failures: Vec::new(),
+        units_done: 0,
+        series: 0,
+        stats: DecodeStats::default(),
+    };
+    let mut writers: Vec<TableWindowWriter> = ctx
+        .pipeline
+        .tables
+        .iter()
+        .map(|t| TableWindowWriter::new(t, ctx, window))
+        .collect();
+    let mut fetches = futures::stream::iter(units.into_iter())
+        .map(|unit| async move {
+            let metric = &plan.metrics[unit.metric].metric;
+            let r = client.query_raw(metric, unit.datacenter.as_deref(), window.start_ms, window.fetch_end_ms).await;
+            (unit, r)
+        })
+        .buffered(ctx.pipeline.source.concurrency);
+
+    let mut current: Option<usize> = None;
+    let mut pending: Vec<SeriesData> = Vec::new();
+    loop {
+        let next = tokio::select! {
+            biased;
+            _ = cancel.changed() => None,
+            n = fetches.next() => Some(n),
+        };
+        let Some(next) = next else {
+            abort_all(writers).await;
+            outcome.result = WindowResult::Cancelled;
+            return outcome;
+        };
+        let (boundary, item) = match next {
+            Some((unit, r)) => (current.is_some_and(|c| c != unit.metric), Some((unit, r))),
+            None => (true, None),
+        };
+        if boundary && let Some(m) = current.take() {
+            let metric_plan = &plan.metrics[m];
+            sort_series(&mut pending, &raw_table_decl(metric_plan.component).label_columns());
+            for &t in &metric_plan.tables {
+                if let Err(e) = writers[t].append(&pending).await {
+                    abort_all(writers).await;
+                    outcome.result = WindowResult::WriteFailed(e);
+                    return outcome;
+                }
+            }
+            pending.clear();
+        }
+        let Some((unit, result)) = item else { break };
+        match result {
+            Ok(answer) => {
+                (ctx.progress)(&Progress::UnitDone { points: answer.stats.points });
+                outcome.units_done += 1;
+                outcome.series += answer.series.len() as u64;
+                outcome.stats.add(&answer.stats);
+                current = Some(unit.metric);
+                pending.extend(answer.series);
+            }
+            Err(e) => {
+                tracing::error!(
+                    metric = %plan.metrics[unit.metric].metric,
+                    datacenter = ?unit.datacenter,
+                    window = %format_rfc3339(window.start_ms),
+                    error = %e,
+                    "unit failed; its window will not be committed"
+                );
+                let auth = e.class() == FailureClass::Auth;
+                outcome.failures.push((unit, e.to_string()));
+                abort_all(writers).await;
+                outcome.result = if auth { WindowResult::AuthRefused(e) } else { WindowResult::Failed };
+                return outcome;
+            }
+        }
+    }
+    // Every unit succeeded: publish the files, then remove files a previous run left for
+    // partitions that have no rows now (so a rerun mirrors the server exactly).
+    let mut written = BTreeMap::new();
+    for w in writers {
+        let table = w.spec.name.clone();
+        let stale = w.stale_paths();
+        match w.finish().await {
+            Ok(files) => {
+                written.insert(table, files);
+            }
+            Err(e) => {
+                outcome.result = WindowResult::WriteFailed(e);
+                return outcome;
+            }
+        }
+        for path in stale {
+            if let Err(e) = ctx.sink.delete_if_exists(&path).await {
+                tracing::warn!(path, error = %e, "could not remove a stale file of an earlier run");
+            }
+        }
+    }
+    outcome.result = WindowResult::Written(written);
+    outcome
+}
+
+async fn abort_all(writers: Vec<TableWindowWriter<'_>>) {
+    for w in writers {
+        w.abort().await;
+    }
+}
+
+/// A table's builder and open file for one partition.
+struct PartitionState {
+    builder: Builder,
+    writer: PartWriter,
+}
+
+enum Builder {
+    Raw(RawBatchBuilder),
+    Rollup(Box<RollupBatchBuilder>),
+}
+
+impl Builder {
+    fn len(&self) -> usize {
+        match self {
+            Builder::Raw(b) => b.len(),
+            Builder::Rollup(b) => b.len(),
+        }
+    }
+
+    fn finish(&mut self) -> std::result::Result<arrow::record_batch::RecordBatch, arrow::error::ArrowError> {
+        match self {
+            Builder::Raw(b) => b.finish(),
+            Builder::Rollup(b) => b.finish(),
+        }
+    }
+}
+
+/// Writes one table's files for one window, opening a file per partition on its first row (so
+/// no empty file is ever written).
+struct TableWindowWriter<'a> {
+    spec: &'a TableSpec,
+    ctx: &'a RunCtx<'a>,
+    window: Window,
+    schema: arrow::datatypes::SchemaRef,
+    partitions: BTreeMap<String, PartitionState>,
+}
+
+impl<'a> TableWindowWriter<'a> {
+    fn new(spec: &'a TableSpec, ctx: &'a RunCtx<'a>, window: &Window) -> TableWindowWriter<'a> {
+        let schema = match &spec.rollup {
+            None => raw_schema(spec.component),
+            Some(r) => rollup_schema(spec.component, &r.aggregates),
+        };
+        TableWindowWriter { spec, ctx, window: *window, schema, partitions: BTreeMap::new() }
+    }
+
+    fn partition_path(&self, metric: &str, day_ms: i64) -> String {
+        let dir = partition_dir(&self.spec.name, &self.ctx.pipeline.sink.partition_by, metric, day_ms);
+        format!("{dir}/{}", part_file_name(self.window.start_ms, self.window.end_ms))
+    }
+
+    fn state(&mut self, path: String) -> std::result::Result<&mut PartitionState, WriteError> {
+        if !self.partitions.contains_key(&path) {
+            let props = writer_properties(&self.schema, &self.ctx.settings, &self.spec.name, (self.window.start_ms, self.window.end_ms));
+            let writer = PartWriter::create(self.ctx.sink, path.clone(), &self.spec.name, self.schema.clone(), props)?;
+            let builder = match &self.spec.rollup {
+                None => Builder::Raw(RawBatchBuilder::new(self.spec.component)),
+                Some(r) => Builder::Rollup(Box::new(RollupBatchBuilder::new(self.spec.component, r.clone()))),
+            };
+            self.partitions.insert(path.clone(), PartitionState { builder, writer });
+        }
+        Ok(self.partitions.get_mut(&path).expect("inserted above"))
+    }
+
+    /// Appends the (sorted) series of one metric.
+    async fn append(&mut self, series: &[SeriesData]) -> std::result::Result<(), WriteError> {
+        for s in series {
+            match &self.spec.rollup {
+                None => {
+                    for (day, range) in day_runs(&s.ts) {
+                        let path = self.partition_path(&s.metric, day);
+                        let st = self.state(path)?;
+                        if let Builder::Raw(b) = &mut st.builder {
+                            b.append(s, range);
+                        }
+                        flush_if_full(st).await?;
+                    }
+                }
+                Some(rollup) => {
+                    let mut rows = rollup.output();
+                    rollup.apply_into(&s.ts, &s.values, &mut rows);
+                    for (day, range) in day_runs(&rows.bucket_ts) {
+                        let path = self.partition_path(&s.metric, day);
+                        let st = self.state(path)?;
+                        if let Builder::Rollup(b) = &mut st.builder {
+                            b.append_rows(s, &rows, range);
+                        }
+                        flush_if_full(st).await?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Files of earlier runs for partitions of this window that get no rows now.
+    fn stale_paths(&self) -> Vec<String> {
+        let mut days = Vec::new();
+        let mut d = self.window.start_ms.div_euclid(DAY_MS) * DAY_MS;
+        while d < self.window.end_ms {
+            days.push(d);
+            d += DAY_MS;
+        }
+        let metrics: Vec<&str> = if self.ctx.pipeline.sink.partition_by.contains(&PartitionKey::Metric) {
+            self.spec.metrics.iter().map(String::as_str).collect()
+        } else {
+            vec![""]
+        };
+        let mut out = Vec::new();
+        for m in metrics {
+            for &day in &days {
+                let p = self.partition_path(m, day);
+                if !self.partitions.contains_key(&p) {
+                    out.push(p);
+                }
+            }
+        }
+        out
+    }
+
+    async fn finish(self) -> std::result::Result<Vec<WrittenFile>, WriteError> {
+        let mut files = Vec::new();
+        let mut parts = self.partitions.into_iter();
+        while let Some((_, mut st)) = parts.next() {
+            let r = async {
+                if st.builder.len() > 0 {
+                    let batch = st.builder.finish().map_err(|e| WriteError::Parquet {
+                        path: "batch".into(),
+                        source: parquet::errors::ParquetError::ArrowError(e.to_string()),
+                    })?;
+                    st.writer.write(&batch).await?;
+                }
+                Ok::<_, WriteError>(())
+            }
+            .await;
+            if let Err(e) = r {
+                st.writer.abort().await;
+                for (_, rest) in parts {
+                    rest.writer.abort().await;
+                }
+                return Err(e);
+            }
+            match st.writer.finish().await {
+                Ok(f) => files.push(f),
+                Err(e) => {
+                    for (_, rest) in parts {
+                        rest.writer.abort().await;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(files)
+    }
+
+    async fn abort(self) {
+        for (_, st) in self.partitions {
+            st.writer.abort().await;
+        }
+    }
+}
+
+async fn flush_if_full(st: &mut PartitionState) -> std::result::Result<(), WriteError> {
+    if st.builder.len() >= BATCH_ROWS {
+        let batch = st.builder.finish().map_err(|e| WriteError::Parquet {
+            path: "batch".into(),
+            source: parquet::errors::ParquetError::ArrowError(e.to_string()),
+        })?;
+        st.writer.write(&batch).await?;
+    }
+    Ok(())
+}
+
+/// The component of a table, for callers outside this module.
+pub fn table_component(spec: &TableSpec) -> Component {
+    spec.component
+}

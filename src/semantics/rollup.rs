@@ -1,0 +1,501 @@
+//! Client-side rollups: raw points of one series reduced to fixed, epoch-aligned buckets,
+//! computing every requested aggregate in **one pass** over the points.
+//!
+//! Why client-side: vScope's real endpoint (Erlenmeyer) aligns buckets on the query end and
+//! invents values at the edges (`reference/api.md` §2.3), so we fetch raw points and bucket them
+//! ourselves with OpenTSDB's reference semantics (epoch-aligned `[start, start + interval)`,
+//! stamped with the start). Each aggregate gives exactly what [`Aggregator::aggregate`] gives for
+//! the bucket's values, bit for bit, which the tests check.
+//!
+//! The output is columnar ([`RollupOutput`]) so it maps straight onto Arrow arrays, and a
+//! series can be fed in slices (pages, windows): as long as each slice ends on a bucket
+//! boundary, appending the slices gives the same rows as the whole series at once.
+
+use super::aggregator::{Aggregator, Welford, percentile_of_sorted};
+use super::downsample::bucket_start;
+
+/// What a rollup computes: the bucket length and the aggregates, in column order. Build it with
+/// [`Rollup::new`], which refuses aggregates that mean nothing inside one series' bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rollup {
+    /// Bucket length in ms; buckets are `[k·interval, (k+1)·interval)` since the epoch, UTC.
+    pub interval_ms: i64,
+    /// The aggregates to compute, one output column each, in this order.
+    pub aggregates: Vec<Aggregator>,
+}
+
+/// Why a rollup definition was refused; each message names the offending value and what is
+/// allowed, since it surfaces as a pipeline-file validation error.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RollupError {
+    /// The interval is zero or negative.
+    #[error("invalid rollup interval {interval_ms} ms: must be at least 1 ms")]
+    Interval {
+        /// The interval given, in ms.
+        interval_ms: i64,
+    },
+    /// The list of aggregates is empty, which would give a table with no values.
+    #[error(
+        "a rollup needs at least one aggregate (allowed: avg, min, max, sum, count, first, last, dev, p50, p75, p90, p95, p99, p999)"
+    )]
+    NoAggregates,
+    /// An aggregate that has no meaning of its own inside one series' bucket.
+    #[error(
+        "aggregate '{aggregate}' cannot be used in a rollup: {why} (allowed: avg, min, max, sum, count, first, last, dev, p50, p75, p90, p95, p99, p999)"
+    )]
+    Unsupported {
+        /// The aggregate refused.
+        aggregate: Aggregator,
+        /// Why, in a few words.
+        why: &'static str,
+    },
+    /// The same aggregate twice, which would give two columns with the same name.
+    #[error("aggregate '{aggregate}' is listed twice in the rollup (each gives one column named after it)")]
+    Duplicate {
+        /// The aggregate repeated.
+        aggregate: Aggregator,
+    },
+}
+
+/// One output column. `count` is an integer column (it is a number of points, and an integer
+/// Parquet column compresses and reads better); every other aggregate is a nullable double.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RollupColumn {
+    /// The values of `count`.
+    Int(Vec<i64>),
+    /// The values of any other aggregate. Always `Some` today (a row exists only for a bucket
+    /// with data); `Option` so the column maps onto a nullable Arrow array without a copy.
+    Float(Vec<Option<f64>>),
+}
+
+impl RollupColumn {
+    /// Number of rows in the column.
+    pub fn len(&self) -> usize {
+        match self {
+            RollupColumn::Int(v) => v.len(),
+            RollupColumn::Float(v) => v.len(),
+        }
+    }
+
+    /// True when the column has no rows.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Rollup rows in columnar form: one bucket timestamp per row, then one column per aggregate
+/// in the order of [`Rollup::aggregates`]. Reused across calls to avoid reallocation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RollupOutput {
+    /// Start of each bucket, ms since the epoch (UTC).
+    pub bucket_ts: Vec<i64>,
+    /// One column per aggregate, in the rollup's order.
+    pub columns: Vec<RollupColumn>,
+}
+
+impl RollupOutput {
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.bucket_ts.len()
+    }
+
+    /// True when there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.bucket_ts.is_empty()
+    }
+
+    /// Removes every row, keeping the column kinds and the allocations.
+    pub fn clear(&mut self) {
+        self.bucket_ts.clear();
+        for col in &mut self.columns {
+            match col {
+                RollupColumn::Int(v) => v.clear(),
+                RollupColumn::Float(v) => v.clear(),
+            }
+        }
+    }
+}
+
+/// The running state of one bucket: every aggregate's accumulator at once, so that a single
+/// pass serves all of them. Plain numbers, no allocation; percentiles use the caller's scratch.
+#[derive(Debug, Clone, Copy)]
+struct Accumulator {
+    first: f64,
+    last: f64,
+    sum: f64,
+    min: f64,
+    max: f64,
+    count: u64,
+    dev: Welford,
+}
+
+impl Accumulator {
+    /// Starts a bucket with its first value (the order of additions matches
+    /// [`Aggregator::aggregate`], so sums are bit-identical).
+    fn new(v: f64) -> Accumulator {
+        Accumulator {
+            first: v,
+            last: v,
+            sum: v,
+            min: v,
+            max: v,
+            count: 1,
+            dev: Welford::new(v),
+        }
+    }
+
+    fn push(&mut self, v: f64) {
+        self.last = v;
+        self.sum += v;
+        if v < self.min {
+            self.min = v;
+        }
+        if v > self.max {
+            self.max = v;
+        }
+        self.count += 1;
+        self.dev.push(v);
+    }
+}
+
+impl Rollup {
+    /// Validates and builds a rollup. Refuses a non-positive interval, an empty or repeated
+    /// aggregate list, and `none`, `zimsum`, `mimmin`, `mimmax`: inside one series' bucket the
+    /// last three are just `sum`, `min`, `max` (they differ only in group-by), and `none` is not
+    /// an aggregation. Refusing them keeps table schemas free of duplicate meanings.
+    pub fn new(interval_ms: i64, aggregates: Vec<Aggregator>) -> Result<Rollup, RollupError> {
+        if interval_ms <= 0 {
+            return Err(RollupError::Interval { interval_ms });
+        }
+        if aggregates.is_empty() {
+            return Err(RollupError::NoAggregates);
+        }
+        for (i, &aggregate) in aggregates.iter().enumerate() {
+            let why = match aggregate {
+                Aggregator::None => Some("'none' is not an aggregation"),
+                Aggregator::Zimsum => Some("within one series it equals 'sum'; use 'sum'"),
+                Aggregator::Mimmin => Some("within one series it equals 'min'; use 'min'"),
+                Aggregator::Mimmax => Some("within one series it equals 'max'; use 'max'"),
+                _ => None,
+            };
+            if let Some(why) = why {
+                return Err(RollupError::Unsupported { aggregate, why });
+            }
+            if aggregates[..i].contains(&aggregate) {
+                return Err(RollupError::Duplicate { aggregate });
+            }
+        }
+        Ok(Rollup {
+            interval_ms,
+            aggregates,
+        })
+    }
+
+    /// An empty output with one column of the right kind per aggregate, ready for
+    /// [`Rollup::apply_into`].
+    pub fn output(&self) -> RollupOutput {
+        RollupOutput {
+            bucket_ts: Vec::new(),
+            columns: self
+                .aggregates
+                .iter()
+                .map(|a| match a {
+                    Aggregator::Count => RollupColumn::Int(Vec::new()),
+                    _ => RollupColumn::Float(Vec::new()),
+                })
+                .collect(),
+        }
+    }
+
+    /// Rolls up one series and appends the rows to `out`.
+    ///
+    /// `ts` must be ascending and unique; `values[i]` is the value at `ts[i]`, `None` (or NaN)
+    /// for a null point, which is skipped. One row is appended per bucket holding at least one
+    /// non-null value, stamped with the bucket start ([`bucket_start`]); empty buckets get no
+    /// row (the table is sparse, like OpenTSDB's default fill). If the lengths differ, the
+    /// extra tail of the longer slice is ignored. Unsorted input does not panic but may give
+    /// several rows for one bucket.
+    ///
+    /// `out` must come from [`Rollup::output`] of this rollup; a column of the wrong kind is
+    /// left untouched rather than panicking, which would make the columns' lengths differ.
+    ///
+    /// Cost: one pass, no allocation per bucket. Values are copied into one scratch buffer
+    /// (allocated once per call) and sorted only when a percentile is asked for.
+    pub fn apply_into(&self, ts: &[i64], values: &[Option<f64>], out: &mut RollupOutput) {
+        let wants_sorted = self.aggregates.iter().any(|a| a.is_percentile());
+        let mut scratch: Vec<f64> = Vec::new();
+        let mut current: Option<(i64, Accumulator)> = None;
+        let points = ts
+            .iter()
+            .zip(values)
+            .filter_map(|(&t, v)| v.filter(|v| !v.is_nan()).map(|v| (t, v)));
+        for (t, v) in points {
+            let bucket = bucket_start(t, self.interval_ms);
+            match &mut current {
+                Some((b, acc)) if *b == bucket => acc.push(v),
+                _ => {
+                    if let Some((b, acc)) = current.take() {
+                        self.emit(b, &acc, &mut scratch, out);
+                    }
+                    scratch.clear();
+                    current = Some((bucket, Accumulator::new(v)));
+                }
+            }
+            if wants_sorted {
+                scratch.push(v);
+            }
+        }
+        if let Some((b, acc)) = current {
+            self.emit(b, &acc, &mut scratch, out);
+        }
+    }
+
+    /// Appends the row of one finished bucket.
+    fn emit(&self, bucket: i64, acc: &Accumulator, scratch: &mut [f64], out: &mut RollupOutput) {
+        if !scratch.is_empty() {
+            scratch.sort_unstable_by(f64::total_cmp);
+        }
+        out.bucket_ts.push(bucket);
+        for (agg, col) in self.aggregates.iter().zip(out.columns.iter_mut()) {
+            match col {
+                RollupColumn::Int(v) => v.push(i64::try_from(acc.count).unwrap_or(i64::MAX)),
+                RollupColumn::Float(v) => v.push(Self::value(*agg, acc, scratch)),
+            }
+        }
+    }
+
+    /// The value of one float aggregate for a finished bucket.
+    fn value(agg: Aggregator, acc: &Accumulator, sorted: &[f64]) -> Option<f64> {
+        let value = match agg {
+            Aggregator::Avg => acc.sum / acc.count as f64,
+            Aggregator::Sum | Aggregator::Zimsum => acc.sum,
+            Aggregator::Min | Aggregator::Mimmin => acc.min,
+            Aggregator::Max | Aggregator::Mimmax => acc.max,
+            Aggregator::Count => acc.count as f64,
+            Aggregator::Dev => acc.dev.population_std(),
+            Aggregator::First => acc.first,
+            Aggregator::Last => acc.last,
+            Aggregator::None => return if acc.count == 1 { Some(acc.first) } else { None },
+            Aggregator::P50
+            | Aggregator::P75
+            | Aggregator::P90
+            | Aggregator::P95
+            | Aggregator::P99
+            | Aggregator::P999 => return percentile_of_sorted(sorted, agg.percentile()?),
+        };
+        Some(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const HOUR: i64 = 3_600_000;
+
+    fn all_rollup_aggregates() -> Vec<Aggregator> {
+        Aggregator::ALL
+            .into_iter()
+            .filter(|a| {
+                !matches!(
+                    a,
+                    Aggregator::None | Aggregator::Zimsum | Aggregator::Mimmin | Aggregator::Mimmax
+                )
+            })
+            .collect()
+    }
+
+    /// The slow reference: group by bucket, then [`Aggregator::aggregate`] per bucket.
+    fn reference(rollup: &Rollup, ts: &[i64], values: &[Option<f64>]) -> RollupOutput {
+        let mut out = rollup.output();
+        let mut buckets: Vec<(i64, Vec<f64>)> = Vec::new();
+        for (&t, v) in ts.iter().zip(values) {
+            let Some(v) = v.filter(|v| !v.is_nan()) else { continue };
+            let b = bucket_start(t, rollup.interval_ms);
+            match buckets.last_mut() {
+                Some((lb, vs)) if *lb == b => vs.push(v),
+                _ => buckets.push((b, vec![v])),
+            }
+        }
+        for (b, vs) in buckets {
+            out.bucket_ts.push(b);
+            for (agg, col) in rollup.aggregates.iter().zip(out.columns.iter_mut()) {
+                let value = agg.aggregate(&vs);
+                match col {
+                    RollupColumn::Int(c) => c.push(value.unwrap_or(0.0) as i64),
+                    RollupColumn::Float(c) => c.push(value),
+                }
+            }
+        }
+        out
+    }
+
+    /// Bitwise equality of outputs (so that -0.0 vs 0.0 and last-bit differences show up).
+    fn same(a: &RollupOutput, b: &RollupOutput) -> bool {
+        let bits = |c: &RollupColumn| match c {
+            RollupColumn::Int(v) => v.iter().map(|x| Some(*x as u64)).collect::<Vec<_>>(),
+            RollupColumn::Float(v) => v.iter().map(|x| x.map(f64::to_bits)).collect(),
+        };
+        a.bucket_ts == b.bucket_ts
+            && a.columns.len() == b.columns.len()
+            && a.columns.iter().zip(&b.columns).all(|(x, y)| {
+                std::mem::discriminant(x) == std::mem::discriminant(y) && bits(x) == bits(y)
+            })
+    }
+
+    #[test]
+    fn constructor_rules() {
+        assert!(Rollup::new(HOUR, vec![Aggregator::Avg]).is_ok());
+        assert_eq!(
+            Rollup::new(0, vec![Aggregator::Avg]),
+            Err(RollupError::Interval { interval_ms: 0 })
+        );
+        assert_eq!(Rollup::new(HOUR, vec![]), Err(RollupError::NoAggregates));
+        let err = Rollup::new(HOUR, vec![Aggregator::Zimsum]).unwrap_err();
+        assert!(err.to_string().contains("'zimsum'"), "{err}");
+        assert!(Rollup::new(HOUR, vec![Aggregator::None]).is_err());
+        assert_eq!(
+            Rollup::new(HOUR, vec![Aggregator::Max, Aggregator::Max]),
+            Err(RollupError::Duplicate {
+                aggregate: Aggregator::Max
+            })
+        );
+        assert!(Rollup::new(HOUR, all_rollup_aggregates()).is_ok());
+    }
+
+    #[test]
+    fn hourly_example() {
+        let rollup = Rollup::new(
+            HOUR,
+            vec![
+                Aggregator::Avg,
+                Aggregator::Count,
+                Aggregator::Min,
+                Aggregator::Max,
+                Aggregator::First,
+                Aggregator::Last,
+                Aggregator::P50,
+            ],
+        )
+        .unwrap();
+        let base = 1_356_998_400_000; // an hour boundary
+        let ts = [base, base + 60_000, base + 120_000, base + HOUR + 5, base + 3 * HOUR];
+        let values = [Some(1.0), None, Some(3.0), Some(10.0), Some(f64::NAN)];
+        let mut out = rollup.output();
+        rollup.apply_into(&ts, &values, &mut out);
+        assert_eq!(out.bucket_ts, vec![base, base + HOUR]);
+        assert_eq!(out.columns[0], RollupColumn::Float(vec![Some(2.0), Some(10.0)]));
+        assert_eq!(out.columns[1], RollupColumn::Int(vec![2, 1]));
+        assert_eq!(out.columns[2], RollupColumn::Float(vec![Some(1.0), Some(10.0)]));
+        assert_eq!(out.columns[3], RollupColumn::Float(vec![Some(3.0), Some(10.0)]));
+        assert_eq!(out.columns[4], RollupColumn::Float(vec![Some(1.0), Some(10.0)]));
+        assert_eq!(out.columns[5], RollupColumn::Float(vec![Some(3.0), Some(10.0)]));
+        assert_eq!(out.columns[6], RollupColumn::Float(vec![Some(2.0), Some(10.0)]));
+        // Appending, not overwriting.
+        rollup.apply_into(&ts[..1], &values[..1], &mut out);
+        assert_eq!(out.len(), 3);
+        out.clear();
+        assert!(out.is_empty() && out.columns.iter().all(RollupColumn::is_empty));
+    }
+
+    #[test]
+    fn negative_timestamps_floor_and_mismatched_lengths_do_not_panic() {
+        let rollup = Rollup::new(1000, vec![Aggregator::Sum]).unwrap();
+        let mut out = rollup.output();
+        rollup.apply_into(&[-1500, -1, 0, 999], &[Some(1.0), Some(2.0), Some(4.0)], &mut out);
+        assert_eq!(out.bucket_ts, vec![-2000, -1000, 0]);
+        assert_eq!(
+            out.columns[0],
+            RollupColumn::Float(vec![Some(1.0), Some(2.0), Some(4.0)])
+        );
+        let mut wrong = RollupOutput {
+            bucket_ts: vec![],
+            columns: vec![],
+        };
+        rollup.apply_into(&[i64::MIN, i64::MAX], &[Some(1.0), Some(2.0)], &mut wrong);
+        assert_eq!(wrong.bucket_ts.len(), 2);
+    }
+
+    /// A series: strictly ascending timestamps (from positive gaps) and values with nulls.
+    fn series() -> impl Strategy<Value = (Vec<i64>, Vec<Option<f64>>)> {
+        (
+            -10_000_000_i64..10_000_000,
+            proptest::collection::vec(
+                (
+                    1_i64..400_000,
+                    prop_oneof![
+                        1 => Just(None),
+                        1 => Just(Some(f64::NAN)),
+                        8 => (-1e6_f64..1e6).prop_map(Some),
+                        1 => (0_i32..4).prop_map(|v| Some(f64::from(v))),
+                    ],
+                ),
+                0..200,
+            ),
+        )
+            .prop_map(|(start, steps)| {
+                let mut t = start;
+                let mut ts = Vec::with_capacity(steps.len());
+                let mut vs = Vec::with_capacity(steps.len());
+                for (gap, v) in steps {
+                    t += gap;
+                    ts.push(t);
+                    vs.push(v);
+                }
+                (ts, vs)
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn one_pass_equals_per_bucket_aggregate(
+            (ts, values) in series(),
+            interval in prop_oneof![Just(1_i64), Just(1000), Just(60_000), Just(HOUR), 1_i64..5_000_000],
+        ) {
+            let rollup = Rollup::new(interval, all_rollup_aggregates()).unwrap();
+            let mut out = rollup.output();
+            rollup.apply_into(&ts, &values, &mut out);
+            let want = reference(&rollup, &ts, &values);
+            prop_assert!(same(&out, &want), "{:?}\n!=\n{:?}", out, want);
+        }
+
+        #[test]
+        fn splitting_at_bucket_boundaries_changes_nothing(
+            (ts, values) in series(),
+            interval in prop_oneof![Just(60_000_i64), Just(HOUR), 1_i64..5_000_000],
+            cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..5),
+        ) {
+            let rollup = Rollup::new(interval, all_rollup_aggregates()).unwrap();
+            let mut whole = rollup.output();
+            rollup.apply_into(&ts, &values, &mut whole);
+
+            // Cut positions: the first point of some bucket (a bucket boundary).
+            let mut positions: Vec<usize> = cuts.iter().map(|c| c.index(ts.len() + 1)).collect();
+            positions.push(0);
+            positions.push(ts.len());
+            positions.sort_unstable();
+            positions.dedup();
+            let boundaries: Vec<usize> = positions
+                .into_iter()
+                .map(|p| {
+                    // Move p back to the first index of its bucket.
+                    let mut q = p;
+                    while q > 0 && q < ts.len()
+                        && bucket_start(ts[q - 1], interval) == bucket_start(ts[q], interval)
+                    {
+                        q -= 1;
+                    }
+                    q
+                })
+                .collect();
+            let mut pieces = rollup.output();
+            for w in boundaries.windows(2) {
+                let (a, b) = (w[0], w[1].max(w[0]));
+                rollup.apply_into(&ts[a..b], &values[a..b], &mut pieces);
+            }
+            prop_assert!(same(&whole, &pieces), "{:?}\n!=\n{:?}", whole, pieces);
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! Fixtures: a simulator child process, pipeline files, running the binary, reading Parquet.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{Float64Type, TimestampMillisecondType};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use vscope_etl::sim::{Pcc, SimConfig};
+
+/// The binary under test.
+pub fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_vscope-etl"))
+}
+
+/// Runs the binary with `args`, returning its output.
+pub fn run(args: &[&str]) -> Output {
+    bin().args(args).env_remove("RUST_LOG").output().expect("binary runs")
+}
+
+/// A `vscope-etl sim` child on an ephemeral loopback port, killed on drop.
+pub struct SimProcess {
+    child: Child,
+    /// Its base URL.
+    pub url: String,
+}
+
+impl SimProcess {
+    /// Starts the simulator with extra flags (e.g. `--dialect opentsdb`).
+    pub fn start(args: &[&str]) -> SimProcess {
+        let mut child = bin()
+            .args(["sim", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("simulator starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        assert!(line.starts_with("http://127.0.0.1:"), "unexpected first line {line:?}");
+        SimProcess { child, url: line.trim().to_string() }
+    }
+}
+
+impl Drop for SimProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The simulator configuration that `sim` flags `args` produce (defaults otherwise).
+pub fn sim_config(datacenters: usize, hosts: usize, vms: usize, filers: usize) -> SimConfig {
+    SimConfig {
+        datacenters,
+        hosts_per_datacenter: hosts,
+        vms_per_datacenter: vms,
+        filers_per_datacenter: filers,
+        ..SimConfig::default()
+    }
+}
+
+/// Writes a pipeline file into `dir`; `source` is the body of `[source]`, `tables` the
+/// `[[table]]` blocks.
+pub fn write_pipeline(dir: &Path, name: &str, source: &str, start: &str, end: &str, window: &str, tables: &str) -> PathBuf {
+    let sink = dir.join("out");
+    let text = format!(
+        "name = \"{name}\"\n[source]\n{source}\n[scope]\nstart = \"{start}\"\nend = \"{end}\"\nwindow = \"{window}\"\n{tables}\n[sink]\nurl = \"{}\"\n",
+        sink.display()
+    );
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The standard tables: the three raw tables and a 1h rollup of VM metrics.
+pub const TABLES: &str = r#"
+[[table]]
+name = "vm_metrics"
+metrics = ["vscope.vm.*"]
+[[table]]
+name = "host_metrics"
+metrics = ["vscope.host.*"]
+[[table]]
+name = "filer_metrics"
+metrics = ["vscope.filer.*"]
+[[table]]
+name = "vm_metrics_1h"
+metrics = ["vscope.vm.*"]
+downsample = "1h"
+aggregates = ["avg", "min", "max", "sum", "count", "first", "last", "dev", "p50", "p95", "p999"]
+"#;
+
+/// Every `.parquet` file below `dir/table`, sorted by path.
+pub fn parquet_files(dir: &Path, table: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.join(table)];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// All batches of one file, with the file's Arrow schema.
+pub fn read_file(path: &Path) -> Vec<RecordBatch> {
+    let f = std::fs::File::open(path).unwrap();
+    ParquetRecordBatchReaderBuilder::try_new(f).unwrap().build().unwrap().map(|b| b.unwrap()).collect()
+}
+
+/// One row of a raw table: series key (metric + every tag), ts, value.
+pub type RawRow = ((String, BTreeMap<String, String>), i64, Option<f64>);
+
+/// The rows of a raw table batch, tags rebuilt from the label columns and the `tags` map.
+pub fn raw_rows(batch: &RecordBatch) -> Vec<RawRow> {
+    let schema = batch.schema();
+    let ts = batch.column_by_name("ts").unwrap().as_primitive::<TimestampMillisecondType>();
+    let value = batch.column_by_name("value").unwrap().as_primitive::<Float64Type>();
+    let metric = batch.column_by_name("metric").unwrap().as_string::<i32>();
+    let labels: Vec<(String, _)> = schema
+        .fields()
+        .iter()
+        .filter(|f| !matches!(f.name().as_str(), "ts" | "metric" | "value" | "tags"))
+        .map(|f| (f.name().clone(), batch.column_by_name(f.name()).unwrap().as_string::<i32>().clone()))
+        .collect();
+    let tags = batch.column_by_name("tags").unwrap().as_map();
+    (0..batch.num_rows())
+        .map(|i| {
+            let mut t = BTreeMap::new();
+            for (name, col) in &labels {
+                if !col.is_null(i) {
+                    t.insert(name.clone(), col.value(i).to_string());
+                }
+            }
+            let entries = tags.value(i);
+            let k = entries.column(0).as_string::<i32>();
+            let v = entries.column(1).as_string::<i32>();
+            for j in 0..entries.len() {
+                t.insert(k.value(j).to_string(), v.value(j).to_string());
+            }
+            let val = if value.is_null(i) { None } else { Some(value.value(i)) };
+            ((metric.value(i).to_string(), t), ts.value(i), val)
+        })
+        .collect()
+}
+
+/// What the simulator stores for series matching `prefix` in `[start, end)`.
+pub fn expected_rows(cfg: &SimConfig, prefix: &str, start: i64, end: i64) -> Vec<RawRow> {
+    let pcc = Pcc::new(cfg);
+    let mut out = Vec::new();
+    for (i, s) in pcc.series().iter().enumerate() {
+        if !s.metric.starts_with(prefix) {
+            continue;
+        }
+        for (ts, v) in pcc.points(i, start, end - 1) {
+            out.push(((s.metric.clone(), s.tags.clone()), ts, Some(v)));
+        }
+    }
+    out
+}
+
+/// Milliseconds of an RFC 3339 time.
+pub fn ms(rfc3339: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(rfc3339).unwrap().timestamp_millis()
+}
+
+/// stdout and stderr of a run, for assertion messages.
+pub fn describe(out: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}

@@ -1,0 +1,7 @@
+//! Black-box tests: the real `vscope-etl` binary against the simulator, reading back what it
+//! wrote (Parquet through the parquet crate, and DuckDB through Python).
+
+mod cli;
+mod common;
+mod duckdb;
+mod pipeline;
