@@ -15,7 +15,6 @@ use std::time::Instant;
 use futures::StreamExt;
 use tokio::sync::watch;
 
-use crate::catalogue::Component;
 use crate::config::{DialectChoice, Discovery, Endpoint, PartitionKey, Pipeline, TableSpec};
 use crate::error::{EXIT_FAILED_UNITS, EXIT_OK, Error, Result};
 use crate::extract::retry::FailureClass;
@@ -195,7 +194,6 @@ pub async fn run(
     let conn = connect(pipeline).await?;
     let client = &conn.client;
     let plan = build_plan(pipeline, client, opts, now_ms).await?;
-    let units_per_window = plan.units().len();
     progress(&Progress::Planned { windows: plan.windows.len(), units: plan.total_units() });
 
     let mut manifest = Manifest {
@@ -318,7 +316,6 @@ pub async fn run(
             }
         }
     }
-    let _ = units_per_window;
     finish_manifest(&mut manifest, client, started);
     let manifest_path = manifest.save(&sink).await?;
     let exit_code = if manifest.failures.is_empty() && manifest.aborted.is_none() { EXIT_OK } else { EXIT_FAILED_UNITS };
@@ -596,10 +593,7 @@ impl<'a> TableWindowWriter<'a> {
         while let Some((_, mut st)) = parts.next() {
             let r = async {
                 if st.builder.len() > 0 {
-                    let batch = st.builder.finish().map_err(|e| WriteError::Parquet {
-                        path: "batch".into(),
-                        source: parquet::errors::ParquetError::ArrowError(e.to_string()),
-                    })?;
+                    let batch = st.builder.finish()?;
                     st.writer.write(&batch).await?;
                 }
                 Ok::<_, WriteError>(())
@@ -634,16 +628,8 @@ impl<'a> TableWindowWriter<'a> {
 
 async fn flush_if_full(st: &mut PartitionState) -> std::result::Result<(), WriteError> {
     if st.builder.len() >= BATCH_ROWS {
-        let batch = st.builder.finish().map_err(|e| WriteError::Parquet {
-            path: "batch".into(),
-            source: parquet::errors::ParquetError::ArrowError(e.to_string()),
-        })?;
+        let batch = st.builder.finish()?;
         st.writer.write(&batch).await?;
     }
     Ok(())
-}
-
-/// The component of a table, for callers outside this module.
-pub fn table_component(spec: &TableSpec) -> Component {
-    spec.component
 }

@@ -25,6 +25,9 @@ pub enum WriteError {
     /// The batch does not match the declared schema (a bug: nothing is written).
     #[error(transparent)]
     Schema(#[from] SchemaMismatch),
+    /// A batch could not be assembled from the buffered rows (a bug).
+    #[error("building a record batch: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
     /// Encoding or uploading failed.
     #[error("writing {path}: {source}")]
     Parquet {

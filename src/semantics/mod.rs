@@ -5,7 +5,7 @@
 //!
 //! - [`time`]: durations (`5m`), query times (`1h-ago`, `2012/12/20`, RFC 3339), UTC formatting.
 //! - [`aggregator`]: the aggregation functions and group-by across series with interpolation.
-//! - [`downsample`]: downsample specs (`1h-avg-nan`), bucket alignment and the downsamplers.
+//! - [`downsample`](mod@downsample): downsample specs (`1h-avg-nan`), bucket alignment and the downsamplers.
 //! - [`rollup`]: client-side rollups of raw points into many aggregates in one pass.
 
 pub mod aggregator;
@@ -16,4 +16,6 @@ pub mod time;
 pub use aggregator::{Aggregator, aggregate_series};
 pub use downsample::{DownsampleSpec, FillPolicy, downsample, downsample_erlenmeyer};
 pub use rollup::{Rollup, RollupColumn, RollupError, RollupOutput};
-pub use time::{DurationUnit, TimeError, format_rfc3339, format_window_stamp, parse_duration, parse_time};
+pub use time::{
+    DurationUnit, TimeError, format_rfc3339, format_window_stamp, parse_duration, parse_time,
+};

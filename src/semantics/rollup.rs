@@ -51,7 +51,9 @@ pub enum RollupError {
         why: &'static str,
     },
     /// The same aggregate twice, which would give two columns with the same name.
-    #[error("aggregate '{aggregate}' is listed twice in the rollup (each gives one column named after it)")]
+    #[error(
+        "aggregate '{aggregate}' is listed twice in the rollup (each gives one column named after it)"
+    )]
     Duplicate {
         /// The aggregate repeated.
         aggregate: Aggregator,
@@ -276,7 +278,13 @@ impl Rollup {
             Aggregator::Dev => acc.dev.population_std(),
             Aggregator::First => acc.first,
             Aggregator::Last => acc.last,
-            Aggregator::None => return if acc.count == 1 { Some(acc.first) } else { None },
+            Aggregator::None => {
+                return if acc.count == 1 {
+                    Some(acc.first)
+                } else {
+                    None
+                };
+            }
             Aggregator::P50
             | Aggregator::P75
             | Aggregator::P90
@@ -312,7 +320,9 @@ mod tests {
         let mut out = rollup.output();
         let mut buckets: Vec<(i64, Vec<f64>)> = Vec::new();
         for (&t, v) in ts.iter().zip(values) {
-            let Some(v) = v.filter(|v| !v.is_nan()) else { continue };
+            let Some(v) = v.filter(|v| !v.is_nan()) else {
+                continue;
+            };
             let b = bucket_start(t, rollup.interval_ms);
             match buckets.last_mut() {
                 Some((lb, vs)) if *lb == b => vs.push(v),
@@ -381,18 +391,42 @@ mod tests {
         )
         .unwrap();
         let base = 1_356_998_400_000; // an hour boundary
-        let ts = [base, base + 60_000, base + 120_000, base + HOUR + 5, base + 3 * HOUR];
+        let ts = [
+            base,
+            base + 60_000,
+            base + 120_000,
+            base + HOUR + 5,
+            base + 3 * HOUR,
+        ];
         let values = [Some(1.0), None, Some(3.0), Some(10.0), Some(f64::NAN)];
         let mut out = rollup.output();
         rollup.apply_into(&ts, &values, &mut out);
         assert_eq!(out.bucket_ts, vec![base, base + HOUR]);
-        assert_eq!(out.columns[0], RollupColumn::Float(vec![Some(2.0), Some(10.0)]));
+        assert_eq!(
+            out.columns[0],
+            RollupColumn::Float(vec![Some(2.0), Some(10.0)])
+        );
         assert_eq!(out.columns[1], RollupColumn::Int(vec![2, 1]));
-        assert_eq!(out.columns[2], RollupColumn::Float(vec![Some(1.0), Some(10.0)]));
-        assert_eq!(out.columns[3], RollupColumn::Float(vec![Some(3.0), Some(10.0)]));
-        assert_eq!(out.columns[4], RollupColumn::Float(vec![Some(1.0), Some(10.0)]));
-        assert_eq!(out.columns[5], RollupColumn::Float(vec![Some(3.0), Some(10.0)]));
-        assert_eq!(out.columns[6], RollupColumn::Float(vec![Some(2.0), Some(10.0)]));
+        assert_eq!(
+            out.columns[2],
+            RollupColumn::Float(vec![Some(1.0), Some(10.0)])
+        );
+        assert_eq!(
+            out.columns[3],
+            RollupColumn::Float(vec![Some(3.0), Some(10.0)])
+        );
+        assert_eq!(
+            out.columns[4],
+            RollupColumn::Float(vec![Some(1.0), Some(10.0)])
+        );
+        assert_eq!(
+            out.columns[5],
+            RollupColumn::Float(vec![Some(3.0), Some(10.0)])
+        );
+        assert_eq!(
+            out.columns[6],
+            RollupColumn::Float(vec![Some(2.0), Some(10.0)])
+        );
         // Appending, not overwriting.
         rollup.apply_into(&ts[..1], &values[..1], &mut out);
         assert_eq!(out.len(), 3);
@@ -404,7 +438,11 @@ mod tests {
     fn negative_timestamps_floor_and_mismatched_lengths_do_not_panic() {
         let rollup = Rollup::new(1000, vec![Aggregator::Sum]).unwrap();
         let mut out = rollup.output();
-        rollup.apply_into(&[-1500, -1, 0, 999], &[Some(1.0), Some(2.0), Some(4.0)], &mut out);
+        rollup.apply_into(
+            &[-1500, -1, 0, 999],
+            &[Some(1.0), Some(2.0), Some(4.0)],
+            &mut out,
+        );
         assert_eq!(out.bucket_ts, vec![-2000, -1000, 0]);
         assert_eq!(
             out.columns[0],

@@ -146,13 +146,18 @@ pub enum TimeError {
         unit: String,
     },
     /// The integer is 0 (`0m`); a zero-length bucket or window means nothing.
-    #[error("invalid duration '{input}': zero or negative duration (the integer must be at least 1)")]
+    #[error(
+        "invalid duration '{input}': zero or negative duration (the integer must be at least 1)"
+    )]
     DurationZero {
         /// The duration as given.
         input: String,
     },
     /// The length in ms does not fit in an `i64` (`4611686018427387904y`).
-    #[error("invalid duration '{input}': longer than the largest duration, {} ms", i64::MAX)]
+    #[error(
+        "invalid duration '{input}': longer than the largest duration, {} ms",
+        i64::MAX
+    )]
     DurationOverflow {
         /// The duration as given.
         input: String,
@@ -395,7 +400,11 @@ fn parse_formatted(s: &str) -> Result<i64, TimeError> {
         (16, false) => "yyyy/MM/dd HH:mm",
         (19, true) => "yyyy/MM/dd-HH:mm:ss",
         (19, false) => "yyyy/MM/dd HH:mm:ss",
-        _ => return Err(TimeError::TimeDateLayout { input: s.to_owned() }),
+        _ => {
+            return Err(TimeError::TimeDateLayout {
+                input: s.to_owned(),
+            });
+        }
     };
     let bad = || TimeError::TimeDate {
         input: s.to_owned(),
@@ -640,10 +649,16 @@ mod tests {
             parse_duration("60"),
             Err(TimeError::DurationMissingUnit { input: "60".into() })
         );
-        assert_eq!(parse_duration(""), Err(TimeError::DurationNumber { input: "".into() }));
+        assert_eq!(
+            parse_duration(""),
+            Err(TimeError::DurationNumber { input: "".into() })
+        );
         assert_eq!(parse_duration("60MS"), Ok(60));
         assert_eq!(parse_duration("2H"), Ok(7_200_000));
-        assert!(parse_duration("1xs").is_err(), "strict unit, see module docs");
+        assert!(
+            parse_duration("1xs").is_err(),
+            "strict unit, see module docs"
+        );
         assert_eq!(parse_duration_parts("7d"), Ok((7, DurationUnit::Day)));
         assert_eq!(
             parse_duration(&format!("{}ms", i64::MAX)),
@@ -744,7 +759,13 @@ mod tests {
 
     #[test]
     fn formatted_dates_are_strict() {
-        for input in ["2012/13/20", "2012/02/30", "2012/12/20 24:00", "2012/12/2x", "20121220/1"] {
+        for input in [
+            "2012/13/20",
+            "2012/02/30",
+            "2012/12/20 24:00",
+            "2012/12/2x",
+            "20121220/1",
+        ] {
             assert!(parse_time(input, 0).is_err(), "{input}");
         }
         assert_eq!(parse_time("2012/02/29", 0), Ok(1_330_473_600_000));
@@ -766,7 +787,16 @@ mod tests {
 
     #[test]
     fn civil_days_round_trip() {
-        for days in [-1_000_000_i64, -719_468, -1, 0, 1, 15_706, 2_932_896, 100_000_000] {
+        for days in [
+            -1_000_000_i64,
+            -719_468,
+            -1,
+            0,
+            1,
+            15_706,
+            2_932_896,
+            100_000_000,
+        ] {
             let (y, m, d) = civil_from_days(days);
             assert_eq!(days_from_civil(y, m, d), days);
         }
