@@ -64,6 +64,9 @@ pub struct RunArgs {
     /// Print a one-line JSON summary on stdout instead of the human summary.
     #[arg(long)]
     pub json: bool,
+    /// Re-fetch windows the ledger already holds as committed (normally skipped).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `plan` flags.

@@ -129,6 +129,8 @@ struct ScopeFile {
     metrics: Vec<String>,
     #[serde(default = "default_lateness")]
     lateness: String,
+    #[serde(default = "default_settle")]
+    settle: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -187,6 +189,9 @@ fn default_metrics() -> Vec<String> {
 }
 fn default_lateness() -> String {
     "2h".into()
+}
+fn default_settle() -> String {
+    "1m".into()
 }
 fn default_partition_by() -> Vec<String> {
     vec!["date".into()]
@@ -282,6 +287,8 @@ pub struct Scope {
     pub metrics: Vec<String>,
     /// Re-fetched on every incremental run.
     pub lateness_ms: i64,
+    /// Data younger than this is not fetched yet (the server may still be writing it).
+    pub settle_ms: i64,
 }
 
 impl Scope {
@@ -383,6 +390,11 @@ pub fn expand_env(value: &str, key: &str, env: &dyn Fn(&str) -> Option<String>) 
 
 fn duration_ms(key: &str, value: &str) -> Result<i64, ConfigError> {
     parse_duration(value).map_err(|e| invalid(key, e.to_string()))
+}
+
+/// Like [`duration_ms`] but also accepts `"0"` (OpenTSDB durations cannot be zero).
+fn parse_duration_or_zero(key: &str, value: &str) -> Result<i64, ConfigError> {
+    if value.trim() == "0" { Ok(0) } else { duration_ms(key, value) }
 }
 
 fn std_duration(key: &str, value: &str) -> Result<Duration, ConfigError> {
@@ -503,6 +515,7 @@ fn validate_scope(scope: ScopeFile) -> Result<Scope, ConfigError> {
         return Err(invalid("scope.window", format!("'{}' is shorter than one minute", scope.window)));
     }
     let lateness_ms = duration_ms("scope.lateness", &scope.lateness)?;
+    let settle_ms = parse_duration_or_zero("scope.settle", &scope.settle)?;
     if scope.metrics.is_empty() {
         return Err(invalid("scope.metrics", "is empty: list metric globs such as \"vscope.*\""));
     }
@@ -515,7 +528,7 @@ fn validate_scope(scope: ScopeFile) -> Result<Scope, ConfigError> {
             ));
         }
     }
-    let s = Scope { start: scope.start, end: scope.end, window_ms, metrics: scope.metrics, lateness_ms };
+    let s = Scope { start: scope.start, end: scope.end, window_ms, metrics: scope.metrics, lateness_ms, settle_ms };
     // Check the times parse now, so `validate` catches typos; they are resolved again at run time.
     s.resolve_range(chrono::Utc::now().timestamp_millis())?;
     Ok(s)

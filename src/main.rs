@@ -108,6 +108,7 @@ async fn run(args: RunArgs) -> u8 {
         end: args.range.end,
         shard: args.range.shard,
         dry_run: args.dry_run,
+        force: args.force,
     };
     let (progress, bar) = progress_display(!args.json && std::io::stderr().is_terminal());
     let result = pipeline::run(&pipeline, &opts, progress, cancel_on_signal()).await;
@@ -183,13 +184,24 @@ async fn plan(args: PlanArgs) -> u8 {
         Ok(p) => p,
         Err(e) => return report(&e.into()),
     };
-    let opts = RunOptions { start: args.range.start, end: args.range.end, shard: args.range.shard, dry_run: true };
+    let opts = RunOptions {
+        start: args.range.start,
+        end: args.range.end,
+        shard: args.range.shard,
+        dry_run: true,
+        force: false,
+    };
     let conn = match pipeline::connect(&pipeline).await {
         Ok(c) => c,
         Err(e) => return report(&e),
     };
     let now = chrono::Utc::now().timestamp_millis();
-    match pipeline::build_plan(&pipeline, &conn.client, &opts, now).await {
+    // The plan of a real run depends on the ledger (incremental runs, skipped windows).
+    let ledger = match vscope_etl::load::Sink::open(&pipeline.sink.url) {
+        Ok(sink) => vscope_etl::load::state::Ledger::load(&sink, &pipeline.name).await.ok(),
+        Err(_) => None,
+    };
+    match pipeline::build_plan(&pipeline, &conn.client, &opts, ledger.as_ref(), now).await {
         Ok(p) => {
             println!("pipeline {} (dialect {})", pipeline.name, conn.client.dialect());
             print!("{}", p.describe());

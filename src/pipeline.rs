@@ -43,6 +43,8 @@ pub struct RunOptions {
     pub shard: Option<Shard>,
     /// Plan only: no data request, no file.
     pub dry_run: bool,
+    /// Re-fetch windows the ledger already holds as committed and complete.
+    pub force: bool,
 }
 
 /// Progress notifications, for a terminal display.
@@ -113,16 +115,53 @@ fn fatal_fetch(e: FetchError) -> Error {
 }
 
 /// Resolves the time range and discovers series: the full plan, without fetching data.
-pub async fn build_plan(pipeline: &Pipeline, client: &MetricsClient, opts: &RunOptions, now_ms: i64) -> Result<Plan> {
+///
+/// With no `--start`/`--end` and a ledger that has a watermark, the run is incremental: it starts
+/// at the watermark minus `scope.lateness` (so late points are picked up, and any window after
+/// the watermark that failed before is retried). Committed, complete windows that end before the
+/// re-fetch horizon are skipped unless `force` is set, so a backfill never redoes finished work.
+/// Windows are fetched only up to `now - scope.settle`.
+pub async fn build_plan(
+    pipeline: &Pipeline,
+    client: &MetricsClient,
+    opts: &RunOptions,
+    ledger: Option<&Ledger>,
+    now_ms: i64,
+) -> Result<Plan> {
     let mut scope = pipeline.scope.clone();
+    let watermark = ledger.and_then(|l| l.watermark_ms);
+    let incremental = opts.start.is_none() && opts.end.is_none() && watermark.is_some();
+    if let (true, Some(w)) = (incremental, watermark) {
+        // 13+ digits: read as milliseconds.
+        scope.start = format!("{:013}", (w - scope.lateness_ms).max(0));
+    }
     if let Some(s) = &opts.start {
         scope.start = s.clone();
     }
     if let Some(e) = &opts.end {
         scope.end = e.clone();
     }
+    if incremental {
+        // Already past the configured end (a fixed range that is done): nothing to do.
+        let end = crate::semantics::time::parse_time(&scope.end, now_ms)
+            .map_err(|e| crate::config::ConfigError::Invalid { key: "scope.end".into(), message: e.to_string() })?;
+        let start = crate::semantics::time::parse_time(&scope.start, now_ms).unwrap_or(end);
+        if start >= end {
+            return Ok(Plan { range_start_ms: end, range_end_ms: end, windows: Vec::new(), metrics: pipeline_metrics(pipeline) });
+        }
+    }
     let (start, end) = scope.resolve_range(now_ms)?;
-    let windows = plan_windows(start, end, scope.window_ms, now_ms, opts.shard);
+    let refetch_from = match (incremental, watermark) {
+        (true, Some(w)) => w - scope.lateness_ms,
+        _ => now_ms - scope.lateness_ms,
+    };
+    let windows: Vec<Window> = plan_windows(start, end, scope.window_ms, now_ms - scope.settle_ms, opts.shard)
+        .into_iter()
+        .filter(|w| {
+            let done = ledger.and_then(|l| l.get(w.start_ms, w.end_ms)).is_some_and(|c| c.complete);
+            opts.force || !done || w.end_ms > refetch_from
+        })
+        .collect();
     let mut metrics = pipeline_metrics(pipeline);
     if pipeline.source.discovery == Discovery::Lookup {
         let lookups = futures::stream::iter(metrics.iter().map(|m| m.metric.clone()))
@@ -193,7 +232,8 @@ pub async fn run(
     let sink = Sink::open(&pipeline.sink.url)?;
     let conn = connect(pipeline).await?;
     let client = &conn.client;
-    let plan = build_plan(pipeline, client, opts, now_ms).await?;
+    let mut ledger = Ledger::load(&sink, &pipeline.name).await?;
+    let plan = build_plan(pipeline, client, opts, Some(&ledger), now_ms).await?;
     progress(&Progress::Planned { windows: plan.windows.len(), units: plan.total_units() });
 
     let mut manifest = Manifest {
@@ -226,7 +266,6 @@ pub async fn run(
         return Ok(RunReport { manifest, manifest_path: None, plan, exit_code: EXIT_OK });
     }
 
-    let mut ledger = Ledger::load(&sink, &pipeline.name).await?;
     let ctx = RunCtx {
         pipeline,
         client,
@@ -239,7 +278,6 @@ pub async fn run(
         },
         progress: progress.clone(),
     };
-    let mut contiguous = true;
     for window in &plan.windows {
         if *cancel.borrow() {
             manifest.aborted = Some("stopped by a signal before all windows were processed".into());
@@ -283,14 +321,12 @@ pub async fn run(
                         committed_at: format_rfc3339(chrono::Utc::now().timestamp_millis()),
                         tables: committed_tables,
                     },
-                    contiguous,
                 );
                 ledger.save(&sink).await?;
                 manifest.windows_committed += 1;
                 progress(&Progress::WindowDone { start_ms: window.start_ms, committed: true });
             }
             WindowResult::Failed => {
-                contiguous = false;
                 progress(&Progress::WindowDone { start_ms: window.start_ms, committed: false });
             }
             WindowResult::AuthRefused(e) => {
@@ -304,7 +340,6 @@ pub async fn run(
                 break;
             }
             WindowResult::WriteFailed(e) => {
-                contiguous = false;
                 manifest.failures.push(FailedUnit {
                     metric: "*".into(),
                     datacenter: None,

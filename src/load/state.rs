@@ -55,7 +55,11 @@ pub struct Ledger {
     pub version: u32,
     /// Pipeline name.
     pub pipeline: String,
-    /// End of committed, complete data: every window before it that any run planned is committed.
+    /// Start of the first window this pipeline ever committed: where the watermark walk begins.
+    #[serde(default)]
+    pub origin_ms: Option<i64>,
+    /// End of contiguous committed data: every window from `origin_ms` to here is committed and
+    /// was complete. Incremental runs continue from it; it never moves backwards.
     pub watermark_ms: Option<i64>,
     /// The watermark in RFC 3339.
     pub watermark: Option<String>,
@@ -69,6 +73,7 @@ impl Ledger {
         Ledger {
             version: LEDGER_VERSION,
             pipeline: pipeline.to_string(),
+            origin_ms: None,
             watermark_ms: None,
             watermark: None,
             windows: BTreeMap::new(),
@@ -112,14 +117,24 @@ impl Ledger {
         Ok(())
     }
 
-    /// Records a window; moves the watermark forward (never back) to its end when it is complete
-    /// and `contiguous` (every earlier window of the run committed too).
-    pub fn commit(&mut self, window: CommittedWindow, contiguous: bool) {
-        if window.complete && contiguous && self.watermark_ms.is_none_or(|w| w < window.end_ms) {
-            self.watermark_ms = Some(window.end_ms);
-            self.watermark = Some(format_rfc3339(window.end_ms));
+    /// Records a window and moves the watermark forward over the contiguous committed,
+    /// complete windows that now follow it (never backwards). The first window ever committed
+    /// sets the origin.
+    pub fn commit(&mut self, window: CommittedWindow) {
+        if self.origin_ms.is_none() {
+            self.origin_ms = Some(window.start_ms);
         }
         self.windows.insert(Ledger::window_key(window.start_ms, window.end_ms), window);
+        let complete_by_start: BTreeMap<i64, i64> =
+            self.windows.values().filter(|w| w.complete).map(|w| (w.start_ms, w.end_ms)).collect();
+        let mut t = self.watermark_ms.or(self.origin_ms).expect("origin set above");
+        while let Some(&end) = complete_by_start.get(&t) {
+            t = end;
+        }
+        if self.watermark_ms.is_none_or(|w| w < t) && Some(t) != self.origin_ms {
+            self.watermark_ms = Some(t);
+            self.watermark = Some(format_rfc3339(t));
+        }
     }
 
     /// The committed window with these bounds.
@@ -249,18 +264,20 @@ mod tests {
 
     #[test]
     fn watermark_moves_only_forward_over_complete_contiguous_windows() {
+        // Windows are at least a minute long; keys have second resolution.
+        const M: i64 = 60_000;
         let mut l = Ledger::new("p");
-        l.commit(window(0, 10, true), true);
-        assert_eq!(l.watermark_ms, Some(10));
-        l.commit(window(10, 20, false), true);
-        assert_eq!(l.watermark_ms, Some(10));
-        l.commit(window(20, 30, true), false);
-        assert_eq!(l.watermark_ms, Some(10));
-        l.commit(window(30, 40, true), true);
-        assert_eq!(l.watermark_ms, Some(40));
-        l.commit(window(0, 10, true), true);
-        assert_eq!(l.watermark_ms, Some(40));
-        assert!(l.get(10, 20).is_some());
+        l.commit(window(0, 10 * M, true));
+        assert_eq!((l.origin_ms, l.watermark_ms), (Some(0), Some(10 * M)));
+        l.commit(window(10 * M, 20 * M, false));
+        assert_eq!(l.watermark_ms, Some(10 * M), "an open window does not move it");
+        l.commit(window(20 * M, 30 * M, true));
+        assert_eq!(l.watermark_ms, Some(10 * M), "a gap stops it");
+        l.commit(window(10 * M, 20 * M, true));
+        assert_eq!(l.watermark_ms, Some(30 * M), "closing the gap moves it over both");
+        l.commit(window(-10 * M, 0, true));
+        assert_eq!(l.watermark_ms, Some(30 * M), "a backfill before the origin never moves it back");
+        assert!(l.get(10 * M, 20 * M).unwrap().complete);
     }
 
     #[tokio::test]
@@ -269,7 +286,7 @@ mod tests {
         let sink = Sink::open(dir.path().to_str().unwrap()).unwrap();
         let mut l = Ledger::load(&sink, "p").await.unwrap();
         assert!(l.windows.is_empty());
-        l.commit(window(0, 86_400_000, true), true);
+        l.commit(window(0, 86_400_000, true));
         l.save(&sink).await.unwrap();
         assert_eq!(Ledger::load(&sink, "p").await.unwrap(), l);
         std::fs::write(dir.path().join("_state/p.json"), b"{").unwrap();

@@ -1,0 +1,266 @@
+//! A deterministic simulator of the vScope history endpoints, for end-to-end tests and the
+//! demo pipeline (`source.url = "sim"` runs it in-process on `127.0.0.1:0`; `vscope-etl sim`
+//! runs it in the foreground).
+//!
+//! It serves a synthetic PCC ([`Pcc`]: datacenters, hosts with NICs, VMs, filers; every
+//! catalogue metric) in one of two dialects ([`Dialect`]):
+//!
+//! - `opentsdb`: reference OpenTSDB 2.4.1 semantics (`reference/api.md` §1): JSON errors,
+//!   `GET` and `POST /api/query`, `400 No such name` for an unknown metric, all eight filter
+//!   types, integers printed as integers, `/api/version`.
+//! - `ovh`: what the real vScope endpoint (Erlenmeyer over Warp 10, §2) does: text errors,
+//!   `GET /api/query` → 501, Erlenmeyer's time parser, only three filter types (the others are
+//!   silently ignored), `query.index` and group-by keys in every answer, Go float formatting,
+//!   `200 []` for an unknown metric, lookup that ignores `limit`, no `/api/version`, and the
+//!   token checked by Warp 10 (a wrong token is a 500 whose text echoes it).
+//!
+//! # Endpoints
+//! `/api/query`, `/api/search/lookup`, `/api/suggest`, `/api/aggregators`,
+//! `/api/config/filters`, and `/api/version` (`opentsdb` only). `/api/query/last` is not
+//! simulated.
+//!
+//! # Limits (say so, never fake)
+//! - `/api/query` answers raw points only: `aggregator: "none"`, without downsampling in the
+//!   `opentsdb` dialect (the `ovh` dialect ignores `downsample` and `rate` with `none`, as
+//!   Erlenmeyer does). `rate: true` with `none` is computed per series in `opentsdb`
+//!   (OpenTSDB's `RateSpan`, counter options included). Any other aggregator, or a downsample in
+//!   `opentsdb`, is refused with a 400 saying the simulator does not implement it yet; in `ovh`
+//!   the downsample spec is still validated first, with Erlenmeyer's messages.
+//! - `regexp` filters run on a small built-in matcher (`regex.rs`: literals, `.`, classes,
+//!   groups, `|`, anchors, quantifiers, a leading `(?i)`); other constructs are refused with a
+//!   400 that names them.
+//! - A sub-query may fetch at most 20 000 000 points (Warp 10's `LIMIT`; the same cap protects
+//!   the `opentsdb` dialect, where it answers OpenTSDB's 413).
+//! - Deletes are refused.
+//!
+//! # Fault injection
+//! Not built yet. The hook is the request middleware in `server.rs`, which sees every request
+//! first; a `faults` plan will be added to [`SimConfig`] for it.
+//!
+//! # Example
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use vscope_etl::sim::{SimConfig, start};
+//! let sim = start(SimConfig::default(), "127.0.0.1:0".parse().unwrap()).await?;
+//! println!("vScope simulator on {}", sim.base_url());
+//! sim.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+
+mod discovery;
+mod format;
+mod model;
+mod ovh_time;
+mod query;
+mod regex;
+mod server;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use model::{Pcc, SimSeries};
+
+use crate::dialect::Dialect;
+use server::{Counters, Shared};
+
+/// How long [`SimHandle::shutdown`] waits for open connections to finish before it aborts them.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// What to simulate: the size of the PCC, its time step, the dialect and the credentials.
+/// Two simulators with equal configs serve identical data.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SimConfig {
+    /// The PCC's API `serviceName`, the `servicename` label and the datacenter name prefix.
+    pub service_name: String,
+    /// Number of datacenters; their label is `<service_name>_datacenter<N>`, N = 869, 870, ...
+    pub datacenters: usize,
+    /// Hosts per datacenter; a host's label is its IP (`172.17.86.51`, ...), unique.
+    pub hosts_per_datacenter: usize,
+    /// VMs per datacenter; a VM's label is its moRef (`vm-01254`, ...), unique.
+    pub vms_per_datacenter: usize,
+    /// Filers (datastores) per datacenter; label `pcc-000443`, ...
+    pub filers_per_datacenter: usize,
+    /// NICs per host for host network metrics: `vmnic0` .. `vmnic<n-1>`.
+    pub nics_per_host: usize,
+    /// Seconds between two points of one series (values below 1 count as 1).
+    pub step_secs: i64,
+    /// Which server to imitate.
+    pub dialect: Dialect,
+    /// When set, requests must carry this token as the Basic auth password (or, in `ovh`, as
+    /// the `p` query parameter). `None` serves everyone.
+    pub token: Option<String>,
+    /// Also serve the three metrics only a third-party UI shows (`documented: false` in the
+    /// catalogue), so the ETL's handling of them is exercised.
+    pub include_undocumented: bool,
+    /// Seed of every random draw (levels, noise, gaps, phase offsets); labels do not depend on it.
+    pub seed: u64,
+}
+
+impl Default for SimConfig {
+    /// A small PCC like the one of the vScope guide: `pcc-37-187-228-180`, 2 datacenters of
+    /// 3 hosts (4 NICs each), 12 VMs and 2 filers, one point a minute, `ovh` dialect, no token.
+    fn default() -> SimConfig {
+        SimConfig {
+            service_name: "pcc-37-187-228-180".to_owned(),
+            datacenters: 2,
+            hosts_per_datacenter: 3,
+            vms_per_datacenter: 12,
+            filers_per_datacenter: 2,
+            nics_per_host: 4,
+            step_secs: 60,
+            dialect: Dialect::Ovh,
+            token: None,
+            include_undocumented: true,
+            seed: 42,
+        }
+    }
+}
+
+impl fmt::Debug for SimConfig {
+    /// Like a derived `Debug`, but the token is redacted so it never reaches a log.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SimConfig")
+            .field("service_name", &self.service_name)
+            .field("datacenters", &self.datacenters)
+            .field("hosts_per_datacenter", &self.hosts_per_datacenter)
+            .field("vms_per_datacenter", &self.vms_per_datacenter)
+            .field("filers_per_datacenter", &self.filers_per_datacenter)
+            .field("nics_per_host", &self.nics_per_host)
+            .field("step_secs", &self.step_secs)
+            .field("dialect", &self.dialect)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("include_undocumented", &self.include_undocumented)
+            .field("seed", &self.seed)
+            .finish()
+    }
+}
+
+/// A snapshot of a running simulator's counters, for tests that check how many requests a
+/// client made (retries, window splits) and how much data it received.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SimStats {
+    /// Every HTTP request received, on any path, whatever the answer.
+    pub requests: u64,
+    /// Requests to `/api/query`, whatever the answer.
+    pub query_requests: u64,
+    /// Series objects written in `/api/query` answers.
+    pub series_returned: u64,
+    /// Datapoints written in `/api/query` answers.
+    pub points_returned: u64,
+}
+
+/// A simulator running on the current tokio runtime, from [`start`]. Dropping it stops the
+/// server; [`SimHandle::shutdown`] stops it gracefully and waits.
+#[derive(Debug)]
+pub struct SimHandle {
+    local_addr: SocketAddr,
+    counters: Arc<Counters>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl SimHandle {
+    /// The address the server listens on (with the real port when started on port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// `http://<ip>:<port>`, to use as a pipeline's `source.url`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.local_addr)
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> SimStats {
+        let c = &self.counters;
+        SimStats {
+            requests: c.requests.load(Ordering::Relaxed),
+            query_requests: c.queries.load(Ordering::Relaxed),
+            series_returned: c.series.load(Ordering::Relaxed),
+            points_returned: c.points.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Stops accepting connections, lets open ones finish (at most 5 s, then aborts them) and
+    /// waits for the server task to end.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(mut task) = self.task.take()
+            && tokio::time::timeout(SHUTDOWN_GRACE, &mut task)
+                .await
+                .is_err()
+        {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for SimHandle {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Binds `addr` (port 0 picks a free port) and serves the simulator on the current tokio
+/// runtime until the returned handle is shut down or dropped.
+pub async fn start(config: SimConfig, addr: SocketAddr) -> std::io::Result<SimHandle> {
+    let listener = TcpListener::bind(addr).await?;
+    let local_addr = listener.local_addr()?;
+    let shared = Arc::new(Shared::new(&config));
+    let counters = Arc::clone(&shared.counters);
+    let (tx, rx) = oneshot::channel::<()>();
+    let app = server::router(shared);
+    let task = tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = rx.await;
+            })
+            .await;
+        if let Err(e) = served {
+            tracing::warn!(error = %e, "the vScope simulator stopped with an error");
+        }
+    });
+    tracing::debug!(%local_addr, dialect = %config.dialect, "vScope simulator started");
+    Ok(SimHandle {
+        local_addr,
+        counters,
+        shutdown: Some(tx),
+        task: Some(task),
+    })
+}
+
+/// Serves the simulator on `listener` until `shutdown` completes, then finishes the open
+/// connections and returns. For `vscope-etl sim`, which runs it in the foreground.
+pub async fn serve_until(
+    config: SimConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let shared = Arc::new(Shared::new(&config));
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, dialect = %config.dialect, series = shared.pcc.series().len(),
+            "vScope simulator listening");
+    }
+    axum::serve(listener, server::router(shared))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,518 @@
+//! The HTTP side of the simulator: axum routes, authentication, per-dialect error bodies and
+//! request counters.
+//!
+//! Every route is registered with `any()` so that the handlers, not axum, decide what a wrong
+//! method gets: each dialect answers it differently (OpenTSDB: JSON 405; Erlenmeyer: text 405
+//! with `Allow: POST, DELETE`, or 501 for `GET /api/query`).
+//!
+//! # Fault injection (later)
+//! Every request passes through [`count_requests`], a middleware that sees the request before
+//! any handler. Injected faults (429 with `Retry-After`, 5xx, slow or cut bodies, fetch-limit
+//! errors: design §7) belong there, driven by a `faults` plan to be added to
+//! [`SimConfig`](super::SimConfig) and carried in [`Shared`]. Nothing is injected today.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{RawQuery, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use bytes::Bytes;
+
+use super::SimConfig;
+use super::discovery::{self, Index};
+use super::format::push_str;
+use super::model::Pcc;
+use super::query::{self, Output};
+use crate::dialect::Dialect;
+
+/// Request counters, shared between the server and its [`SimHandle`](super::SimHandle).
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) requests: AtomicU64,
+    pub(crate) queries: AtomicU64,
+    pub(crate) series: AtomicU64,
+    pub(crate) points: AtomicU64,
+}
+
+/// Everything a handler needs; built once per server and shared read-only.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) dialect: Dialect,
+    pub(crate) token: Option<String>,
+    pub(crate) pcc: Pcc,
+    pub(crate) index: Index,
+    pub(crate) counters: Arc<Counters>,
+}
+
+impl Shared {
+    /// Builds the model and its name tables from `config`.
+    pub(crate) fn new(config: &SimConfig) -> Shared {
+        let pcc = Pcc::new(config);
+        let index = Index::new(&pcc);
+        Shared {
+            dialect: config.dialect,
+            token: config.token.clone(),
+            pcc,
+            index,
+            counters: Arc::default(),
+        }
+    }
+}
+
+/// An error answer, rendered per dialect by [`ApiError::into_response`]: OpenTSDB's JSON error
+/// object, or Erlenmeyer's `http.Error` plain text (message and a newline).
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    message: String,
+    details: Option<String>,
+    allow: Option<&'static str>,
+    /// A body sent verbatim with this content type, for the few answers that are neither.
+    raw: Option<&'static str>,
+}
+
+impl ApiError {
+    /// An error with `status` and `message`.
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+            details: None,
+            allow: None,
+            raw: None,
+        }
+    }
+
+    /// A 400 with `message`.
+    pub(crate) fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// A body sent as is, whatever the dialect.
+    pub(crate) fn raw(
+        status: StatusCode,
+        content_type: &'static str,
+        body: impl Into<String>,
+    ) -> ApiError {
+        ApiError {
+            raw: Some(content_type),
+            ..ApiError::new(status, body)
+        }
+    }
+
+    /// Adds OpenTSDB's `details` field (ignored by the text dialect).
+    pub(crate) fn with_details(mut self, details: impl Into<String>) -> ApiError {
+        self.details = Some(details.into());
+        self
+    }
+
+    /// Adds an `Allow` header.
+    pub(crate) fn with_allow(mut self, allow: &'static str) -> ApiError {
+        self.allow = Some(allow);
+        self
+    }
+
+    /// The message, for tests and logs.
+    pub(crate) fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The HTTP answer in `dialect`'s format.
+    pub(crate) fn into_response(self, dialect: Dialect) -> Response {
+        let (content_type, body) = match (self.raw, dialect) {
+            (Some(ct), _) => (ct, self.message),
+            (None, Dialect::Ovh) => ("text/plain; charset=utf-8", format!("{}\n", self.message)),
+            (None, Dialect::Opentsdb) => {
+                let mut body = String::from("{\"error\":{\"code\":");
+                body.push_str(&self.status.as_u16().to_string());
+                body.push_str(",\"message\":");
+                push_str(&mut body, &self.message);
+                if let Some(d) = &self.details {
+                    body.push_str(",\"details\":");
+                    push_str(&mut body, d);
+                }
+                body.push_str("}}");
+                ("application/json; charset=UTF-8", body)
+            }
+        };
+        let mut resp = (self.status, body).into_response();
+        let headers = resp.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        if dialect == Dialect::Ovh && self.raw.is_none() {
+            headers.insert(
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            );
+        }
+        if let Some(allow) = self.allow {
+            headers.insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
+        if self.status == StatusCode::UNAUTHORIZED && dialect == Dialect::Opentsdb {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"vscope-sim\""),
+            );
+        }
+        resp
+    }
+}
+
+/// Builds the router of one simulator.
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    let mut r = Router::new()
+        .route("/api/query", any(query))
+        .route("/api/search/lookup", any(lookup))
+        .route("/api/suggest", any(suggest))
+        .route("/api/aggregators", any(aggregators))
+        .route("/api/config/filters", any(config_filters));
+    if shared.dialect == Dialect::Opentsdb {
+        // Erlenmeyer does not implement /api/version: it falls through to the 404.
+        r = r.route("/api/version", any(version));
+    }
+    r.fallback(not_found)
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&shared),
+            count_requests,
+        ))
+        .with_state(shared)
+}
+
+/// Counts every request; the hook point for fault injection (see the module docs).
+async fn count_requests(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
+    shared.counters.requests.fetch_add(1, Ordering::Relaxed);
+    next.run(req).await
+}
+
+/// The query string as decoded pairs, in order.
+fn pairs(raw: Option<String>) -> Vec<(String, String)> {
+    raw.map(|q| {
+        url::form_urlencoded::parse(q.as_bytes())
+            .into_owned()
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+/// Milliseconds since the epoch, now.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The result of checking a caller's credentials when a token is configured.
+enum Caller {
+    /// No token configured, or the right one.
+    Allowed,
+    /// `ovh` only: a token was sent but it is not the configured one. Erlenmeyer cannot tell;
+    /// Warp 10 refuses it when a script runs, so the handlers decide when it shows.
+    BadToken(String),
+}
+
+/// The password of an `Authorization` header the way Erlenmeyer reads it: split on the first
+/// space, base64-decode the rest, keep what follows the first `:`. Empty when absent or
+/// malformed.
+fn basic_password(headers: &HeaderMap) -> String {
+    let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return String::new();
+    };
+    let Some((_, encoded)) = value.split_once(' ') else {
+        return String::new();
+    };
+    let Some(decoded) = base64_decode(encoded.trim()) else {
+        return String::new();
+    };
+    let decoded = String::from_utf8_lossy(&decoded);
+    decoded
+        .split_once(':')
+        .map(|(_, p)| p.to_owned())
+        .unwrap_or_default()
+}
+
+/// Standard base64 with optional padding; `None` on any other character.
+fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in s.trim_end_matches('=').bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+/// Checks the caller against the configured token. `ovh`: Basic auth password, else the `p`
+/// query parameter; missing → `401 Not authorized` (text). `opentsdb` (which has no auth of its
+/// own; the simulator models a proxy in front of it): Basic auth only, missing or wrong → JSON 401.
+fn authenticate(
+    shared: &Shared,
+    headers: &HeaderMap,
+    query: &[(String, String)],
+) -> Result<Caller, ApiError> {
+    let Some(expected) = &shared.token else {
+        return Ok(Caller::Allowed);
+    };
+    let mut sent = basic_password(headers);
+    if sent.is_empty() && shared.dialect == Dialect::Ovh {
+        sent = query
+            .iter()
+            .find(|(k, _)| k == "p")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+    }
+    if sent.is_empty() {
+        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "Not authorized"));
+    }
+    if sent == *expected {
+        return Ok(Caller::Allowed);
+    }
+    match shared.dialect {
+        Dialect::Ovh => Ok(Caller::BadToken(sent)),
+        Dialect::Opentsdb => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "Not authorized: invalid token",
+        )),
+    }
+}
+
+fn bad_token(caller: &Caller) -> Option<&str> {
+    match caller {
+        Caller::Allowed => None,
+        Caller::BadToken(t) => Some(t),
+    }
+}
+
+fn json(dialect: Dialect, status: StatusCode, body: impl Into<Body>) -> Response {
+    let ct = match dialect {
+        Dialect::Opentsdb => "application/json; charset=UTF-8",
+        Dialect::Ovh => "application/json",
+    };
+    let mut resp = (status, body.into()).into_response();
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+    resp
+}
+
+fn opentsdb_method_not_allowed(method: &Method) -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed").with_details(format!(
+        "The HTTP method [{method}] is not permitted for this endpoint"
+    ))
+}
+
+async fn query(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> Response {
+    shared.counters.queries.fetch_add(1, Ordering::Relaxed);
+    let dialect = shared.dialect;
+    let q = pairs(raw);
+    let caller = match authenticate(&shared, &headers, &q) {
+        Ok(c) => c,
+        Err(e) => return e.into_response(dialect),
+    };
+    let now = now_ms();
+    let plan = match (dialect, &method) {
+        (_, &Method::POST) => query::plan_post(&shared, &body, &q, bad_token(&caller), now),
+        (Dialect::Opentsdb, &Method::GET) => query::plan_get(&shared, &q, now),
+        (Dialect::Opentsdb, &Method::DELETE) => {
+            Err(ApiError::bad_request("Deleting data is not enabled"))
+        }
+        (Dialect::Opentsdb, m) => Err(opentsdb_method_not_allowed(m)),
+        (Dialect::Ovh, &Method::GET) => Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "Please use the POST version of queries",
+        )),
+        (Dialect::Ovh, &Method::DELETE) => Err(ApiError::bad_request(
+            "Deleting data is not enabled in the simulator",
+        )),
+        (Dialect::Ovh, m) => Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("Method '{m}' is not allowed"),
+        )
+        .with_allow("POST, DELETE")),
+    };
+    match plan {
+        Ok(plan) => {
+            let chunks = Output::new(Arc::clone(&shared), plan);
+            json(
+                dialect,
+                StatusCode::OK,
+                Body::from_stream(futures::stream::iter(chunks)),
+            )
+        }
+        Err(e) => e.into_response(dialect),
+    }
+}
+
+async fn lookup(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> Response {
+    let started = Instant::now();
+    let dialect = shared.dialect;
+    let q = pairs(raw);
+    let caller = match authenticate(&shared, &headers, &q) {
+        Ok(c) => c,
+        Err(e) => return e.into_response(dialect),
+    };
+    let result = if method == Method::GET || method == Method::POST {
+        discovery::lookup(
+            &shared,
+            method == Method::GET,
+            &q,
+            &body,
+            bad_token(&caller),
+            started,
+        )
+    } else if dialect == Dialect::Ovh {
+        Err(ApiError::bad_request(format!(
+            "Unsupported HTTP method: {method}"
+        )))
+    } else {
+        Err(opentsdb_method_not_allowed(&method))
+    };
+    match result {
+        Ok(body) => json(dialect, StatusCode::OK, body),
+        Err(e) => e.into_response(dialect),
+    }
+}
+
+async fn suggest(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> Response {
+    let dialect = shared.dialect;
+    let q = pairs(raw);
+    let caller = match authenticate(&shared, &headers, &q) {
+        Ok(c) => c,
+        Err(e) => return e.into_response(dialect),
+    };
+    let result = if dialect == Dialect::Opentsdb && method != Method::GET && method != Method::POST
+    {
+        Err(opentsdb_method_not_allowed(&method))
+    } else {
+        discovery::suggest(&shared, method == Method::GET, &q, &body, bad_token(&caller))
+    };
+    match result {
+        Ok(body) => json(dialect, StatusCode::OK, body),
+        Err(e) => e.into_response(dialect),
+    }
+}
+
+async fn aggregators(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let q = pairs(raw);
+    // Erlenmeyer only checks that a token is present: no Warp 10 call validates it here.
+    if let Err(e) = authenticate(&shared, &headers, &q) {
+        return e.into_response(shared.dialect);
+    }
+    json(
+        shared.dialect,
+        StatusCode::OK,
+        discovery::aggregators(shared.dialect),
+    )
+}
+
+async fn config_filters(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let q = pairs(raw);
+    if let Err(e) = authenticate(&shared, &headers, &q) {
+        return e.into_response(shared.dialect);
+    }
+    json(
+        shared.dialect,
+        StatusCode::OK,
+        discovery::config_filters(shared.dialect),
+    )
+}
+
+async fn version(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let q = pairs(raw);
+    if let Err(e) = authenticate(&shared, &headers, &q) {
+        return e.into_response(shared.dialect);
+    }
+    if method != Method::GET && method != Method::POST {
+        return opentsdb_method_not_allowed(&method).into_response(shared.dialect);
+    }
+    json(shared.dialect, StatusCode::OK, discovery::version())
+}
+
+/// Unknown paths: OpenTSDB's JSON 404, or the 404 of Erlenmeyer's router (echo), which is JSON
+/// too (`{"message":"Not Found"}`).
+async fn not_found(State(shared): State<Arc<Shared>>) -> Response {
+    match shared.dialect {
+        Dialect::Opentsdb => ApiError::new(StatusCode::NOT_FOUND, "Endpoint not found")
+            .with_details("The requested endpoint was not found")
+            .into_response(Dialect::Opentsdb),
+        Dialect::Ovh => ApiError::raw(
+            StatusCode::NOT_FOUND,
+            "application/json; charset=UTF-8",
+            "{\"message\":\"Not Found\"}\n",
+        )
+        .into_response(Dialect::Ovh),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_auth_password_is_read_like_erlenmeyer() {
+        let mut h = HeaderMap::new();
+        // "read:s3cr:et" → the password keeps everything after the first ':'.
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Basic cmVhZDpzM2NyOmV0"),
+        );
+        assert_eq!(basic_password(&h), "s3cr:et");
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic !!"));
+        assert_eq!(basic_password(&h), "");
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer"));
+        assert_eq!(basic_password(&h), "");
+        assert_eq!(base64_decode("aGk=").unwrap(), b"hi");
+        assert_eq!(base64_decode("aGk").unwrap(), b"hi");
+    }
+}
