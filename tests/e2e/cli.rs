@@ -77,9 +77,9 @@ fn metrics_lists_the_catalogue() {
 
 #[test]
 fn plan_shows_units_without_fetching_data() {
-    let sim = SimProcess::start(&["--dialect", "opentsdb"]);
+    let sim = SimProcess::start(&["--dialect", "opentsdb", "--token", "plan-token"]);
     let dir = tempfile::tempdir().unwrap();
-    let source = format!("url = \"{}\"\ndialect = \"auto\"", sim.url);
+    let source = format!("url = \"{}\"\ntoken = \"plan-token\"\ndialect = \"auto\"", sim.url);
     let p = write_pipeline(dir.path(), "plan", &source, "2026-11-01T00:00:00Z", "2026-11-02T00:00:00Z", "6h", TABLES);
     let out = run(&["plan", p.to_str().unwrap()]);
     assert!(out.status.success(), "{}", describe(&out));

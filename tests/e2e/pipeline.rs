@@ -48,9 +48,9 @@ fn type_name(t: &DataType) -> String {
 
 #[test]
 fn raw_tables_hold_exactly_the_points_the_simulator_stores() {
-    let sim = SimProcess::start(&["--dialect", "ovh"]);
+    let sim = SimProcess::start(&["--dialect", "ovh", "--token", "read-token-1"]);
     let dir = tempfile::tempdir().unwrap();
-    let source = format!("url = \"{}\"\nrequests_per_second = 0", sim.url);
+    let source = format!("url = \"{}\"\ntoken = \"read-token-1\"\nrequests_per_second = 0", sim.url);
     let pipeline = write_pipeline(dir.path(), "raw", &source, START, END, "2h", TABLES);
     let summary = run_ok(&pipeline);
     let cfg = sim_config(2, 3, 12, 2);
@@ -197,17 +197,17 @@ fn both_dialects_produce_the_same_dataset() {
 fn a_window_across_midnight_writes_one_file_per_date() {
     let dir = tempfile::tempdir().unwrap();
     let source = "url = \"sim\"\n[source.sim]\ndatacenters = 1\nhosts_per_datacenter = 1\nvms_per_datacenter = 1\nfilers_per_datacenter = 1\nstep = \"600s\"";
-    // A 2-day window: [2026-10-31, 2026-11-02) on the 2-day grid.
-    let pipeline = write_pipeline(dir.path(), "midnight", source, "2026-11-01T12:00:00Z", "2026-11-01T13:00:00Z", "2d", TABLES);
+    // A 2-day window: [2026-11-01, 2026-11-03) on the 2-day grid since the epoch.
+    let pipeline = write_pipeline(dir.path(), "midnight", source, "2026-11-02T12:00:00Z", "2026-11-02T13:00:00Z", "2d", TABLES);
     run_ok(&pipeline);
     let files = parquet_files(&dir.path().join("out"), "vm_metrics");
     let dates: Vec<String> = files
         .iter()
         .map(|f| f.parent().unwrap().file_name().unwrap().to_str().unwrap().to_string())
         .collect();
-    assert_eq!(dates, ["date=2026-10-31", "date=2026-11-01"]);
+    assert_eq!(dates, ["date=2026-11-01", "date=2026-11-02"]);
     for f in &files {
-        assert!(f.file_name().unwrap().to_str().unwrap().starts_with("part-20261031T000000Z-20261102T000000Z"));
+        assert!(f.file_name().unwrap().to_str().unwrap().starts_with("part-20261101T000000Z-20261103T000000Z"));
         let date = &f.parent().unwrap().file_name().unwrap().to_str().unwrap()[5..];
         for batch in read_file(f) {
             let ts = batch.column_by_name("ts").unwrap().as_primitive::<TimestampMillisecondType>();
