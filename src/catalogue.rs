@@ -91,14 +91,17 @@ impl Catalogue {
     pub fn builtin() -> &'static Catalogue {
         static CATALOGUE: OnceLock<Catalogue> = OnceLock::new();
         CATALOGUE.get_or_init(|| {
-            Catalogue::from_json(METRICS_JSON).expect("schemas/metrics.json is valid (checked by tests)")
+            Catalogue::from_json(METRICS_JSON)
+                .expect("schemas/metrics.json is valid (checked by tests)")
         })
     }
 
     /// Parses a catalogue document (the format of `schemas/metrics.json`).
     pub fn from_json(text: &str) -> Result<Catalogue, serde_json::Error> {
         let file: CatalogueFile = serde_json::from_str(text)?;
-        Ok(Catalogue { metrics: file.metrics })
+        Ok(Catalogue {
+            metrics: file.metrics,
+        })
     }
 
     /// Every metric, in catalogue order.
@@ -155,7 +158,11 @@ mod tests {
         let c = Catalogue::builtin();
         assert_eq!(c.metrics().iter().filter(|m| m.documented).count(), 20);
         for m in c.metrics() {
-            assert!(m.name.starts_with(&format!("vscope.{}.", m.component)), "{}", m.name);
+            assert!(
+                m.name.starts_with(&format!("vscope.{}.", m.component)),
+                "{}",
+                m.name
+            );
             assert_eq!(m.labels[0], "datacenter", "{}", m.name);
         }
         let net = c.get("vscope.host.net.rx").unwrap();

@@ -50,7 +50,10 @@ pub enum ConfigError {
 }
 
 fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { key: key.into(), message: message.into() }
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -294,12 +297,16 @@ pub struct Scope {
 impl Scope {
     /// Resolves `start`/`end` against `now_ms`.
     pub fn resolve_range(&self, now_ms: i64) -> Result<(i64, i64), ConfigError> {
-        let start = parse_time(&self.start, now_ms).map_err(|e| invalid("scope.start", e.to_string()))?;
+        let start =
+            parse_time(&self.start, now_ms).map_err(|e| invalid("scope.start", e.to_string()))?;
         let end = parse_time(&self.end, now_ms).map_err(|e| invalid("scope.end", e.to_string()))?;
         if end <= start {
             return Err(invalid(
                 "scope.end",
-                format!("'{}' is not after scope.start '{}': the range is empty", self.end, self.start),
+                format!(
+                    "'{}' is not after scope.start '{}': the range is empty",
+                    self.end, self.start
+                ),
             ));
         }
         Ok((start, end))
@@ -343,42 +350,64 @@ pub struct SinkSpec {
 
 /// Reads and validates a pipeline file, reading `${VAR}` from the process environment.
 pub fn load(path: &Path) -> Result<Pipeline, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
-    parse(&text, &path.display().to_string(), &|name| std::env::var(name).ok())
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    parse(&text, &path.display().to_string(), &|name| {
+        std::env::var(name).ok()
+    })
 }
 
 /// Parses and validates pipeline text; `env` resolves `${VAR}` references.
-pub fn parse(text: &str, origin: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Pipeline, ConfigError> {
-    let file: PipelineFile = toml::from_str(text)
-        .map_err(|e| ConfigError::Parse { path: origin.to_string(), message: e.to_string() })?;
+pub fn parse(
+    text: &str,
+    origin: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Pipeline, ConfigError> {
+    let file: PipelineFile = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        path: origin.to_string(),
+        message: e.to_string(),
+    })?;
     validate(file, env)
 }
 
 /// Replaces `${NAME}` in a value with the environment variable `NAME`; an unset variable is an
 /// error naming the key that uses it, so a cron job never runs with an empty token.
-pub fn expand_env(value: &str, key: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, ConfigError> {
+pub fn expand_env(
+    value: &str,
+    key: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, ConfigError> {
     let mut out = String::with_capacity(value.len());
     let mut rest = value;
     while let Some(pos) = rest.find("${") {
         out.push_str(&rest[..pos]);
         let after = &rest[pos + 2..];
         let Some(close) = after.find('}') else {
-            return Err(invalid(key, format!("unterminated '${{' in '{value}': write ${{NAME}}")));
+            return Err(invalid(
+                key,
+                format!("unterminated '${{' in '{value}': write ${{NAME}}"),
+            ));
         };
         let name = &after[..close];
         let valid = !name.is_empty()
             && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
             && !name.starts_with(|c: char| c.is_ascii_digit());
         if !valid {
-            return Err(invalid(key, format!("'${{{name}}}' is not a valid environment variable name")));
+            return Err(invalid(
+                key,
+                format!("'${{{name}}}' is not a valid environment variable name"),
+            ));
         }
         match env(name) {
             Some(v) => out.push_str(&v),
             None => {
                 return Err(invalid(
                     key,
-                    format!("environment variable {name} is not set (export {name}=... before running)"),
+                    format!(
+                        "environment variable {name} is not set (export {name}=... before running)"
+                    ),
                 ));
             }
         }
@@ -394,26 +423,52 @@ fn duration_ms(key: &str, value: &str) -> Result<i64, ConfigError> {
 
 /// Like [`duration_ms`] but also accepts `"0"` (OpenTSDB durations cannot be zero).
 fn parse_duration_or_zero(key: &str, value: &str) -> Result<i64, ConfigError> {
-    if value.trim() == "0" { Ok(0) } else { duration_ms(key, value) }
+    if value.trim() == "0" {
+        Ok(0)
+    } else {
+        duration_ms(key, value)
+    }
 }
 
 fn std_duration(key: &str, value: &str) -> Result<Duration, ConfigError> {
     Ok(Duration::from_millis(duration_ms(key, value)? as u64))
 }
 
-fn validate(file: PipelineFile, env: &dyn Fn(&str) -> Option<String>) -> Result<Pipeline, ConfigError> {
+fn validate(
+    file: PipelineFile,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Pipeline, ConfigError> {
     let name = file.name.trim().to_string();
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-        return Err(invalid("name", format!("'{}' must be non-empty letters, digits, '-' or '_'", file.name)));
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(invalid(
+            "name",
+            format!(
+                "'{}' must be non-empty letters, digits, '-' or '_'",
+                file.name
+            ),
+        ));
     }
     let source = validate_source(file.source, env)?;
     let scope = validate_scope(file.scope)?;
     let tables = validate_tables(file.tables, &scope)?;
     let sink = validate_sink(file.sink, env)?;
-    Ok(Pipeline { name, source, scope, tables, sink })
+    Ok(Pipeline {
+        name,
+        source,
+        scope,
+        tables,
+        sink,
+    })
 }
 
-fn validate_source(src: SourceFile, env: &dyn Fn(&str) -> Option<String>) -> Result<Source, ConfigError> {
+fn validate_source(
+    src: SourceFile,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Source, ConfigError> {
     if src.ovh.is_some() {
         return Err(invalid(
             "source.ovh",
@@ -424,20 +479,26 @@ fn validate_source(src: SourceFile, env: &dyn Fn(&str) -> Option<String>) -> Res
     let url = expand_env(src.url.trim(), "source.url", env)?;
     let dialect = match src.dialect.as_str() {
         "auto" => DialectChoice::Auto,
-        other => DialectChoice::Fixed(
-            other.parse::<Dialect>().map_err(|_| invalid("source.dialect", format!("'{other}' is not one of auto, opentsdb, ovh")))?,
-        ),
+        other => DialectChoice::Fixed(other.parse::<Dialect>().map_err(|_| {
+            invalid(
+                "source.dialect",
+                format!("'{other}' is not one of auto, opentsdb, ovh"),
+            )
+        })?),
     };
     let endpoint = if url == "sim" {
         let mut sim = SimConfig::default();
         if let Some(s) = src.sim {
             if let Some(d) = s.dialect {
-                sim.dialect = d.parse::<Dialect>().map_err(|e| invalid("source.sim.dialect", e))?;
+                sim.dialect = d
+                    .parse::<Dialect>()
+                    .map_err(|e| invalid("source.sim.dialect", e))?;
             }
             sim.datacenters = s.datacenters.unwrap_or(sim.datacenters);
             sim.hosts_per_datacenter = s.hosts_per_datacenter.unwrap_or(sim.hosts_per_datacenter);
             sim.vms_per_datacenter = s.vms_per_datacenter.unwrap_or(sim.vms_per_datacenter);
-            sim.filers_per_datacenter = s.filers_per_datacenter.unwrap_or(sim.filers_per_datacenter);
+            sim.filers_per_datacenter =
+                s.filers_per_datacenter.unwrap_or(sim.filers_per_datacenter);
             if let Some(step) = s.step {
                 let ms = duration_ms("source.sim.step", &step)?;
                 if ms % 1000 != 0 {
@@ -450,13 +511,22 @@ fn validate_source(src: SourceFile, env: &dyn Fn(&str) -> Option<String>) -> Res
         Endpoint::Sim(Box::new(sim))
     } else {
         if src.sim.is_some() {
-            return Err(invalid("source.sim", "only allowed with source.url = \"sim\""));
+            return Err(invalid(
+                "source.sim",
+                "only allowed with source.url = \"sim\"",
+            ));
         }
         let parsed = url::Url::parse(&url).map_err(|e| {
-            invalid("source.url", format!("'{url}' is not a URL ({e}); use https://host[:port] or \"sim\""))
+            invalid(
+                "source.url",
+                format!("'{url}' is not a URL ({e}); use https://host[:port] or \"sim\""),
+            )
         })?;
         if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(invalid("source.url", format!("scheme '{}' is not http or https", parsed.scheme())));
+            return Err(invalid(
+                "source.url",
+                format!("scheme '{}' is not http or https", parsed.scheme()),
+            ));
         }
         if !parsed.username().is_empty() || parsed.password().is_some() {
             return Err(invalid(
@@ -468,7 +538,10 @@ fn validate_source(src: SourceFile, env: &dyn Fn(&str) -> Option<String>) -> Res
         Endpoint::Url(parsed)
     };
     let token = Secret::new(expand_env(&src.token, "source.token", env)?);
-    if token.is_empty() && matches!(endpoint, Endpoint::Url(_)) && dialect != DialectChoice::Fixed(Dialect::Opentsdb) {
+    if token.is_empty()
+        && matches!(endpoint, Endpoint::Url(_))
+        && dialect != DialectChoice::Fixed(Dialect::Opentsdb)
+    {
         return Err(invalid(
             "source.token",
             "is empty: set it to your vScope read token, e.g. token = \"${VSCOPE_METRICS_TOKEN}\" \
@@ -476,18 +549,32 @@ fn validate_source(src: SourceFile, env: &dyn Fn(&str) -> Option<String>) -> Res
         ));
     }
     if src.concurrency == 0 || src.concurrency > 256 {
-        return Err(invalid("source.concurrency", format!("{} is not within 1..=256", src.concurrency)));
+        return Err(invalid(
+            "source.concurrency",
+            format!("{} is not within 1..=256", src.concurrency),
+        ));
     }
     if !(src.requests_per_second >= 0.0 && src.requests_per_second.is_finite()) {
-        return Err(invalid("source.requests_per_second", "must be a number >= 0 (0 = unlimited)"));
+        return Err(invalid(
+            "source.requests_per_second",
+            "must be a number >= 0 (0 = unlimited)",
+        ));
     }
     if src.max_attempts == 0 || src.max_attempts > 20 {
-        return Err(invalid("source.max_attempts", format!("{} is not within 1..=20", src.max_attempts)));
+        return Err(invalid(
+            "source.max_attempts",
+            format!("{} is not within 1..=20", src.max_attempts),
+        ));
     }
     let discovery = match src.discovery.as_str() {
         "lookup" => Discovery::Lookup,
         "none" => Discovery::None,
-        other => return Err(invalid("source.discovery", format!("'{other}' is not one of lookup, none"))),
+        other => {
+            return Err(invalid(
+                "source.discovery",
+                format!("'{other}' is not one of lookup, none"),
+            ));
+        }
     };
     Ok(Source {
         endpoint,
@@ -508,16 +595,25 @@ fn validate_scope(scope: ScopeFile) -> Result<Scope, ConfigError> {
     if !(DAY_MS % window_ms == 0 || window_ms % DAY_MS == 0) {
         return Err(invalid(
             "scope.window",
-            format!("'{}' must divide a day (e.g. 1h, 6h, 30m) or be whole days (1d, 7d)", scope.window),
+            format!(
+                "'{}' must divide a day (e.g. 1h, 6h, 30m) or be whole days (1d, 7d)",
+                scope.window
+            ),
         ));
     }
     if window_ms < 60_000 {
-        return Err(invalid("scope.window", format!("'{}' is shorter than one minute", scope.window)));
+        return Err(invalid(
+            "scope.window",
+            format!("'{}' is shorter than one minute", scope.window),
+        ));
     }
     let lateness_ms = duration_ms("scope.lateness", &scope.lateness)?;
     let settle_ms = parse_duration_or_zero("scope.settle", &scope.settle)?;
     if scope.metrics.is_empty() {
-        return Err(invalid("scope.metrics", "is empty: list metric globs such as \"vscope.*\""));
+        return Err(invalid(
+            "scope.metrics",
+            "is empty: list metric globs such as \"vscope.*\"",
+        ));
     }
     let catalogue = Catalogue::builtin();
     for (i, glob) in scope.metrics.iter().enumerate() {
@@ -528,7 +624,14 @@ fn validate_scope(scope: ScopeFile) -> Result<Scope, ConfigError> {
             ));
         }
     }
-    let s = Scope { start: scope.start, end: scope.end, window_ms, metrics: scope.metrics, lateness_ms, settle_ms };
+    let s = Scope {
+        start: scope.start,
+        end: scope.end,
+        window_ms,
+        metrics: scope.metrics,
+        lateness_ms,
+        settle_ms,
+    };
     // Check the times parse now, so `validate` catches typos; they are resolved again at run time.
     s.resolve_range(chrono::Utc::now().timestamp_millis())?;
     Ok(s)
@@ -536,25 +639,40 @@ fn validate_scope(scope: ScopeFile) -> Result<Scope, ConfigError> {
 
 fn validate_tables(tables: Vec<TableFile>, scope: &Scope) -> Result<Vec<TableSpec>, ConfigError> {
     if tables.is_empty() {
-        return Err(invalid("table", "no [[table]] defined: add at least one, e.g. name = \"vm_metrics\""));
+        return Err(invalid(
+            "table",
+            "no [[table]] defined: add at least one, e.g. name = \"vm_metrics\"",
+        ));
     }
     let catalogue = Catalogue::builtin();
-    let in_scope: BTreeSet<&str> = catalogue.matching(&scope.metrics).iter().map(|m| m.name.as_str()).collect();
+    let in_scope: BTreeSet<&str> = catalogue
+        .matching(&scope.metrics)
+        .iter()
+        .map(|m| m.name.as_str())
+        .collect();
     let mut names = BTreeSet::new();
     let mut out = Vec::with_capacity(tables.len());
     for (i, t) in tables.into_iter().enumerate() {
         let key = format!("table[{i}]");
         let valid_name = !t.name.is_empty()
             && !t.name.starts_with('_')
-            && t.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            && t.name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
         if !valid_name {
             return Err(invalid(
                 format!("{key}.name"),
-                format!("'{}' must be lower-case letters, digits and '_', not starting with '_'", t.name),
+                format!(
+                    "'{}' must be lower-case letters, digits and '_', not starting with '_'",
+                    t.name
+                ),
             ));
         }
         if !names.insert(t.name.clone()) {
-            return Err(invalid(format!("{key}.name"), format!("table '{}' is defined twice", t.name)));
+            return Err(invalid(
+                format!("{key}.name"),
+                format!("table '{}' is defined twice", t.name),
+            ));
         }
         let matched: Vec<_> = catalogue
             .matching(&t.metrics)
@@ -564,7 +682,10 @@ fn validate_tables(tables: Vec<TableFile>, scope: &Scope) -> Result<Vec<TableSpe
         if matched.is_empty() {
             return Err(invalid(
                 format!("{key}.metrics"),
-                format!("{:?} matches no metric within scope.metrics {:?}", t.metrics, scope.metrics),
+                format!(
+                    "{:?} matches no metric within scope.metrics {:?}",
+                    t.metrics, scope.metrics
+                ),
             ));
         }
         let components: BTreeSet<Component> = matched.iter().map(|m| m.component).collect();
@@ -583,7 +704,10 @@ fn validate_tables(tables: Vec<TableFile>, scope: &Scope) -> Result<Vec<TableSpe
         let rollup = match (&t.downsample, &t.aggregates) {
             (None, None) => None,
             (None, Some(_)) => {
-                return Err(invalid(format!("{key}.aggregates"), "needs downsample = \"<interval>\" (e.g. \"1h\")"));
+                return Err(invalid(
+                    format!("{key}.aggregates"),
+                    "needs downsample = \"<interval>\" (e.g. \"1h\")",
+                ));
             }
             (Some(ds), aggs) => {
                 let interval = duration_ms(&format!("{key}.downsample"), ds)?;
@@ -596,30 +720,51 @@ fn validate_tables(tables: Vec<TableFile>, scope: &Scope) -> Result<Vec<TableSpe
                         ),
                     ));
                 }
-                let names = aggs.clone().unwrap_or_else(|| vec!["avg".into(), "min".into(), "max".into(), "count".into()]);
+                let names = aggs.clone().unwrap_or_else(|| {
+                    vec!["avg".into(), "min".into(), "max".into(), "count".into()]
+                });
                 if names.is_empty() {
                     return Err(invalid(format!("{key}.aggregates"), "is empty"));
                 }
                 let mut parsed = Vec::with_capacity(names.len());
                 for n in &names {
-                    let agg = n.parse::<Aggregator>().map_err(|e| invalid(format!("{key}.aggregates"), e.to_string()))?;
+                    let agg = n
+                        .parse::<Aggregator>()
+                        .map_err(|e| invalid(format!("{key}.aggregates"), e.to_string()))?;
                     if parsed.contains(&agg) {
-                        return Err(invalid(format!("{key}.aggregates"), format!("'{n}' is listed twice")));
+                        return Err(invalid(
+                            format!("{key}.aggregates"),
+                            format!("'{n}' is listed twice"),
+                        ));
                     }
                     parsed.push(agg);
                 }
-                Some(Rollup::new(interval, parsed).map_err(|e| invalid(format!("{key}.aggregates"), e.to_string()))?)
+                Some(
+                    Rollup::new(interval, parsed)
+                        .map_err(|e| invalid(format!("{key}.aggregates"), e.to_string()))?,
+                )
             }
         };
-        out.push(TableSpec { name: t.name, component, metrics, rollup });
+        out.push(TableSpec {
+            name: t.name,
+            component,
+            metrics,
+            rollup,
+        });
     }
     Ok(out)
 }
 
-fn validate_sink(sink: SinkFile, env: &dyn Fn(&str) -> Option<String>) -> Result<SinkSpec, ConfigError> {
+fn validate_sink(
+    sink: SinkFile,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<SinkSpec, ConfigError> {
     let url = expand_env(sink.url.trim(), "sink.url", env)?;
     if url.is_empty() {
-        return Err(invalid("sink.url", "is empty: use a path, file:///abs/path or s3://bucket/prefix"));
+        return Err(invalid(
+            "sink.url",
+            "is empty: use a path, file:///abs/path or s3://bucket/prefix",
+        ));
     }
     let mut partition_by = Vec::new();
     for p in &sink.partition_by {
@@ -627,20 +772,36 @@ fn validate_sink(sink: SinkFile, env: &dyn Fn(&str) -> Option<String>) -> Result
             "metric" => PartitionKey::Metric,
             "date" => PartitionKey::Date,
             other => {
-                return Err(invalid("sink.partition_by", format!("'{other}' is not one of metric, date")));
+                return Err(invalid(
+                    "sink.partition_by",
+                    format!("'{other}' is not one of metric, date"),
+                ));
             }
         });
     }
-    if partition_by != [PartitionKey::Date] && partition_by != [PartitionKey::Metric, PartitionKey::Date] {
-        return Err(invalid("sink.partition_by", "must be [\"date\"] or [\"metric\", \"date\"]"));
+    if partition_by != [PartitionKey::Date]
+        && partition_by != [PartitionKey::Metric, PartitionKey::Date]
+    {
+        return Err(invalid(
+            "sink.partition_by",
+            "must be [\"date\"] or [\"metric\", \"date\"]",
+        ));
     }
     if !(1..=22).contains(&sink.zstd_level) {
-        return Err(invalid("sink.zstd_level", format!("{} is not within 1..=22", sink.zstd_level)));
+        return Err(invalid(
+            "sink.zstd_level",
+            format!("{} is not within 1..=22", sink.zstd_level),
+        ));
     }
     if sink.row_group_rows < 1024 {
         return Err(invalid("sink.row_group_rows", "must be at least 1024"));
     }
-    Ok(SinkSpec { url, partition_by, zstd_level: sink.zstd_level, row_group_rows: sink.row_group_rows })
+    Ok(SinkSpec {
+        url,
+        partition_by,
+        zstd_level: sink.zstd_level,
+        row_group_rows: sink.row_group_rows,
+    })
 }
 
 #[cfg(test)]
@@ -683,14 +844,18 @@ url = "./out"
         assert_eq!(p.tables.len(), 2);
         assert_eq!(p.tables[0].component, Component::Vm);
         assert!(p.tables[0].metrics.windows(2).all(|w| w[0] < w[1]));
-        assert_eq!(p.tables[1].metrics, ["vscope.vm.cpu.ready", "vscope.vm.cpu.usage.perc"]);
+        assert_eq!(
+            p.tables[1].metrics,
+            ["vscope.vm.cpu.ready", "vscope.vm.cpu.usage.perc"]
+        );
         assert!(matches!(p.source.endpoint, Endpoint::Sim(_)));
         assert_eq!(p.sink.partition_by, [PartitionKey::Date]);
     }
 
     #[test]
     fn unknown_keys_are_errors_naming_the_key() {
-        let err = parse_str(&BASE.replace("window = \"6h\"", "window = \"6h\"\nwindoww = 1")).unwrap_err();
+        let err = parse_str(&BASE.replace("window = \"6h\"", "window = \"6h\"\nwindoww = 1"))
+            .unwrap_err();
         assert!(err.to_string().contains("windoww"), "{err}");
     }
 
@@ -698,8 +863,13 @@ url = "./out"
     fn env_vars_expand_and_missing_ones_name_the_key() {
         let env = |n: &str| (n == "TOK").then(|| "abc".to_string());
         assert_eq!(expand_env("x${TOK}y", "k", &env).unwrap(), "xabcy");
-        let err = expand_env("${NOPE}", "source.token", &env).unwrap_err().to_string();
-        assert!(err.contains("source.token") && err.contains("NOPE"), "{err}");
+        let err = expand_env("${NOPE}", "source.token", &env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("source.token") && err.contains("NOPE"),
+            "{err}"
+        );
         assert!(expand_env("${", "k", &env).is_err());
         assert!(expand_env("${1A}", "k", &env).is_err());
     }
@@ -709,35 +879,55 @@ url = "./out"
         let text = BASE.replace("url = \"sim\"", "url = \"https://opentsdb.example\"");
         let err = parse_str(&text).unwrap_err().to_string();
         assert!(err.contains("source.token"), "{err}");
-        let text = BASE.replace("url = \"sim\"", "url = \"https://read:secret@opentsdb.example\"\ntoken = \"x\"");
+        let text = BASE.replace(
+            "url = \"sim\"",
+            "url = \"https://read:secret@opentsdb.example\"\ntoken = \"x\"",
+        );
         let err = parse_str(&text).unwrap_err().to_string();
-        assert!(err.contains("credentials") && !err.contains("secret@"), "{err}");
+        assert!(
+            err.contains("credentials") && !err.contains("secret@"),
+            "{err}"
+        );
     }
 
     #[test]
     fn window_must_divide_a_day_and_buckets_the_window() {
-        let err = parse_str(&BASE.replace("window = \"6h\"", "window = \"7h\"")).unwrap_err().to_string();
+        let err = parse_str(&BASE.replace("window = \"6h\"", "window = \"7h\""))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("scope.window"), "{err}");
-        let err = parse_str(&BASE.replace("downsample = \"1h\"", "downsample = \"5h\"")).unwrap_err().to_string();
+        let err = parse_str(&BASE.replace("downsample = \"1h\"", "downsample = \"5h\""))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("downsample"), "{err}");
         assert!(parse_str(&BASE.replace("window = \"6h\"", "window = \"2d\"")).is_ok());
     }
 
     #[test]
     fn tables_are_checked() {
-        let err = parse_str(&BASE.replace("metrics = [\"vscope.vm.*\"]", "metrics = [\"vscope.*\"]")).unwrap_err().to_string();
+        let err =
+            parse_str(&BASE.replace("metrics = [\"vscope.vm.*\"]", "metrics = [\"vscope.*\"]"))
+                .unwrap_err()
+                .to_string();
         assert!(err.contains("mixes components"), "{err}");
-        let err = parse_str(&BASE.replace("\"p95\"", "\"p96\"")).unwrap_err().to_string();
+        let err = parse_str(&BASE.replace("\"p95\"", "\"p96\""))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("aggregates"), "{err}");
-        let err = parse_str(&BASE.replace("name = \"vm_metrics_1h\"", "name = \"vm_metrics\"")).unwrap_err().to_string();
+        let err = parse_str(&BASE.replace("name = \"vm_metrics_1h\"", "name = \"vm_metrics\""))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("twice"), "{err}");
     }
 
     #[test]
     fn empty_range_is_an_error() {
-        let err = parse_str(&BASE.replace("end = \"2026-11-02T00:00:00Z\"", "end = \"2026-11-01T00:00:00Z\""))
-            .unwrap_err()
-            .to_string();
+        let err = parse_str(&BASE.replace(
+            "end = \"2026-11-02T00:00:00Z\"",
+            "end = \"2026-11-01T00:00:00Z\"",
+        ))
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("scope.end"), "{err}");
     }
 }

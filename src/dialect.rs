@@ -41,7 +41,9 @@ impl FromStr for Dialect {
         match s {
             "opentsdb" => Ok(Dialect::Opentsdb),
             "ovh" => Ok(Dialect::Ovh),
-            other => Err(format!("unknown dialect '{other}': expected 'opentsdb' or 'ovh'")),
+            other => Err(format!(
+                "unknown dialect '{other}': expected 'opentsdb' or 'ovh'"
+            )),
         }
     }
 }

@@ -21,11 +21,16 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| cli.log.clone());
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| "warn".into()),
+        )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -53,7 +58,8 @@ fn report(err: &Error) -> u8 {
 fn cancel_on_signal() -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         for n in 0.. {
             let term_recv = async {
                 match term.as_mut() {
@@ -71,7 +77,9 @@ fn cancel_on_signal() -> watch::Receiver<bool> {
                 eprintln!("second signal: exiting now");
                 std::process::exit(130);
             }
-            eprintln!("signal received: abandoning the current window and stopping (send again to exit now)");
+            eprintln!(
+                "signal received: abandoning the current window and stopping (send again to exit now)"
+            );
             let _ = tx.send(true);
         }
     });
@@ -79,10 +87,16 @@ fn cancel_on_signal() -> watch::Receiver<bool> {
 }
 
 fn progress_display(enabled: bool) -> (ProgressFn, ProgressBar) {
-    let bar = if enabled { ProgressBar::new(0) } else { ProgressBar::hidden() };
+    let bar = if enabled {
+        ProgressBar::new(0)
+    } else {
+        ProgressBar::hidden()
+    };
     bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} units  {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} units  {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let b = bar.clone();
     let points = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -171,7 +185,11 @@ async fn run(args: RunArgs) -> u8 {
                     eprintln!("stopped: {reason}");
                 }
                 if let Some(p) = &r.manifest_path {
-                    eprintln!("manifest: {}/{}", pipeline.sink.url.trim_end_matches('/'), p);
+                    eprintln!(
+                        "manifest: {}/{}",
+                        pipeline.sink.url.trim_end_matches('/'),
+                        p
+                    );
                 }
             }
             r.exit_code
@@ -198,12 +216,18 @@ async fn plan(args: PlanArgs) -> u8 {
     let now = chrono::Utc::now().timestamp_millis();
     // The plan of a real run depends on the ledger (incremental runs, skipped windows).
     let ledger = match vscope_etl::load::Sink::open(&pipeline.sink.url) {
-        Ok(sink) => vscope_etl::load::state::Ledger::load(&sink, &pipeline.name).await.ok(),
+        Ok(sink) => vscope_etl::load::state::Ledger::load(&sink, &pipeline.name)
+            .await
+            .ok(),
         Err(_) => None,
     };
     match pipeline::build_plan(&pipeline, &conn.client, &opts, ledger.as_ref(), now).await {
         Ok(p) => {
-            println!("pipeline {} (dialect {})", pipeline.name, conn.client.dialect());
+            println!(
+                "pipeline {} (dialect {})",
+                pipeline.name,
+                conn.client.dialect()
+            );
             print!("{}", p.describe());
             EXIT_OK
         }
@@ -217,7 +241,12 @@ fn validate(args: ValidateArgs) -> u8 {
         match config::load(path) {
             Ok(p) => {
                 let tables: Vec<&str> = p.tables.iter().map(|t| t.name.as_str()).collect();
-                println!("{}: ok (pipeline {}, tables {})", path.display(), p.name, tables.join(", "));
+                println!(
+                    "{}: ok (pipeline {}, tables {})",
+                    path.display(),
+                    p.name,
+                    tables.join(", ")
+                );
             }
             Err(e) => {
                 eprintln!("{}: {e}", path.display());
@@ -231,10 +260,16 @@ fn validate(args: ValidateArgs) -> u8 {
 fn metrics(args: MetricsArgs) -> u8 {
     let c = Catalogue::builtin();
     if args.json {
-        println!("{}", serde_json::to_string_pretty(c.metrics()).expect("catalogue serializes"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(c.metrics()).expect("catalogue serializes")
+        );
         return EXIT_OK;
     }
-    println!("{:<45} {:<6} {:<28} {:<8} description", "metric", "kind", "labels", "unit");
+    println!(
+        "{:<45} {:<6} {:<28} {:<8} description",
+        "metric", "kind", "labels", "unit"
+    );
     for m in c.metrics() {
         let mut desc = m.description.clone();
         if !m.documented {
@@ -271,10 +306,16 @@ async fn sim(args: SimArgs) -> u8 {
             return EXIT_CONFIG;
         }
     };
-    let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     // The first line on stdout is the URL, so scripts and tests can read the chosen port.
     println!("http://{addr}");
-    eprintln!("vScope simulator ({} dialect) listening on http://{addr}; Ctrl-C to stop", args.dialect);
+    eprintln!(
+        "vScope simulator ({} dialect) listening on http://{addr}; Ctrl-C to stop",
+        args.dialect
+    );
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };

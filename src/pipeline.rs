@@ -19,15 +19,15 @@ use crate::config::{DialectChoice, Discovery, Endpoint, PartitionKey, Pipeline, 
 use crate::error::{EXIT_FAILED_UNITS, EXIT_OK, Error, Result};
 use crate::extract::retry::FailureClass;
 use crate::extract::{DecodeStats, FetchError, MetricsClient, SeriesData};
+use crate::load::Sink;
 use crate::load::partition::{part_file_name, partition_dir};
 use crate::load::state::{CommittedWindow, FailedUnit, Ledger, Manifest, TableWindow};
 use crate::load::writer::{FileSettings, PartWriter, WriteError, WrittenFile, writer_properties};
-use crate::load::Sink;
 use crate::plan::{Plan, Shard, Unit, Window, pipeline_metrics, plan_windows};
 use crate::schema::{raw_schema, raw_table_decl, rollup_schema};
 use crate::semantics::time::{format_rfc3339, format_window_stamp};
 use crate::sim::SimHandle;
-use crate::transform::{RawBatchBuilder, RollupBatchBuilder, day_runs, sort_series, DAY_MS};
+use crate::transform::{DAY_MS, RawBatchBuilder, RollupBatchBuilder, day_runs, sort_series};
 
 /// Rows buffered per partition before a batch goes to the Parquet writer.
 const BATCH_ROWS: usize = 65_536;
@@ -92,7 +92,9 @@ pub async fn connect(pipeline: &Pipeline) -> Result<Connection> {
             if !source.token.is_empty() {
                 cfg.token = Some(source.token.expose().to_string());
             }
-            let handle = crate::sim::start(cfg, ([127, 0, 0, 1], 0).into()).await.map_err(Error::Sim)?;
+            let handle = crate::sim::start(cfg, ([127, 0, 0, 1], 0).into())
+                .await
+                .map_err(Error::Sim)?;
             let base = url::Url::parse(&handle.base_url()).expect("simulator URL is valid");
             (base, Some(handle))
         }
@@ -111,7 +113,11 @@ pub async fn connect(pipeline: &Pipeline) -> Result<Connection> {
 }
 
 fn fatal_fetch(e: FetchError) -> Error {
-    if e.class() == FailureClass::Auth { Error::Auth(e) } else { Error::Fetch(e) }
+    if e.class() == FailureClass::Auth {
+        Error::Auth(e)
+    } else {
+        Error::Fetch(e)
+    }
 }
 
 /// Resolves the time range and discovers series: the full plan, without fetching data.
@@ -143,11 +149,20 @@ pub async fn build_plan(
     }
     if incremental {
         // Already past the configured end (a fixed range that is done): nothing to do.
-        let end = crate::semantics::time::parse_time(&scope.end, now_ms)
-            .map_err(|e| crate::config::ConfigError::Invalid { key: "scope.end".into(), message: e.to_string() })?;
+        let end = crate::semantics::time::parse_time(&scope.end, now_ms).map_err(|e| {
+            crate::config::ConfigError::Invalid {
+                key: "scope.end".into(),
+                message: e.to_string(),
+            }
+        })?;
         let start = crate::semantics::time::parse_time(&scope.start, now_ms).unwrap_or(end);
         if start >= end {
-            return Ok(Plan { range_start_ms: end, range_end_ms: end, windows: Vec::new(), metrics: pipeline_metrics(pipeline) });
+            return Ok(Plan {
+                range_start_ms: end,
+                range_end_ms: end,
+                windows: Vec::new(),
+                metrics: pipeline_metrics(pipeline),
+            });
         }
     }
     let (start, end) = scope.resolve_range(now_ms)?;
@@ -155,13 +170,21 @@ pub async fn build_plan(
         (true, Some(w)) => w - scope.lateness_ms,
         _ => now_ms - scope.lateness_ms,
     };
-    let windows: Vec<Window> = plan_windows(start, end, scope.window_ms, now_ms - scope.settle_ms, opts.shard)
-        .into_iter()
-        .filter(|w| {
-            let done = ledger.and_then(|l| l.get(w.start_ms, w.end_ms)).is_some_and(|c| c.complete);
-            opts.force || !done || w.end_ms > refetch_from
-        })
-        .collect();
+    let windows: Vec<Window> = plan_windows(
+        start,
+        end,
+        scope.window_ms,
+        now_ms - scope.settle_ms,
+        opts.shard,
+    )
+    .into_iter()
+    .filter(|w| {
+        let done = ledger
+            .and_then(|l| l.get(w.start_ms, w.end_ms))
+            .is_some_and(|c| c.complete);
+        opts.force || !done || w.end_ms > refetch_from
+    })
+    .collect();
     let mut metrics = pipeline_metrics(pipeline);
     if pipeline.source.discovery == Discovery::Lookup {
         let lookups = futures::stream::iter(metrics.iter().map(|m| m.metric.clone()))
@@ -172,7 +195,10 @@ pub async fn build_plan(
         for (m, (result, _)) in metrics.iter_mut().zip(lookups) {
             match result {
                 Ok(tag_sets) => {
-                    let mut dcs: Vec<String> = tag_sets.iter().filter_map(|t| t.get("datacenter").cloned()).collect();
+                    let mut dcs: Vec<String> = tag_sets
+                        .iter()
+                        .filter_map(|t| t.get("datacenter").cloned())
+                        .collect();
                     dcs.sort();
                     dcs.dedup();
                     m.series = Some(tag_sets.len());
@@ -180,7 +206,11 @@ pub async fn build_plan(
                 }
                 // OpenTSDB answers 400 "No such name" for a metric it never stored (e.g. an
                 // undocumented one): that metric simply has no series here.
-                Err(FetchError::Status { status: 400 | 404, ref body, .. }) if body.contains("No such name") => {
+                Err(FetchError::Status {
+                    status: 400 | 404,
+                    ref body,
+                    ..
+                }) if body.contains("No such name") => {
                     tracing::info!(metric = %m.metric, "metric unknown to the server, nothing to extract");
                     m.series = Some(0);
                     m.datacenters = Some(Vec::new());
@@ -191,7 +221,12 @@ pub async fn build_plan(
     }
     let range_start_ms = windows.first().map_or(start, |w| w.start_ms);
     let range_end_ms = windows.last().map_or(end, |w| w.end_ms);
-    Ok(Plan { range_start_ms, range_end_ms, windows, metrics })
+    Ok(Plan {
+        range_start_ms,
+        range_end_ms,
+        windows,
+        metrics,
+    })
 }
 
 /// What a run did.
@@ -234,7 +269,10 @@ pub async fn run(
     let client = &conn.client;
     let mut ledger = Ledger::load(&sink, &pipeline.name).await?;
     let plan = build_plan(pipeline, client, opts, Some(&ledger), now_ms).await?;
-    progress(&Progress::Planned { windows: plan.windows.len(), units: plan.total_units() });
+    progress(&Progress::Planned {
+        windows: plan.windows.len(),
+        units: plan.total_units(),
+    });
 
     let mut manifest = Manifest {
         run_id: run_id.clone(),
@@ -263,7 +301,12 @@ pub async fn run(
     };
     if opts.dry_run {
         finish_manifest(&mut manifest, client, started);
-        return Ok(RunReport { manifest, manifest_path: None, plan, exit_code: EXIT_OK });
+        return Ok(RunReport {
+            manifest,
+            manifest_path: None,
+            plan,
+            exit_code: EXIT_OK,
+        });
     }
 
     let ctx = RunCtx {
@@ -309,25 +352,29 @@ pub async fn run(
                         manifest.files.push(f);
                     }
                 }
-                ledger.commit(
-                    CommittedWindow {
-                        start: window_start,
-                        end: window_end,
-                        start_ms: window.start_ms,
-                        end_ms: window.end_ms,
-                        fetched_until_ms: window.fetch_end_ms,
-                        complete: window.complete(),
-                        run_id: run_id.clone(),
-                        committed_at: format_rfc3339(chrono::Utc::now().timestamp_millis()),
-                        tables: committed_tables,
-                    },
-                );
+                ledger.commit(CommittedWindow {
+                    start: window_start,
+                    end: window_end,
+                    start_ms: window.start_ms,
+                    end_ms: window.end_ms,
+                    fetched_until_ms: window.fetch_end_ms,
+                    complete: window.complete(),
+                    run_id: run_id.clone(),
+                    committed_at: format_rfc3339(chrono::Utc::now().timestamp_millis()),
+                    tables: committed_tables,
+                });
                 ledger.save(&sink).await?;
                 manifest.windows_committed += 1;
-                progress(&Progress::WindowDone { start_ms: window.start_ms, committed: true });
+                progress(&Progress::WindowDone {
+                    start_ms: window.start_ms,
+                    committed: true,
+                });
             }
             WindowResult::Failed => {
-                progress(&Progress::WindowDone { start_ms: window.start_ms, committed: false });
+                progress(&Progress::WindowDone {
+                    start_ms: window.start_ms,
+                    committed: false,
+                });
             }
             WindowResult::AuthRefused(e) => {
                 manifest.aborted = Some(format!("authentication refused: {e}"));
@@ -336,7 +383,8 @@ pub async fn run(
                 return Err(Error::Auth(e));
             }
             WindowResult::Cancelled => {
-                manifest.aborted = Some("stopped by a signal; the current window was abandoned".into());
+                manifest.aborted =
+                    Some("stopped by a signal; the current window was abandoned".into());
                 break;
             }
             WindowResult::WriteFailed(e) => {
@@ -347,17 +395,29 @@ pub async fn run(
                     window_end: format_rfc3339(window.end_ms),
                     error: e.to_string(),
                 });
-                progress(&Progress::WindowDone { start_ms: window.start_ms, committed: false });
+                progress(&Progress::WindowDone {
+                    start_ms: window.start_ms,
+                    committed: false,
+                });
             }
         }
     }
     finish_manifest(&mut manifest, client, started);
     let manifest_path = manifest.save(&sink).await?;
-    let exit_code = if manifest.failures.is_empty() && manifest.aborted.is_none() { EXIT_OK } else { EXIT_FAILED_UNITS };
+    let exit_code = if manifest.failures.is_empty() && manifest.aborted.is_none() {
+        EXIT_OK
+    } else {
+        EXIT_FAILED_UNITS
+    };
     if let Some(sim) = conn.sim {
         sim.shutdown().await;
     }
-    Ok(RunReport { manifest, manifest_path: Some(manifest_path), plan, exit_code })
+    Ok(RunReport {
+        manifest,
+        manifest_path: Some(manifest_path),
+        plan,
+        exit_code,
+    })
 }
 
 fn finish_manifest(manifest: &mut Manifest, client: &MetricsClient, started: Instant) {
@@ -391,7 +451,11 @@ struct WindowOutcome {
     stats: DecodeStats,
 }
 
-async fn process_window(ctx: &RunCtx<'_>, window: &Window, cancel: &mut watch::Receiver<bool>) -> WindowOutcome {
+async fn process_window(
+    ctx: &RunCtx<'_>,
+    window: &Window,
+    cancel: &mut watch::Receiver<bool>,
+) -> WindowOutcome {
     let plan = ctx.plan;
     let units = plan.units();
     let client = ctx.client;
@@ -408,10 +472,17 @@ async fn process_window(ctx: &RunCtx<'_>, window: &Window, cancel: &mut watch::R
         .iter()
         .map(|t| TableWindowWriter::new(t, ctx, window))
         .collect();
-    let mut fetches = futures::stream::iter(units.into_iter())
+    let mut fetches = futures::stream::iter(units)
         .map(|unit| async move {
             let metric = &plan.metrics[unit.metric].metric;
-            let r = client.query_raw(metric, unit.datacenter.as_deref(), window.start_ms, window.fetch_end_ms).await;
+            let r = client
+                .query_raw(
+                    metric,
+                    unit.datacenter.as_deref(),
+                    window.start_ms,
+                    window.fetch_end_ms,
+                )
+                .await;
             (unit, r)
         })
         .buffered(ctx.pipeline.source.concurrency);
@@ -435,7 +506,10 @@ async fn process_window(ctx: &RunCtx<'_>, window: &Window, cancel: &mut watch::R
         };
         if boundary && let Some(m) = current.take() {
             let metric_plan = &plan.metrics[m];
-            sort_series(&mut pending, &raw_table_decl(metric_plan.component).label_columns());
+            sort_series(
+                &mut pending,
+                &raw_table_decl(metric_plan.component).label_columns(),
+            );
             for &t in &metric_plan.tables {
                 if let Err(e) = writers[t].append(&pending).await {
                     abort_all(writers).await;
@@ -448,7 +522,9 @@ async fn process_window(ctx: &RunCtx<'_>, window: &Window, cancel: &mut watch::R
         let Some((unit, result)) = item else { break };
         match result {
             Ok(answer) => {
-                (ctx.progress)(&Progress::UnitDone { points: answer.stats.points });
+                (ctx.progress)(&Progress::UnitDone {
+                    points: answer.stats.points,
+                });
                 outcome.units_done += 1;
                 outcome.series += answer.series.len() as u64;
                 outcome.stats.add(&answer.stats);
@@ -466,7 +542,11 @@ async fn process_window(ctx: &RunCtx<'_>, window: &Window, cancel: &mut watch::R
                 let auth = e.class() == FailureClass::Auth;
                 outcome.failures.push((unit, e.to_string()));
                 abort_all(writers).await;
-                outcome.result = if auth { WindowResult::AuthRefused(e) } else { WindowResult::Failed };
+                outcome.result = if auth {
+                    WindowResult::AuthRefused(e)
+                } else {
+                    WindowResult::Failed
+                };
                 return outcome;
             }
         }
@@ -508,9 +588,10 @@ struct PartitionState {
     writer: PartWriter,
 }
 
+#[allow(clippy::large_enum_variant)] // one per open partition: a handful per window
 enum Builder {
     Raw(RawBatchBuilder),
-    Rollup(Box<RollupBatchBuilder>),
+    Rollup(RollupBatchBuilder),
 }
 
 impl Builder {
@@ -521,7 +602,9 @@ impl Builder {
         }
     }
 
-    fn finish(&mut self) -> std::result::Result<arrow::record_batch::RecordBatch, arrow::error::ArrowError> {
+    fn finish(
+        &mut self,
+    ) -> std::result::Result<arrow::record_batch::RecordBatch, arrow::error::ArrowError> {
         match self {
             Builder::Raw(b) => b.finish(),
             Builder::Rollup(b) => b.finish(),
@@ -545,23 +628,49 @@ impl<'a> TableWindowWriter<'a> {
             None => raw_schema(spec.component),
             Some(r) => rollup_schema(spec.component, &r.aggregates),
         };
-        TableWindowWriter { spec, ctx, window: *window, schema, partitions: BTreeMap::new() }
+        TableWindowWriter {
+            spec,
+            ctx,
+            window: *window,
+            schema,
+            partitions: BTreeMap::new(),
+        }
     }
 
     fn partition_path(&self, metric: &str, day_ms: i64) -> String {
-        let dir = partition_dir(&self.spec.name, &self.ctx.pipeline.sink.partition_by, metric, day_ms);
-        format!("{dir}/{}", part_file_name(self.window.start_ms, self.window.end_ms))
+        let dir = partition_dir(
+            &self.spec.name,
+            &self.ctx.pipeline.sink.partition_by,
+            metric,
+            day_ms,
+        );
+        format!(
+            "{dir}/{}",
+            part_file_name(self.window.start_ms, self.window.end_ms)
+        )
     }
 
     fn state(&mut self, path: String) -> std::result::Result<&mut PartitionState, WriteError> {
         if !self.partitions.contains_key(&path) {
-            let props = writer_properties(&self.schema, &self.ctx.settings, &self.spec.name, (self.window.start_ms, self.window.end_ms));
-            let writer = PartWriter::create(self.ctx.sink, path.clone(), &self.spec.name, self.schema.clone(), props)?;
+            let props = writer_properties(
+                &self.schema,
+                &self.ctx.settings,
+                &self.spec.name,
+                (self.window.start_ms, self.window.end_ms),
+            );
+            let writer = PartWriter::create(
+                self.ctx.sink,
+                path.clone(),
+                &self.spec.name,
+                self.schema.clone(),
+                props,
+            )?;
             let builder = match &self.spec.rollup {
                 None => Builder::Raw(RawBatchBuilder::new(self.spec.component)),
-                Some(r) => Builder::Rollup(Box::new(RollupBatchBuilder::new(self.spec.component, r.clone()))),
+                Some(r) => Builder::Rollup(RollupBatchBuilder::new(self.spec.component, r.clone())),
             };
-            self.partitions.insert(path.clone(), PartitionState { builder, writer });
+            self.partitions
+                .insert(path.clone(), PartitionState { builder, writer });
         }
         Ok(self.partitions.get_mut(&path).expect("inserted above"))
     }
@@ -605,7 +714,13 @@ impl<'a> TableWindowWriter<'a> {
             days.push(d);
             d += DAY_MS;
         }
-        let metrics: Vec<&str> = if self.ctx.pipeline.sink.partition_by.contains(&PartitionKey::Metric) {
+        let metrics: Vec<&str> = if self
+            .ctx
+            .pipeline
+            .sink
+            .partition_by
+            .contains(&PartitionKey::Metric)
+        {
             self.spec.metrics.iter().map(String::as_str).collect()
         } else {
             vec![""]

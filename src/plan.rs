@@ -57,7 +57,13 @@ impl std::str::FromStr for Shard {
 /// The windows covering `[range_start, range_end)`: grid cells of `window_ms` from the cell
 /// holding `range_start` to the cell holding `range_end - 1`. A cell is fetched up to
 /// `min(cell end, now)` (whole seconds); cells entirely after `now` are left out.
-pub fn plan_windows(range_start: i64, range_end: i64, window_ms: i64, now_ms: i64, shard: Option<Shard>) -> Vec<Window> {
+pub fn plan_windows(
+    range_start: i64,
+    range_end: i64,
+    window_ms: i64,
+    now_ms: i64,
+    shard: Option<Shard>,
+) -> Vec<Window> {
     let first = range_start.div_euclid(window_ms);
     let last = (range_end - 1).div_euclid(window_ms);
     let now_s = now_ms.div_euclid(1000) * 1000;
@@ -66,7 +72,11 @@ pub fn plan_windows(range_start: i64, range_end: i64, window_ms: i64, now_ms: i6
         .map(|k| {
             let start_ms = k * window_ms;
             let end_ms = start_ms + window_ms;
-            Window { start_ms, end_ms, fetch_end_ms: end_ms.min(now_s) }
+            Window {
+                start_ms,
+                end_ms,
+                fetch_end_ms: end_ms.min(now_s),
+            }
         })
         .filter(|w| w.fetch_end_ms > w.start_ms)
         .collect()
@@ -125,7 +135,12 @@ impl Plan {
         self.metrics
             .iter()
             .enumerate()
-            .flat_map(|(i, m)| m.units().into_iter().map(move |dc| Unit { metric: i, datacenter: dc }))
+            .flat_map(|(i, m)| {
+                m.units().into_iter().map(move |dc| Unit {
+                    metric: i,
+                    datacenter: dc,
+                })
+            })
             .collect()
     }
 
@@ -167,8 +182,17 @@ impl Plan {
         }
         out.push_str("windows\n");
         for w in &self.windows {
-            let note = if w.complete() { String::new() } else { format!(" (open: fetched until {})", format_rfc3339(w.fetch_end_ms)) };
-            out.push_str(&format!("  [{}, {}){}\n", format_rfc3339(w.start_ms), format_rfc3339(w.end_ms), note));
+            let note = if w.complete() {
+                String::new()
+            } else {
+                format!(" (open: fetched until {})", format_rfc3339(w.fetch_end_ms))
+            };
+            out.push_str(&format!(
+                "  [{}, {}){}\n",
+                format_rfc3339(w.start_ms),
+                format_rfc3339(w.end_ms),
+                note
+            ));
         }
         out
     }
@@ -184,7 +208,10 @@ pub fn pipeline_metrics(pipeline: &Pipeline) -> Vec<MetricPlan> {
         .into_iter()
         .map(|name| MetricPlan {
             metric: name.clone(),
-            component: catalogue.get(name).map(|m| m.component).expect("tables hold catalogue metrics"),
+            component: catalogue
+                .get(name)
+                .map(|m| m.component)
+                .expect("tables hold catalogue metrics"),
             tables: pipeline
                 .tables
                 .iter()
@@ -230,7 +257,10 @@ mod tests {
         joined.sort_by_key(|w| w.start_ms);
         assert_eq!(joined, all);
         assert!("3/3".parse::<Shard>().is_err());
-        assert_eq!("1/4".parse::<Shard>().unwrap(), Shard { index: 1, count: 4 });
+        assert_eq!(
+            "1/4".parse::<Shard>().unwrap(),
+            Shard { index: 1, count: 4 }
+        );
     }
 
     proptest! {

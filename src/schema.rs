@@ -74,8 +74,8 @@ pub fn raw_table_decl(component: Component) -> &'static TableDecl {
         ]
         .into_iter()
         .map(|(c, text)| {
-            let decl: TableDecl =
-                serde_json::from_str(text).expect("schemas/*_metrics.json are valid (checked by tests)");
+            let decl: TableDecl = serde_json::from_str(text)
+                .expect("schemas/*_metrics.json are valid (checked by tests)");
             (c, decl)
         })
         .collect()
@@ -98,7 +98,14 @@ pub fn arrow_type(ty: &str) -> Option<DataType> {
 /// `Map<Utf8, Utf8>` with the Parquet-spec field names (`key_value`, `key`, `value`), which
 /// Spark, DuckDB and pyarrow all read as a map.
 pub fn tags_type() -> DataType {
-    DataType::Map(Arc::new(Field::new("key_value", DataType::Struct(tags_entry_fields()), false)), false)
+    DataType::Map(
+        Arc::new(Field::new(
+            "key_value",
+            DataType::Struct(tags_entry_fields()),
+            false,
+        )),
+        false,
+    )
 }
 
 /// The fields of one `tags` map entry.
@@ -117,7 +124,9 @@ fn field(col: &ColumnDecl) -> Field {
 /// The Arrow schema of a component's raw table.
 pub fn raw_schema(component: Component) -> SchemaRef {
     let decl = raw_table_decl(component);
-    Arc::new(Schema::new(decl.columns.iter().map(field).collect::<Vec<_>>()))
+    Arc::new(Schema::new(
+        decl.columns.iter().map(field).collect::<Vec<_>>(),
+    ))
 }
 
 /// The Arrow schema of a rollup table: the raw table's key columns (`ts` = bucket start), one
@@ -131,17 +140,29 @@ pub fn rollup_schema(component: Component, aggregates: &[Aggregator]) -> SchemaR
         .map(field)
         .collect();
     for agg in aggregates {
-        let ty = if *agg == Aggregator::Count { DataType::Int64 } else { DataType::Float64 };
+        let ty = if *agg == Aggregator::Count {
+            DataType::Int64
+        } else {
+            DataType::Float64
+        };
         fields.push(Field::new(agg.name(), ty, *agg != Aggregator::Count));
     }
-    let tags = decl.columns.iter().find(|c| c.name == "tags").expect("declared tags column");
+    let tags = decl
+        .columns
+        .iter()
+        .find(|c| c.name == "tags")
+        .expect("declared tags column");
     fields.push(field(tags));
     Arc::new(Schema::new(fields))
 }
 
 /// Checks that `actual` is exactly `declared` (names, types, nullability, order). The writer
 /// calls this before writing a batch so a code change can never silently change the contract.
-pub fn check_conforms(table: &str, declared: &Schema, actual: &Schema) -> Result<(), SchemaMismatch> {
+pub fn check_conforms(
+    table: &str,
+    declared: &Schema,
+    actual: &Schema,
+) -> Result<(), SchemaMismatch> {
     if declared.fields().len() != actual.fields().len() {
         return Err(SchemaMismatch {
             table: table.to_string(),
@@ -153,7 +174,10 @@ pub fn check_conforms(table: &str, declared: &Schema, actual: &Schema) -> Result
         });
     }
     for (d, a) in declared.fields().iter().zip(actual.fields()) {
-        if d.name() != a.name() || d.data_type() != a.data_type() || d.is_nullable() != a.is_nullable() {
+        if d.name() != a.name()
+            || d.data_type() != a.data_type()
+            || d.is_nullable() != a.is_nullable()
+        {
             return Err(SchemaMismatch {
                 table: table.to_string(),
                 detail: format!(
@@ -192,22 +216,54 @@ mod tests {
         assert_eq!(names, ["ts", "metric", "datacenter", "vm", "value", "tags"]);
         let host = raw_schema(Component::Host);
         let names: Vec<&str> = host.fields().iter().map(|f| f.name().as_str()).collect();
-        assert_eq!(names, ["ts", "metric", "datacenter", "host", "nicname", "value", "tags"]);
+        assert_eq!(
+            names,
+            [
+                "ts",
+                "metric",
+                "datacenter",
+                "host",
+                "nicname",
+                "value",
+                "tags"
+            ]
+        );
         let filer = raw_schema(Component::Filer);
         let names: Vec<&str> = filer.fields().iter().map(|f| f.name().as_str()).collect();
-        assert_eq!(names, ["ts", "metric", "datacenter", "datastore", "value", "tags"]);
+        assert_eq!(
+            names,
+            ["ts", "metric", "datacenter", "datastore", "value", "tags"]
+        );
         assert_eq!(
             vm.field(0).data_type(),
             &DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))
         );
-        assert_eq!(raw_table_decl(Component::Host).label_columns(), ["datacenter", "host", "nicname"]);
+        assert_eq!(
+            raw_table_decl(Component::Host).label_columns(),
+            ["datacenter", "host", "nicname"]
+        );
     }
 
     #[test]
     fn rollup_schema_orders_aggregates_as_listed() {
-        let s = rollup_schema(Component::Vm, &[Aggregator::P95, Aggregator::Count, Aggregator::Avg]);
+        let s = rollup_schema(
+            Component::Vm,
+            &[Aggregator::P95, Aggregator::Count, Aggregator::Avg],
+        );
         let names: Vec<&str> = s.fields().iter().map(|f| f.name().as_str()).collect();
-        assert_eq!(names, ["ts", "metric", "datacenter", "vm", "p95", "count", "avg", "tags"]);
+        assert_eq!(
+            names,
+            [
+                "ts",
+                "metric",
+                "datacenter",
+                "vm",
+                "p95",
+                "count",
+                "avg",
+                "tags"
+            ]
+        );
         assert_eq!(s.field(5).data_type(), &DataType::Int64);
     }
 

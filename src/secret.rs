@@ -37,7 +37,11 @@ impl Secret {
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_empty() { "Secret(<empty>)" } else { "Secret(***)" })
+        f.write_str(if self.0.is_empty() {
+            "Secret(<empty>)"
+        } else {
+            "Secret(***)"
+        })
     }
 }
 
@@ -63,7 +67,10 @@ mod tests {
     #[test]
     fn scrubs_echoed_values() {
         let s = Secret::new("tok-123456");
-        assert_eq!(s.scrub("'tok-123456' AUTHENTICATE failed"), "'***' AUTHENTICATE failed");
+        assert_eq!(
+            s.scrub("'tok-123456' AUTHENTICATE failed"),
+            "'***' AUTHENTICATE failed"
+        );
         assert_eq!(Secret::new("").scrub("abc"), "abc");
     }
 }

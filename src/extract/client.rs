@@ -134,13 +134,20 @@ struct LookupResult {
 impl MetricsClient {
     /// Builds the HTTP client with the source's timeouts; the dialect is decided by the caller
     /// (see [`MetricsClient::detect_dialect`]).
-    pub fn new(source: &Source, base: url::Url, dialect: Dialect) -> Result<MetricsClient, FetchError> {
+    pub fn new(
+        source: &Source,
+        base: url::Url,
+        dialect: Dialect,
+    ) -> Result<MetricsClient, FetchError> {
         let http = reqwest::Client::builder()
             .connect_timeout(source.connect_timeout)
             .timeout(source.timeout)
             .user_agent(concat!("vscope-etl/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| FetchError::Transport { endpoint: "client", message: e.to_string() })?;
+            .map_err(|e| FetchError::Transport {
+                endpoint: "client",
+                message: e.to_string(),
+            })?;
         Ok(MetricsClient {
             http,
             base,
@@ -176,7 +183,11 @@ impl MetricsClient {
     }
 
     fn authed(&self, rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        if self.token.is_empty() { rb } else { rb.basic_auth("read", Some(self.token.expose())) }
+        if self.token.is_empty() {
+            rb
+        } else {
+            rb.basic_auth("read", Some(self.token.expose()))
+        }
     }
 
     /// Decides the dialect: reference OpenTSDB answers `/api/version`; OVH's Erlenmeyer does not
@@ -184,11 +195,18 @@ impl MetricsClient {
     pub async fn detect_dialect(&self) -> Result<Dialect, FetchError> {
         let url = self.url("/api/version");
         let result = self
-            .send_with_retry("/api/version", || self.authed(self.http.get(url.clone())), |_| Ok(()))
+            .send_with_retry(
+                "/api/version",
+                || self.authed(self.http.get(url.clone())),
+                |_| Ok(()),
+            )
             .await;
         match result {
             Ok(()) => Ok(Dialect::Opentsdb),
-            Err(FetchError::Status { status: 404 | 405 | 501, .. }) => Ok(Dialect::Ovh),
+            Err(FetchError::Status {
+                status: 404 | 405 | 501,
+                ..
+            }) => Ok(Dialect::Ovh),
             Err(e) => Err(e),
         }
     }
@@ -212,13 +230,15 @@ impl MetricsClient {
                     .body(body.clone())
             },
             |bytes| {
-                let answer: LookupAnswer = serde_json::from_slice(bytes).map_err(|e| FetchError::Decode {
-                    endpoint: "/api/search/lookup",
-                    source: DecodeError::Malformed {
-                        message: e.to_string(),
-                        snippet: String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned(),
-                    },
-                })?;
+                let answer: LookupAnswer =
+                    serde_json::from_slice(bytes).map_err(|e| FetchError::Decode {
+                        endpoint: "/api/search/lookup",
+                        source: DecodeError::Malformed {
+                            message: e.to_string(),
+                            snippet: String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
+                                .into_owned(),
+                        },
+                    })?;
                 Ok(answer.results.into_iter().map(|r| r.tags).collect())
             },
         )
@@ -235,16 +255,28 @@ impl MetricsClient {
         start_ms: i64,
         end_ms: i64,
     ) -> Result<RawAnswer, FetchError> {
-        match self.query_raw_once(metric, datacenter, start_ms, end_ms).await {
+        match self
+            .query_raw_once(metric, datacenter, start_ms, end_ms)
+            .await
+        {
             Err(e) if e.class() == FailureClass::TooLarge => {
                 let span = end_ms - start_ms;
                 if span / 2 < self.min_split_ms.max(1000) {
-                    return Err(FetchError::TooLargeAtMinimum { span_ms: span, last: Box::new(e) });
+                    return Err(FetchError::TooLargeAtMinimum {
+                        span_ms: span,
+                        last: Box::new(e),
+                    });
                 }
                 self.stats.splits.fetch_add(1, Ordering::Relaxed);
                 // Split on a whole second: Erlenmeyer keeps only second precision in ranges.
                 let mid = start_ms + (span / 2) / 1000 * 1000;
-                tracing::info!(metric, ?datacenter, start_ms, end_ms, "answer too large, splitting the window");
+                tracing::info!(
+                    metric,
+                    ?datacenter,
+                    start_ms,
+                    end_ms,
+                    "answer too large, splitting the window"
+                );
                 let left = Box::pin(self.query_raw(metric, datacenter, start_ms, mid)).await?;
                 let right = Box::pin(self.query_raw(metric, datacenter, mid, end_ms)).await?;
                 Ok(merge(left, right))
@@ -262,8 +294,7 @@ impl MetricsClient {
     ) -> Result<RawAnswer, FetchError> {
         let mut query = serde_json::json!({"metric": metric, "aggregator": "none"});
         if let Some(dc) = datacenter {
-            query["filters"] =
-                serde_json::json!([{"type": "literal_or", "tagk": "datacenter", "filter": dc, "groupBy": false}]);
+            query["filters"] = serde_json::json!([{"type": "literal_or", "tagk": "datacenter", "filter": dc, "groupBy": false}]);
         }
         // The server's end is inclusive: ask up to `end` and drop points stamped `end` here.
         let body = serde_json::json!({
@@ -282,8 +313,13 @@ impl MetricsClient {
                     .body(body.clone())
             },
             |bytes| {
-                let (series, stats) = decode_query_response(bytes, start_ms, end_ms)
-                    .map_err(|source| FetchError::Decode { endpoint: "/api/query", source })?;
+                let (series, stats) =
+                    decode_query_response(bytes, start_ms, end_ms).map_err(|source| {
+                        FetchError::Decode {
+                            endpoint: "/api/query",
+                            source,
+                        }
+                    })?;
                 Ok(RawAnswer { series, stats })
             },
         )
@@ -315,7 +351,10 @@ impl MetricsClient {
                 return Err(err);
             }
             if attempt >= self.policy.max_attempts {
-                return Err(FetchError::Exhausted { attempts: attempt, last: Box::new(err) });
+                return Err(FetchError::Exhausted {
+                    attempts: attempt,
+                    last: Box::new(err),
+                });
             }
             let delay = self.policy.delay(attempt, retry_after.as_deref(), &mut rng);
             tracing::warn!(endpoint, attempt, delay_ms = delay.as_millis() as u64, error = %err, "transient failure, retrying");
@@ -330,20 +369,40 @@ impl MetricsClient {
         rb: reqwest::RequestBuilder,
     ) -> Result<Bytes, (FetchError, Option<String>)> {
         let transport = |e: reqwest::Error| {
-            (FetchError::Transport { endpoint, message: self.token.scrub(&error_chain(&e)) }, None)
+            (
+                FetchError::Transport {
+                    endpoint,
+                    message: self.token.scrub(&error_chain(&e)),
+                },
+                None,
+            )
         };
         let resp = rb.send().await.map_err(transport)?;
         let status = resp.status();
-        let retry_after = resp.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let retry_after = resp
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let bytes = resp.bytes().await.map_err(transport)?;
-        self.stats.bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        self.stats
+            .bytes
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
         if status.is_success() {
             return Ok(bytes);
         }
         let text = String::from_utf8_lossy(&bytes[..bytes.len().min(512)]);
         let body = self.token.scrub(text.trim());
         let class = classify(status.as_u16(), &body, self.dialect);
-        Err((FetchError::Status { endpoint, status: status.as_u16(), body, class }, retry_after))
+        Err((
+            FetchError::Status {
+                endpoint,
+                status: status.as_u16(),
+                body,
+                class,
+            },
+            retry_after,
+        ))
     }
 }
 
@@ -376,5 +435,8 @@ fn merge(left: RawAnswer, right: RawAnswer) -> RawAnswer {
             }
         }
     }
-    RawAnswer { series: by_key.into_values().collect(), stats }
+    RawAnswer {
+        series: by_key.into_values().collect(),
+        stats,
+    }
 }

@@ -8,8 +8,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 /// One series of an answer: its identity and its points, sorted by time and de-duplicated.
 #[derive(Debug, Clone, PartialEq)]
@@ -96,7 +96,12 @@ pub fn decode_query_response(
         if ts.is_empty() {
             continue;
         }
-        out.push(SeriesData { metric, tags: s.tags, ts, values });
+        out.push(SeriesData {
+            metric,
+            tags: s.tags,
+            ts,
+            values,
+        });
     }
     Ok((out, stats))
 }
@@ -124,7 +129,9 @@ fn normalize(
         let kept = out_ts.len();
         return (out_ts, out_v, (total - kept) as u64, 0);
     }
-    let mut idx: Vec<usize> = (0..total).filter(|&i| ts[i] >= start_ms && ts[i] < end_ms).collect();
+    let mut idx: Vec<usize> = (0..total)
+        .filter(|&i| ts[i] >= start_ms && ts[i] < end_ms)
+        .collect();
     let dropped = (total - idx.len()) as u64;
     idx.sort_by_key(|&i| ts[i]);
     out_ts = Vec::with_capacity(idx.len());
@@ -238,7 +245,9 @@ impl<'de> Deserialize<'de> for TsKey {
                 Ok(TsKey(v))
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<TsKey, E> {
-                i64::try_from(v).map(TsKey).map_err(|_| E::custom("timestamp out of range"))
+                i64::try_from(v)
+                    .map(TsKey)
+                    .map_err(|_| E::custom("timestamp out of range"))
             }
         }
         d.deserialize_any(V)
@@ -318,8 +327,12 @@ impl<'de> DeserializeSeed<'de> for PairSeed {
                 f.write_str("a [timestamp, value] pair")
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                let ts: TsKey = seq.next_element()?.ok_or_else(|| de::Error::invalid_length(0, &self))?;
-                let v: PointValue = seq.next_element()?.ok_or_else(|| de::Error::invalid_length(1, &self))?;
+                let ts: TsKey = seq
+                    .next_element()?
+                    .ok_or_else(|| de::Error::invalid_length(0, &self))?;
+                let v: PointValue = seq
+                    .next_element()?
+                    .ok_or_else(|| de::Error::invalid_length(1, &self))?;
                 while seq.next_element::<IgnoredAny>()?.is_some() {}
                 Ok((ts.0, v))
             }
@@ -349,7 +362,16 @@ mod tests {
         assert_eq!(s[0].ts, [1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000]);
         assert_eq!(
             s[0].values,
-            [Some(1.0), Some(2.5), None, None, None, None, Some(4.25), Some(1000.0)]
+            [
+                Some(1.0),
+                Some(2.5),
+                None,
+                None,
+                None,
+                None,
+                Some(4.25),
+                Some(1000.0)
+            ]
         );
         assert_eq!(st.null_values, 2);
         assert_eq!(st.invalid_values, 2);
@@ -358,7 +380,8 @@ mod tests {
 
     #[test]
     fn array_form() {
-        let (s, _) = decode(r#"[{"metric":"m","tags":{},"dps":[[1000,1],[2000,"NaN"],[3000,3.5]]}]"#);
+        let (s, _) =
+            decode(r#"[{"metric":"m","tags":{},"dps":[[1000,1],[2000,"NaN"],[3000,3.5]]}]"#);
         assert_eq!(s[0].ts, [1000, 2000, 3000]);
         assert_eq!(s[0].values, [Some(1.0), None, Some(3.5)]);
     }
@@ -367,7 +390,8 @@ mod tests {
     fn clips_half_open_sorts_numerically_and_keeps_last_duplicate() {
         // Go sorts map keys as strings: "10000" < "9000". The end (10000) is inclusive on the
         // server but belongs to the next window here.
-        let body = r#"[{"metric":"m","tags":{},"dps":{"10000":9,"5000":1,"9000":2,"4000":0,"9000":3}}]"#;
+        let body =
+            r#"[{"metric":"m","tags":{},"dps":{"10000":9,"5000":1,"9000":2,"4000":0,"9000":3}}]"#;
         let (s, st) = decode_query_response(body.as_bytes(), 5000, 10000).unwrap();
         assert_eq!(s[0].ts, [5000, 9000]);
         assert_eq!(s[0].values, [Some(1.0), Some(3.0)]);
@@ -380,7 +404,10 @@ mod tests {
         assert!(decode("[]").0.is_empty());
         let (s, _) = decode(r#"[{"metric":"m","tags":{},"dps":{}},{"statsSummary":{"x":1}}]"#);
         assert!(s.is_empty());
-        assert!(matches!(decode_query_response(b"", 0, 1), Err(DecodeError::Empty)));
+        assert!(matches!(
+            decode_query_response(b"", 0, 1),
+            Err(DecodeError::Empty)
+        ));
         assert!(matches!(
             decode_query_response(b"<html>502</html>", 0, 1),
             Err(DecodeError::Malformed { .. })

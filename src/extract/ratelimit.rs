@@ -17,7 +17,10 @@ impl RateLimiter {
     /// `per_second` = 0 disables limiting.
     pub fn new(per_second: f64) -> RateLimiter {
         let period = (per_second > 0.0).then(|| Duration::from_secs_f64(1.0 / per_second));
-        RateLimiter { period, next: Mutex::new(None) }
+        RateLimiter {
+            period,
+            next: Mutex::new(None),
+        }
     }
 
     /// Waits until this caller may start a request.

@@ -95,7 +95,12 @@ impl RetryPolicy {
 
     /// The delay before the next attempt: the server's `Retry-After` when it gave a usable one
     /// (clamped to `max_retry_after`), else [`RetryPolicy::backoff`].
-    pub fn delay(&self, attempt: u32, retry_after: Option<&str>, rng: &mut fastrand::Rng) -> Duration {
+    pub fn delay(
+        &self,
+        attempt: u32,
+        retry_after: Option<&str>,
+        rng: &mut fastrand::Rng,
+    ) -> Duration {
         match retry_after.and_then(|v| parse_retry_after(v, SystemTime::now())) {
             Some(d) if !d.is_zero() => d.min(self.max_retry_after),
             _ => self.backoff(attempt, rng),
@@ -128,13 +133,34 @@ mod tests {
         assert_eq!(classify(403, "", Dialect::Opentsdb), Auth);
         assert_eq!(classify(400, "Invalid query: x", Dialect::Ovh), Permanent);
         assert_eq!(classify(404, "", Dialect::Ovh), Permanent);
-        assert_eq!(classify(413, "Sorry, you have attempted to fetch more than our limit", Dialect::Opentsdb), TooLarge);
         assert_eq!(
-            classify(500, "FETCH exceeded limit of 20000000 datapoints, current count is 20000001", Dialect::Ovh),
+            classify(
+                413,
+                "Sorry, you have attempted to fetch more than our limit",
+                Dialect::Opentsdb
+            ),
             TooLarge
         );
-        assert_eq!(classify(500, "Exception at 'AUTHENTICATE': invalid token", Dialect::Ovh), Auth);
-        assert_eq!(classify(500, "SocketTimeoutException", Dialect::Ovh), Transient);
+        assert_eq!(
+            classify(
+                500,
+                "FETCH exceeded limit of 20000000 datapoints, current count is 20000001",
+                Dialect::Ovh
+            ),
+            TooLarge
+        );
+        assert_eq!(
+            classify(
+                500,
+                "Exception at 'AUTHENTICATE': invalid token",
+                Dialect::Ovh
+            ),
+            Auth
+        );
+        assert_eq!(
+            classify(500, "SocketTimeoutException", Dialect::Ovh),
+            Transient
+        );
     }
 
     #[test]
@@ -142,8 +168,14 @@ mod tests {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
         // 2023-11-14T22:13:30Z is 10 s after `now`.
-        assert_eq!(parse_retry_after("Tue, 14 Nov 2023 22:13:30 GMT", now), Some(Duration::from_secs(10)));
-        assert_eq!(parse_retry_after("Tue, 14 Nov 2023 22:00:00 GMT", now), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("Tue, 14 Nov 2023 22:13:30 GMT", now),
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(
+            parse_retry_after("Tue, 14 Nov 2023 22:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
         assert_eq!(parse_retry_after("soon", now), None);
     }
 

@@ -14,7 +14,10 @@ pub fn escape_path_value(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for c in value.chars() {
         let needs = c.is_ascii_control()
-            || matches!(c, '"' | '#' | '%' | '\'' | '*' | '/' | ':' | '=' | '?' | '\\' | '{' | '[' | ']' | '^');
+            || matches!(
+                c,
+                '"' | '#' | '%' | '\'' | '*' | '/' | ':' | '=' | '?' | '\\' | '{' | '[' | ']' | '^'
+            );
         if needs {
             out.push_str(&format!("%{:02X}", c as u32));
         } else {
@@ -56,7 +59,12 @@ pub fn date_string(day_start_ms: i64) -> String {
 }
 
 /// The partition directory of a row group: `<table>/[metric=<m>/]date=<d>`.
-pub fn partition_dir(table: &str, keys: &[PartitionKey], metric: &str, day_start_ms: i64) -> String {
+pub fn partition_dir(
+    table: &str,
+    keys: &[PartitionKey],
+    metric: &str,
+    day_start_ms: i64,
+) -> String {
     let mut dir = table.to_string();
     for k in keys {
         match k {
@@ -89,7 +97,10 @@ mod tests {
 
     #[test]
     fn escapes_like_hive() {
-        assert_eq!(escape_path_value("vscope.vm.cpu.usage.perc"), "vscope.vm.cpu.usage.perc");
+        assert_eq!(
+            escape_path_value("vscope.vm.cpu.usage.perc"),
+            "vscope.vm.cpu.usage.perc"
+        );
         assert_eq!(escape_path_value("a/b=c%d"), "a%2Fb%3Dc%25d");
         assert_eq!(escape_path_value("été 🙂"), "été 🙂");
         assert_eq!(escape_path_value("x\ny"), "x%0Ay");
@@ -99,9 +110,17 @@ mod tests {
     #[test]
     fn paths_follow_the_layout() {
         let day = 1_793_491_200_000; // 2026-11-01
-        assert_eq!(partition_dir("vm_metrics", &[PartitionKey::Date], "m", day), "vm_metrics/date=2026-11-01");
         assert_eq!(
-            partition_dir("vm_metrics", &[PartitionKey::Metric, PartitionKey::Date], "a/b", day),
+            partition_dir("vm_metrics", &[PartitionKey::Date], "m", day),
+            "vm_metrics/date=2026-11-01"
+        );
+        assert_eq!(
+            partition_dir(
+                "vm_metrics",
+                &[PartitionKey::Metric, PartitionKey::Date],
+                "a/b",
+                day
+            ),
             "vm_metrics/metric=a%2Fb/date=2026-11-01"
         );
         assert_eq!(

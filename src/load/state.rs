@@ -82,7 +82,11 @@ impl Ledger {
 
     /// The key of a window: `YYYYMMDDTHHMMSSZ-YYYYMMDDTHHMMSSZ`.
     pub fn window_key(start_ms: i64, end_ms: i64) -> String {
-        format!("{}-{}", format_window_stamp(start_ms), format_window_stamp(end_ms))
+        format!(
+            "{}-{}",
+            format_window_stamp(start_ms),
+            format_window_stamp(end_ms)
+        )
     }
 
     /// The object key of a pipeline's ledger.
@@ -95,10 +99,11 @@ impl Ledger {
         match sink.get_opt(&Ledger::path(pipeline)).await? {
             None => Ok(Ledger::new(pipeline)),
             Some(bytes) => {
-                let ledger: Ledger = serde_json::from_slice(&bytes).map_err(|e| LedgerError::Corrupt {
-                    path: Ledger::path(pipeline),
-                    message: e.to_string(),
-                })?;
+                let ledger: Ledger =
+                    serde_json::from_slice(&bytes).map_err(|e| LedgerError::Corrupt {
+                        path: Ledger::path(pipeline),
+                        message: e.to_string(),
+                    })?;
                 if ledger.version != LEDGER_VERSION {
                     return Err(LedgerError::Corrupt {
                         path: Ledger::path(pipeline),
@@ -124,10 +129,18 @@ impl Ledger {
         if self.origin_ms.is_none() {
             self.origin_ms = Some(window.start_ms);
         }
-        self.windows.insert(Ledger::window_key(window.start_ms, window.end_ms), window);
-        let complete_by_start: BTreeMap<i64, i64> =
-            self.windows.values().filter(|w| w.complete).map(|w| (w.start_ms, w.end_ms)).collect();
-        let mut t = self.watermark_ms.or(self.origin_ms).expect("origin set above");
+        self.windows
+            .insert(Ledger::window_key(window.start_ms, window.end_ms), window);
+        let complete_by_start: BTreeMap<i64, i64> = self
+            .windows
+            .values()
+            .filter(|w| w.complete)
+            .map(|w| (w.start_ms, w.end_ms))
+            .collect();
+        let mut t = self
+            .watermark_ms
+            .or(self.origin_ms)
+            .expect("origin set above");
         while let Some(&end) = complete_by_start.get(&t) {
             t = end;
         }
@@ -229,7 +242,11 @@ impl Manifest {
     /// Writes the manifest to `_runs/<run_id>.json`.
     pub async fn save(&self, sink: &Sink) -> Result<String, StoreError> {
         let path = format!("_runs/{}.json", self.run_id);
-        sink.put(&path, serde_json::to_vec_pretty(self).expect("manifest serializes")).await?;
+        sink.put(
+            &path,
+            serde_json::to_vec_pretty(self).expect("manifest serializes"),
+        )
+        .await?;
         Ok(path)
     }
 
@@ -270,13 +287,25 @@ mod tests {
         l.commit(window(0, 10 * M, true));
         assert_eq!((l.origin_ms, l.watermark_ms), (Some(0), Some(10 * M)));
         l.commit(window(10 * M, 20 * M, false));
-        assert_eq!(l.watermark_ms, Some(10 * M), "an open window does not move it");
+        assert_eq!(
+            l.watermark_ms,
+            Some(10 * M),
+            "an open window does not move it"
+        );
         l.commit(window(20 * M, 30 * M, true));
         assert_eq!(l.watermark_ms, Some(10 * M), "a gap stops it");
         l.commit(window(10 * M, 20 * M, true));
-        assert_eq!(l.watermark_ms, Some(30 * M), "closing the gap moves it over both");
+        assert_eq!(
+            l.watermark_ms,
+            Some(30 * M),
+            "closing the gap moves it over both"
+        );
         l.commit(window(-10 * M, 0, true));
-        assert_eq!(l.watermark_ms, Some(30 * M), "a backfill before the origin never moves it back");
+        assert_eq!(
+            l.watermark_ms,
+            Some(30 * M),
+            "a backfill before the origin never moves it back"
+        );
         assert!(l.get(10 * M, 20 * M).unwrap().complete);
     }
 
@@ -290,6 +319,9 @@ mod tests {
         l.save(&sink).await.unwrap();
         assert_eq!(Ledger::load(&sink, "p").await.unwrap(), l);
         std::fs::write(dir.path().join("_state/p.json"), b"{").unwrap();
-        assert!(matches!(Ledger::load(&sink, "p").await, Err(LedgerError::Corrupt { .. })));
+        assert!(matches!(
+            Ledger::load(&sink, "p").await,
+            Err(LedgerError::Corrupt { .. })
+        ));
     }
 }

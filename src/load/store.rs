@@ -58,7 +58,10 @@ impl Sink {
     /// `s3://bucket/prefix` (credentials, region and endpoint from the standard `AWS_*`
     /// environment, e.g. `AWS_ENDPOINT=http://127.0.0.1:9000`, `AWS_ALLOW_HTTP=true`).
     pub fn open(url: &str) -> Result<Sink, StoreError> {
-        let bad = |message: String| StoreError::BadUrl { url: url.to_string(), message };
+        let bad = |message: String| StoreError::BadUrl {
+            url: url.to_string(),
+            message,
+        };
         if let Some(rest) = url.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             if bucket.is_empty() {
@@ -69,22 +72,35 @@ impl Sink {
                 .build()
                 .map_err(|e| bad(e.to_string()))?;
             let prefix = Path::parse(prefix).map_err(|e| bad(e.to_string()))?;
-            return Ok(Sink { store: Arc::new(store), prefix, display: url.to_string() });
+            return Ok(Sink {
+                store: Arc::new(store),
+                prefix,
+                display: url.to_string(),
+            });
         }
         let dir = if let Some(rest) = url.strip_prefix("file://") {
             std::path::PathBuf::from(rest)
         } else if url.contains("://") {
-            return Err(bad("unsupported scheme: use a path, file:///abs/path or s3://bucket/prefix".into()));
+            return Err(bad(
+                "unsupported scheme: use a path, file:///abs/path or s3://bucket/prefix".into(),
+            ));
         } else {
             std::path::PathBuf::from(url)
         };
-        std::fs::create_dir_all(&dir).map_err(|source| StoreError::Io { path: dir.display().to_string(), source })?;
+        std::fs::create_dir_all(&dir).map_err(|source| StoreError::Io {
+            path: dir.display().to_string(),
+            source,
+        })?;
         let store = LocalFileSystem::new_with_prefix(&dir)
             .map_err(|e| bad(e.to_string()))?
             // Durable before visible: the rename that publishes a file follows an fsync.
             .with_fsync(true)
             .with_automatic_cleanup(true);
-        Ok(Sink { store: Arc::new(store), prefix: Path::default(), display: url.to_string() })
+        Ok(Sink {
+            store: Arc::new(store),
+            prefix: Path::default(),
+            display: url.to_string(),
+        })
     }
 
     /// The full key of `relative` (a `/`-separated path below the sink).
@@ -105,9 +121,17 @@ impl Sink {
                 .bytes()
                 .await
                 .map(Some)
-                .map_err(|source| StoreError::Object { operation: "get", path: key.to_string(), source }),
+                .map_err(|source| StoreError::Object {
+                    operation: "get",
+                    path: key.to_string(),
+                    source,
+                }),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(source) => Err(StoreError::Object { operation: "get", path: key.to_string(), source }),
+            Err(source) => Err(StoreError::Object {
+                operation: "get",
+                path: key.to_string(),
+                source,
+            }),
         }
     }
 
@@ -118,7 +142,11 @@ impl Sink {
             .put(&key, PutPayload::from(bytes))
             .await
             .map(|_| ())
-            .map_err(|source| StoreError::Object { operation: "put", path: key.to_string(), source })
+            .map_err(|source| StoreError::Object {
+                operation: "put",
+                path: key.to_string(),
+                source,
+            })
     }
 
     /// Deletes an object if it exists.
@@ -126,7 +154,11 @@ impl Sink {
         let key = self.key(relative);
         match self.store.delete(&key).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(source) => Err(StoreError::Object { operation: "delete", path: key.to_string(), source }),
+            Err(source) => Err(StoreError::Object {
+                operation: "delete",
+                path: key.to_string(),
+                source,
+            }),
         }
     }
 }

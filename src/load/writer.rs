@@ -77,7 +77,10 @@ pub fn writer_properties(
         .set_max_row_group_row_count(Some(settings.row_group_rows))
         .set_created_by(concat!("vscope-etl ", env!("CARGO_PKG_VERSION")).to_string())
         .set_key_value_metadata(Some(vec![
-            KeyValue::new("vscope_etl.version".to_string(), env!("CARGO_PKG_VERSION").to_string()),
+            KeyValue::new(
+                "vscope_etl.version".to_string(),
+                env!("CARGO_PKG_VERSION").to_string(),
+            ),
             KeyValue::new("vscope_etl.pipeline".to_string(), settings.pipeline.clone()),
             KeyValue::new("vscope_etl.table".to_string(), table.to_string()),
             KeyValue::new(
@@ -100,7 +103,11 @@ pub fn writer_properties(
         .map(|(i, _)| i as i32)
         .collect();
     for i in labels.into_iter().chain(idx("ts")) {
-        sorting.push(SortingColumn { column_idx: i, descending: false, nulls_first: true });
+        sorting.push(SortingColumn {
+            column_idx: i,
+            descending: false,
+            nulls_first: true,
+        });
     }
     b = b.set_sorting_columns(Some(sorting));
     for f in schema.fields() {
@@ -141,9 +148,20 @@ impl PartWriter {
         props: WriterProperties,
     ) -> Result<PartWriter, WriteError> {
         let out = BufWriter::new(sink.store.clone(), sink.key(&relative));
-        let writer = AsyncArrowWriter::try_new(out, declared.clone(), Some(props))
-            .map_err(|source| WriteError::Parquet { path: relative.clone(), source })?;
-        Ok(PartWriter { relative, table: table.to_string(), declared, writer, rows: 0 })
+        let writer =
+            AsyncArrowWriter::try_new(out, declared.clone(), Some(props)).map_err(|source| {
+                WriteError::Parquet {
+                    path: relative.clone(),
+                    source,
+                }
+            })?;
+        Ok(PartWriter {
+            relative,
+            table: table.to_string(),
+            declared,
+            writer,
+            rows: 0,
+        })
     }
 
     /// Appends a batch; it must match the declared schema exactly.
@@ -152,7 +170,10 @@ impl PartWriter {
         self.writer
             .write(batch)
             .await
-            .map_err(|source| WriteError::Parquet { path: self.relative.clone(), source })?;
+            .map_err(|source| WriteError::Parquet {
+                path: self.relative.clone(),
+                source,
+            })?;
         self.rows += batch.num_rows() as u64;
         Ok(())
     }
@@ -177,7 +198,10 @@ impl PartWriter {
                 if let Err(e) = inner.abort().await {
                     tracing::warn!(path = %self.relative, error = %e, "aborting a failed upload failed too");
                 }
-                Err(WriteError::Parquet { path: self.relative, source })
+                Err(WriteError::Parquet {
+                    path: self.relative,
+                    source,
+                })
             }
         }
     }

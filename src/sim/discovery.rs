@@ -75,7 +75,12 @@ impl Index {
         let uid = |map: &BTreeMap<String, u32>, k: &str| map.get(k).copied().unwrap_or(0);
         let _ = write!(out, "{:06X}", uid(&self.metrics, metric));
         for (k, v) in tags {
-            let _ = write!(out, "{:06X}{:06X}", uid(&self.tagks, k), uid(&self.tagvs, v));
+            let _ = write!(
+                out,
+                "{:06X}{:06X}",
+                uid(&self.tagks, k),
+                uid(&self.tagvs, v)
+            );
         }
         out
     }
@@ -196,15 +201,15 @@ fn lookup_opentsdb(
             req.tags = Some(tags);
         }
         if let Some(l) = first(query, "limit") {
-            req.limit = Some(l.parse().map_err(|_| {
-                ApiError::bad_request("Unable to parse 'limit' as a number")
-            })?);
+            req.limit = Some(
+                l.parse()
+                    .map_err(|_| ApiError::bad_request("Unable to parse 'limit' as a number"))?,
+            );
         }
         req
     } else {
-        decode_lookup_body(body, false).map_err(|e| {
-            ApiError::bad_request("Unable to parse the given JSON").with_details(e)
-        })?
+        decode_lookup_body(body, false)
+            .map_err(|e| ApiError::bad_request("Unable to parse the given JSON").with_details(e))?
     };
     let tags = req.tags.clone().unwrap_or_default();
     let all_metrics = matches!(req.metric.as_deref(), None | Some("") | Some("*"));
@@ -298,8 +303,7 @@ fn lookup_opentsdb(
 /// `[-a-zA-Z0-9_./]+`, Erlenmeyer's identifier rule.
 fn is_identifier(s: &str) -> bool {
     !s.is_empty()
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/'))
 }
 
@@ -380,9 +384,10 @@ fn lookup_ovh(
     for (k, sel) in &selectors {
         let re = match sel {
             // Identifiers only: the alternation is always a valid pattern.
-            Selector::Alternatives(p) => Some(Regex::new(p).map_err(|e| {
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
-            })?),
+            Selector::Alternatives(p) => Some(
+                Regex::new(p)
+                    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?,
+            ),
             _ => None,
         };
         compiled.push((k, re, sel));
@@ -559,7 +564,9 @@ pub(crate) fn suggest(
         }
         None => return Err(ApiError::bad_request("Missing 'type' parameter")),
         Some(t) => {
-            return Err(ApiError::bad_request(format!("Invalid 'type' parameter:{t}")));
+            return Err(ApiError::bad_request(format!(
+                "Invalid 'type' parameter:{t}"
+            )));
         }
     };
     let max = match max {
@@ -722,6 +729,9 @@ mod tests {
         let s = &pcc.series()[0];
         let t = index.tsuid(&s.metric, &s.tags);
         assert_eq!(t.len(), 6 + 12 * s.tags.len());
-        assert!(t.chars().all(|c| c.is_ascii_digit() || c.is_ascii_uppercase()));
+        assert!(
+            t.chars()
+                .all(|c| c.is_ascii_digit() || c.is_ascii_uppercase())
+        );
     }
 }

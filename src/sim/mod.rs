@@ -19,19 +19,30 @@
 //! `/api/config/filters`, and `/api/version` (`opentsdb` only). `/api/query/last` is not
 //! simulated.
 //!
-//! # Limits (say so, never fake)
-//! - `/api/query` answers raw points only: `aggregator: "none"`, without downsampling in the
-//!   `opentsdb` dialect (the `ovh` dialect ignores `downsample` and `rate` with `none`, as
-//!   Erlenmeyer does). `rate: true` with `none` is computed per series in `opentsdb`
-//!   (OpenTSDB's `RateSpan`, counter options included). Any other aggregator, or a downsample in
-//!   `opentsdb`, is refused with a 400 saying the simulator does not implement it yet; in `ovh`
-//!   the downsample spec is still validated first, with Erlenmeyer's messages.
+//! # What `/api/query` computes
+//! - `aggregator: "none"`: the stored points in `[start, end]` (both inclusive), one answer
+//!   per series with its full tags. In `opentsdb`, `rate` is applied per series (OpenTSDB's
+//!   `RateSpan`, counter options included) and a `downsample` is applied per series, as 2.4.1
+//!   does; `ovh` ignores both with `none`, as Erlenmeyer does.
+//! - Other aggregators and downsampling are computed with [`crate::semantics`], so the
+//!   simulator and the client cannot drift apart: in `opentsdb`, epoch-aligned buckets over the
+//!   hour-widened scan bounds, fill policies (`"NaN"`, `null`), rate, then group-by with
+//!   interpolation; in `ovh`, Erlenmeyer's end-aligned `BUCKETIZE` with its fill and
+//!   interpolation (or its forced mean downsample when none is given), `REDUCE` tick by tick,
+//!   then rate after the reduce.
+//!
+//! # Limits (said with a 400, never faked)
+//! - Aggregators [`crate::semantics::Aggregator`] does not offer (`median`, `mult`, `diff`,
+//!   `pfsum`, `squareSum`, `ep*`), `dropResets` in `ovh` (Warp 10's `RESETS`), TSUID queries,
+//!   histogram percentiles and deletes are refused with a 400 that says the simulator does not
+//!   implement them. `/api/query/last` is not simulated (404).
 //! - `regexp` filters run on a small built-in matcher (`regex.rs`: literals, `.`, classes,
 //!   groups, `|`, anchors, quantifiers, a leading `(?i)`); other constructs are refused with a
 //!   400 that names them.
 //! - A sub-query may fetch at most 20 000 000 points (Warp 10's `LIMIT`; the same cap protects
 //!   the `opentsdb` dialect, where it answers OpenTSDB's 413).
-//! - Deletes are refused.
+//! - Known deviation: OpenTSDB aggregates integer data without downsample or rate in integer
+//!   maths (truncating lerp and averages); the simulator computes and prints doubles there.
 //!
 //! # Fault injection
 //! Not built yet. The hook is the request middleware in `server.rs`, which sees every request

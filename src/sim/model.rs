@@ -38,8 +38,8 @@ const GROWTH_EPOCH_SECS: i64 = 1_577_836_800;
 
 /// Salts that keep the different random draws of one series or point independent.
 const SALT_PARAMS: u64 = 0x5041_5241_4d53; // "PARAMS"
-const SALT_GAP: u64 = 0x4741_50;
-const SALT_NOISE: u64 = 0x4e4f_4953_45;
+const SALT_GAP: u64 = 0x0047_4150; // "GAP"
+const SALT_NOISE: u64 = 0x004e_4f49_5345; // "NOISE"
 
 /// One series the simulator serves: a metric name and its full label set, as the real endpoint
 /// returns them in `tags`.
@@ -373,7 +373,11 @@ impl Params {
                 // 10 to 50 MB per day, a capacity of 8 to 12 TB, a noise of +/- 2 MB: linear
                 // and positive from 1970 to well past 2100.
                 let per_day = between(next(), 1.0e4, 5.0e4);
-                (per_day / DAY_SECS as f64, between(next(), 8.0e9, 1.2e10), 2_000.0)
+                (
+                    per_day / DAY_SECS as f64,
+                    between(next(), 8.0e9, 1.2e10),
+                    2_000.0,
+                )
             } else {
                 (0.0, 0.0, level * noise_ratio)
             };
@@ -490,8 +494,8 @@ mod tests {
     fn default_pcc_has_the_expected_series_and_labels() {
         let p = pcc();
         // 2 filer metrics x 2 dc x 2 filers + 3 host metrics x 2 x 3 + 4 host net x 2 x 3 x 4
-        // + 13 vm metrics x 2 x 12.
-        assert_eq!(p.series().len(), 8 + 18 + 96 + 312);
+        // + 14 vm metrics x 2 x 12.
+        assert_eq!(p.series().len(), 8 + 18 + 96 + 336);
         let first = &p.series()[0];
         assert_eq!(first.metric, "vscope.filer.datastore.diskspace.used");
         assert_eq!(first.tags["datacenter"], "pcc-37-187-228-180_datacenter869");
@@ -647,7 +651,10 @@ mod tests {
         assert!((fitted - slope).abs() / slope < 0.01, "{fitted} vs {slope}");
         // Far past and future still have points.
         assert!(!p.points(idx, 0, 3_600_000).is_empty());
-        assert!(!p.points(idx, 4_102_444_800_000, 4_102_448_400_000).is_empty());
+        assert!(
+            !p.points(idx, 4_102_444_800_000, 4_102_448_400_000)
+                .is_empty()
+        );
         assert!(p.growth_kb_per_sec(idx + 100).is_none());
         // The percentage follows the used space.
         let perc = p

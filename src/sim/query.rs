@@ -11,11 +11,12 @@
 //! | `tags` | converted to filters (`*`, `a\|b`, `x*` → iwildcard, `type(expr)`) | `*` → `~.*`, `a\|b` → quoted regex, else exact |
 //! | filters | all 8 types; `regexp` is Java `find()` | only `literal_or`, `wildcard`, `regexp` (full match); others silently ignored |
 //! | unknown metric | `400 No such name for 'metrics': 'X'` | `200 []` |
-//! | `aggregator: none` | raw points; `rate` is applied per series | raw points; `downsample` and `rate` are ignored |
-//! | output | `aggregateTags: []`, integers for integer data, Java double format | `query.index`, group-by keys in `aggregateTags`, Go float format, keys sorted, empty series dropped |
+//! | `aggregator: none` | raw points; `rate` and `downsample` are applied per series | raw points; `downsample` and `rate` are ignored |
+//! | other aggregators | downsample (epoch-aligned, scan bounds), rate, lerp group-by ([`crate::semantics`]) | end-aligned BUCKETIZE + fill ([`downsample_erlenmeyer`]), REDUCE by tick, rate |
+//! | output | aggregated-away keys in `aggregateTags`, integers for raw integer data, Java double format | `query.index`, group-by keys in `aggregateTags`, Go float format, keys sorted, empty series dropped |
 //!
-//! Aggregators other than `none`, and downsampling in the `opentsdb` dialect, are not simulated
-//! yet: they are refused with a 400 that says so, never answered with made-up numbers.
+//! What the simulator cannot compute (aggregators outside [`Aggregator`], Warp 10's `RESETS`)
+//! is refused with a 400 that says so, never answered with made-up numbers.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
@@ -27,11 +28,14 @@ use bytes::Bytes;
 use serde_json::{Map, Value};
 
 use super::format::{push_go_float, push_int, push_java_double, push_str};
+use super::model::Pcc;
 use super::ovh_time;
 use super::regex::{Regex, RegexError};
 use super::server::{ApiError, Shared};
 use crate::dialect::Dialect;
+use crate::semantics::downsample::{DownsampleSpec, FillPolicy, downsample, downsample_erlenmeyer};
 use crate::semantics::time::parse_time;
+use crate::semantics::{Aggregator, aggregate_series};
 
 /// Datapoints one sub-query may fetch: Erlenmeyer's `20000000 LIMIT`, and the simulator's
 /// guard against a request that would need gigabytes, in both dialects. Counted as the number
@@ -149,16 +153,40 @@ pub(crate) struct Plan {
     subs: Vec<SubPlan>,
 }
 
+/// How the points of one answer object are computed.
+#[derive(Debug, Clone, Copy)]
+enum Compute {
+    /// The stored points in range. `rate` (the `opentsdb` dialect only) applies OpenTSDB's
+    /// `RateSpan` to them, using stored points from the start of the hour row.
+    Raw { rate: Option<RateOptions> },
+    /// OpenTSDB (§1.6): per series, downsample over the scan bounds `[scan.0, scan.1)`, then
+    /// rate, then group-by across series with interpolation; cut to `[start, end]`.
+    Opentsdb {
+        downsample: Option<DownsampleSpec>,
+        rate: Option<RateOptions>,
+        aggregator: Aggregator,
+        scan: (i64, i64),
+    },
+    /// Erlenmeyer (§2.3): per series BUCKETIZE (end-aligned) and fill, then REDUCE tick by
+    /// tick, then rate on the result.
+    Ovh {
+        spec: DownsampleSpec,
+        aggregator: Aggregator,
+        rate: Option<RateOptions>,
+    },
+}
+
 /// A validated sub-query and the series it selected.
 #[derive(Debug)]
 struct SubPlan {
     /// The metric as the request spelled it (echoed in every answer object).
     metric: String,
     index: usize,
+    /// Group-by keys; the `ovh` dialect echoes them in `aggregateTags`.
     group_by: Vec<String>,
-    series: Vec<usize>,
-    /// `Some` when the `opentsdb` dialect must turn raw points into per-second rates.
-    rate: Option<RateOptions>,
+    /// One answer object per entry: the series it is made of (one each without group-by).
+    outputs: Vec<Vec<usize>>,
+    compute: Compute,
 }
 
 /// Parses and validates a JSON `/api/query` body, selects the series, and returns the plan.
@@ -329,12 +357,10 @@ fn parse_lenient(body: &[u8]) -> Result<RawRequest, ApiError> {
     let Value::Object(map) = &value else {
         return Err(bad("the body must be a JSON object".to_owned()));
     };
-    decode(
-        &Obj {
-            map,
-            mode: Strictness::Lenient,
-        },
-    )
+    decode(&Obj {
+        map,
+        mode: Strictness::Lenient,
+    })
     .map_err(bad)
 }
 
@@ -439,15 +465,29 @@ fn decode_sub(obj: &Obj<'_>) -> Result<RawSub, String> {
 /// where each brace group holds `tagk=value` pairs and a value may be `type(expr)`.
 fn parse_m(m: &str) -> Result<RawSub, ApiError> {
     let invalid = |why: &str| ApiError::bad_request(format!("Invalid parameter m={m} ({why})"));
-    let brace = m.find('{').unwrap_or(m.len());
-    let (head, groups) = m.split_at(brace);
-    let parts: Vec<&str> = head.split(':').collect();
+    // Split on the ':' outside braces: `rate{...}` and tag groups may hold any character.
+    let mut parts = Vec::new();
+    let (mut depth, mut from) = (0i32, 0);
+    for (i, c) in m.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => depth -= 1,
+            ':' if depth == 0 => {
+                parts.push(&m[from..i]);
+                from = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&m[from..]);
     if parts.len() < 2 {
         return Err(invalid("not enough :-separated parts"));
     }
+    let last = parts[parts.len() - 1];
+    let (metric, groups) = last.split_at(last.find('{').unwrap_or(last.len()));
     let mut sub = RawSub {
         aggregator: Some(parts[0].to_owned()),
-        metric: Some(parts[parts.len() - 1].to_owned()),
+        metric: Some(metric.to_owned()),
         ..RawSub::default()
     };
     for part in &parts[1..parts.len() - 1] {
@@ -625,8 +665,7 @@ fn star_match(pattern: &str, text: &str) -> bool {
         return pattern == text;
     }
     let (first, last) = (parts[0], parts[parts.len() - 1]);
-    if !text.starts_with(first) || text.len() < first.len() + last.len() || !text.ends_with(last)
-    {
+    if !text.starts_with(first) || text.len() < first.len() + last.len() || !text.ends_with(last) {
         return false;
     }
     let mut rest = &text[first.len()..text.len() - last.len()];
@@ -654,7 +693,13 @@ fn tsdb_filter(kind: &str, tagk: &str, expr: &str) -> Result<TsdbFilter, ApiErro
         parts
             .into_iter()
             .map(|p| if trim { p.trim() } else { p })
-            .map(|p| if lower { p.to_lowercase() } else { p.to_owned() })
+            .map(|p| {
+                if lower {
+                    p.to_lowercase()
+                } else {
+                    p.to_owned()
+                }
+            })
             .collect()
     };
     let empty = || ApiError::bad_request("Filter cannot be null or empty");
@@ -698,7 +743,11 @@ fn tsdb_filter(kind: &str, tagk: &str, expr: &str) -> Result<TsdbFilter, ApiErro
             let ci = kind == "iwildcard";
             TsdbFilter::Wildcard {
                 tagk,
-                pattern: if ci { expr.to_lowercase() } else { expr.to_owned() },
+                pattern: if ci {
+                    expr.to_lowercase()
+                } else {
+                    expr.to_owned()
+                },
                 case_insensitive: ci,
             }
         }
@@ -707,9 +756,9 @@ fn tsdb_filter(kind: &str, tagk: &str, expr: &str) -> Result<TsdbFilter, ApiErro
                 return Err(empty());
             }
             let re = Regex::new(expr).map_err(|e| match e {
-                RegexError::Invalid(m) => ApiError::bad_request(format!(
-                    "Invalid regular expression '{expr}': {m}"
-                )),
+                RegexError::Invalid(m) => {
+                    ApiError::bad_request(format!("Invalid regular expression '{expr}': {m}"))
+                }
                 RegexError::Unsupported(_) => ApiError::bad_request(e.to_string()),
             })?;
             TsdbFilter::Regexp { tagk, re }
@@ -759,9 +808,8 @@ fn plan_opentsdb(
     if raw.delete {
         return Err(ApiError::bad_request("Deleting data is not enabled"));
     }
-    let time = |s: &str| {
-        parse_time(s, now_ms).map_err(|e| ApiError::bad_request(e.opentsdb_message()))
-    };
+    let time =
+        |s: &str| parse_time(s, now_ms).map_err(|e| ApiError::bad_request(e.opentsdb_message()));
     let start_ms = match raw.start.as_deref() {
         None | Some("") => return Err(ApiError::bad_request("Missing start time")),
         Some(s) => time(s)?,
@@ -790,7 +838,9 @@ fn plan_opentsdb(
                     "No such aggregation function: {a}"
                 )));
             }
-            Some(a) => a.to_owned(),
+            Some(a) => a
+                .parse::<Aggregator>()
+                .map_err(|_| not_implemented(&format!("the aggregator '{a}'")))?,
         };
         if sub.has_tsuids {
             return Err(ApiError::bad_request(
@@ -805,24 +855,41 @@ fn plan_opentsdb(
             }
             Some(m) => m.to_owned(),
         };
+        let downsample = match &sub.downsample {
+            None => None,
+            Some(ds) => Some(
+                ds.parse::<DownsampleSpec>()
+                    .map_err(|e| ApiError::bad_request(e.opentsdb_message()))?,
+            ),
+        };
+        // `tags` entries always group; filters group when they say so.
         let mut filters = Vec::new();
+        let mut group_keys = BTreeSet::new();
         for (k, v) in &sub.tags {
             filters.push(tag_to_filter(k, v)?);
+            group_keys.insert(k.clone());
         }
         for f in &sub.filters {
             filters.push(tsdb_filter(&f.kind.to_lowercase(), &f.tagk, &f.filter)?);
+            if f.group_by {
+                group_keys.insert(f.tagk.clone());
+            }
         }
-        if aggregator != "none" {
-            return Err(not_implemented(&format!("aggregator '{aggregator}'")));
-        }
-        if let Some(ds) = &sub.downsample {
-            return Err(not_implemented(&format!("downsampling ('{ds}')")));
-        }
-        validated.push((metric, filters, sub.explicit_tags, sub.rate, sub.rate_options));
+        let rate = sub.rate.then_some(sub.rate_options);
+        let compute = match (aggregator, downsample) {
+            (Aggregator::None, None) => Compute::Raw { rate },
+            (aggregator, downsample) => Compute::Opentsdb {
+                downsample,
+                rate,
+                aggregator,
+                scan: opentsdb_scan(start_ms, end_ms, downsample.as_ref()),
+            },
+        };
+        validated.push((metric, filters, sub.explicit_tags, compute, group_keys));
     }
     let pcc = &shared.pcc;
     let mut subs = Vec::new();
-    for (index, (metric, filters, explicit, rate, rate_options)) in
+    for (index, (metric, filters, explicit, compute, group_keys)) in
         validated.into_iter().enumerate()
     {
         let Some(range) = pcc.metric_series(&metric) else {
@@ -871,13 +938,25 @@ fn plan_opentsdb(
                 series.push(i);
             }
         }
-        check_limit(shared, &series, start_ms, end_ms)?;
+        let (fetch_start, fetch_end) = match compute {
+            Compute::Raw { rate: None } | Compute::Ovh { .. } => (start_ms, end_ms),
+            Compute::Raw { rate: Some(_) } => (row_start(start_ms), end_ms),
+            Compute::Opentsdb { scan, .. } => (scan.0, scan.1 - 1),
+        };
+        check_limit(shared, &series, fetch_start, fetch_end)?;
+        let outputs = match compute {
+            Compute::Opentsdb { aggregator, .. } if aggregator != Aggregator::None => {
+                let keys: Vec<&str> = group_keys.iter().map(String::as_str).collect();
+                group(pcc, &series, &keys)
+            }
+            _ => series.iter().map(|&i| vec![i]).collect(),
+        };
         subs.push(SubPlan {
             metric,
             index,
             group_by: Vec::new(),
-            series,
-            rate: rate.then_some(rate_options),
+            outputs,
+            compute,
         });
     }
     Ok(Plan {
@@ -891,10 +970,57 @@ fn plan_opentsdb(
 }
 
 fn not_implemented(what: &str) -> ApiError {
-    ApiError::bad_request(format!(
-        "The simulator does not implement {what} yet: ask for raw points with \
-         \"aggregator\":\"none\" and no downsample"
-    ))
+    ApiError::bad_request(format!("The simulator does not implement {what}"))
+}
+
+/// The start of the OpenTSDB row (hour) holding `ms`.
+fn row_start(ms: i64) -> i64 {
+    ms.saturating_sub(ms.rem_euclid(ROW_SPAN_MS))
+}
+
+/// OpenTSDB's scan bounds `[start, end)` in ms (`TsdbQuery.getScanStartTimeSeconds` and
+/// `getScanEndTimeSeconds`): the start goes back to its downsample bucket, then to its hour;
+/// the end goes forward to the next bucket, then to the next hour. The filling downsampler
+/// emits buckets over these bounds (§1.11 item 24).
+fn opentsdb_scan(start_ms: i64, end_ms: i64, ds: Option<&DownsampleSpec>) -> (i64, i64) {
+    const HOUR: i128 = 3_600;
+    let interval = ds
+        .filter(|d| !d.run_all && d.interval_ms > 0)
+        .map(|d| i128::from(d.interval_ms));
+    let mut start = i128::from(start_ms).div_euclid(1000);
+    let end = i128::from(end_ms).div_euclid(1000);
+    if let Some(iv) = interval {
+        start -= (1000 * start).rem_euclid(iv) / 1000;
+    }
+    start = (start - start.rem_euclid(HOUR)).max(0);
+    let end = match interval {
+        Some(iv) => {
+            let aligned = end + (iv - (1000 * end).rem_euclid(iv)) / 1000;
+            if aligned.rem_euclid(HOUR) == 0 {
+                aligned
+            } else {
+                aligned + HOUR - aligned.rem_euclid(HOUR)
+            }
+        }
+        None => end + HOUR - end.rem_euclid(HOUR),
+    };
+    let ms = |s: i128| i64::try_from(s * 1000).unwrap_or(i64::MAX);
+    (ms(start), ms(end))
+}
+
+/// Partitions `series` by their values of `keys` (group-by), in key order; no keys means one
+/// group. A missing key counts as an empty value, as a Warp 10 partition does.
+fn group(pcc: &Pcc, series: &[usize], keys: &[&str]) -> Vec<Vec<usize>> {
+    let mut groups: BTreeMap<Vec<&str>, Vec<usize>> = BTreeMap::new();
+    for &i in series {
+        let tags = &pcc.series()[i].tags;
+        let key = keys
+            .iter()
+            .map(|k| tags.get(*k).map_or("", String::as_str))
+            .collect();
+        groups.entry(key).or_default().push(i);
+    }
+    groups.into_values().collect()
 }
 
 /// Refuses a sub-query that would fetch more than [`MAX_POINTS_PER_SUBQUERY`] points, the way
@@ -986,7 +1112,9 @@ fn plan_ovh(
     let invalid = |m: &str| ApiError::bad_request(format!("Invalid query: {m}"));
     // Times were checked while decoding; a missing start is Go's zero time (year 1).
     let time = |t: &Option<String>, default: i64| match t {
-        Some(s) => ovh_time::parse(s, now_ms).map_err(|_| ApiError::bad_request("can't parse query")),
+        Some(s) => {
+            ovh_time::parse(s, now_ms).map_err(|_| ApiError::bad_request("can't parse query"))
+        }
         None => Ok(default),
     };
     const YEAR_ONE_MS: i64 = -62_135_596_800_000;
@@ -1052,12 +1180,30 @@ fn plan_ovh(
             .map(|f| f.tagk.as_str())
             .chain(sub.tags.keys().map(String::as_str))
             .collect();
-        if aggregator != "none" {
-            if let Some(ds) = &sub.downsample {
-                check_ovh_downsample(ds)?;
+        let aggregator: Aggregator = aggregator
+            .parse()
+            .map_err(|_| not_implemented(&format!("the aggregator '{aggregator}'")))?;
+        let compute = if aggregator == Aggregator::None {
+            // Erlenmeyer skips downsampling and rate entirely with `none`.
+            Compute::Raw { rate: None }
+        } else {
+            let spec = match &sub.downsample {
+                Some(ds) => DownsampleSpec::parse_ovh(ds)
+                    .map_err(|e| ApiError::bad_request(e.opentsdb_message()))?,
+                None => auto_downsample(start_ms, end_ms)?,
+            };
+            let rate = sub.rate.then_some(sub.rate_options);
+            if rate.is_some_and(|r| r.counter && r.drop_resets) {
+                return Err(not_implemented(
+                    "dropResets (Warp 10's RESETS) for the ovh dialect",
+                ));
             }
-            return Err(not_implemented(&format!("aggregator '{aggregator}'")));
-        }
+            Compute::Ovh {
+                spec,
+                aggregator,
+                rate,
+            }
+        };
         // Warp 10 runs the script: AUTHENTICATE first, then FETCH.
         if let Some(t) = bad_token {
             return Err(invalid_token_error(t));
@@ -1070,13 +1216,20 @@ fn plan_ovh(
         let mut series = Vec::new();
         for (i, s) in pcc.series().iter().enumerate() {
             let class_ok = match &class {
-                Some(re) => re.full_match(&s.metric).map_err(|e| ApiError::bad_request(e.to_string()))?,
+                Some(re) => re
+                    .full_match(&s.metric)
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?,
                 None => s.metric == exact,
             };
             if !class_ok {
                 continue;
             }
-            if sub.explicit_tags && !s.tags.keys().map(String::as_str).eq(explicit_keys.iter().copied())
+            if sub.explicit_tags
+                && !s
+                    .tags
+                    .keys()
+                    .map(String::as_str)
+                    .eq(explicit_keys.iter().copied())
             {
                 continue;
             }
@@ -1099,13 +1252,19 @@ fn plan_ovh(
             }
         }
         check_limit(shared, &series, start_ms, end_ms)?;
+        let outputs = match compute {
+            Compute::Ovh { .. } => {
+                let keys: BTreeSet<&str> = group_by.iter().map(String::as_str).collect();
+                group(pcc, &series, &keys.into_iter().collect::<Vec<_>>())
+            }
+            _ => series.iter().map(|&i| vec![i]).collect(),
+        };
         subs.push(SubPlan {
             metric,
             index,
             group_by,
-            series,
-            // Erlenmeyer ignores rate with aggregator none.
-            rate: None,
+            outputs,
+            compute,
         });
     }
     Ok(Plan {
@@ -1118,35 +1277,53 @@ fn plan_ovh(
     })
 }
 
-/// Erlenmeyer's downsample check (only reached with an aggregator other than `none`):
-/// `^([0-9]+)(ms|s|m|h|d|w|n|y|all)-([^-]+)(?:-(.+))?$`, a known function, a fill of
-/// `none`, `nan` or `zero`.
-fn check_ovh_downsample(ds: &str) -> Result<(), ApiError> {
-    let wrong = || ApiError::bad_request(format!("Wrong downsampling value: {ds}"));
-    let (_, _, rest) = ovh_time::split_duration(ds).ok_or_else(wrong)?;
-    let rest = rest.strip_prefix('-').ok_or_else(wrong)?;
-    let (function, fill) = match rest.split_once('-') {
-        Some((f, fill)) => (f, fill),
-        None => (rest, ""),
-    };
-    if function.is_empty() || (rest.contains('-') && fill.is_empty()) {
-        return Err(wrong());
-    }
-    if !OVH_DOWNSAMPLERS.contains(&function) {
-        return Err(ApiError::bad_request(format!(
-            "Downsampling operator '{function}' is not available"
-        )));
-    }
-    if !matches!(fill, "" | "none" | "nan" | "zero") {
-        return Err(ApiError::bad_request(format!(
-            "Downsampling fill policy '{fill}' is not available"
-        )));
-    }
-    Ok(())
+/// The spans Erlenmeyer picks from when no downsample is given, in µs (`intervals`).
+const AUTO_SPANS_US: [i64; 16] = [
+    1_000_000,
+    5_000_000,
+    10_000_000,
+    15_000_000,
+    30_000_000,
+    60_000_000,
+    600_000_000,
+    900_000_000,
+    1_800_000_000,
+    3_600_000_000,
+    7_200_000_000,
+    14_400_000_000,
+    21_600_000_000,
+    43_200_000_000,
+    86_400_000_000,
+    604_800_000_000,
+];
+
+/// Erlenmeyer's forced downsample when none is given: `bucketizer.mean` over the first span
+/// of [`AUTO_SPANS_US`] not below the range in ms (a ms/µs comparison, so about 1000 buckets
+/// or fewer), capped at 7 days.
+fn auto_downsample(start_ms: i64, end_ms: i64) -> Result<DownsampleSpec, ApiError> {
+    let range_ms = end_ms.saturating_sub(start_ms);
+    let span_us = AUTO_SPANS_US
+        .iter()
+        .copied()
+        .find(|&v| range_ms <= v)
+        .unwrap_or(AUTO_SPANS_US[15]);
+    DownsampleSpec::parse_ovh(&format!("{}ms-avg", span_us / 1000))
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
 
 // ---------------------------------------------------------------------------------------------
 // Output
+
+/// How values are printed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Style {
+    /// OpenTSDB, integer data without downsample or rate: JSON integers.
+    Integer,
+    /// OpenTSDB doubles (`Double.toString`); NaN is `"NaN"`, or `null` under fill `null`.
+    Java { nan_as_null: bool },
+    /// Erlenmeyer: Go floats; NaN and infinities are dropped.
+    Go,
+}
 
 /// The streamed answer of a plan: a JSON array written one batch of series at a time, so that
 /// memory stays bounded whatever the number of points.
@@ -1178,9 +1355,9 @@ impl Output {
 
     fn next_item(&mut self) -> Option<(usize, usize)> {
         while let Some(sub) = self.plan.subs.get(self.sub) {
-            if let Some(&series) = sub.series.get(self.pos) {
+            if self.pos < sub.outputs.len() {
                 self.pos += 1;
-                return Some((self.sub, series));
+                return Some((self.sub, self.pos - 1));
             }
             self.sub += 1;
             self.pos = 0;
@@ -1188,49 +1365,147 @@ impl Output {
         None
     }
 
-    /// Appends the answer object of one series, or nothing when the dialect omits it.
-    fn render(&mut self, sub: usize, series: usize, out: &mut String) {
+    /// Computes the points of output `out_idx` of sub-query `sub` into `self.buf`; returns
+    /// whether the answer object is written even when `buf` is empty (OpenTSDB lists series
+    /// that had data in the scanned hour rows, with an empty `dps`).
+    fn compute(&mut self, sub: usize, out_idx: usize) -> bool {
+        let plan = &self.plan;
+        let pcc = &self.shared.pcc;
+        let sp = &plan.subs[sub];
+        let members = &sp.outputs[out_idx];
+        let (start, end) = (plan.start_ms, plan.end_ms);
+        self.buf.clear();
+        match sp.compute {
+            Compute::Raw { rate } => {
+                let Some(&series) = members.first() else {
+                    return false;
+                };
+                match rate {
+                    Some(opts) => {
+                        pcc.points_into(series, row_start(start), end, &mut self.buf);
+                        to_rates(&mut self.buf, opts);
+                        self.buf.retain(|p| p.0 >= start);
+                    }
+                    None => pcc.points_into(series, start, end, &mut self.buf),
+                }
+                if !self.buf.is_empty() || plan.dialect == Dialect::Ovh {
+                    return false;
+                }
+                let scan_end = row_start(end).saturating_add(ROW_SPAN_MS - 1);
+                !pcc.points(series, row_start(start), scan_end).is_empty()
+            }
+            Compute::Opentsdb {
+                downsample: ds,
+                rate,
+                aggregator,
+                scan,
+            } => {
+                let mut had_data = false;
+                let mut per_series = Vec::with_capacity(members.len());
+                for &i in members {
+                    let raw = pcc.points(i, scan.0, scan.1 - 1);
+                    had_data |= !raw.is_empty();
+                    let mut pts = match &ds {
+                        None => raw,
+                        Some(d) => {
+                            let (ts, vs): (Vec<i64>, Vec<f64>) = raw.into_iter().unzip();
+                            if d.run_all {
+                                downsample(&ts, &vs, d, start, end)
+                            } else {
+                                downsample(&ts, &vs, d, scan.0, scan.1)
+                            }
+                        }
+                    };
+                    if let Some(opts) = rate {
+                        to_rates(&mut pts, opts);
+                    }
+                    per_series.push(pts);
+                }
+                let mut result = if aggregator == Aggregator::None {
+                    per_series.pop().unwrap_or_default()
+                } else {
+                    aggregate_series(&per_series, aggregator)
+                };
+                result.retain(|p| (start..=end).contains(&p.0));
+                self.buf = result;
+                had_data
+            }
+            Compute::Ovh {
+                spec,
+                aggregator,
+                rate,
+            } => {
+                let mut by_tick: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
+                for &i in members {
+                    let (ts, vs): (Vec<i64>, Vec<f64>) =
+                        pcc.points(i, start, end).into_iter().unzip();
+                    let bucketed = downsample_erlenmeyer(&ts, &vs, &spec, aggregator, start, end);
+                    let max = rate
+                        .filter(|r| r.counter)
+                        .and_then(|r| r.counter_max)
+                        .map(|m| m as f64);
+                    for (t, v) in bucketed {
+                        let v = max.map_or(v, |m| v.min(m));
+                        by_tick.entry(t).or_default().push(v);
+                    }
+                }
+                self.buf = by_tick
+                    .into_iter()
+                    .filter_map(|(t, vs)| warp_reduce(aggregator, &vs).map(|v| (t, v)))
+                    .collect();
+                if let Some(opts) = rate {
+                    let span = if spec.run_all || spec.interval_ms <= 0 {
+                        0
+                    } else {
+                        spec.interval_ms
+                    };
+                    let count = if span == 0 {
+                        1
+                    } else {
+                        (end.saturating_sub(start) / span).max(1)
+                    };
+                    warp_rate(&mut self.buf, opts, count);
+                }
+                false
+            }
+        }
+    }
+
+    /// Appends the answer object of one output, or nothing when the dialect omits it.
+    fn render(&mut self, sub: usize, out_idx: usize, out: &mut String) {
+        let keep_empty = self.compute(sub, out_idx);
         let plan = &self.plan;
         let shared = &self.shared;
         let pcc = &shared.pcc;
         let sp = &plan.subs[sub];
-        self.buf.clear();
-        match sp.rate {
-            Some(opts) => {
-                // Rates use the stored points from the start of the hour row onwards.
-                let scan_start = plan.start_ms - plan.start_ms.rem_euclid(ROW_SPAN_MS);
-                pcc.points_into(series, scan_start, plan.end_ms, &mut self.buf);
-                to_rates(&mut self.buf, opts);
-                self.buf.retain(|p| p.0 >= plan.start_ms);
-            }
-            None => pcc.points_into(series, plan.start_ms, plan.end_ms, &mut self.buf),
+        if plan.dialect == Dialect::Ovh {
+            self.buf.retain(|p| p.1.is_finite());
         }
-        if self.buf.is_empty() {
-            match plan.dialect {
-                Dialect::Ovh => return,
-                // OpenTSDB scans whole hour rows: a series with data in the rows but none in
-                // the range is still listed, with empty dps.
-                Dialect::Opentsdb => {
-                    let scan_start = plan.start_ms - plan.start_ms.rem_euclid(ROW_SPAN_MS);
-                    let scan_end =
-                        plan.end_ms - plan.end_ms.rem_euclid(ROW_SPAN_MS) + ROW_SPAN_MS - 1;
-                    if pcc.max_points(series, scan_start, scan_end) == 0
-                        || pcc.points(series, scan_start, scan_end).is_empty()
-                    {
-                        return;
-                    }
-                }
-            }
+        if self.buf.is_empty() && !keep_empty {
+            return;
         }
+        let members = &sp.outputs[out_idx];
+        let (tags, aggregated) = group_tags(pcc, members);
+        let style = match (plan.dialect, sp.compute) {
+            (Dialect::Ovh, _) => Style::Go,
+            (Dialect::Opentsdb, Compute::Raw { rate: None })
+                if members.first().is_some_and(|&i| pcc.is_integer(i)) =>
+            {
+                Style::Integer
+            }
+            (Dialect::Opentsdb, Compute::Opentsdb { downsample, .. }) => Style::Java {
+                nan_as_null: downsample.is_some_and(|d| d.fill == FillPolicy::Null),
+            },
+            (Dialect::Opentsdb, _) => Style::Java { nan_as_null: false },
+        };
         if self.wrote_any {
             out.push(',');
         }
         self.wrote_any = true;
-        let s = &pcc.series()[series];
         out.push_str("{\"metric\":");
         push_str(out, &sp.metric);
         out.push_str(",\"tags\":{");
-        for (i, (k, v)) in s.tags.iter().enumerate() {
+        for (i, (k, v)) in tags.iter().enumerate() {
             if i > 0 {
                 out.push(',');
             }
@@ -1245,7 +1520,12 @@ impl Output {
             out.push('}');
         }
         out.push_str(",\"aggregateTags\":[");
-        for (i, k) in sp.group_by.iter().enumerate() {
+        // OpenTSDB: the keys aggregated away; Erlenmeyer: the group-by keys.
+        let agg_tags: &[String] = match plan.dialect {
+            Dialect::Opentsdb => &aggregated,
+            Dialect::Ovh => &sp.group_by,
+        };
+        for (i, k) in agg_tags.iter().enumerate() {
             if i > 0 {
                 out.push(',');
             }
@@ -1259,77 +1539,58 @@ impl Output {
                 ts.div_euclid(1000)
             }
         };
-        match plan.dialect {
-            Dialect::Opentsdb => {
-                let integer = sp.rate.is_none() && pcc.is_integer(series);
-                out.push(if plan.arrays { '[' } else { '{' });
-                for (i, &(ts, v)) in self.buf.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    if plan.arrays {
-                        out.push('[');
-                        push_int(out, key(ts));
-                        out.push(',');
-                    } else {
-                        out.push('"');
-                        push_int(out, key(ts));
-                        out.push_str("\":");
-                    }
-                    if integer {
-                        push_int(out, v as i64);
-                    } else {
-                        push_java_double(out, v);
-                    }
-                    if plan.arrays {
-                        out.push(']');
-                    }
+        let value = |out: &mut String, v: f64| match style {
+            Style::Integer => push_int(out, v as i64),
+            Style::Java { nan_as_null: true } if v.is_nan() => out.push_str("null"),
+            Style::Java { .. } => push_java_double(out, v),
+            Style::Go => push_go_float(out, v),
+        };
+        let arrays = plan.arrays && plan.dialect == Dialect::Opentsdb;
+        out.push(if arrays { '[' } else { '{' });
+        // Go sorts map keys as strings: the numeric order unless the key widths differ.
+        let same_width = match (self.buf.first(), self.buf.last()) {
+            (Some(a), Some(b)) => key(a.0) >= 0 && digits(key(a.0)) == digits(key(b.0)),
+            _ => true,
+        };
+        if plan.dialect == Dialect::Ovh && !same_width {
+            let mut keyed: Vec<(String, f64)> = self
+                .buf
+                .iter()
+                .map(|&(ts, v)| (key(ts).to_string(), v))
+                .collect();
+            keyed.sort_by(|a, b| a.0.cmp(&b.0));
+            for (i, (k, v)) in keyed.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
                 }
-                out.push(if plan.arrays { ']' } else { '}' });
+                push_str(out, k);
+                out.push(':');
+                value(out, *v);
             }
-            Dialect::Ovh => {
-                out.push('{');
-                // Go sorts map keys as strings: the numeric order unless the key widths differ.
-                let same_width = match (self.buf.first(), self.buf.last()) {
-                    (Some(a), Some(b)) => {
-                        key(a.0) >= 0 && digits(key(a.0)) == digits(key(b.0))
-                    }
-                    _ => true,
-                };
-                if same_width {
-                    for (i, &(ts, v)) in self.buf.iter().enumerate() {
-                        if i > 0 {
-                            out.push(',');
-                        }
-                        out.push('"');
-                        push_int(out, key(ts));
-                        out.push_str("\":");
-                        push_go_float(out, v);
-                    }
-                } else {
-                    let mut keyed: Vec<(String, f64)> = self
-                        .buf
-                        .iter()
-                        .map(|&(ts, v)| (key(ts).to_string(), v))
-                        .collect();
-                    keyed.sort_by(|a, b| a.0.cmp(&b.0));
-                    for (i, (k, v)) in keyed.iter().enumerate() {
-                        if i > 0 {
-                            out.push(',');
-                        }
-                        push_str(out, k);
-                        out.push(':');
-                        push_go_float(out, *v);
-                    }
+        } else {
+            for (i, &(ts, v)) in self.buf.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
                 }
-                out.push('}');
+                if arrays {
+                    out.push('[');
+                    push_int(out, key(ts));
+                    out.push(',');
+                    value(out, v);
+                    out.push(']');
+                } else {
+                    out.push('"');
+                    push_int(out, key(ts));
+                    out.push_str("\":");
+                    value(out, v);
+                }
             }
         }
+        out.push(if arrays { ']' } else { '}' });
         out.push('}');
         let c = &shared.counters;
         c.series.fetch_add(1, Ordering::Relaxed);
-        c.points
-            .fetch_add(self.buf.len() as u64, Ordering::Relaxed);
+        c.points.fetch_add(self.buf.len() as u64, Ordering::Relaxed);
     }
 }
 
@@ -1347,7 +1608,7 @@ impl Iterator for Output {
         }
         while out.len() < CHUNK_BYTES {
             match self.next_item() {
-                Some((sub, series)) => self.render(sub, series, &mut out),
+                Some((sub, idx)) => self.render(sub, idx, &mut out),
                 None => {
                     out.push(']');
                     if self.plan.dialect == Dialect::Ovh {
@@ -1363,8 +1624,94 @@ impl Iterator for Output {
     }
 }
 
+/// The `tags` and OpenTSDB `aggregateTags` of an answer object made of `members`: the tag
+/// pairs every member shares, and the keys every member has but with different values (both
+/// servers keep only the common pairs; Warp 10 does not report the others).
+fn group_tags(pcc: &Pcc, members: &[usize]) -> (BTreeMap<String, String>, Vec<String>) {
+    let mut it = members.iter().map(|&i| &pcc.series()[i].tags);
+    let Some(first) = it.next() else {
+        return (BTreeMap::new(), Vec::new());
+    };
+    let mut common = first.clone();
+    let mut aggregated = BTreeSet::new();
+    for tags in it {
+        common.retain(|k, v| match tags.get(k) {
+            Some(x) if x == v => true,
+            Some(_) => {
+                aggregated.insert(k.clone());
+                false
+            }
+            None => false,
+        });
+    }
+    (common, aggregated.into_iter().collect())
+}
+
+/// Warp 10's reducer for an Erlenmeyer group-by aggregator, over the values of one tick:
+/// `reducer.mean.exclude-nulls`, `reducer.sum`, `reducer.min`/`max`, `reducer.count`,
+/// `N reducer.percentile` (nearest rank) and `true reducer.sd` (with Bessel's correction).
+fn warp_reduce(aggregator: Aggregator, values: &[f64]) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    if let Some(p) = aggregator.percentile() {
+        let mut sorted: Vec<f64> = values.iter().copied().filter(|v| !v.is_nan()).collect();
+        sorted.sort_unstable_by(f64::total_cmp);
+        let n = sorted.len();
+        if n == 0 {
+            return None;
+        }
+        let rank = (p / 100.0 * n as f64).ceil() as usize;
+        return Some(sorted[rank.saturating_sub(1).min(n - 1)]);
+    }
+    match aggregator {
+        Aggregator::Dev => {
+            let n = values.len();
+            if n == 1 {
+                return Some(0.0);
+            }
+            let mean = values.iter().sum::<f64>() / n as f64;
+            let ss: f64 = values.iter().map(|v| (v - mean) * (v - mean)).sum();
+            Some((ss / (n - 1) as f64).sqrt())
+        }
+        Aggregator::Count => Some(values.iter().filter(|v| !v.is_nan()).count() as f64),
+        other => other.aggregate(values),
+    }
+}
+
+/// Erlenmeyer's rate after REDUCE: with `counter` and a `resetValue` other than 1, values at
+/// or above it become 0 first; then `mapper.rate` (per second against the previous tick, 0 on
+/// the first), limited to the last `bucketcount - 1` ticks.
+fn warp_rate(points: &mut Vec<(i64, f64)>, opts: RateOptions, bucket_count: i64) {
+    if opts.counter
+        && let Some(reset) = opts.reset_value
+        && reset != 1
+    {
+        for p in points.iter_mut() {
+            if p.1 >= reset as f64 {
+                p.1 = 0.0;
+            }
+        }
+    }
+    let mut rates = Vec::with_capacity(points.len());
+    for (i, &(t, v)) in points.iter().enumerate() {
+        let rate = match i.checked_sub(1).map(|j| points[j]) {
+            Some((t0, v0)) if t != t0 => (v - v0) / ((t - t0) as f64 / 1000.0),
+            _ => 0.0,
+        };
+        rates.push((t, rate));
+    }
+    let keep = usize::try_from(bucket_count - 1).unwrap_or(0);
+    if keep > 0 && rates.len() > keep {
+        rates.drain(..rates.len() - keep);
+    }
+    *points = rates;
+}
+
 fn digits(v: i64) -> usize {
-    v.unsigned_abs().checked_ilog10().map_or(1, |d| d as usize + 1)
+    v.unsigned_abs()
+        .checked_ilog10()
+        .map_or(1, |d| d as usize + 1)
 }
 
 /// Turns ascending raw points into OpenTSDB per-second rates (`RateSpan`), in place: the first
@@ -1434,16 +1781,52 @@ mod tests {
         assert!(star_match("a*b*c", "axxbyyc"));
         assert!(!star_match("a*b*c", "axxbyy"));
         assert!(!star_match("ab*ba", "aba"));
-        let tags: BTreeMap<String, String> =
-            [("host".to_owned(), "Web01".to_owned())].into_iter().collect();
+        let tags: BTreeMap<String, String> = [("host".to_owned(), "Web01".to_owned())]
+            .into_iter()
+            .collect();
         // A value with `*` becomes a case-insensitive wildcard.
-        assert!(tag_to_filter("host", "web*").unwrap().matches(&tags).unwrap());
-        assert!(!tag_to_filter("host", "web01").unwrap().matches(&tags).unwrap());
-        assert!(tag_to_filter("host", "Web01|x").unwrap().matches(&tags).unwrap());
-        assert!(tag_to_filter("host", "regexp(eb0)").unwrap().matches(&tags).unwrap());
-        assert!(tag_to_filter("host", "iliteral_or(web01)").unwrap().matches(&tags).unwrap());
-        assert!(tag_to_filter("nic", "not_key()").unwrap().matches(&tags).unwrap());
-        assert!(tag_to_filter("nic", "not_literal_or(ab)").unwrap().matches(&tags).unwrap());
+        assert!(
+            tag_to_filter("host", "web*")
+                .unwrap()
+                .matches(&tags)
+                .unwrap()
+        );
+        assert!(
+            !tag_to_filter("host", "web01")
+                .unwrap()
+                .matches(&tags)
+                .unwrap()
+        );
+        assert!(
+            tag_to_filter("host", "Web01|x")
+                .unwrap()
+                .matches(&tags)
+                .unwrap()
+        );
+        assert!(
+            tag_to_filter("host", "regexp(eb0)")
+                .unwrap()
+                .matches(&tags)
+                .unwrap()
+        );
+        assert!(
+            tag_to_filter("host", "iliteral_or(web01)")
+                .unwrap()
+                .matches(&tags)
+                .unwrap()
+        );
+        assert!(
+            tag_to_filter("nic", "not_key()")
+                .unwrap()
+                .matches(&tags)
+                .unwrap()
+        );
+        assert!(
+            tag_to_filter("nic", "not_literal_or(ab)")
+                .unwrap()
+                .matches(&tags)
+                .unwrap()
+        );
         assert!(tsdb_filter("wildcard", "host", "web").is_err());
         assert!(tsdb_filter("literal_or", "host", "|").is_err());
         assert!(tsdb_filter("bogus", "host", "x").is_err());
@@ -1451,18 +1834,57 @@ mod tests {
     }
 
     #[test]
-    fn ovh_downsample_check_matches_erlenmeyer_messages() {
-        assert!(check_ovh_downsample("20m-max-zero").is_ok());
-        assert!(check_ovh_downsample("1h-avg").is_ok());
-        assert!(check_ovh_downsample("0all-sum").is_ok());
-        let msg = |ds| match check_ovh_downsample(ds) {
-            Err(e) => e.message().to_owned(),
-            Ok(()) => String::new(),
-        };
-        assert_eq!(msg("1dc-sum"), "Wrong downsampling value: 1dc-sum");
-        assert_eq!(msg("1h-median"), "Downsampling operator 'median' is not available");
-        assert_eq!(msg("1h-avg-null"), "Downsampling fill policy 'null' is not available");
-        assert_eq!(msg("1h-avg-"), "Wrong downsampling value: 1h-avg-");
+    fn erlenmeyer_picks_its_automatic_span() {
+        let span = |range_ms: i64| auto_downsample(0, range_ms).unwrap().interval_ms;
+        assert_eq!(span(3_600_000), 5_000);
+        assert_eq!(span(86_400_000), 600_000);
+        assert_eq!(span(7 * 86_400_000), 900_000);
+        assert_eq!(span(30 * 86_400_000), 3_600_000);
+        assert_eq!(span(i64::MAX), 604_800_000);
+    }
+
+    #[test]
+    fn opentsdb_scan_bounds_match_the_reference_vectors() {
+        // reference/api.md §1.11 item 24.
+        let m: DownsampleSpec = "1m-avg".parse().unwrap();
+        assert_eq!(
+            opentsdb_scan(1_356_998_400_000, 1_357_041_600_000, Some(&m)),
+            (1_356_998_400_000, 1_357_045_200_000)
+        );
+        let q: DownsampleSpec = "15m-avg".parse().unwrap();
+        let now = 1_427_415_547_000;
+        assert_eq!(
+            opentsdb_scan(now - 12 * 3_600_000, now, Some(&q)),
+            (1_427_371_200_000, 1_427_418_000_000)
+        );
+    }
+
+    #[test]
+    fn warp_reducers_and_rate() {
+        assert_eq!(
+            warp_reduce(Aggregator::P50, &[1.0, 2.0, 3.0, 4.0]),
+            Some(2.0)
+        );
+        assert_eq!(
+            warp_reduce(Aggregator::Dev, &[1.0, 2.0]),
+            Some(0.5f64.sqrt())
+        );
+        assert_eq!(warp_reduce(Aggregator::Sum, &[1.0, 2.0]), Some(3.0));
+        assert_eq!(warp_reduce(Aggregator::Count, &[1.0, 2.0]), Some(2.0));
+        let mut p = vec![(0, 1.0), (10_000, 3.0), (20_000, 2.0)];
+        warp_rate(&mut p, RateOptions::default(), 3);
+        assert_eq!(p, vec![(10_000, 0.2), (20_000, -0.1)]);
+        let mut p = vec![(0, 1.0), (10_000, 50.0)];
+        warp_rate(
+            &mut p,
+            RateOptions {
+                counter: true,
+                reset_value: Some(10),
+                ..RateOptions::default()
+            },
+            0,
+        );
+        assert_eq!(p, vec![(0, 0.0), (10_000, -0.1)]);
     }
 
     #[test]
@@ -1498,7 +1920,12 @@ mod tests {
 
     #[test]
     fn strict_decoding_refuses_wrong_types() {
-        assert!(parse_strict(br#"{"start":1,"queries":[{"metric":"m","aggregator":"none","rate":"true"}]}"#).is_err());
+        assert!(
+            parse_strict(
+                br#"{"start":1,"queries":[{"metric":"m","aggregator":"none","rate":"true"}]}"#
+            )
+            .is_err()
+        );
         assert!(parse_strict(br#"{"start":1,"msResolution":"true"}"#).is_err());
         assert!(parse_strict(br#"{"start":"now"}"#).is_err());
         assert!(parse_strict(br#"{"start":true}"#).is_err());
@@ -1507,7 +1934,10 @@ mod tests {
         let ok = parse_strict(br#"{"START":"1h-ago","MSResolution":true,"queries":null}"#).unwrap();
         assert_eq!(ok.start.as_deref(), Some("1h-ago"));
         assert!(ok.ms_resolution);
-        let lenient = parse_lenient(br#"{"start":1,"queries":[{"metric":"m","aggregator":"none","rate":"true"}]}"#).unwrap();
+        let lenient = parse_lenient(
+            br#"{"start":1,"queries":[{"metric":"m","aggregator":"none","rate":"true"}]}"#,
+        )
+        .unwrap();
         assert!(lenient.queries[0].rate);
         assert!(parse_lenient(b"{").is_err());
     }

@@ -53,7 +53,10 @@ impl fmt::Display for RegexError {
 enum Node {
     Char(char),
     Any,
-    Class { items: Vec<ClassItem>, negated: bool },
+    Class {
+        items: Vec<ClassItem>,
+        negated: bool,
+    },
     Start,
     End,
     Group(Box<Node>),
@@ -132,7 +135,9 @@ impl Regex {
         };
         let starts = if anchored { 0..1 } else { 0..chars.len() + 1 };
         for start in starts {
-            let found = m.node(&self.root, start, &mut |end| !anchored || end == chars.len());
+            let found = m.node(&self.root, start, &mut |end| {
+                !anchored || end == chars.len()
+            });
             if m.steps.get() > STEP_BUDGET {
                 return Err(RegexError::Unsupported(
                     "patterns this expensive to match (step budget exhausted)".to_owned(),
@@ -359,15 +364,16 @@ impl Parser<'_> {
             };
             first = false;
             // A range `lo-hi`, unless the '-' is last in the class.
-            if self.peek() == Some('-') && self.chars.get(self.pos + 1).is_some_and(|&c| c != ']')
-            {
+            if self.peek() == Some('-') && self.chars.get(self.pos + 1).is_some_and(|&c| c != ']') {
                 self.pos += 1;
                 let hi = match self.peek() {
                     Some('\\') => {
                         self.pos += 1;
                         match self.escape(true)? {
                             Escaped::Char(c) => c,
-                            Escaped::Class(_) => return Err(self.invalid("Illegal character range")),
+                            Escaped::Class(_) => {
+                                return Err(self.invalid("Illegal character range"));
+                            }
                         }
                     }
                     Some(c) => {
@@ -475,7 +481,7 @@ impl Matcher<'_> {
             return false;
         }
         let can_more = max.is_none_or(|m| count < m);
-        let mut more = |k: &mut dyn FnMut(usize) -> bool| {
+        let more = |k: &mut dyn FnMut(usize) -> bool| {
             can_more
                 && self.node(node, pos, &mut |p| {
                     // An empty iteration cannot make progress: stop there.
@@ -491,7 +497,9 @@ impl Matcher<'_> {
         if greedy {
             more(k) || k(pos)
         } else {
-            k(pos) || more(k)
+            // Lazy: try to stop here first, then take one more iteration.
+            let stopped = k(pos);
+            stopped || more(k)
         }
     }
 }
@@ -520,7 +528,7 @@ mod tests {
         assert!(full("vm-0[0-9]{4}", "vm-01254"));
         assert!(!full("vm-0[0-9]{4}", "vm-012545"));
         assert!(full("(vm|host)-\\d+", "host-12"));
-        assert!(full("pcc-(?:00)+443", "pcc-000443") == false);
+        assert!(!full("pcc-(?:00)+443", "pcc-000443"));
         assert!(full("pcc-0(?:00)+443", "pcc-000443"));
         assert!(full("[^x]+", "abc"));
         assert!(!full("[^x]+", "axc"));
@@ -554,8 +562,14 @@ mod tests {
             Regex::new("(?=a)"),
             Err(RegexError::Unsupported(_))
         ));
-        assert!(matches!(Regex::new("\\bx"), Err(RegexError::Unsupported(_))));
-        assert!(matches!(Regex::new("(a)\\1"), Err(RegexError::Unsupported(_))));
+        assert!(matches!(
+            Regex::new("\\bx"),
+            Err(RegexError::Unsupported(_))
+        ));
+        assert!(matches!(
+            Regex::new("(a)\\1"),
+            Err(RegexError::Unsupported(_))
+        ));
         assert!(matches!(Regex::new("a++"), Err(RegexError::Unsupported(_))));
         let e = Regex::new("\\p{L}").unwrap_err().to_string();
         assert!(e.contains("does not support"), "{e}");

@@ -9,7 +9,7 @@
 //! Every request passes through [`count_requests`], a middleware that sees the request before
 //! any handler. Injected faults (429 with `Retry-After`, 5xx, slow or cut bodies, fetch-limit
 //! errors: design §7) belong there, driven by a `faults` plan to be added to
-//! [`SimConfig`](super::SimConfig) and carried in [`Shared`]. Nothing is injected today.
+//! [`SimConfig`] and carried in [`Shared`]. Nothing is injected today.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,8 +40,8 @@ pub(crate) struct Counters {
     pub(crate) points: AtomicU64,
 }
 
-/// Everything a handler needs; built once per server and shared read-only.
-#[derive(Debug)]
+/// Everything a handler needs; built once per server and shared read-only. No `Debug`: it
+/// holds the token.
 pub(crate) struct Shared {
     pub(crate) dialect: Dialect,
     pub(crate) token: Option<String>,
@@ -116,11 +116,6 @@ impl ApiError {
     pub(crate) fn with_allow(mut self, allow: &'static str) -> ApiError {
         self.allow = Some(allow);
         self
-    }
-
-    /// The message, for tests and logs.
-    pub(crate) fn message(&self) -> &str {
-        &self.message
     }
 
     /// The HTTP answer in `dialect`'s format.
@@ -422,7 +417,13 @@ async fn suggest(
     {
         Err(opentsdb_method_not_allowed(&method))
     } else {
-        discovery::suggest(&shared, method == Method::GET, &q, &body, bad_token(&caller))
+        discovery::suggest(
+            &shared,
+            method == Method::GET,
+            &q,
+            &body,
+            bad_token(&caller),
+        )
     };
     match result {
         Ok(body) => json(dialect, StatusCode::OK, body),

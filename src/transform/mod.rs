@@ -76,8 +76,16 @@ struct KeyColumns {
 
 impl KeyColumns {
     fn new(component: Component) -> KeyColumns {
-        let labels: Vec<String> = raw_table_decl(component).label_columns().iter().map(|s| s.to_string()).collect();
-        let names = MapFieldNames { entry: "key_value".into(), key: "key".into(), value: "value".into() };
+        let labels: Vec<String> = raw_table_decl(component)
+            .label_columns()
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let names = MapFieldNames {
+            entry: "key_value".into(),
+            key: "key".into(),
+            value: "value".into(),
+        };
         KeyColumns {
             label_builders: labels.iter().map(|_| StringBuilder::new()).collect(),
             labels,
@@ -88,7 +96,11 @@ impl KeyColumns {
 
     /// Appends the key of `series` `n` times.
     fn append_n(&mut self, series: &SeriesData, n: usize) {
-        let label_values: Vec<Option<&str>> = self.labels.iter().map(|l| series.tags.get(l).map(String::as_str)).collect();
+        let label_values: Vec<Option<&str>> = self
+            .labels
+            .iter()
+            .map(|l| series.tags.get(l).map(String::as_str))
+            .collect();
         let extra: Vec<(&str, &str)> = series
             .tags
             .iter()
@@ -104,14 +116,20 @@ impl KeyColumns {
                 self.tags.keys().append_value(k);
                 self.tags.values().append_value(v);
             }
-            self.tags.append(true).expect("keys and values appended in pairs");
+            self.tags
+                .append(true)
+                .expect("keys and values appended in pairs");
         }
     }
 
     /// `metric`, label columns, in order; and the `tags` column separately (it goes last).
     fn finish(&mut self) -> (Vec<ArrayRef>, ArrayRef) {
         let mut cols: Vec<ArrayRef> = vec![Arc::new(self.metric.finish())];
-        cols.extend(self.label_builders.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
+        cols.extend(
+            self.label_builders
+                .iter_mut()
+                .map(|b| Arc::new(b.finish()) as ArrayRef),
+        );
         (cols, Arc::new(self.tags.finish()))
     }
 }
@@ -190,11 +208,17 @@ impl RollupBatchBuilder {
 
     /// Appends rows `range` of `rows`, a rollup of `series` computed with the same [`Rollup`].
     pub fn append_rows(&mut self, series: &SeriesData, rows: &RollupOutput, range: Range<usize>) {
-        self.out.bucket_ts.extend_from_slice(&rows.bucket_ts[range.clone()]);
+        self.out
+            .bucket_ts
+            .extend_from_slice(&rows.bucket_ts[range.clone()]);
         for (dst, src) in self.out.columns.iter_mut().zip(&rows.columns) {
             match (dst, src) {
-                (RollupColumn::Int(d), RollupColumn::Int(s)) => d.extend_from_slice(&s[range.clone()]),
-                (RollupColumn::Float(d), RollupColumn::Float(s)) => d.extend_from_slice(&s[range.clone()]),
+                (RollupColumn::Int(d), RollupColumn::Int(s)) => {
+                    d.extend_from_slice(&s[range.clone()])
+                }
+                (RollupColumn::Float(d), RollupColumn::Float(s)) => {
+                    d.extend_from_slice(&s[range.clone()])
+                }
                 _ => unreachable!("columns come from the same Rollup"),
             }
         }
@@ -235,14 +259,24 @@ mod tests {
     use arrow::array::{Array, AsArray};
     use std::collections::BTreeMap;
 
-    fn series(metric: &str, vm: Option<&str>, ts: Vec<i64>, values: Vec<Option<f64>>) -> SeriesData {
+    fn series(
+        metric: &str,
+        vm: Option<&str>,
+        ts: Vec<i64>,
+        values: Vec<Option<f64>>,
+    ) -> SeriesData {
         let mut tags = BTreeMap::new();
         tags.insert("datacenter".to_string(), "dc1".to_string());
         tags.insert("env".to_string(), "prod".to_string());
         if let Some(vm) = vm {
             tags.insert("vm".to_string(), vm.to_string());
         }
-        SeriesData { metric: metric.into(), tags, ts, values }
+        SeriesData {
+            metric: metric.into(),
+            tags,
+            ts,
+            values,
+        }
     }
 
     #[test]
@@ -254,9 +288,19 @@ mod tests {
             series("a", Some("vm-1"), vec![], vec![]),
         ];
         sort_series(&mut s, &["datacenter", "vm"]);
-        let keys: Vec<(&str, Option<&str>)> =
-            s.iter().map(|s| (s.metric.as_str(), s.tags.get("vm").map(String::as_str))).collect();
-        assert_eq!(keys, [("a", None), ("a", Some("vm-1")), ("a", Some("vm-2")), ("b", Some("vm-1"))]);
+        let keys: Vec<(&str, Option<&str>)> = s
+            .iter()
+            .map(|s| (s.metric.as_str(), s.tags.get("vm").map(String::as_str)))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                ("a", None),
+                ("a", Some("vm-1")),
+                ("a", Some("vm-2")),
+                ("b", Some("vm-1"))
+            ]
+        );
     }
 
     #[test]
@@ -270,7 +314,12 @@ mod tests {
 
     #[test]
     fn raw_batch_has_declared_schema_and_tags_map() {
-        let s = series("vscope.vm.cpu.usage.perc", Some("vm-1"), vec![1000, 2000, 3000], vec![Some(1.0), None, Some(3.0)]);
+        let s = series(
+            "vscope.vm.cpu.usage.perc",
+            Some("vm-1"),
+            vec![1000, 2000, 3000],
+            vec![Some(1.0), None, Some(3.0)],
+        );
         let mut b = RawBatchBuilder::new(Component::Vm);
         b.append(&s, 0..3);
         assert_eq!(b.len(), 3);
@@ -301,9 +350,13 @@ mod tests {
         let batch = b.finish().unwrap();
         // The 3_600_000 bucket holds only a null point: no row.
         assert_eq!(batch.num_rows(), 2);
-        let avg = batch.column(4).as_primitive::<arrow::datatypes::Float64Type>();
+        let avg = batch
+            .column(4)
+            .as_primitive::<arrow::datatypes::Float64Type>();
         assert_eq!(avg.value(0), 2.0);
-        let count = batch.column(5).as_primitive::<arrow::datatypes::Int64Type>();
+        let count = batch
+            .column(5)
+            .as_primitive::<arrow::datatypes::Int64Type>();
         assert_eq!(count.values().to_vec(), [2, 1]);
     }
 }

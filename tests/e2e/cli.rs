@@ -12,7 +12,14 @@ fn stderr(out: &std::process::Output) -> String {
 
 #[test]
 fn every_command_has_help() {
-    for cmd in [vec!["--help"], vec!["run", "--help"], vec!["plan", "--help"], vec!["validate", "--help"], vec!["metrics", "--help"], vec!["sim", "--help"]] {
+    for cmd in [
+        vec!["--help"],
+        vec!["run", "--help"],
+        vec!["plan", "--help"],
+        vec!["validate", "--help"],
+        vec!["metrics", "--help"],
+        vec!["sim", "--help"],
+    ] {
         let out = run(&cmd);
         assert!(out.status.success(), "{cmd:?}: {}", describe(&out));
         assert!(stdout(&out).contains("Usage"), "{cmd:?}");
@@ -23,7 +30,11 @@ fn every_command_has_help() {
 fn shipped_pipelines_validate() {
     let root = env!("CARGO_MANIFEST_DIR");
     let out = bin()
-        .args(["validate", &format!("{root}/pipelines/demo.toml"), &format!("{root}/pipelines/vscope.toml")])
+        .args([
+            "validate",
+            &format!("{root}/pipelines/demo.toml"),
+            &format!("{root}/pipelines/vscope.toml"),
+        ])
         .env("VSCOPE_METRICS_TOKEN", "test-token-value")
         .output()
         .unwrap();
@@ -37,14 +48,20 @@ fn shipped_pipelines_validate() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     let err = stderr(&out);
-    assert!(err.contains("VSCOPE_METRICS_TOKEN") && err.contains("source.token"), "{err}");
+    assert!(
+        err.contains("VSCOPE_METRICS_TOKEN") && err.contains("source.token"),
+        "{err}"
+    );
 }
 
 #[test]
 fn invalid_pipelines_exit_2_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [
-        ("[scope]\nstart = \"1d-ago\"\nwindow = \"7h\"", "scope.window"),
+        (
+            "[scope]\nstart = \"1d-ago\"\nwindow = \"7h\"",
+            "scope.window",
+        ),
         ("[scope]\nstart = \"yesterday\"", "scope.start"),
         ("[scope]\nstart = \"1d-ago\"\nmetric = [\"x\"]", "metric"),
     ];
@@ -59,9 +76,17 @@ fn invalid_pipelines_exit_2_naming_the_key() {
         assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
         assert!(stderr(&out).contains(key), "{key}: {}", describe(&out));
         let out = run(&["run", path.to_str().unwrap()]);
-        assert_eq!(out.status.code(), Some(2), "run must refuse it too: {}", describe(&out));
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "run must refuse it too: {}",
+            describe(&out)
+        );
     }
-    assert!(!dir.path().join("out").exists(), "nothing written for an invalid pipeline");
+    assert!(
+        !dir.path().join("out").exists(),
+        "nothing written for an invalid pipeline"
+    );
 }
 
 #[test]
@@ -70,7 +95,10 @@ fn metrics_lists_the_catalogue() {
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let metrics = v.as_array().unwrap();
-    assert_eq!(metrics.iter().filter(|m| m["documented"] == true).count(), 20);
+    assert_eq!(
+        metrics.iter().filter(|m| m["documented"] == true).count(),
+        20
+    );
     let text = stdout(&run(&["metrics"]));
     assert!(text.contains("vscope.host.net.rx") && text.contains("nicname"));
 }
@@ -79,31 +107,69 @@ fn metrics_lists_the_catalogue() {
 fn plan_shows_units_without_fetching_data() {
     let sim = SimProcess::start(&["--dialect", "opentsdb", "--token", "plan-token"]);
     let dir = tempfile::tempdir().unwrap();
-    let source = format!("url = \"{}\"\ntoken = \"plan-token\"\ndialect = \"auto\"", sim.url);
-    let p = write_pipeline(dir.path(), "plan", &source, "2026-11-01T00:00:00Z", "2026-11-02T00:00:00Z", "6h", TABLES);
+    let source = format!(
+        "url = \"{}\"\ntoken = \"plan-token\"\ndialect = \"auto\"",
+        sim.url
+    );
+    let p = write_pipeline(
+        dir.path(),
+        "plan",
+        &source,
+        "2026-11-01T00:00:00Z",
+        "2026-11-02T00:00:00Z",
+        "6h",
+        TABLES,
+    );
     let out = run(&["plan", p.to_str().unwrap()]);
     assert!(out.status.success(), "{}", describe(&out));
     let text = stdout(&out);
     assert!(text.contains("dialect opentsdb"), "{text}");
     // 23 metrics × 2 datacenters per window, 4 windows.
-    assert!(text.contains("units    46 per window, 184 in all"), "{text}");
-    assert!(text.contains("[2026-11-01T18:00:00Z, 2026-11-02T00:00:00Z)"), "{text}");
+    assert!(
+        text.contains("units    46 per window, 184 in all"),
+        "{text}"
+    );
+    assert!(
+        text.contains("[2026-11-01T18:00:00Z, 2026-11-02T00:00:00Z)"),
+        "{text}"
+    );
     let out = run(&["run", p.to_str().unwrap(), "--dry-run"]);
     assert!(out.status.success(), "{}", describe(&out));
-    assert!(!dir.path().join("out/vm_metrics").exists(), "dry run writes no data");
+    assert!(
+        !dir.path().join("out/vm_metrics").exists(),
+        "dry run writes no data"
+    );
 }
 
 #[test]
 fn a_refused_token_exits_3_without_printing_it() {
     let sim = SimProcess::start(&["--dialect", "ovh", "--token", "right-token-123"]);
     let dir = tempfile::tempdir().unwrap();
-    let source = format!("url = \"{}\"\ntoken = \"wrong-token-456\"\ndialect = \"ovh\"\nmax_attempts = 2", sim.url);
-    let p = write_pipeline(dir.path(), "auth", &source, "2026-11-01T00:00:00Z", "2026-11-01T01:00:00Z", "1h", TABLES);
-    let out = bin().args(["run", p.to_str().unwrap()]).env("RUST_LOG", "trace").output().unwrap();
+    let source = format!(
+        "url = \"{}\"\ntoken = \"wrong-token-456\"\ndialect = \"ovh\"\nmax_attempts = 2",
+        sim.url
+    );
+    let p = write_pipeline(
+        dir.path(),
+        "auth",
+        &source,
+        "2026-11-01T00:00:00Z",
+        "2026-11-01T01:00:00Z",
+        "1h",
+        TABLES,
+    );
+    let out = bin()
+        .args(["run", p.to_str().unwrap()])
+        .env("RUST_LOG", "trace")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
     let all = format!("{}{}", stdout(&out), stderr(&out));
     assert!(all.contains("refused the read token"), "{all}");
-    assert!(!all.contains("wrong-token-456") && !all.contains("right-token-123"), "a token leaked:\n{all}");
+    assert!(
+        !all.contains("wrong-token-456") && !all.contains("right-token-123"),
+        "a token leaked:\n{all}"
+    );
 }
 
 #[test]

@@ -17,7 +17,11 @@ pub fn bin() -> Command {
 
 /// Runs the binary with `args`, returning its output.
 pub fn run(args: &[&str]) -> Output {
-    bin().args(args).env_remove("RUST_LOG").output().expect("binary runs")
+    bin()
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("binary runs")
 }
 
 /// A `vscope-etl sim` child on an ephemeral loopback port, killed on drop.
@@ -38,9 +42,17 @@ impl SimProcess {
             .spawn()
             .expect("simulator starts");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        assert!(line.starts_with("http://127.0.0.1:"), "unexpected first line {line:?}");
-        SimProcess { child, url: line.trim().to_string() }
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(
+            line.starts_with("http://127.0.0.1:"),
+            "unexpected first line {line:?}"
+        );
+        SimProcess {
+            child,
+            url: line.trim().to_string(),
+        }
     }
 }
 
@@ -64,7 +76,15 @@ pub fn sim_config(datacenters: usize, hosts: usize, vms: usize, filers: usize) -
 
 /// Writes a pipeline file into `dir`; `source` is the body of `[source]`, `tables` the
 /// `[[table]]` blocks.
-pub fn write_pipeline(dir: &Path, name: &str, source: &str, start: &str, end: &str, window: &str, tables: &str) -> PathBuf {
+pub fn write_pipeline(
+    dir: &Path,
+    name: &str,
+    source: &str,
+    start: &str,
+    end: &str,
+    window: &str,
+    tables: &str,
+) -> PathBuf {
     let sink = dir.join("out");
     let text = format!(
         "name = \"{name}\"\n[source]\n{source}\n[scope]\nstart = \"{start}\"\nend = \"{end}\"\nwindow = \"{window}\"\n{tables}\n[sink]\nurl = \"{}\"\n",
@@ -98,7 +118,9 @@ pub fn parquet_files(dir: &Path, table: &str) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.join(table)];
     while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in entries {
             let p = e.unwrap().path();
             if p.is_dir() {
@@ -115,7 +137,12 @@ pub fn parquet_files(dir: &Path, table: &str) -> Vec<PathBuf> {
 /// All batches of one file, with the file's Arrow schema.
 pub fn read_file(path: &Path) -> Vec<RecordBatch> {
     let f = std::fs::File::open(path).unwrap();
-    ParquetRecordBatchReaderBuilder::try_new(f).unwrap().build().unwrap().map(|b| b.unwrap()).collect()
+    ParquetRecordBatchReaderBuilder::try_new(f)
+        .unwrap()
+        .build()
+        .unwrap()
+        .map(|b| b.unwrap())
+        .collect()
 }
 
 /// One row of a raw table: series key (metric + every tag), ts, value.
@@ -124,14 +151,29 @@ pub type RawRow = ((String, BTreeMap<String, String>), i64, Option<f64>);
 /// The rows of a raw table batch, tags rebuilt from the label columns and the `tags` map.
 pub fn raw_rows(batch: &RecordBatch) -> Vec<RawRow> {
     let schema = batch.schema();
-    let ts = batch.column_by_name("ts").unwrap().as_primitive::<TimestampMillisecondType>();
-    let value = batch.column_by_name("value").unwrap().as_primitive::<Float64Type>();
+    let ts = batch
+        .column_by_name("ts")
+        .unwrap()
+        .as_primitive::<TimestampMillisecondType>();
+    let value = batch
+        .column_by_name("value")
+        .unwrap()
+        .as_primitive::<Float64Type>();
     let metric = batch.column_by_name("metric").unwrap().as_string::<i32>();
     let labels: Vec<(String, _)> = schema
         .fields()
         .iter()
         .filter(|f| !matches!(f.name().as_str(), "ts" | "metric" | "value" | "tags"))
-        .map(|f| (f.name().clone(), batch.column_by_name(f.name()).unwrap().as_string::<i32>().clone()))
+        .map(|f| {
+            (
+                f.name().clone(),
+                batch
+                    .column_by_name(f.name())
+                    .unwrap()
+                    .as_string::<i32>()
+                    .clone(),
+            )
+        })
         .collect();
     let tags = batch.column_by_name("tags").unwrap().as_map();
     (0..batch.num_rows())
@@ -148,7 +190,11 @@ pub fn raw_rows(batch: &RecordBatch) -> Vec<RawRow> {
             for j in 0..entries.len() {
                 t.insert(k.value(j).to_string(), v.value(j).to_string());
             }
-            let val = if value.is_null(i) { None } else { Some(value.value(i)) };
+            let val = if value.is_null(i) {
+                None
+            } else {
+                Some(value.value(i))
+            };
             ((metric.value(i).to_string(), t), ts.value(i), val)
         })
         .collect()
@@ -171,7 +217,9 @@ pub fn expected_rows(cfg: &SimConfig, prefix: &str, start: i64, end: i64) -> Vec
 
 /// Milliseconds of an RFC 3339 time.
 pub fn ms(rfc3339: &str) -> i64 {
-    chrono::DateTime::parse_from_rfc3339(rfc3339).unwrap().timestamp_millis()
+    chrono::DateTime::parse_from_rfc3339(rfc3339)
+        .unwrap()
+        .timestamp_millis()
 }
 
 /// stdout and stderr of a run, for assertion messages.
