@@ -1,13 +1,26 @@
 #!/usr/bin/env bash
-# Creates .venv with the Python packages the tests use to read our Parquet (DuckDB). Idempotent.
+# Creates .venv (ignored) with the Python tools the tests use to read what we write, the way
+# users do: DuckDB (+ its httpfs extension from PyPI, since extensions cannot be downloaded
+# here), moto's S3 server (a real S3-compatible server on loopback), and pyspark (Spark reads
+# the dataset; needs Java 17, which the machine has). Idempotent: installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=.venv
-if [ ! -x "$VENV/bin/python" ]; then
+PY="$VENV/bin/python"
+if [ ! -x "$PY" ]; then
   echo "== creating $VENV"
   python3 -m venv "$VENV"
 fi
-if ! "$VENV/bin/python" -c 'import duckdb, pytz' 2>/dev/null; then
-  echo "== installing duckdb into $VENV"
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check 'duckdb==1.4.4' 'pytz'
+pip_install() { "$PY" -m pip install --quiet --disable-pip-version-check "$@"; }
+if ! "$PY" -c 'import duckdb, pytz, duckdb_ext' 2>/dev/null; then
+  echo "== installing duckdb + httpfs"
+  pip_install 'duckdb==1.4.4' 'duckdb-ext-httpfs==1.4.4.20260205' 'pytz'
+fi
+if [ ! -x "$VENV/bin/moto_server" ] || ! "$PY" -c 'import boto3, flask' 2>/dev/null; then
+  echo "== installing moto[server]"
+  pip_install 'moto[server]==5.2.5'
+fi
+if ! "$PY" -c 'import pyspark' 2>/dev/null; then
+  echo "== installing pyspark (large: about a minute)"
+  pip_install 'pyspark==4.3.0'
 fi

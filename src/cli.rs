@@ -48,6 +48,9 @@ pub struct RangeArgs {
     /// Only handle shard I of N (windows k with k mod N = I), e.g. 0/4.
     #[arg(long, value_name = "I/N")]
     pub shard: Option<Shard>,
+    /// Pretend the clock says this (RFC 3339 or unix time): reproducible runs and tests.
+    #[arg(long, hide = true)]
+    pub now: Option<String>,
 }
 
 /// `run` flags.

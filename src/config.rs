@@ -155,6 +155,24 @@ struct SinkFile {
     zstd_level: i32,
     #[serde(default = "default_row_group_rows")]
     row_group_rows: usize,
+    #[serde(default = "default_lease_ttl")]
+    lease_ttl: String,
+    s3: Option<S3File>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct S3File {
+    endpoint: Option<String>,
+    region: Option<String>,
+    access_key_id: Option<String>,
+    secret_access_key: Option<String>,
+    allow_http: Option<bool>,
+    virtual_hosted_style: Option<bool>,
+    #[serde(default = "default_checksum")]
+    checksum: String,
+    #[serde(default)]
+    unsigned_payload: bool,
 }
 
 fn default_dialect() -> String {
@@ -204,6 +222,12 @@ fn default_zstd_level() -> i32 {
 }
 fn default_row_group_rows() -> usize {
     1 << 20
+}
+fn default_lease_ttl() -> String {
+    "30m".into()
+}
+fn default_checksum() -> String {
+    "none".into()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -346,6 +370,10 @@ pub struct SinkSpec {
     pub zstd_level: i32,
     /// Rows per Parquet row group at most (bounds writer memory).
     pub row_group_rows: usize,
+    /// How long a run's lease lasts without renewal (a crashed run blocks others this long).
+    pub lease_ttl_ms: i64,
+    /// S3 settings (`[sink.s3]`); unset ones come from the `AWS_*` environment.
+    pub s3: crate::load::store::S3Options,
 }
 
 /// Reads and validates a pipeline file, reading `${VAR}` from the process environment.
@@ -796,11 +824,48 @@ fn validate_sink(
     if sink.row_group_rows < 1024 {
         return Err(invalid("sink.row_group_rows", "must be at least 1024"));
     }
+    let lease_ttl_ms = duration_ms("sink.lease_ttl", &sink.lease_ttl)?;
+    let s3 = match sink.s3 {
+        None => crate::load::store::S3Options::default(),
+        Some(s3) => {
+            if !url.starts_with("s3://") {
+                return Err(invalid(
+                    "sink.s3",
+                    "only allowed with sink.url = \"s3://bucket/prefix\"",
+                ));
+            }
+            let opt =
+                |key: &str, v: Option<String>| v.map(|v| expand_env(&v, key, env)).transpose();
+            let checksum_sha256 = match s3.checksum.as_str() {
+                "none" => false,
+                "sha256" => true,
+                other => {
+                    return Err(invalid(
+                        "sink.s3.checksum",
+                        format!("'{other}' is not one of none, sha256"),
+                    ));
+                }
+            };
+            crate::load::store::S3Options {
+                endpoint: opt("sink.s3.endpoint", s3.endpoint)?,
+                region: opt("sink.s3.region", s3.region)?,
+                access_key_id: opt("sink.s3.access_key_id", s3.access_key_id)?.map(Secret::new),
+                secret_access_key: opt("sink.s3.secret_access_key", s3.secret_access_key)?
+                    .map(Secret::new),
+                allow_http: s3.allow_http,
+                virtual_hosted_style: s3.virtual_hosted_style,
+                checksum_sha256,
+                unsigned_payload: s3.unsigned_payload,
+            }
+        }
+    };
     Ok(SinkSpec {
         url,
         partition_by,
         zstd_level: sink.zstd_level,
         row_group_rows: sink.row_group_rows,
+        lease_ttl_ms,
+        s3,
     })
 }
 

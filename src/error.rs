@@ -40,6 +40,9 @@ pub enum Error {
     /// A Parquet file could not be written.
     #[error(transparent)]
     Write(#[from] WriteError),
+    /// Another run of the pipeline holds the lease, or the lease cannot be handled.
+    #[error(transparent)]
+    Lease(#[from] crate::load::lease::LeaseError),
     /// The in-process simulator could not start.
     #[error("cannot start the built-in simulator: {0}")]
     Sim(std::io::Error),

@@ -49,6 +49,21 @@ fn main() -> ExitCode {
     ExitCode::from(code)
 }
 
+/// Parses `--now`; an invalid value is reported and gives the configuration exit code.
+fn parse_now(now: Option<&str>) -> Result<Option<i64>, u8> {
+    match now {
+        None => Ok(None),
+        Some(s) => {
+            vscope_etl::semantics::time::parse_time(s, chrono::Utc::now().timestamp_millis())
+                .map(Some)
+                .map_err(|e| {
+                    eprintln!("error: --now: {e}");
+                    EXIT_CONFIG
+                })
+        }
+    }
+}
+
 fn report(err: &Error) -> u8 {
     eprintln!("error: {err}");
     err.exit_code()
@@ -123,6 +138,10 @@ async fn run(args: RunArgs) -> u8 {
         shard: args.range.shard,
         dry_run: args.dry_run,
         force: args.force,
+        now_ms: match parse_now(args.range.now.as_deref()) {
+            Ok(n) => n,
+            Err(code) => return code,
+        },
     };
     let (progress, bar) = progress_display(!args.json && std::io::stderr().is_terminal());
     let result = pipeline::run(&pipeline, &opts, progress, cancel_on_signal()).await;
@@ -208,12 +227,18 @@ async fn plan(args: PlanArgs) -> u8 {
         shard: args.range.shard,
         dry_run: true,
         force: false,
+        now_ms: match parse_now(args.range.now.as_deref()) {
+            Ok(n) => n,
+            Err(code) => return code,
+        },
     };
     let conn = match pipeline::connect(&pipeline).await {
         Ok(c) => c,
         Err(e) => return report(&e),
     };
-    let now = chrono::Utc::now().timestamp_millis();
+    let now = opts
+        .now_ms
+        .unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
     // The plan of a real run depends on the ledger (incremental runs, skipped windows).
     let ledger = match vscope_etl::load::Sink::open(&pipeline.sink.url) {
         Ok(sink) => vscope_etl::load::state::Ledger::load(&sink, &pipeline.name)

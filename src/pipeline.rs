@@ -20,6 +20,7 @@ use crate::error::{EXIT_FAILED_UNITS, EXIT_OK, Error, Result};
 use crate::extract::retry::FailureClass;
 use crate::extract::{DecodeStats, FetchError, MetricsClient, SeriesData};
 use crate::load::Sink;
+use crate::load::lease::Lease;
 use crate::load::partition::{part_file_name, partition_dir};
 use crate::load::state::{CommittedWindow, FailedUnit, Ledger, Manifest, TableWindow};
 use crate::load::writer::{FileSettings, PartWriter, WriteError, WrittenFile, writer_properties};
@@ -45,6 +46,8 @@ pub struct RunOptions {
     pub dry_run: bool,
     /// Re-fetch windows the ledger already holds as committed and complete.
     pub force: bool,
+    /// The clock, for reproducible runs and tests (`--now`); the system clock when `None`.
+    pub now_ms: Option<i64>,
 }
 
 /// Progress notifications, for a terminal display.
@@ -262,12 +265,64 @@ pub async fn run(
 ) -> Result<RunReport> {
     let started = Instant::now();
     let started_at = chrono::Utc::now();
-    let now_ms = started_at.timestamp_millis();
+    let now_ms = opts.now_ms.unwrap_or_else(|| started_at.timestamp_millis());
     let run_id = format!("{}-{:08x}", format_window_stamp(now_ms), fastrand::u32(..));
-    let sink = Sink::open(&pipeline.sink.url)?;
+    let sink = Sink::open_with(&pipeline.sink.url, &pipeline.sink.s3)?;
     let conn = connect(pipeline).await?;
+    // One run per pipeline and sink at a time; a dry run writes nothing and needs no lease.
+    let mut lease = if opts.dry_run {
+        None
+    } else {
+        Some(Lease::acquire(&sink, &pipeline.name, &run_id, pipeline.sink.lease_ttl_ms).await?)
+    };
+    if lease.is_some() {
+        let removed = sink.remove_leftovers()?;
+        if removed > 0 {
+            tracing::warn!(
+                removed,
+                "removed temporary files left by an interrupted run"
+            );
+        }
+    }
+    let result = run_leased(
+        pipeline,
+        opts,
+        progress,
+        &mut cancel,
+        &sink,
+        &conn,
+        lease.as_mut(),
+        &run_id,
+        now_ms,
+        started,
+    )
+    .await;
+    if let Some(l) = lease
+        && let Err(e) = l.release().await
+    {
+        tracing::warn!(error = %e, "could not release the run lease; it expires by itself");
+    }
+    if let Some(sim) = conn.sim {
+        sim.shutdown().await;
+    }
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_leased(
+    pipeline: &Pipeline,
+    opts: &RunOptions,
+    progress: ProgressFn,
+    cancel: &mut watch::Receiver<bool>,
+    sink: &Sink,
+    conn: &Connection,
+    mut lease: Option<&mut Lease>,
+    run_id: &str,
+    now_ms: i64,
+    started: Instant,
+) -> Result<RunReport> {
     let client = &conn.client;
-    let mut ledger = Ledger::load(&sink, &pipeline.name).await?;
+    let mut ledger = Ledger::load(sink, &pipeline.name).await?;
     let plan = build_plan(pipeline, client, opts, Some(&ledger), now_ms).await?;
     progress(&Progress::Planned {
         windows: plan.windows.len(),
@@ -275,7 +330,7 @@ pub async fn run(
     });
 
     let mut manifest = Manifest {
-        run_id: run_id.clone(),
+        run_id: run_id.to_string(),
         pipeline: pipeline.name.clone(),
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
         dialect: client.dialect().to_string(),
@@ -312,7 +367,7 @@ pub async fn run(
     let ctx = RunCtx {
         pipeline,
         client,
-        sink: &sink,
+        sink,
         plan: &plan,
         settings: FileSettings {
             pipeline: pipeline.name.clone(),
@@ -326,7 +381,7 @@ pub async fn run(
             manifest.aborted = Some("stopped by a signal before all windows were processed".into());
             break;
         }
-        let outcome = process_window(&ctx, window, &mut cancel).await;
+        let outcome = process_window(&ctx, window, cancel).await;
         manifest.series += outcome.series;
         manifest.points.add(&outcome.stats);
         manifest.units_done += outcome.units_done;
@@ -359,11 +414,14 @@ pub async fn run(
                     end_ms: window.end_ms,
                     fetched_until_ms: window.fetch_end_ms,
                     complete: window.complete(),
-                    run_id: run_id.clone(),
+                    run_id: run_id.to_string(),
                     committed_at: format_rfc3339(chrono::Utc::now().timestamp_millis()),
                     tables: committed_tables,
                 });
-                ledger.save(&sink).await?;
+                ledger.save(sink).await?;
+                if let Some(l) = lease.as_deref_mut() {
+                    l.renew().await?;
+                }
                 manifest.windows_committed += 1;
                 progress(&Progress::WindowDone {
                     start_ms: window.start_ms,
@@ -379,7 +437,7 @@ pub async fn run(
             WindowResult::AuthRefused(e) => {
                 manifest.aborted = Some(format!("authentication refused: {e}"));
                 finish_manifest(&mut manifest, client, started);
-                manifest.save(&sink).await?;
+                manifest.save(sink).await?;
                 return Err(Error::Auth(e));
             }
             WindowResult::Cancelled => {
@@ -403,15 +461,12 @@ pub async fn run(
         }
     }
     finish_manifest(&mut manifest, client, started);
-    let manifest_path = manifest.save(&sink).await?;
+    let manifest_path = manifest.save(sink).await?;
     let exit_code = if manifest.failures.is_empty() && manifest.aborted.is_none() {
         EXIT_OK
     } else {
         EXIT_FAILED_UNITS
     };
-    if let Some(sim) = conn.sim {
-        sim.shutdown().await;
-    }
     Ok(RunReport {
         manifest,
         manifest_path: Some(manifest_path),

@@ -3,8 +3,10 @@
 //! - [`store`]: a sink URL into an object store and a key prefix.
 //! - [`partition`]: Hive-style partition paths and deterministic file names.
 //! - [`writer`]: one Parquet file, written whole or not at all.
+//! - [`lease`]: one run at a time per pipeline and sink.
 //! - [`state`]: the ledger (`_state/<pipeline>.json`) and run manifests (`_runs/<id>.json`).
 
+pub mod lease;
 pub mod partition;
 pub mod state;
 pub mod store;

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3Builder, Checksum};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
@@ -42,6 +42,28 @@ pub enum StoreError {
     },
 }
 
+/// S3 settings from `[sink.s3]`; anything unset comes from the standard `AWS_*` environment.
+#[derive(Debug, Clone, Default)]
+pub struct S3Options {
+    /// Endpoint URL of an S3-compatible store (OVHcloud, MinIO, Ceph...).
+    pub endpoint: Option<String>,
+    /// Region (OVHcloud: e.g. `gra`).
+    pub region: Option<String>,
+    /// Access key id.
+    pub access_key_id: Option<crate::secret::Secret>,
+    /// Secret access key.
+    pub secret_access_key: Option<crate::secret::Secret>,
+    /// Allow `http://` endpoints (local test servers).
+    pub allow_http: Option<bool>,
+    /// Virtual-hosted-style requests (`bucket.host`) instead of path style.
+    pub virtual_hosted_style: Option<bool>,
+    /// Send SHA-256 checksums the server verifies. Off by default: OVHcloud Object Storage has
+    /// rejected the checksum headers of recent AWS SDKs (`reference/peers.md` §0).
+    pub checksum_sha256: bool,
+    /// Sign requests with `UNSIGNED-PAYLOAD` (some S3-compatible servers need it).
+    pub unsigned_payload: bool,
+}
+
 /// Where files go: an object store and the prefix all keys live under.
 #[derive(Debug, Clone)]
 pub struct Sink {
@@ -51,6 +73,8 @@ pub struct Sink {
     pub prefix: Path,
     /// The sink as the user wrote it, for messages.
     pub display: String,
+    /// The directory of a local sink; `None` for object stores.
+    pub local_root: Option<std::path::PathBuf>,
 }
 
 impl Sink {
@@ -58,6 +82,11 @@ impl Sink {
     /// `s3://bucket/prefix` (credentials, region and endpoint from the standard `AWS_*`
     /// environment, e.g. `AWS_ENDPOINT=http://127.0.0.1:9000`, `AWS_ALLOW_HTTP=true`).
     pub fn open(url: &str) -> Result<Sink, StoreError> {
+        Sink::open_with(url, &S3Options::default())
+    }
+
+    /// Opens the sink at `url` with explicit S3 settings (used for `s3://` URLs only).
+    pub fn open_with(url: &str, s3: &S3Options) -> Result<Sink, StoreError> {
         let bad = |message: String| StoreError::BadUrl {
             url: url.to_string(),
             message,
@@ -67,15 +96,38 @@ impl Sink {
             if bucket.is_empty() {
                 return Err(bad("no bucket: write s3://bucket/prefix".into()));
             }
-            let store = AmazonS3Builder::from_env()
-                .with_bucket_name(bucket)
-                .build()
-                .map_err(|e| bad(e.to_string()))?;
+            let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
+            if let Some(e) = &s3.endpoint {
+                b = b.with_endpoint(e);
+            }
+            if let Some(r) = &s3.region {
+                b = b.with_region(r);
+            }
+            if let Some(k) = &s3.access_key_id {
+                b = b.with_access_key_id(k.expose());
+            }
+            if let Some(k) = &s3.secret_access_key {
+                b = b.with_secret_access_key(k.expose());
+            }
+            if let Some(h) = s3.allow_http {
+                b = b.with_allow_http(h);
+            }
+            if let Some(v) = s3.virtual_hosted_style {
+                b = b.with_virtual_hosted_style_request(v);
+            }
+            if s3.checksum_sha256 {
+                b = b.with_checksum_algorithm(Checksum::SHA256);
+            }
+            if s3.unsigned_payload {
+                b = b.with_unsigned_payload(true);
+            }
+            let store = b.build().map_err(|e| bad(e.to_string()))?;
             let prefix = Path::parse(prefix).map_err(|e| bad(e.to_string()))?;
             return Ok(Sink {
                 store: Arc::new(store),
                 prefix,
                 display: url.to_string(),
+                local_root: None,
             });
         }
         let dir = if let Some(rest) = url.strip_prefix("file://") {
@@ -100,7 +152,72 @@ impl Sink {
             store: Arc::new(store),
             prefix: Path::default(),
             display: url.to_string(),
+            local_root: Some(dir),
         })
+    }
+
+    /// Where a file for `relative` is written before it is published. On S3 a file is written
+    /// straight to its key (multipart uploads are invisible until completed); on local disk the
+    /// store's own staging file (`<name>#N`) would sit next to the data, where Spark reads every
+    /// file, so we stage under `_tmp/` (ignored by Spark and DuckDB) and rename into place.
+    pub fn staging_key(&self, relative: &str) -> Option<String> {
+        self.local_root.as_ref().map(|_| {
+            format!(
+                "_tmp/{:016x}-{}",
+                fastrand::u64(..),
+                relative.replace('/', "_")
+            )
+        })
+    }
+
+    /// Makes a staged file visible under its final key (an atomic rename on local disk).
+    pub async fn publish(&self, staging: &str, relative: &str) -> Result<(), StoreError> {
+        let (from, to) = (self.key(staging), self.key(relative));
+        self.store
+            .rename(&from, &to)
+            .await
+            .map_err(|source| StoreError::Object {
+                operation: "rename",
+                path: to.to_string(),
+                source,
+            })
+    }
+
+    /// Removes what a killed run may have left: staged files under `_tmp/` and the store's own
+    /// `#N` staging files. Only the holder of the lease calls this, so no live writer is hurt.
+    /// Returns how many files were removed. (On S3, uploads a killed run never completed stay
+    /// invisible; a bucket lifecycle rule for incomplete multipart uploads reclaims them.)
+    pub fn remove_leftovers(&self) -> Result<usize, StoreError> {
+        let Some(root) = &self.local_root else {
+            return Ok(0);
+        };
+        let mut removed = 0;
+        let mut stack = vec![root.clone()];
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if path.is_dir() {
+                    stack.push(path);
+                    continue;
+                }
+                let staged = dir == root.join("_tmp");
+                let store_staging = name
+                    .rsplit_once('#')
+                    .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+                if staged || store_staging {
+                    std::fs::remove_file(&path).map_err(|source| StoreError::Io {
+                        path: path.display().to_string(),
+                        source,
+                    })?;
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
     }
 
     /// The full key of `relative` (a `/`-separated path below the sink).

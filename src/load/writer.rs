@@ -28,6 +28,9 @@ pub enum WriteError {
     /// A batch could not be assembled from the buffered rows (a bug).
     #[error("building a record batch: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
+    /// The finished file could not be moved into place.
+    #[error("publishing a written file: {0}")]
+    Publish(super::store::StoreError),
     /// Encoding or uploading failed.
     #[error("writing {path}: {source}")]
     Parquet {
@@ -132,6 +135,9 @@ pub fn writer_properties(
 /// An open Parquet file being written.
 pub struct PartWriter {
     relative: String,
+    /// Where the bytes go until `finish` publishes them (local sinks), else `None`.
+    staging: Option<String>,
+    sink: Sink,
     table: String,
     declared: SchemaRef,
     writer: AsyncArrowWriter<BufWriter>,
@@ -147,7 +153,9 @@ impl PartWriter {
         declared: SchemaRef,
         props: WriterProperties,
     ) -> Result<PartWriter, WriteError> {
-        let out = BufWriter::new(sink.store.clone(), sink.key(&relative));
+        let staging = sink.staging_key(&relative);
+        let target = staging.as_deref().unwrap_or(&relative);
+        let out = BufWriter::new(sink.store.clone(), sink.key(target));
         let writer =
             AsyncArrowWriter::try_new(out, declared.clone(), Some(props)).map_err(|source| {
                 WriteError::Parquet {
@@ -157,6 +165,8 @@ impl PartWriter {
             })?;
         Ok(PartWriter {
             relative,
+            staging,
+            sink: sink.clone(),
             table: table.to_string(),
             declared,
             writer,
@@ -187,12 +197,20 @@ impl PartWriter {
     /// On error the upload is aborted, so nothing partial stays behind.
     pub async fn finish(mut self) -> Result<WrittenFile, WriteError> {
         match self.writer.finish().await {
-            Ok(_) => Ok(WrittenFile {
-                bytes: self.writer.bytes_written() as u64,
-                path: self.relative,
-                table: self.table,
-                rows: self.rows,
-            }),
+            Ok(_) => {
+                if let Some(staging) = &self.staging
+                    && let Err(e) = self.sink.publish(staging, &self.relative).await
+                {
+                    let _ = self.sink.delete_if_exists(staging).await;
+                    return Err(WriteError::Publish(e));
+                }
+                Ok(WrittenFile {
+                    bytes: self.writer.bytes_written() as u64,
+                    path: self.relative,
+                    table: self.table,
+                    rows: self.rows,
+                })
+            }
             Err(source) => {
                 let mut inner = self.writer.into_inner();
                 if let Err(e) = inner.abort().await {

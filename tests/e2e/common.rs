@@ -231,3 +231,137 @@ pub fn describe(out: &Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     )
 }
+
+/// The test virtualenv's Python (made by scripts/setup-python.sh), with a clear failure when
+/// it is missing rather than a silent skip.
+pub fn venv_python() -> String {
+    let py = std::env::var("VSCOPE_TEST_PYTHON")
+        .unwrap_or_else(|_| format!("{}/.venv/bin/python", env!("CARGO_MANIFEST_DIR")));
+    assert!(
+        Path::new(&py).exists(),
+        "{py} is missing: run scripts/test.sh (or scripts/setup-python.sh) to create the venv"
+    );
+    py
+}
+
+/// A moto S3 server (a real S3-compatible server) on an ephemeral loopback port with one
+/// bucket, killed on drop.
+pub struct MotoServer {
+    child: Child,
+    /// `127.0.0.1:PORT`.
+    pub endpoint: String,
+    /// The bucket created at start.
+    pub bucket: String,
+}
+
+impl MotoServer {
+    /// Starts moto_server from the test venv and creates `bucket`.
+    pub fn start(bucket: &str) -> MotoServer {
+        let py = venv_python();
+        let moto = Path::new(&py).with_file_name("moto_server");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(moto)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server starts (scripts/setup-python.sh installs it)");
+        let endpoint = format!("127.0.0.1:{port}");
+        let server = MotoServer {
+            child,
+            endpoint,
+            bucket: bucket.to_string(),
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            if let Some(status) = server.http("PUT", &format!("/{bucket}")) {
+                assert!(
+                    status.starts_with("HTTP/1.1 200") || status.starts_with("HTTP/1.0 200"),
+                    "{status}"
+                );
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "moto_server did not start within 60 s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        server
+    }
+
+    /// Sends a bodiless request (moto does not check signatures); the status line, or `None`
+    /// when the server is not up yet.
+    pub fn http(&self, method: &str, path: &str) -> Option<String> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&self.endpoint).ok()?;
+        write!(s, "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", self.endpoint).ok()?;
+        let mut buf = String::new();
+        s.read_to_string(&mut buf).ok()?;
+        Some(buf)
+    }
+
+    /// Every key in the bucket (ListObjectsV2, one page is enough for tests).
+    pub fn keys(&self) -> Vec<String> {
+        let body = self
+            .http(
+                "GET",
+                &format!("/{}?list-type=2&max-keys=1000", self.bucket),
+            )
+            .unwrap();
+        body.split("<Key>")
+            .skip(1)
+            .map(|s| s.split("</Key>").next().unwrap().to_string())
+            .collect()
+    }
+
+    /// The `[sink]` table body for `s3://bucket/prefix` on this server.
+    pub fn sink_toml(&self, prefix: &str) -> String {
+        format!(
+            "url = \"s3://{}/{prefix}\"\n[sink.s3]\nendpoint = \"http://{}\"\nregion = \"us-east-1\"\nallow_http = true\naccess_key_id = \"testing\"\nsecret_access_key = \"testing\"\n",
+            self.bucket, self.endpoint
+        )
+    }
+}
+
+impl Drop for MotoServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Writes a pipeline whose `[sink]` body is given (for S3 sinks).
+pub fn write_pipeline_with_sink(
+    dir: &Path,
+    name: &str,
+    source: &str,
+    scope: &str,
+    tables: &str,
+    sink: &str,
+) -> PathBuf {
+    let text = format!(
+        "name = \"{name}\"\n[source]\n{source}\n[scope]\n{scope}\n{tables}\n[sink]\n{sink}\n"
+    );
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Every data file below `root` (tables only), relative path → bytes.
+pub fn dataset(root: &Path, tables: &[&str]) -> BTreeMap<String, Vec<u8>> {
+    tables
+        .iter()
+        .flat_map(|t| parquet_files(root, t))
+        .map(|p| {
+            (
+                p.strip_prefix(root).unwrap().display().to_string(),
+                std::fs::read(&p).unwrap(),
+            )
+        })
+        .collect()
+}

@@ -5,3 +5,6 @@ mod cli;
 mod common;
 mod duckdb;
 mod pipeline;
+mod s3;
+mod scheduled;
+mod spark;

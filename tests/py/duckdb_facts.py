@@ -1,13 +1,20 @@
 """Reads a vscope-etl sink with DuckDB, the way an analyst would, and prints facts as JSON.
 
-Usage: duckdb_facts.py SINK_DIR TABLE [TABLE ...]
+Usage: duckdb_facts.py SINK TABLE [TABLE ...]
+
+SINK is a directory, or s3://bucket/prefix when S3_ENDPOINT (host:port), S3_KEY and S3_SECRET
+are set: DuckDB then reads through its httpfs extension (installed from PyPI by
+scripts/setup-python.sh, since DuckDB cannot download extensions here).
 
 For each table: row count, per-metric count and avg(value) (the README query), the column
 types DuckDB sees (partition column `date` included), the number of duplicate (key, ts) rows,
 and the partition dates. The Rust tests assert on these facts.
 """
+import glob
 import json
+import os
 import sys
+
 
 import duckdb
 
@@ -56,6 +63,16 @@ def main():
     sink, tables = sys.argv[1], sys.argv[2:]
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
+    if sink.startswith("s3://"):
+        ext = glob.glob(os.path.join(os.path.dirname(duckdb.__file__), "..", "duckdb_ext",
+                                     "extensions", "v*", "*", "httpfs.duckdb_extension"))
+        if not ext:
+            sys.exit("duckdb httpfs extension not found: run scripts/setup-python.sh")
+        con.execute(f"LOAD '{ext[0]}'")
+        con.execute(
+            "CREATE SECRET (TYPE s3, KEY_ID ?, SECRET ?, REGION 'us-east-1', ENDPOINT ?, "
+            "URL_STYLE 'path', USE_SSL false)".replace("?", "'{}'").format(
+                os.environ["S3_KEY"], os.environ["S3_SECRET"], os.environ["S3_ENDPOINT"]))
     print(json.dumps({t: table_facts(con, sink, t) for t in tables}))
 
 

@@ -1,0 +1,41 @@
+"""Reads a vscope-etl local sink with Spark (spark.read.parquet, as analysts do) and prints
+facts as JSON: schemas, row counts, partition column type, and a few values.
+
+Usage: spark_check.py SINK_DIR RAW_TABLE ROLLUP_TABLE
+"""
+import json
+import sys
+
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+
+def main():
+    sink, raw, rollup = sys.argv[1:4]
+    spark = (SparkSession.builder.master("local[2]").appName("vscope-etl-check")
+             .config("spark.ui.enabled", "false")
+             .config("spark.sql.session.timeZone", "UTC")
+             .config("spark.driver.bindAddress", "127.0.0.1")
+             .config("spark.driver.host", "127.0.0.1")
+             .getOrCreate())
+    spark.sparkContext.setLogLevel("ERROR")
+    out = {}
+    for table in (raw, rollup):
+        df = spark.read.parquet(f"{sink}/{table}")
+        fields = {f.name: f.dataType.simpleString() for f in df.schema.fields}
+        first = (df.orderBy("metric", "datacenter", "vm", "ts").select(
+            "metric", "datacenter", "vm", (F.unix_millis("ts")).alias("ts_ms"), F.col("date").cast("string").alias("date"),
+            F.col("tags")["env"].alias("env"),
+            *(["value"] if "value" in fields else ["avg", "count"])).first().asDict())
+        out[table] = {
+            "types": fields,
+            "rows": df.count(),
+            "dates": [r[0] for r in df.select(F.col("date").cast("string")).distinct().orderBy(1).collect()],
+            "first_row": first,
+        }
+    print("SPARK_FACTS " + json.dumps(out))
+    spark.stop()
+
+
+if __name__ == "__main__":
+    main()
