@@ -82,6 +82,26 @@ fn store_err(operation: &'static str, path: &str, source: object_store::Error) -
 }
 
 impl Lease {
+    fn held(
+        sink: &Sink,
+        path: String,
+        record: LeaseRecord,
+        ttl_ms: i64,
+        put: object_store::PutResult,
+    ) -> Lease {
+        let version = Some(UpdateVersion {
+            e_tag: put.e_tag,
+            version: put.version,
+        });
+        Lease {
+            sink: sink.clone(),
+            path,
+            record,
+            ttl_ms,
+            version,
+        }
+    }
+
     /// The key of a pipeline's lease.
     pub fn path(pipeline: &str) -> String {
         format!("_state/{pipeline}.lease")
@@ -114,19 +134,7 @@ impl Lease {
                 .put_opts(&key, body, PutOptions::from(PutMode::Create))
                 .await
             {
-                Ok(r) => {
-                    let version = Some(UpdateVersion {
-                        e_tag: r.e_tag,
-                        version: r.version,
-                    });
-                    return Ok(Lease {
-                        sink: sink.clone(),
-                        path,
-                        record: mine,
-                        ttl_ms,
-                        version,
-                    });
-                }
+                Ok(r) => return Ok(Lease::held(sink, path, mine, ttl_ms, r)),
                 Err(object_store::Error::AlreadyExists { .. }) => {}
                 Err(e) => return Err(store_err("create", &path, e).into()),
             }
@@ -168,19 +176,7 @@ impl Lease {
                 .put_opts(&key, body, PutOptions::from(mode))
                 .await
             {
-                Ok(r) => {
-                    let version = Some(UpdateVersion {
-                        e_tag: r.e_tag,
-                        version: r.version,
-                    });
-                    return Ok(Lease {
-                        sink: sink.clone(),
-                        path,
-                        record: mine,
-                        ttl_ms,
-                        version,
-                    });
-                }
+                Ok(r) => return Ok(Lease::held(sink, path, mine, ttl_ms, r)),
                 Err(object_store::Error::Precondition { .. })
                 | Err(object_store::Error::NotFound { .. }) => continue,
                 Err(e) => return Err(store_err("update", &path, e).into()),

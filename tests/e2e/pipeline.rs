@@ -244,22 +244,16 @@ fn rerunning_a_range_rewrites_identical_files() {
     let dir = tempfile::tempdir().unwrap();
     let source = "url = \"sim\"\n[source.sim]\ndatacenters = 1\nvms_per_datacenter = 4";
     let pipeline = write_pipeline(dir.path(), "rerun", source, START, END, "2h", TABLES);
-    let snapshot = |root: &std::path::Path| -> BTreeMap<String, Vec<u8>> {
-        [
-            "vm_metrics",
-            "host_metrics",
-            "filer_metrics",
-            "vm_metrics_1h",
-        ]
-        .iter()
-        .flat_map(|t| parquet_files(root, t))
-        .map(|p| {
-            (
-                p.strip_prefix(root).unwrap().display().to_string(),
-                std::fs::read(&p).unwrap(),
-            )
-        })
-        .collect()
+    let snapshot = |root: &std::path::Path| {
+        dataset(
+            root,
+            &[
+                "vm_metrics",
+                "host_metrics",
+                "filer_metrics",
+                "vm_metrics_1h",
+            ],
+        )
     };
     run_ok(&pipeline);
     let first = snapshot(&dir.path().join("out"));
@@ -297,21 +291,15 @@ fn both_dialects_produce_the_same_dataset() {
         );
         run_ok(&pipeline);
         let root = dir.path().join("out");
-        let files: BTreeMap<String, Vec<u8>> = [
-            "vm_metrics",
-            "host_metrics",
-            "filer_metrics",
-            "vm_metrics_1h",
-        ]
-        .iter()
-        .flat_map(|t| parquet_files(&root, t))
-        .map(|p| {
-            (
-                p.strip_prefix(&root).unwrap().display().to_string(),
-                std::fs::read(&p).unwrap(),
-            )
-        })
-        .collect();
+        let files = dataset(
+            &root,
+            &[
+                "vm_metrics",
+                "host_metrics",
+                "filer_metrics",
+                "vm_metrics_1h",
+            ],
+        );
         assert!(!files.is_empty());
         contents.push(files);
     }
