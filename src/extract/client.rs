@@ -285,6 +285,88 @@ impl MetricsClient {
         }
     }
 
+    /// Server-side downsampling of every series of `metric` (optionally one datacenter) into
+    /// epoch-aligned buckets of `interval_ms` stamped with their start — the same buckets as our
+    /// client-side rollups — whatever the dialect:
+    /// - `opentsdb`: buckets are already epoch-aligned and start-stamped; the end is inclusive,
+    ///   so we ask up to `end - 1 ms`.
+    /// - `ovh`: `aggregator: none` skips downsampling there, so each series is its own group
+    ///   (a group-by on every catalogue label); Warp 10 buckets are `(t - span, t]` stamped at
+    ///   `t` and aligned on the query end, so we shift the range one second earlier (vScope
+    ///   points are whole seconds and Erlenmeyer keeps second precision), giving buckets
+    ///   `[b, b + span)`, and restamp `t + 1 s - span`. Fill `nan` keeps empty buckets empty
+    ///   (the default fill invents edge values).
+    ///
+    /// The bounds of `range` must be multiples of `interval_ms`.
+    pub async fn query_downsampled(
+        &self,
+        metric: &str,
+        labels: &[String],
+        datacenter: Option<&str>,
+        interval_ms: i64,
+        function: crate::semantics::aggregator::Aggregator,
+        range: std::ops::Range<i64>,
+    ) -> Result<RawAnswer, FetchError> {
+        let (start_ms, end_ms) = (range.start, range.end);
+        let mut filters: Vec<serde_json::Value> = labels
+            .iter()
+            .filter(|l| datacenter.is_none() || l.as_str() != "datacenter")
+            .map(|l| serde_json::json!({"type": "wildcard", "tagk": l, "filter": "*", "groupBy": true}))
+            .collect();
+        if let Some(dc) = datacenter {
+            filters.push(serde_json::json!({"type": "literal_or", "tagk": "datacenter", "filter": dc, "groupBy": true}));
+        }
+        let spec = format!("{interval_ms}ms-{}-nan", function.name());
+        let (q_start, q_end, shift) = match self.dialect {
+            Dialect::Opentsdb => (start_ms, end_ms - 1, 0),
+            Dialect::Ovh => (start_ms - 1000, end_ms - 1000, 1000 - interval_ms),
+        };
+        let body = serde_json::json!({
+            "start": q_start,
+            "end": q_end,
+            "msResolution": true,
+            "queries": [{"metric": metric, "aggregator": "max", "downsample": spec, "filters": filters}],
+        })
+        .to_string();
+        let url = self.url("/api/query");
+        self.send_with_retry(
+            "/api/query",
+            || {
+                self.authed(self.http.post(url.clone()))
+                    .header(CONTENT_TYPE, "application/json")
+                    .body(body.clone())
+            },
+            |bytes| {
+                let (mut series, stats) = decode_query_response(bytes, i64::MIN, i64::MAX)
+                    .map_err(|source| FetchError::Decode {
+                        endpoint: "/api/query",
+                        source,
+                    })?;
+                for s in &mut series {
+                    for t in &mut s.ts {
+                        *t += shift;
+                    }
+                    // Keep buckets inside the requested range only.
+                    let keep: Vec<bool> =
+                        s.ts.iter().map(|t| *t >= start_ms && *t < end_ms).collect();
+                    let mut i = 0;
+                    s.ts.retain(|_| {
+                        i += 1;
+                        keep[i - 1]
+                    });
+                    let mut j = 0;
+                    s.values.retain(|_| {
+                        j += 1;
+                        keep[j - 1]
+                    });
+                }
+                series.retain(|s| !s.ts.is_empty());
+                Ok(RawAnswer { series, stats })
+            },
+        )
+        .await
+    }
+
     async fn query_raw_once(
         &self,
         metric: &str,
@@ -438,5 +520,95 @@ fn merge(left: RawAnswer, right: RawAnswer) -> RawAnswer {
     RawAnswer {
         series: by_key.into_values().collect(),
         stats,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{DialectChoice, Discovery, Endpoint};
+    use crate::semantics::aggregator::Aggregator;
+    use crate::semantics::rollup::{Rollup, RollupColumn};
+    use crate::sim::SimConfig;
+
+    fn source() -> Source {
+        Source {
+            endpoint: Endpoint::Sim(Box::default()),
+            token: Secret::default(),
+            dialect: DialectChoice::Auto,
+            concurrency: 4,
+            requests_per_second: 0.0,
+            timeout: std::time::Duration::from_secs(30),
+            connect_timeout: std::time::Duration::from_secs(5),
+            max_attempts: 2,
+            discovery: Discovery::Lookup,
+            min_split_ms: 60_000,
+        }
+    }
+
+    /// Issue 3: for each dialect, the server's downsample of the same series equals our
+    /// client-side rollup of the raw points once normalised to start-stamped epoch buckets.
+    #[tokio::test]
+    async fn server_downsampling_equals_the_client_rollup_in_both_dialects() {
+        const H: i64 = 3_600_000;
+        let start = 1_793_491_200_000; // 2026-11-01T00:00:00Z
+        let end = start + 6 * H;
+        let labels = vec!["datacenter".to_string(), "vm".to_string()];
+        for dialect in [Dialect::Opentsdb, Dialect::Ovh] {
+            let cfg = SimConfig {
+                dialect,
+                datacenters: 1,
+                vms_per_datacenter: 3,
+                ..SimConfig::default()
+            };
+            let sim = crate::sim::start(cfg, ([127, 0, 0, 1], 0).into())
+                .await
+                .unwrap();
+            let client = MetricsClient::new(
+                &source(),
+                url::Url::parse(&sim.base_url()).unwrap(),
+                dialect,
+            )
+            .unwrap();
+            let metric = "vscope.vm.cpu.usage.perc";
+            let raw = client.query_raw(metric, None, start, end).await.unwrap();
+            assert_eq!(raw.series.len(), 3);
+            for agg in [
+                Aggregator::Avg,
+                Aggregator::Min,
+                Aggregator::Max,
+                Aggregator::Sum,
+                Aggregator::Count,
+            ] {
+                let server = client
+                    .query_downsampled(metric, &labels, None, H, agg, start..end)
+                    .await
+                    .unwrap();
+                assert_eq!(server.series.len(), raw.series.len(), "{dialect} {agg}");
+                let rollup = Rollup::new(H, vec![agg]).unwrap();
+                for s in &raw.series {
+                    let mut out = rollup.output();
+                    rollup.apply_into(&s.ts, &s.values, &mut out);
+                    let expected: Vec<f64> = match &out.columns[0] {
+                        RollupColumn::Float(v) => v.iter().map(|x| x.unwrap()).collect(),
+                        RollupColumn::Int(v) => v.iter().map(|x| *x as f64).collect(),
+                    };
+                    let got = server
+                        .series
+                        .iter()
+                        .find(|g| g.tags.get("vm") == s.tags.get("vm"))
+                        .unwrap_or_else(|| panic!("{dialect}: no server series for {:?}", s.tags));
+                    assert_eq!(got.ts, out.bucket_ts, "{dialect} {agg}: bucket stamps");
+                    for (g, e) in got.values.iter().zip(&expected) {
+                        let g = g.unwrap();
+                        assert!(
+                            (g - e).abs() <= 1e-9 * e.abs().max(1.0),
+                            "{dialect} {agg}: {g} != {e}"
+                        );
+                    }
+                }
+            }
+            sim.shutdown().await;
+        }
     }
 }
