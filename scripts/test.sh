@@ -15,4 +15,12 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets --quiet -- -D warnings
 echo "== cargo test"
-VSCOPE_TEST_PYTHON="$PWD/.venv/bin/python" cargo test --all-targets 2>&1
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+VSCOPE_TEST_PYTHON="$PWD/.venv/bin/python" cargo test --all-targets 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line for the whole suite (every test binary's counts added up).
+awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"
