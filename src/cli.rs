@@ -30,6 +30,10 @@ pub enum Command {
     Plan(PlanArgs),
     /// Check pipeline files without any network access.
     Validate(ValidateArgs),
+    /// Snapshot the live filers, hosts and VMs (OVHcloud API v6, [source.ovh]) into the sink.
+    Inventory(InventoryArgs),
+    /// Get the vScope read token and endpoints through OVHcloud API v6 ([source.ovh]).
+    Token(TokenArgs),
     /// List the vScope metric catalogue.
     Metrics(MetricsArgs),
     /// Serve the vScope API simulator on a port (for trying pipelines and for tests).
@@ -82,6 +86,30 @@ pub struct PlanArgs {
     pub range: RangeArgs,
 }
 
+/// `inventory` flags.
+#[derive(Debug, Args)]
+pub struct InventoryArgs {
+    /// Pipeline file (TOML) with a [source.ovh] section.
+    pub pipeline: PathBuf,
+    /// Print a one-line JSON summary on stdout instead of the human summary.
+    #[arg(long)]
+    pub json: bool,
+    /// Pretend the clock says this (RFC 3339 or unix time): the snapshot stamp, for tests.
+    #[arg(long, hide = true)]
+    pub now: Option<String>,
+}
+
+/// `token` flags.
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// Pipeline file (TOML) with a [source.ovh] section (user_id, or the `admin` user is used).
+    pub pipeline: PathBuf,
+    /// Print shell `export` lines (VSCOPE_METRICS_TOKEN, VSCOPE_OPENTSDB_ENDPOINT,
+    /// VSCOPE_WARP_ENDPOINT), token included, for `eval "$(vscope-etl token P --export)"`.
+    #[arg(long)]
+    pub export: bool,
+}
+
 /// `validate` flags.
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
@@ -128,4 +156,24 @@ pub struct SimArgs {
     /// Seed of the synthetic data.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// API v6 application key the simulator accepts (default: a fixed test key).
+    #[arg(long)]
+    pub ovh_application_key: Option<String>,
+    /// API v6 application secret the simulator verifies signatures with.
+    #[arg(
+        long,
+        env = "VSCOPE_SIM_OVH_APPLICATION_SECRET",
+        hide_env_values = true
+    )]
+    pub ovh_application_secret: Option<String>,
+    /// API v6 consumer key the simulator accepts.
+    #[arg(long, env = "VSCOPE_SIM_OVH_CONSUMER_KEY", hide_env_values = true)]
+    pub ovh_consumer_key: Option<String>,
+    /// An access rule of that consumer key, "METHOD /path/glob" (repeat; default: GET
+    /// /dedicatedCloud/* and POST /dedicatedCloud/*/user/*/metricsToken).
+    #[arg(long = "ovh-rule", value_name = "RULE")]
+    pub ovh_rules: Vec<String>,
+    /// Per datacenter, N VMs missing from API v6 and N API-only VMs with no series.
+    #[arg(long, default_value_t = 0)]
+    pub inventory_drift: usize,
 }

@@ -106,11 +106,11 @@ struct SimFile {
     filers_per_datacenter: Option<usize>,
     step: Option<String>,
     seed: Option<u64>,
+    inventory_drift: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)]
 struct OvhFile {
     endpoint: Option<String>,
     application_key: Option<String>,
@@ -271,6 +271,9 @@ pub enum DialectChoice {
 pub enum Discovery {
     /// `/api/search/lookup` per metric; one unit per (metric, datacenter, window).
     Lookup,
+    /// The live objects of API v6 (`[source.ovh]`): one unit per (metric, datacenter holding
+    /// objects of the metric's component, window), with no request to the metrics server.
+    Inventory,
     /// No discovery: one unit per (metric, window) fetching every series of the metric.
     None,
 }
@@ -298,6 +301,60 @@ pub struct Source {
     pub discovery: Discovery,
     /// Smallest window a too-large answer may be split into.
     pub min_split_ms: i64,
+    /// `[source.ovh]`: OVHcloud API v6 for the live inventory and the metrics token.
+    pub ovh: Option<OvhSpec>,
+}
+
+impl Source {
+    /// The configuration of the in-process simulator (`url = "sim"`), `None` for a real URL.
+    ///
+    /// The simulator trusts the pipeline: it requires the configured token, and serves API v6
+    /// with the `[source.ovh]` credentials and service name. When the token is empty and
+    /// `[source.ovh]` points at the simulator with a `user_id`, the simulator requires the token
+    /// it issues through `metricsToken`, so a run proves it fetched it.
+    pub fn sim_config(&self) -> Option<SimConfig> {
+        let Endpoint::Sim(cfg) = &self.endpoint else {
+            return None;
+        };
+        let mut cfg = (**cfg).clone();
+        if !self.token.is_empty() {
+            cfg.token = Some(self.token.expose().to_string());
+        }
+        if let Some(o) = &self.ovh
+            && o.endpoint == OvhEndpoint::Sim
+        {
+            cfg.service_name = o.service_name.clone();
+            cfg.ovh_application_key = o.credentials.application_key.clone();
+            cfg.ovh_application_secret = o.credentials.application_secret.expose().to_string();
+            cfg.ovh_consumer_key = o.credentials.consumer_key.expose().to_string();
+            if self.token.is_empty() && o.user_id.is_some() {
+                cfg.token = Some(cfg.issued_token());
+            }
+        }
+        Some(cfg)
+    }
+}
+
+/// Where OVHcloud API v6 is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OvhEndpoint {
+    /// The in-process simulator of `source.url = "sim"` (its `/1.0` API).
+    Sim,
+    /// A base URL: a region's (`ovh-eu` → `https://eu.api.ovh.com/1.0`) or any other.
+    Url(url::Url),
+}
+
+/// `[source.ovh]`, validated: the live inventory and the metrics token through API v6.
+#[derive(Debug, Clone)]
+pub struct OvhSpec {
+    /// Where API v6 is.
+    pub endpoint: OvhEndpoint,
+    /// Application key, application secret and consumer key.
+    pub credentials: crate::ovh::Credentials,
+    /// The PCC's serviceName, e.g. `pcc-37-187-228-180`.
+    pub service_name: String,
+    /// The PCC user whose metrics token `run` fetches when `source.token` is empty.
+    pub user_id: Option<i64>,
 }
 
 /// Time range and metric selection. Times are kept as written and resolved at run time, since
@@ -497,13 +554,6 @@ fn validate_source(
     src: SourceFile,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Source, ConfigError> {
-    if src.ovh.is_some() {
-        return Err(invalid(
-            "source.ovh",
-            "live inventory and token retrieval through OVHcloud API v6 are not available in this \
-             version; remove [source.ovh] and set source.token to your vScope read token",
-        ));
-    }
     let url = expand_env(src.url.trim(), "source.url", env)?;
     let dialect = match src.dialect.as_str() {
         "auto" => DialectChoice::Auto,
@@ -535,6 +585,7 @@ fn validate_source(
                 sim.step_secs = ms / 1000;
             }
             sim.seed = s.seed.unwrap_or(sim.seed);
+            sim.inventory_drift = s.inventory_drift.unwrap_or(sim.inventory_drift);
         }
         Endpoint::Sim(Box::new(sim))
     } else {
@@ -566,13 +617,20 @@ fn validate_source(
         Endpoint::Url(parsed)
     };
     let token = Secret::new(expand_env(&src.token, "source.token", env)?);
+    let ovh = match src.ovh {
+        None => None,
+        Some(o) => Some(validate_ovh(o, matches!(endpoint, Endpoint::Sim(_)), env)?),
+    };
+    let token_from_api = ovh.as_ref().is_some_and(|o| o.user_id.is_some());
     if token.is_empty()
         && matches!(endpoint, Endpoint::Url(_))
         && dialect != DialectChoice::Fixed(Dialect::Opentsdb)
+        && !token_from_api
     {
         return Err(invalid(
             "source.token",
-            "is empty: set it to your vScope read token, e.g. token = \"${VSCOPE_METRICS_TOKEN}\" \
+            "is empty: set it to your vScope read token, e.g. token = \"${VSCOPE_METRICS_TOKEN}\", \
+             or set [source.ovh] user_id to fetch it through OVHcloud API v6 at start \
              (only a plain OpenTSDB server with dialect = \"opentsdb\" may run without one)",
         ));
     }
@@ -597,10 +655,18 @@ fn validate_source(
     let discovery = match src.discovery.as_str() {
         "lookup" => Discovery::Lookup,
         "none" => Discovery::None,
+        "inventory" if ovh.is_some() => Discovery::Inventory,
+        "inventory" => {
+            return Err(invalid(
+                "source.discovery",
+                "'inventory' builds the series from the live objects of OVHcloud API v6: it needs \
+                 a [source.ovh] section",
+            ));
+        }
         other => {
             return Err(invalid(
                 "source.discovery",
-                format!("'{other}' is not one of lookup, none"),
+                format!("'{other}' is not one of lookup, inventory, none"),
             ));
         }
     };
@@ -615,6 +681,117 @@ fn validate_source(
         max_attempts: src.max_attempts,
         discovery,
         min_split_ms: duration_ms("source.min_split", &src.min_split)?,
+        ovh,
+    })
+}
+
+/// Validates `[source.ovh]`. Each key may use `${VAR}`; a key left out is read from the
+/// standard variable the official OVHcloud clients use (`OVH_ENDPOINT`, `OVH_APPLICATION_KEY`,
+/// `OVH_APPLICATION_SECRET`, `OVH_CONSUMER_KEY`). With `source.url = "sim"` and no `endpoint`,
+/// API v6 is the in-process simulator: the `OVH_*` variables are then ignored (a developer's
+/// real keys never go to the simulator) and keys left out take the simulator's defaults.
+fn validate_ovh(
+    o: OvhFile,
+    sim: bool,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<OvhSpec, ConfigError> {
+    let explicit = |key: &str, value: Option<String>| -> Result<Option<String>, ConfigError> {
+        value
+            .map(|v| expand_env(v.trim(), &format!("source.ovh.{key}"), env))
+            .transpose()
+    };
+    let endpoint = match explicit("endpoint", o.endpoint)? {
+        Some(e) => OvhEndpoint::Url(
+            crate::ovh::sign::resolve_endpoint(&e)
+                .map_err(|m| invalid("source.ovh.endpoint", m))?,
+        ),
+        None if sim => OvhEndpoint::Sim,
+        None => match env("OVH_ENDPOINT").filter(|v| !v.trim().is_empty()) {
+            Some(e) => OvhEndpoint::Url(
+                crate::ovh::sign::resolve_endpoint(&e)
+                    .map_err(|m| invalid("source.ovh.endpoint", format!("OVH_ENDPOINT: {m}")))?,
+            ),
+            None => {
+                return Err(invalid(
+                    "source.ovh.endpoint",
+                    "is not set: write endpoint = \"ovh-eu\" (or ovh-ca, ovh-us, a URL), or \
+                     export OVH_ENDPOINT",
+                ));
+            }
+        },
+    };
+    let defaults = SimConfig::default();
+    let in_sim = endpoint == OvhEndpoint::Sim;
+    let key = |name: &str, value: Option<String>, var: &str, sim_default: &str| {
+        let v = match explicit(name, value)? {
+            Some(v) => v,
+            None if in_sim => sim_default.to_string(),
+            None => env(var).unwrap_or_default(),
+        };
+        if v.trim().is_empty() {
+            return Err(invalid(
+                format!("source.ovh.{name}"),
+                format!("is not set: write {name} = \"${{{var}}}\" or export {var}"),
+            ));
+        }
+        Ok(v.trim().to_string())
+    };
+    let credentials = crate::ovh::Credentials {
+        application_key: key(
+            "application_key",
+            o.application_key,
+            "OVH_APPLICATION_KEY",
+            &defaults.ovh_application_key,
+        )?,
+        application_secret: Secret::new(key(
+            "application_secret",
+            o.application_secret,
+            "OVH_APPLICATION_SECRET",
+            &defaults.ovh_application_secret,
+        )?),
+        consumer_key: Secret::new(key(
+            "consumer_key",
+            o.consumer_key,
+            "OVH_CONSUMER_KEY",
+            &defaults.ovh_consumer_key,
+        )?),
+    };
+    let service_name = match explicit("service_name", o.service_name)? {
+        Some(s) => s,
+        None if in_sim => defaults.service_name.clone(),
+        None => {
+            return Err(invalid(
+                "source.ovh.service_name",
+                "is not set: write the PCC's serviceName, e.g. service_name = \"pcc-37-187-228-180\" \
+                 (GET /dedicatedCloud lists them)",
+            ));
+        }
+    };
+    let valid = !service_name.is_empty()
+        && service_name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !valid {
+        return Err(invalid(
+            "source.ovh.service_name",
+            format!(
+                "'{service_name}' is not a serviceName (letters, digits, '-', '_', '.'), e.g. pcc-37-187-228-180"
+            ),
+        ));
+    }
+    if let Some(id) = o.user_id
+        && id <= 0
+    {
+        return Err(invalid(
+            "source.ovh.user_id",
+            format!("{id} is not a user id (GET /dedicatedCloud/{service_name}/user lists them)"),
+        ));
+    }
+    Ok(OvhSpec {
+        endpoint,
+        credentials,
+        service_name,
+        user_id: o.user_id,
     })
 }
 
@@ -983,6 +1160,154 @@ url = "./out"
             .unwrap_err()
             .to_string();
         assert!(err.contains("twice"), "{err}");
+    }
+
+    const OVH: &str = "[source.ovh]\nendpoint = \"ovh-eu\"\napplication_key = \"ak\"\n\
+        application_secret = \"${AS}\"\nconsumer_key = \"${CK}\"\nservice_name = \"pcc-1-2-3-4\"\n";
+
+    fn real_source(extra: &str, ovh: &str) -> String {
+        BASE.replace(
+            "url = \"sim\"",
+            &format!("url = \"https://opentsdb.example\"\n{extra}\n{ovh}"),
+        )
+    }
+
+    #[test]
+    fn ovh_section_is_validated_and_secrets_wrapped() {
+        let env = |n: &str| match n {
+            "AS" => Some("app-secret-value".to_string()),
+            "CK" => Some("consumer-key-value".to_string()),
+            _ => None,
+        };
+        let text = real_source("token = \"t\"", OVH);
+        let p = parse(&text, "t.toml", &env).unwrap();
+        let o = p.source.ovh.as_ref().unwrap();
+        assert_eq!(
+            o.endpoint,
+            OvhEndpoint::Url(url::Url::parse("https://eu.api.ovh.com/1.0").unwrap())
+        );
+        assert_eq!(
+            o.credentials.application_secret.expose(),
+            "app-secret-value"
+        );
+        assert_eq!(o.service_name, "pcc-1-2-3-4");
+        assert!(!format!("{p:?}").contains("app-secret-value"));
+        assert!(!format!("{p:?}").contains("consumer-key-value"));
+        // Bad endpoint, bad service name, bad user id.
+        for (from, to, key) in [
+            ("\"ovh-eu\"", "\"ovh-mars\"", "source.ovh.endpoint"),
+            ("\"pcc-1-2-3-4\"", "\"pcc/../x\"", "source.ovh.service_name"),
+        ] {
+            let err = parse(&text.replace(from, to), "t.toml", &env).unwrap_err();
+            assert!(err.to_string().contains(key), "{err}");
+        }
+        let err = parse(
+            &text.replace("service_name", "user_id = 0\nservice_name"),
+            "t.toml",
+            &env,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("source.ovh.user_id"), "{err}");
+        let err = parse(&text.replace("service_name", "servic_name"), "t.toml", &env).unwrap_err();
+        assert!(
+            err.to_string().contains("servic_name"),
+            "unknown keys: {err}"
+        );
+    }
+
+    #[test]
+    fn ovh_keys_fall_back_to_the_standard_variables() {
+        let env = |n: &str| match n {
+            "OVH_ENDPOINT" => Some("ovh-ca".to_string()),
+            "OVH_APPLICATION_KEY" => Some("ak-env".to_string()),
+            "OVH_APPLICATION_SECRET" => Some("as-env".to_string()),
+            "OVH_CONSUMER_KEY" => Some("ck-env".to_string()),
+            _ => None,
+        };
+        let text = real_source("token = \"t\"", "[source.ovh]\nservice_name = \"pcc-x\"\n");
+        let p = parse(&text, "t.toml", &env).unwrap();
+        let o = p.source.ovh.unwrap();
+        assert_eq!(o.credentials.application_key, "ak-env");
+        assert_eq!(o.credentials.consumer_key.expose(), "ck-env");
+        assert_eq!(
+            o.endpoint,
+            OvhEndpoint::Url(url::Url::parse("https://ca.api.ovh.com/1.0").unwrap())
+        );
+        // Without the variables, the error names the key and the variable.
+        let err = parse(&text, "t.toml", &no_env).unwrap_err().to_string();
+        assert!(
+            err.contains("source.ovh.endpoint") && err.contains("OVH_ENDPOINT"),
+            "{err}"
+        );
+        let err = parse(
+            &text.replace("service_name", "endpoint = \"ovh-eu\"\nservice_name"),
+            "t.toml",
+            &no_env,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("source.ovh.application_key") && err.contains("OVH_APPLICATION_KEY"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn token_may_come_from_the_api_and_discovery_from_the_inventory() {
+        let env = |n: &str| Some(format!("value-of-{n}"));
+        // No token and no user_id: still an error naming both ways out.
+        let err = parse(&real_source("", OVH), "t.toml", &env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("source.token") && err.contains("user_id"),
+            "{err}"
+        );
+        let p = parse(
+            &real_source("discovery = \"inventory\"", &format!("{OVH}user_id = 12\n")),
+            "t.toml",
+            &env,
+        )
+        .unwrap();
+        assert!(p.source.token.is_empty());
+        assert_eq!(p.source.discovery, Discovery::Inventory);
+        assert_eq!(p.source.ovh.unwrap().user_id, Some(12));
+        let err =
+            parse_str(&BASE.replace("url = \"sim\"", "url = \"sim\"\ndiscovery = \"inventory\""))
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("[source.ovh]"), "{err}");
+    }
+
+    #[test]
+    fn the_simulator_serves_api_v6_with_the_pipeline_settings() {
+        let env = |n: &str| Some(format!("real-{n}"));
+        let text = BASE.replace("url = \"sim\"", "url = \"sim\"\n[source.ovh]\nuser_id = 1");
+        let p = parse(&text, "t.toml", &env).unwrap();
+        let o = p.source.ovh.as_ref().unwrap();
+        assert_eq!(o.endpoint, OvhEndpoint::Sim);
+        // The OVH_* variables are not read for the simulator.
+        assert_eq!(
+            o.credentials.application_key,
+            SimConfig::default().ovh_application_key
+        );
+        let cfg = p.source.sim_config().unwrap();
+        assert_eq!(
+            cfg.token,
+            Some(cfg.issued_token()),
+            "the simulator requires its token"
+        );
+        let text = text.replace(
+            "user_id = 1",
+            "user_id = 1\nservice_name = \"pcc-9\"\napplication_secret = \"s3\"",
+        );
+        let cfg = parse(&text, "t.toml", &env)
+            .unwrap()
+            .source
+            .sim_config()
+            .unwrap();
+        assert_eq!(cfg.service_name, "pcc-9");
+        assert_eq!(cfg.ovh_application_secret, "s3");
     }
 
     #[test]

@@ -43,6 +43,11 @@ pub enum Error {
     /// Another run of the pipeline holds the lease, or the lease cannot be handled.
     #[error(transparent)]
     Lease(#[from] crate::load::lease::LeaseError),
+    /// An OVHcloud API v6 call failed (inventory, metrics token). When the credentials or a
+    /// right were refused, the message says which key is wrong or which right is missing, and
+    /// the exit code is 3.
+    #[error(transparent)]
+    Ovh(crate::ovh::OvhError),
     /// The in-process simulator could not start.
     #[error("cannot start the built-in simulator: {0}")]
     Sim(std::io::Error),
@@ -54,6 +59,7 @@ impl Error {
         match self {
             Error::Config(_) => EXIT_CONFIG,
             Error::Auth(_) => EXIT_AUTH,
+            Error::Ovh(e) if e.class() == crate::extract::retry::FailureClass::Auth => EXIT_AUTH,
             _ => EXIT_FAILED_UNITS,
         }
     }

@@ -9,6 +9,8 @@
 //! - [`transform`]: series into Arrow batches, client-side rollups.
 //! - [`load`]: Parquet through `object_store`, the ledger and run manifests.
 //! - [`pipeline`]: the run that ties the stages together.
+//! - [`ovh`]: OVHcloud API v6 (signed calls): the live inventory snapshots (`filers`, `hosts`,
+//!   `vms`), inventory-based series discovery, and the metrics token.
 //! - [`semantics`]: OpenTSDB time formats, durations, downsample specs, aggregators, rollups.
 //! - [`sim`]: a faithful simulator of the vScope endpoints, for tests and the demo pipeline.
 //! - [`dialect`], [`secret`], [`error`], [`cli`]: shared pieces.
@@ -20,6 +22,7 @@ pub mod dialect;
 pub mod error;
 pub mod extract;
 pub mod load;
+pub mod ovh;
 pub mod pipeline;
 pub mod plan;
 pub mod schema;

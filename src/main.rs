@@ -11,7 +11,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::watch;
 
 use vscope_etl::catalogue::Catalogue;
-use vscope_etl::cli::{Cli, Command, MetricsArgs, PlanArgs, RunArgs, SimArgs, ValidateArgs};
+use vscope_etl::cli::{
+    Cli, Command, InventoryArgs, MetricsArgs, PlanArgs, RunArgs, SimArgs, TokenArgs, ValidateArgs,
+};
 use vscope_etl::config;
 use vscope_etl::error::{EXIT_CONFIG, EXIT_OK, Error};
 use vscope_etl::pipeline::{self, Progress, ProgressFn, RunOptions};
@@ -42,6 +44,8 @@ fn main() -> ExitCode {
             Command::Run(args) => run(args).await,
             Command::Plan(args) => plan(args).await,
             Command::Validate(args) => validate(args),
+            Command::Inventory(args) => inventory(args).await,
+            Command::Token(args) => token(args).await,
             Command::Metrics(args) => metrics(args),
             Command::Sim(args) => sim(args).await,
         }
@@ -246,7 +250,26 @@ async fn plan(args: PlanArgs) -> u8 {
             .ok(),
         Err(_) => None,
     };
-    match pipeline::build_plan(&pipeline, &conn.client, &opts, ledger.as_ref(), now).await {
+    // Inventory discovery plans from the live objects.
+    let inventory = match (&conn.ovh, pipeline.source.discovery) {
+        (Some(api), config::Discovery::Inventory) => {
+            match pipeline::fetch_inventory(&pipeline, api, now).await {
+                Ok(inv) => Some(inv),
+                Err(e) => return report(&Error::Ovh(e)),
+            }
+        }
+        _ => None,
+    };
+    match pipeline::build_plan(
+        &pipeline,
+        &conn.client,
+        &opts,
+        ledger.as_ref(),
+        now,
+        inventory.as_ref(),
+    )
+    .await
+    {
         Ok(p) => {
             println!(
                 "pipeline {} (dialect {})",
@@ -312,8 +335,100 @@ fn metrics(args: MetricsArgs) -> u8 {
     EXIT_OK
 }
 
+async fn inventory(args: InventoryArgs) -> u8 {
+    let pipeline = match config::load(&args.pipeline) {
+        Ok(p) => p,
+        Err(e) => return report(&e.into()),
+    };
+    let now = match parse_now(args.now.as_deref()) {
+        Ok(n) => n,
+        Err(code) => return code,
+    };
+    match vscope_etl::ovh::inventory_command(&pipeline, now).await {
+        Err(e) => report(&e),
+        Ok(r) => {
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::to_string(&r).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+                );
+            } else {
+                println!(
+                    "{}: snapshot {} of {}: {} datacenters, {} filers, {} hosts, {} VMs ({} API requests)",
+                    pipeline.name,
+                    r.snapshot,
+                    r.service_name,
+                    r.datacenters,
+                    r.filers,
+                    r.hosts,
+                    r.vms,
+                    r.requests
+                );
+                for f in &r.files {
+                    println!("  {} ({} rows, {} bytes)", f.path, f.rows, f.bytes);
+                }
+            }
+            EXIT_OK
+        }
+    }
+}
+
+async fn token(args: TokenArgs) -> u8 {
+    let pipeline = match config::load(&args.pipeline) {
+        Ok(p) => p,
+        Err(e) => return report(&e.into()),
+    };
+    match vscope_etl::ovh::token_command(&pipeline).await {
+        Err(e) => report(&e),
+        Ok((user_id, t)) => {
+            if args.export {
+                print!("{}", vscope_etl::ovh::export_lines(&t));
+                if std::io::stdout().is_terminal() {
+                    eprintln!(
+                        "note: the token above is a secret; prefer eval \"$(vscope-etl token {} --export)\"",
+                        args.pipeline.display()
+                    );
+                }
+            } else {
+                println!("user_id            {user_id}");
+                println!("opentsdb_endpoint  {}", t.opentsdb_endpoint);
+                println!("warp_endpoint      {}", t.warp_endpoint);
+                println!(
+                    "token              *** (hidden; --export prints it as shell export lines)"
+                );
+            }
+            EXIT_OK
+        }
+    }
+}
+
 async fn sim(args: SimArgs) -> u8 {
+    let defaults = SimConfig::default();
+    let mut ovh_access_rules = Vec::new();
+    for r in &args.ovh_rules {
+        match vscope_etl::sim::parse_access_rule(r) {
+            Ok(rule) => ovh_access_rules.push(rule),
+            Err(e) => {
+                eprintln!("error: --ovh-rule: {e}");
+                return EXIT_CONFIG;
+            }
+        }
+    }
+    if args.ovh_rules.is_empty() {
+        ovh_access_rules = defaults.ovh_access_rules.clone();
+    }
     let config = SimConfig {
+        ovh_application_key: args
+            .ovh_application_key
+            .unwrap_or_else(|| defaults.ovh_application_key.clone()),
+        ovh_application_secret: args
+            .ovh_application_secret
+            .unwrap_or_else(|| defaults.ovh_application_secret.clone()),
+        ovh_consumer_key: args
+            .ovh_consumer_key
+            .unwrap_or_else(|| defaults.ovh_consumer_key.clone()),
+        ovh_access_rules,
+        inventory_drift: args.inventory_drift,
         dialect: args.dialect,
         token: args.token,
         datacenters: args.datacenters,

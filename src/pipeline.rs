@@ -24,6 +24,8 @@ use crate::load::lease::Lease;
 use crate::load::partition::{part_file_name, partition_dir};
 use crate::load::state::{CommittedWindow, FailedUnit, Ledger, Manifest, TableWindow};
 use crate::load::writer::{FileSettings, PartWriter, WriteError, WrittenFile, writer_properties};
+use crate::ovh::inventory::{InventoryReport, SeenSeries, reconcile};
+use crate::ovh::{Inventory, OvhClient};
 use crate::plan::{Plan, Shard, Unit, Window, pipeline_metrics, plan_windows};
 use crate::schema::{raw_schema, raw_table_decl, rollup_schema};
 use crate::semantics::time::{format_rfc3339, format_window_stamp};
@@ -83,18 +85,19 @@ pub struct Connection {
     pub client: MetricsClient,
     /// The in-process simulator, kept alive as long as the connection.
     pub sim: Option<SimHandle>,
+    /// The OVHcloud API v6 client, when `[source.ovh]` is configured.
+    pub ovh: Option<OvhClient>,
 }
 
-/// Starts the simulator if the pipeline asks for it, builds the client and decides the dialect.
+/// Starts the simulator if the pipeline asks for it, builds the clients and decides the dialect.
+/// With an empty `source.token` and `[source.ovh] user_id`, the read token is fetched through
+/// API v6 first (`POST .../metricsToken`).
 pub async fn connect(pipeline: &Pipeline) -> Result<Connection> {
     let source = &pipeline.source;
     let (base, sim) = match &source.endpoint {
         Endpoint::Url(u) => (u.clone(), None),
-        Endpoint::Sim(cfg) => {
-            let mut cfg = (**cfg).clone();
-            if !source.token.is_empty() {
-                cfg.token = Some(source.token.expose().to_string());
-            }
+        Endpoint::Sim(_) => {
+            let cfg = source.sim_config().unwrap_or_default();
             let handle = crate::sim::start(cfg, ([127, 0, 0, 1], 0).into())
                 .await
                 .map_err(Error::Sim)?;
@@ -106,13 +109,58 @@ pub async fn connect(pipeline: &Pipeline) -> Result<Connection> {
         DialectChoice::Fixed(d) => d,
         DialectChoice::Auto => crate::dialect::Dialect::Ovh,
     };
-    let mut client = MetricsClient::new(source, base, initial).map_err(Error::Fetch)?;
+    let sim_base = sim.as_ref().map(SimHandle::base_url);
+    let ovh = match &source.ovh {
+        Some(spec) => {
+            Some(crate::ovh::build_client(source, spec, sim_base.as_deref()).map_err(Error::Ovh)?)
+        }
+        None => None,
+    };
+    let mut effective = source.clone();
+    if let (true, Some(api), Some(spec)) = (source.token.is_empty(), &ovh, &source.ovh)
+        && spec.user_id.is_some()
+    {
+        let (user_id, token) = crate::ovh::metrics_token(api, &spec.service_name, spec.user_id)
+            .await
+            .map_err(Error::Ovh)?;
+        tracing::info!(user_id, opentsdb_endpoint = %token.opentsdb_endpoint,
+            "fetched the metrics read token through OVHcloud API v6");
+        let same_host = url::Url::parse(&token.opentsdb_endpoint)
+            .is_ok_and(|u| u.host_str() == base.host_str());
+        if !same_host {
+            tracing::warn!(source_url = %base, opentsdb_endpoint = %token.opentsdb_endpoint,
+                "the token is for another OpenTSDB endpoint than source.url");
+        }
+        effective.token = token.token;
+    }
+    let mut client = MetricsClient::new(&effective, base, initial).map_err(Error::Fetch)?;
     if source.dialect == DialectChoice::Auto {
         let d = client.detect_dialect().await.map_err(fatal_fetch)?;
         tracing::info!(dialect = %d, "detected server dialect (source.dialect = \"auto\")");
         client.set_dialect(d);
     }
-    Ok(Connection { client, sim })
+    Ok(Connection { client, sim, ovh })
+}
+
+/// Takes a snapshot of the live inventory through `api` (`[source.ovh]` must be set), stamped
+/// `now_ms` to the second.
+pub async fn fetch_inventory(
+    pipeline: &Pipeline,
+    api: &OvhClient,
+    now_ms: i64,
+) -> std::result::Result<Inventory, crate::ovh::OvhError> {
+    let service_name = pipeline
+        .source
+        .ovh
+        .as_ref()
+        .map_or("", |o| o.service_name.as_str());
+    Inventory::fetch(
+        api,
+        service_name,
+        pipeline.source.concurrency,
+        now_ms.div_euclid(1000) * 1000,
+    )
+    .await
 }
 
 fn fatal_fetch(e: FetchError) -> Error {
@@ -130,12 +178,16 @@ fn fatal_fetch(e: FetchError) -> Error {
 /// the watermark that failed before is retried). Committed, complete windows that end before the
 /// re-fetch horizon are skipped unless `force` is set, so a backfill never redoes finished work.
 /// Windows are fetched only up to `now - scope.settle`.
+///
+/// With `source.discovery = "inventory"`, `inventory` (from [`fetch_inventory`]) gives the
+/// datacenters of each metric instead of `/api/search/lookup`.
 pub async fn build_plan(
     pipeline: &Pipeline,
     client: &MetricsClient,
     opts: &RunOptions,
     ledger: Option<&Ledger>,
     now_ms: i64,
+    inventory: Option<&Inventory>,
 ) -> Result<Plan> {
     let mut scope = pipeline.scope.clone();
     let watermark = ledger.and_then(|l| l.watermark_ms);
@@ -222,6 +274,17 @@ pub async fn build_plan(
             }
         }
     }
+    if pipeline.source.discovery == Discovery::Inventory {
+        let inventory = inventory.ok_or_else(|| crate::config::ConfigError::Invalid {
+            key: "source.discovery".into(),
+            message: "'inventory' needs the live inventory of [source.ovh], which was not fetched"
+                .into(),
+        })?;
+        for m in metrics.iter_mut() {
+            m.series = Some(inventory.objects(m.component).len());
+            m.datacenters = Some(inventory.datacenters_with(m.component));
+        }
+    }
     let range_start_ms = windows.first().map_or(start, |w| w.start_ms);
     let range_end_ms = windows.last().map_or(end, |w| w.end_ms);
     Ok(Plan {
@@ -253,6 +316,8 @@ struct RunCtx<'a> {
     plan: &'a Plan,
     settings: FileSettings,
     progress: ProgressFn,
+    /// Record the series received, for the inventory reconciliation.
+    track_series: bool,
 }
 
 /// Runs a pipeline: the whole extract-transform-load of its range, window by window.
@@ -323,7 +388,17 @@ async fn run_leased(
 ) -> Result<RunReport> {
     let client = &conn.client;
     let mut ledger = Ledger::load(sink, &pipeline.name).await?;
-    let plan = build_plan(pipeline, client, opts, Some(&ledger), now_ms).await?;
+    let (inventory, mut inventory_report) =
+        refresh_inventory(pipeline, conn, sink, opts, now_ms).await?;
+    let plan = build_plan(
+        pipeline,
+        client,
+        opts,
+        Some(&ledger),
+        now_ms,
+        inventory.as_ref(),
+    )
+    .await?;
     progress(&Progress::Planned {
         windows: plan.windows.len(),
         units: plan.total_units(),
@@ -353,8 +428,10 @@ async fn run_leased(
         files: Vec::new(),
         failures: Vec::new(),
         aborted: None,
+        inventory: None,
     };
     if opts.dry_run {
+        manifest.inventory = inventory_report;
         finish_manifest(&mut manifest, client, started);
         return Ok(RunReport {
             manifest,
@@ -375,7 +452,9 @@ async fn run_leased(
             row_group_rows: pipeline.sink.row_group_rows,
         },
         progress: progress.clone(),
+        track_series: inventory.is_some(),
     };
+    let mut seen = SeenSeries::default();
     for window in &plan.windows {
         if *cancel.borrow() {
             manifest.aborted = Some("stopped by a signal before all windows were processed".into());
@@ -385,6 +464,7 @@ async fn run_leased(
         manifest.series += outcome.series;
         manifest.points.add(&outcome.stats);
         manifest.units_done += outcome.units_done;
+        seen.merge(outcome.seen);
         let window_start = format_rfc3339(window.start_ms);
         let window_end = format_rfc3339(window.end_ms);
         for (unit, err) in &outcome.failures {
@@ -436,6 +516,7 @@ async fn run_leased(
             }
             WindowResult::AuthRefused(e) => {
                 manifest.aborted = Some(format!("authentication refused: {e}"));
+                manifest.inventory = inventory_report.take();
                 finish_manifest(&mut manifest, client, started);
                 manifest.save(sink).await?;
                 return Err(Error::Auth(e));
@@ -460,6 +541,24 @@ async fn run_leased(
             }
         }
     }
+    if let (Some(inv), Some(report)) = (&inventory, inventory_report.as_mut()) {
+        let failed: Vec<(String, Option<String>)> = manifest
+            .failures
+            .iter()
+            .map(|f| (f.metric.clone(), f.datacenter.clone()))
+            .collect();
+        report.reconciliation = reconcile(inv, &plan.metrics, &seen, &failed);
+        if let Some(r) = &report.reconciliation
+            && r.missing_on_server_count + r.not_in_inventory_count > 0
+        {
+            tracing::warn!(
+                missing_on_server = r.missing_on_server_count,
+                not_in_inventory = r.not_in_inventory_count,
+                "the live inventory and the metrics server disagree (listed in the manifest)"
+            );
+        }
+    }
+    manifest.inventory = inventory_report;
     finish_manifest(&mut manifest, client, started);
     let manifest_path = manifest.save(sink).await?;
     let exit_code = if manifest.failures.is_empty() && manifest.aborted.is_none() {
@@ -473,6 +572,46 @@ async fn run_leased(
         plan,
         exit_code,
     })
+}
+
+/// Takes the inventory snapshot of a run when `[source.ovh]` is configured and writes its
+/// tables (not in a dry run, which fetches it only when discovery needs it). A failure other
+/// than refused credentials only ends the run when discovery needs the inventory; otherwise
+/// the run goes on and the manifest records why there is no snapshot.
+async fn refresh_inventory(
+    pipeline: &Pipeline,
+    conn: &Connection,
+    sink: &Sink,
+    opts: &RunOptions,
+    now_ms: i64,
+) -> Result<(Option<Inventory>, Option<InventoryReport>)> {
+    let needed = pipeline.source.discovery == Discovery::Inventory;
+    let Some(api) = conn.ovh.as_ref().filter(|_| needed || !opts.dry_run) else {
+        return Ok((None, None));
+    };
+    match fetch_inventory(pipeline, api, now_ms).await {
+        Ok(inventory) => {
+            let mut report = InventoryReport::of(&inventory, api);
+            if !opts.dry_run {
+                report.files = crate::ovh::snapshot::write(
+                    sink,
+                    &inventory,
+                    &crate::ovh::file_settings(pipeline),
+                )
+                .await?;
+            }
+            Ok((Some(inventory), Some(report)))
+        }
+        Err(e) if !needed && e.class() != FailureClass::Auth => {
+            tracing::warn!(error = %e, "could not refresh the live inventory; the run goes on without it");
+            let report = InventoryReport {
+                error: Some(e.to_string()),
+                ..InventoryReport::default()
+            };
+            Ok((None, Some(report)))
+        }
+        Err(e) => Err(Error::Ovh(e)),
+    }
 }
 
 fn finish_manifest(manifest: &mut Manifest, client: &MetricsClient, started: Instant) {
@@ -504,6 +643,7 @@ struct WindowOutcome {
     units_done: usize,
     series: u64,
     stats: DecodeStats,
+    seen: SeenSeries,
 }
 
 async fn process_window(
@@ -520,6 +660,7 @@ async fn process_window(
         units_done: 0,
         series: 0,
         stats: DecodeStats::default(),
+        seen: SeenSeries::default(),
     };
     let mut writers: Vec<TableWindowWriter> = ctx
         .pipeline
@@ -583,6 +724,15 @@ async fn process_window(
                 outcome.units_done += 1;
                 outcome.series += answer.series.len() as u64;
                 outcome.stats.add(&answer.stats);
+                if ctx.track_series {
+                    let m = &plan.metrics[unit.metric];
+                    outcome.seen.record(
+                        &m.metric,
+                        m.component,
+                        unit.datacenter.as_deref(),
+                        &answer.series,
+                    );
+                }
                 current = Some(unit.metric);
                 pending.extend(answer.series);
             }

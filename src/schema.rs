@@ -2,7 +2,9 @@
 //! batch matches its declared schema before anything is written.
 //!
 //! The JSON files are the contract analysts rely on (design §3); they are compiled into the
-//! binary and the tests compare written Parquet files against them.
+//! binary and the tests compare written Parquet files against them. Two families share the
+//! format: the metric tables (`*_metrics.json`, and rollups derived from them) and the live
+//! inventory snapshots (`filers.json`, `hosts.json`, `vms.json`, [`inventory_schema`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -19,6 +21,12 @@ pub const UTC: &str = "UTC";
 const FILER_JSON: &str = include_str!("../schemas/filer_metrics.json");
 const HOST_JSON: &str = include_str!("../schemas/host_metrics.json");
 const VM_JSON: &str = include_str!("../schemas/vm_metrics.json");
+const FILERS_JSON: &str = include_str!("../schemas/filers.json");
+const HOSTS_JSON: &str = include_str!("../schemas/hosts.json");
+const VMS_JSON: &str = include_str!("../schemas/vms.json");
+
+/// The live inventory snapshot tables (design §3), one per component, in component order.
+pub const INVENTORY_TABLES: [&str; 3] = ["filers", "hosts", "vms"];
 
 /// One column of a declared table schema.
 #[derive(Debug, Clone, Deserialize)]
@@ -26,7 +34,8 @@ const VM_JSON: &str = include_str!("../schemas/vm_metrics.json");
 pub struct ColumnDecl {
     /// Column name.
     pub name: String,
-    /// Declared type: `timestamp_ms_utc`, `utf8`, `float64`, `int64` or `map_utf8_utf8`.
+    /// Declared type: `timestamp_ms_utc`, `utf8`, `float64`, `int64`, `bool`, `list_utf8` or
+    /// `map_utf8_utf8`.
     #[serde(rename = "type")]
     pub ty: String,
     /// Whether nulls are allowed.
@@ -83,6 +92,31 @@ pub fn raw_table_decl(component: Component) -> &'static TableDecl {
     &decls[&component]
 }
 
+/// The declared inventory snapshot table `table` (`filers`, `hosts` or `vms`), or `None` for
+/// another name.
+pub fn inventory_table_decl(table: &str) -> Option<&'static TableDecl> {
+    static DECLS: OnceLock<Vec<TableDecl>> = OnceLock::new();
+    let decls = DECLS.get_or_init(|| {
+        [FILERS_JSON, HOSTS_JSON, VMS_JSON]
+            .into_iter()
+            .map(|text| {
+                serde_json::from_str(text)
+                    .expect("schemas/{filers,hosts,vms}.json are valid (checked by tests)")
+            })
+            .collect()
+    });
+    decls.iter().find(|d| d.table == table)
+}
+
+/// The Arrow schema of an inventory snapshot table (`filers`, `hosts` or `vms`).
+pub fn inventory_schema(table: &str) -> Option<SchemaRef> {
+    inventory_table_decl(table).map(|decl| {
+        Arc::new(Schema::new(
+            decl.columns.iter().map(field).collect::<Vec<_>>(),
+        ))
+    })
+}
+
 /// The Arrow type of a declared column type name.
 pub fn arrow_type(ty: &str) -> Option<DataType> {
     Some(match ty {
@@ -90,6 +124,9 @@ pub fn arrow_type(ty: &str) -> Option<DataType> {
         "utf8" => DataType::Utf8,
         "float64" => DataType::Float64,
         "int64" => DataType::Int64,
+        "bool" => DataType::Boolean,
+        // Arrow's default list item field (`item`, nullable), as `ListBuilder` produces it.
+        "list_utf8" => DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true))),
         "map_utf8_utf8" => tags_type(),
         _ => return None,
     })
@@ -265,6 +302,38 @@ mod tests {
             ]
         );
         assert_eq!(s.field(5).data_type(), &DataType::Int64);
+    }
+
+    #[test]
+    fn inventory_schemas_parse_and_start_with_the_contract_columns() {
+        for (table, component, id, label) in [
+            ("filers", Component::Filer, "filer_id", "datastore"),
+            ("hosts", Component::Host, "host_id", "host"),
+            ("vms", Component::Vm, "vm_id", "vm"),
+        ] {
+            let decl = inventory_table_decl(table).unwrap();
+            assert_eq!(decl.component, component);
+            assert_eq!(decl.sort_key, ["datacenter", label]);
+            let schema = inventory_schema(table).unwrap();
+            let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+            assert_eq!(
+                names[..4],
+                ["snapshot_ts", "datacenter", id, label],
+                "{table}"
+            );
+            for f in &schema.fields()[..4] {
+                assert!(!f.is_nullable(), "{table}.{}", f.name());
+            }
+            for c in &decl.columns {
+                assert!(arrow_type(&c.ty).is_some(), "{table}.{}: {}", c.name, c.ty);
+            }
+        }
+        assert!(inventory_table_decl("vm_metrics").is_none());
+        let vms = inventory_schema("vms").unwrap();
+        assert_eq!(
+            vms.field_with_name("datastores").unwrap().data_type(),
+            &DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true)))
+        );
     }
 
     #[test]

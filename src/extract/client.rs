@@ -543,6 +543,7 @@ mod tests {
             max_attempts: 2,
             discovery: Discovery::Lookup,
             min_split_ms: 60_000,
+            ovh: None,
         }
     }
 

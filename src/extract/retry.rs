@@ -24,20 +24,27 @@ pub enum FailureClass {
 
 /// Classifies an HTTP error status and its body.
 pub fn classify(status: u16, body: &str, dialect: Dialect) -> FailureClass {
+    if status != 500 {
+        return classify_status(status);
+    }
     let lower = body.to_ascii_lowercase();
+    if is_bad_token_text(&lower, dialect) {
+        FailureClass::Auth
+    } else if is_fetch_limit_text(&lower) {
+        FailureClass::TooLarge
+    } else {
+        FailureClass::Transient
+    }
+}
+
+/// Classifies an HTTP error status alone, for APIs whose bodies carry no extra rule (OVHcloud
+/// API v6 adds its own `errorCode` rules on top, `crate::ovh::client`): 401/403 refuse the
+/// credentials, 413 is too large, 408/429/5xx are transient, any other status is permanent.
+pub fn classify_status(status: u16) -> FailureClass {
     match status {
         401 | 403 => FailureClass::Auth,
         413 => FailureClass::TooLarge,
-        408 | 429 | 502 | 503 | 504 => FailureClass::Transient,
-        500 => {
-            if is_bad_token_text(&lower, dialect) {
-                FailureClass::Auth
-            } else if is_fetch_limit_text(&lower) {
-                FailureClass::TooLarge
-            } else {
-                FailureClass::Transient
-            }
-        }
+        408 | 429 => FailureClass::Transient,
         s if s >= 500 => FailureClass::Transient,
         _ => FailureClass::Permanent,
     }

@@ -236,6 +236,10 @@ pub struct Manifest {
     pub failures: Vec<FailedUnit>,
     /// Why the run stopped early, if it did.
     pub aborted: Option<String>,
+    /// The live inventory snapshot (`[source.ovh]`): objects, files, and the series the
+    /// inventory has but the metrics server does not, and the reverse.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inventory: Option<crate::ovh::InventoryReport>,
 }
 
 impl Manifest {

@@ -19,6 +19,11 @@
 //! `/api/config/filters`, and `/api/version` (`opentsdb` only). `/api/query/last` is not
 //! simulated.
 //!
+//! The same server also serves the OVHcloud API v6 subset vscope-etl uses under `/1.0`
+//! (`apiv6.rs`): `/auth/time`, the PCC, its datacenters, hosts, VMs, filers and users, and
+//! `POST .../metricsToken`, from the same PCC as the metrics (so the labels match the objects),
+//! with signature, timestamp and access-rule checks.
+//!
 //! # What `/api/query` computes
 //! - `aggregator: "none"`: the stored points in `[start, end]` (both inclusive), one answer
 //!   per series with its full tags. In `opentsdb`, `rate` is applied per series (OpenTSDB's
@@ -59,6 +64,7 @@
 //! # }
 //! ```
 
+mod apiv6;
 mod discovery;
 mod format;
 mod model;
@@ -81,7 +87,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub use model::{Pcc, SimSeries};
+pub use model::{DcObjects, FilerObject, HostObject, Pcc, PccObjects, SimSeries, VmObject};
 
 use crate::dialect::Dialect;
 use server::{Counters, Shared};
@@ -117,11 +123,55 @@ pub struct SimConfig {
     pub include_undocumented: bool,
     /// Seed of every random draw (levels, noise, gaps, phase offsets); labels do not depend on it.
     pub seed: u64,
+    /// API v6 application key the simulator accepts.
+    pub ovh_application_key: String,
+    /// API v6 application secret the simulator verifies signatures with.
+    pub ovh_application_secret: String,
+    /// API v6 consumer key the simulator accepts.
+    pub ovh_consumer_key: String,
+    /// Access rules of that consumer key (`(METHOD, path glob)`, e.g. `("GET",
+    /// "/dedicatedCloud/*")`); a call no rule covers gets `403 NOT_GRANTED_CALL`.
+    pub ovh_access_rules: Vec<(String, String)>,
+    /// Inventory drift, per datacenter: the last N VMs that have series are missing from API v6
+    /// (deleted since), and N powered-off VMs exist only in API v6 (no series yet). 0: the
+    /// inventory and the series match exactly.
+    pub inventory_drift: usize,
+}
+
+/// Parses an API v6 access rule written `METHOD /path/glob` (e.g. `GET /dedicatedCloud/*`), as
+/// `vscope-etl sim --ovh-rule` takes it. The method is upper-cased; `*` is any method.
+pub fn parse_access_rule(text: &str) -> Result<(String, String), String> {
+    let mut parts = text.split_whitespace();
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(m), Some(p), None)
+            if p.starts_with('/') && (m == "*" || m.chars().all(|c| c.is_ascii_alphabetic())) =>
+        {
+            Ok((m.to_ascii_uppercase(), p.to_owned()))
+        }
+        _ => Err(format!(
+            "'{text}' is not an access rule: write METHOD /path, e.g. \"GET /dedicatedCloud/*\""
+        )),
+    }
+}
+
+impl SimConfig {
+    /// The read token `POST .../metricsToken` issues when no `token` is configured: a pure
+    /// function of the seed and service name, so a pipeline can require it up front.
+    pub fn issued_token(&self) -> String {
+        let a = model::mix(self.seed ^ 0x0074_6f6b_656e);
+        let b = model::mix(
+            self.service_name
+                .bytes()
+                .fold(a, |h, c| model::mix(h ^ u64::from(c))),
+        );
+        format!("sim-{a:016x}{b:016x}")
+    }
 }
 
 impl Default for SimConfig {
     /// A small PCC like the one of the vScope guide: `pcc-37-187-228-180`, 2 datacenters of
-    /// 3 hosts (4 NICs each), 12 VMs and 2 filers, one point a minute, `ovh` dialect, no token.
+    /// 3 hosts (4 NICs each), 12 VMs and 2 filers, one point a minute, `ovh` dialect, no token;
+    /// API v6 with fixed test credentials granted the two rules vscope-etl needs, no drift.
     fn default() -> SimConfig {
         SimConfig {
             service_name: "pcc-37-187-228-180".to_owned(),
@@ -135,6 +185,17 @@ impl Default for SimConfig {
             token: None,
             include_undocumented: true,
             seed: 42,
+            ovh_application_key: "vscope-sim-ak".to_owned(),
+            ovh_application_secret: "vscope-sim-application-secret".to_owned(),
+            ovh_consumer_key: "vscope-sim-consumer-key".to_owned(),
+            ovh_access_rules: vec![
+                ("GET".to_owned(), "/dedicatedCloud/*".to_owned()),
+                (
+                    "POST".to_owned(),
+                    "/dedicatedCloud/*/user/*/metricsToken".to_owned(),
+                ),
+            ],
+            inventory_drift: 0,
         }
     }
 }
@@ -154,6 +215,11 @@ impl fmt::Debug for SimConfig {
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("include_undocumented", &self.include_undocumented)
             .field("seed", &self.seed)
+            .field("ovh_application_key", &"<redacted>")
+            .field("ovh_application_secret", &"<redacted>")
+            .field("ovh_consumer_key", &"<redacted>")
+            .field("ovh_access_rules", &self.ovh_access_rules)
+            .field("inventory_drift", &self.inventory_drift)
             .finish()
     }
 }

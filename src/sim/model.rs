@@ -18,6 +18,12 @@
 //!   `diskspace.used` (KB, an integer) grows linearly with a known slope
 //!   ([`Pcc::growth_kb_per_sec`]) plus small noise, and `diskspace.used.perc` is that value over
 //!   the filer's capacity.
+//!
+//! # Objects
+//! [`PccObjects`] lists the same PCC as API v6 shows it: datacenter `N` has id `N` and the name
+//! of its `datacenter` label, a host's name is its `host` label, a VM's moRef its `vm` label,
+//! a filer's name its `datastore` label; VM `k` of a datacenter runs on host `k mod hosts` and
+//! sits on filer `k mod filers`. `SimConfig::inventory_drift` makes the two disagree on purpose.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -264,6 +270,24 @@ impl Pcc {
         self.params.get(index).is_some_and(|p| p.kind.is_integer())
     }
 
+    /// For a filer series, its capacity in KB (the `diskspace.used.perc` denominator), which API
+    /// v6 reports as the filer's size. `None` for other series.
+    pub fn filer_capacity_kb(&self, index: usize) -> Option<f64> {
+        self.params
+            .get(index)
+            .filter(|p| matches!(p.kind, Kind::FilerUsed | Kind::FilerPercent))
+            .map(|p| p.capacity_kb)
+    }
+
+    /// The latest stored value of series `index` at or before `at_ms` (looking back at most ten
+    /// steps, so a gap does not hide it), for the live fields of API v6 objects.
+    pub fn latest(&self, index: usize, at_ms: i64) -> Option<f64> {
+        let back = self.step_secs.saturating_mul(10_000);
+        self.points(index, at_ms.saturating_sub(back), at_ms)
+            .last()
+            .map(|p| p.1)
+    }
+
     /// For a filer `diskspace.used` series, the slope of its linear growth in KB per second, so
     /// that a test can check a trend computed from exported data. `None` for other series.
     pub fn growth_kb_per_sec(&self, index: usize) -> Option<f64> {
@@ -428,6 +452,124 @@ impl Params {
     fn used_kb(&self, ts_secs: i64, noise: f64) -> f64 {
         let t = (ts_secs - GROWTH_EPOCH_SECS) as f64;
         (self.level + self.slope_kb_per_sec * t + self.noise * noise).max(0.0)
+    }
+}
+
+/// A datacenter of [`PccObjects`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DcObjects {
+    /// API `datacenterId`: the `N` of its name.
+    pub id: i64,
+    /// API `name`, the `datacenter` label.
+    pub name: String,
+    /// Its hosts.
+    pub hosts: Vec<HostObject>,
+    /// Its VMs (series-less ones from the drift last).
+    pub vms: Vec<VmObject>,
+    /// Its filers.
+    pub filers: Vec<FilerObject>,
+}
+
+/// A host of [`PccObjects`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostObject {
+    /// API `hostId`.
+    pub id: i64,
+    /// API `name`: the host IP, its `host` label.
+    pub name: String,
+}
+
+/// A VM of [`PccObjects`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmObject {
+    /// API `vmId`.
+    pub id: i64,
+    /// API `moRef`, its `vm` label.
+    pub mo_ref: String,
+    /// API `name`, a display name.
+    pub name: String,
+    /// Its host's name, when the datacenter has hosts.
+    pub host: Option<String>,
+    /// Its filer's name, when the datacenter has filers.
+    pub filer: Option<String>,
+    /// vCPUs.
+    pub cpu_num: i64,
+    /// Memory, MB.
+    pub memory_mb: i64,
+    /// Whether the metrics have series for it (false for VMs added by the drift).
+    pub has_series: bool,
+}
+
+/// A filer (datastore) of [`PccObjects`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilerObject {
+    /// API `filerId`.
+    pub id: i64,
+    /// API `name`, its `datastore` label.
+    pub name: String,
+}
+
+/// The objects of the synthetic PCC as API v6 lists them, labels equal to the series'.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PccObjects {
+    /// Datacenters in id order.
+    pub datacenters: Vec<DcObjects>,
+}
+
+impl PccObjects {
+    /// The objects of the PCC `config` describes (see the module docs).
+    pub fn new(config: &SimConfig) -> PccObjects {
+        let hosts_n = config.hosts_per_datacenter;
+        let vms_n = config.vms_per_datacenter;
+        let filers_n = config.filers_per_datacenter;
+        let drift = config.inventory_drift.min(vms_n);
+        let display = ["web", "db", "app", "cache", "batch", "proxy"];
+        let datacenters = (0..config.datacenters)
+            .map(|dc| {
+                let hosts: Vec<HostObject> = (0..hosts_n)
+                    .map(|h| HostObject {
+                        id: 500 + (dc * hosts_n + h) as i64,
+                        name: host_name(dc, h, hosts_n),
+                    })
+                    .collect();
+                let filers: Vec<FilerObject> = (0..filers_n)
+                    .map(|f| FilerObject {
+                        id: 2000 + (dc * filers_n + f) as i64,
+                        name: datastore_name(dc, f, filers_n),
+                    })
+                    .collect();
+                let vm = |k: usize, mo_ref: String, g: usize, has_series: bool| {
+                    let h = hash3(config.seed, 0x564d, g as u64);
+                    VmObject {
+                        id: 10_000 + g as i64,
+                        mo_ref,
+                        name: format!("{}-{g:03}", display[k % display.len()]),
+                        host: hosts.get(k % hosts_n.max(1)).map(|x| x.name.clone()),
+                        filer: filers.get(k % filers_n.max(1)).map(|x| x.name.clone()),
+                        cpu_num: 1 << (h % 4),
+                        memory_mb: 2048 << (mix(h) % 4),
+                        has_series,
+                    }
+                };
+                let mut vms: Vec<VmObject> = (0..vms_n - drift)
+                    .map(|k| vm(k, vm_name(dc, k, vms_n), dc * vms_n + k, true))
+                    .collect();
+                // New VMs only the API knows, numbered past every VM that has series.
+                let total = config.datacenters * vms_n;
+                vms.extend((0..drift).map(|j| {
+                    let g = total + dc * drift + j;
+                    vm(vms_n + j, format!("vm-{:05}", 1254 + 3 * g), g, false)
+                }));
+                DcObjects {
+                    id: 869 + dc as i64,
+                    name: datacenter_name(&config.service_name, dc),
+                    hosts,
+                    vms,
+                    filers,
+                }
+            })
+            .collect();
+        PccObjects { datacenters }
     }
 }
 
@@ -676,6 +818,61 @@ mod tests {
         assert_eq!(a.series(), b.series());
         let range = (1_700_000_000_000, 1_700_003_600_000);
         assert_ne!(a.points(5, range.0, range.1), b.points(5, range.0, range.1));
+    }
+
+    #[test]
+    fn objects_carry_the_series_labels() {
+        let cfg = SimConfig::default();
+        let p = pcc();
+        let objects = PccObjects::new(&cfg);
+        let label_values = |label: &str| -> std::collections::BTreeSet<(String, String)> {
+            p.series()
+                .iter()
+                .filter_map(|s| Some((s.tags["datacenter"].clone(), s.tags.get(label)?.clone())))
+                .collect()
+        };
+        let listed = |f: &dyn Fn(&DcObjects) -> Vec<String>| -> std::collections::BTreeSet<(String, String)> {
+            objects
+                .datacenters
+                .iter()
+                .flat_map(|d| f(d).into_iter().map(|v| (d.name.clone(), v)))
+                .collect()
+        };
+        assert_eq!(
+            label_values("vm"),
+            listed(&|d| d.vms.iter().map(|v| v.mo_ref.clone()).collect())
+        );
+        assert_eq!(
+            label_values("host"),
+            listed(&|d| d.hosts.iter().map(|v| v.name.clone()).collect())
+        );
+        assert_eq!(
+            label_values("datastore"),
+            listed(&|d| d.filers.iter().map(|v| v.name.clone()).collect())
+        );
+        assert_eq!(objects.datacenters[0].id, 869);
+        // Drift: as many series-less VMs as VMs missing from the API, per datacenter.
+        let drifted = PccObjects::new(&SimConfig {
+            inventory_drift: 2,
+            ..cfg
+        });
+        for (a, b) in objects.datacenters.iter().zip(&drifted.datacenters) {
+            assert_eq!(a.vms.len(), b.vms.len());
+            assert_eq!(b.vms.iter().filter(|v| !v.has_series).count(), 2);
+            assert_eq!(a.vms[..a.vms.len() - 2], b.vms[..b.vms.len() - 2]);
+        }
+        let all: std::collections::BTreeSet<&str> = drifted
+            .datacenters
+            .iter()
+            .flat_map(|d| d.vms.iter().map(|v| v.mo_ref.as_str()))
+            .collect();
+        assert_eq!(all.len(), 24, "moRefs stay unique");
+        let filer = p
+            .metric_series("vscope.filer.datastore.diskspace.used")
+            .unwrap()
+            .start;
+        assert!(p.filer_capacity_kb(filer).unwrap() > 8.0e9);
+        assert!(p.latest(filer, 1_793_491_200_000).is_some());
     }
 
     #[test]

@@ -48,6 +48,8 @@ pub(crate) struct Shared {
     pub(crate) pcc: Pcc,
     pub(crate) index: Index,
     pub(crate) counters: Arc<Counters>,
+    /// The OVHcloud API v6 side (`/1.0`), over the same PCC.
+    pub(crate) api: super::apiv6::Api,
 }
 
 impl Shared {
@@ -55,12 +57,14 @@ impl Shared {
     pub(crate) fn new(config: &SimConfig) -> Shared {
         let pcc = Pcc::new(config);
         let index = Index::new(&pcc);
+        let api = super::apiv6::Api::new(config, &pcc);
         Shared {
             dialect: config.dialect,
             token: config.token.clone(),
             pcc,
             index,
             counters: Arc::default(),
+            api,
         }
     }
 }
@@ -170,7 +174,8 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         // Erlenmeyer does not implement /api/version: it falls through to the 404.
         r = r.route("/api/version", any(version));
     }
-    r.fallback(not_found)
+    r.merge(super::apiv6::routes())
+        .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             Arc::clone(&shared),
             count_requests,

@@ -4,6 +4,7 @@
 mod cli;
 mod common;
 mod duckdb;
+mod inventory;
 mod pipeline;
 mod s3;
 mod scheduled;

@@ -1,0 +1,243 @@
+//! OVHcloud API v6 (`reference/api.md` §3): the live inventory of a PCC and the vScope metrics
+//! token, configured by `[source.ovh]`.
+//!
+//! - [`sign`]: the `$1$` SHA-1 request signature and the region endpoints.
+//! - [`client`]: the signed client (server time offset, retries, errors that name the missing
+//!   right).
+//! - [`model`]: the `dedicatedCloud` objects read.
+//! - [`inventory`]: datacenters, filers, hosts and VMs of a PCC; the label combinations they
+//!   imply and the reconciliation with the series a run received.
+//! - [`snapshot`]: the inventory as the `filers`, `hosts` and `vms` snapshot tables.
+//!
+//! The functions here are what the `inventory` and `token` commands and the run call.
+
+pub mod client;
+pub mod inventory;
+pub mod model;
+pub mod sign;
+pub mod snapshot;
+
+pub use client::{ClientSettings, Credentials, OvhClient, OvhError};
+pub use inventory::{Inventory, InventoryReport};
+
+use crate::config::{ConfigError, OvhEndpoint, OvhSpec, Pipeline, Source};
+use crate::error::{Error, Result};
+use crate::load::Sink;
+use crate::load::lease::Lease;
+use crate::load::writer::FileSettings;
+use crate::semantics::time::format_window_stamp;
+use crate::sim::SimHandle;
+use model::MetricsToken;
+
+/// Builds the API v6 client of `spec` with the timeouts and retry settings of `source`.
+/// `sim_base` is the base URL of the in-process simulator (`http://127.0.0.1:PORT`), used when
+/// the endpoint is [`OvhEndpoint::Sim`].
+pub fn build_client(
+    source: &Source,
+    spec: &OvhSpec,
+    sim_base: Option<&str>,
+) -> std::result::Result<OvhClient, OvhError> {
+    let base = match &spec.endpoint {
+        OvhEndpoint::Url(u) => u.clone(),
+        OvhEndpoint::Sim => {
+            let text = format!("{}/1.0", sim_base.unwrap_or("http://127.0.0.1:0"));
+            url::Url::parse(&text).map_err(|e| OvhError::Transport {
+                method: "-",
+                endpoint: "client",
+                message: format!("simulator URL {text}: {e}"),
+            })?
+        }
+    };
+    OvhClient::new(
+        base,
+        spec.credentials.clone(),
+        &ClientSettings {
+            timeout: source.timeout,
+            connect_timeout: source.connect_timeout,
+            max_attempts: source.max_attempts,
+            requests_per_second: source.requests_per_second,
+        },
+    )
+}
+
+/// The vScope read token of PCC user `user_id` (`POST .../user/{userId}/metricsToken`); with no
+/// user id, of the user named `admin` (as the third-party vScope UI does). Returns the user id
+/// used. A 404 on the POST means the call may have been withdrawn from the public API:
+/// [`OvhError::MetricsTokenUnavailable`] says so and tells the user to set `source.token`.
+pub async fn metrics_token(
+    client: &OvhClient,
+    service_name: &str,
+    user_id: Option<i64>,
+) -> std::result::Result<(i64, MetricsToken), OvhError> {
+    let user_id = match user_id {
+        Some(id) => id,
+        None => {
+            let ids: Vec<i64> = client
+                .get(
+                    "/dedicatedCloud/{serviceName}/user",
+                    &format!("/dedicatedCloud/{service_name}/user?name=admin"),
+                )
+                .await?;
+            *ids.first().ok_or_else(|| OvhError::NoUser {
+                service_name: service_name.to_string(),
+            })?
+        }
+    };
+    let token = client
+        .post(
+            "/dedicatedCloud/{serviceName}/user/{userId}/metricsToken",
+            &format!("/dedicatedCloud/{service_name}/user/{user_id}/metricsToken"),
+            None,
+        )
+        .await
+        .map_err(|e| {
+            if e.is_not_found() {
+                OvhError::MetricsTokenUnavailable {
+                    service_name: service_name.to_string(),
+                    user_id,
+                }
+            } else {
+                e
+            }
+        })?;
+    Ok((user_id, token))
+}
+
+/// API v6 of a pipeline for the commands that need nothing else: the client, its settings and
+/// the in-process simulator behind it when `source.url = "sim"`.
+#[derive(Debug)]
+pub struct ApiSession {
+    /// The client.
+    pub client: OvhClient,
+    /// `[source.ovh]`.
+    pub spec: OvhSpec,
+    sim: Option<SimHandle>,
+}
+
+impl ApiSession {
+    /// Starts the simulator if the pipeline uses it and builds the client. A pipeline without
+    /// `[source.ovh]` is a configuration error (exit code 2).
+    pub async fn open(pipeline: &Pipeline) -> Result<ApiSession> {
+        let source = &pipeline.source;
+        let Some(spec) = source.ovh.clone() else {
+            return Err(Error::Config(ConfigError::Invalid {
+                key: "source.ovh".into(),
+                message: "is not set: the live inventory and the metrics token come from \
+                          OVHcloud API v6; add [source.ovh] with endpoint, application_key, \
+                          application_secret, consumer_key and service_name"
+                    .into(),
+            }));
+        };
+        let sim = match (&spec.endpoint, source.sim_config()) {
+            (OvhEndpoint::Sim, Some(cfg)) => Some(
+                crate::sim::start(cfg, ([127, 0, 0, 1], 0).into())
+                    .await
+                    .map_err(Error::Sim)?,
+            ),
+            _ => None,
+        };
+        let base = sim.as_ref().map(SimHandle::base_url);
+        let client = build_client(source, &spec, base.as_deref()).map_err(Error::Ovh)?;
+        Ok(ApiSession { client, spec, sim })
+    }
+
+    /// Stops the in-process simulator, if any.
+    pub async fn close(self) {
+        if let Some(sim) = self.sim {
+            sim.shutdown().await;
+        }
+    }
+}
+
+/// `vscope-etl inventory`: takes a snapshot of the PCC and writes the `filers`, `hosts` and
+/// `vms` tables to the pipeline's sink, under the pipeline's lease (so it never races a run's
+/// clean-up of staged files). `now_ms` stamps the snapshot (the system clock when `None`).
+pub async fn inventory_command(
+    pipeline: &Pipeline,
+    now_ms: Option<i64>,
+) -> Result<InventoryReport> {
+    let now_ms = now_ms.unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
+    let snapshot_ms = now_ms.div_euclid(1000) * 1000;
+    let sink = Sink::open_with(&pipeline.sink.url, &pipeline.sink.s3)?;
+    let session = ApiSession::open(pipeline).await?;
+    let result = async {
+        let inventory = Inventory::fetch(
+            &session.client,
+            &session.spec.service_name,
+            pipeline.source.concurrency,
+            snapshot_ms,
+        )
+        .await
+        .map_err(Error::Ovh)?;
+        let run_id = format!(
+            "inventory-{}-{:08x}",
+            format_window_stamp(now_ms),
+            fastrand::u32(..)
+        );
+        let lease =
+            Lease::acquire(&sink, &pipeline.name, &run_id, pipeline.sink.lease_ttl_ms).await?;
+        let written = snapshot::write(&sink, &inventory, &file_settings(pipeline)).await;
+        if let Err(e) = lease.release().await {
+            tracing::warn!(error = %e, "could not release the lease; it expires by itself");
+        }
+        let mut report = InventoryReport::of(&inventory, &session.client);
+        report.files = written?;
+        Ok(report)
+    }
+    .await;
+    session.close().await;
+    result
+}
+
+/// `vscope-etl token`: the metrics token of `[source.ovh] user_id` (or of `admin`), and the
+/// user id used.
+pub async fn token_command(pipeline: &Pipeline) -> Result<(i64, MetricsToken)> {
+    let session = ApiSession::open(pipeline).await?;
+    let result = metrics_token(
+        &session.client,
+        &session.spec.service_name,
+        session.spec.user_id,
+    )
+    .await
+    .map_err(Error::Ovh);
+    session.close().await;
+    result
+}
+
+/// The file settings of a pipeline's snapshot files (as for its metric files).
+pub fn file_settings(pipeline: &Pipeline) -> FileSettings {
+    FileSettings {
+        pipeline: pipeline.name.clone(),
+        zstd_level: pipeline.sink.zstd_level,
+        row_group_rows: pipeline.sink.row_group_rows,
+    }
+}
+
+/// Shell `export` lines for a token answer, values single-quoted (a `'` inside becomes `'\''`),
+/// for `eval "$(vscope-etl token PIPELINE --export)"`.
+pub fn export_lines(token: &MetricsToken) -> String {
+    let q = |v: &str| format!("'{}'", v.replace('\'', "'\\''"));
+    format!(
+        "export VSCOPE_METRICS_TOKEN={}\nexport VSCOPE_OPENTSDB_ENDPOINT={}\nexport VSCOPE_WARP_ENDPOINT={}\n",
+        q(token.token.expose()),
+        q(&token.opentsdb_endpoint),
+        q(&token.warp_endpoint)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn export_lines_quote_for_the_shell() {
+        let t: MetricsToken = serde_json::from_str(
+            r#"{"token":"a'b c","opentsdbEndpoint":"https://o","warpEndpoint":"https://w"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            export_lines(&t),
+            "export VSCOPE_METRICS_TOKEN='a'\\''b c'\nexport VSCOPE_OPENTSDB_ENDPOINT='https://o'\nexport VSCOPE_WARP_ENDPOINT='https://w'\n"
+        );
+    }
+}
