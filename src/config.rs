@@ -92,6 +92,8 @@ struct SourceFile {
     discovery: String,
     #[serde(default = "default_min_split")]
     min_split: String,
+    #[serde(default)]
+    query_downsample: bool,
     sim: Option<SimFile>,
     ovh: Option<OvhFile>,
 }
@@ -173,6 +175,7 @@ struct S3File {
     checksum: String,
     #[serde(default)]
     unsigned_payload: bool,
+    part_size: Option<String>,
 }
 
 fn default_dialect() -> String {
@@ -301,11 +304,24 @@ pub struct Source {
     pub discovery: Discovery,
     /// Smallest window a too-large answer may be split into.
     pub min_split_ms: i64,
+    /// `source.query_downsample`: rollup tables are filled from downsampled queries (one per
+    /// aggregate) instead of client-side rollups of the raw points, so a pipeline of rollup
+    /// tables only never downloads raw points. Refused for aggregates the server computes
+    /// differently ([`crate::extract::server_rollup::server_exact`]).
+    pub query_downsample: bool,
     /// `[source.ovh]`: OVHcloud API v6 for the live inventory and the metrics token.
     pub ovh: Option<OvhSpec>,
 }
 
 impl Source {
+    /// The dialect when the pipeline fixes it; `None` for `auto` (known after detection).
+    pub fn fixed_dialect(&self) -> Option<Dialect> {
+        match self.dialect {
+            DialectChoice::Fixed(d) => Some(d),
+            DialectChoice::Auto => None,
+        }
+    }
+
     /// The configuration of the in-process simulator (`url = "sim"`), `None` for a real URL.
     ///
     /// The simulator trusts the pipeline: it requires the configured token, and serves API v6
@@ -515,6 +531,46 @@ fn parse_duration_or_zero(key: &str, value: &str) -> Result<i64, ConfigError> {
     }
 }
 
+/// Smallest `sink.s3.part_size` accepted. AWS S3 and OVHcloud refuse parts under 5 MiB (but
+/// the last); smaller parts are for servers configured to allow them, such as test servers.
+const MIN_PART_SIZE: usize = 64 * 1024;
+
+/// A byte size: a whole number with an optional unit `B`, `KiB`, `MiB`, `GiB` (or `KB`,
+/// `MB`, `GB` as powers of 1000), e.g. `"16MiB"`.
+fn byte_size(key: &str, value: &str) -> Result<usize, ConfigError> {
+    let v = value.trim();
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (digits, unit) = v.split_at(split);
+    let factor: usize = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        other => {
+            return Err(invalid(
+                key,
+                format!("'{value}': unknown unit '{other}' (use B, KiB, MiB, GiB, KB, MB or GB)"),
+            ));
+        }
+    };
+    let n: usize = digits
+        .parse()
+        .map_err(|_| invalid(key, format!("'{value}' is not a size such as \"16MiB\"")))?;
+    let bytes = n
+        .checked_mul(factor)
+        .ok_or_else(|| invalid(key, format!("'{value}' is too large")))?;
+    if bytes < MIN_PART_SIZE {
+        return Err(invalid(
+            key,
+            format!("'{value}' is below the 64KiB minimum (S3 itself wants at least 5MiB)"),
+        ));
+    }
+    Ok(bytes)
+}
+
 fn std_duration(key: &str, value: &str) -> Result<Duration, ConfigError> {
     Ok(Duration::from_millis(duration_ms(key, value)? as u64))
 }
@@ -541,6 +597,9 @@ fn validate(
     let scope = validate_scope(file.scope)?;
     let tables = validate_tables(file.tables, &scope)?;
     let sink = validate_sink(file.sink, env)?;
+    if let Some(dialect) = source.fixed_dialect() {
+        check_server_downsampling(&source, dialect, &tables)?;
+    }
     Ok(Pipeline {
         name,
         source,
@@ -548,6 +607,37 @@ fn validate(
         tables,
         sink,
     })
+}
+
+/// With `source.query_downsample`, refuses a rollup aggregate that `dialect` computes otherwise
+/// than our rollups, naming the table, the aggregate and the two ways out. Called at load time
+/// for a fixed dialect and after detection for `auto`.
+pub fn check_server_downsampling(
+    source: &Source,
+    dialect: Dialect,
+    tables: &[TableSpec],
+) -> Result<(), ConfigError> {
+    if !source.query_downsample {
+        return Ok(());
+    }
+    for table in tables {
+        let Some(rollup) = &table.rollup else {
+            continue;
+        };
+        for &aggregate in &rollup.aggregates {
+            if let Err(why) = crate::extract::server_rollup::server_exact(dialect, aggregate) {
+                return Err(invalid(
+                    "source.query_downsample",
+                    format!(
+                        "table '{}' asks for '{aggregate}', which the {dialect} server cannot downsample exactly: {why}; \
+                         remove '{aggregate}' from the table or set query_downsample = false to compute it client-side",
+                        table.name
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn validate_source(
@@ -681,6 +771,7 @@ fn validate_source(
         max_attempts: src.max_attempts,
         discovery,
         min_split_ms: duration_ms("source.min_split", &src.min_split)?,
+        query_downsample: src.query_downsample,
         ovh,
     })
 }
@@ -1033,6 +1124,11 @@ fn validate_sink(
                 virtual_hosted_style: s3.virtual_hosted_style,
                 checksum_sha256,
                 unsigned_payload: s3.unsigned_payload,
+                part_size: s3
+                    .part_size
+                    .as_deref()
+                    .map(|v| byte_size("sink.s3.part_size", v))
+                    .transpose()?,
             }
         }
     };
@@ -1092,6 +1188,47 @@ url = "./out"
         );
         assert!(matches!(p.source.endpoint, Endpoint::Sim(_)));
         assert_eq!(p.sink.partition_by, [PartitionKey::Date]);
+    }
+
+    #[test]
+    fn part_sizes_take_units_and_refuse_tiny_or_malformed_values() {
+        assert_eq!(byte_size("k", "16MiB").unwrap(), 16 << 20);
+        assert_eq!(byte_size("k", "5MB").unwrap(), 5_000_000);
+        assert_eq!(byte_size("k", "65536").unwrap(), 65_536);
+        for bad in [
+            "1KiB",
+            "16 furlongs",
+            "MiB",
+            "-5MiB",
+            "99999999999999999999GiB",
+        ] {
+            let err = byte_size("sink.s3.part_size", bad).unwrap_err().to_string();
+            assert!(err.contains("sink.s3.part_size"), "{bad}: {err}");
+        }
+        let with = BASE.replace(
+            "url = \"./out\"",
+            "url = \"s3://b/p\"\n[sink.s3]\npart_size = \"8MiB\"",
+        );
+        assert_eq!(parse_str(&with).unwrap().sink.s3.part_size, Some(8 << 20));
+    }
+
+    #[test]
+    fn server_side_downsampling_is_refused_for_aggregates_ovh_computes_otherwise() {
+        let ovh = BASE.replace(
+            "url = \"sim\"",
+            "url = \"sim\"\ndialect = \"ovh\"\nquery_downsample = true",
+        );
+        let err = parse_str(&ovh).unwrap_err().to_string();
+        assert!(
+            err.contains("source.query_downsample")
+                && err.contains("vm_metrics_1h")
+                && err.contains("p95"),
+            "{err}"
+        );
+        let tsdb = ovh.replace("dialect = \"ovh\"", "dialect = \"opentsdb\"");
+        assert!(parse_str(&tsdb).unwrap().source.query_downsample);
+        let auto = ovh.replace("dialect = \"ovh\"\n", "");
+        assert!(parse_str(&auto).is_ok(), "auto is checked after detection");
     }
 
     #[test]

@@ -18,7 +18,8 @@ use tokio::sync::watch;
 use crate::config::{DialectChoice, Discovery, Endpoint, PartitionKey, Pipeline, TableSpec};
 use crate::error::{EXIT_FAILED_UNITS, EXIT_OK, Error, Result};
 use crate::extract::retry::FailureClass;
-use crate::extract::{DecodeStats, FetchError, MetricsClient, SeriesData};
+use crate::extract::server_rollup::{self, SeriesRollup, ServerRollupAnswer};
+use crate::extract::{DecodeStats, FetchError, MetricsClient, RawAnswer, SeriesData};
 use crate::load::Sink;
 use crate::load::lease::Lease;
 use crate::load::partition::{part_file_name, partition_dir};
@@ -28,9 +29,12 @@ use crate::ovh::inventory::{InventoryReport, SeenSeries, reconcile};
 use crate::ovh::{Inventory, OvhClient};
 use crate::plan::{Plan, Shard, Unit, Window, pipeline_metrics, plan_windows};
 use crate::schema::{raw_schema, raw_table_decl, rollup_schema};
+use crate::semantics::rollup::RollupOutput;
 use crate::semantics::time::{format_rfc3339, format_window_stamp};
 use crate::sim::SimHandle;
-use crate::transform::{DAY_MS, RawBatchBuilder, RollupBatchBuilder, day_runs, sort_series};
+use crate::transform::{
+    DAY_MS, RawBatchBuilder, RollupBatchBuilder, compare_series, day_runs, sort_series,
+};
 
 /// Rows buffered per partition before a batch goes to the Parquet writer.
 const BATCH_ROWS: usize = 65_536;
@@ -135,8 +139,13 @@ pub async fn connect(pipeline: &Pipeline) -> Result<Connection> {
     }
     let mut client = MetricsClient::new(&effective, base, initial).map_err(Error::Fetch)?;
     if source.dialect == DialectChoice::Auto {
-        let d = client.detect_dialect().await.map_err(fatal_fetch)?;
-        tracing::info!(dialect = %d, "detected server dialect (source.dialect = \"auto\")");
+        let probe = pipeline_metrics(pipeline).first().map_or_else(
+            || "vscope.host.cpu.usage.perc".to_string(),
+            |m| m.metric.clone(),
+        );
+        let (d, why) = client.detect_dialect(&probe).await.map_err(fatal_fetch)?;
+        tracing::info!(dialect = %d, reason = why, "detected server dialect (source.dialect = \"auto\")");
+        crate::config::check_server_downsampling(source, d, &pipeline.tables)?;
         client.set_dialect(d);
     }
     Ok(Connection { client, sim, ovh })
@@ -346,6 +355,14 @@ pub async fn run(
             tracing::warn!(
                 removed,
                 "removed temporary files left by an interrupted run"
+            );
+        }
+        let tables: Vec<&str> = pipeline.tables.iter().map(|t| t.name.as_str()).collect();
+        let aborted = sink.abort_orphan_uploads(&tables).await?;
+        if aborted > 0 {
+            tracing::warn!(
+                aborted,
+                "aborted multipart uploads left by an interrupted run"
             );
         }
     }
@@ -653,7 +670,6 @@ async fn process_window(
 ) -> WindowOutcome {
     let plan = ctx.plan;
     let units = plan.units();
-    let client = ctx.client;
     let mut outcome = WindowOutcome {
         result: WindowResult::Failed,
         failures: Vec::new(),
@@ -670,21 +686,15 @@ async fn process_window(
         .collect();
     let mut fetches = futures::stream::iter(units)
         .map(|unit| async move {
-            let metric = &plan.metrics[unit.metric].metric;
-            let r = client
-                .query_raw(
-                    metric,
-                    unit.datacenter.as_deref(),
-                    window.start_ms,
-                    window.fetch_end_ms,
-                )
-                .await;
+            let r = fetch_unit(ctx, &unit, window).await;
             (unit, r)
         })
         .buffered(ctx.pipeline.source.concurrency);
 
     let mut current: Option<usize> = None;
     let mut pending: Vec<SeriesData> = Vec::new();
+    // Server-computed rollup rows of the current metric, per table index.
+    let mut pending_rollups: BTreeMap<usize, Vec<SeriesRollup>> = BTreeMap::new();
     loop {
         let next = tokio::select! {
             biased;
@@ -702,39 +712,58 @@ async fn process_window(
         };
         if boundary && let Some(m) = current.take() {
             let metric_plan = &plan.metrics[m];
-            sort_series(
-                &mut pending,
-                &raw_table_decl(metric_plan.component).label_columns(),
-            );
+            let labels = raw_table_decl(metric_plan.component).label_columns();
+            sort_series(&mut pending, &labels);
+            for rows in pending_rollups.values_mut() {
+                rows.sort_by(|a, b| compare_series(&a.0, &b.0, &labels));
+            }
             for &t in &metric_plan.tables {
-                if let Err(e) = writers[t].append(&pending).await {
+                let appended = match pending_rollups.get(&t) {
+                    Some(rows) => writers[t].append_rollup_rows(rows).await,
+                    None => writers[t].append(&pending).await,
+                };
+                if let Err(e) = appended {
                     abort_all(writers).await;
                     outcome.result = WindowResult::WriteFailed(e);
                     return outcome;
                 }
             }
             pending.clear();
+            pending_rollups.clear();
         }
         let Some((unit, result)) = item else { break };
         match result {
-            Ok(answer) => {
+            Ok(UnitAnswer { raw, rollups }) => {
+                let mut stats = raw.stats;
+                for (_, r) in &rollups {
+                    stats.add(&r.stats);
+                }
                 (ctx.progress)(&Progress::UnitDone {
-                    points: answer.stats.points,
+                    points: stats.points,
                 });
                 outcome.units_done += 1;
-                outcome.series += answer.series.len() as u64;
-                outcome.stats.add(&answer.stats);
+                outcome.stats.add(&stats);
+                // Series seen: the raw answer's, or (rollup tables only) the first rollup's.
+                let from_rollup: Vec<SeriesData>;
+                let seen = match rollups.first() {
+                    Some((_, r)) if raw.series.is_empty() => {
+                        from_rollup = r.series.iter().map(|(s, _)| s.clone()).collect();
+                        &from_rollup
+                    }
+                    _ => &raw.series,
+                };
+                outcome.series += seen.len() as u64;
                 if ctx.track_series {
                     let m = &plan.metrics[unit.metric];
-                    outcome.seen.record(
-                        &m.metric,
-                        m.component,
-                        unit.datacenter.as_deref(),
-                        &answer.series,
-                    );
+                    outcome
+                        .seen
+                        .record(&m.metric, m.component, unit.datacenter.as_deref(), seen);
                 }
                 current = Some(unit.metric);
-                pending.extend(answer.series);
+                pending.extend(raw.series);
+                for (t, r) in rollups {
+                    pending_rollups.entry(t).or_default().extend(r.series);
+                }
             }
             Err(e) => {
                 tracing::error!(
@@ -779,6 +808,66 @@ async fn process_window(
     }
     outcome.result = WindowResult::Written(written);
     outcome
+}
+
+/// What one unit brought: raw series for the tables that need raw points (raw tables and
+/// client-side rollups), and server-computed rows per server-side rollup table.
+struct UnitAnswer {
+    raw: RawAnswer,
+    rollups: Vec<(usize, ServerRollupAnswer)>,
+}
+
+/// Fetches one unit: the raw query when a table of its metric needs raw points, and with
+/// `source.query_downsample` one downsampled query per aggregate of each rollup table. The
+/// rollup range is the window with its end rounded up to a whole bucket (an open window's
+/// last bucket is partial either way and is fetched again by the next run).
+async fn fetch_unit(
+    ctx: &RunCtx<'_>,
+    unit: &Unit,
+    window: &Window,
+) -> std::result::Result<UnitAnswer, FetchError> {
+    let metric_plan = &ctx.plan.metrics[unit.metric];
+    let metric = &metric_plan.metric;
+    let dc = unit.datacenter.as_deref();
+    let server_side = ctx.pipeline.source.query_downsample;
+    let needs_raw = metric_plan
+        .tables
+        .iter()
+        .any(|&t| !server_side || ctx.pipeline.tables[t].rollup.is_none());
+    let raw = if needs_raw {
+        ctx.client
+            .query_raw(metric, dc, window.start_ms, window.fetch_end_ms)
+            .await?
+    } else {
+        RawAnswer::default()
+    };
+    let mut rollups = Vec::new();
+    if server_side {
+        let labels = crate::catalogue::Catalogue::builtin()
+            .get(metric)
+            .map(|d| d.labels.clone())
+            .unwrap_or_else(|| {
+                raw_table_decl(metric_plan.component)
+                    .label_columns()
+                    .iter()
+                    .map(|l| l.to_string())
+                    .collect()
+            });
+        for &t in &metric_plan.tables {
+            let Some(rollup) = &ctx.pipeline.tables[t].rollup else {
+                continue;
+            };
+            let bucket = rollup.interval_ms;
+            let end = (window.fetch_end_ms.div_euclid(bucket)
+                + i64::from(window.fetch_end_ms.rem_euclid(bucket) != 0))
+                * bucket;
+            let range = window.start_ms..end.min(window.end_ms);
+            let answer =
+                server_rollup::fetch(ctx.client, metric, &labels, dc, rollup, range).await?;
+            rollups.push((t, answer));
+        }
+    }
+    Ok(UnitAnswer { raw, rollups })
 }
 
 async fn abort_all(writers: Vec<TableWindowWriter<'_>>) {
@@ -897,16 +986,37 @@ impl<'a> TableWindowWriter<'a> {
                 Some(rollup) => {
                     let mut rows = rollup.output();
                     rollup.apply_into(&s.ts, &s.values, &mut rows);
-                    for (day, range) in day_runs(&rows.bucket_ts) {
-                        let path = self.partition_path(&s.metric, day);
-                        let st = self.state(path)?;
-                        if let Builder::Rollup(b) = &mut st.builder {
-                            b.append_rows(s, &rows, range);
-                        }
-                        flush_if_full(st).await?;
-                    }
+                    self.append_rollup_series(s, &rows).await?;
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Appends rollup rows the server computed, series sorted as [`Self::append`] wants them.
+    async fn append_rollup_rows(
+        &mut self,
+        rows: &[SeriesRollup],
+    ) -> std::result::Result<(), WriteError> {
+        for (series, rows) in rows {
+            self.append_rollup_series(series, rows).await?;
+        }
+        Ok(())
+    }
+
+    /// Appends one series' rollup rows, each to the partition of its bucket's day.
+    async fn append_rollup_series(
+        &mut self,
+        series: &SeriesData,
+        rows: &RollupOutput,
+    ) -> std::result::Result<(), WriteError> {
+        for (day, range) in day_runs(&rows.bucket_ts) {
+            let path = self.partition_path(&series.metric, day);
+            let st = self.state(path)?;
+            if let Builder::Rollup(b) = &mut st.builder {
+                b.append_rows(series, rows, range);
+            }
+            flush_if_full(st).await?;
         }
         Ok(())
     }

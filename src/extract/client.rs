@@ -59,6 +59,15 @@ pub enum FetchError {
         /// The last failure.
         last: Box<FetchError>,
     },
+    /// `source.dialect = "auto"` found no sign of either dialect.
+    #[error(
+        "cannot tell the server's dialect: /api/version failed ({version_error}) and the probe query \
+         returned no series to look for query.index; set source.dialect = \"ovh\" or \"opentsdb\""
+    )]
+    DialectUnknown {
+        /// Why `/api/version` did not settle it.
+        version_error: String,
+    },
     /// The server said "too large" even for the smallest window we may split to.
     #[error("answer too large even for a {span_ms} ms window (source.min_split): {last}")]
     TooLargeAtMinimum {
@@ -79,7 +88,9 @@ impl FetchError {
                 FailureClass::Auth => FailureClass::Auth,
                 _ => FailureClass::Permanent,
             },
-            FetchError::TooLargeAtMinimum { .. } => FailureClass::Permanent,
+            FetchError::TooLargeAtMinimum { .. } | FetchError::DialectUnknown { .. } => {
+                FailureClass::Permanent
+            }
         }
     }
 }
@@ -95,6 +106,17 @@ pub struct ClientStats {
     pub splits: AtomicU64,
     /// Response bytes received.
     pub bytes: AtomicU64,
+}
+
+/// Reads a probe answer: `Some(true)` when a series carries `query.index` (Erlenmeyer adds it
+/// to every series), `Some(false)` when series come without it, `None` when there is no series
+/// to tell by.
+fn probe_marks(bytes: &[u8]) -> Result<Option<bool>, String> {
+    let answer: Vec<serde_json::Map<String, serde_json::Value>> =
+        serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    Ok(answer
+        .first()
+        .map(|series| series.get("query").and_then(|q| q.get("index")).is_some()))
 }
 
 /// The result of one raw extraction: series, decode counters and how many HTTP requests it took.
@@ -190,9 +212,16 @@ impl MetricsClient {
         }
     }
 
-    /// Decides the dialect: reference OpenTSDB answers `/api/version`; OVH's Erlenmeyer does not
-    /// implement it (404), `reference/api.md` §2.8.
-    pub async fn detect_dialect(&self) -> Result<Dialect, FetchError> {
+    /// Decides the dialect and says why: reference OpenTSDB answers `/api/version`; OVH's
+    /// Erlenmeyer does not implement it (404), `reference/api.md` §2.8. When `/api/version`
+    /// fails some other way (a proxy answering 5xx or 400 there), the second sign is asked
+    /// for: a small `/api/query` over the last hour of `probe_metric`, whose answer carries
+    /// `query.index` only from Erlenmeyer. Authentication failures stay fatal; an answer that
+    /// shows neither sign is an error asking for an explicit `source.dialect`.
+    pub async fn detect_dialect(
+        &self,
+        probe_metric: &str,
+    ) -> Result<(Dialect, &'static str), FetchError> {
         let url = self.url("/api/version");
         let result = self
             .send_with_retry(
@@ -201,13 +230,52 @@ impl MetricsClient {
                 |_| Ok(()),
             )
             .await;
-        match result {
-            Ok(()) => Ok(Dialect::Opentsdb),
+        let version_error = match result {
+            Ok(()) => return Ok((Dialect::Opentsdb, "/api/version answered")),
             Err(FetchError::Status {
                 status: 404 | 405 | 501,
                 ..
-            }) => Ok(Dialect::Ovh),
-            Err(e) => Err(e),
+            }) => return Ok((Dialect::Ovh, "/api/version is not implemented (Erlenmeyer)")),
+            Err(e) if e.class() == FailureClass::Auth => return Err(e),
+            Err(e) => e,
+        };
+        tracing::info!(error = %version_error, "/api/version failed; probing /api/query for query.index");
+        let now_s = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let body = serde_json::json!({
+            "start": now_s - 3600,
+            "end": now_s,
+            "queries": [{"metric": probe_metric, "aggregator": "none"}],
+        })
+        .to_string();
+        let url = self.url("/api/query");
+        let marks = self
+            .send_with_retry(
+                "/api/query",
+                || {
+                    self.authed(self.http.post(url.clone()))
+                        .header(CONTENT_TYPE, "application/json")
+                        .body(body.clone())
+                },
+                |bytes| {
+                    probe_marks(bytes).map_err(|message| FetchError::Decode {
+                        endpoint: "/api/query",
+                        source: DecodeError::Malformed {
+                            message,
+                            snippet: String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
+                                .into_owned(),
+                        },
+                    })
+                },
+            )
+            .await?;
+        match marks {
+            Some(true) => Ok((Dialect::Ovh, "answers carry query.index (Erlenmeyer)")),
+            Some(false) => Ok((Dialect::Opentsdb, "answers carry no query.index")),
+            None => Err(FetchError::DialectUnknown {
+                version_error: version_error.to_string(),
+            }),
         }
     }
 
@@ -543,7 +611,61 @@ mod tests {
             max_attempts: 2,
             discovery: Discovery::Lookup,
             min_split_ms: 60_000,
+            query_downsample: false,
             ovh: None,
+        }
+    }
+
+    /// `auto`: when `/api/version` fails with something else than "not implemented" (here a
+    /// proxy's 500), the dialect comes from `query.index` in a probe answer; no sign at all is
+    /// an error that asks for an explicit dialect.
+    #[tokio::test]
+    async fn auto_detection_falls_back_to_query_index_when_api_version_fails() {
+        use axum::http::StatusCode;
+        use axum::routing::{get, post};
+        let cases: [(&'static str, Option<Dialect>); 3] = [
+            (
+                r#"[{"metric":"m","tags":{},"aggregateTags":[],"query":{"index":0},"dps":{}}]"#,
+                Some(Dialect::Ovh),
+            ),
+            (
+                r#"[{"metric":"m","tags":{},"aggregateTags":[],"dps":{}}]"#,
+                Some(Dialect::Opentsdb),
+            ),
+            ("[]", None),
+        ];
+        for (answer, expected) in cases {
+            let app = axum::Router::new()
+                .route(
+                    "/api/version",
+                    get(|| async { (StatusCode::BAD_GATEWAY, "proxy error") }),
+                )
+                .route("/api/query", post(move || async move { answer }));
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let server = tokio::spawn(async move { axum::serve(listener, app).await });
+            let mut src = source();
+            src.max_attempts = 1;
+            let client = MetricsClient::new(
+                &src,
+                url::Url::parse(&format!("http://{addr}")).unwrap(),
+                Dialect::Ovh,
+            )
+            .unwrap();
+            let got = client.detect_dialect("vscope.vm.cpu.usage.perc").await;
+            match (got, expected) {
+                (Ok((d, why)), Some(e)) => {
+                    assert_eq!(d, e, "{answer}");
+                    assert!(why.contains("query.index"), "{why}");
+                }
+                (Err(e @ FetchError::DialectUnknown { .. }), None) => {
+                    let msg = e.to_string();
+                    assert!(msg.contains("source.dialect"), "{msg}");
+                    assert!(msg.contains("502"), "names the /api/version failure: {msg}");
+                }
+                (other, _) => panic!("{answer}: unexpected {other:?}"),
+            }
+            server.abort();
         }
     }
 

@@ -4,11 +4,13 @@
 //! - [`decode`]: `dps` straight into columns.
 //! - [`retry`]: failure classes and backoff.
 //! - [`ratelimit`]: request start spacing.
+//! - [`server_rollup`]: rollup rows downsampled by the server (`source.query_downsample`).
 
 pub mod client;
 pub mod decode;
 pub mod ratelimit;
 pub mod retry;
+pub mod server_rollup;
 
 pub use client::{FetchError, MetricsClient, RawAnswer};
 pub use decode::{DecodeStats, SeriesData};

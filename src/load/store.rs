@@ -10,6 +10,8 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
+use super::uploads::UploadJanitor;
+
 /// A sink that cannot be opened or written.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -31,6 +33,16 @@ pub enum StoreError {
         path: String,
         /// The store's error.
         source: object_store::Error,
+    },
+    /// Listing or aborting incomplete multipart uploads failed.
+    #[error("{operation} in {bucket}: {message}")]
+    Uploads {
+        /// `list uploads` or `abort upload`.
+        operation: &'static str,
+        /// The bucket URL.
+        bucket: String,
+        /// What failed.
+        message: String,
     },
     /// A local directory could not be created.
     #[error("cannot create sink directory {path}: {source}")]
@@ -62,7 +74,14 @@ pub struct S3Options {
     pub checksum_sha256: bool,
     /// Sign requests with `UNSIGNED-PAYLOAD` (some S3-compatible servers need it).
     pub unsigned_payload: bool,
+    /// Bytes buffered per file before it goes up as a multipart upload, and the size of each
+    /// part (`None`: [`DEFAULT_PART_SIZE`]). A file no larger is one PUT.
+    pub part_size: Option<usize>,
 }
+
+/// `object_store`'s own default part size: 10 MiB, above S3's 5 MiB minimum for every part but
+/// the last, and a bound on what one open file holds in memory.
+pub const DEFAULT_PART_SIZE: usize = 10 * 1024 * 1024;
 
 /// Where files go: an object store and the prefix all keys live under.
 #[derive(Debug, Clone)]
@@ -75,6 +94,10 @@ pub struct Sink {
     pub display: String,
     /// The directory of a local sink; `None` for object stores.
     pub local_root: Option<std::path::PathBuf>,
+    /// Buffer size per file before a multipart upload starts, and the part size.
+    pub part_size: usize,
+    /// S3 only: lists and aborts the multipart uploads killed runs left.
+    pub uploads: Option<UploadJanitor>,
 }
 
 impl Sink {
@@ -121,13 +144,16 @@ impl Sink {
             if s3.unsigned_payload {
                 b = b.with_unsigned_payload(true);
             }
-            let store = b.build().map_err(|e| bad(e.to_string()))?;
+            let store = Arc::new(b.clone().build().map_err(|e| bad(e.to_string()))?);
+            let uploads = UploadJanitor::new(&b, store.clone()).map_err(bad)?;
             let prefix = Path::parse(prefix).map_err(|e| bad(e.to_string()))?;
             return Ok(Sink {
-                store: Arc::new(store),
+                store,
                 prefix,
                 display: url.to_string(),
                 local_root: None,
+                part_size: s3.part_size.unwrap_or(DEFAULT_PART_SIZE),
+                uploads: Some(uploads),
             });
         }
         let dir = if let Some(rest) = url.strip_prefix("file://") {
@@ -153,6 +179,8 @@ impl Sink {
             prefix: Path::default(),
             display: url.to_string(),
             local_root: Some(dir),
+            part_size: s3.part_size.unwrap_or(DEFAULT_PART_SIZE),
+            uploads: None,
         })
     }
 
@@ -218,6 +246,27 @@ impl Sink {
             }
         }
         Ok(removed)
+    }
+
+    /// Aborts the incomplete multipart uploads under each of `dirs` (relative to the sink, e.g.
+    /// the pipeline's table folders): what runs killed mid-file left on S3. Only the lease
+    /// holder calls this, and only for its own tables, so no live upload is hurt. Returns how
+    /// many were aborted; a local sink has none.
+    pub async fn abort_orphan_uploads(&self, dirs: &[&str]) -> Result<usize, StoreError> {
+        let Some(janitor) = &self.uploads else {
+            return Ok(0);
+        };
+        let mut aborted = 0;
+        for dir in dirs {
+            let prefix = format!("{}/", self.key(dir));
+            for upload in janitor.list(&prefix).await? {
+                tracing::info!(key = %upload.key, initiated = %upload.initiated,
+                    "aborting a multipart upload an interrupted run left");
+                janitor.abort(&upload).await?;
+                aborted += 1;
+            }
+        }
+        Ok(aborted)
     }
 
     /// The full key of `relative` (a `/`-separated path below the sink).

@@ -155,7 +155,7 @@ impl PartWriter {
     ) -> Result<PartWriter, WriteError> {
         let staging = sink.staging_key(&relative);
         let target = staging.as_deref().unwrap_or(&relative);
-        let out = BufWriter::new(sink.store.clone(), sink.key(target));
+        let out = BufWriter::with_capacity(sink.store.clone(), sink.key(target), sink.part_size);
         let writer =
             AsyncArrowWriter::try_new(out, declared.clone(), Some(props)).map_err(|source| {
                 WriteError::Parquet {

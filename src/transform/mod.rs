@@ -31,7 +31,8 @@ pub fn sort_series(series: &mut [SeriesData], label_columns: &[&str]) {
     series.sort_by(|a, b| compare_series(a, b, label_columns));
 }
 
-fn compare_series(a: &SeriesData, b: &SeriesData, label_columns: &[&str]) -> Ordering {
+/// The order of [`sort_series`], for sorting other things that carry a series.
+pub fn compare_series(a: &SeriesData, b: &SeriesData, label_columns: &[&str]) -> Ordering {
     a.metric
         .cmp(&b.metric)
         .then_with(|| {

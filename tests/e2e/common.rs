@@ -257,6 +257,12 @@ pub struct MotoServer {
 impl MotoServer {
     /// Starts moto_server from the test venv and creates `bucket`.
     pub fn start(bucket: &str) -> MotoServer {
+        MotoServer::start_with_env(bucket, &[])
+    }
+
+    /// [`MotoServer::start`] with extra environment for the server (moto reads its settings
+    /// there, e.g. `S3_UPLOAD_PART_MIN_SIZE`).
+    pub fn start_with_env(bucket: &str, env: &[(&str, &str)]) -> MotoServer {
         let py = venv_python();
         let moto = Path::new(&py).with_file_name("moto_server");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -266,6 +272,7 @@ impl MotoServer {
             .port();
         let child = Command::new(moto)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -317,6 +324,37 @@ impl MotoServer {
             .skip(1)
             .map(|s| s.split("</Key>").next().unwrap().to_string())
             .collect()
+    }
+
+    /// Incomplete multipart uploads under `prefix` (ListMultipartUploads): their keys.
+    pub fn pending_uploads(&self, prefix: &str) -> Vec<String> {
+        let body = self
+            .http("GET", &format!("/{}?uploads&prefix={prefix}", self.bucket))
+            .unwrap();
+        let body = body.split("<Upload>").skip(1);
+        body.map(|u| {
+            u.split("<Key>")
+                .nth(1)
+                .and_then(|k| k.split("</Key>").next())
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+    }
+
+    /// The sink this server holds at `prefix`, for reading objects back.
+    pub fn sink(&self, prefix: &str) -> vscope_etl::load::Sink {
+        use vscope_etl::secret::Secret;
+        let options = vscope_etl::load::store::S3Options {
+            endpoint: Some(format!("http://{}", self.endpoint)),
+            region: Some("us-east-1".into()),
+            access_key_id: Some(Secret::new("testing".to_string())),
+            secret_access_key: Some(Secret::new("testing".to_string())),
+            allow_http: Some(true),
+            ..Default::default()
+        };
+        vscope_etl::load::Sink::open_with(&format!("s3://{}/{prefix}", self.bucket), &options)
+            .unwrap()
     }
 
     /// The `[sink]` table body for `s3://bucket/prefix` on this server.

@@ -7,5 +7,7 @@ mod duckdb;
 mod inventory;
 mod pipeline;
 mod s3;
+mod s3_multipart;
 mod scheduled;
+mod server_downsample;
 mod spark;
