@@ -43,6 +43,18 @@ pub enum LeaseError {
         /// The current holder.
         holder: LeaseRecord,
     },
+    /// The lease expired and another run took it over while this one was still running.
+    #[error(
+        "this run's lease {path} was taken over (now held by {}): the run outlived sink.lease_ttl; \
+         raise lease_ttl above the longest window's duration",
+        .holder.as_deref().unwrap_or("nobody")
+    )]
+    Lost {
+        /// The lease key.
+        path: String,
+        /// The run holding it now, if any.
+        holder: Option<String>,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -116,6 +128,7 @@ impl Lease {
     ) -> Result<Lease, LeaseError> {
         let path = Lease::path(pipeline);
         let key = sink.key(&path);
+        let _local_lock = lock_local_state(sink).await?;
         let record = |now: i64| LeaseRecord {
             run_id: run_id.to_string(),
             host: host_name(),
@@ -161,7 +174,7 @@ impl Lease {
             }
             tracing::warn!(lease = %path, holder = ?holder, "taking over an expired or orphaned lease");
             if sink.local_root.is_some() {
-                // The local store has no conditional update: remove and race on Create again.
+                // Under the lock (see `lock_local_state`): nobody created a lease since our read.
                 sink.delete_if_exists(&path).await?;
                 continue;
             }
@@ -196,6 +209,22 @@ impl Lease {
         let body =
             PutPayload::from(serde_json::to_vec_pretty(&self.record).expect("lease serializes"));
         let key = self.sink.key(&self.path);
+        let _local_lock = lock_local_state(&self.sink).await?;
+        if self.sink.local_root.is_some() {
+            // No conditional update on local disk: check under the lock that it is still ours
+            // (a run that outlived its lease may have been taken over).
+            let current = self.sink.get_opt(&self.path).await?;
+            let holder = current.and_then(|b| serde_json::from_slice::<LeaseRecord>(&b).ok());
+            match holder {
+                Some(h) if h.run_id == self.record.run_id => {}
+                other => {
+                    return Err(LeaseError::Lost {
+                        path: self.path.clone(),
+                        holder: other.map(|h| h.run_id),
+                    });
+                }
+            }
+        }
         let mode = match (&self.version, self.sink.local_root.is_some()) {
             (Some(v), false) => PutMode::Update(v.clone()),
             _ => PutMode::Overwrite,
@@ -223,6 +252,32 @@ impl Lease {
         }
         Ok(())
     }
+}
+
+/// Local disk has no conditional update: a taker that judged a lease stale and then deleted it
+/// could delete the lease another taker created in between. So on a local sink every taker
+/// and every renewal runs under an exclusive `flock` of the `_state` directory (held by the
+/// returned file until it is dropped), which makes read, judge, delete and create one step.
+async fn lock_local_state(sink: &Sink) -> Result<Option<std::fs::File>, LeaseError> {
+    let Some(root) = &sink.local_root else {
+        return Ok(None);
+    };
+    let dir = root.join("_state");
+    let shown = dir.display().to_string();
+    let locked = tokio::task::spawn_blocking(move || {
+        std::fs::create_dir_all(&dir)?;
+        let file = std::fs::File::open(&dir)?;
+        file.lock()?;
+        Ok::<_, std::io::Error>(file)
+    })
+    .await
+    .expect("the lock task does not panic");
+    locked.map(Some).map_err(|source| {
+        LeaseError::Store(StoreError::Io {
+            path: shown,
+            source,
+        })
+    })
 }
 
 #[cfg(test)]
@@ -276,5 +331,64 @@ mod tests {
             .await
             .unwrap();
         assert!(Lease::acquire(&sink, "p", "new", 60_000).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_local_run_that_lost_its_lease_is_told_at_renewal() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = Sink::open(dir.path().to_str().unwrap()).unwrap();
+        let mut slow = Lease::acquire(&sink, "p", "slow", 1).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        let _new = Lease::acquire(&sink, "p", "new", 60_000).await.unwrap();
+        let err = slow.renew().await.unwrap_err();
+        assert!(matches!(err, LeaseError::Lost { .. }), "{err}");
+        assert!(err.to_string().contains("new"), "{err}");
+    }
+
+    /// Sixteen runs racing to take over a dead holder's lease on local disk: exactly one
+    /// wins, the others are told who holds it, and nothing else is left in `_state`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn racing_local_takeovers_have_exactly_one_winner() {
+        for round in 0..5 {
+            let dir = tempfile::tempdir().unwrap();
+            let sink = Sink::open(dir.path().to_str().unwrap()).unwrap();
+            let dead = LeaseRecord {
+                run_id: "dead".into(),
+                host: host_name(),
+                pid: u32::MAX - 1,
+                acquired: "x".into(),
+                expires_ms: i64::MAX,
+                expires: "later".into(),
+            };
+            sink.put(&Lease::path("p"), serde_json::to_vec(&dead).unwrap())
+                .await
+                .unwrap();
+            let tasks: Vec<_> = (0..16)
+                .map(|i| {
+                    let sink = sink.clone();
+                    tokio::spawn(async move {
+                        Lease::acquire(&sink, "p", &format!("run-{i}"), 60_000).await
+                    })
+                })
+                .collect();
+            let mut winners = Vec::new();
+            for t in tasks {
+                match t.await.unwrap() {
+                    Ok(lease) => winners.push(lease.record.run_id.clone()),
+                    Err(LeaseError::Held { holder, .. }) => assert_ne!(holder.run_id, "dead"),
+                    Err(e) => panic!("round {round}: {e}"),
+                }
+            }
+            assert_eq!(winners.len(), 1, "round {round}: winners {winners:?}");
+            let on_disk: LeaseRecord =
+                serde_json::from_slice(&sink.get_opt(&Lease::path("p")).await.unwrap().unwrap())
+                    .unwrap();
+            assert_eq!(on_disk.run_id, winners[0]);
+            let state: Vec<_> = std::fs::read_dir(dir.path().join("_state"))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect();
+            assert_eq!(state, vec!["p.lease".to_string()], "nothing else is left");
+        }
     }
 }
