@@ -2,7 +2,9 @@
 //! twice). The lease is an object `_state/<pipeline>.lease` created with a conditional put
 //! (`PutMode::Create`), so exactly one of several racing runs wins. It carries an expiry, renewed
 //! after every window, so a run that crashed blocks the next one only until then; a lease whose
-//! holder was on this host and is no longer alive is taken over at once.
+//! holder was on this host and is no longer alive is taken over at once. A takeover replaces
+//! the stale lease with a conditional update on S3 (`PutMode::Update` with its e-tag); local
+//! disk has none, so there takeovers and renewals run under a `flock` of `_state`.
 
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
 use serde::{Deserialize, Serialize};
