@@ -416,6 +416,7 @@ async fn run_leased(
         range_end: format_rfc3339(plan.range_end_ms),
         windows_planned: plan.windows.len(),
         windows_committed: 0,
+        windows_deferred: 0,
         units_planned: plan.total_units(),
         units_done: 0,
         series_discovered: plan.series_discovered(),
@@ -455,9 +456,19 @@ async fn run_leased(
         track_series: inventory.is_some(),
     };
     let mut seen = SeenSeries::default();
-    for window in &plan.windows {
+    for (i, window) in plan.windows.iter().enumerate() {
         if *cancel.borrow() {
             manifest.aborted = Some("stopped by a signal before all windows were processed".into());
+            break;
+        }
+        if client.limits().deadline_passed() {
+            // source.deadline: what is left is deferred to the next run, which resumes from
+            // the ledger; nothing of it was started, so nothing partial exists.
+            manifest.windows_deferred = plan.windows.len() - i;
+            manifest.aborted = Some(format!(
+                "run deadline (source.deadline) reached: {} window(s) deferred to the next run",
+                manifest.windows_deferred
+            ));
             break;
         }
         let outcome = process_window(&ctx, window, cancel).await;
