@@ -455,6 +455,12 @@ async fn run_leased(
         progress: progress.clone(),
         track_series: inventory.is_some(),
     };
+    // A fresh ledger's origin is where this run starts, not the first window it manages to
+    // commit: otherwise a failed first window would lie before the origin and no incremental
+    // run would ever retry it (tests/e2e/faults.rs, a permanent error in the first window).
+    if ledger.origin_ms.is_none() {
+        ledger.origin_ms = plan.windows.first().map(|w| w.start_ms);
+    }
     let mut seen = SeenSeries::default();
     for (i, window) in plan.windows.iter().enumerate() {
         if *cancel.borrow() {

@@ -583,7 +583,7 @@ fn no_secret_in_any_output_or_file_across_failure_paths() {
         } else {
             vec![fault]
         };
-        let s = source(&format!("{token}\nmax_attempts = 2"), "", &faults);
+        let s = source(&format!("{token}\nmax_attempts = 6"), "", &faults);
         // [source.ovh] after [source.sim]: both are tables of [source].
         format!("{s}\n{OVH_SECTION}")
     };
