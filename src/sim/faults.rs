@@ -262,7 +262,7 @@ impl Faults {
             let fires = match rule.when {
                 When::Always => true,
                 When::First(k) => n < k,
-                When::Every(k) => (n + 1) % k == 0,
+                When::Every(k) => (n + 1).is_multiple_of(k),
                 When::Rate(ppm) => draw % 1_000_000 < u64::from(ppm),
             };
             if !fires {
