@@ -1192,6 +1192,50 @@ url = "./out"
     }
 
     #[test]
+    fn retry_budget_deadline_and_sim_faults_are_read_and_checked() {
+        use crate::extract::retry::RetryBudget;
+        let with = |extra: &str| {
+            parse_str(&BASE.replace("url = \"sim\"", &format!("url = \"sim\"\n{extra}")))
+        };
+        let p = parse_str(BASE).unwrap();
+        assert_eq!(p.source.retry_budget, RetryBudget::Ratio(0.2));
+        assert_eq!(p.source.deadline, None);
+        let p = with("retry_budget = 0.1\ndeadline = \"50m\"").unwrap();
+        assert_eq!(p.source.retry_budget, RetryBudget::Ratio(0.1));
+        assert_eq!(p.source.deadline, Some(Duration::from_secs(3000)));
+        assert_eq!(
+            with("retry_budget = 25").unwrap().source.retry_budget,
+            RetryBudget::Count(25)
+        );
+        assert_eq!(
+            with("retry_budget = \"unlimited\"")
+                .unwrap()
+                .source
+                .retry_budget,
+            RetryBudget::Unlimited
+        );
+        for bad in [
+            "retry_budget = 1.5",
+            "retry_budget = -1",
+            "retry_budget = \"lots\"",
+        ] {
+            let err = with(bad).unwrap_err().to_string();
+            assert!(err.contains("source.retry_budget"), "{bad}: {err}");
+        }
+        let err = with("deadline = \"soon\"").unwrap_err().to_string();
+        assert!(err.contains("source.deadline"), "{err}");
+        let p = with("[source.sim]\nfaults = [\"503@first=2\", \"transient=0.1\"]\nfault_seed = 9")
+            .unwrap();
+        let sim = p.source.sim_config().unwrap();
+        assert_eq!(sim.faults.len(), 2);
+        assert_eq!(sim.fault_seed, 9);
+        let err = with("[source.sim]\nfaults = [\"418\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("source.sim.faults"), "{err}");
+    }
+
+    #[test]
     fn tables_are_checked() {
         let err =
             parse_str(&BASE.replace("metrics = [\"vscope.vm.*\"]", "metrics = [\"vscope.*\"]"))

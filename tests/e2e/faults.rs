@@ -362,6 +362,31 @@ fn refused_tokens_end_the_run_at_once_without_retrying() {
     }
 }
 
+/// `vscope-etl sim --fault`: the standalone simulator injects faults from its flags, and a
+/// malformed rule is refused at start.
+#[test]
+fn the_sim_command_injects_faults_from_its_flags() {
+    let sim = SimProcess::start(&[
+        "--fault",
+        "503@first=2",
+        "--fault-seed",
+        "3",
+        "--datacenters",
+        "1",
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let src = format!(
+        "url = \"{}\"\ntoken = \"any\"\ndialect = \"ovh\"\nrequests_per_second = 0",
+        sim.url
+    );
+    let r = run_in(dir.path(), &src, &[]);
+    assert_eq!(r.code(), Some(0), "{}", r.describe());
+    assert_eq!(r.manifest()["retries"], 2);
+    let bad = run(&["sim", "--listen", "127.0.0.1:0", "--fault", "418"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", describe(&bad));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown kind"));
+}
+
 /// Case 15: a stalled answer hits `source.timeout` and is retried; the data is unchanged.
 #[test]
 fn a_stalled_answer_times_out_and_is_retried() {
