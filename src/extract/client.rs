@@ -559,7 +559,9 @@ impl MetricsClient {
             return Ok(bytes);
         }
         let text = String::from_utf8_lossy(&bytes[..bytes.len().min(512)]);
-        let body = self.token.scrub(text.trim());
+        // One line: error pages (a proxy's HTML) must not break the log into pieces.
+        let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        let body = self.token.scrub(&text);
         let class = classify(status.as_u16(), &body, self.dialect);
         Err((
             FetchError::Status {

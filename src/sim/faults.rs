@@ -378,14 +378,18 @@ impl Faults {
                 let mut resp = head;
                 let len = full.len();
                 let half = full.slice(..len / 2);
-                let chunks: Vec<Result<Bytes, std::io::Error>> = vec![
-                    Ok(half),
+                // The pause lets hyper flush the head and the first half before the error
+                // aborts the connection, so the client sees a body cut short, not no answer.
+                let first = futures::stream::iter([Ok::<_, std::io::Error>(half)]);
+                let cut = futures::stream::once(async {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                     Err(std::io::Error::new(
                         std::io::ErrorKind::ConnectionReset,
                         "simulator: body cut",
-                    )),
-                ];
-                *resp.body_mut() = Body::from_stream(futures::stream::iter(chunks));
+                    ))
+                });
+                use futures::StreamExt;
+                *resp.body_mut() = Body::from_stream(first.chain(cut));
                 resp.headers_mut()
                     .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
                 resp
@@ -604,5 +608,64 @@ mod tests {
             Some(3_600_000)
         );
         assert_eq!(query_range_ms(br#"{"start":"1h-ago"}"#), None);
+    }
+
+    /// Over HTTP: a cut body arrives with a 200 head and fails mid-body; a 429 carries its
+    /// `Retry-After` as an HTTP-date; the invalid-token 500 echoes the token sent, as Warp 10
+    /// does; faults stop after `first=N` and the real answer follows.
+    #[tokio::test]
+    async fn injected_answers_look_like_the_real_failures() {
+        let cfg = crate::sim::SimConfig {
+            datacenters: 1,
+            faults: vec![
+                rule("cut@first=1"),
+                rule("429:date+30@first=2"),
+                rule("bad-token@first=3"),
+            ],
+            ..crate::sim::SimConfig::default()
+        };
+        let sim = crate::sim::start(cfg, ([127, 0, 0, 1], 0).into())
+            .await
+            .unwrap();
+        let http = reqwest::Client::new();
+        let url = format!("{}/api/query", sim.base_url());
+        let body = r#"{"start":1793491200000,"end":1793494800000,"msResolution":true,
+            "queries":[{"metric":"vscope.vm.cpu.usage.perc","aggregator":"none"}]}"#;
+        let send = || {
+            http.post(&url)
+                .basic_auth("read", Some("tok-echo"))
+                .body(body)
+                .send()
+        };
+        let cut = send().await.unwrap();
+        assert_eq!(cut.status(), 200);
+        assert!(cut.bytes().await.is_err(), "the body is cut short");
+        let limited = send().await.unwrap();
+        assert_eq!(limited.status(), 429);
+        let ra = limited.headers()[header::RETRY_AFTER].to_str().unwrap();
+        let wait =
+            crate::extract::retry::parse_retry_after(ra, std::time::SystemTime::now()).unwrap();
+        assert!(
+            wait > Duration::from_secs(25) && wait <= Duration::from_secs(30),
+            "{ra}"
+        );
+        let refused = send().await.unwrap();
+        assert_eq!(refused.status(), 500);
+        assert!(
+            refused
+                .text()
+                .await
+                .unwrap()
+                .contains("'tok-echo' DUP =>AUTHENTICATE<=")
+        );
+        let ok = send().await.unwrap();
+        assert_eq!(ok.status(), 200);
+        let answer = ok.bytes().await.unwrap();
+        assert!(
+            answer.starts_with(b"[{"),
+            "the real answer after the faults"
+        );
+        assert_eq!(sim.stats().faults_injected, 3);
+        sim.shutdown().await;
     }
 }
