@@ -416,7 +416,9 @@ fn the_run_deadline_defers_the_rest_and_commits_nothing_partial() {
     );
     let m = r.manifest();
     assert!(m["aborted"].as_str().unwrap().contains("deadline"), "{m}");
-    assert_eq!(m["windows_deferred"], 2, "{m}");
+    // The first window's unit is deferred while waiting; the two others are never started (3
+    // if the machine is so slow that discovery alone took the 3 s).
+    assert!(m["windows_deferred"].as_u64().unwrap() >= 2, "{m}");
     assert!(
         m["failures"]
             .as_array()
