@@ -16,7 +16,10 @@ pub fn check_dps(data: &[u8]) {
             assert_eq!(s.ts.len(), s.values.len(), "one value per time");
             assert!(!s.ts.is_empty(), "empty series are dropped");
             assert!(s.ts.windows(2).all(|w| w[0] < w[1]), "strictly ascending");
-            assert!(s.ts.iter().all(|t| (start..end).contains(t)), "in [start, end)");
+            assert!(
+                s.ts.iter().all(|t| (start..end).contains(t)),
+                "in [start, end)"
+            );
             assert!(
                 s.values.iter().flatten().all(|v| v.is_finite()),
                 "non-finite values become null"
@@ -48,10 +51,16 @@ pub fn check_downsample(data: &[u8]) {
             .parse()
             .unwrap_or_else(|e| panic!("{text:?} printed as {printed:?}, which fails: {e}"));
         assert_eq!(again, spec, "{text:?} → {printed:?}");
-        assert!(spec.run_all || spec.interval_ms > 0, "{text:?}: empty interval");
+        assert!(
+            spec.run_all || spec.interval_ms > 0,
+            "{text:?}: empty interval"
+        );
     }
     if let Ok(spec) = DownsampleSpec::parse_ovh(text) {
-        assert!(spec.run_all || spec.interval_ms > 0, "{text:?}: empty interval");
+        assert!(
+            spec.run_all || spec.interval_ms > 0,
+            "{text:?}: empty interval"
+        );
         assert!(!spec.calendar, "Erlenmeyer has no calendar mode");
     }
 }
@@ -64,7 +73,10 @@ pub fn check_partition(data: &[u8]) {
         return;
     };
     let escaped = escape_path_value(value);
-    assert!(!escaped.contains('/'), "{value:?} → {escaped:?} spans segments");
+    assert!(
+        !escaped.contains('/'),
+        "{value:?} → {escaped:?} spans segments"
+    );
     let segment = format!("metric={escaped}");
     object_store::path::PathPart::parse(&segment)
         .unwrap_or_else(|e| panic!("{value:?} → invalid segment {segment:?}: {e}"));

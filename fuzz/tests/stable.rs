@@ -23,12 +23,71 @@ impl Rng {
 
 /// Pieces inputs are built from: valid fragments mixed with hostile ones.
 const TOKENS: &[&str] = &[
-    "[", "]", "{", "}", ",", ":", "\"", "\"metric\"", "\"tags\"", "\"dps\"", "\"m\"",
-    "\"1000\"", "\"1700000000\"", "\"1700000000123\"", "1", "-1", "2.5", "1e308", "1e999",
-    "\"NaN\"", "null", "\"Infinity\"", "\"-Infinity\"", "true", "\"x\"", "[[1000,1]]",
-    "\"host\"", "\"é🙂\"", "\\u0000", "0", "5m", "-avg", "-max", "-nan", "-zero", "-null",
-    "c", "all", "0all", "ms", "s", "h", "d", "w", "n", "y", "p99", "count", "%", "%2F", "/",
-    "=", "..", ".", " ", "\n", "\u{85}", "\u{7f}", "#", "*", "?", "\\", "{", "^", "'",
+    "[",
+    "]",
+    "{",
+    "}",
+    ",",
+    ":",
+    "\"",
+    "\"metric\"",
+    "\"tags\"",
+    "\"dps\"",
+    "\"m\"",
+    "\"1000\"",
+    "\"1700000000\"",
+    "\"1700000000123\"",
+    "1",
+    "-1",
+    "2.5",
+    "1e308",
+    "1e999",
+    "\"NaN\"",
+    "null",
+    "\"Infinity\"",
+    "\"-Infinity\"",
+    "true",
+    "\"x\"",
+    "[[1000,1]]",
+    "\"host\"",
+    "\"é🙂\"",
+    "\\u0000",
+    "0",
+    "5m",
+    "-avg",
+    "-max",
+    "-nan",
+    "-zero",
+    "-null",
+    "c",
+    "all",
+    "0all",
+    "ms",
+    "s",
+    "h",
+    "d",
+    "w",
+    "n",
+    "y",
+    "p99",
+    "count",
+    "%",
+    "%2F",
+    "/",
+    "=",
+    "..",
+    ".",
+    " ",
+    "\n",
+    "\u{85}",
+    "\u{7f}",
+    "#",
+    "*",
+    "?",
+    "\\",
+    "{",
+    "^",
+    "'",
 ];
 
 fn input(rng: &mut Rng, seeds: &[&[u8]]) -> Vec<u8> {
@@ -49,7 +108,11 @@ fn input(rng: &mut Rng, seeds: &[&[u8]]) -> Vec<u8> {
                     1 => {
                         v.remove(i);
                     }
-                    _ => v.splice(i..i, TOKENS[rng.below(TOKENS.len())].bytes().collect::<Vec<_>>())
+                    _ => v
+                        .splice(
+                            i..i,
+                            TOKENS[rng.below(TOKENS.len())].bytes().collect::<Vec<_>>(),
+                        )
                         .for_each(drop),
                 }
             }
@@ -115,7 +178,14 @@ fn dps_decoder() {
 fn downsample_spec() {
     run(
         "downsample_spec",
-        &[b"5m-avg", b"1h-max-nan", b"0all-sum", b"1dc-p99-zero", b"7d-count-null", b"100ms-dev"],
+        &[
+            b"5m-avg",
+            b"1h-max-nan",
+            b"0all-sum",
+            b"1dc-p99-zero",
+            b"7d-count-null",
+            b"100ms-dev",
+        ],
         vscope_etl_fuzz::check_downsample,
     );
 }
