@@ -837,6 +837,48 @@ mod tests {
         server.abort();
     }
 
+    /// The run limits reach API v6 calls too: with a retry budget of 0, a refused connection
+    /// (transient) is not retried although 3 attempts are allowed; after the deadline no call
+    /// starts.
+    #[tokio::test]
+    async fn run_limits_apply_to_api_v6_calls() {
+        // A port nobody listens on.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let client = |budget, deadline| {
+            OvhClient::new(
+                url::Url::parse(&format!("http://127.0.0.1:{port}/1.0")).unwrap(),
+                Credentials {
+                    application_key: "ak".into(),
+                    application_secret: Secret::new("as"),
+                    consumer_key: Secret::new("ck"),
+                },
+                &ClientSettings {
+                    timeout: std::time::Duration::from_secs(5),
+                    connect_timeout: std::time::Duration::from_secs(5),
+                    max_attempts: 3,
+                    requests_per_second: 0.0,
+                },
+            )
+            .unwrap()
+            .with_limits(Arc::new(RunLimits::new(budget, deadline)))
+        };
+        let c = client(RetryBudget::Count(0), None);
+        let e = c.get::<Vec<i64>>("/thing", "/thing").await.unwrap_err();
+        assert!(
+            matches!(e, OvhError::BudgetSpent { attempts: 1, .. }),
+            "{e}"
+        );
+        assert_eq!(c.stats().requests.load(Ordering::Relaxed), 1);
+        let c = client(RetryBudget::Unlimited, Some(std::time::Duration::ZERO));
+        let e = c.get::<Vec<i64>>("/thing", "/thing").await.unwrap_err();
+        assert!(matches!(e, OvhError::Deadline { attempts: 0, .. }), "{e}");
+        assert_eq!(c.stats().requests.load(Ordering::Relaxed), 0);
+    }
+
     #[test]
     fn credentials_never_format_their_values() {
         let c = Credentials {
