@@ -88,6 +88,8 @@ struct SourceFile {
     connect_timeout: String,
     #[serde(default = "default_max_attempts")]
     max_attempts: u32,
+    retry_budget: Option<toml::Value>,
+    deadline: Option<String>,
     #[serde(default = "default_discovery")]
     discovery: String,
     #[serde(default = "default_min_split")]
@@ -109,6 +111,8 @@ struct SimFile {
     step: Option<String>,
     seed: Option<u64>,
     inventory_drift: Option<usize>,
+    faults: Option<Vec<String>>,
+    fault_seed: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -300,6 +304,12 @@ pub struct Source {
     pub connect_timeout: Duration,
     /// Attempts per request before a unit fails.
     pub max_attempts: u32,
+    /// Retries the whole run may spend (`source.retry_budget`: a fraction of requests such as
+    /// `0.2`, or a count such as `50`; `"unlimited"`). Default: 20 % of requests plus 10.
+    pub retry_budget: crate::extract::retry::RetryBudget,
+    /// The run's deadline, from its start (`source.deadline`): no request starts after it and
+    /// windows not done by then are deferred to the next run. `None`: no deadline.
+    pub deadline: Option<Duration>,
     /// Series discovery mode.
     pub discovery: Discovery,
     /// Smallest window a too-large answer may be split into.
@@ -571,6 +581,30 @@ fn byte_size(key: &str, value: &str) -> Result<usize, ConfigError> {
     Ok(bytes)
 }
 
+/// `source.retry_budget`: a fraction in (0, 1) of requests, a whole count of retries (0 turns
+/// retries off run-wide), or `"unlimited"`.
+fn retry_budget(
+    value: Option<&toml::Value>,
+) -> Result<crate::extract::retry::RetryBudget, ConfigError> {
+    use crate::extract::retry::RetryBudget;
+    let bad = || {
+        invalid(
+            "source.retry_budget",
+            "must be a fraction of requests within 0..1 (e.g. 0.2), a count of retries (e.g. 50) \
+             or \"unlimited\"",
+        )
+    };
+    match value {
+        None => Ok(RetryBudget::default()),
+        Some(toml::Value::Integer(n)) => {
+            u64::try_from(*n).map(RetryBudget::Count).map_err(|_| bad())
+        }
+        Some(toml::Value::Float(f)) if *f > 0.0 && *f < 1.0 => Ok(RetryBudget::Ratio(*f)),
+        Some(toml::Value::String(s)) if s == "unlimited" => Ok(RetryBudget::Unlimited),
+        Some(_) => Err(bad()),
+    }
+}
+
 fn std_duration(key: &str, value: &str) -> Result<Duration, ConfigError> {
     Ok(Duration::from_millis(duration_ms(key, value)? as u64))
 }
@@ -676,6 +710,13 @@ fn validate_source(
             }
             sim.seed = s.seed.unwrap_or(sim.seed);
             sim.inventory_drift = s.inventory_drift.unwrap_or(sim.inventory_drift);
+            for f in s.faults.unwrap_or_default() {
+                sim.faults
+                    .push(f.parse().map_err(|e: crate::sim::FaultParseError| {
+                        invalid("source.sim.faults", e.to_string())
+                    })?);
+            }
+            sim.fault_seed = s.fault_seed.unwrap_or(sim.fault_seed);
         }
         Endpoint::Sim(Box::new(sim))
     } else {
@@ -769,6 +810,11 @@ fn validate_source(
         timeout: std_duration("source.timeout", &src.timeout)?,
         connect_timeout: std_duration("source.connect_timeout", &src.connect_timeout)?,
         max_attempts: src.max_attempts,
+        retry_budget: retry_budget(src.retry_budget.as_ref())?,
+        deadline: match &src.deadline {
+            None => None,
+            Some(d) => Some(std_duration("source.deadline", d)?),
+        },
         discovery,
         min_split_ms: duration_ms("source.min_split", &src.min_split)?,
         query_downsample: src.query_downsample,
@@ -1280,6 +1326,50 @@ url = "./out"
             .to_string();
         assert!(err.contains("downsample"), "{err}");
         assert!(parse_str(&BASE.replace("window = \"6h\"", "window = \"2d\"")).is_ok());
+    }
+
+    #[test]
+    fn retry_budget_deadline_and_sim_faults_are_read_and_checked() {
+        use crate::extract::retry::RetryBudget;
+        let with = |extra: &str| {
+            parse_str(&BASE.replace("url = \"sim\"", &format!("url = \"sim\"\n{extra}")))
+        };
+        let p = parse_str(BASE).unwrap();
+        assert_eq!(p.source.retry_budget, RetryBudget::Ratio(0.2));
+        assert_eq!(p.source.deadline, None);
+        let p = with("retry_budget = 0.1\ndeadline = \"50m\"").unwrap();
+        assert_eq!(p.source.retry_budget, RetryBudget::Ratio(0.1));
+        assert_eq!(p.source.deadline, Some(Duration::from_secs(3000)));
+        assert_eq!(
+            with("retry_budget = 25").unwrap().source.retry_budget,
+            RetryBudget::Count(25)
+        );
+        assert_eq!(
+            with("retry_budget = \"unlimited\"")
+                .unwrap()
+                .source
+                .retry_budget,
+            RetryBudget::Unlimited
+        );
+        for bad in [
+            "retry_budget = 1.5",
+            "retry_budget = -1",
+            "retry_budget = \"lots\"",
+        ] {
+            let err = with(bad).unwrap_err().to_string();
+            assert!(err.contains("source.retry_budget"), "{bad}: {err}");
+        }
+        let err = with("deadline = \"soon\"").unwrap_err().to_string();
+        assert!(err.contains("source.deadline"), "{err}");
+        let p = with("[source.sim]\nfaults = [\"503@first=2\", \"transient=0.1\"]\nfault_seed = 9")
+            .unwrap();
+        let sim = p.source.sim_config().unwrap();
+        assert_eq!(sim.faults.len(), 2);
+        assert_eq!(sim.fault_seed, 9);
+        let err = with("[source.sim]\nfaults = [\"418\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("source.sim.faults"), "{err}");
     }
 
     #[test]

@@ -147,6 +147,14 @@ async fn run(args: RunArgs) -> u8 {
             Err(code) => return code,
         },
     };
+    // Test hook (tests/e2e/faults.rs): a panic with the whole source configuration in its
+    // message, to prove that a panic cannot print the token or the API v6 secrets.
+    if std::env::var_os("VSCOPE_ETL_TEST_PANIC").is_some() {
+        panic!(
+            "VSCOPE_ETL_TEST_PANIC is set; source: {:?}",
+            pipeline.source
+        );
+    }
     let (progress, bar) = progress_display(!args.json && std::io::stderr().is_terminal());
     let result = pipeline::run(&pipeline, &opts, progress, cancel_on_signal()).await;
     bar.finish_and_clear();
@@ -429,6 +437,8 @@ async fn sim(args: SimArgs) -> u8 {
             .unwrap_or_else(|| defaults.ovh_consumer_key.clone()),
         ovh_access_rules,
         inventory_drift: args.inventory_drift,
+        faults: args.faults,
+        fault_seed: args.fault_seed,
         dialect: args.dialect,
         token: args.token,
         datacenters: args.datacenters,

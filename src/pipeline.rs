@@ -433,6 +433,7 @@ async fn run_leased(
         range_end: format_rfc3339(plan.range_end_ms),
         windows_planned: plan.windows.len(),
         windows_committed: 0,
+        windows_deferred: 0,
         units_planned: plan.total_units(),
         units_done: 0,
         series_discovered: plan.series_discovered(),
@@ -471,10 +472,26 @@ async fn run_leased(
         progress: progress.clone(),
         track_series: inventory.is_some(),
     };
+    // A fresh ledger's origin is where this run starts, not the first window it manages to
+    // commit: otherwise a failed first window would lie before the origin and no incremental
+    // run would ever retry it (tests/e2e/faults.rs, a permanent error in the first window).
+    if ledger.origin_ms.is_none() {
+        ledger.origin_ms = plan.windows.first().map(|w| w.start_ms);
+    }
     let mut seen = SeenSeries::default();
-    for window in &plan.windows {
+    for (i, window) in plan.windows.iter().enumerate() {
         if *cancel.borrow() {
             manifest.aborted = Some("stopped by a signal before all windows were processed".into());
+            break;
+        }
+        if client.limits().deadline_passed() {
+            // source.deadline: what is left is deferred to the next run, which resumes from
+            // the ledger; nothing of it was started, so nothing partial exists.
+            manifest.windows_deferred = plan.windows.len() - i;
+            manifest.aborted = Some(format!(
+                "run deadline (source.deadline) reached: {} window(s) deferred to the next run",
+                manifest.windows_deferred
+            ));
             break;
         }
         let outcome = process_window(&ctx, window, cancel).await;

@@ -14,7 +14,9 @@ use serde::Deserialize;
 
 use super::decode::{DecodeError, DecodeStats, SeriesData, decode_query_response};
 use super::ratelimit::RateLimiter;
-use super::retry::{FailureClass, RetryPolicy, classify};
+use super::retry::{
+    AttemptError, FailureClass, GaveUp, RetryPolicy, RunLimits, classify, retry_loop,
+};
 use crate::config::Source;
 use crate::dialect::Dialect;
 use crate::secret::Secret;
@@ -68,6 +70,28 @@ pub enum FetchError {
         /// Why `/api/version` did not settle it.
         version_error: String,
     },
+    /// The run's retry budget (`source.retry_budget`) is spent: the server fails too often for
+    /// retries to be worth it.
+    #[error(
+        "run retry budget (source.retry_budget) spent after {attempts} attempt(s), last error: {last}"
+    )]
+    BudgetSpent {
+        /// Attempts made for this request.
+        attempts: u32,
+        /// The last failure.
+        last: Box<FetchError>,
+    },
+    /// The run deadline (`source.deadline`) passed before the request could start or finish
+    /// retrying: deferred to the next run, nothing of it is committed.
+    #[error("deferred: the run deadline (source.deadline) was reached{}", deadline_detail(*.attempts, .last, *.wanted))]
+    Deadline {
+        /// Attempts made for this request (0: never started).
+        attempts: u32,
+        /// The last failure, if any attempt was made.
+        last: Option<Box<FetchError>>,
+        /// The wait that would have passed the deadline (a `Retry-After` or backoff).
+        wanted: Option<std::time::Duration>,
+    },
     /// The server said "too large" even for the smallest window we may split to.
     #[error("answer too large even for a {span_ms} ms window (source.min_split): {last}")]
     TooLargeAtMinimum {
@@ -88,11 +112,37 @@ impl FetchError {
                 FailureClass::Auth => FailureClass::Auth,
                 _ => FailureClass::Permanent,
             },
-            FetchError::TooLargeAtMinimum { .. } | FetchError::DialectUnknown { .. } => {
-                FailureClass::Permanent
-            }
+            FetchError::TooLargeAtMinimum { .. }
+            | FetchError::DialectUnknown { .. }
+            | FetchError::BudgetSpent { .. }
+            | FetchError::Deadline { .. } => FailureClass::Permanent,
         }
     }
+
+    /// True when the request was deferred by the run deadline rather than failed.
+    pub fn is_deferred(&self) -> bool {
+        matches!(self, FetchError::Deadline { .. })
+    }
+}
+
+fn deadline_detail(
+    attempts: u32,
+    last: &Option<Box<FetchError>>,
+    wanted: Option<std::time::Duration>,
+) -> String {
+    let mut out = String::new();
+    if let Some(w) = wanted {
+        out.push_str(&format!(
+            " (the next try would wait {:.1} s, past it)",
+            w.as_secs_f64()
+        ));
+    }
+    if attempts == 0 {
+        out.push_str(" before the request started");
+    } else if let Some(l) = last {
+        out.push_str(&format!(" after {attempts} attempt(s), last error: {l}"));
+    }
+    out
 }
 
 /// Counters of what the client did, for the run summary and the manifest.
@@ -137,8 +187,10 @@ pub struct MetricsClient {
     dialect: Dialect,
     policy: RetryPolicy,
     limiter: Arc<RateLimiter>,
+    limits: Arc<RunLimits>,
     stats: Arc<ClientStats>,
     min_split_ms: i64,
+    timeout: std::time::Duration,
 }
 
 #[derive(Deserialize)]
@@ -177,8 +229,10 @@ impl MetricsClient {
             dialect,
             policy: RetryPolicy::new(source.max_attempts),
             limiter: Arc::new(RateLimiter::new(source.requests_per_second)),
+            limits: Arc::new(RunLimits::new(source.retry_budget, source.deadline)),
             stats: Arc::new(ClientStats::default()),
             min_split_ms: source.min_split_ms,
+            timeout: source.timeout,
         })
     }
 
@@ -195,6 +249,12 @@ impl MetricsClient {
     /// Counters shared by all clones of this client.
     pub fn stats(&self) -> &ClientStats {
         &self.stats
+    }
+
+    /// The run-wide retry budget and deadline, shared by all clones of this client (the
+    /// deadline counts from the client's creation, i.e. the start of the run).
+    pub fn limits(&self) -> &RunLimits {
+        &self.limits
     }
 
     fn url(&self, path: &str) -> url::Url {
@@ -477,7 +537,8 @@ impl MetricsClient {
     }
 
     /// Sends a request, retrying transient failures (including undecodable 200 bodies) per the
-    /// policy; other failures return at once.
+    /// policy and the run limits ([`retry_loop`]); other failures return at once. Each attempt's
+    /// timeout is `source.timeout`, cut to the time left before the run deadline.
     async fn send_with_retry<T>(
         &self,
         endpoint: &'static str,
@@ -485,32 +546,55 @@ impl MetricsClient {
         parse: impl Fn(&Bytes) -> Result<T, FetchError>,
     ) -> Result<T, FetchError> {
         let mut rng = fastrand::Rng::new();
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            self.limiter.acquire().await;
-            self.stats.requests.fetch_add(1, Ordering::Relaxed);
-            let (err, retry_after) = match self.send_once(endpoint, build()).await {
-                Ok(bytes) => match parse(&bytes) {
-                    Ok(v) => return Ok(v),
-                    Err(e) => (e, None),
-                },
-                Err((e, retry_after)) => (e, retry_after),
-            };
-            if err.class() != FailureClass::Transient {
-                return Err(err);
+        let attempt = |_n: u32, left: Option<std::time::Duration>| {
+            let mut rb = build();
+            if let Some(left) = left {
+                rb = rb.timeout(self.timeout.min(left));
             }
-            if attempt >= self.policy.max_attempts {
-                return Err(FetchError::Exhausted {
-                    attempts: attempt,
-                    last: Box::new(err),
-                });
+            let parse = &parse;
+            async move {
+                self.limiter.acquire().await;
+                self.stats.requests.fetch_add(1, Ordering::Relaxed);
+                let (error, retry_after) = match self.send_once(endpoint, rb).await {
+                    Ok(bytes) => match parse(&bytes) {
+                        Ok(v) => return Ok(v),
+                        Err(e) => (e, None),
+                    },
+                    Err((e, retry_after)) => (e, retry_after),
+                };
+                Err(AttemptError {
+                    class: error.class(),
+                    error,
+                    retry_after,
+                })
             }
-            let delay = self.policy.delay(attempt, retry_after.as_deref(), &mut rng);
-            tracing::warn!(endpoint, attempt, delay_ms = delay.as_millis() as u64, error = %err, "transient failure, retrying");
+        };
+        let on_retry = |err: &FetchError, n: u32, delay: std::time::Duration| {
+            tracing::warn!(endpoint, attempt = n, delay_ms = delay.as_millis() as u64, error = %err, "transient failure, retrying");
             self.stats.retries.fetch_add(1, Ordering::Relaxed);
-            tokio::time::sleep(delay).await;
-        }
+        };
+        retry_loop(&self.policy, &self.limits, &mut rng, attempt, on_retry)
+            .await
+            .map_err(|gave_up| match gave_up {
+                GaveUp::NotRetryable(e) => e,
+                GaveUp::Exhausted { attempts, last } => FetchError::Exhausted {
+                    attempts,
+                    last: Box::new(last),
+                },
+                GaveUp::BudgetSpent { attempts, last } => FetchError::BudgetSpent {
+                    attempts,
+                    last: Box::new(last),
+                },
+                GaveUp::Deadline {
+                    attempts,
+                    last,
+                    wanted,
+                } => FetchError::Deadline {
+                    attempts,
+                    last: last.map(Box::new),
+                    wanted,
+                },
+            })
     }
 
     async fn send_once(
@@ -542,7 +626,9 @@ impl MetricsClient {
             return Ok(bytes);
         }
         let text = String::from_utf8_lossy(&bytes[..bytes.len().min(512)]);
-        let body = self.token.scrub(text.trim());
+        // One line: error pages (a proxy's HTML) must not break the log into pieces.
+        let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        let body = self.token.scrub(&text);
         let class = classify(status.as_u16(), &body, self.dialect);
         Err((
             FetchError::Status {
@@ -609,6 +695,8 @@ mod tests {
             timeout: std::time::Duration::from_secs(30),
             connect_timeout: std::time::Duration::from_secs(5),
             max_attempts: 2,
+            retry_budget: crate::extract::retry::RetryBudget::default(),
+            deadline: None,
             discovery: Discovery::Lookup,
             min_split_ms: 60_000,
             query_downsample: false,

@@ -4,8 +4,18 @@
 //! or empty bodies are transient; 401/403 and the OVH bad-token 500 end the run; 413 and the
 //! fetch-limit 500 split the window instead of retrying it unchanged; any other 4xx is permanent.
 //! `Retry-After` is honoured (seconds or HTTP-date, clamped); otherwise full-jitter backoff.
+//!
+//! On top of the per-request attempt cap, [`RunLimits`] bounds a whole run: a retry budget
+//! (`source.retry_budget`, so a sick server cannot turn a run into a retry storm) and a deadline
+//! (`source.deadline`: no request starts after it, and no retry waits past it). [`retry_loop`]
+//! applies all of it to any request; the metrics client uses it, and its tests run on paused
+//! tokio time.
 
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
 
 use crate::dialect::Dialect;
 
@@ -127,6 +137,189 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     Some(when.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
+/// How many retries a whole run may spend (`source.retry_budget`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RetryBudget {
+    /// No run-wide limit (only the per-request attempt cap).
+    Unlimited,
+    /// At most this many retries in the run.
+    Count(u64),
+    /// Retries may be at most this fraction of first attempts, plus [`BUDGET_FLOOR`] so a
+    /// small run can still ride out a short outage (the SRE book's per-client retry budget).
+    Ratio(f64),
+}
+
+/// Retries a [`RetryBudget::Ratio`] always allows, whatever the number of requests so far.
+pub const BUDGET_FLOOR: u64 = 10;
+
+impl Default for RetryBudget {
+    /// 20 % of requests (reqwest's default retry budget), plus the floor.
+    fn default() -> RetryBudget {
+        RetryBudget::Ratio(0.2)
+    }
+}
+
+/// Run-wide limits shared by every clone of a client: the retry budget and the deadline.
+#[derive(Debug)]
+pub struct RunLimits {
+    budget: RetryBudget,
+    deadline: Option<Instant>,
+    first_attempts: AtomicU64,
+    retries: AtomicU64,
+}
+
+impl RunLimits {
+    /// Limits starting now: `deadline` is measured from this call (the start of the run).
+    pub fn new(budget: RetryBudget, deadline: Option<Duration>) -> RunLimits {
+        RunLimits {
+            budget,
+            deadline: deadline.map(|d| Instant::now() + d),
+            first_attempts: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+        }
+    }
+
+    /// Time left before the deadline; `None` without one.
+    pub fn remaining(&self) -> Option<Duration> {
+        self.deadline
+            .map(|d| d.saturating_duration_since(Instant::now()))
+    }
+
+    /// True once the deadline has passed: no new request may start.
+    pub fn deadline_passed(&self) -> bool {
+        self.remaining().is_some_and(|r| r.is_zero())
+    }
+
+    /// Retries spent so far.
+    pub fn retries(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
+    }
+
+    fn record_first_attempt(&self) {
+        self.first_attempts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Takes one retry from the budget; false when it is spent.
+    fn try_spend(&self) -> bool {
+        let allowed = match self.budget {
+            RetryBudget::Unlimited => u64::MAX,
+            RetryBudget::Count(n) => n,
+            RetryBudget::Ratio(r) => {
+                (r * self.first_attempts.load(Ordering::Relaxed) as f64) as u64 + BUDGET_FLOOR
+            }
+        };
+        self.retries
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < allowed).then_some(n + 1)
+            })
+            .is_ok()
+    }
+}
+
+/// One failed attempt, as [`retry_loop`] sees it.
+#[derive(Debug)]
+pub struct AttemptError<E> {
+    /// The failure.
+    pub error: E,
+    /// What it means.
+    pub class: FailureClass,
+    /// The server's `Retry-After`, if it sent one.
+    pub retry_after: Option<String>,
+}
+
+/// Why [`retry_loop`] gave up.
+#[derive(Debug, PartialEq)]
+pub enum GaveUp<E> {
+    /// The failure is not transient: retrying cannot help.
+    NotRetryable(E),
+    /// The per-request attempt cap was reached.
+    Exhausted {
+        /// Attempts made.
+        attempts: u32,
+        /// The last failure.
+        last: E,
+    },
+    /// The run's retry budget is spent.
+    BudgetSpent {
+        /// Attempts made.
+        attempts: u32,
+        /// The last failure.
+        last: E,
+    },
+    /// The run deadline passed, or the next wait would end after it: the request is deferred
+    /// to the next run rather than started or waited for.
+    Deadline {
+        /// Attempts made (0: none started).
+        attempts: u32,
+        /// The last failure, if an attempt was made.
+        last: Option<E>,
+        /// The wait that would have passed the deadline, if that is why.
+        wanted: Option<Duration>,
+    },
+}
+
+/// Runs `attempt` until it succeeds or one of the limits says stop. `attempt(n, budget)` makes
+/// attempt `n` (1-based); `budget` is the time left before the run deadline, which the attempt
+/// should use as its own timeout when shorter. `on_retry(error, n, delay)` is called before
+/// each wait (logs and counters). Waits are `tokio::time::sleep`, so tests can pause time.
+pub async fn retry_loop<T, E, F, Fut>(
+    policy: &RetryPolicy,
+    limits: &RunLimits,
+    rng: &mut fastrand::Rng,
+    mut attempt: F,
+    mut on_retry: impl FnMut(&E, u32, Duration),
+) -> Result<T, GaveUp<E>>
+where
+    F: FnMut(u32, Option<Duration>) -> Fut,
+    Fut: Future<Output = Result<T, AttemptError<E>>>,
+{
+    let mut n = 0u32;
+    loop {
+        if limits.deadline_passed() {
+            return Err(GaveUp::Deadline {
+                attempts: n,
+                last: None,
+                wanted: None,
+            });
+        }
+        n += 1;
+        if n == 1 {
+            limits.record_first_attempt();
+        }
+        let err = match attempt(n, limits.remaining()).await {
+            Ok(v) => return Ok(v),
+            Err(e) => e,
+        };
+        if err.class != FailureClass::Transient {
+            return Err(GaveUp::NotRetryable(err.error));
+        }
+        if n >= policy.max_attempts {
+            return Err(GaveUp::Exhausted {
+                attempts: n,
+                last: err.error,
+            });
+        }
+        let delay = policy.delay(n, err.retry_after.as_deref(), rng);
+        if let Some(left) = limits.remaining()
+            && delay >= left
+        {
+            return Err(GaveUp::Deadline {
+                attempts: n,
+                last: Some(err.error),
+                wanted: Some(delay),
+            });
+        }
+        if !limits.try_spend() {
+            return Err(GaveUp::BudgetSpent {
+                attempts: n,
+                last: err.error,
+            });
+        }
+        on_retry(&err.error, n, delay);
+        tokio::time::sleep(delay).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,5 +391,214 @@ mod tests {
         }
         assert_eq!(p.delay(1, Some("1000"), &mut rng), p.max_retry_after);
         assert_eq!(p.delay(1, Some("3"), &mut rng), Duration::from_secs(3));
+    }
+
+    /// A scripted server for [`retry_loop`]: attempt n gets `script[n-1]`; records when each
+    /// attempt started (paused tokio time, so the instants are exact).
+    struct Script {
+        steps: Vec<Result<(), (FailureClass, Option<String>)>>,
+        at: std::sync::Mutex<Vec<Duration>>,
+        budgets: std::sync::Mutex<Vec<Option<Duration>>>,
+        t0: Instant,
+    }
+
+    impl Script {
+        fn new(steps: Vec<Result<(), (FailureClass, Option<&str>)>>) -> Script {
+            Script {
+                steps: steps
+                    .into_iter()
+                    .map(|s| s.map_err(|(c, r)| (c, r.map(str::to_string))))
+                    .collect(),
+                at: Default::default(),
+                budgets: Default::default(),
+                t0: Instant::now(),
+            }
+        }
+
+        async fn run(
+            &self,
+            policy: &RetryPolicy,
+            limits: &RunLimits,
+        ) -> Result<u32, GaveUp<String>> {
+            let mut rng = fastrand::Rng::with_seed(3);
+            retry_loop(
+                policy,
+                limits,
+                &mut rng,
+                |n, budget| async move {
+                    self.at.lock().unwrap().push(Instant::now() - self.t0);
+                    self.budgets.lock().unwrap().push(budget);
+                    match &self.steps[(n - 1) as usize] {
+                        Ok(()) => Ok(n),
+                        Err((class, ra)) => Err(AttemptError {
+                            error: format!("attempt {n}"),
+                            class: *class,
+                            retry_after: ra.clone(),
+                        }),
+                    }
+                },
+                |_, _, _| {},
+            )
+            .await
+        }
+
+        fn times(&self) -> Vec<Duration> {
+            self.at.lock().unwrap().clone()
+        }
+    }
+
+    fn unlimited() -> RunLimits {
+        RunLimits::new(RetryBudget::Unlimited, None)
+    }
+
+    use FailureClass::{Auth, Permanent, TooLarge, Transient};
+
+    /// Case 1: 429 with `Retry-After: 7` then 200: one extra request, exactly 7 s later; a
+    /// longer `Retry-After` is clamped to `max_retry_after`.
+    #[tokio::test(start_paused = true)]
+    async fn case01_retry_after_seconds_is_honoured_and_clamped() {
+        let p = RetryPolicy::new(4);
+        let s = Script::new(vec![Err((Transient, Some("7"))), Ok(())]);
+        assert_eq!(s.run(&p, &unlimited()).await, Ok(2));
+        assert_eq!(s.times(), [Duration::ZERO, Duration::from_secs(7)]);
+        let s = Script::new(vec![Err((Transient, Some("100000"))), Ok(())]);
+        assert_eq!(s.run(&p, &unlimited()).await, Ok(2));
+        assert_eq!(s.times()[1], p.max_retry_after);
+    }
+
+    /// Case 1 with a deadline: a `Retry-After` that would end past the run deadline defers the
+    /// request at once instead of sleeping into the deadline.
+    #[tokio::test(start_paused = true)]
+    async fn case01_retry_after_past_the_deadline_defers_without_waiting() {
+        let p = RetryPolicy::new(4);
+        let limits = RunLimits::new(RetryBudget::Unlimited, Some(Duration::from_secs(5)));
+        let s = Script::new(vec![Err((Transient, Some("7"))), Ok(())]);
+        let t0 = Instant::now();
+        assert_eq!(
+            s.run(&p, &limits).await,
+            Err(GaveUp::Deadline {
+                attempts: 1,
+                last: Some("attempt 1".into()),
+                wanted: Some(Duration::from_secs(7)),
+            })
+        );
+        assert_eq!(
+            Instant::now(),
+            t0,
+            "no sleep towards a wait that cannot end in time"
+        );
+        // Each attempt is told how long it may take at most.
+        assert_eq!(s.budgets.lock().unwrap()[0], Some(Duration::from_secs(5)));
+    }
+
+    /// Case 2: an HTTP-date is waited for; a date in the past and garbage fall back to the
+    /// jittered backoff (at most `base` before the second attempt).
+    #[tokio::test(start_paused = true)]
+    async fn case02_retry_after_http_date_past_date_and_garbage() {
+        let p = RetryPolicy::new(4);
+        let date = (chrono::Utc::now() + chrono::Duration::seconds(10))
+            .format("%a, %d %b %Y %H:%M:%S GMT")
+            .to_string();
+        let s = Script::new(vec![Err((Transient, Some(&date))), Ok(())]);
+        assert_eq!(s.run(&p, &unlimited()).await, Ok(2));
+        let waited = s.times()[1];
+        assert!(
+            waited > Duration::from_secs(8) && waited <= Duration::from_secs(10),
+            "{waited:?}"
+        );
+        for value in ["Thu, 01 Jan 2015 00:00:00 GMT", "in a little while"] {
+            let s = Script::new(vec![Err((Transient, Some(value))), Ok(())]);
+            assert_eq!(s.run(&p, &unlimited()).await, Ok(2));
+            assert!(s.times()[1] <= p.base, "{value}: {:?}", s.times()[1]);
+        }
+    }
+
+    /// Case 3: 503, 503, 200 succeeds on the third attempt with full-jitter waits bounded by
+    /// base·2^(n-1); four 5xx in a row hit the attempt cap of 4 and stop there.
+    #[tokio::test(start_paused = true)]
+    async fn case03_5xx_bursts_use_bounded_full_jitter_and_the_attempt_cap() {
+        let p = RetryPolicy::new(4);
+        let s = Script::new(vec![Err((Transient, None)), Err((Transient, None)), Ok(())]);
+        assert_eq!(s.run(&p, &unlimited()).await, Ok(3));
+        let t = s.times();
+        assert!(t[1] <= p.base, "{t:?}");
+        assert!(t[2] - t[1] <= p.base * 2, "{t:?}");
+        let s = Script::new(vec![Err((Transient, None)); 5]);
+        assert_eq!(
+            s.run(&p, &unlimited()).await,
+            Err(GaveUp::Exhausted {
+                attempts: 4,
+                last: "attempt 4".into()
+            })
+        );
+        assert_eq!(s.times().len(), 4);
+    }
+
+    /// Cases 4, 12, 13: too-large, permanent and refused-token answers are never retried by the
+    /// loop (the client splits the window for too-large; auth ends the run).
+    #[tokio::test(start_paused = true)]
+    async fn case04_12_13_non_transient_failures_are_not_retried() {
+        let p = RetryPolicy::new(4);
+        for class in [TooLarge, Permanent, Auth] {
+            let s = Script::new(vec![Err((class, None)), Ok(())]);
+            assert_eq!(
+                s.run(&p, &unlimited()).await,
+                Err(GaveUp::NotRetryable("attempt 1".into()))
+            );
+            assert_eq!(s.times().len(), 1, "{class:?}");
+        }
+    }
+
+    /// The run-wide retry budget: a count is spent across requests; a ratio allows
+    /// `ratio × first attempts + BUDGET_FLOOR` retries.
+    #[tokio::test(start_paused = true)]
+    async fn run_retry_budget_is_shared_by_all_requests() {
+        let p = RetryPolicy::new(4);
+        let limits = RunLimits::new(RetryBudget::Count(3), None);
+        let flaky = || Script::new(vec![Err((Transient, None)), Ok(())]);
+        for _ in 0..3 {
+            assert_eq!(flaky().run(&p, &limits).await, Ok(2));
+        }
+        assert_eq!(
+            flaky().run(&p, &limits).await,
+            Err(GaveUp::BudgetSpent {
+                attempts: 1,
+                last: "attempt 1".into()
+            })
+        );
+        assert_eq!(limits.retries(), 3);
+
+        let limits = RunLimits::new(RetryBudget::Ratio(0.1), None);
+        let healthy = || Script::new(vec![Ok(())]);
+        for _ in 0..100 {
+            healthy().run(&p, &limits).await.unwrap();
+        }
+        // 100 first attempts: 10 % of them plus the floor of 10 = 20 retries.
+        let mut spent = 0;
+        while flaky().run(&p, &limits).await.is_ok() {
+            spent += 1;
+        }
+        // Each flaky request is itself a first attempt, so the allowance grows slowly.
+        assert!((20..=23).contains(&spent), "{spent}");
+    }
+
+    /// Case 15: after the deadline no request starts; a request waiting to retry is told its
+    /// remaining time.
+    #[tokio::test(start_paused = true)]
+    async fn case15_no_request_starts_after_the_deadline() {
+        let p = RetryPolicy::new(4);
+        let limits = RunLimits::new(RetryBudget::Unlimited, Some(Duration::from_secs(60)));
+        tokio::time::advance(Duration::from_secs(61)).await;
+        assert!(limits.deadline_passed());
+        let s = Script::new(vec![Ok(())]);
+        assert_eq!(
+            s.run(&p, &limits).await,
+            Err(GaveUp::Deadline {
+                attempts: 0,
+                last: None,
+                wanted: None
+            })
+        );
+        assert!(s.times().is_empty(), "no attempt after the deadline");
     }
 }

@@ -212,6 +212,10 @@ pub struct Manifest {
     pub windows_planned: usize,
     /// Windows committed.
     pub windows_committed: usize,
+    /// Windows not started because the run deadline (`source.deadline`) passed; the next run
+    /// picks them up from the ledger.
+    #[serde(default)]
+    pub windows_deferred: usize,
     /// Work units planned.
     pub units_planned: usize,
     /// Work units fetched successfully.

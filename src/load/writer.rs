@@ -132,6 +132,50 @@ pub fn writer_properties(
     b.build()
 }
 
+/// object_store's `BufWriter`, remembering whether its shutdown (the final PUT, or the multipart
+/// completion) began: `BufWriter::abort` panics after that ("Already shut down"), and a failed
+/// shutdown has already aborted its multipart upload or never created the object, so there is
+/// nothing left to abort. Found by the disk-full and multipart fault tests (`tests/e2e/faults.rs`).
+struct Upload {
+    inner: BufWriter,
+    shut_down: bool,
+}
+
+impl Upload {
+    async fn abort(&mut self) -> object_store::Result<()> {
+        if self.shut_down {
+            Ok(())
+        } else {
+            self.inner.abort().await
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for Upload {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.shut_down = true;
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 /// An open Parquet file being written.
 pub struct PartWriter {
     relative: String,
@@ -140,7 +184,7 @@ pub struct PartWriter {
     sink: Sink,
     table: String,
     declared: SchemaRef,
-    writer: AsyncArrowWriter<BufWriter>,
+    writer: AsyncArrowWriter<Upload>,
     rows: u64,
 }
 
@@ -155,7 +199,10 @@ impl PartWriter {
     ) -> Result<PartWriter, WriteError> {
         let staging = sink.staging_key(&relative);
         let target = staging.as_deref().unwrap_or(&relative);
-        let out = BufWriter::with_capacity(sink.store.clone(), sink.key(target), sink.part_size);
+        let out = Upload {
+            inner: BufWriter::with_capacity(sink.store.clone(), sink.key(target), sink.part_size),
+            shut_down: false,
+        };
         let writer =
             AsyncArrowWriter::try_new(out, declared.clone(), Some(props)).map_err(|source| {
                 WriteError::Parquet {

@@ -19,7 +19,10 @@ use serde::de::DeserializeOwned;
 
 use super::sign::signature;
 use crate::extract::ratelimit::RateLimiter;
-use crate::extract::retry::{FailureClass, RetryPolicy, classify_status};
+use crate::extract::retry::{
+    AttemptError, FailureClass, GaveUp, RetryBudget, RetryPolicy, RunLimits, classify_status,
+    retry_loop,
+};
 use crate::secret::Secret;
 
 /// The access rules a consumer key needs for everything vscope-etl calls; printed when a call
@@ -124,6 +127,29 @@ pub enum OvhError {
         /// The last failure.
         last: Box<OvhError>,
     },
+    /// The run's retry budget (`source.retry_budget`) is spent.
+    #[error(
+        "run retry budget (source.retry_budget) spent after {attempts} attempt(s), last error: {last}"
+    )]
+    BudgetSpent {
+        /// Attempts made.
+        attempts: u32,
+        /// The last failure.
+        last: Box<OvhError>,
+    },
+    /// The run deadline (`source.deadline`) passed before the call could start or finish
+    /// retrying.
+    #[error(
+        "OVHcloud API v6 {method} {endpoint}: deferred, the run deadline (source.deadline) was reached after {attempts} attempt(s)"
+    )]
+    Deadline {
+        /// Method.
+        method: &'static str,
+        /// Path template called.
+        endpoint: &'static str,
+        /// Attempts made (0: none started).
+        attempts: u32,
+    },
     /// `POST .../metricsToken` answered 404: the call may have been withdrawn from the public
     /// API (it is absent from the 2024 API schemas, `reference/api.md` §3.3).
     #[error(
@@ -161,9 +187,10 @@ impl OvhError {
                 FailureClass::Auth => FailureClass::Auth,
                 _ => FailureClass::Permanent,
             },
-            OvhError::MetricsTokenUnavailable { .. } | OvhError::NoUser { .. } => {
-                FailureClass::Permanent
-            }
+            OvhError::MetricsTokenUnavailable { .. }
+            | OvhError::NoUser { .. }
+            | OvhError::BudgetSpent { .. }
+            | OvhError::Deadline { .. } => FailureClass::Permanent,
         }
     }
 
@@ -192,6 +219,8 @@ pub struct OvhClient {
     time_delta: Arc<tokio::sync::OnceCell<i64>>,
     policy: RetryPolicy,
     limiter: Arc<RateLimiter>,
+    limits: Arc<RunLimits>,
+    timeout: std::time::Duration,
     stats: Arc<ApiStats>,
 }
 
@@ -244,8 +273,17 @@ impl OvhClient {
             time_delta: Arc::new(tokio::sync::OnceCell::new()),
             policy: RetryPolicy::new(settings.max_attempts),
             limiter: Arc::new(RateLimiter::new(settings.requests_per_second)),
+            limits: Arc::new(RunLimits::new(RetryBudget::Unlimited, None)),
+            timeout: settings.timeout,
             stats: Arc::new(ApiStats::default()),
         })
+    }
+
+    /// Applies a run's retry budget and deadline (`source.retry_budget`, `source.deadline`)
+    /// to every call; without it only the per-call attempt cap applies.
+    pub fn with_limits(mut self, limits: Arc<RunLimits>) -> OvhClient {
+        self.limits = limits;
+        self
     }
 
     /// The API base URL.
@@ -338,33 +376,51 @@ impl OvhClient {
         // Compact JSON, as python-ovh sends; the signature covers these exact bytes.
         let body: Vec<u8> = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
         let mut rng = fastrand::Rng::new();
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
+        let attempt = |n: u32, left: Option<std::time::Duration>| {
             let timestamp = time_delta.map(|d| unix_now() + d);
-            self.limiter.acquire().await;
-            self.stats.requests.fetch_add(1, Ordering::Relaxed);
-            let rb = self.request(method, &url, &body, timestamp);
-            let (err, retry_after) = match self.send_once(method, endpoint, rb).await {
-                Ok(bytes) => return Ok(bytes),
-                Err(e) => e,
-            };
-            tracing::debug!(method, endpoint, attempt, error = %err, "API v6 call failed");
-            if err.class() != FailureClass::Transient {
-                return Err(err);
+            let mut rb = self.request(method, &url, &body, timestamp);
+            if let Some(left) = left {
+                rb = rb.timeout(self.timeout.min(left));
             }
-            if attempt >= self.policy.max_attempts {
-                return Err(OvhError::Exhausted {
-                    attempts: attempt,
-                    last: Box::new(err),
-                });
+            async move {
+                self.limiter.acquire().await;
+                self.stats.requests.fetch_add(1, Ordering::Relaxed);
+                match self.send_once(method, endpoint, rb).await {
+                    Ok(bytes) => Ok(bytes),
+                    Err((error, retry_after)) => {
+                        tracing::debug!(method, endpoint, attempt = n, error = %error, "API v6 call failed");
+                        Err(AttemptError {
+                            class: error.class(),
+                            error,
+                            retry_after,
+                        })
+                    }
+                }
             }
-            let delay = self.policy.delay(attempt, retry_after.as_deref(), &mut rng);
-            tracing::warn!(method, endpoint, attempt, delay_ms = delay.as_millis() as u64,
+        };
+        let on_retry = |err: &OvhError, n: u32, delay: std::time::Duration| {
+            tracing::warn!(method, endpoint, attempt = n, delay_ms = delay.as_millis() as u64,
                 error = %err, "transient API v6 failure, retrying");
             self.stats.retries.fetch_add(1, Ordering::Relaxed);
-            tokio::time::sleep(delay).await;
-        }
+        };
+        retry_loop(&self.policy, &self.limits, &mut rng, attempt, on_retry)
+            .await
+            .map_err(|gave_up| match gave_up {
+                GaveUp::NotRetryable(e) => e,
+                GaveUp::Exhausted { attempts, last } => OvhError::Exhausted {
+                    attempts,
+                    last: Box::new(last),
+                },
+                GaveUp::BudgetSpent { attempts, last } => OvhError::BudgetSpent {
+                    attempts,
+                    last: Box::new(last),
+                },
+                GaveUp::Deadline { attempts, .. } => OvhError::Deadline {
+                    method,
+                    endpoint,
+                    attempts,
+                },
+            })
     }
 
     /// `base + path` as one URL; it is both what is sent and what is signed.
@@ -779,6 +835,48 @@ mod tests {
             "{sigs:?}"
         );
         server.abort();
+    }
+
+    /// The run limits reach API v6 calls too: with a retry budget of 0, a refused connection
+    /// (transient) is not retried although 3 attempts are allowed; after the deadline no call
+    /// starts.
+    #[tokio::test]
+    async fn run_limits_apply_to_api_v6_calls() {
+        // A port nobody listens on.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let client = |budget, deadline| {
+            OvhClient::new(
+                url::Url::parse(&format!("http://127.0.0.1:{port}/1.0")).unwrap(),
+                Credentials {
+                    application_key: "ak".into(),
+                    application_secret: Secret::new("as"),
+                    consumer_key: Secret::new("ck"),
+                },
+                &ClientSettings {
+                    timeout: std::time::Duration::from_secs(5),
+                    connect_timeout: std::time::Duration::from_secs(5),
+                    max_attempts: 3,
+                    requests_per_second: 0.0,
+                },
+            )
+            .unwrap()
+            .with_limits(Arc::new(RunLimits::new(budget, deadline)))
+        };
+        let c = client(RetryBudget::Count(0), None);
+        let e = c.get::<Vec<i64>>("/thing", "/thing").await.unwrap_err();
+        assert!(
+            matches!(e, OvhError::BudgetSpent { attempts: 1, .. }),
+            "{e}"
+        );
+        assert_eq!(c.stats().requests.load(Ordering::Relaxed), 1);
+        let c = client(RetryBudget::Unlimited, Some(std::time::Duration::ZERO));
+        let e = c.get::<Vec<i64>>("/thing", "/thing").await.unwrap_err();
+        assert!(matches!(e, OvhError::Deadline { attempts: 0, .. }), "{e}");
+        assert_eq!(c.stats().requests.load(Ordering::Relaxed), 0);
     }
 
     #[test]

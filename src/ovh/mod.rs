@@ -58,6 +58,12 @@ pub fn build_client(
             requests_per_second: source.requests_per_second,
         },
     )
+    .map(|c| {
+        c.with_limits(std::sync::Arc::new(crate::extract::retry::RunLimits::new(
+            source.retry_budget,
+            source.deadline,
+        )))
+    })
 }
 
 /// The vScope read token of PCC user `user_id` (`POST .../user/{userId}/metricsToken`); with no

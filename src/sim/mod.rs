@@ -50,8 +50,11 @@
 //!   maths (truncating lerp and averages); the simulator computes and prints doubles there.
 //!
 //! # Fault injection
-//! Not built yet. The hook is the request middleware in `server.rs`, which sees every request
-//! first; a `faults` plan will be added to [`SimConfig`] for it.
+//! [`SimConfig::faults`] makes `/api/query` fail on purpose, deterministically: 429 with
+//! `Retry-After` (seconds or HTTP-date), 5xx bursts, cut bodies, empty or HTML 200s, stalls,
+//! fetch-limit errors, refused tokens and a seeded transient-failure rate. The rules and their
+//! syntax (`vscope-etl sim --fault 503@first=2`, `faults = ["transient=0.1"]` in
+//! `[source.sim]`) are in [`FaultRule`]'s module, `faults.rs`.
 //!
 //! # Example
 //! ```no_run
@@ -66,6 +69,7 @@
 
 mod apiv6;
 mod discovery;
+mod faults;
 mod format;
 mod model;
 mod ovh_time;
@@ -87,6 +91,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub use faults::{Fault, FaultParseError, FaultRule, RetryAfter, When};
 pub use model::{DcObjects, FilerObject, HostObject, Pcc, PccObjects, SimSeries, VmObject};
 
 use crate::dialect::Dialect;
@@ -136,6 +141,10 @@ pub struct SimConfig {
     /// (deleted since), and N powered-off VMs exist only in API v6 (no series yet). 0: the
     /// inventory and the series match exactly.
     pub inventory_drift: usize,
+    /// Failures injected on `/api/query` (`faults.rs`); empty: a healthy server.
+    pub faults: Vec<FaultRule>,
+    /// Seed of the fault draws (`transient=P`, `@rate=P`), independent of the data's seed.
+    pub fault_seed: u64,
 }
 
 /// Parses an API v6 access rule written `METHOD /path/glob` (e.g. `GET /dedicatedCloud/*`), as
@@ -196,6 +205,8 @@ impl Default for SimConfig {
                 ),
             ],
             inventory_drift: 0,
+            faults: Vec::new(),
+            fault_seed: 0,
         }
     }
 }
@@ -220,6 +231,8 @@ impl fmt::Debug for SimConfig {
             .field("ovh_consumer_key", &"<redacted>")
             .field("ovh_access_rules", &self.ovh_access_rules)
             .field("inventory_drift", &self.inventory_drift)
+            .field("faults", &self.faults)
+            .field("fault_seed", &self.fault_seed)
             .finish()
     }
 }
@@ -236,6 +249,8 @@ pub struct SimStats {
     pub series_returned: u64,
     /// Datapoints written in `/api/query` answers.
     pub points_returned: u64,
+    /// Failures injected by the fault plan.
+    pub faults_injected: u64,
 }
 
 /// A simulator running on the current tokio runtime, from [`start`]. Dropping it stops the
@@ -267,6 +282,7 @@ impl SimHandle {
             query_requests: c.queries.load(Ordering::Relaxed),
             series_returned: c.series.load(Ordering::Relaxed),
             points_returned: c.points.load(Ordering::Relaxed),
+            faults_injected: c.faults.load(Ordering::Relaxed),
         }
     }
 

@@ -1030,28 +1030,34 @@ fn check_limit(shared: &Shared, series: &[usize], start: i64, end: i64) -> Resul
     for &i in series {
         total = total.saturating_add(shared.pcc.max_points(i, start, end));
         if total > MAX_POINTS_PER_SUBQUERY {
-            return Err(match shared.dialect {
-                Dialect::Opentsdb => ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!(
-                        "Sorry, you have attempted to fetch more than our limit of \
-                         {MAX_POINTS_PER_SUBQUERY} data points. Please try filtering using more \
-                         tags or decrease your time range."
-                    ),
-                ),
-                Dialect::Ovh => ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!(
-                        "ERROR line #8 in section '[TOP]': Exception at '=>FETCHDOUBLE<=' in \
-                         section [TOP] (FETCH exceeded limit of {MAX_POINTS_PER_SUBQUERY} \
-                         datapoints, current count is {})",
-                        MAX_POINTS_PER_SUBQUERY + 1
-                    ),
-                ),
-            });
+            return Err(fetch_limit_error(shared.dialect));
         }
     }
     Ok(())
+}
+
+/// The answer of each server to a sub-query over its datapoint limit: OpenTSDB's 413, Warp 10's
+/// FETCH limit error relayed by Erlenmeyer as a 500. Also used by the `fetch-limit` fault.
+pub(crate) fn fetch_limit_error(dialect: Dialect) -> ApiError {
+    match dialect {
+        Dialect::Opentsdb => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "Sorry, you have attempted to fetch more than our limit of \
+                         {MAX_POINTS_PER_SUBQUERY} data points. Please try filtering using more \
+                         tags or decrease your time range."
+            ),
+        ),
+        Dialect::Ovh => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!(
+                "ERROR line #8 in section '[TOP]': Exception at '=>FETCHDOUBLE<=' in \
+                         section [TOP] (FETCH exceeded limit of {MAX_POINTS_PER_SUBQUERY} \
+                         datapoints, current count is {})",
+                MAX_POINTS_PER_SUBQUERY + 1
+            ),
+        ),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

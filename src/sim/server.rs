@@ -5,11 +5,11 @@
 //! method gets: each dialect answers it differently (OpenTSDB: JSON 405; Erlenmeyer: text 405
 //! with `Allow: POST, DELETE`, or 501 for `GET /api/query`).
 //!
-//! # Fault injection (later)
+//! # Fault injection
 //! Every request passes through [`count_requests`], a middleware that sees the request before
-//! any handler. Injected faults (429 with `Retry-After`, 5xx, slow or cut bodies, fetch-limit
-//! errors: design §7) belong there, driven by a `faults` plan to be added to
-//! [`SimConfig`] and carried in [`Shared`]. Nothing is injected today.
+//! any handler. When [`SimConfig::faults`] has rules, `/api/query` requests go through
+//! [`Faults::apply`](super::faults::Faults) there, which answers with the handler's response or
+//! an injected failure (`faults.rs`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,6 +38,7 @@ pub(crate) struct Counters {
     pub(crate) queries: AtomicU64,
     pub(crate) series: AtomicU64,
     pub(crate) points: AtomicU64,
+    pub(crate) faults: AtomicU64,
 }
 
 /// Everything a handler needs; built once per server and shared read-only. No `Debug`: it
@@ -50,6 +51,8 @@ pub(crate) struct Shared {
     pub(crate) counters: Arc<Counters>,
     /// The OVHcloud API v6 side (`/1.0`), over the same PCC.
     pub(crate) api: super::apiv6::Api,
+    /// Injected failures on `/api/query`, if any were asked for.
+    pub(crate) faults: Option<super::faults::Faults>,
 }
 
 impl Shared {
@@ -65,6 +68,7 @@ impl Shared {
             index,
             counters: Arc::default(),
             api,
+            faults: super::faults::Faults::new(&config.faults, config.fault_seed),
         }
     }
 }
@@ -183,10 +187,17 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-/// Counts every request; the hook point for fault injection (see the module docs).
+/// Counts every request and, when a fault plan is set, runs `/api/query` through it.
 async fn count_requests(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
     shared.counters.requests.fetch_add(1, Ordering::Relaxed);
-    next.run(req).await
+    match &shared.faults {
+        Some(faults) if req.uri().path() == "/api/query" => {
+            faults
+                .apply(shared.dialect, &shared.counters.faults, req, next)
+                .await
+        }
+        _ => next.run(req).await,
+    }
 }
 
 /// The query string as decoded pairs, in order.
@@ -219,7 +230,7 @@ enum Caller {
 /// The password of an `Authorization` header the way Erlenmeyer reads it: split on the first
 /// space, base64-decode the rest, keep what follows the first `:`. Empty when absent or
 /// malformed.
-fn basic_password(headers: &HeaderMap) -> String {
+pub(crate) fn basic_password(headers: &HeaderMap) -> String {
     let Some(value) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

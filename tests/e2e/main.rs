@@ -4,6 +4,7 @@
 mod cli;
 mod common;
 mod duckdb;
+mod faults;
 mod inventory;
 mod pipeline;
 mod s3;

@@ -1,0 +1,4 @@
+//! libFuzzer target: see `vscope_etl_fuzz::check_partition` for the property checked.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| vscope_etl_fuzz::check_partition(data));
