@@ -317,8 +317,8 @@ mod tests {
         assert!(sink.get_opt(&Lease::path("p")).await.unwrap().is_some());
     }
 
-    #[tokio::test]
-    async fn a_dead_local_holder_is_taken_over_at_once() {
+    /// A local sink whose lease `p` is held by a process of this host that no longer exists.
+    async fn sink_with_dead_holder() -> (tempfile::TempDir, Sink) {
         let dir = tempfile::tempdir().unwrap();
         let sink = Sink::open(dir.path().to_str().unwrap()).unwrap();
         let dead = LeaseRecord {
@@ -332,6 +332,12 @@ mod tests {
         sink.put(&Lease::path("p"), serde_json::to_vec(&dead).unwrap())
             .await
             .unwrap();
+        (dir, sink)
+    }
+
+    #[tokio::test]
+    async fn a_dead_local_holder_is_taken_over_at_once() {
+        let (_dir, sink) = sink_with_dead_holder().await;
         assert!(Lease::acquire(&sink, "p", "new", 60_000).await.is_ok());
     }
 
@@ -352,19 +358,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn racing_local_takeovers_have_exactly_one_winner() {
         for round in 0..5 {
-            let dir = tempfile::tempdir().unwrap();
-            let sink = Sink::open(dir.path().to_str().unwrap()).unwrap();
-            let dead = LeaseRecord {
-                run_id: "dead".into(),
-                host: host_name(),
-                pid: u32::MAX - 1,
-                acquired: "x".into(),
-                expires_ms: i64::MAX,
-                expires: "later".into(),
-            };
-            sink.put(&Lease::path("p"), serde_json::to_vec(&dead).unwrap())
-                .await
-                .unwrap();
+            let (dir, sink) = sink_with_dead_holder().await;
             let tasks: Vec<_> = (0..16)
                 .map(|i| {
                     let sink = sink.clone();

@@ -15,6 +15,20 @@ pub fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_vscope-etl"))
 }
 
+/// Starts the binary with `args`, lets it run `delay`, then kills it with SIGKILL (a crash at
+/// an arbitrary point).
+pub fn run_and_kill(args: &[&str], delay: std::time::Duration) {
+    let mut child = bin()
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(delay);
+    let _ = child.kill(); // SIGKILL
+    let _ = child.wait();
+}
+
 /// Runs the binary with `args`, returning its output.
 pub fn run(args: &[&str]) -> Output {
     bin()

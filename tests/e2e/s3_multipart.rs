@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -135,21 +134,16 @@ fn killed_s3_runs_leave_nothing_visible_and_the_rerun_cleans_up() {
     assert_eq!(moto.pending_uploads("c/").len(), 2);
 
     for delay_ms in [300u64, 900, 1800] {
-        let mut child = bin()
-            .args([
+        run_and_kill(
+            &[
                 "run",
                 p.to_str().unwrap(),
                 "--now",
                 "2026-11-03T00:00:00Z",
                 "--force",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(delay_ms));
-        let _ = child.kill(); // SIGKILL
-        let _ = child.wait();
+            ],
+            Duration::from_millis(delay_ms),
+        );
         // Whatever is visible is a whole Parquet file at its final key.
         for (key, bytes) in s3_dataset(&moto, "c") {
             assert!(key.ends_with(".parquet"), "temporary object visible: {key}");

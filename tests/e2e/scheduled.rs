@@ -3,7 +3,6 @@
 //! with nothing partial or temporary visible in between.
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use crate::common::*;
@@ -136,21 +135,16 @@ fn killed_runs_then_a_rerun_give_the_clean_dataset() {
     let p = pipeline(dir.path(), "crash", "2026-11-01T12:00:00Z");
     let root = dir.path().join("out");
     for (i, delay_ms) in [40u64, 150, 400, 900, 1500].into_iter().enumerate() {
-        let mut child = bin()
-            .args([
+        run_and_kill(
+            &[
                 "run",
                 p.to_str().unwrap(),
                 "--now",
                 "2026-11-03T00:00:00Z",
                 "--force",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(delay_ms));
-        let _ = child.kill(); // SIGKILL
-        let _ = child.wait();
+            ],
+            Duration::from_millis(delay_ms),
+        );
         assert_nothing_partial_visible(&root);
         if i % 2 == 1 {
             // Sometimes the next run is a plain incremental one, sometimes a forced one.
