@@ -6,6 +6,8 @@ mod common;
 mod duckdb;
 mod inventory;
 mod pipeline;
+#[cfg(feature = "report")]
+mod report;
 mod s3;
 mod scheduled;
 mod spark;
