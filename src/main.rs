@@ -496,13 +496,18 @@ async fn report_command(args: vscope_etl::cli::ReportArgs) -> u8 {
             Err(e) => return report(&e.into()),
         },
         (None, None) => {
-            return fail(EXIT_CONFIG, "report needs --data URL or --pipeline FILE".into());
+            return fail(
+                EXIT_CONFIG,
+                "report needs --data URL or --pipeline FILE".into(),
+            );
         }
     };
     let now = chrono::Utc::now().timestamp_millis();
     let time = |flag: &str, v: &Option<String>| -> Result<Option<i64>, String> {
         v.as_deref()
-            .map(|s| vscope_etl::semantics::time::parse_time(s, now).map_err(|e| format!("{flag}: {e}")))
+            .map(|s| {
+                vscope_etl::semantics::time::parse_time(s, now).map_err(|e| format!("{flag}: {e}"))
+            })
             .transpose()
     };
     let (from_ms, to_ms) = match (time("--from", &args.from), time("--to", &args.to)) {
@@ -521,7 +526,12 @@ async fn report_command(args: vscope_etl::cli::ReportArgs) -> u8 {
     }
     formats.sort();
     formats.dedup();
-    let capacity_kb = match args.capacity.as_deref().map(report::parse_capacity).transpose() {
+    let capacity_kb = match args
+        .capacity
+        .as_deref()
+        .map(report::parse_capacity)
+        .transpose()
+    {
         Ok(c) => c,
         Err(e) => return fail(EXIT_CONFIG, e.to_string()),
     };

@@ -244,8 +244,7 @@ impl Dataset {
             hive_options: HiveOptions::new_enabled(),
             ..Default::default()
         };
-        LazyFrame::scan_parquet(PlRefPath::new(self.glob(table)), args)
-            .map_err(polars_err(table))
+        LazyFrame::scan_parquet(PlRefPath::new(self.glob(table)), args).map_err(polars_err(table))
     }
 
     fn discover(&mut self) -> Result<(), ReportError> {
@@ -319,13 +318,7 @@ impl Dataset {
             .limit(500)
             .collect()
             .map_err(polars_err(table))?;
-        let t: Vec<i64> = df
-            .column("t")
-            .and_then(|c| c.i64().cloned())
-            .map_err(polars_err(table))?
-            .into_iter()
-            .flatten()
-            .collect();
+        let t: Vec<i64> = ints(&df, "t")?.into_iter().flatten().collect();
         Ok(t.windows(2)
             .map(|w| w[1] - w[0])
             .filter(|d| *d > 0)
@@ -385,16 +378,17 @@ impl Dataset {
             };
             lf = lf.filter(col("date").gt_eq(lo).and(col("date").lt_eq(hi)));
         }
-        let ts_type = t
-            .schema
-            .get("ts")
-            .cloned()
-            .ok_or_else(|| ReportError::NoDataset(format!("table {} has no ts column", t.name)))?;
-        lf = lf.filter(
-            col("ts")
-                .gt_eq(lit(from_ms).cast(ts_type.clone()))
-                .and(col("ts").lt(lit(to_ms).cast(ts_type))),
-        );
+        if !t.schema.contains("ts") {
+            return Err(ReportError::NoDataset(format!(
+                "table {} has no ts column",
+                t.name
+            )));
+        }
+        // `ts` is compared as epoch ms: a tz-aware Datetime literal needs polars' `timezones`
+        // feature (to print in `explain`, and a cast literal loses the zone), which would cost
+        // another polars rebuild. The predicate still runs inside the Parquet scan.
+        let ms = col("ts").cast(DataType::Int64);
+        lf = lf.filter(ms.clone().gt_eq(lit(from_ms)).and(ms.lt(lit(to_ms))));
         if let Some(pred) = metrics
             .iter()
             .map(|m| col("metric").eq(lit(*m)))
@@ -438,10 +432,9 @@ fn has_parquet(dir: &Path) -> bool {
 pub fn strings(df: &DataFrame, name: &str) -> Result<Vec<Option<String>>, ReportError> {
     let c = df.column(name).map_err(polars_err(name))?;
     let c = c.cast(&DataType::String).map_err(polars_err(name))?;
-    Ok(c.str()
-        .map_err(polars_err(name))?
-        .into_iter()
-        .map(|v| v.map(str::to_string))
+    let ca = c.str().map_err(polars_err(name))?;
+    Ok((0..ca.len())
+        .map(|i| ca.get(i).map(str::to_string))
         .collect())
 }
 
@@ -449,14 +442,16 @@ pub fn strings(df: &DataFrame, name: &str) -> Result<Vec<Option<String>>, Report
 pub fn floats(df: &DataFrame, name: &str) -> Result<Vec<Option<f64>>, ReportError> {
     let c = df.column(name).map_err(polars_err(name))?;
     let c = c.cast(&DataType::Float64).map_err(polars_err(name))?;
-    Ok(c.f64().map_err(polars_err(name))?.into_iter().collect())
+    let ca = c.f64().map_err(polars_err(name))?;
+    Ok((0..ca.len()).map(|i| ca.get(i)).collect())
 }
 
 /// Reads an integer column of a collected frame as i64 (nulls kept).
 pub fn ints(df: &DataFrame, name: &str) -> Result<Vec<Option<i64>>, ReportError> {
     let c = df.column(name).map_err(polars_err(name))?;
     let c = c.cast(&DataType::Int64).map_err(polars_err(name))?;
-    Ok(c.i64().map_err(polars_err(name))?.into_iter().collect())
+    let ca = c.i64().map_err(polars_err(name))?;
+    Ok((0..ca.len()).map(|i| ca.get(i)).collect())
 }
 
 /// Collects a query, naming it in errors.
@@ -492,8 +487,10 @@ fn label_cols(t: &TableInfo) -> Vec<&'static str> {
 
 fn keys_of(df: &DataFrame, labels: &[&str]) -> Result<Vec<SeriesKey>, ReportError> {
     let metric = strings(df, "metric")?;
-    let cols: Vec<Vec<Option<String>>> =
-        labels.iter().map(|l| strings(df, l)).collect::<Result<_, _>>()?;
+    let cols: Vec<Vec<Option<String>>> = labels
+        .iter()
+        .map(|l| strings(df, l))
+        .collect::<Result<_, _>>()?;
     Ok((0..df.height())
         .map(|i| {
             (
@@ -840,10 +837,12 @@ pub fn ts_range(ds: &Dataset, t: &TableInfo) -> Result<Option<(i64, i64)>, Repor
     ]);
     let df = collect(lf, &t.name)?;
     let (lo, hi) = (ints(&df, "lo")?, ints(&df, "hi")?);
-    Ok(match (lo.first().copied().flatten(), hi.first().copied().flatten()) {
-        (Some(a), Some(b)) => Some((a, b)),
-        _ => None,
-    })
+    Ok(
+        match (lo.first().copied().flatten(), hi.first().copied().flatten()) {
+            (Some(a), Some(b)) => Some((a, b)),
+            _ => None,
+        },
+    )
 }
 
 /// The latest inventory capacity of each datastore, KB: `(datacenter, datastore) → KB`.
@@ -921,9 +920,18 @@ mod tests {
     #[test]
     fn keys_are_pruned_by_date_partition() {
         let b = ("2026-11-01".to_string(), "2026-11-02".to_string());
-        assert!(key_in_dates("vm_metrics/date=2026-11-01/part-x.parquet", Some(&b)));
-        assert!(!key_in_dates("vm_metrics/date=2026-11-03/part-x.parquet", Some(&b)));
-        assert!(key_in_dates("vm_metrics/metric=a/date=2026-11-02/p.parquet", Some(&b)));
+        assert!(key_in_dates(
+            "vm_metrics/date=2026-11-01/part-x.parquet",
+            Some(&b)
+        ));
+        assert!(!key_in_dates(
+            "vm_metrics/date=2026-11-03/part-x.parquet",
+            Some(&b)
+        ));
+        assert!(key_in_dates(
+            "vm_metrics/metric=a/date=2026-11-02/p.parquet",
+            Some(&b)
+        ));
         assert!(key_in_dates("anything.parquet", None));
         assert!(!is_data_dir("_state") && is_data_dir("vm_metrics"));
     }

@@ -74,15 +74,19 @@ pub fn parse_capacity(s: &str) -> Result<f64, ReportError> {
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let v: f64 = num
-        .parse()
-        .map_err(|_| ReportError::Invalid(format!("--capacity '{s}': expected e.g. 10TB or 500GB")))?;
+    let v: f64 = num.parse().map_err(|_| {
+        ReportError::Invalid(format!("--capacity '{s}': expected e.g. 10TB or 500GB"))
+    })?;
     let unit = if unit.trim().is_empty() { "KB" } else { unit };
     let f = unit_to_kb(unit).ok_or_else(|| {
-        ReportError::Invalid(format!("--capacity '{s}': unit must be KB, MB, GB, TB or PB"))
+        ReportError::Invalid(format!(
+            "--capacity '{s}': unit must be KB, MB, GB, TB or PB"
+        ))
     })?;
     if v <= 0.0 {
-        return Err(ReportError::Invalid(format!("--capacity '{s}' must be positive")));
+        return Err(ReportError::Invalid(format!(
+            "--capacity '{s}' must be positive"
+        )));
     }
     Ok(v * f)
 }

@@ -27,7 +27,12 @@ impl Format {
             "md" | "markdown" => Ok(vec![Format::Markdown]),
             "csv" => Ok(vec![Format::Csv]),
             "json" => Ok(vec![Format::Json]),
-            "all" => Ok(vec![Format::Html, Format::Markdown, Format::Csv, Format::Json]),
+            "all" => Ok(vec![
+                Format::Html,
+                Format::Markdown,
+                Format::Csv,
+                Format::Json,
+            ]),
             other => Err(format!(
                 "unknown format '{other}': use html, md, csv, json or all"
             )),
@@ -48,8 +53,7 @@ pub fn json(r: &Report) -> serde_json::Value {
     for t in r.tables() {
         tables.insert(t.name.clone(), t.json());
     }
-    let params: serde_json::Map<String, serde_json::Value> =
-        r.parameters.iter().cloned().collect();
+    let params: serde_json::Map<String, serde_json::Value> = r.parameters.iter().cloned().collect();
     serde_json::json!({
         "title": r.title,
         "period": {"from": utc(r.from_ms), "to": utc(r.to_ms), "from_ms": r.from_ms, "to_ms": r.to_ms},
@@ -157,7 +161,9 @@ pub fn markdown(r: &Report) -> String {
                 o.push_str("No rows.\n\n");
                 continue;
             }
-            let heads: Vec<String> = (0..t.columns.len()).map(|i| md_escape(&t.label(i))).collect();
+            let heads: Vec<String> = (0..t.columns.len())
+                .map(|i| md_escape(&t.label(i)))
+                .collect();
             let _ = writeln!(o, "| {} |", heads.join(" | "));
             let _ = writeln!(o, "|{}", "---|".repeat(heads.len()));
             for row in &t.rows {

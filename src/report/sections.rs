@@ -57,7 +57,11 @@ fn label(key: &SeriesKey, i: usize) -> Option<&str> {
 
 /// The period: the options', or the data's first point floored and last point rounded up to
 /// whole hours.
-fn period(ds: &Dataset, opts: &ReportOptions, sources: &[&TableInfo]) -> Result<(i64, i64), ReportError> {
+fn period(
+    ds: &Dataset,
+    opts: &ReportOptions,
+    sources: &[&TableInfo],
+) -> Result<(i64, i64), ReportError> {
     const HOUR: i64 = 3_600_000;
     let (mut lo, mut hi) = (i64::MAX, i64::MIN);
     if opts.from_ms.is_none() || opts.to_ms.is_none() {
@@ -73,10 +77,13 @@ fn period(ds: &Dataset, opts: &ReportOptions, sources: &[&TableInfo]) -> Result<
         }
     }
     let from = opts.from_ms.unwrap_or(lo.div_euclid(HOUR) * HOUR);
-    let to = opts.to_ms.unwrap_or((hi + HOUR - 1).div_euclid(HOUR) * HOUR);
+    let to = opts
+        .to_ms
+        .unwrap_or((hi + HOUR - 1).div_euclid(HOUR) * HOUR);
     if lo > hi && (opts.from_ms.is_none() || opts.to_ms.is_none()) {
         return Err(ReportError::NoDataset(
-            "the metric tables hold no points: give --from and --to, or run the pipeline first".into(),
+            "the metric tables hold no points: give --from and --to, or run the pipeline first"
+                .into(),
         ));
     }
     if to <= from {
@@ -90,12 +97,19 @@ fn period(ds: &Dataset, opts: &ReportOptions, sources: &[&TableInfo]) -> Result<
 }
 
 /// Builds the whole report; `explain` receives the optimised plan of one query per section.
-pub fn build(ds: &Dataset, opts: &ReportOptions, explain: &mut Vec<String>) -> Result<Report, ReportError> {
+pub fn build(
+    ds: &Dataset,
+    opts: &ReportOptions,
+    explain: &mut Vec<String>,
+) -> Result<Report, ReportError> {
     let prefer_rollup = !opts.raw_only;
     let host_src = ds.source(Component::Host, prefer_rollup);
     let vm_src = ds.source(Component::Vm, prefer_rollup);
     let filer_src = ds.source(Component::Filer, prefer_rollup);
-    let sources: Vec<&TableInfo> = [host_src, vm_src, filer_src].into_iter().flatten().collect();
+    let sources: Vec<&TableInfo> = [host_src, vm_src, filer_src]
+        .into_iter()
+        .flatten()
+        .collect();
     if sources.is_empty() {
         return Err(ReportError::NoDataset(format!(
             "no host, VM or filer metric table in {}",
@@ -129,22 +143,37 @@ pub fn build(ds: &Dataset, opts: &ReportOptions, explain: &mut Vec<String>) -> R
     let mut parameters = vec![
         ("dataset".to_string(), json!(ds.origin)),
         ("threshold_pct".into(), json!(opts.threshold)),
-        ("over_provisioned_cpu_p95_below_pct".into(), json!(opts.over_cpu)),
-        ("over_provisioned_ram_p95_below_pct".into(), json!(opts.over_ram)),
-        ("under_provisioned_cpu_ready_p95_ms".into(), json!(opts.ready_ms)),
+        (
+            "over_provisioned_cpu_p95_below_pct".into(),
+            json!(opts.over_cpu),
+        ),
+        (
+            "over_provisioned_ram_p95_below_pct".into(),
+            json!(opts.over_ram),
+        ),
+        (
+            "under_provisioned_cpu_ready_p95_ms".into(),
+            json!(opts.ready_ms),
+        ),
         ("capacity_override_kb".into(), json!(opts.capacity_kb)),
         ("percentile".into(), json!(PERCENTILE_DOC)),
         (
             "hours_above".into(),
-            json!("hours whose average is above the threshold: raw = mean of each UTC hour's points; rollup = buckets whose avg is above, times bucket/1h"),
+            json!(
+                "hours whose average is above the threshold: raw = mean of each UTC hour's points; rollup = buckets whose avg is above, times bucket/1h"
+            ),
         ),
         (
             "completeness".into(),
-            json!("per series: step = median gap between consecutive points; expected = floor(period / step); missing = max(expected - present, 0); a gap = consecutive points more than 1.5 steps apart"),
+            json!(
+                "per series: step = median gap between consecutive points; expected = floor(period / step); missing = max(expected - present, 0); a gap = consecutive points more than 1.5 steps apart"
+            ),
         ),
         (
             "trend".into(),
-            json!("ordinary least squares of used space on time (days since the period start) over the period's points; R² = confidence of the fit; forecast = where the line meets the capacity, counted from the period end"),
+            json!(
+                "ordinary least squares of used space on time (days since the period start) over the period's points; R² = confidence of the fit; forecast = where the line meets the capacity, counted from the period end"
+            ),
         ),
     ];
     for (c, t) in [("hosts", host_src), ("vms", vm_src), ("filers", filer_src)] {
@@ -159,7 +188,11 @@ pub fn build(ds: &Dataset, opts: &ReportOptions, explain: &mut Vec<String>) -> R
     })
 }
 
-fn stat<'a>(m: &'a BTreeMap<SeriesKey, Stats>, metric: &str, labels: &[Option<String>]) -> Option<&'a Stats> {
+fn stat<'a>(
+    m: &'a BTreeMap<SeriesKey, Stats>,
+    metric: &str,
+    labels: &[Option<String>],
+) -> Option<&'a Stats> {
     m.get(&(metric.to_string(), labels.to_vec()))
 }
 
@@ -200,8 +233,12 @@ fn hosts(
     let mut rows: Vec<(f64, Vec<Option<String>>)> = objects(&st, &[HOST_CPU, HOST_RAM])
         .into_iter()
         .map(|l| {
-            let cpu = stat(&st, HOST_CPU, &l).and_then(|s| s.p95).unwrap_or(f64::MIN);
-            let ram = stat(&st, HOST_RAM, &l).and_then(|s| s.p95).unwrap_or(f64::MIN);
+            let cpu = stat(&st, HOST_CPU, &l)
+                .and_then(|s| s.p95)
+                .unwrap_or(f64::MIN);
+            let ram = stat(&st, HOST_RAM, &l)
+                .and_then(|s| s.p95)
+                .unwrap_or(f64::MIN);
             (cpu.max(ram), l)
         })
         .collect();
@@ -617,7 +654,11 @@ fn filers(
             Forecast::Unknown => (None, None, "too few points".into()),
             Forecast::InDays(d) => {
                 let date = utc(to + (d * DAY_MS) as i64)[..10].to_string();
-                (Some(d), Some(date.clone()), format!("full in {d:.1} days ({date})"))
+                (
+                    Some(d),
+                    Some(date.clone()),
+                    format!("full in {d:.1} days ({date})"),
+                )
             }
         };
         let object = format!("{dc}/{name}");
@@ -625,9 +666,12 @@ fn filers(
             Forecast::AlreadyFull => {
                 findings.push((0, "datastores", object.clone(), "already full".into()))
             }
-            Forecast::InDays(d) if d <= 90.0 => {
-                findings.push((if d <= 30.0 { 0 } else { 1 }, "datastores", object.clone(), text.clone()))
-            }
+            Forecast::InDays(d) if d <= 90.0 => findings.push((
+                if d <= 30.0 { 0 } else { 1 },
+                "datastores",
+                object.clone(),
+                text.clone(),
+            )),
             Forecast::InDays(d) if d <= 365.0 => {
                 findings.push((2, "datastores", object.clone(), text.clone()))
             }
@@ -777,7 +821,9 @@ fn summary(
                 Cell::Int(e) => e,
                 _ => *p,
             };
-            let acc = per_metric.entry(m.trim_start_matches("vscope.").to_string()).or_default();
+            let acc = per_metric
+                .entry(m.trim_start_matches("vscope.").to_string())
+                .or_default();
             acc.0 += p;
             acc.1 += e;
         }
@@ -839,7 +885,11 @@ fn summary(
     kv("gaps", Cell::Int(gaps_total));
     kv("completeness_pct", Cell::num(overall));
     kv("threshold_pct", Cell::Num(opts.threshold));
-    findings.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(b.1)).then_with(|| a.2.cmp(&b.2)));
+    findings.sort_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then_with(|| a.1.cmp(b.1))
+            .then_with(|| a.2.cmp(&b.2))
+    });
     let mut top = Table {
         name: "findings".into(),
         title: format!("Top findings (at most {TOP_FINDINGS}, most severe first)"),

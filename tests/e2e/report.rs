@@ -64,8 +64,16 @@ fn every_number_of_the_report_matches_duckdb() {
         &sink,
         &out,
         &[
-            "--format", "json", "--threshold", "50", "--over-cpu", "35", "--over-ram", "45",
-            "--ready-ms", "150",
+            "--format",
+            "json",
+            "--threshold",
+            "50",
+            "--over-cpu",
+            "35",
+            "--over-ram",
+            "45",
+            "--ready-ms",
+            "150",
         ],
     );
     let t = &j["tables"];
@@ -107,7 +115,14 @@ fn every_number_of_the_report_matches_duckdb() {
     let j = report(
         &sink,
         &out_sub,
-        &["--format", "json", "--from", "2026-11-01T06:00:00Z", "--to", "2026-11-01T12:00:00Z"],
+        &[
+            "--format",
+            "json",
+            "--from",
+            "2026-11-01T06:00:00Z",
+            "--to",
+            "2026-11-01T12:00:00Z",
+        ],
     );
     assert_eq!(j["period"]["from"], "2026-11-01T06:00:00Z");
     let facts = duckdb_check(&sink, &out_sub.join("report.json"));
@@ -120,7 +135,15 @@ fn forecast_uses_inventory_capacity_and_the_known_growth() {
     let sink = dataset(dir.path());
     let out = dir.path().join("report");
     let j = report(&sink, &out, &["--format", "all"]);
-    for f in ["report.html", "report.md", "report.json", "host_usage.csv", "datastore_forecast.csv", "completeness.csv", "findings.csv"] {
+    for f in [
+        "report.html",
+        "report.md",
+        "report.json",
+        "host_usage.csv",
+        "datastore_forecast.csv",
+        "completeness.csv",
+        "findings.csv",
+    ] {
         assert!(out.join(f).is_file(), "{f} missing");
     }
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
@@ -134,7 +157,10 @@ fn forecast_uses_inventory_capacity_and_the_known_growth() {
 
     let cfg = sim_config(2, 2, 4, 1);
     let pcc = Pcc::new(&cfg);
-    for row in j["tables"]["datastore_forecast"]["rows"].as_array().unwrap() {
+    for row in j["tables"]["datastore_forecast"]["rows"]
+        .as_array()
+        .unwrap()
+    {
         let ds = row["datastore"].as_str().unwrap();
         let index = pcc
             .series()
@@ -159,7 +185,10 @@ fn forecast_uses_inventory_capacity_and_the_known_growth() {
     // A capacity below the used space: already full, and a critical finding.
     let out2 = dir.path().join("full");
     let j = report(&sink, &out2, &["--format", "json", "--capacity", "1GB"]);
-    for row in j["tables"]["datastore_forecast"]["rows"].as_array().unwrap() {
+    for row in j["tables"]["datastore_forecast"]["rows"]
+        .as_array()
+        .unwrap()
+    {
         assert_eq!(row["forecast"], "already full");
         assert_eq!(row["capacity_source"], "--capacity");
     }
@@ -174,7 +203,14 @@ fn report_reads_the_s3_sink_of_a_pipeline() {
     let dir = tempfile::tempdir().unwrap();
     let source = "url = \"sim\"\nrequests_per_second = 0\n[source.sim]\ndatacenters = 1\nhosts_per_datacenter = 2\nvms_per_datacenter = 3\nfilers_per_datacenter = 1";
     let scope = "start = \"2026-11-01T00:00:00Z\"\nend = \"2026-11-01T06:00:00Z\"\nwindow = \"6h\"";
-    let s3 = write_pipeline_with_sink(dir.path(), "s3rep", source, scope, TABLES, &moto.sink_toml("data"));
+    let s3 = write_pipeline_with_sink(
+        dir.path(),
+        "s3rep",
+        source,
+        scope,
+        TABLES,
+        &moto.sink_toml("data"),
+    );
     let out = run(&["run", s3.to_str().unwrap()]);
     assert!(out.status.success(), "{}", describe(&out));
     let local_sink = dir.path().join("local");
@@ -191,8 +227,17 @@ fn report_reads_the_s3_sink_of_a_pipeline() {
 
     let from_s3 = dir.path().join("r-s3");
     let o = run(&[
-        "report", "--pipeline", s3.to_str().unwrap(), "--out", from_s3.to_str().unwrap(),
-        "--format", "json", "--from", "2026-11-01T00:00:00Z", "--to", "2026-11-01T06:00:00Z",
+        "report",
+        "--pipeline",
+        s3.to_str().unwrap(),
+        "--out",
+        from_s3.to_str().unwrap(),
+        "--format",
+        "json",
+        "--from",
+        "2026-11-01T00:00:00Z",
+        "--to",
+        "2026-11-01T06:00:00Z",
     ]);
     assert!(o.status.success(), "{}", describe(&o));
     let a: serde_json::Value =
@@ -200,9 +245,21 @@ fn report_reads_the_s3_sink_of_a_pipeline() {
     let b = report(
         &local_sink,
         &dir.path().join("r-local"),
-        &["--format", "json", "--from", "2026-11-01T00:00:00Z", "--to", "2026-11-01T06:00:00Z"],
+        &[
+            "--format",
+            "json",
+            "--from",
+            "2026-11-01T00:00:00Z",
+            "--to",
+            "2026-11-01T06:00:00Z",
+        ],
     );
-    assert!(a["parameters"]["dataset"].as_str().unwrap().starts_with("s3://reports/data"));
+    assert!(
+        a["parameters"]["dataset"]
+            .as_str()
+            .unwrap()
+            .starts_with("s3://reports/data")
+    );
     assert_eq!(a["tables"], b["tables"]);
     assert_eq!(a["tables"]["vm_usage"]["rows"].as_array().unwrap().len(), 3);
 }
@@ -216,7 +273,11 @@ fn report_fails_clearly_on_bad_input() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("not a directory"));
     let o = run(&["report", "--data", dir.path().to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("no vScope tables"), "{}", describe(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no vScope tables"),
+        "{}",
+        describe(&o)
+    );
     let o = run(&["report", "--data", ".", "--format", "pdf"]);
     assert_eq!(o.status.code(), Some(2));
     let o = run(&["report"]);
