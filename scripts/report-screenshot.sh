@@ -4,6 +4,7 @@
 #
 #   scripts/report-screenshot.sh            # demo dataset in ./out, report in ./out/report
 #   DATA=/path/to/sink scripts/report-screenshot.sh
+#   VSCOPE_ETL=target/debug/vscope-etl scripts/report-screenshot.sh   # a binary already built
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,7 +18,11 @@ fi
 
 DATA="${DATA:-out}"
 OUT="${OUT:-out/report}"
-BIN=(cargo run --quiet --)
+if [ -n "${VSCOPE_ETL:-}" ]; then
+    BIN=("$VSCOPE_ETL")
+else
+    BIN=(cargo run --release --quiet --)
+fi
 if [ "$DATA" = "out" ] && [ ! -d out/vm_metrics ]; then
     # The demo pipeline (simulator source, 2 days), plus an inventory snapshot of the same PCC
     # into the same sink so that the datastore forecast has capacities.

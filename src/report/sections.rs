@@ -138,8 +138,9 @@ pub fn build(
     if let Some(t) = filer_src {
         sections.push(filers(ds, t, opts, from, to, &mut findings)?);
     }
-    let summary = summary(ds, opts, from, to, &sources, &mut findings)?;
+    let (summary, appendix) = summary(ds, opts, from, to, &sources, &mut findings)?;
     sections.insert(0, summary);
+    sections.push(appendix);
     let mut parameters = vec![
         ("dataset".to_string(), json!(ds.origin)),
         ("threshold_pct".into(), json!(opts.threshold)),
@@ -741,7 +742,7 @@ fn summary(
     to: i64,
     sources: &[&TableInfo],
     findings: &mut Vec<Finding>,
-) -> Result<Section, ReportError> {
+) -> Result<(Section, Section), ReportError> {
     // Completeness on the raw tables (the data as collected), rollups only where no raw exists.
     let mut comp_tables: Vec<&TableInfo> = Vec::new();
     for c in [Component::Host, Component::Vm, Component::Filer] {
@@ -859,7 +860,7 @@ fn summary(
     };
     let mut summary = Table {
         name: "summary".into(),
-        title: "Summary".into(),
+        title: "Key figures".into(),
         note: String::new(),
         source: None,
         columns: vec![Column::new("item", None), Column::new("value", None)],
@@ -930,11 +931,23 @@ fn summary(
         ),
         PERCENTILE_DOC.to_string(),
     ];
-    Ok(Section {
-        id: "summary".into(),
-        title: "Summary".into(),
-        text,
-        charts: vec![chart],
-        tables: vec![summary, top, comp],
-    })
+    Ok((
+        Section {
+            id: "summary".into(),
+            title: "Summary".into(),
+            text,
+            charts: vec![chart],
+            tables: vec![summary, top],
+        },
+        Section {
+            id: "completeness".into(),
+            title: "Appendix: completeness per series".into(),
+            text: vec![
+                "Every series of the raw tables (rollups where no raw table exists), least complete first."
+                    .into(),
+            ],
+            charts: Vec::new(),
+            tables: vec![comp],
+        },
+    ))
 }

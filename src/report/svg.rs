@@ -22,6 +22,17 @@ pub fn esc(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// A label of at most `max` characters: long ones keep their end (the object name) after "…".
+pub fn shorten(s: &str, max: usize) -> String {
+    let n = s.chars().count();
+    if n <= max {
+        s.to_string()
+    } else {
+        let tail: String = s.chars().skip(n - (max - 1)).collect();
+        format!("…{tail}")
+    }
+}
+
 /// "Nice" tick values covering `[lo, hi]` (1, 2, 5 × 10^k steps), at most about `n` of them.
 pub fn ticks(lo: f64, hi: f64, n: usize) -> Vec<f64> {
     if !(lo.is_finite() && hi.is_finite()) || hi <= lo {
@@ -105,7 +116,7 @@ pub struct BarChart<'a> {
 impl BarChart<'_> {
     /// Renders the chart as an `<svg>` element.
     pub fn render(&self) -> String {
-        let (w, left, right, top) = (900.0, 230.0, 30.0, 56.0);
+        let (w, left, right, top) = (900.0, 250.0, 30.0, 62.0);
         let nser = self.series.len().max(1) as f64;
         let bar_h = 9.0;
         let group_h = bar_h * nser + 6.0;
@@ -149,10 +160,11 @@ impl BarChart<'_> {
             let gy = top + ci as f64 * group_h;
             let _ = write!(
                 o,
-                r#"<text x="{x}" y="{y}" text-anchor="end" font-size="11">{c}</text>"#,
+                r#"<text x="{x}" y="{y}" text-anchor="end" font-size="11"><title>{full}</title>{c}</text>"#,
                 x = left - 6.0,
                 y = gy + group_h / 2.0 + 3.0,
-                c = esc(cat)
+                full = esc(cat),
+                c = esc(&shorten(cat, 36))
             );
             for (si, (name, vals)) in self.series.iter().enumerate() {
                 if let Some(Some(v)) = vals.get(ci) {
@@ -171,12 +183,17 @@ impl BarChart<'_> {
         }
         if let Some((m, label)) = &self.marker {
             let x = sx(*m);
+            // Near the right edge the label goes on the left of the line.
+            let (tx, anchor) = if x > left + pw * 0.75 {
+                (x - 4.0, "end")
+            } else {
+                (x + 4.0, "start")
+            };
             let _ = write!(
                 o,
-                r##"<line x1="{x}" y1="{top}" x2="{x}" y2="{y2}" stroke="#c00" stroke-width="2" stroke-dasharray="5 3"/><text x="{tx}" y="{ty}" fill="#c00" font-size="11">{l}</text>"##,
+                r##"<line x1="{x}" y1="{top}" x2="{x}" y2="{y2}" stroke="#c00" stroke-width="2" stroke-dasharray="5 3"/><text x="{tx}" y="{ty}" fill="#c00" font-size="11" text-anchor="{anchor}">{l}</text>"##,
                 y2 = top + plot_h,
-                tx = x + 4.0,
-                ty = top + 10.0,
+                ty = top - 4.0,
                 l = esc(label)
             );
         }
