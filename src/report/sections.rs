@@ -518,7 +518,7 @@ fn vms(
             cls = 2;
         }
         if let (Some(x), Some(y)) = (c.p95, r.p95) {
-            points.push((name.clone(), x, y, [2usize, 0, 3][cls]));
+            points.push((name.clone(), x, y, [0usize, 2, 3][cls]));
         }
         if let Some(v) = rd.p95 {
             ready_bars.push((v, name));
@@ -696,29 +696,36 @@ fn filers(
             Cell::text(date.as_deref()),
             Cell::Text(text),
         ]);
-        if let Some(pts) = hourly.get(key) {
+        // Growth since the first hourly mean: datastores of a few TB growing by MB a day
+        // would be flat lines on an absolute scale.
+        let base = hourly.get(key).and_then(|p| p.first()).map(|p| p.1);
+        if let (Some(pts), Some(base)) = (hourly.get(key), base) {
             lines.push(Line {
-                name: object.clone(),
-                points: pts.iter().map(|(t, v)| (*t, v / KB_PER_GB)).collect(),
+                name: name.clone(),
+                points: pts
+                    .iter()
+                    .map(|(t, v)| (*t, (v - base) / KB_PER_GB))
+                    .collect(),
                 dashed: false,
                 colour: i,
             });
-        }
-        if let Some(f) = fit {
-            lines.push(Line {
-                name: format!("{object} trend (R² {:.2})", f.r2),
-                points: [from, to]
-                    .iter()
-                    .map(|t| (*t, f.at((t - from) as f64 / DAY_MS) / KB_PER_GB))
-                    .collect(),
-                dashed: true,
-                colour: i,
-            });
+            if let Some(f) = fit {
+                let first_t = pts.first().map_or(from, |p| p.0);
+                lines.push(Line {
+                    name: format!("{name} trend (R² {:.2})", f.r2),
+                    points: [first_t, to]
+                        .iter()
+                        .map(|t| (*t, (f.at((t - from) as f64 / DAY_MS) - base) / KB_PER_GB))
+                        .collect(),
+                    dashed: true,
+                    colour: i,
+                });
+            }
         }
     }
     let chart = LineChart {
-        title: "Datastore used space (hourly mean) and linear trend",
-        y_label: "used space (GB)",
+        title: "Datastore growth since the period start (hourly mean) and linear trend",
+        y_label: "used space growth (GB)",
         lines,
     }
     .render();

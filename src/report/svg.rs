@@ -94,7 +94,7 @@ fn legend(out: &mut String, names: &[(String, &'static str, bool)], x: f64, y: f
             ty = y + 4.0,
             n = esc(name)
         );
-        cx += 40.0 + 7.0 * name.chars().count() as f64;
+        cx += 36.0 + 6.6 * name.chars().count() as f64;
     }
 }
 
@@ -235,7 +235,7 @@ pub struct LineChart<'a> {
 impl LineChart<'_> {
     /// Renders the chart as an `<svg>` element.
     pub fn render(&self) -> String {
-        let (w, h, left, right, top, bottom) = (900.0, 420.0, 80.0, 30.0, 30.0, 60.0);
+        let (w, h, left, right, top, bottom) = (900.0, 420.0, 80.0, 45.0, 30.0, 60.0);
         let pts = self.lines.iter().flat_map(|l| l.points.iter());
         let (mut x0, mut x1, mut y0, mut y1) = (i64::MAX, i64::MIN, f64::MAX, f64::MIN);
         for (x, y) in pts {
@@ -260,7 +260,7 @@ impl LineChart<'_> {
             yt.last().copied().unwrap_or(y1).max(y1),
         );
         // Legend rows below the title.
-        let per_row = 4usize;
+        let per_row = 3usize;
         let legend_rows = self.lines.len().div_ceil(per_row).max(1);
         let top = top + 18.0 * legend_rows as f64;
         let h = h + 18.0 * legend_rows as f64;
@@ -272,7 +272,7 @@ impl LineChart<'_> {
         for (r, chunk) in self.lines.chunks(per_row).enumerate() {
             let names: Vec<_> = chunk
                 .iter()
-                .map(|l| (l.name.clone(), colour(l.colour), l.dashed))
+                .map(|l| (shorten(&l.name, 34), colour(l.colour), l.dashed))
                 .collect();
             legend(&mut o, &names, left, 40.0 + 18.0 * r as f64);
         }

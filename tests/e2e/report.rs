@@ -148,7 +148,7 @@ fn forecast_uses_inventory_capacity_and_the_known_growth() {
     }
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(html.matches("<svg").count() >= 5, "a chart per section");
-    assert!(html.contains("time (UTC)") && html.contains("used space (GB)"));
+    assert!(html.contains("time (UTC)") && html.contains("used space growth (GB)"));
     for external in ["<script", "<link", " src=", "<img"] {
         assert!(!html.contains(external), "self-contained: {external}");
     }
