@@ -456,7 +456,18 @@ pub fn ints(df: &DataFrame, name: &str) -> Result<Vec<Option<i64>>, ReportError>
 
 /// Collects a query, naming it in errors.
 pub fn collect(lf: LazyFrame, what: &str) -> Result<DataFrame, ReportError> {
-    lf.collect().map_err(polars_err(what))
+    let df = lf.collect().map_err(polars_err(what))?;
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        // The process's peak RSS so far (Linux), to see which query costs memory.
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let peak = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .map(str::trim)
+            .unwrap_or("?");
+        tracing::debug!(table = what, rows = df.height(), peak_rss = peak, "query done");
+    }
+    Ok(df)
 }
 
 /// The label values of one series: `datacenter`, the object, and `nicname` for hosts.
@@ -501,8 +512,24 @@ fn keys_of(df: &DataFrame, labels: &[&str]) -> Result<Vec<SeriesKey>, ReportErro
         .collect())
 }
 
-/// avg / p95 / peak per series of `metrics` in `[from_ms, to_ms)`, one grouped query.
+/// avg / p95 / peak per series of `metrics` in `[from_ms, to_ms)`: one grouped query per
+/// metric, so that at most one metric's values of the period are in memory at a time (an exact
+/// percentile needs all values of a group).
 pub fn series_stats(
+    ds: &Dataset,
+    t: &TableInfo,
+    metrics: &[&str],
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<BTreeMap<SeriesKey, Stats>, ReportError> {
+    let mut out = BTreeMap::new();
+    for m in metrics {
+        out.append(&mut series_stats_of(ds, t, &[m], from_ms, to_ms)?);
+    }
+    Ok(out)
+}
+
+fn series_stats_of(
     ds: &Dataset,
     t: &TableInfo,
     metrics: &[&str],
@@ -560,7 +587,23 @@ pub fn series_stats(
 
 /// Hours above `threshold` per series: the number of hours whose average exceeds it (raw: the
 /// mean of the points of each UTC hour; rollup: each bucket's `avg`, counted as bucket/1 h).
+/// One query per metric.
 pub fn hours_above(
+    ds: &Dataset,
+    t: &TableInfo,
+    metrics: &[&str],
+    from_ms: i64,
+    to_ms: i64,
+    threshold: f64,
+) -> Result<BTreeMap<SeriesKey, f64>, ReportError> {
+    let mut out = BTreeMap::new();
+    for m in metrics {
+        out.append(&mut hours_above_of(ds, t, &[m], from_ms, to_ms, threshold)?);
+    }
+    Ok(out)
+}
+
+fn hours_above_of(
     ds: &Dataset,
     t: &TableInfo,
     metrics: &[&str],
@@ -765,10 +808,31 @@ pub struct Completeness {
     pub last_ms: i64,
 }
 
-/// Per-series step, point count and gaps of every series in `t` over the period.
+/// Per-series step, point count and gaps of every series in `t` over the period: the distinct
+/// metrics first (a scan of the `metric` column only), then one query per metric, so memory
+/// holds one metric's timestamps at a time.
 pub fn completeness(
     ds: &Dataset,
     t: &TableInfo,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<BTreeMap<SeriesKey, Completeness>, ReportError> {
+    let lf = ds
+        .period_scan(t, &[], from_ms, to_ms)?
+        .select([col("metric")])
+        .unique(None, UniqueKeepStrategy::Any);
+    let df = collect(lf, &t.name)?;
+    let mut out = BTreeMap::new();
+    for m in strings(&df, "metric")?.into_iter().flatten() {
+        out.append(&mut completeness_of(ds, t, &m, from_ms, to_ms)?);
+    }
+    Ok(out)
+}
+
+fn completeness_of(
+    ds: &Dataset,
+    t: &TableInfo,
+    metric: &str,
     from_ms: i64,
     to_ms: i64,
 ) -> Result<BTreeMap<SeriesKey, Completeness>, ReportError> {
@@ -783,7 +847,7 @@ pub fn completeness(
     let sorted = col("t").sort(SortOptions::default());
     let d = (sorted.clone() - sorted.shift(lit(1))).cast(DataType::Float64);
     let lf = ds
-        .period_scan(t, &[], from_ms, to_ms)?
+        .period_scan(t, &[metric], from_ms, to_ms)?
         .filter(present.is_not_null())
         .select({
             let mut s = by.clone();
