@@ -465,7 +465,12 @@ pub fn collect(lf: LazyFrame, what: &str) -> Result<DataFrame, ReportError> {
             .find_map(|l| l.strip_prefix("VmHWM:"))
             .map(str::trim)
             .unwrap_or("?");
-        tracing::debug!(table = what, rows = df.height(), peak_rss = peak, "query done");
+        tracing::debug!(
+            table = what,
+            rows = df.height(),
+            peak_rss = peak,
+            "query done"
+        );
     }
     Ok(df)
 }

@@ -492,14 +492,15 @@ fn vms(
             ]
         };
         let mut cls = 0;
-        if let (Some(cp), Some(rp)) = (c.p95, r.p95) {
-            if cp < opts.over_cpu && rp < opts.over_ram {
-                over.rows.push(list_row(format!(
-                    "CPU p95 {cp:.1} % < {} % and RAM p95 {rp:.1} % < {} %",
-                    opts.over_cpu, opts.over_ram
-                )));
-                cls = 1;
-            }
+        if let (Some(cp), Some(rp)) = (c.p95, r.p95)
+            && cp < opts.over_cpu
+            && rp < opts.over_ram
+        {
+            over.rows.push(list_row(format!(
+                "CPU p95 {cp:.1} % < {} % and RAM p95 {rp:.1} % < {} %",
+                opts.over_cpu, opts.over_ram
+            )));
+            cls = 1;
         }
         let mut reasons = Vec::new();
         if let Some(cp) = c.p95.filter(|v| *v >= opts.threshold) {
