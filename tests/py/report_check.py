@@ -236,10 +236,6 @@ if "completeness" in T:
         labels = ["datacenter", obj] + (["nicname"] if "nicname" in cols else [])
         present = "value" if "value" in cols else "count"
         keys = ", ".join(["metric"] + labels)
-        q = (f"SELECT {keys}, count(*), quantile_cont(d, 0.5) AS step, "
-             f"count(*) FILTER (WHERE d > 1.5 * (SELECT 0)) FROM (SELECT {keys}, "
-             f"t - lag(t) OVER (PARTITION BY {keys} ORDER BY t) AS d FROM (SELECT {keys}, epoch_ms(ts) AS t "
-             f"FROM {period(table)} WHERE {present} IS NOT NULL)) GROUP BY ALL")
         # Gaps need each series' own median: a second pass joined on the key.
         q = (f"WITH d AS (SELECT {keys}, t - lag(t) OVER (PARTITION BY {keys} ORDER BY t) AS d FROM "
              f"(SELECT {keys}, epoch_ms(ts) AS t FROM {period(table)} WHERE {present} IS NOT NULL)), "
