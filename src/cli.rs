@@ -38,6 +38,9 @@ pub enum Command {
     Metrics(MetricsArgs),
     /// Serve the vScope API simulator on a port (for trying pipelines and for tests).
     Sim(SimArgs),
+    /// Capacity-planning report (hosts, VMs, datastores) from a dataset: HTML, Markdown, CSV, JSON.
+    #[cfg(feature = "report")]
+    Report(ReportArgs),
 }
 
 /// Range and sharding flags shared by `run` and `plan`.
@@ -183,4 +186,51 @@ pub struct SimArgs {
     /// Seed of the fault draws (transient=P, @rate=P).
     #[arg(long, default_value_t = 0)]
     pub fault_seed: u64,
+}
+
+/// `report` flags.
+#[cfg(feature = "report")]
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The dataset: a sink directory, file:// URL or s3://bucket/prefix (default: the
+    /// --pipeline file's sink).
+    #[arg(long, value_name = "URL")]
+    pub data: Option<String>,
+    /// Take the sink URL and its [sink.s3] settings (endpoint, region, keys) from this pipeline.
+    #[arg(long, value_name = "FILE")]
+    pub pipeline: Option<PathBuf>,
+    /// Period start (RFC 3339, unix time or e.g. 7d-ago); default: the first point.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Period end, exclusive; default: after the last point (whole hours).
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Output directory.
+    #[arg(long, default_value = "report")]
+    pub out: PathBuf,
+    /// Output formats: html, md, csv, json or all (repeat or comma-separate; default html,csv,json).
+    #[arg(long = "format", value_delimiter = ',')]
+    pub formats: Vec<String>,
+    /// Usage threshold in percent (hours above it; under-provisioned VMs; hot hosts).
+    #[arg(long, default_value_t = 80.0)]
+    pub threshold: f64,
+    /// A VM is over-provisioned when its CPU p95 is below this percent...
+    #[arg(long, default_value_t = 20.0)]
+    pub over_cpu: f64,
+    /// ...and its RAM p95 below this percent.
+    #[arg(long, default_value_t = 30.0)]
+    pub over_ram: f64,
+    /// A VM is under-provisioned when its CPU ready p95 reaches this many ms.
+    #[arg(long, default_value_t = 1000.0)]
+    pub ready_ms: f64,
+    /// Datastore capacity (e.g. 10TB, 500GB) for every datastore, overriding the filers
+    /// inventory.
+    #[arg(long)]
+    pub capacity: Option<String>,
+    /// Read the raw tables even where rollup tables exist.
+    #[arg(long)]
+    pub raw: bool,
+    /// Print the optimised polars query plans (pushdown) on stderr.
+    #[arg(long)]
+    pub explain: bool,
 }

@@ -13,6 +13,7 @@
 //!   `vms`), inventory-based series discovery, and the metrics token.
 //! - [`semantics`]: OpenTSDB time formats, durations, downsample specs, aggregators, rollups.
 //! - [`sim`]: a faithful simulator of the vScope endpoints, for tests and the demo pipeline.
+//! - `report` (feature `report`): the capacity-planning report over a dataset (polars).
 //! - [`dialect`], [`secret`], [`error`], [`cli`]: shared pieces.
 
 pub mod catalogue;
@@ -25,6 +26,8 @@ pub mod load;
 pub mod ovh;
 pub mod pipeline;
 pub mod plan;
+#[cfg(feature = "report")]
+pub mod report;
 pub mod schema;
 pub mod secret;
 pub mod semantics;

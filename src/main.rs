@@ -48,6 +48,8 @@ fn main() -> ExitCode {
             Command::Token(args) => token(args).await,
             Command::Metrics(args) => metrics(args),
             Command::Sim(args) => sim(args).await,
+            #[cfg(feature = "report")]
+            Command::Report(args) => report_command(args).await,
         }
     });
     ExitCode::from(code)
@@ -475,5 +477,116 @@ async fn sim(args: SimArgs) -> u8 {
             eprintln!("error: simulator failed: {e}");
             1
         }
+    }
+}
+
+/// `report`: open the dataset (local, or the period's objects of an S3 sink), build the report
+/// off the async threads (polars queries block), write the formats.
+#[cfg(feature = "report")]
+async fn report_command(args: vscope_etl::cli::ReportArgs) -> u8 {
+    use vscope_etl::error::EXIT_FAILED_UNITS;
+    use vscope_etl::report::{self, Format, ReportOptions};
+    let fail = |code: u8, msg: String| {
+        eprintln!("error: {msg}");
+        code
+    };
+    let (url, s3) = match (&args.data, &args.pipeline) {
+        (Some(d), p) => {
+            let s3 = match p {
+                Some(p) => match config::load(p) {
+                    Ok(p) => p.sink.s3,
+                    Err(e) => return report(&e.into()),
+                },
+                None => Default::default(),
+            };
+            (d.clone(), s3)
+        }
+        (None, Some(p)) => match config::load(p) {
+            Ok(p) => (p.sink.url, p.sink.s3),
+            Err(e) => return report(&e.into()),
+        },
+        (None, None) => {
+            return fail(
+                EXIT_CONFIG,
+                "report needs --data URL or --pipeline FILE".into(),
+            );
+        }
+    };
+    let now = chrono::Utc::now().timestamp_millis();
+    let time = |flag: &str, v: &Option<String>| -> Result<Option<i64>, String> {
+        v.as_deref()
+            .map(|s| {
+                vscope_etl::semantics::time::parse_time(s, now).map_err(|e| format!("{flag}: {e}"))
+            })
+            .transpose()
+    };
+    let (from_ms, to_ms) = match (time("--from", &args.from), time("--to", &args.to)) {
+        (Ok(f), Ok(t)) => (f, t),
+        (Err(e), _) | (_, Err(e)) => return fail(EXIT_CONFIG, e),
+    };
+    let mut formats = Vec::new();
+    for f in &args.formats {
+        match Format::parse_list(f) {
+            Ok(v) => formats.extend(v),
+            Err(e) => return fail(EXIT_CONFIG, format!("--format: {e}")),
+        }
+    }
+    if formats.is_empty() {
+        formats = vec![Format::Html, Format::Csv, Format::Json];
+    }
+    formats.sort();
+    formats.dedup();
+    let capacity_kb = match args
+        .capacity
+        .as_deref()
+        .map(report::parse_capacity)
+        .transpose()
+    {
+        Ok(c) => c,
+        Err(e) => return fail(EXIT_CONFIG, e.to_string()),
+    };
+    let opts = ReportOptions {
+        from_ms,
+        to_ms,
+        threshold: args.threshold,
+        over_cpu: args.over_cpu,
+        over_ram: args.over_ram,
+        ready_ms: args.ready_ms,
+        capacity_kb,
+        raw_only: args.raw,
+    };
+    let ds = match report::open(&url, &s3, &opts).await {
+        Ok(d) => d,
+        Err(e) => return fail(EXIT_FAILED_UNITS, e.to_string()),
+    };
+    let explain = args.explain;
+    let built = tokio::task::spawn_blocking(move || {
+        let mut plans = Vec::new();
+        let r = report::sections::build(&ds, &opts, &mut plans);
+        drop(ds);
+        (r, plans)
+    })
+    .await;
+    let (built, plans) = match built {
+        Ok(x) => x,
+        Err(e) => return fail(EXIT_FAILED_UNITS, format!("report task: {e}")),
+    };
+    if explain {
+        for p in &plans {
+            eprintln!("{p}\n");
+        }
+    }
+    let r = match built {
+        Ok(r) => r,
+        Err(e) => return fail(EXIT_FAILED_UNITS, e.to_string()),
+    };
+    match report::write(&r, &args.out, &formats) {
+        Ok(files) => {
+            for f in files {
+                println!("{}", f.display());
+            }
+            EXIT_OK
+        }
+        Err(e) => fail(EXIT_FAILED_UNITS, e.to_string()),
     }
 }

@@ -7,6 +7,8 @@ mod duckdb;
 mod faults;
 mod inventory;
 mod pipeline;
+#[cfg(feature = "report")]
+mod report;
 mod s3;
 mod s3_multipart;
 mod scheduled;

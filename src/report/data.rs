@@ -1,0 +1,1007 @@
+//! The dataset as the report reads it: which tables a sink holds (raw, rollup, inventory, told
+//! apart by their columns), lazy polars scans of their Hive-partitioned Parquet with the period
+//! pushed down (date partitions pruned, `ts` filtered in the scan) and only the needed columns
+//! read, and the grouped statistics the sections are built from.
+//!
+//! An S3 sink is read through the crate's own `object_store` client (already built for the
+//! pipeline's sink): only the objects of the needed tables whose `date=` partition overlaps the
+//! period are copied to a private local directory, then scanned like a local sink. This avoids
+//! polars' `cloud`/`aws` features and their build cost.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+
+use super::ReportError;
+use crate::load::store::{S3Options, Sink};
+
+/// Which object a table describes: its metric label column is the object's name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Component {
+    /// ESXi hosts (`host` label).
+    Host,
+    /// Virtual machines (`vm` label).
+    Vm,
+    /// Datastores (`datastore` label).
+    Filer,
+}
+
+impl Component {
+    /// The label columns that identify one series of this component, besides `metric`.
+    pub fn labels(self) -> &'static [&'static str] {
+        match self {
+            Component::Host => &["datacenter", "host", "nicname"],
+            Component::Vm => &["datacenter", "vm"],
+            Component::Filer => &["datacenter", "datastore"],
+        }
+    }
+}
+
+/// What kind of table a directory holds.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Kind {
+    /// Raw datapoints (`ts`, `metric`, labels, `value`).
+    Raw,
+    /// A rollup with at least `avg`, `max`, `p95` and `count` per bucket of `bucket_ms`.
+    Rollup {
+        /// Bucket width, inferred from the bucket starts.
+        bucket_ms: i64,
+    },
+    /// An inventory snapshot table (`snapshot_ts`).
+    Inventory,
+}
+
+/// One table of the dataset.
+#[derive(Debug, Clone)]
+pub struct TableInfo {
+    /// Directory name below the sink.
+    pub name: String,
+    /// Raw, rollup or inventory.
+    pub kind: Kind,
+    /// The object it describes.
+    pub component: Component,
+    /// The polars schema (file columns plus Hive partition columns).
+    pub schema: SchemaRef,
+}
+
+/// A readable dataset: a local directory (the sink, or a copy of the needed part of an S3 sink).
+pub struct Dataset {
+    /// Local root holding `<table>/.../*.parquet`.
+    pub root: PathBuf,
+    /// The tables found, by name.
+    pub tables: BTreeMap<String, TableInfo>,
+    /// How the data was reached, for the report's parameters.
+    pub origin: String,
+    /// A private download directory removed on drop (S3 sinks).
+    scratch: Option<PathBuf>,
+}
+
+impl Drop for Dataset {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.scratch {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+fn polars_err(what: &str) -> impl Fn(PolarsError) -> ReportError + '_ {
+    move |e| ReportError::Query {
+        what: what.to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// The `date=` partition values `[first, last]` that can hold points of `[from_ms, to_ms)`.
+pub fn date_bounds(from_ms: i64, to_ms: i64) -> (String, String) {
+    let day = |ms: i64| crate::load::partition::date_string(ms.div_euclid(86_400_000) * 86_400_000);
+    (day(from_ms), day(to_ms - 1))
+}
+
+/// Whether an object key's `date=YYYY-MM-DD` segment lies in `[first, last]`; keys without one
+/// (inventory tables partitioned otherwise) are kept.
+fn key_in_dates(key: &str, bounds: Option<&(String, String)>) -> bool {
+    let Some((first, last)) = bounds else {
+        return true;
+    };
+    match key.split('/').find_map(|s| s.strip_prefix("date=")) {
+        Some(d) => d >= first.as_str() && d <= last.as_str(),
+        None => true,
+    }
+}
+
+/// The inventory snapshot tables (`vscope-etl inventory`), copied whole from S3.
+const INVENTORY_TABLES: [&str; 3] = ["filers", "hosts", "vms"];
+
+/// Table directories that are never data (ledger, manifests, staging).
+fn is_data_dir(name: &str) -> bool {
+    !(name.starts_with('_') || name.starts_with('.'))
+}
+
+impl Dataset {
+    /// Opens a local sink directory or `file://` URL; `s3://bucket/prefix` URLs copy the
+    /// objects whose date partition overlaps `dates` (all when `None`) with `s3` settings.
+    pub async fn open(
+        url: &str,
+        s3: &S3Options,
+        dates: Option<(String, String)>,
+    ) -> Result<Dataset, ReportError> {
+        if url.starts_with("s3://") {
+            return Dataset::download(url, s3, dates).await;
+        }
+        let root = PathBuf::from(url.strip_prefix("file://").unwrap_or(url));
+        if !root.is_dir() {
+            return Err(ReportError::NoDataset(format!(
+                "{} is not a directory",
+                root.display()
+            )));
+        }
+        let mut ds = Dataset {
+            root,
+            tables: BTreeMap::new(),
+            origin: url.to_string(),
+            scratch: None,
+        };
+        ds.discover()?;
+        Ok(ds)
+    }
+
+    async fn download(
+        url: &str,
+        s3: &S3Options,
+        dates: Option<(String, String)>,
+    ) -> Result<Dataset, ReportError> {
+        use futures::StreamExt;
+        use object_store::ObjectStoreExt;
+        let sink = Sink::open_with(url, s3).map_err(|e| ReportError::Store(e.to_string()))?;
+        let scratch = std::env::temp_dir().join(format!(
+            "vscope-report-{}-{:08x}",
+            std::process::id(),
+            fastrand::u32(..)
+        ));
+        let mut ds = Dataset {
+            root: scratch.clone(),
+            tables: BTreeMap::new(),
+            origin: url.to_string(),
+            scratch: Some(scratch.clone()),
+        };
+        std::fs::create_dir_all(&scratch).map_err(|e| ReportError::Io {
+            path: scratch.display().to_string(),
+            source: e,
+        })?;
+        let prefix = sink.prefix.clone();
+        let strip = |key: &str| -> String {
+            let p = prefix.as_ref();
+            if p.is_empty() {
+                key.to_string()
+            } else {
+                key.strip_prefix(p)
+                    .map(|k| k.trim_start_matches('/').to_string())
+                    .unwrap_or_else(|| key.to_string())
+            }
+        };
+        let list_prefix = if prefix.as_ref().is_empty() {
+            None
+        } else {
+            Some(&prefix)
+        };
+        let mut listing = sink.store.list(list_prefix);
+        let mut copied = 0usize;
+        while let Some(meta) = listing.next().await {
+            let meta = meta.map_err(|e| ReportError::Store(format!("list {url}: {e}")))?;
+            let rel = strip(meta.location.as_ref());
+            let table = rel.split('/').next().unwrap_or_default();
+            // Inventory snapshots are small and the latest one may predate the period: all kept.
+            let inventory = INVENTORY_TABLES.contains(&table);
+            if !is_data_dir(table)
+                || !rel.ends_with(".parquet")
+                || (!inventory && !key_in_dates(&rel, dates.as_ref()))
+            {
+                continue;
+            }
+            let target = scratch.join(&rel);
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| ReportError::Io {
+                    path: parent.display().to_string(),
+                    source: e,
+                })?;
+            }
+            // Stream each object to disk chunk by chunk: memory stays one chunk.
+            let mut body = sink
+                .store
+                .get(&meta.location)
+                .await
+                .map_err(|e| ReportError::Store(format!("get {}: {e}", meta.location)))?
+                .into_stream();
+            let mut file = std::fs::File::create(&target).map_err(|e| ReportError::Io {
+                path: target.display().to_string(),
+                source: e,
+            })?;
+            while let Some(chunk) = body.next().await {
+                let chunk =
+                    chunk.map_err(|e| ReportError::Store(format!("get {}: {e}", meta.location)))?;
+                std::io::Write::write_all(&mut file, &chunk).map_err(|e| ReportError::Io {
+                    path: target.display().to_string(),
+                    source: e,
+                })?;
+            }
+            copied += 1;
+        }
+        tracing::info!(copied, "copied the S3 objects of the period");
+        ds.origin = format!("{url} ({copied} objects of the period copied locally)");
+        ds.discover()?;
+        Ok(ds)
+    }
+
+    /// The glob of a table's Parquet files.
+    fn glob(&self, table: &str) -> String {
+        format!("{}/{table}/**/*.parquet", self.root.display())
+    }
+
+    /// A lazy scan of a table with Hive partition columns (`date`, `metric`) parsed.
+    pub fn scan(&self, table: &str) -> Result<LazyFrame, ReportError> {
+        let args = ScanArgsParquet {
+            hive_options: HiveOptions::new_enabled(),
+            ..Default::default()
+        };
+        LazyFrame::scan_parquet(PlRefPath::new(self.glob(table)), args).map_err(polars_err(table))
+    }
+
+    fn discover(&mut self) -> Result<(), ReportError> {
+        let entries = std::fs::read_dir(&self.root).map_err(|e| ReportError::Io {
+            path: self.root.display().to_string(),
+            source: e,
+        })?;
+        let mut names: Vec<String> = entries
+            .flatten()
+            .filter(|e| e.path().is_dir())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| is_data_dir(n))
+            .collect();
+        names.sort();
+        for name in names {
+            // A table directory holds partition directories (`key=value`) down to the files;
+            // another sink nested in this one (e.g. out/demo-inventory) is not a table.
+            let dir = self.root.join(&name);
+            if !is_table_dir(&dir) || !has_parquet(&dir) {
+                continue;
+            }
+            let mut lf = self.scan(&name)?;
+            let schema = lf.collect_schema().map_err(polars_err(&name))?;
+            let has = |c: &str| schema.contains(c);
+            let component = if has("vm") {
+                Component::Vm
+            } else if has("datastore") {
+                Component::Filer
+            } else if has("host") {
+                Component::Host
+            } else {
+                continue;
+            };
+            let kind = if has("snapshot_ts") {
+                Kind::Inventory
+            } else if has("metric") && has("value") {
+                Kind::Raw
+            } else if has("metric") && ["avg", "max", "p95", "count"].iter().all(|c| has(c)) {
+                Kind::Rollup {
+                    bucket_ms: self.bucket_ms(&name)?,
+                }
+            } else {
+                continue;
+            };
+            self.tables.insert(
+                name.clone(),
+                TableInfo {
+                    name,
+                    kind,
+                    component,
+                    schema,
+                },
+            );
+        }
+        if self.tables.is_empty() {
+            return Err(ReportError::NoDataset(format!(
+                "no vScope tables (raw, rollup or inventory Parquet) under {}",
+                self.origin
+            )));
+        }
+        Ok(())
+    }
+
+    /// A rollup's bucket: the smallest gap between distinct bucket starts of its first day.
+    fn bucket_ms(&self, table: &str) -> Result<i64, ReportError> {
+        let df = self
+            .scan(table)?
+            .select([col("ts").cast(DataType::Int64).alias("t")])
+            .unique(None, UniqueKeepStrategy::Any)
+            .sort(["t"], SortMultipleOptions::default())
+            .limit(500)
+            .collect()
+            .map_err(polars_err(table))?;
+        let t: Vec<i64> = ints(&df, "t")?.into_iter().flatten().collect();
+        Ok(t.windows(2)
+            .map(|w| w[1] - w[0])
+            .filter(|d| *d > 0)
+            .min()
+            .unwrap_or(3_600_000))
+    }
+
+    /// The table of `kind` (`Raw` or any rollup) for `component`; rollups preferred when
+    /// `prefer_rollup`, the one with the smallest bucket first.
+    pub fn source(&self, component: Component, prefer_rollup: bool) -> Option<&TableInfo> {
+        let raw = self
+            .tables
+            .values()
+            .find(|t| t.component == component && t.kind == Kind::Raw);
+        let rollup = self
+            .tables
+            .values()
+            .filter(|t| t.component == component)
+            .filter_map(|t| match t.kind {
+                Kind::Rollup { bucket_ms } => Some((bucket_ms, t)),
+                _ => None,
+            })
+            .min_by_key(|(b, _)| *b)
+            .map(|(_, t)| t);
+        if prefer_rollup {
+            rollup.or(raw)
+        } else {
+            raw.or(rollup)
+        }
+    }
+
+    /// The inventory table of a component (`filers`, `hosts`, `vms`).
+    pub fn inventory(&self, component: Component) -> Option<&TableInfo> {
+        self.tables
+            .values()
+            .find(|t| t.component == component && t.kind == Kind::Inventory)
+    }
+
+    /// A scan of `table` restricted to `[from_ms, to_ms)` and the given metrics: the `date`
+    /// partition predicate prunes directories, the `ts` and `metric` predicates go into the
+    /// Parquet reader (row-group statistics; files are sorted by metric).
+    pub fn period_scan(
+        &self,
+        t: &TableInfo,
+        metrics: &[&str],
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<LazyFrame, ReportError> {
+        let mut lf = self.scan(&t.name)?;
+        if let Some(dt) = t.schema.get("date") {
+            let (first, last) = date_bounds(from_ms, to_ms);
+            let (lo, hi) = if *dt == DataType::Date {
+                let days = |ms: i64| lit(ms.div_euclid(86_400_000) as i32).cast(DataType::Date);
+                (days(from_ms), days(to_ms - 1))
+            } else {
+                (lit(first), lit(last))
+            };
+            lf = lf.filter(col("date").gt_eq(lo).and(col("date").lt_eq(hi)));
+        }
+        if !t.schema.contains("ts") {
+            return Err(ReportError::NoDataset(format!(
+                "table {} has no ts column",
+                t.name
+            )));
+        }
+        // `ts` is compared as epoch ms: a tz-aware Datetime literal needs polars' `timezones`
+        // feature (to print in `explain`, and a cast literal loses the zone), which would cost
+        // another polars rebuild. The predicate still runs inside the Parquet scan.
+        let ms = col("ts").cast(DataType::Int64);
+        lf = lf.filter(ms.clone().gt_eq(lit(from_ms)).and(ms.lt(lit(to_ms))));
+        if let Some(pred) = metrics
+            .iter()
+            .map(|m| col("metric").eq(lit(*m)))
+            .reduce(|a, b| a.or(b))
+        {
+            lf = lf.filter(pred);
+        }
+        Ok(lf)
+    }
+}
+
+fn is_table_dir(dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    entries
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .all(|e| e.file_name().to_string_lossy().contains('='))
+}
+
+fn has_parquet(dir: &Path) -> bool {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// Reads a string column of a collected frame (nulls kept).
+pub fn strings(df: &DataFrame, name: &str) -> Result<Vec<Option<String>>, ReportError> {
+    let c = df.column(name).map_err(polars_err(name))?;
+    let c = c.cast(&DataType::String).map_err(polars_err(name))?;
+    let ca = c.str().map_err(polars_err(name))?;
+    Ok((0..ca.len())
+        .map(|i| ca.get(i).map(str::to_string))
+        .collect())
+}
+
+/// Reads a numeric column of a collected frame as f64 (nulls kept).
+pub fn floats(df: &DataFrame, name: &str) -> Result<Vec<Option<f64>>, ReportError> {
+    let c = df.column(name).map_err(polars_err(name))?;
+    let c = c.cast(&DataType::Float64).map_err(polars_err(name))?;
+    let ca = c.f64().map_err(polars_err(name))?;
+    Ok((0..ca.len()).map(|i| ca.get(i)).collect())
+}
+
+/// Reads an integer column of a collected frame as i64 (nulls kept).
+pub fn ints(df: &DataFrame, name: &str) -> Result<Vec<Option<i64>>, ReportError> {
+    let c = df.column(name).map_err(polars_err(name))?;
+    let c = c.cast(&DataType::Int64).map_err(polars_err(name))?;
+    let ca = c.i64().map_err(polars_err(name))?;
+    Ok((0..ca.len()).map(|i| ca.get(i)).collect())
+}
+
+/// Collects a query, naming it in errors.
+pub fn collect(lf: LazyFrame, what: &str) -> Result<DataFrame, ReportError> {
+    let df = lf.collect().map_err(polars_err(what))?;
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        // The process's peak RSS so far (Linux), to see which query costs memory.
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let peak = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .map(str::trim)
+            .unwrap_or("?");
+        tracing::debug!(
+            table = what,
+            rows = df.height(),
+            peak_rss = peak,
+            "query done"
+        );
+    }
+    Ok(df)
+}
+
+/// The label values of one series: `datacenter`, the object, and `nicname` for hosts.
+pub type SeriesKey = (String, Vec<Option<String>>);
+
+/// Per-series statistics of one metric over the period.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Stats {
+    /// Time-weighted mean: raw points' mean, or count-weighted mean of bucket averages.
+    pub avg: Option<f64>,
+    /// The 95th percentile (see [`super::PERCENTILE_DOC`]).
+    pub p95: Option<f64>,
+    /// The highest value (raw) or the highest bucket `max` (rollup).
+    pub peak: Option<f64>,
+    /// Raw points (or summed bucket counts) behind the numbers.
+    pub points: i64,
+}
+
+/// Label columns of a table for `component` that exist in its schema.
+fn label_cols(t: &TableInfo) -> Vec<&'static str> {
+    t.component
+        .labels()
+        .iter()
+        .copied()
+        .filter(|c| t.schema.contains(c))
+        .collect()
+}
+
+fn keys_of(df: &DataFrame, labels: &[&str]) -> Result<Vec<SeriesKey>, ReportError> {
+    let metric = strings(df, "metric")?;
+    let cols: Vec<Vec<Option<String>>> = labels
+        .iter()
+        .map(|l| strings(df, l))
+        .collect::<Result<_, _>>()?;
+    Ok((0..df.height())
+        .map(|i| {
+            (
+                metric[i].clone().unwrap_or_default(),
+                cols.iter().map(|c| c[i].clone()).collect(),
+            )
+        })
+        .collect())
+}
+
+/// avg / p95 / peak per series of `metrics` in `[from_ms, to_ms)`: one grouped query per
+/// metric, so that at most one metric's values of the period are in memory at a time (an exact
+/// percentile needs all values of a group).
+pub fn series_stats(
+    ds: &Dataset,
+    t: &TableInfo,
+    metrics: &[&str],
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<BTreeMap<SeriesKey, Stats>, ReportError> {
+    let mut out = BTreeMap::new();
+    for m in metrics {
+        out.append(&mut series_stats_of(ds, t, &[m], from_ms, to_ms)?);
+    }
+    Ok(out)
+}
+
+fn series_stats_of(
+    ds: &Dataset,
+    t: &TableInfo,
+    metrics: &[&str],
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<BTreeMap<SeriesKey, Stats>, ReportError> {
+    let labels = label_cols(t);
+    let mut by: Vec<Expr> = vec![col("metric")];
+    by.extend(labels.iter().map(|l| col(*l)));
+    let q95 = |e: Expr| e.quantile(lit(0.95), QuantileMethod::Linear);
+    let aggs = match t.kind {
+        Kind::Raw => vec![
+            col("value").mean().alias("avg"),
+            q95(col("value")).alias("p95"),
+            col("value").max().alias("peak"),
+            col("value").count().cast(DataType::Int64).alias("points"),
+        ],
+        _ => vec![
+            ((col("avg") * col("count").cast(DataType::Float64)).sum()
+                / col("count").cast(DataType::Float64).sum())
+            .alias("avg"),
+            q95(col("p95")).alias("p95"),
+            col("max").max().alias("peak"),
+            col("count").sum().cast(DataType::Int64).alias("points"),
+        ],
+    };
+    let lf = ds
+        .period_scan(t, metrics, from_ms, to_ms)?
+        .group_by(by)
+        .agg(aggs);
+    let df = collect(lf, &t.name)?;
+    let keys = keys_of(&df, &labels)?;
+    let (avg, p95, peak, points) = (
+        floats(&df, "avg")?,
+        floats(&df, "p95")?,
+        floats(&df, "peak")?,
+        ints(&df, "points")?,
+    );
+    Ok(keys
+        .into_iter()
+        .enumerate()
+        .map(|(i, k)| {
+            (
+                k,
+                Stats {
+                    avg: avg[i],
+                    p95: p95[i],
+                    peak: peak[i],
+                    points: points[i].unwrap_or(0),
+                },
+            )
+        })
+        .collect())
+}
+
+/// Hours above `threshold` per series: the number of hours whose average exceeds it (raw: the
+/// mean of the points of each UTC hour; rollup: each bucket's `avg`, counted as bucket/1 h).
+/// One query per metric.
+pub fn hours_above(
+    ds: &Dataset,
+    t: &TableInfo,
+    metrics: &[&str],
+    from_ms: i64,
+    to_ms: i64,
+    threshold: f64,
+) -> Result<BTreeMap<SeriesKey, f64>, ReportError> {
+    let mut out = BTreeMap::new();
+    for m in metrics {
+        out.append(&mut hours_above_of(ds, t, &[m], from_ms, to_ms, threshold)?);
+    }
+    Ok(out)
+}
+
+fn hours_above_of(
+    ds: &Dataset,
+    t: &TableInfo,
+    metrics: &[&str],
+    from_ms: i64,
+    to_ms: i64,
+    threshold: f64,
+) -> Result<BTreeMap<SeriesKey, f64>, ReportError> {
+    let labels = label_cols(t);
+    let mut by: Vec<Expr> = vec![col("metric")];
+    by.extend(labels.iter().map(|l| col(*l)));
+    let scan = ds.period_scan(t, metrics, from_ms, to_ms)?;
+    let (lf, per_row) = match t.kind {
+        Kind::Raw => {
+            let ms = col("ts").cast(DataType::Int64);
+            let hour = (ms.clone() - ms % lit(3_600_000i64)).alias("hour");
+            let mut hby = by.clone();
+            hby.push(hour);
+            (
+                scan.group_by(hby)
+                    .agg([col("value").mean().alias("v")])
+                    .filter(col("v").gt(lit(threshold))),
+                1.0,
+            )
+        }
+        Kind::Rollup { bucket_ms } => (
+            scan.filter(col("avg").gt(lit(threshold))),
+            bucket_ms as f64 / 3_600_000.0,
+        ),
+        Kind::Inventory => return Ok(BTreeMap::new()),
+    };
+    let df = collect(
+        lf.group_by(by)
+            .agg([len().cast(DataType::Int64).alias("n")]),
+        &t.name,
+    )?;
+    let keys = keys_of(&df, &labels)?;
+    let n = ints(&df, "n")?;
+    Ok(keys
+        .into_iter()
+        .zip(n)
+        .map(|(k, n)| (k, n.unwrap_or(0) as f64 * per_row))
+        .collect())
+}
+
+/// A series' least-squares sums (x in days since the period start) and its last observation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TrendSums {
+    /// Points.
+    pub n: u64,
+    /// Mean x (days).
+    pub mean_x: f64,
+    /// Mean y.
+    pub mean_y: f64,
+    /// Σ(x-x̄)².
+    pub sxx: f64,
+    /// Σ(x-x̄)(y-ȳ).
+    pub sxy: f64,
+    /// Σ(y-ȳ)².
+    pub syy: f64,
+    /// First observed value.
+    pub first: Option<f64>,
+    /// Last observed value.
+    pub last: Option<f64>,
+    /// Time of the last observation, ms.
+    pub last_ms: i64,
+}
+
+/// Centred least-squares sums per series of `metric` (raw `value`, or a rollup's `avg` at the
+/// bucket start), for the trend and forecast.
+pub fn trend_sums(
+    ds: &Dataset,
+    t: &TableInfo,
+    metric: &str,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<BTreeMap<SeriesKey, TrendSums>, ReportError> {
+    let labels = label_cols(t);
+    let mut by: Vec<Expr> = vec![col("metric")];
+    by.extend(labels.iter().map(|l| col(*l)));
+    let y_col = if t.kind == Kind::Raw { "value" } else { "avg" };
+    let x = ((col("ts").cast(DataType::Int64) - lit(from_ms)).cast(DataType::Float64)
+        / lit(super::stats::DAY_MS))
+    .alias("x");
+    let lf = ds
+        .period_scan(t, &[metric], from_ms, to_ms)?
+        .filter(col(y_col).is_not_null())
+        .select({
+            let mut s = by.clone();
+            s.push(x);
+            s.push(col(y_col).cast(DataType::Float64).alias("y"));
+            s.push(col("ts").cast(DataType::Int64).alias("t"));
+            s
+        })
+        .group_by(by)
+        .agg([
+            len().cast(DataType::Int64).alias("n"),
+            col("x").mean().alias("mx"),
+            col("y").mean().alias("my"),
+            ((col("x") - col("x").mean()) * (col("x") - col("x").mean()))
+                .sum()
+                .alias("sxx"),
+            ((col("x") - col("x").mean()) * (col("y") - col("y").mean()))
+                .sum()
+                .alias("sxy"),
+            ((col("y") - col("y").mean()) * (col("y") - col("y").mean()))
+                .sum()
+                .alias("syy"),
+            col("y")
+                .sort_by([col("t")], SortMultipleOptions::default())
+                .first()
+                .alias("first"),
+            col("y")
+                .sort_by([col("t")], SortMultipleOptions::default())
+                .last()
+                .alias("last"),
+            col("t").max().alias("last_t"),
+        ]);
+    let df = collect(lf, &t.name)?;
+    let keys = keys_of(&df, &labels)?;
+    let f = |n: &str| floats(&df, n);
+    let (n, mx, my, sxx, sxy, syy, first, last, last_t) = (
+        ints(&df, "n")?,
+        f("mx")?,
+        f("my")?,
+        f("sxx")?,
+        f("sxy")?,
+        f("syy")?,
+        f("first")?,
+        f("last")?,
+        ints(&df, "last_t")?,
+    );
+    Ok(keys
+        .into_iter()
+        .enumerate()
+        .map(|(i, k)| {
+            (
+                k,
+                TrendSums {
+                    n: n[i].unwrap_or(0) as u64,
+                    mean_x: mx[i].unwrap_or(0.0),
+                    mean_y: my[i].unwrap_or(0.0),
+                    sxx: sxx[i].unwrap_or(0.0),
+                    sxy: sxy[i].unwrap_or(0.0),
+                    syy: syy[i].unwrap_or(0.0),
+                    first: first[i],
+                    last: last[i],
+                    last_ms: last_t[i].unwrap_or(0),
+                },
+            )
+        })
+        .collect())
+}
+
+/// Hourly means per series of `metric`, ascending in time: the points of the time charts (a
+/// chart needs no more than one point an hour, and this keeps the result small).
+pub fn hourly_means(
+    ds: &Dataset,
+    t: &TableInfo,
+    metric: &str,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<BTreeMap<SeriesKey, Vec<(i64, f64)>>, ReportError> {
+    let labels = label_cols(t);
+    let mut by: Vec<Expr> = vec![col("metric")];
+    by.extend(labels.iter().map(|l| col(*l)));
+    let y_col = if t.kind == Kind::Raw { "value" } else { "avg" };
+    let ms = col("ts").cast(DataType::Int64);
+    let mut hby = by.clone();
+    hby.push((ms.clone() - ms % lit(3_600_000i64)).alias("hour"));
+    let mut sort_cols: Vec<PlSmallStr> = vec!["metric".into()];
+    sort_cols.extend(labels.iter().map(|l| PlSmallStr::from(*l)));
+    sort_cols.push("hour".into());
+    let lf = ds
+        .period_scan(t, &[metric], from_ms, to_ms)?
+        .group_by(hby)
+        .agg([col(y_col).cast(DataType::Float64).mean().alias("v")])
+        .sort(sort_cols, SortMultipleOptions::default());
+    let df = collect(lf, &t.name)?;
+    let keys = keys_of(&df, &labels)?;
+    let (hour, v) = (ints(&df, "hour")?, floats(&df, "v")?);
+    let mut out: BTreeMap<SeriesKey, Vec<(i64, f64)>> = BTreeMap::new();
+    for (i, k) in keys.into_iter().enumerate() {
+        if let (Some(h), Some(v)) = (hour[i], v[i]) {
+            out.entry(k).or_default().push((h, v));
+        }
+    }
+    Ok(out)
+}
+
+/// Completeness of one series over the period.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Completeness {
+    /// The series' step: the median gap between consecutive points, ms.
+    pub step_ms: Option<f64>,
+    /// Points present (non-null values).
+    pub present: i64,
+    /// Gaps between consecutive points longer than 1.5 steps.
+    pub gaps: i64,
+    /// First point, ms.
+    pub first_ms: i64,
+    /// Last point, ms.
+    pub last_ms: i64,
+}
+
+/// Per-series step, point count and gaps of every series in `t` over the period: the distinct
+/// metrics first (a scan of the `metric` column only), then one query per metric, so memory
+/// holds one metric's timestamps at a time.
+pub fn completeness(
+    ds: &Dataset,
+    t: &TableInfo,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<BTreeMap<SeriesKey, Completeness>, ReportError> {
+    let lf = ds
+        .period_scan(t, &[], from_ms, to_ms)?
+        .select([col("metric")])
+        .unique(None, UniqueKeepStrategy::Any);
+    let df = collect(lf, &t.name)?;
+    let mut out = BTreeMap::new();
+    for m in strings(&df, "metric")?.into_iter().flatten() {
+        out.append(&mut completeness_of(ds, t, &m, from_ms, to_ms)?);
+    }
+    Ok(out)
+}
+
+fn completeness_of(
+    ds: &Dataset,
+    t: &TableInfo,
+    metric: &str,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<BTreeMap<SeriesKey, Completeness>, ReportError> {
+    let labels = label_cols(t);
+    let mut by: Vec<Expr> = vec![col("metric")];
+    by.extend(labels.iter().map(|l| col(*l)));
+    let present = if t.kind == Kind::Raw {
+        col("value")
+    } else {
+        col("count")
+    };
+    let sorted = col("t").sort(SortOptions::default());
+    let d = (sorted.clone() - sorted.shift(lit(1))).cast(DataType::Float64);
+    let lf = ds
+        .period_scan(t, &[metric], from_ms, to_ms)?
+        .filter(present.is_not_null())
+        .select({
+            let mut s = by.clone();
+            s.push(col("ts").cast(DataType::Int64).alias("t"));
+            s
+        })
+        .group_by(by)
+        .agg([
+            len().cast(DataType::Int64).alias("present"),
+            d.clone().median().alias("step"),
+            d.clone()
+                .gt(d.median() * lit(1.5))
+                .cast(DataType::Int64)
+                .sum()
+                .alias("gaps"),
+            col("t").min().alias("first"),
+            col("t").max().alias("last"),
+        ]);
+    let df = collect(lf, &t.name)?;
+    let keys = keys_of(&df, &labels)?;
+    let (present, step, gaps, first, last) = (
+        ints(&df, "present")?,
+        floats(&df, "step")?,
+        ints(&df, "gaps")?,
+        ints(&df, "first")?,
+        ints(&df, "last")?,
+    );
+    Ok(keys
+        .into_iter()
+        .enumerate()
+        .map(|(i, k)| {
+            (
+                k,
+                Completeness {
+                    step_ms: step[i],
+                    present: present[i].unwrap_or(0),
+                    gaps: gaps[i].unwrap_or(0),
+                    first_ms: first[i].unwrap_or(0),
+                    last_ms: last[i].unwrap_or(0),
+                },
+            )
+        })
+        .collect())
+}
+
+/// The earliest and latest `ts` of a table (for a report without `--from`/`--to`).
+pub fn ts_range(ds: &Dataset, t: &TableInfo) -> Result<Option<(i64, i64)>, ReportError> {
+    let lf = ds.scan(&t.name)?.select([
+        col("ts").cast(DataType::Int64).min().alias("lo"),
+        col("ts").cast(DataType::Int64).max().alias("hi"),
+    ]);
+    let df = collect(lf, &t.name)?;
+    let (lo, hi) = (ints(&df, "lo")?, ints(&df, "hi")?);
+    Ok(
+        match (lo.first().copied().flatten(), hi.first().copied().flatten()) {
+            (Some(a), Some(b)) => Some((a, b)),
+            _ => None,
+        },
+    )
+}
+
+/// The latest inventory capacity of each datastore, KB: `(datacenter, datastore) → KB`.
+pub fn filer_capacities(
+    ds: &Dataset,
+    t: &TableInfo,
+) -> Result<BTreeMap<(String, String), f64>, ReportError> {
+    let lf = ds.scan(&t.name)?.select([
+        col("snapshot_ts").cast(DataType::Int64).alias("s"),
+        col("datacenter"),
+        col("datastore"),
+        col("size_value"),
+        col("size_unit"),
+    ]);
+    let df = collect(lf, &t.name)?;
+    let (s, dc, dsn, v, u) = (
+        ints(&df, "s")?,
+        strings(&df, "datacenter")?,
+        strings(&df, "datastore")?,
+        floats(&df, "size_value")?,
+        strings(&df, "size_unit")?,
+    );
+    let mut latest: BTreeMap<(String, String), (i64, Option<f64>)> = BTreeMap::new();
+    for i in 0..df.height() {
+        let (Some(dc), Some(name)) = (dc[i].clone(), dsn[i].clone()) else {
+            continue;
+        };
+        let kb = match (v[i], u[i].as_deref()) {
+            (Some(v), Some(unit)) => super::unit_to_kb(unit).map(|f| v * f),
+            _ => None,
+        };
+        let s = s[i].unwrap_or(i64::MIN);
+        let e = latest.entry((dc, name)).or_insert((i64::MIN, None));
+        if s >= e.0 {
+            *e = (s, kb);
+        }
+    }
+    Ok(latest
+        .into_iter()
+        .filter_map(|(k, (_, kb))| kb.map(|kb| (k, kb)))
+        .collect())
+}
+
+/// The optimised query plan of a typical section query (`explain`), showing the pushed-down
+/// projection, the partition and `ts`/`metric` predicates inside the Parquet scan.
+pub fn explain_stats(
+    ds: &Dataset,
+    t: &TableInfo,
+    metrics: &[&str],
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<String, ReportError> {
+    let labels = label_cols(t);
+    let mut by: Vec<Expr> = vec![col("metric")];
+    by.extend(labels.iter().map(|l| col(*l)));
+    let v = if t.kind == Kind::Raw { "value" } else { "p95" };
+    ds.period_scan(t, metrics, from_ms, to_ms)?
+        .group_by(by)
+        .agg([col(v).quantile(lit(0.95), QuantileMethod::Linear)])
+        .explain(true)
+        .map_err(polars_err(&t.name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn date_bounds_cover_the_period_end_exclusive() {
+        // 2026-11-01T00:00Z .. 2026-11-03T00:00Z
+        let (a, b) = date_bounds(1_793_491_200_000, 1_793_664_000_000);
+        assert_eq!((a.as_str(), b.as_str()), ("2026-11-01", "2026-11-02"));
+    }
+
+    #[test]
+    fn keys_are_pruned_by_date_partition() {
+        let b = ("2026-11-01".to_string(), "2026-11-02".to_string());
+        assert!(key_in_dates(
+            "vm_metrics/date=2026-11-01/part-x.parquet",
+            Some(&b)
+        ));
+        assert!(!key_in_dates(
+            "vm_metrics/date=2026-11-03/part-x.parquet",
+            Some(&b)
+        ));
+        assert!(key_in_dates(
+            "vm_metrics/metric=a/date=2026-11-02/p.parquet",
+            Some(&b)
+        ));
+        assert!(key_in_dates("anything.parquet", None));
+        assert!(!is_data_dir("_state") && is_data_dir("vm_metrics"));
+    }
+}

@@ -1,0 +1,196 @@
+//! `vscope-etl report`: the capacity-planning report over a dataset the pipeline wrote.
+//!
+//! Reads the Hive-partitioned Parquet with polars lazy scans (the period becomes a `date`
+//! partition filter plus a `ts` predicate in the scan, only the needed columns are read, and
+//! every statistic is a grouped aggregation, so no table is loaded whole), builds the sections
+//! (summary, hosts, VMs, datastores), and writes them as self-contained HTML with SVG charts,
+//! Markdown, CSV and JSON. Compiled only with the `report` feature (polars).
+
+pub mod data;
+pub mod model;
+pub mod render;
+pub mod sections;
+pub mod stats;
+pub mod svg;
+
+use std::path::{Path, PathBuf};
+
+pub use render::Format;
+
+use crate::load::store::S3Options;
+
+/// How the percentiles are defined, printed in every report.
+pub const PERCENTILE_DOC: &str = "p95 = 95th percentile with linear interpolation between the closest ranks ((n-1)*0.95, \
+     'type 7': polars QuantileMethod::Linear, DuckDB quantile_cont, numpy default) over the raw points of the \
+     period; on a rollup table, the same percentile over the buckets' p95 values (an approximation of the raw p95).";
+
+/// A report that cannot be made.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReportError {
+    /// Nothing to report on at the given location.
+    #[error("no dataset: {0}")]
+    NoDataset(String),
+    /// A polars query failed.
+    #[error("query on {what}: {message}")]
+    Query {
+        /// The table or column involved.
+        what: String,
+        /// polars' message.
+        message: String,
+    },
+    /// The S3 sink could not be listed or read.
+    #[error("S3: {0}")]
+    Store(String),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// An option is invalid (e.g. an empty period).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// KB per unit of a capacity (binary units, as vScope's KB and API v6's GB are).
+pub fn unit_to_kb(unit: &str) -> Option<f64> {
+    match unit.trim().to_ascii_uppercase().as_str() {
+        "KB" | "KIB" => Some(1.0),
+        "MB" | "MIB" => Some(1024.0),
+        "GB" | "GIB" => Some(1024.0 * 1024.0),
+        "TB" | "TIB" => Some(1024.0 * 1024.0 * 1024.0),
+        "PB" | "PIB" => Some(1024.0 * 1024.0 * 1024.0 * 1024.0),
+        _ => None,
+    }
+}
+
+/// Parses a capacity such as `10TB`, `500 GB` or `1048576KB` into KB.
+pub fn parse_capacity(s: &str) -> Result<f64, ReportError> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let v: f64 = num.parse().map_err(|_| {
+        ReportError::Invalid(format!("--capacity '{s}': expected e.g. 10TB or 500GB"))
+    })?;
+    let unit = if unit.trim().is_empty() { "KB" } else { unit };
+    let f = unit_to_kb(unit).ok_or_else(|| {
+        ReportError::Invalid(format!(
+            "--capacity '{s}': unit must be KB, MB, GB, TB or PB"
+        ))
+    })?;
+    if v <= 0.0 {
+        return Err(ReportError::Invalid(format!(
+            "--capacity '{s}' must be positive"
+        )));
+    }
+    Ok(v * f)
+}
+
+/// What the report covers and the thresholds of its findings.
+#[derive(Debug, Clone)]
+pub struct ReportOptions {
+    /// Period start, ms UTC (default: the first point of the data, floored to the hour).
+    pub from_ms: Option<i64>,
+    /// Period end, exclusive (default: after the last point, rounded up to the hour).
+    pub to_ms: Option<i64>,
+    /// Host/VM usage threshold, percent (hours above it, under-provisioning).
+    pub threshold: f64,
+    /// A VM is over-provisioned when its CPU p95 is below this (percent)...
+    pub over_cpu: f64,
+    /// ...and its RAM p95 below this (percent).
+    pub over_ram: f64,
+    /// A VM is under-provisioned when its CPU ready p95 is at least this (ms), or a usage p95
+    /// reaches `threshold`.
+    pub ready_ms: f64,
+    /// Datastore capacity in KB overriding the inventory's (`--capacity`).
+    pub capacity_kb: Option<f64>,
+    /// Read raw tables even when rollups exist.
+    pub raw_only: bool,
+}
+
+impl Default for ReportOptions {
+    fn default() -> Self {
+        ReportOptions {
+            from_ms: None,
+            to_ms: None,
+            threshold: 80.0,
+            over_cpu: 20.0,
+            over_ram: 30.0,
+            ready_ms: 1000.0,
+            capacity_kb: None,
+            raw_only: false,
+        }
+    }
+}
+
+/// Opens the dataset at `url` (local path, `file://` or `s3://`), copying from S3 only the
+/// date partitions of the period when one is given.
+pub async fn open(
+    url: &str,
+    s3: &S3Options,
+    opts: &ReportOptions,
+) -> Result<data::Dataset, ReportError> {
+    let dates = match (opts.from_ms, opts.to_ms) {
+        (Some(f), Some(t)) if t > f => Some(data::date_bounds(f, t)),
+        _ => None,
+    };
+    data::Dataset::open(url, s3, dates).await
+}
+
+/// Writes the report in `formats` into `out` (created); returns the files written.
+pub fn write(
+    report: &model::Report,
+    out: &Path,
+    formats: &[Format],
+) -> Result<Vec<PathBuf>, ReportError> {
+    std::fs::create_dir_all(out).map_err(|e| ReportError::Io {
+        path: out.display().to_string(),
+        source: e,
+    })?;
+    let mut written = Vec::new();
+    let mut put = |name: String, text: String| -> Result<(), ReportError> {
+        let p = out.join(name);
+        std::fs::write(&p, text).map_err(|e| ReportError::Io {
+            path: p.display().to_string(),
+            source: e,
+        })?;
+        written.push(p);
+        Ok(())
+    };
+    for f in formats {
+        match f {
+            Format::Html => put("report.html".into(), render::html(report))?,
+            Format::Markdown => put("report.md".into(), render::markdown(report))?,
+            Format::Json => put(
+                "report.json".into(),
+                serde_json::to_string_pretty(&render::json(report)).unwrap_or_default() + "\n",
+            )?,
+            Format::Csv => {
+                for t in report.tables() {
+                    put(format!("{}.csv", t.name), t.csv())?;
+                }
+            }
+        }
+    }
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capacities_parse_in_binary_units() {
+        assert_eq!(parse_capacity("1GB").unwrap(), 1_048_576.0);
+        assert_eq!(parse_capacity("2 TB").unwrap(), 2.0 * 1024.0 * 1_048_576.0);
+        assert_eq!(parse_capacity("512").unwrap(), 512.0);
+        assert!(parse_capacity("10XB").is_err());
+        assert!(parse_capacity("GB").is_err());
+        assert!(parse_capacity("0GB").is_err());
+    }
+}

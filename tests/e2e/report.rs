@@ -1,0 +1,286 @@
+//! `vscope-etl report` (issue 8) on a dataset the simulator produced: every number of the JSON
+//! output equals the same statistic computed independently in DuckDB SQL on the same Parquet
+//! (tests/py/report_check.py), the other formats are written, the forecast uses the inventory
+//! capacity and the simulator's known growth, and bad input fails clearly.
+
+use std::path::Path;
+use std::process::Command;
+
+use vscope_etl::sim::Pcc;
+
+use crate::common::*;
+
+const START: &str = "2026-11-01T00:00:00Z";
+const END: &str = "2026-11-02T00:00:00Z";
+const KB_PER_GB: f64 = 1024.0 * 1024.0;
+
+/// Raw tables, a VM rollup (the VM section reads it) and a host rollup left out (the host
+/// section reads raw): both code paths are checked.
+fn dataset(dir: &Path) -> std::path::PathBuf {
+    let source = "url = \"sim\"\nrequests_per_second = 0\n[source.sim]\ndatacenters = 2\nhosts_per_datacenter = 2\nvms_per_datacenter = 4\nfilers_per_datacenter = 1\n[source.ovh]\nservice_name = \"pcc-37-187-228-180\"";
+    let p = write_pipeline(dir, "report", source, START, END, "6h", TABLES);
+    let out = run(&["run", p.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let out = run(&["inventory", p.to_str().unwrap(), "--now", END]);
+    assert!(out.status.success(), "{}", describe(&out));
+    dir.join("out")
+}
+
+fn report(sink: &Path, out: &Path, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec![
+        "report",
+        "--data",
+        sink.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let o = run(&args);
+    assert!(o.status.success(), "{}", describe(&o));
+    serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap()
+}
+
+fn duckdb_check(sink: &Path, json: &Path) -> serde_json::Value {
+    let out = Command::new(venv_python())
+        .arg(format!(
+            "{}/tests/py/report_check.py",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .arg(sink)
+        .arg(json)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn every_number_of_the_report_matches_duckdb() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = dataset(dir.path());
+    let out = dir.path().join("report");
+    // Thresholds chosen so that every list has members on this synthetic PCC.
+    let j = report(
+        &sink,
+        &out,
+        &[
+            "--format",
+            "json",
+            "--threshold",
+            "50",
+            "--over-cpu",
+            "35",
+            "--over-ram",
+            "45",
+            "--ready-ms",
+            "150",
+        ],
+    );
+    let t = &j["tables"];
+    assert_eq!(j["period"]["from"], START);
+    assert_eq!(j["period"]["to"], END);
+    assert_eq!(t["host_usage"]["source"], "host_metrics");
+    assert_eq!(t["vm_usage"]["source"], "vm_metrics_1h", "rollup preferred");
+    assert_eq!(t["host_usage"]["rows"].as_array().unwrap().len(), 4);
+    assert_eq!(t["vm_usage"]["rows"].as_array().unwrap().len(), 8);
+    assert_eq!(t["datastore_forecast"]["rows"].as_array().unwrap().len(), 2);
+    for list in ["vm_over_provisioned", "vm_under_provisioned"] {
+        assert!(
+            !t[list]["rows"].as_array().unwrap().is_empty(),
+            "{list} is empty: the check would prove little"
+        );
+    }
+    assert!(
+        t["host_usage"]["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["cpu_hours_above"].as_f64().unwrap() > 0.0
+                || r["ram_hours_above"].as_f64().unwrap() > 0.0),
+        "no host above 50 %: hours_above untested"
+    );
+    let facts = duckdb_check(&sink, &out.join("report.json"));
+    assert_eq!(facts["error_count"], 0, "{facts}");
+    assert!(facts["checked"].as_u64().unwrap() > 500, "{facts}");
+
+    // The same on the raw VM table (--raw): exact percentiles of every point.
+    let out_raw = dir.path().join("report-raw");
+    let j = report(&sink, &out_raw, &["--format", "json", "--raw"]);
+    assert_eq!(j["tables"]["vm_usage"]["source"], "vm_metrics");
+    let facts = duckdb_check(&sink, &out_raw.join("report.json"));
+    assert_eq!(facts["error_count"], 0, "{facts}");
+
+    // A sub-period: only its points count (date partition pruning and ts filter).
+    let out_sub = dir.path().join("report-sub");
+    let j = report(
+        &sink,
+        &out_sub,
+        &[
+            "--format",
+            "json",
+            "--from",
+            "2026-11-01T06:00:00Z",
+            "--to",
+            "2026-11-01T12:00:00Z",
+        ],
+    );
+    assert_eq!(j["period"]["from"], "2026-11-01T06:00:00Z");
+    let facts = duckdb_check(&sink, &out_sub.join("report.json"));
+    assert_eq!(facts["error_count"], 0, "{facts}");
+}
+
+#[test]
+fn forecast_uses_inventory_capacity_and_the_known_growth() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = dataset(dir.path());
+    let out = dir.path().join("report");
+    let j = report(&sink, &out, &["--format", "all"]);
+    for f in [
+        "report.html",
+        "report.md",
+        "report.json",
+        "host_usage.csv",
+        "datastore_forecast.csv",
+        "completeness.csv",
+        "findings.csv",
+    ] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.matches("<svg").count() >= 5, "a chart per section");
+    assert!(html.contains("time (UTC)") && html.contains("used space growth (GB)"));
+    for external in ["<script", "<link", " src=", "<img"] {
+        assert!(!html.contains(external), "self-contained: {external}");
+    }
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("## Datastores") && md.contains("| datacenter | datastore |"));
+
+    let cfg = sim_config(2, 2, 4, 1);
+    let pcc = Pcc::new(&cfg);
+    for row in j["tables"]["datastore_forecast"]["rows"]
+        .as_array()
+        .unwrap()
+    {
+        let ds = row["datastore"].as_str().unwrap();
+        let index = pcc
+            .series()
+            .iter()
+            .position(|s| {
+                s.metric == "vscope.filer.datastore.diskspace.used"
+                    && s.tags.get("datastore").map(String::as_str) == Some(ds)
+            })
+            .unwrap();
+        let cap_gb = (pcc.filer_capacity_kb(index).unwrap() / KB_PER_GB).round();
+        assert_eq!(row["capacity_source"], "inventory");
+        assert_eq!(row["capacity"].as_f64().unwrap(), cap_gb, "{ds}");
+        let slope_gb_day = pcc.growth_kb_per_sec(index).unwrap() * 86_400.0 / KB_PER_GB;
+        let got = row["slope"].as_f64().unwrap();
+        assert!(
+            (got - slope_gb_day).abs() < 0.02 * slope_gb_day,
+            "{ds}: slope {got} GB/day, simulator {slope_gb_day}"
+        );
+        assert!(row["r2"].as_f64().unwrap() > 0.9, "{row}");
+        assert!(row["days_until_full"].as_f64().unwrap() > 1000.0, "{row}");
+    }
+    // A capacity below the used space: already full, and a critical finding.
+    let out2 = dir.path().join("full");
+    let j = report(&sink, &out2, &["--format", "json", "--capacity", "1GB"]);
+    for row in j["tables"]["datastore_forecast"]["rows"]
+        .as_array()
+        .unwrap()
+    {
+        assert_eq!(row["forecast"], "already full");
+        assert_eq!(row["capacity_source"], "--capacity");
+    }
+    assert_eq!(j["tables"]["findings"]["rows"][0]["severity"], "critical");
+}
+
+/// The report reads the S3 sink a pipeline wrote (sink and credentials from the pipeline file)
+/// and gives the same tables as on a local copy of the same data.
+#[test]
+fn report_reads_the_s3_sink_of_a_pipeline() {
+    let moto = MotoServer::start("reports");
+    let dir = tempfile::tempdir().unwrap();
+    let source = "url = \"sim\"\nrequests_per_second = 0\n[source.sim]\ndatacenters = 1\nhosts_per_datacenter = 2\nvms_per_datacenter = 3\nfilers_per_datacenter = 1";
+    let scope = "start = \"2026-11-01T00:00:00Z\"\nend = \"2026-11-01T06:00:00Z\"\nwindow = \"6h\"";
+    let s3 = write_pipeline_with_sink(
+        dir.path(),
+        "s3rep",
+        source,
+        scope,
+        TABLES,
+        &moto.sink_toml("data"),
+    );
+    let out = run(&["run", s3.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let local_sink = dir.path().join("local");
+    let local = write_pipeline_with_sink(
+        dir.path(),
+        "localrep",
+        source,
+        scope,
+        TABLES,
+        &format!("url = \"{}\"", local_sink.display()),
+    );
+    let out = run(&["run", local.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", describe(&out));
+
+    let from_s3 = dir.path().join("r-s3");
+    let o = run(&[
+        "report",
+        "--pipeline",
+        s3.to_str().unwrap(),
+        "--out",
+        from_s3.to_str().unwrap(),
+        "--format",
+        "json",
+        "--from",
+        "2026-11-01T00:00:00Z",
+        "--to",
+        "2026-11-01T06:00:00Z",
+    ]);
+    assert!(o.status.success(), "{}", describe(&o));
+    let a: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(from_s3.join("report.json")).unwrap()).unwrap();
+    let b = report(
+        &local_sink,
+        &dir.path().join("r-local"),
+        &[
+            "--format",
+            "json",
+            "--from",
+            "2026-11-01T00:00:00Z",
+            "--to",
+            "2026-11-01T06:00:00Z",
+        ],
+    );
+    assert!(
+        a["parameters"]["dataset"]
+            .as_str()
+            .unwrap()
+            .starts_with("s3://reports/data")
+    );
+    assert_eq!(a["tables"], b["tables"]);
+    assert_eq!(a["tables"]["vm_usage"]["rows"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn report_fails_clearly_on_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope");
+    let o = run(&["report", "--data", missing.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not a directory"));
+    let o = run(&["report", "--data", dir.path().to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no vScope tables"),
+        "{}",
+        describe(&o)
+    );
+    let o = run(&["report", "--data", ".", "--format", "pdf"]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = run(&["report"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--data"));
+}
