@@ -176,4 +176,8 @@ pub struct SimArgs {
     /// Per datacenter, N VMs missing from API v6 and N API-only VMs with no series.
     #[arg(long, default_value_t = 0)]
     pub inventory_drift: usize,
+    /// Serve the pre-rendered answers of this directory instead of simulating (benchmarks;
+    /// see `benches/gen_answers.py`). Other data flags are ignored.
+    #[arg(long, value_name = "DIR")]
+    pub replay: Option<std::path::PathBuf>,
 }

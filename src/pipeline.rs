@@ -668,18 +668,20 @@ async fn process_window(
         .iter()
         .map(|t| TableWindowWriter::new(t, ctx, window))
         .collect();
+    // Each fetch (HTTP and decode) is its own task, so answers are decoded on the other cores
+    // while this task transforms and writes; `buffered` bounds how many are in flight.
     let mut fetches = futures::stream::iter(units)
-        .map(|unit| async move {
-            let metric = &plan.metrics[unit.metric].metric;
-            let r = client
-                .query_raw(
-                    metric,
-                    unit.datacenter.as_deref(),
-                    window.start_ms,
-                    window.fetch_end_ms,
-                )
-                .await;
-            (unit, r)
+        .map(|unit| {
+            let client = client.clone();
+            let metric = plan.metrics[unit.metric].metric.clone();
+            let datacenter = unit.datacenter.clone();
+            let (start, end) = (window.start_ms, window.fetch_end_ms);
+            let task = AbortOnDrop(tokio::spawn(async move {
+                client
+                    .query_raw(&metric, datacenter.as_deref(), start, end)
+                    .await
+            }));
+            async move { (unit, task.join().await) }
         })
         .buffered(ctx.pipeline.source.concurrency);
 
@@ -779,6 +781,25 @@ async fn process_window(
     }
     outcome.result = WindowResult::Written(written);
     outcome
+}
+
+/// A spawned fetch that is cancelled when its window is abandoned.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> AbortOnDrop<T> {
+    async fn join(mut self) -> T {
+        match (&mut self.0).await {
+            Ok(v) => v,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => panic!("a fetch task was cancelled while awaited: {e}"),
+        }
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 async fn abort_all(writers: Vec<TableWindowWriter<'_>>) {

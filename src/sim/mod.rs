@@ -71,6 +71,7 @@ mod model;
 mod ovh_time;
 mod query;
 mod regex;
+mod replay;
 mod server;
 
 #[cfg(test)]
@@ -87,6 +88,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub use replay::serve_replay_until;
 pub use model::{DcObjects, FilerObject, HostObject, Pcc, PccObjects, SimSeries, VmObject};
 
 use crate::dialect::Dialect;
