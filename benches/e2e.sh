@@ -93,7 +93,7 @@ name = "$1"
 [source]
 url = "$URL"
 dialect = "opentsdb"
-concurrency = 4
+concurrency = 8
 requests_per_second = 0
 timeout = "300s"
 [scope]
@@ -179,31 +179,7 @@ if [ "$PEERS" = 1 ]; then
 fi
 
 echo "== checking that every output holds the same (series, ts, value) set"
-"$PY" - "$OUT" "$PEERS" <<'EOF'
-import sys, duckdb
-out, peers = sys.argv[1], sys.argv[2] == "1"
-con = duckdb.connect()
-ours = f"""SELECT metric, datacenter, map_extract_value(tags, 'env') AS env, vm,
-                  epoch_ms(ts) AS t, value
-           FROM read_parquet('{out}/rust_raw/vm_metrics/**/*.parquet')"""
-rollup_raw = ours.replace("rust_raw", "rust_rollup")
-outputs = {"rust_rollup(raw table)": rollup_raw}
-if peers:
-    for p in ["duckdb", "orjson_pyarrow", "json_pyarrow"]:
-        outputs[p] = f"SELECT metric, datacenter, env, vm, epoch_ms(ts) AS t, value FROM read_parquet('{out}/{p}.parquet')"
-n = con.execute(f"SELECT count(*) FROM ({ours})").fetchone()[0]
-dups = con.execute(f"SELECT count(*) - count(DISTINCT (metric, datacenter, env, vm, t)) FROM ({ours})").fetchone()[0]
-assert dups == 0, f"vscope-etl output has {dups} duplicate (series, ts)"
-for name, q in outputs.items():
-    m = con.execute(f"SELECT count(*) FROM ({q})").fetchone()[0]
-    diff = con.execute(f"SELECT (SELECT count(*) FROM (({ours}) EXCEPT ALL ({q}))) + (SELECT count(*) FROM (({q}) EXCEPT ALL ({ours})))").fetchone()[0]
-    status = "same" if diff == 0 and m == n else f"DIFFERENT ({diff} rows differ, {m} vs {n} rows)"
-    print(f"   vscope-etl vs {name}: {status}")
-    if status != "same":
-        sys.exit(1)
-rollup = con.execute(f"SELECT count(*) FROM read_parquet('{out}/rust_rollup/vm_metrics_1h/**/*.parquet')").fetchone()[0]
-print(f"   vscope-etl rows {n}, rollup rows {rollup}")
-EOF
+"$PY" benches/check_outputs.py "$OUT" "$PEERS"
 
 kill -INT $REPLAY_PID 2>/dev/null || true
 wait $REPLAY_PID 2>/dev/null || true

@@ -399,7 +399,7 @@ mod tests {
         assert_eq!(fast[1].dps.ts, [1]);
         // An escape, a duplicate field, trailing garbage: the scanner gives up...
         for odd in [
-            &br#"[{"metric":"mA","dps":{}}]"#[..],
+            &br#"[{"metric":"m\u0041","dps":{}}]"#[..],
             br#"[{"metric":"m","metric":"n","dps":{}}]"#,
             br#"[{"metric":"m","dps":{}}] x"#,
         ] {
