@@ -137,6 +137,18 @@ pub fn writer_properties(
                     .set_column_dictionary_enabled(path.clone(), false)
                     .set_column_encoding(path, Encoding::BYTE_STREAM_SPLIT);
             }
+            // No reader prunes on map entries, and min/max of every row's key and value is
+            // a string comparison per row per leaf: the `tags` leaves go without statistics.
+            DataType::Map(..) => {
+                for leaf in ["key", "value"] {
+                    let path = ColumnPath::new(vec![
+                        f.name().to_string(),
+                        "key_value".to_string(),
+                        leaf.to_string(),
+                    ]);
+                    b = b.set_column_statistics_enabled(path, EnabledStatistics::None);
+                }
+            }
             _ => {}
         }
     }
