@@ -71,9 +71,10 @@ fn main() {
 
     // The serde_json path, for comparison: the same body with one escaped character in the
     // first metric name makes the scanner hand it over.
-    let escaped = String::from_utf8(body.clone())
-        .expect("utf8")
-        .replacen("vscope.vm", "vscope\\u002evm", 1);
+    let escaped =
+        String::from_utf8(body.clone())
+            .expect("utf8")
+            .replacen("vscope.vm", "vscope\\u002evm", 1);
     let t = Instant::now();
     let (serde_decoded, _) =
         decode_query_response(escaped.as_bytes(), start, end).expect("valid answer");

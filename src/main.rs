@@ -87,7 +87,10 @@ async fn sim_replay(dir: std::path::PathBuf, listen: std::net::SocketAddr) -> u8
         .map(|a| a.to_string())
         .unwrap_or_default();
     println!("http://{addr}");
-    eprintln!("replaying answers of {} on http://{addr}; Ctrl-C to stop", dir.display());
+    eprintln!(
+        "replaying answers of {} on http://{addr}; Ctrl-C to stop",
+        dir.display()
+    );
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };

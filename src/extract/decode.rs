@@ -406,7 +406,10 @@ mod tests {
             assert!(super::super::scan::scan(odd).is_none());
         }
         // ...and the serde path decides: the escape is read, the others are errors.
-        assert_eq!(decode(r#"[{"metric":"m\u0041","dps":{"1":1}}]"#).0[0].metric, "mA");
+        assert_eq!(
+            decode(r#"[{"metric":"m\u0041","dps":{"1":1}}]"#).0[0].metric,
+            "mA"
+        );
         assert!(decode_query_response(br#"[{"metric":"m","metric":"n","dps":{}}]"#, 0, 9).is_err());
     }
 
@@ -462,8 +465,14 @@ mod tests {
                 prop_assert_eq!(&f.metric, &s.metric);
                 prop_assert_eq!(&f.tags, &s.tags);
                 prop_assert_eq!(&f.dps.ts, &s.dps.ts);
-                let bits = |v: &[Option<f64>]| v.iter().map(|x| x.map(f64::to_bits)).collect::<Vec<_>>();
-                prop_assert_eq!(bits(&f.dps.values), bits(&s.dps.values), "{}", String::from_utf8_lossy(body));
+                let bits =
+                    |v: &[Option<f64>]| v.iter().map(|x| x.map(f64::to_bits)).collect::<Vec<_>>();
+                prop_assert_eq!(
+                    bits(&f.dps.values),
+                    bits(&s.dps.values),
+                    "{}",
+                    String::from_utf8_lossy(body)
+                );
                 prop_assert_eq!(f.dps.null_values, s.dps.null_values);
                 prop_assert_eq!(f.dps.invalid_values, s.dps.invalid_values);
             }
@@ -523,12 +532,17 @@ mod tests {
 
     fn answer_strategy() -> impl Strategy<Value = String> {
         let dps_obj = proptest::collection::vec(point_strategy(), 0..8).prop_map(|pts| {
-            let body: Vec<String> =
-                pts.iter().map(|(k, v, w)| format!("{w}\"{k}\"{w}:{w}{v}")).collect();
+            let body: Vec<String> = pts
+                .iter()
+                .map(|(k, v, w)| format!("{w}\"{k}\"{w}:{w}{v}"))
+                .collect();
             format!("{{{}}}", body.join(","))
         });
         let dps_arr = proptest::collection::vec(point_strategy(), 0..8).prop_map(|pts| {
-            let body: Vec<String> = pts.iter().map(|(k, v, w)| format!("[{k},{w}{v}]")).collect();
+            let body: Vec<String> = pts
+                .iter()
+                .map(|(k, v, w)| format!("[{k},{w}{v}]"))
+                .collect();
             format!("[{}]", body.join(","))
         });
         let dps = prop_oneof![6 => dps_obj, 2 => dps_arr, 1 => Just("null".to_string())];
@@ -538,15 +552,21 @@ mod tests {
             Just("\"caf\u{e9}\"".to_string()),
             Just("\"esc\\\"aped\"".to_string()),
         ];
-        let tags = proptest::collection::btree_map("[a-z]{1,5}", "[a-z0-9-]{0,6}", 0..4).prop_map(|t| {
-            let body: Vec<String> = t.iter().map(|(k, v)| format!("\"{k}\":\"{v}\"")).collect();
-            format!("{{{}}}", body.join(","))
-        });
+        let tags =
+            proptest::collection::btree_map("[a-z]{1,5}", "[a-z0-9-]{0,6}", 0..4).prop_map(|t| {
+                let body: Vec<String> = t.iter().map(|(k, v)| format!("\"{k}\":\"{v}\"")).collect();
+                format!("{{{}}}", body.join(","))
+            });
         let series = (metric, tags, dps, ws(), any::<bool>()).prop_map(|(m, t, d, w, extra)| {
-            let extra = if extra { ",\"aggregateTags\":[],\"query\":{\"index\":0,\"x\":[1.5,null]}" } else { "" };
+            let extra = if extra {
+                ",\"aggregateTags\":[],\"query\":{\"index\":0,\"x\":[1.5,null]}"
+            } else {
+                ""
+            };
             format!("{{{w}\"metric\"{w}:{w}{m},\"tags\":{t}{extra},\"dps\":{d}{w}}}")
         });
-        (proptest::collection::vec(series, 0..4), ws()).prop_map(|(s, w)| format!("{w}[{}]{w}", s.join(",")))
+        (proptest::collection::vec(series, 0..4), ws())
+            .prop_map(|(s, w)| format!("{w}[{}]{w}", s.join(",")))
     }
 
     proptest! {

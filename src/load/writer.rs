@@ -20,11 +20,11 @@ use parquet::arrow::arrow_writer::{
 };
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::errors::ParquetError;
-use parquet::file::writer::SerializedFileWriter;
-use tokio::io::AsyncWriteExt;
 use parquet::file::metadata::{KeyValue, SortingColumn};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::ColumnPath;
+use tokio::io::AsyncWriteExt;
 
 use super::store::Sink;
 use crate::schema::{SchemaMismatch, check_conforms};
@@ -428,7 +428,11 @@ fn close_parallel(writers: Vec<ArrowColumnWriter>) -> Result<Vec<ArrowColumnChun
     })?;
     Ok(slots
         .into_iter()
-        .map(|s| s.into_inner().expect("not poisoned").expect("every writer closed"))
+        .map(|s| {
+            s.into_inner()
+                .expect("not poisoned")
+                .expect("every writer closed")
+        })
         .collect())
 }
 

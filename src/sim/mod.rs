@@ -88,8 +88,8 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub use replay::serve_replay_until;
 pub use model::{DcObjects, FilerObject, HostObject, Pcc, PccObjects, SimSeries, VmObject};
+pub use replay::serve_replay_until;
 
 use crate::dialect::Dialect;
 use server::{Counters, Shared};

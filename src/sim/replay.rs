@@ -273,7 +273,11 @@ mod tests {
     #[tokio::test]
     async fn serves_recorded_answers_and_refuses_the_rest() {
         let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), "lookup/m.json", r#"{"results":[{"tags":{"datacenter":"dc1"}}]}"#);
+        write(
+            dir.path(),
+            "lookup/m.json",
+            r#"{"results":[{"tags":{"datacenter":"dc1"}}]}"#,
+        );
         write(
             dir.path(),
             "query/m/dc1/0-100.json",

@@ -83,7 +83,11 @@ pub fn physical_schema(schema: &Schema) -> SchemaRef {
     let fields: Vec<Field> = schema
         .fields()
         .iter()
-        .map(|f| f.as_ref().clone().with_data_type(physical_type(f.data_type())))
+        .map(|f| {
+            f.as_ref()
+                .clone()
+                .with_data_type(physical_type(f.data_type()))
+        })
         .collect();
     Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
 }
@@ -97,7 +101,11 @@ fn physical_type(t: &DataType) -> DataType {
             };
             let children: Fields = children
                 .iter()
-                .map(|c| c.as_ref().clone().with_data_type(physical_type(c.data_type())))
+                .map(|c| {
+                    c.as_ref()
+                        .clone()
+                        .with_data_type(physical_type(c.data_type()))
+                })
                 .collect();
             DataType::Map(
                 Arc::new(
@@ -120,12 +128,14 @@ pub fn logical_schema(schema: &Schema) -> Schema {
             DataType::Dictionary(_, v) => logical(v),
             DataType::Map(entries, sorted) => match entries.data_type() {
                 DataType::Struct(children) => DataType::Map(
-                    Arc::new(entries.as_ref().clone().with_data_type(DataType::Struct(
-                        children
-                            .iter()
-                            .map(|c| c.as_ref().clone().with_data_type(logical(c.data_type())))
-                            .collect(),
-                    ))),
+                    Arc::new(
+                        entries.as_ref().clone().with_data_type(DataType::Struct(
+                            children
+                                .iter()
+                                .map(|c| c.as_ref().clone().with_data_type(logical(c.data_type())))
+                                .collect(),
+                        )),
+                    ),
                     *sorted,
                 ),
                 _ => t.clone(),
@@ -238,7 +248,9 @@ impl KeyColumns {
         let runs = std::mem::take(&mut self.runs);
         let series = std::mem::take(&mut self.series);
         let dict = |keys: Int32Array, values: ArrayRef| -> Result<ArrayRef, ArrowError> {
-            Ok(Arc::new(DictionaryArray::<Int32Type>::try_new(keys, values)?))
+            Ok(Arc::new(DictionaryArray::<Int32Type>::try_new(
+                keys, values,
+            )?))
         };
         let mut metric_keys = Vec::with_capacity(rows);
         for &(s, n) in &runs {
