@@ -83,8 +83,9 @@ URL_FILE=$WORK/replay.url
 "$BIN" sim --replay "$DATA" --listen 127.0.0.1:0 >"$URL_FILE" 2>"$WORK/replay.log" &
 REPLAY_PID=$!
 trap 'kill -INT $REPLAY_PID 2>/dev/null || true' EXIT
-for _ in $(seq 100); do [ -s "$URL_FILE" ] && break; sleep 0.05; done
+for _ in $(seq 600); do [ -s "$URL_FILE" ] && break; sleep 0.05; done
 URL=$(head -n1 "$URL_FILE")
+[ -n "$URL" ] || { echo "the replay server did not start:"; cat "$WORK/replay.log"; exit 1; }
 echo "== replay server $URL (pid $REPLAY_PID)"
 
 pipeline() { # name sink rollup(0/1)

@@ -903,6 +903,13 @@ impl<'a> TableWindowWriter<'a> {
 
     /// Appends the (sorted) series of one metric.
     async fn append(&mut self, series: &[SeriesData]) -> std::result::Result<(), WriteError> {
+        // Rollups of every series are computed first, on every core (each series alone, so
+        // the result does not depend on the split), then appended in order.
+        let rolled: Vec<crate::semantics::rollup::RollupOutput> = match &self.spec.rollup {
+            Some(rollup) => rollup_all(rollup, series),
+            None => Vec::new(),
+        };
+        let mut rolled = rolled.into_iter();
         for s in series {
             match &self.spec.rollup {
                 None => {
@@ -915,9 +922,8 @@ impl<'a> TableWindowWriter<'a> {
                         flush_if_full(st).await?;
                     }
                 }
-                Some(rollup) => {
-                    let mut rows = rollup.output();
-                    rollup.apply_into(&s.ts, &s.values, &mut rows);
+                Some(_) => {
+                    let rows = rolled.next().expect("one rollup per series");
                     for (day, range) in day_runs(&rows.bucket_ts) {
                         let path = self.partition_path(&s.metric, day);
                         let st = self.state(path)?;
@@ -1000,6 +1006,34 @@ impl<'a> TableWindowWriter<'a> {
             st.writer.abort().await;
         }
     }
+}
+
+/// The rollup of each series, in order, computed on up to
+/// [`crate::load::writer::encode_threads`] threads.
+fn rollup_all(
+    rollup: &crate::semantics::rollup::Rollup,
+    series: &[SeriesData],
+) -> Vec<crate::semantics::rollup::RollupOutput> {
+    let one = |s: &SeriesData| {
+        let mut rows = rollup.output();
+        rollup.apply_into(&s.ts, &s.values, &mut rows);
+        rows
+    };
+    let threads = crate::load::writer::encode_threads().min(series.len());
+    if threads <= 1 {
+        return series.iter().map(one).collect();
+    }
+    let chunk = series.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = series
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(one).collect::<Vec<_>>()))
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    })
 }
 
 async fn flush_if_full(st: &mut PartitionState) -> std::result::Result<(), WriteError> {
