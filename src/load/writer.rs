@@ -451,7 +451,7 @@ mod tests {
     fn series(i: usize, n: usize) -> SeriesData {
         let mut tags = BTreeMap::new();
         tags.insert("datacenter".to_string(), format!("dc{}", i % 3));
-        if i % 4 != 0 {
+        if !i.is_multiple_of(4) {
             tags.insert("vm".to_string(), format!("vm-{i:03}"));
         }
         tags.insert("env".to_string(), "prod".to_string());
