@@ -56,7 +56,8 @@ if [ ! -x "$PY" ]; then
 fi
 if ! "$PY" -c 'import duckdb, pyarrow, orjson, numpy' 2>/dev/null; then
   echo "== installing duckdb pyarrow orjson numpy into $VENV"
-  "$PY" -m pip install --quiet --disable-pip-version-check duckdb pyarrow orjson numpy
+  "$PY" -m pip install --quiet --disable-pip-version-check \
+    duckdb==2.0.0 pyarrow==26.0.1 orjson==3.13.0 numpy==2.4.6
 fi
 
 # --- the dataset (deterministic; regenerated only when missing)
