@@ -1,16 +1,20 @@
 //! Stage figures for the hot path, without a bench framework (`cargo bench --bench stages`):
-//! an OpenTSDB answer of `SERIES` series × `POINTS` points is decoded into columns, built into
-//! Arrow batches, and encoded to Parquet in memory with the production writer settings. Prints
-//! points per second for each stage and bytes per point. Sizes: `VSCOPE_BENCH_SERIES`,
+//! an OpenTSDB answer of `SERIES` series × `POINTS` points is decoded into columns (the
+//! hand-rolled scanner, then the serde_json path for comparison), built into Arrow batches,
+//! rolled up (1h avg/min/max/p95/count), and written as a Parquet file through the production
+//! [`PartWriter`] (columns encoded on every core) into a temporary directory. Prints points per
+//! second for each stage and bytes per point. Sizes: `VSCOPE_BENCH_SERIES`,
 //! `VSCOPE_BENCH_POINTS` (defaults 200 × 4320 = 0.86 M points, one day at 20 s).
 
 use std::time::Instant;
 
-use parquet::arrow::ArrowWriter;
 use vscope_etl::catalogue::Component;
 use vscope_etl::extract::decode::decode_query_response;
-use vscope_etl::load::writer::{FileSettings, writer_properties};
+use vscope_etl::load::Sink;
+use vscope_etl::load::writer::{FileSettings, PartWriter, encode_threads, writer_properties};
 use vscope_etl::schema::raw_schema;
+use vscope_etl::semantics::aggregator::Aggregator;
+use vscope_etl::semantics::rollup::Rollup;
 use vscope_etl::transform::{RawBatchBuilder, sort_series};
 
 fn env_usize(name: &str, default: usize) -> usize {
@@ -51,18 +55,32 @@ fn main() {
     let series = env_usize("VSCOPE_BENCH_SERIES", 200);
     let points = env_usize("VSCOPE_BENCH_POINTS", 4320);
     let start = 1_793_491_200_000i64;
+    let end = start + points as i64 * 20_000;
     let body = answer(series, points, start);
     let total = (series * points) as f64;
     println!(
-        "answer: {series} series x {points} points = {total} points, {} bytes of JSON",
-        body.len()
+        "answer: {series} series x {points} points = {total} points, {} bytes of JSON; {} encode threads",
+        body.len(),
+        encode_threads()
     );
 
     let t = Instant::now();
-    let (mut decoded, stats) =
-        decode_query_response(&body, start, start + points as i64 * 20_000).expect("valid answer");
+    let (mut decoded, stats) = decode_query_response(&body, start, end).expect("valid answer");
     let decode_s = t.elapsed().as_secs_f64();
     assert_eq!(stats.points as f64, total);
+
+    // The serde_json path, for comparison: the same body with one escaped character in the
+    // first metric name makes the scanner hand it over.
+    let escaped =
+        String::from_utf8(body.clone())
+            .expect("utf8")
+            .replacen("vscope.vm", "vscope\\u002evm", 1);
+    let t = Instant::now();
+    let (serde_decoded, _) =
+        decode_query_response(escaped.as_bytes(), start, end).expect("valid answer");
+    let serde_s = t.elapsed().as_secs_f64();
+    assert_eq!(serde_decoded.len(), decoded.len());
+    drop(serde_decoded);
 
     let t = Instant::now();
     sort_series(&mut decoded, &["datacenter", "vm"]);
@@ -78,56 +96,62 @@ fn main() {
     let build_s = t.elapsed().as_secs_f64();
 
     let t = Instant::now();
+    let rollup = Rollup::new(
+        3_600_000,
+        vec![
+            Aggregator::Avg,
+            Aggregator::Min,
+            Aggregator::Max,
+            Aggregator::P95,
+            Aggregator::Count,
+        ],
+    )
+    .expect("rollup");
+    let mut rows = 0;
+    for s in &decoded {
+        let mut out = rollup.output();
+        rollup.apply_into(&s.ts, &s.values, &mut out);
+        rows += out.len();
+    }
+    let rollup_s = t.elapsed().as_secs_f64();
+    assert!(rows > 0);
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sink = Sink::open(dir.path().to_str().expect("utf8 path")).expect("sink");
     let schema = raw_schema(Component::Vm);
     let settings = FileSettings {
         pipeline: "bench".into(),
         zstd_level: 1,
         row_group_rows: 1 << 20,
     };
-    let props = writer_properties(
-        &schema,
-        &settings,
-        "vm_metrics",
-        (start, start + 86_400_000),
-    );
-    let mut buf = Vec::new();
-    let mut w = ArrowWriter::try_new(&mut buf, schema, Some(props)).expect("writer");
-    for b in &batches {
-        w.write(b).expect("write");
-    }
-    w.close().expect("close");
+    let props = writer_properties(&schema, &settings, "vm_metrics", (start, end));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let t = Instant::now();
+    let written = rt.block_on(async {
+        let mut w = PartWriter::create(&sink, "bench.parquet".into(), "vm_metrics", schema, props)
+            .expect("writer");
+        for b in &batches {
+            w.write(b).await.expect("write");
+        }
+        w.finish().await.expect("finish")
+    });
     let encode_s = t.elapsed().as_secs_f64();
 
     let mpts = |s: f64| total / s / 1e6;
-    println!("{:<28} {:>8} {:>10}", "stage", "seconds", "Mpoints/s");
-    println!(
-        "{:<28} {:>8.3} {:>10.2}",
-        "decode dps -> columns",
-        decode_s,
-        mpts(decode_s)
-    );
-    println!(
-        "{:<28} {:>8.3} {:>10.2}",
-        "build Arrow batches",
-        build_s,
-        mpts(build_s)
-    );
-    println!(
-        "{:<28} {:>8.3} {:>10.2}",
-        "encode Parquet (ZSTD 1)",
-        encode_s,
-        mpts(encode_s)
-    );
+    println!("{:<34} {:>8} {:>10}", "stage", "seconds", "Mpoints/s");
+    let row = |name: &str, s: f64| println!("{name:<34} {s:>8.3} {:>10.2}", mpts(s));
+    row("decode dps -> columns (scanner)", decode_s);
+    row("decode, serde_json path", serde_s);
+    row("build Arrow batches", build_s);
+    row("rollup 1h avg/min/max/p95/count", rollup_s);
+    row("encode + write Parquet (ZSTD 1)", encode_s);
     let all = decode_s + build_s + encode_s;
-    println!(
-        "{:<28} {:>8.3} {:>10.2}",
-        "total (one core)",
-        all,
-        mpts(all)
-    );
+    row("total raw (decode+build+encode)", all);
     println!(
         "stages points_per_s={:.0} bytes_per_point={:.3}",
         total / all,
-        buf.len() as f64 / total
+        written.bytes as f64 / total
     );
 }

@@ -12,7 +12,8 @@
 //! - [`ovh`]: OVHcloud API v6 (signed calls): the live inventory snapshots (`filers`, `hosts`,
 //!   `vms`), inventory-based series discovery, and the metrics token.
 //! - [`semantics`]: OpenTSDB time formats, durations, downsample specs, aggregators, rollups.
-//! - [`sim`]: a faithful simulator of the vScope endpoints, for tests and the demo pipeline.
+//! - [`sim`]: a faithful simulator of the vScope endpoints, for tests and the demo pipeline, and
+//!   a replay mode serving pre-rendered answers (`sim --replay`, for `benches/e2e.sh`).
 //! - `report` (feature `report`): the capacity-planning report over a dataset (polars).
 //! - [`dialect`], [`secret`], [`error`], [`cli`]: shared pieces.
 

@@ -75,6 +75,36 @@ fn report(err: &Error) -> u8 {
     err.exit_code()
 }
 
+/// `sim --replay DIR`: serves recorded answers; prints the URL first, like `sim`.
+async fn sim_replay(dir: std::path::PathBuf, listen: std::net::SocketAddr) -> u8 {
+    let listener = match tokio::net::TcpListener::bind(listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: cannot listen on {listen}: {e}");
+            return EXIT_CONFIG;
+        }
+    };
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    println!("http://{addr}");
+    eprintln!(
+        "replaying answers of {} on http://{addr}; Ctrl-C to stop",
+        dir.display()
+    );
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    match vscope_etl::sim::serve_replay_until(dir, listener, shutdown).await {
+        Ok(()) => EXIT_OK,
+        Err(e) => {
+            eprintln!("error: replay failed: {e}");
+            EXIT_CONFIG
+        }
+    }
+}
+
 /// A watch that turns true on SIGINT or SIGTERM; a second signal exits at once.
 fn cancel_on_signal() -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(false);
@@ -413,6 +443,9 @@ async fn token(args: TokenArgs) -> u8 {
 }
 
 async fn sim(args: SimArgs) -> u8 {
+    if let Some(dir) = args.replay {
+        return sim_replay(dir, args.listen).await;
+    }
     let defaults = SimConfig::default();
     let mut ovh_access_rules = Vec::new();
     for r in &args.ovh_rules {

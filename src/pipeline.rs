@@ -29,7 +29,7 @@ use crate::ovh::inventory::{InventoryReport, SeenSeries, reconcile};
 use crate::ovh::{Inventory, OvhClient};
 use crate::plan::{Plan, Shard, Unit, Window, pipeline_metrics, plan_windows};
 use crate::schema::{raw_schema, raw_table_decl, rollup_schema};
-use crate::semantics::rollup::RollupOutput;
+use crate::semantics::rollup::{Rollup, RollupOutput};
 use crate::semantics::time::{format_rfc3339, format_window_stamp};
 use crate::sim::SimHandle;
 use crate::transform::{
@@ -687,6 +687,7 @@ async fn process_window(
 ) -> WindowOutcome {
     let plan = ctx.plan;
     let units = plan.units();
+    let client = ctx.client;
     let mut outcome = WindowOutcome {
         result: WindowResult::Failed,
         failures: Vec::new(),
@@ -701,10 +702,13 @@ async fn process_window(
         .iter()
         .map(|t| TableWindowWriter::new(t, ctx, window))
         .collect();
+    // Each fetch (HTTP and decode) is its own task, so answers are decoded on the other cores
+    // while this task transforms and writes; `buffered` bounds how many are in flight.
     let mut fetches = futures::stream::iter(units)
-        .map(|unit| async move {
-            let r = fetch_unit(ctx, &unit, window).await;
-            (unit, r)
+        .map(|unit| {
+            let request = unit_request(ctx, &unit, window);
+            let task = AbortOnDrop(tokio::spawn(fetch_unit(client.clone(), request)));
+            async move { (unit, task.join().await) }
         })
         .buffered(ctx.pipeline.source.concurrency);
 
@@ -827,6 +831,19 @@ async fn process_window(
     outcome
 }
 
+/// What one unit asks the server for, owned so that the fetch runs as its own task.
+struct UnitRequest {
+    metric: String,
+    datacenter: Option<String>,
+    window: Window,
+    /// A table of the metric needs raw points (a raw table, or a client-side rollup).
+    raw: bool,
+    /// The metric's labels, the group-by of server-side downsampling.
+    labels: Vec<String>,
+    /// Server-side rollup tables of the metric (`source.query_downsample`), by table index.
+    rollups: Vec<(usize, Rollup)>,
+}
+
 /// What one unit brought: raw series for the tables that need raw points (raw tables and
 /// client-side rollups), and server-computed rows per server-side rollup table.
 struct UnitAnswer {
@@ -834,57 +851,88 @@ struct UnitAnswer {
     rollups: Vec<(usize, ServerRollupAnswer)>,
 }
 
-/// Fetches one unit: the raw query when a table of its metric needs raw points, and with
-/// `source.query_downsample` one downsampled query per aggregate of each rollup table. The
-/// rollup range is the window with its end rounded up to a whole bucket (an open window's
-/// last bucket is partial either way and is fetched again by the next run).
-async fn fetch_unit(
-    ctx: &RunCtx<'_>,
-    unit: &Unit,
-    window: &Window,
-) -> std::result::Result<UnitAnswer, FetchError> {
+/// The requests of one unit: the raw query when a table of its metric needs raw points, and
+/// with `source.query_downsample` one downsampled query per aggregate of each rollup table.
+fn unit_request(ctx: &RunCtx<'_>, unit: &Unit, window: &Window) -> UnitRequest {
     let metric_plan = &ctx.plan.metrics[unit.metric];
-    let metric = &metric_plan.metric;
-    let dc = unit.datacenter.as_deref();
     let server_side = ctx.pipeline.source.query_downsample;
-    let needs_raw = metric_plan
+    let tables = metric_plan
         .tables
         .iter()
-        .any(|&t| !server_side || ctx.pipeline.tables[t].rollup.is_none());
-    let raw = if needs_raw {
-        ctx.client
+        .map(|&t| (t, &ctx.pipeline.tables[t]));
+    let rollups: Vec<(usize, Rollup)> = if server_side {
+        tables
+            .clone()
+            .filter_map(|(t, spec)| spec.rollup.clone().map(|r| (t, r)))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let labels = match crate::catalogue::Catalogue::builtin().get(&metric_plan.metric) {
+        Some(def) => def.labels.clone(),
+        None => raw_table_decl(metric_plan.component)
+            .label_columns()
+            .iter()
+            .map(|l| l.to_string())
+            .collect(),
+    };
+    UnitRequest {
+        metric: metric_plan.metric.clone(),
+        datacenter: unit.datacenter.clone(),
+        window: *window,
+        raw: tables
+            .clone()
+            .any(|(_, spec)| !server_side || spec.rollup.is_none()),
+        labels,
+        rollups,
+    }
+}
+
+/// Fetches one unit. The server-side rollup range is the window with its end rounded up to a
+/// whole bucket (an open window's last bucket is partial either way and is fetched again by
+/// the next run).
+async fn fetch_unit(
+    client: MetricsClient,
+    req: UnitRequest,
+) -> std::result::Result<UnitAnswer, FetchError> {
+    let (metric, dc, window) = (&req.metric, req.datacenter.as_deref(), req.window);
+    let raw = if req.raw {
+        client
             .query_raw(metric, dc, window.start_ms, window.fetch_end_ms)
             .await?
     } else {
         RawAnswer::default()
     };
-    let mut rollups = Vec::new();
-    if server_side {
-        let labels = crate::catalogue::Catalogue::builtin()
-            .get(metric)
-            .map(|d| d.labels.clone())
-            .unwrap_or_else(|| {
-                raw_table_decl(metric_plan.component)
-                    .label_columns()
-                    .iter()
-                    .map(|l| l.to_string())
-                    .collect()
-            });
-        for &t in &metric_plan.tables {
-            let Some(rollup) = &ctx.pipeline.tables[t].rollup else {
-                continue;
-            };
-            let bucket = rollup.interval_ms;
-            let end = (window.fetch_end_ms.div_euclid(bucket)
-                + i64::from(window.fetch_end_ms.rem_euclid(bucket) != 0))
-                * bucket;
-            let range = window.start_ms..end.min(window.end_ms);
-            let answer =
-                server_rollup::fetch(ctx.client, metric, &labels, dc, rollup, range).await?;
-            rollups.push((t, answer));
-        }
+    let mut rollups = Vec::with_capacity(req.rollups.len());
+    for (t, rollup) in &req.rollups {
+        let bucket = rollup.interval_ms;
+        let end = (window.fetch_end_ms.div_euclid(bucket)
+            + i64::from(window.fetch_end_ms.rem_euclid(bucket) != 0))
+            * bucket;
+        let range = window.start_ms..end.min(window.end_ms);
+        let answer = server_rollup::fetch(&client, metric, &req.labels, dc, rollup, range).await?;
+        rollups.push((*t, answer));
     }
     Ok(UnitAnswer { raw, rollups })
+}
+
+/// A spawned fetch that is cancelled when its window is abandoned.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> AbortOnDrop<T> {
+    async fn join(mut self) -> T {
+        match (&mut self.0).await {
+            Ok(v) => v,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => panic!("a fetch task was cancelled while awaited: {e}"),
+        }
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 async fn abort_all(writers: Vec<TableWindowWriter<'_>>) {
@@ -988,6 +1036,13 @@ impl<'a> TableWindowWriter<'a> {
 
     /// Appends the (sorted) series of one metric.
     async fn append(&mut self, series: &[SeriesData]) -> std::result::Result<(), WriteError> {
+        // Rollups of every series are computed first, on every core (each series alone, so
+        // the result does not depend on the split), then appended in order.
+        let rolled: Vec<RollupOutput> = match &self.spec.rollup {
+            Some(rollup) => rollup_all(rollup, series),
+            None => Vec::new(),
+        };
+        let mut rolled = rolled.into_iter();
         for s in series {
             match &self.spec.rollup {
                 None => {
@@ -1000,9 +1055,8 @@ impl<'a> TableWindowWriter<'a> {
                         flush_if_full(st).await?;
                     }
                 }
-                Some(rollup) => {
-                    let mut rows = rollup.output();
-                    rollup.apply_into(&s.ts, &s.values, &mut rows);
+                Some(_) => {
+                    let rows = rolled.next().expect("one rollup per series");
                     self.append_rollup_series(s, &rows).await?;
                 }
             }
@@ -1106,6 +1160,34 @@ impl<'a> TableWindowWriter<'a> {
             st.writer.abort().await;
         }
     }
+}
+
+/// The rollup of each series, in order, computed on up to
+/// [`crate::load::writer::encode_threads`] threads.
+fn rollup_all(
+    rollup: &crate::semantics::rollup::Rollup,
+    series: &[SeriesData],
+) -> Vec<crate::semantics::rollup::RollupOutput> {
+    let one = |s: &SeriesData| {
+        let mut rows = rollup.output();
+        rollup.apply_into(&s.ts, &s.values, &mut rows);
+        rows
+    };
+    let threads = crate::load::writer::encode_threads().min(series.len());
+    if threads <= 1 {
+        return series.iter().map(one).collect();
+    }
+    let chunk = series.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = series
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(one).collect::<Vec<_>>()))
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    })
 }
 
 async fn flush_if_full(st: &mut PartitionState) -> std::result::Result<(), WriteError> {

@@ -77,10 +77,14 @@ pub fn decode_query_response(
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(DecodeError::Empty);
     }
-    let raw: Vec<RawSeries> = serde_json::from_slice(body).map_err(|e| DecodeError::Malformed {
-        message: e.to_string(),
-        snippet: String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
-    })?;
+    // The hand-rolled scanner takes the plain shape; serde_json decides everything else.
+    let raw: Vec<RawSeries> = match super::scan::scan(body) {
+        Some(raw) => raw,
+        None => serde_json::from_slice(body).map_err(|e| DecodeError::Malformed {
+            message: e.to_string(),
+            snippet: String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
+        })?,
+    };
     let mut stats = DecodeStats::default();
     let mut out = Vec::with_capacity(raw.len());
     for s in raw {
@@ -149,18 +153,19 @@ fn normalize(
     (out_ts, out_v, dropped, dups)
 }
 
+/// One element of the answer as read, before clipping and de-duplication.
 #[derive(Deserialize)]
-struct RawSeries {
-    metric: Option<String>,
+pub(super) struct RawSeries {
+    pub(super) metric: Option<String>,
     #[serde(default)]
-    tags: BTreeMap<String, String>,
+    pub(super) tags: BTreeMap<String, String>,
     #[serde(default)]
-    dps: Dps,
+    pub(super) dps: Dps,
 }
 
 /// `dps` decoded into columns, in the order received.
 #[derive(Default)]
-struct Dps {
+pub(super) struct Dps {
     ts: Vec<i64>,
     values: Vec<Option<f64>>,
     null_values: u64,
@@ -168,7 +173,8 @@ struct Dps {
 }
 
 impl Dps {
-    fn push(&mut self, ts: i64, v: PointValue) {
+    #[inline]
+    pub(super) fn push(&mut self, ts: i64, v: PointValue) {
         self.ts.push(ts);
         match v {
             PointValue::Number(x) if x.is_finite() => self.values.push(Some(x)),
@@ -255,7 +261,7 @@ impl<'de> Deserialize<'de> for TsKey {
 }
 
 /// One point value as the server wrote it.
-enum PointValue {
+pub(super) enum PointValue {
     Number(f64),
     Null,
     Invalid,
@@ -264,6 +270,18 @@ enum PointValue {
 impl<'de> Deserialize<'de> for PointValue {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         d.deserialize_any(PointValueVisitor)
+    }
+}
+
+/// A quoted point value: OpenTSDB quotes non-finite doubles ("NaN", "Infinity"); a proxy may
+/// quote numbers.
+pub(super) fn value_of_str(s: &str) -> PointValue {
+    if s.eq_ignore_ascii_case("nan") {
+        return PointValue::Null;
+    }
+    match s.trim().parse::<f64>() {
+        Ok(x) if x.is_finite() => PointValue::Number(x),
+        _ => PointValue::Invalid,
     }
 }
 
@@ -291,14 +309,7 @@ impl<'de> Visitor<'de> for PointValueVisitor {
         Ok(PointValue::Null)
     }
     fn visit_str<E: de::Error>(self, s: &str) -> Result<PointValue, E> {
-        // OpenTSDB quotes non-finite doubles ("NaN", "Infinity"); a proxy may quote numbers.
-        if s.eq_ignore_ascii_case("nan") {
-            return Ok(PointValue::Null);
-        }
-        match s.trim().parse::<f64>() {
-            Ok(x) if x.is_finite() => Ok(PointValue::Number(x)),
-            _ => Ok(PointValue::Invalid),
-        }
+        Ok(value_of_str(s))
     }
     fn visit_bool<E: de::Error>(self, _: bool) -> Result<PointValue, E> {
         Ok(PointValue::Invalid)
@@ -379,6 +390,30 @@ mod tests {
     }
 
     #[test]
+    fn the_scanner_takes_the_plain_shape_and_hands_odd_input_to_serde() {
+        let plain = br#"[{"metric":"m","tags":{"vm":"vm-1"},"aggregateTags":[],"query":{"index":0,"tags":{}},
+            "dps":{"1000":1,"2000":2.5,"3000":"NaN","4000":null,"5000":-0.25e2}},{"metric":"m","dps":[[1,2]]}]"#;
+        let fast = super::super::scan::scan(plain).expect("plain shape");
+        assert_eq!(fast[0].dps.ts, [1000, 2000, 3000, 4000, 5000]);
+        assert_eq!(fast[0].dps.values[4], Some(-25.0));
+        assert_eq!(fast[1].dps.ts, [1]);
+        // An escape, a duplicate field, trailing garbage: the scanner gives up...
+        for odd in [
+            &br#"[{"metric":"m\u0041","dps":{}}]"#[..],
+            br#"[{"metric":"m","metric":"n","dps":{}}]"#,
+            br#"[{"metric":"m","dps":{}}] x"#,
+        ] {
+            assert!(super::super::scan::scan(odd).is_none());
+        }
+        // ...and the serde path decides: the escape is read, the others are errors.
+        assert_eq!(
+            decode(r#"[{"metric":"m\u0041","dps":{"1":1}}]"#).0[0].metric,
+            "mA"
+        );
+        assert!(decode_query_response(br#"[{"metric":"m","metric":"n","dps":{}}]"#, 0, 9).is_err());
+    }
+
+    #[test]
     fn array_form() {
         let (s, _) =
             decode(r#"[{"metric":"m","tags":{},"dps":[[1000,1],[2000,"NaN"],[3000,3.5]]}]"#);
@@ -416,6 +451,124 @@ mod tests {
         assert!(decode_query_response(br#"[{"metric":"m","dps":{"1":1}"#, 0, 1).is_err());
     }
 
+    fn check_scanner_agrees(body: &[u8]) -> Result<(), TestCaseError> {
+        let serde: Result<Vec<RawSeries>, _> = serde_json::from_slice(body);
+        if let Some(fast) = super::super::scan::scan(body) {
+            let serde = serde.map_err(|e| {
+                TestCaseError::fail(format!(
+                    "scanner accepted what serde_json refuses ({e}): {}",
+                    String::from_utf8_lossy(body)
+                ))
+            })?;
+            prop_assert_eq!(fast.len(), serde.len());
+            for (f, s) in fast.iter().zip(&serde) {
+                prop_assert_eq!(&f.metric, &s.metric);
+                prop_assert_eq!(&f.tags, &s.tags);
+                prop_assert_eq!(&f.dps.ts, &s.dps.ts);
+                let bits =
+                    |v: &[Option<f64>]| v.iter().map(|x| x.map(f64::to_bits)).collect::<Vec<_>>();
+                prop_assert_eq!(
+                    bits(&f.dps.values),
+                    bits(&s.dps.values),
+                    "{}",
+                    String::from_utf8_lossy(body)
+                );
+                prop_assert_eq!(f.dps.null_values, s.dps.null_values);
+                prop_assert_eq!(f.dps.invalid_values, s.dps.invalid_values);
+            }
+        }
+        Ok(())
+    }
+
+    /// A JSON number in one of the many ways servers print them.
+    fn number_strategy() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<f64>().prop_map(|x| format!("{x:?}")),
+            any::<f64>().prop_map(|x| format!("{x:e}")),
+            (-1e7f64..1e7).prop_map(|x| format!("{}", (x * 100.0).round() / 100.0)),
+            any::<i64>().prop_map(|x| x.to_string()),
+            any::<u64>().prop_map(|x| x.to_string()),
+            ("-?(0|[1-9][0-9]{0,24})(\\.[0-9]{1,24})?([eE][+-]?[0-9]{1,4})?").prop_map(|s| s),
+            Just("-0".to_string()),
+            Just("-0.0".to_string()),
+            Just("1e400".to_string()),
+            Just("01".to_string()),
+        ]
+    }
+
+    fn value_strategy() -> impl Strategy<Value = String> {
+        prop_oneof![
+            6 => number_strategy(),
+            1 => prop_oneof![
+                Just("\"NaN\"".to_string()),
+                Just("\"Infinity\"".to_string()),
+                Just("\"-Infinity\"".to_string()),
+                Just("\" 4.25\"".to_string()),
+                Just("\"nan\"".to_string()),
+                Just("\"x\\u0041\"".to_string()),
+                Just("null".to_string()),
+                Just("true".to_string()),
+                Just("false".to_string()),
+                Just("{\"a\":[1,{}]}".to_string()),
+                Just("[]".to_string()),
+            ],
+        ]
+    }
+
+    fn ws() -> impl Strategy<Value = &'static str> {
+        prop_oneof![8 => Just(""), 1 => Just(" "), 1 => Just("\n\t ")]
+    }
+
+    fn point_strategy() -> impl Strategy<Value = (String, String, &'static str)> {
+        let key = prop_oneof![
+            8 => (0i64..2_000_000_000_000).prop_map(|t| t.to_string()),
+            1 => any::<i64>().prop_map(|t| t.to_string()),
+            1 => Just("+5".to_string()),
+            1 => Just("12a".to_string()),
+            1 => Just("99999999999999999999".to_string()),
+        ];
+        (key, value_strategy(), ws())
+    }
+
+    fn answer_strategy() -> impl Strategy<Value = String> {
+        let dps_obj = proptest::collection::vec(point_strategy(), 0..8).prop_map(|pts| {
+            let body: Vec<String> = pts
+                .iter()
+                .map(|(k, v, w)| format!("{w}\"{k}\"{w}:{w}{v}"))
+                .collect();
+            format!("{{{}}}", body.join(","))
+        });
+        let dps_arr = proptest::collection::vec(point_strategy(), 0..8).prop_map(|pts| {
+            let body: Vec<String> = pts
+                .iter()
+                .map(|(k, v, w)| format!("[{k},{w}{v}]"))
+                .collect();
+            format!("[{}]", body.join(","))
+        });
+        let dps = prop_oneof![6 => dps_obj, 2 => dps_arr, 1 => Just("null".to_string())];
+        let metric = prop_oneof![
+            "[a-z.]{1,12}".prop_map(|m| format!("\"{m}\"")),
+            Just("null".to_string()),
+            Just("\"caf\u{e9}\"".to_string()),
+            Just("\"esc\\\"aped\"".to_string()),
+        ];
+        let tags =
+            proptest::collection::btree_map("[a-z]{1,5}", "[a-z0-9-]{0,6}", 0..4).prop_map(|t| {
+                let body: Vec<String> = t.iter().map(|(k, v)| format!("\"{k}\":\"{v}\"")).collect();
+                format!("{{{}}}", body.join(","))
+            });
+        let series = (metric, tags, dps, ws(), any::<bool>()).prop_map(|(m, t, d, w, extra)| {
+            let extra = if extra {
+                ",\"aggregateTags\":[],\"query\":{\"index\":0,\"x\":[1.5,null]}"
+            } else {
+                ""
+            };
+            format!("{{{w}\"metric\"{w}:{w}{m},\"tags\":{t}{extra},\"dps\":{d}{w}}}")
+        });
+        (proptest::collection::vec(series, 0..4), ws())
+            .prop_map(|(s, w)| format!("{w}[{}]{w}", s.join(",")))
+    }
+
     proptest! {
         #[test]
         fn decoded_series_are_sorted_unique_and_in_window(
@@ -444,6 +597,25 @@ mod tests {
             for series in &s {
                 prop_assert!(series.ts.windows(2).all(|w| w[0] < w[1]));
             }
+        }
+
+        /// The hand-rolled scanner, whenever it answers, reads exactly what serde_json reads:
+        /// same series, tags, timestamps, value bits and counters.
+        #[test]
+        fn scanner_equals_serde_json_on_generated_answers(body in answer_strategy()) {
+            check_scanner_agrees(body.as_bytes())?;
+        }
+
+        /// Same on corrupted answers (one byte changed or cut): the scanner gives up or agrees.
+        #[test]
+        fn scanner_equals_serde_json_on_corrupted_answers(
+            body in answer_strategy(), pos in any::<prop::sample::Index>(), byte in any::<u8>(),
+            cut in any::<bool>(),
+        ) {
+            let mut b = body.into_bytes();
+            let i = pos.index(b.len());
+            if cut { b.truncate(i); } else { b[i] = byte; }
+            check_scanner_agrees(&b)?;
         }
 
         #[test]

@@ -4,16 +4,27 @@
 //! multipart upload completed at the end (local disk: a staging file renamed into place), and a
 //! failure aborts the upload. Encodings follow what was measured fastest and smallest
 //! (`reference/performance.md`): ZSTD, delta-encoded `ts`, byte-stream-split doubles,
-//! dictionary-encoded strings.
+//! dictionary-encoded strings. Columns are encoded on several threads (see [`PartWriter`]).
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
 
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
+use bytes::Bytes;
 use object_store::buffered::BufWriter;
-use parquet::arrow::AsyncArrowWriter;
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_writer::{
+    ArrowColumnChunk, ArrowColumnWriter, ArrowLeafColumn, ArrowRowGroupWriterFactory,
+    compute_leaves,
+};
 use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::errors::ParquetError;
 use parquet::file::metadata::{KeyValue, SortingColumn};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::ColumnPath;
+use tokio::io::AsyncWriteExt;
 
 use super::store::Sink;
 use crate::schema::{SchemaMismatch, check_conforms};
@@ -126,57 +137,52 @@ pub fn writer_properties(
                     .set_column_dictionary_enabled(path.clone(), false)
                     .set_column_encoding(path, Encoding::BYTE_STREAM_SPLIT);
             }
+            // No reader prunes on map entries, and min/max of every row's key and value is
+            // a string comparison per row per leaf: the `tags` leaves go without statistics.
+            DataType::Map(..) => {
+                for leaf in ["key", "value"] {
+                    let path = ColumnPath::new(vec![
+                        f.name().to_string(),
+                        "key_value".to_string(),
+                        leaf.to_string(),
+                    ]);
+                    b = b.set_column_statistics_enabled(path, EnabledStatistics::None);
+                }
+            }
             _ => {}
         }
     }
     b.build()
 }
 
-/// object_store's `BufWriter`, remembering whether its shutdown (the final PUT, or the multipart
-/// completion) began: `BufWriter::abort` panics after that ("Already shut down"), and a failed
-/// shutdown has already aborted its multipart upload or never created the object, so there is
-/// nothing left to abort. Found by the disk-full and multipart fault tests (`tests/e2e/faults.rs`).
-struct Upload {
-    inner: BufWriter,
-    shut_down: bool,
-}
+/// The bytes the Parquet encoder produced and the uploader has not taken yet.
+#[derive(Clone, Default)]
+struct SharedBuf(Arc<Mutex<Vec<u8>>>);
 
-impl Upload {
-    async fn abort(&mut self) -> object_store::Result<()> {
-        if self.shut_down {
-            Ok(())
-        } else {
-            self.inner.abort().await
-        }
+impl Write for SharedBuf {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("not poisoned").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
-impl tokio::io::AsyncWrite for Upload {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        self.shut_down = true;
-        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+impl SharedBuf {
+    fn take(&self) -> Vec<u8> {
+        std::mem::take(&mut *self.0.lock().expect("not poisoned"))
     }
 }
 
 /// An open Parquet file being written.
+///
+/// Batches go straight to one [`ArrowColumnWriter`] per leaf column; the leaves of a batch are
+/// encoded on up to [`encode_threads`] threads at once (each column by one thread, in order,
+/// so the bytes do not depend on the scheduling). A row group is closed every
+/// `row_group_rows` rows, its column chunks appended in schema order, and its bytes handed to
+/// the object store upload, so memory holds one row group's encoded pages, not the file.
 pub struct PartWriter {
     relative: String,
     /// Where the bytes go until `finish` publishes them (local sinks), else `None`.
@@ -184,8 +190,27 @@ pub struct PartWriter {
     sink: Sink,
     table: String,
     declared: SchemaRef,
-    writer: AsyncArrowWriter<Upload>,
+    out: BufWriter,
+    /// Whether the upload's shutdown (the final PUT, or the multipart completion) began:
+    /// `BufWriter::abort` panics after that ("Already shut down"), and a failed shutdown has
+    /// already aborted its multipart upload or never created the object, so there is nothing
+    /// left to abort. Found by the disk-full and multipart fault tests (`tests/e2e/faults.rs`).
+    shut_down: bool,
+    file: SerializedFileWriter<SharedBuf>,
+    factory: ArrowRowGroupWriterFactory,
+    buf: SharedBuf,
+    /// Column writers of the row group in progress (created on its first row).
+    columns: Option<Vec<ArrowColumnWriter>>,
+    group_rows: usize,
+    row_group_rows: usize,
+    row_groups: usize,
     rows: u64,
+    bytes: u64,
+}
+
+/// Threads that encode the columns of one batch: the machine's parallelism, at most 8.
+pub fn encode_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
 }
 
 impl PartWriter {
@@ -199,40 +224,118 @@ impl PartWriter {
     ) -> Result<PartWriter, WriteError> {
         let staging = sink.staging_key(&relative);
         let target = staging.as_deref().unwrap_or(&relative);
-        let out = Upload {
-            inner: BufWriter::with_capacity(sink.store.clone(), sink.key(target), sink.part_size),
-            shut_down: false,
+        let out = BufWriter::with_capacity(sink.store.clone(), sink.key(target), sink.part_size);
+        let row_group_rows = props.max_row_group_row_count().unwrap_or(1 << 20).max(1);
+        let buf = SharedBuf::default();
+        let parquet_err = |source| WriteError::Parquet {
+            path: relative.clone(),
+            source,
         };
-        let writer =
-            AsyncArrowWriter::try_new(out, declared.clone(), Some(props)).map_err(|source| {
-                WriteError::Parquet {
-                    path: relative.clone(),
-                    source,
-                }
-            })?;
+        // ArrowWriter embeds the declared Arrow schema and the properties; then its lower-level
+        // parts take over so columns can be encoded in parallel.
+        let (file, factory) = ArrowWriter::try_new(buf.clone(), declared.clone(), Some(props))
+            .and_then(ArrowWriter::into_serialized_writer)
+            .map_err(parquet_err)?;
         Ok(PartWriter {
             relative,
             staging,
             sink: sink.clone(),
             table: table.to_string(),
             declared,
-            writer,
+            out,
+            shut_down: false,
+            file,
+            factory,
+            buf,
+            columns: None,
+            group_rows: 0,
+            row_group_rows,
+            row_groups: 0,
             rows: 0,
+            bytes: 0,
         })
     }
 
-    /// Appends a batch; it must match the declared schema exactly.
+    fn parquet_err(&self, source: ParquetError) -> WriteError {
+        WriteError::Parquet {
+            path: self.relative.clone(),
+            source,
+        }
+    }
+
+    /// Appends a batch; its logical schema (dictionaries read as their values) must match the
+    /// declared schema exactly.
     pub async fn write(&mut self, batch: &RecordBatch) -> Result<(), WriteError> {
-        check_conforms(&self.table, &self.declared, &batch.schema())?;
-        self.writer
-            .write(batch)
-            .await
-            .map_err(|source| WriteError::Parquet {
-                path: self.relative.clone(),
-                source,
-            })?;
+        check_conforms(
+            &self.table,
+            &self.declared,
+            &crate::transform::logical_schema(&batch.schema()),
+        )?;
+        let mut offset = 0;
+        while offset < batch.num_rows() {
+            let n = (self.row_group_rows - self.group_rows).min(batch.num_rows() - offset);
+            self.encode(&batch.slice(offset, n))?;
+            offset += n;
+            self.group_rows += n;
+            if self.group_rows >= self.row_group_rows {
+                self.close_row_group().await?;
+            }
+        }
         self.rows += batch.num_rows() as u64;
         Ok(())
+    }
+
+    /// Encodes `batch` into the row group in progress, columns spread over threads.
+    fn encode(&mut self, batch: &RecordBatch) -> Result<(), WriteError> {
+        if self.columns.is_none() {
+            let writers = self
+                .factory
+                .create_column_writers(self.row_groups)
+                .map_err(|e| self.parquet_err(e))?;
+            self.columns = Some(writers);
+        }
+        let mut leaves = Vec::new();
+        for (field, col) in self.declared.fields().iter().zip(batch.columns()) {
+            leaves.extend(compute_leaves(field, col).map_err(|e| self.parquet_err(e))?);
+        }
+        let writers = self.columns.as_mut().expect("created above");
+        let jobs: Vec<(&mut ArrowColumnWriter, ArrowLeafColumn)> =
+            writers.iter_mut().zip(leaves).collect();
+        let r = run_parallel(jobs, |(w, leaf)| w.write(&leaf));
+        r.map_err(|e| self.parquet_err(e))
+    }
+
+    /// Closes the row group in progress (if any) and uploads its bytes.
+    async fn close_row_group(&mut self) -> Result<(), WriteError> {
+        let Some(writers) = self.columns.take() else {
+            return Ok(());
+        };
+        let chunks = close_parallel(writers).map_err(|e| self.parquet_err(e))?;
+        let appended = (|| {
+            let mut rg = self.file.next_row_group()?;
+            for chunk in chunks {
+                chunk.append_to_row_group(&mut rg)?;
+            }
+            rg.close()?;
+            Ok::<_, ParquetError>(())
+        })();
+        appended.map_err(|e| self.parquet_err(e))?;
+        self.row_groups += 1;
+        self.group_rows = 0;
+        self.upload().await
+    }
+
+    /// Hands the encoded bytes to the object store upload.
+    async fn upload(&mut self) -> Result<(), WriteError> {
+        let bytes = self.buf.take();
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        self.bytes += bytes.len() as u64;
+        self.out
+            .put(Bytes::from(bytes))
+            .await
+            .map_err(|e| self.parquet_err(ParquetError::External(Box::new(e))))
     }
 
     /// Rows written so far.
@@ -243,8 +346,8 @@ impl PartWriter {
     /// Writes the footer and completes the upload: the file is visible when this returns Ok.
     /// On error the upload is aborted, so nothing partial stays behind.
     pub async fn finish(mut self) -> Result<WrittenFile, WriteError> {
-        match self.writer.finish().await {
-            Ok(_) => {
+        match self.finish_inner().await {
+            Ok(()) => {
                 if let Some(staging) = &self.staging
                     && let Err(e) = self.sink.publish(staging, &self.relative).await
                 {
@@ -252,30 +355,212 @@ impl PartWriter {
                     return Err(WriteError::Publish(e));
                 }
                 Ok(WrittenFile {
-                    bytes: self.writer.bytes_written() as u64,
+                    bytes: self.bytes,
                     path: self.relative,
                     table: self.table,
                     rows: self.rows,
                 })
             }
-            Err(source) => {
-                let mut inner = self.writer.into_inner();
-                if let Err(e) = inner.abort().await {
-                    tracing::warn!(path = %self.relative, error = %e, "aborting a failed upload failed too");
+            Err(e) => {
+                if !self.shut_down
+                    && let Err(abort) = self.out.abort().await
+                {
+                    tracing::warn!(path = %self.relative, error = %abort, "aborting a failed upload failed too");
                 }
-                Err(WriteError::Parquet {
-                    path: self.relative,
-                    source,
-                })
+                Err(e)
             }
         }
     }
 
+    async fn finish_inner(&mut self) -> Result<(), WriteError> {
+        self.close_row_group().await?;
+        self.file.finish().map_err(|e| self.parquet_err(e))?;
+        self.upload().await?;
+        let done = async {
+            self.out.flush().await?;
+            self.shut_down = true;
+            self.out.shutdown().await
+        };
+        done.await
+            .map_err(|e| self.parquet_err(ParquetError::External(Box::new(e))))
+    }
+
     /// Abandons the file: the upload is aborted and no object appears.
-    pub async fn abort(self) {
-        let mut inner = self.writer.into_inner();
-        if let Err(e) = inner.abort().await {
+    pub async fn abort(mut self) {
+        if self.shut_down {
+            return;
+        }
+        if let Err(e) = self.out.abort().await {
             tracing::warn!(path = %self.relative, error = %e, "aborting an upload failed");
         }
+    }
+}
+
+/// Runs `f` on every job, on up to [`encode_threads`] threads (the caller's included), each
+/// thread taking the next job when it is free; the first error is returned.
+fn run_parallel<J: Send>(
+    jobs: Vec<J>,
+    f: impl Fn(J) -> Result<(), ParquetError> + Sync,
+) -> Result<(), ParquetError> {
+    let threads = encode_threads().min(jobs.len());
+    if threads <= 1 {
+        return jobs.into_iter().try_for_each(f);
+    }
+    let queue = Mutex::new(jobs.into_iter());
+    let work = || -> Result<(), ParquetError> {
+        loop {
+            let job = queue.lock().expect("not poisoned").next();
+            match job {
+                Some(j) => f(j)?,
+                None => return Ok(()),
+            }
+        }
+    };
+    std::thread::scope(|s| {
+        let helpers: Vec<_> = (1..threads).map(|_| s.spawn(work)).collect();
+        let mut result = work();
+        for h in helpers {
+            let r = h.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+            result = result.and(r);
+        }
+        result
+    })
+}
+
+/// Closes the column writers of a row group (flushing and compressing their last pages) in
+/// parallel; the chunks come back in column order.
+fn close_parallel(writers: Vec<ArrowColumnWriter>) -> Result<Vec<ArrowColumnChunk>, ParquetError> {
+    let slots: Vec<Mutex<Option<ArrowColumnChunk>>> =
+        writers.iter().map(|_| Mutex::new(None)).collect();
+    let jobs: Vec<(ArrowColumnWriter, &Mutex<Option<ArrowColumnChunk>>)> =
+        writers.into_iter().zip(&slots).collect();
+    run_parallel(jobs, |(w, slot)| {
+        *slot.lock().expect("not poisoned") = Some(w.close()?);
+        Ok(())
+    })?;
+    Ok(slots
+        .into_iter()
+        .map(|s| {
+            s.into_inner()
+                .expect("not poisoned")
+                .expect("every writer closed")
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalogue::Component;
+    use crate::extract::SeriesData;
+    use crate::schema::raw_schema;
+    use crate::transform::RawBatchBuilder;
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::{Float64Type, TimestampMillisecondType};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use std::collections::BTreeMap;
+
+    fn series(i: usize, n: usize) -> SeriesData {
+        let mut tags = BTreeMap::new();
+        tags.insert("datacenter".to_string(), format!("dc{}", i % 3));
+        if !i.is_multiple_of(4) {
+            tags.insert("vm".to_string(), format!("vm-{i:03}"));
+        }
+        tags.insert("env".to_string(), "prod".to_string());
+        SeriesData {
+            metric: format!("vscope.vm.m{}", i % 2),
+            tags,
+            ts: (0..n as i64).map(|t| 1000 * t).collect(),
+            values: (0..n)
+                .map(|t| (t % 7 != 0).then_some(i as f64 + t as f64 / 8.0))
+                .collect(),
+        }
+    }
+
+    /// Writes 10 series through the builder and `PartWriter` with small row groups and
+    /// returns the file's bytes.
+    async fn write_file(dir: &std::path::Path, name: &str) -> (Vec<u8>, WrittenFile) {
+        let sink = Sink::open(dir.to_str().unwrap()).unwrap();
+        let schema = raw_schema(Component::Vm);
+        let settings = FileSettings {
+            pipeline: "t".into(),
+            zstd_level: 1,
+            row_group_rows: 1000,
+        };
+        let props = writer_properties(&schema, &settings, "vm_metrics", (0, 1));
+        let mut w =
+            PartWriter::create(&sink, name.into(), "vm_metrics", schema.clone(), props).unwrap();
+        let mut b = RawBatchBuilder::new(Component::Vm);
+        for i in 0..10 {
+            let s = series(i, 450);
+            b.append(&s, 0..s.ts.len());
+            if b.len() >= 700 {
+                w.write(&b.finish().unwrap()).await.unwrap();
+            }
+        }
+        w.write(&b.finish().unwrap()).await.unwrap();
+        let f = w.finish().await.unwrap();
+        (std::fs::read(dir.join(name)).unwrap(), f)
+    }
+
+    #[tokio::test]
+    async fn parallel_encoded_file_reads_back_exactly_and_is_deterministic() {
+        let dir = tempfile::tempdir().unwrap();
+        let (bytes, f) = write_file(dir.path(), "a.parquet").await;
+        let (again, _) = write_file(dir.path(), "b.parquet").await;
+        assert_eq!(bytes, again, "same input, same bytes");
+        assert_eq!(f.rows, 4500);
+        assert_eq!(f.bytes, bytes.len() as u64);
+
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes)).unwrap();
+        assert_eq!(reader.metadata().num_row_groups(), 5);
+        assert_eq!(reader.schema().fields(), raw_schema(Component::Vm).fields());
+        let batches: Vec<RecordBatch> = reader.build().unwrap().map(Result::unwrap).collect();
+        let mut row = 0;
+        for batch in &batches {
+            let ts = batch.column(0).as_primitive::<TimestampMillisecondType>();
+            let metric = batch.column(1).as_string::<i32>();
+            let vm = batch.column(3).as_string::<i32>();
+            let value = batch.column(4).as_primitive::<Float64Type>();
+            let tags = batch.column(5).as_map();
+            for r in 0..batch.num_rows() {
+                let (i, t) = (row / 450, row % 450);
+                let s = series(i, 450);
+                assert_eq!(ts.value(r), s.ts[t]);
+                assert_eq!(metric.value(r), s.metric);
+                assert_eq!(vm.is_null(r), i % 4 == 0);
+                if !vm.is_null(r) {
+                    assert_eq!(vm.value(r), s.tags["vm"]);
+                }
+                assert_eq!(value.is_null(r), s.values[t].is_none());
+                if let Some(v) = s.values[t] {
+                    assert_eq!(value.value(r), v);
+                }
+                let entries = tags.value(r);
+                assert_eq!(entries.column(0).as_string::<i32>().value(0), "env");
+                assert_eq!(entries.column(1).as_string::<i32>().value(0), "prod");
+                row += 1;
+            }
+        }
+        assert_eq!(row, 4500);
+    }
+
+    #[test]
+    fn parallel_runner_runs_every_job_and_reports_errors() {
+        let hits = std::sync::atomic::AtomicUsize::new(0);
+        run_parallel((0..100).collect(), |_| {
+            hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(hits.into_inner(), 100);
+        let r = run_parallel((0..10).collect(), |j: i32| {
+            if j == 7 {
+                Err(ParquetError::General("job 7".into()))
+            } else {
+                Ok(())
+            }
+        });
+        assert!(r.unwrap_err().to_string().contains("job 7"));
     }
 }

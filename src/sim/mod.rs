@@ -17,7 +17,8 @@
 //! # Endpoints
 //! `/api/query`, `/api/search/lookup`, `/api/suggest`, `/api/aggregators`,
 //! `/api/config/filters`, and `/api/version` (`opentsdb` only). `/api/query/last` is not
-//! simulated.
+//! simulated. [`serve_replay_until`] (`vscope-etl sim --replay DIR`) serves pre-rendered answers
+//! instead, for benchmarks (`replay.rs`).
 //!
 //! The same server also serves the OVHcloud API v6 subset vscope-etl uses under `/1.0`
 //! (`apiv6.rs`): `/auth/time`, the PCC, its datacenters, hosts, VMs, filers and users, and
@@ -75,6 +76,7 @@ mod model;
 mod ovh_time;
 mod query;
 mod regex;
+mod replay;
 mod server;
 
 #[cfg(test)]
@@ -93,6 +95,7 @@ use tokio::task::JoinHandle;
 
 pub use faults::{Fault, FaultParseError, FaultRule, RetryAfter, When};
 pub use model::{DcObjects, FilerObject, HostObject, Pcc, PccObjects, SimSeries, VmObject};
+pub use replay::serve_replay_until;
 
 use crate::dialect::Dialect;
 use server::{Counters, Shared};

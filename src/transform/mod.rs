@@ -9,11 +9,14 @@ use std::cmp::Ordering;
 use std::ops::Range;
 use std::sync::Arc;
 
+use std::collections::HashMap;
+
 use arrow::array::{
-    ArrayRef, Float64Array, Float64Builder, Int64Array, MapBuilder, MapFieldNames, StringBuilder,
-    TimestampMillisecondArray,
+    ArrayRef, BooleanBufferBuilder, DictionaryArray, Float64Array, Float64Builder, Int32Array,
+    Int64Array, MapArray, StringArray, StructArray, TimestampMillisecondArray,
 };
-use arrow::datatypes::SchemaRef;
+use arrow::buffer::{NullBuffer, OffsetBuffer};
+use arrow::datatypes::{DataType, Field, Fields, Int32Type, Schema, SchemaRef};
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 
@@ -67,12 +70,135 @@ pub fn day_runs(ts: &[i64]) -> Vec<(i64, Range<usize>)> {
     runs
 }
 
-/// The columns every table shares: `metric`, the label columns and `tags`.
+/// The Arrow type the series-constant string columns are built with: a dictionary of the
+/// batch's distinct values, keys repeated per row. The Parquet writer reads it as the declared
+/// `Utf8` (the file schema stays the declared one); building it costs a hash lookup per series,
+/// not per row.
+pub fn dict_type() -> DataType {
+    DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
+}
+
+/// `schema` as the builders produce it: `Utf8` columns and the `tags` map's key and value as
+/// [`dict_type`]; everything else (names, nullability, order) unchanged.
+pub fn physical_schema(schema: &Schema) -> SchemaRef {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            f.as_ref()
+                .clone()
+                .with_data_type(physical_type(f.data_type()))
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
+fn physical_type(t: &DataType) -> DataType {
+    match t {
+        DataType::Utf8 => dict_type(),
+        DataType::Map(entries, sorted) => {
+            let DataType::Struct(children) = entries.data_type() else {
+                return t.clone();
+            };
+            let children: Fields = children
+                .iter()
+                .map(|c| {
+                    c.as_ref()
+                        .clone()
+                        .with_data_type(physical_type(c.data_type()))
+                })
+                .collect();
+            DataType::Map(
+                Arc::new(
+                    entries
+                        .as_ref()
+                        .clone()
+                        .with_data_type(DataType::Struct(children)),
+                ),
+                *sorted,
+            )
+        }
+        other => other.clone(),
+    }
+}
+
+/// `schema` with dictionaries replaced by their value type: what a physical batch means.
+pub fn logical_schema(schema: &Schema) -> Schema {
+    fn logical(t: &DataType) -> DataType {
+        match t {
+            DataType::Dictionary(_, v) => logical(v),
+            DataType::Map(entries, sorted) => match entries.data_type() {
+                DataType::Struct(children) => DataType::Map(
+                    Arc::new(
+                        entries.as_ref().clone().with_data_type(DataType::Struct(
+                            children
+                                .iter()
+                                .map(|c| c.as_ref().clone().with_data_type(logical(c.data_type())))
+                                .collect(),
+                        )),
+                    ),
+                    *sorted,
+                ),
+                _ => t.clone(),
+            },
+            other => other.clone(),
+        }
+    }
+    Schema::new_with_metadata(
+        schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_data_type(logical(f.data_type())))
+            .collect::<Vec<_>>(),
+        schema.metadata().clone(),
+    )
+}
+
+/// The distinct values of one dictionary column within a batch.
+#[derive(Default)]
+struct Dict {
+    values: Vec<String>,
+    index: HashMap<String, i32>,
+}
+
+impl Dict {
+    fn id(&mut self, v: &str) -> i32 {
+        if let Some(&i) = self.index.get(v) {
+            return i;
+        }
+        let i = self.values.len() as i32;
+        self.values.push(v.to_string());
+        self.index.insert(v.to_string(), i);
+        i
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        self.index.clear();
+        Arc::new(StringArray::from_iter_values(std::mem::take(
+            &mut self.values,
+        )))
+    }
+}
+
+/// The dictionary keys of one series: metric, each label (None when the tag is missing) and
+/// the (key, value) pairs of its other tags.
+struct SeriesKeys {
+    metric: i32,
+    labels: Vec<Option<i32>>,
+    extra: Vec<(i32, i32)>,
+}
+
+/// The columns every table shares: `metric`, the label columns and `tags`, kept as runs of
+/// one series and turned into dictionary arrays at `finish`.
 struct KeyColumns {
     labels: Vec<String>,
-    metric: StringBuilder,
-    label_builders: Vec<StringBuilder>,
-    tags: MapBuilder<StringBuilder, StringBuilder>,
+    metric: Dict,
+    label_dicts: Vec<Dict>,
+    tag_keys: Dict,
+    tag_values: Dict,
+    series: Vec<SeriesKeys>,
+    /// (index into `series`, rows)
+    runs: Vec<(usize, usize)>,
 }
 
 impl KeyColumns {
@@ -82,56 +208,107 @@ impl KeyColumns {
             .iter()
             .map(|s| s.to_string())
             .collect();
-        let names = MapFieldNames {
-            entry: "key_value".into(),
-            key: "key".into(),
-            value: "value".into(),
-        };
         KeyColumns {
-            label_builders: labels.iter().map(|_| StringBuilder::new()).collect(),
+            label_dicts: labels.iter().map(|_| Dict::default()).collect(),
             labels,
-            metric: StringBuilder::new(),
-            tags: MapBuilder::new(Some(names), StringBuilder::new(), StringBuilder::new()),
+            metric: Dict::default(),
+            tag_keys: Dict::default(),
+            tag_values: Dict::default(),
+            series: Vec::new(),
+            runs: Vec::new(),
         }
     }
 
     /// Appends the key of `series` `n` times.
     fn append_n(&mut self, series: &SeriesData, n: usize) {
-        let label_values: Vec<Option<&str>> = self
-            .labels
-            .iter()
-            .map(|l| series.tags.get(l).map(String::as_str))
-            .collect();
-        let extra: Vec<(&str, &str)> = series
-            .tags
-            .iter()
-            .filter(|(k, _)| !self.labels.iter().any(|l| l == *k))
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        for _ in 0..n {
-            self.metric.append_value(&series.metric);
-            for (b, v) in self.label_builders.iter_mut().zip(&label_values) {
-                b.append_option(*v);
-            }
-            for (k, v) in &extra {
-                self.tags.keys().append_value(k);
-                self.tags.values().append_value(v);
-            }
-            self.tags
-                .append(true)
-                .expect("keys and values appended in pairs");
+        if n == 0 {
+            return;
         }
+        let keys = SeriesKeys {
+            metric: self.metric.id(&series.metric),
+            labels: self
+                .labels
+                .iter()
+                .zip(&mut self.label_dicts)
+                .map(|(l, d)| series.tags.get(l).map(|v| d.id(v)))
+                .collect(),
+            extra: series
+                .tags
+                .iter()
+                .filter(|(k, _)| !self.labels.iter().any(|l| l == *k))
+                .map(|(k, v)| (self.tag_keys.id(k), self.tag_values.id(v)))
+                .collect(),
+        };
+        self.series.push(keys);
+        self.runs.push((self.series.len() - 1, n));
     }
 
     /// `metric`, label columns, in order; and the `tags` column separately (it goes last).
-    fn finish(&mut self) -> (Vec<ArrayRef>, ArrayRef) {
-        let mut cols: Vec<ArrayRef> = vec![Arc::new(self.metric.finish())];
-        cols.extend(
-            self.label_builders
-                .iter_mut()
-                .map(|b| Arc::new(b.finish()) as ArrayRef),
-        );
-        (cols, Arc::new(self.tags.finish()))
+    fn finish(&mut self) -> Result<(Vec<ArrayRef>, ArrayRef), ArrowError> {
+        let rows: usize = self.runs.iter().map(|r| r.1).sum();
+        let runs = std::mem::take(&mut self.runs);
+        let series = std::mem::take(&mut self.series);
+        let dict = |keys: Int32Array, values: ArrayRef| -> Result<ArrayRef, ArrowError> {
+            Ok(Arc::new(DictionaryArray::<Int32Type>::try_new(
+                keys, values,
+            )?))
+        };
+        let mut metric_keys = Vec::with_capacity(rows);
+        for &(s, n) in &runs {
+            metric_keys.extend(std::iter::repeat_n(series[s].metric, n));
+        }
+        let mut cols = vec![dict(Int32Array::from(metric_keys), self.metric.finish())?];
+        for (li, d) in self.label_dicts.iter_mut().enumerate() {
+            let mut keys = Vec::with_capacity(rows);
+            let mut valid = BooleanBufferBuilder::new(rows);
+            let mut nulls = false;
+            for &(s, n) in &runs {
+                let k = series[s].labels[li];
+                nulls |= k.is_none();
+                keys.extend(std::iter::repeat_n(k.unwrap_or(0), n));
+                valid.append_n(n, k.is_some());
+            }
+            let nulls = nulls.then(|| NullBuffer::new(valid.finish()));
+            cols.push(dict(Int32Array::new(keys.into(), nulls), d.finish())?);
+        }
+        let mut offsets = Vec::with_capacity(rows + 1);
+        offsets.push(0i32);
+        let mut entry_keys = Vec::new();
+        let mut entry_values = Vec::new();
+        let mut end = 0i32;
+        for &(s, n) in &runs {
+            let extra = &series[s].extra;
+            for _ in 0..n {
+                end += extra.len() as i32;
+                offsets.push(end);
+                entry_keys.extend(extra.iter().map(|e| e.0));
+                entry_values.extend(extra.iter().map(|e| e.1));
+            }
+        }
+        let entry_fields = Fields::from(vec![
+            Field::new("key", dict_type(), false),
+            Field::new("value", dict_type(), true),
+        ]);
+        let entries = StructArray::try_new(
+            entry_fields.clone(),
+            vec![
+                dict(Int32Array::from(entry_keys), self.tag_keys.finish())?,
+                dict(Int32Array::from(entry_values), self.tag_values.finish())?,
+            ],
+            None,
+        )?;
+        let tags = MapArray::try_new(
+            Arc::new(Field::new(
+                "key_value",
+                DataType::Struct(entry_fields),
+                false,
+            )),
+            OffsetBuffer::new(offsets.into()),
+            entries,
+            None,
+            false,
+        )?;
+        Ok((cols, Arc::new(tags)))
     }
 }
 
@@ -139,7 +316,8 @@ fn ts_array(ts: Vec<i64>) -> ArrayRef {
     Arc::new(TimestampMillisecondArray::from(ts).with_timezone(UTC))
 }
 
-/// Accumulates rows of a raw table (`ts, metric, labels…, value, tags`).
+/// Accumulates rows of a raw table (`ts, metric, labels…, value, tags`) into batches of its
+/// [`physical_schema`].
 pub struct RawBatchBuilder {
     schema: SchemaRef,
     ts: Vec<i64>,
@@ -151,7 +329,7 @@ impl RawBatchBuilder {
     /// An empty builder for the raw table of `component`.
     pub fn new(component: Component) -> RawBatchBuilder {
         RawBatchBuilder {
-            schema: raw_schema(component),
+            schema: physical_schema(&raw_schema(component)),
             ts: Vec::new(),
             values: Float64Builder::new(),
             keys: KeyColumns::new(component),
@@ -179,7 +357,7 @@ impl RawBatchBuilder {
 
     /// The buffered rows as a batch; the builder is empty afterwards.
     pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
-        let (key_cols, tags) = self.keys.finish();
+        let (key_cols, tags) = self.keys.finish()?;
         let mut cols = vec![ts_array(std::mem::take(&mut self.ts))];
         cols.extend(key_cols);
         cols.push(Arc::new(self.values.finish()));
@@ -188,7 +366,8 @@ impl RawBatchBuilder {
     }
 }
 
-/// Accumulates rows of a rollup table (`ts, metric, labels…, <aggregates>, tags`).
+/// Accumulates rows of a rollup table (`ts, metric, labels…, <aggregates>, tags`) into batches
+/// of its [`physical_schema`].
 pub struct RollupBatchBuilder {
     schema: SchemaRef,
     rollup: Rollup,
@@ -200,7 +379,7 @@ impl RollupBatchBuilder {
     /// An empty builder for a rollup of `component`'s metrics.
     pub fn new(component: Component, rollup: Rollup) -> RollupBatchBuilder {
         RollupBatchBuilder {
-            schema: rollup_schema(component, &rollup.aggregates),
+            schema: physical_schema(&rollup_schema(component, &rollup.aggregates)),
             out: rollup.output(),
             rollup,
             keys: KeyColumns::new(component),
@@ -239,7 +418,7 @@ impl RollupBatchBuilder {
     /// The buffered rows as a batch; the builder is empty afterwards.
     pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
         let out = std::mem::replace(&mut self.out, self.rollup.output());
-        let (key_cols, tags) = self.keys.finish();
+        let (key_cols, tags) = self.keys.finish()?;
         let mut cols = vec![ts_array(out.bucket_ts)];
         cols.extend(key_cols);
         for c in out.columns {
@@ -325,13 +504,17 @@ mod tests {
         b.append(&s, 0..3);
         assert_eq!(b.len(), 3);
         let batch = b.finish().unwrap();
-        assert_eq!(batch.schema(), raw_schema(Component::Vm));
+        assert_eq!(logical_schema(&batch.schema()), *raw_schema(Component::Vm));
         assert_eq!(batch.num_rows(), 3);
         assert_eq!(batch.column(4).null_count(), 1);
         let tags = batch.column(5).as_map();
-        let keys = tags.keys().as_string::<i32>();
+        let keys = tags.keys().as_dictionary::<Int32Type>();
+        let key_values = keys.values().as_string::<i32>();
         assert_eq!(tags.value_length(0), 1);
-        assert_eq!(keys.value(0), "env");
+        assert_eq!(key_values.value(keys.keys().value(0) as usize), "env");
+        let vm = batch.column(3).as_dictionary::<Int32Type>();
+        assert_eq!(vm.values().as_string::<i32>().value(0), "vm-1");
+        assert!(vm.keys().values().iter().all(|&k| k == 0));
         assert!(b.is_empty());
     }
 

@@ -1,0 +1,35 @@
+#!/usr/bin/env python3
+"""Peer: DuckDB converts the recorded answers to one sorted Parquet file.
+
+read_json over every answer file (dps as MAP(VARCHAR, DOUBLE)), unnest(map_entries(dps)),
+points clipped to the half-open window named by the file (OpenTSDB's end is inclusive, like
+the ETL does), ORDER BY (metric, datacenter, env, vm, ts), COPY to Parquet ZSTD(1), 1 Mi-row
+row groups. Usage: duckdb_peer.py DATA_DIR OUT.parquet [THREADS]
+"""
+import sys
+
+import duckdb
+
+data, out = sys.argv[1], sys.argv[2]
+threads = int(sys.argv[3]) if len(sys.argv) > 3 else 2
+con = duckdb.connect()
+con.execute(f"SET threads={threads}")
+con.execute("SET preserve_insertion_order=false")
+con.execute(f"""
+COPY (
+  WITH pts AS (
+    SELECT metric, tags, unnest(map_entries(dps)) AS e,
+           CAST(regexp_extract(filename, '(\\d+)-(\\d+)\\.json$', 1) AS BIGINT) AS w_start,
+           CAST(regexp_extract(filename, '(\\d+)-(\\d+)\\.json$', 2) AS BIGINT) AS w_end
+    FROM read_json('{data}/query/*/*/*.json', format='array', filename=true,
+                   columns={{metric: 'VARCHAR',
+                            tags: 'STRUCT(datacenter VARCHAR, env VARCHAR, vm VARCHAR)',
+                            dps: 'MAP(VARCHAR, DOUBLE)'}})
+  )
+  SELECT metric, tags.datacenter AS datacenter, tags.env AS env, tags.vm AS vm,
+         epoch_ms(CAST(e.key AS BIGINT)) AS ts, e.value AS value
+  FROM pts
+  WHERE CAST(e.key AS BIGINT) >= w_start AND CAST(e.key AS BIGINT) < w_end
+  ORDER BY metric, datacenter, env, vm, ts
+) TO '{out}' (FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1, ROW_GROUP_SIZE 1048576)
+""")

@@ -1,0 +1,342 @@
+//! Replay mode (`vscope-etl sim --replay DIR`): serves pre-rendered OpenTSDB answers from a
+//! directory, so a benchmark measures the ETL and not the simulator's query engine.
+//!
+//! The directory (written by `benches/gen_answers.py`) holds:
+//! - `lookup/<metric>.json`: the body answered to `/api/search/lookup` for that metric;
+//! - `query/<metric>/<datacenter>/<start_ms>-<end_ms>.json`: the body answered to an
+//!   `/api/query` with that metric, a `literal_or` datacenter filter and that exact range (a
+//!   JSON array of series, as OpenTSDB writes it).
+//!
+//! Answers are read from disk at each request (the page cache keeps them hot), so memory does
+//! not grow with the dataset. A sub-query without a datacenter filter gets every datacenter's
+//! series, and several sub-queries get their series concatenated, as OpenTSDB does. A request
+//! that has no recorded answer is refused with a 400 that says which file is missing: replay
+//! never invents data. It speaks the `opentsdb` dialect (JSON errors, `/api/version`).
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use serde::Deserialize;
+use tokio::net::TcpListener;
+
+use super::server::ApiError;
+use crate::dialect::Dialect;
+
+struct Replay {
+    dir: PathBuf,
+}
+
+/// Serves the recorded answers of `dir` on `listener` until `shutdown` completes.
+pub async fn serve_replay_until(
+    dir: PathBuf,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    if !dir.join("query").is_dir() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!(
+                "{} has no query/ folder of recorded answers (see benches/gen_answers.py)",
+                dir.display()
+            ),
+        ));
+    }
+    axum::serve(listener, replay_router(dir))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// The router of a replay server over `dir`.
+fn replay_router(dir: PathBuf) -> Router {
+    Router::new()
+        .route("/api/query", any(query))
+        .route("/api/search/lookup", any(lookup))
+        .route("/api/version", any(version))
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "Endpoint not found").into_response(DIALECT)
+        })
+        .with_state(Arc::new(Replay { dir }))
+}
+
+const DIALECT: Dialect = Dialect::Opentsdb;
+
+fn bad_request(message: impl Into<String>) -> Response {
+    ApiError::bad_request(message).into_response(DIALECT)
+}
+
+fn json(body: impl Into<Body>) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json; charset=UTF-8")],
+        body.into(),
+    )
+        .into_response()
+}
+
+async fn version() -> Response {
+    json(r#"{"version":"2.4.1","short_revision":"replay","repo_status":"MODIFIED"}"#)
+}
+
+/// A name used as a path component: OpenTSDB's metric/tag charset only, so a request can never
+/// reach outside the directory.
+fn safe_component(s: &str) -> bool {
+    !s.is_empty()
+        && s != "."
+        && s != ".."
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+#[derive(Deserialize)]
+struct LookupBody {
+    metric: String,
+}
+
+async fn lookup(State(r): State<Arc<Replay>>, body: Bytes) -> Response {
+    let Ok(req) = serde_json::from_slice::<LookupBody>(&body) else {
+        return bad_request("lookup body must be JSON with a \"metric\"");
+    };
+    if !safe_component(&req.metric) {
+        return bad_request(format!("invalid metric name '{}'", req.metric));
+    }
+    match tokio::fs::read(r.dir.join("lookup").join(format!("{}.json", req.metric))).await {
+        Ok(b) => json(b),
+        Err(_) => bad_request(format!(
+            "No such name for 'metrics': '{}' (no recorded lookup)",
+            req.metric
+        )),
+    }
+}
+
+/// A time of the query body: OpenTSDB accepts integers or strings; replay keys need integers.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Time {
+    Int(i64),
+    Text(String),
+}
+
+impl Time {
+    fn ms(&self) -> Option<i64> {
+        match self {
+            Time::Int(v) => Some(*v),
+            Time::Text(s) => s.parse().ok(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct QueryBody {
+    start: Time,
+    end: Option<Time>,
+    queries: Vec<SubQuery>,
+}
+
+#[derive(Deserialize)]
+struct SubQuery {
+    metric: String,
+    #[serde(default)]
+    filters: Vec<Filter>,
+}
+
+#[derive(Deserialize)]
+struct Filter {
+    tagk: String,
+    filter: String,
+}
+
+async fn query(State(r): State<Arc<Replay>>, body: Bytes) -> Response {
+    let req: QueryBody = match serde_json::from_slice(&body) {
+        Ok(q) => q,
+        Err(e) => return bad_request(format!("invalid query body: {e}")),
+    };
+    let (Some(start), Some(end)) = (req.start.ms(), req.end.as_ref().and_then(Time::ms)) else {
+        return bad_request("replay needs integer start and end times in ms");
+    };
+    let file = format!("{start}-{end}.json");
+    let mut out: Vec<u8> = Vec::new();
+    for q in &req.queries {
+        if !safe_component(&q.metric) {
+            return bad_request(format!("invalid metric name '{}'", q.metric));
+        }
+        let metric_dir = r.dir.join("query").join(&q.metric);
+        let dcs: Vec<String> = match q.filters.iter().find(|f| f.tagk == "datacenter") {
+            Some(f) => f.filter.split('|').map(str::to_string).collect(),
+            None => match list_dirs(&metric_dir).await {
+                Ok(d) => d,
+                Err(_) => return bad_request(format!("no recorded answers for '{}'", q.metric)),
+            },
+        };
+        for dc in dcs {
+            if !safe_component(&dc) {
+                return bad_request(format!("invalid datacenter '{dc}'"));
+            }
+            let path = metric_dir.join(&dc).join(&file);
+            match tokio::fs::read(&path).await {
+                Ok(bytes) => {
+                    if let Err(e) = append_series(&mut out, &bytes) {
+                        return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e)
+                            .into_response(DIALECT);
+                    }
+                }
+                Err(_) => {
+                    return bad_request(format!(
+                        "no recorded answer for metric '{}', datacenter '{dc}', range {start}..{end} ({})",
+                        q.metric,
+                        relative(&r.dir, &path)
+                    ));
+                }
+            }
+        }
+    }
+    if out.is_empty() {
+        out.push(b'[');
+    }
+    out.push(b']');
+    json(out)
+}
+
+/// Appends the elements of the JSON array `answer` to the array being built in `out` (opened
+/// with `[` on the first element, closed by the caller), without re-encoding them.
+fn append_series(out: &mut Vec<u8>, answer: &[u8]) -> Result<(), String> {
+    let trimmed = answer.trim_ascii();
+    let inner = trimmed
+        .strip_prefix(b"[")
+        .and_then(|s| s.strip_suffix(b"]"))
+        .ok_or("a recorded answer is not a JSON array")?
+        .trim_ascii();
+    if inner.is_empty() {
+        return Ok(());
+    }
+    out.push(if out.is_empty() { b'[' } else { b',' });
+    out.extend_from_slice(inner);
+    Ok(())
+}
+
+async fn list_dirs(dir: &Path) -> std::io::Result<Vec<String>> {
+    let mut rd = tokio::fs::read_dir(dir).await?;
+    let mut names = Vec::new();
+    while let Some(e) = rd.next_entry().await? {
+        if e.file_type().await?.is_dir() {
+            names.push(e.file_name().to_string_lossy().into_owned());
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+fn relative(base: &Path, path: &Path) -> String {
+    path.strip_prefix(base)
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, rel: &str, body: &str) {
+        let p = dir.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, body).unwrap();
+    }
+
+    #[test]
+    fn append_series_joins_arrays_without_reencoding() {
+        let mut out = Vec::new();
+        append_series(&mut out, b" [] ").unwrap();
+        assert!(out.is_empty());
+        append_series(&mut out, br#"[{"a":1}]"#).unwrap();
+        append_series(&mut out, br#"[{"b":2},{"c":3}]"#).unwrap();
+        out.push(b']');
+        assert_eq!(out, br#"[{"a":1},{"b":2},{"c":3}]"#);
+        assert!(append_series(&mut out, b"{}").is_err());
+    }
+
+    #[test]
+    fn path_components_stay_inside_the_directory() {
+        assert!(safe_component("vscope.vm.cpu.usage.perc"));
+        assert!(safe_component("pcc-1_datacenter3"));
+        for bad in ["", ".", "..", "../x", "a/b", "a b"] {
+            assert!(!safe_component(bad), "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn serves_recorded_answers_and_refuses_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "lookup/m.json",
+            r#"{"results":[{"tags":{"datacenter":"dc1"}}]}"#,
+        );
+        write(
+            dir.path(),
+            "query/m/dc1/0-100.json",
+            r#"[{"metric":"m","tags":{"datacenter":"dc1"},"dps":{"1":1}}]"#,
+        );
+        write(
+            dir.path(),
+            "query/m/dc2/0-100.json",
+            r#"[{"metric":"m","tags":{"datacenter":"dc2"},"dps":{"2":2}}]"#,
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve_replay_until(dir.path().into(), listener, async {
+            let _ = rx.await;
+        }));
+        let http = reqwest::Client::new();
+        let post = |path: &str, body: &str| {
+            http.post(format!("{base}{path}"))
+                .body(body.to_string())
+                .send()
+        };
+        let one = post(
+            "/api/query",
+            r#"{"start":0,"end":100,"queries":[{"metric":"m","filters":[{"type":"literal_or","tagk":"datacenter","filter":"dc1"}]}]}"#,
+        )
+        .await
+        .unwrap();
+        assert_eq!(one.status(), 200);
+        let (series, _) =
+            crate::extract::decode::decode_query_response(&one.bytes().await.unwrap(), 0, 101)
+                .unwrap();
+        assert_eq!(series.len(), 1);
+        let all = post(
+            "/api/query",
+            r#"{"start":"0","end":100,"queries":[{"metric":"m"}]}"#,
+        )
+        .await
+        .unwrap();
+        let (series, _) =
+            crate::extract::decode::decode_query_response(&all.bytes().await.unwrap(), 0, 101)
+                .unwrap();
+        assert_eq!(series.len(), 2);
+        let missing = post(
+            "/api/query",
+            r#"{"start":0,"end":99,"queries":[{"metric":"m"}]}"#,
+        )
+        .await
+        .unwrap();
+        assert_eq!(missing.status(), 400);
+        let lookup = post("/api/search/lookup", r#"{"metric":"m"}"#)
+            .await
+            .unwrap();
+        assert!(lookup.text().await.unwrap().contains("dc1"));
+        let nope = post("/api/search/lookup", r#"{"metric":"../x"}"#)
+            .await
+            .unwrap();
+        assert_eq!(nope.status(), 400);
+        let _ = tx.send(());
+        server.await.unwrap().unwrap();
+    }
+}
