@@ -77,18 +77,9 @@ fn report(err: &Error) -> u8 {
 
 /// `sim --replay DIR`: serves recorded answers; prints the URL first, like `sim`.
 async fn sim_replay(dir: std::path::PathBuf, listen: std::net::SocketAddr) -> u8 {
-    let listener = match tokio::net::TcpListener::bind(listen).await {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("error: cannot listen on {listen}: {e}");
-            return EXIT_CONFIG;
-        }
+    let Some((listener, addr)) = bind_announced(listen).await else {
+        return EXIT_CONFIG;
     };
-    let addr = listener
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
-    println!("http://{addr}");
     eprintln!(
         "replaying answers of {} on http://{addr}; Ctrl-C to stop",
         dir.display()
@@ -484,19 +475,9 @@ async fn sim(args: SimArgs) -> u8 {
         seed: args.seed,
         ..SimConfig::default()
     };
-    let listener = match tokio::net::TcpListener::bind(args.listen).await {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("error: cannot listen on {}: {e}", args.listen);
-            return EXIT_CONFIG;
-        }
+    let Some((listener, addr)) = bind_announced(args.listen).await else {
+        return EXIT_CONFIG;
     };
-    let addr = listener
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
-    // The first line on stdout is the URL, so scripts and tests can read the chosen port.
-    println!("http://{addr}");
     eprintln!(
         "vScope simulator ({} dialect) listening on http://{addr}; Ctrl-C to stop",
         args.dialect
@@ -621,5 +602,24 @@ async fn report_command(args: vscope_etl::cli::ReportArgs) -> u8 {
             EXIT_OK
         }
         Err(e) => fail(EXIT_FAILED_UNITS, e.to_string()),
+    }
+}
+
+/// Binds a server socket and prints its URL as the first line on stdout, so scripts and tests
+/// can read the chosen port; `None` (after saying why) when the address cannot be bound.
+async fn bind_announced(listen: std::net::SocketAddr) -> Option<(tokio::net::TcpListener, String)> {
+    match tokio::net::TcpListener::bind(listen).await {
+        Ok(listener) => {
+            let addr = listener
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default();
+            println!("http://{addr}");
+            Some((listener, addr))
+        }
+        Err(e) => {
+            eprintln!("error: cannot listen on {listen}: {e}");
+            None
+        }
     }
 }

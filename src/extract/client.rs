@@ -264,6 +264,13 @@ impl MetricsClient {
         u
     }
 
+    /// An authenticated `POST` of a JSON `body` to `url` (every query and lookup).
+    fn post_json(&self, url: &url::Url, body: &str) -> reqwest::RequestBuilder {
+        self.authed(self.http.post(url.clone()))
+            .header(CONTENT_TYPE, "application/json")
+            .body(body.to_string())
+    }
+
     fn authed(&self, rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         if self.token.is_empty() {
             rb
@@ -313,11 +320,7 @@ impl MetricsClient {
         let marks = self
             .send_with_retry(
                 "/api/query",
-                || {
-                    self.authed(self.http.post(url.clone()))
-                        .header(CONTENT_TYPE, "application/json")
-                        .body(body.clone())
-                },
+                || self.post_json(&url, &body),
                 |bytes| {
                     probe_marks(bytes).map_err(|message| FetchError::Decode {
                         endpoint: "/api/query",
@@ -352,11 +355,7 @@ impl MetricsClient {
         let url = self.url("/api/search/lookup");
         self.send_with_retry(
             "/api/search/lookup",
-            || {
-                self.authed(self.http.post(url.clone()))
-                    .header(CONTENT_TYPE, "application/json")
-                    .body(body.clone())
-            },
+            || self.post_json(&url, &body),
             |bytes| {
                 let answer: LookupAnswer =
                     serde_json::from_slice(bytes).map_err(|e| FetchError::Decode {
@@ -459,11 +458,7 @@ impl MetricsClient {
         let url = self.url("/api/query");
         self.send_with_retry(
             "/api/query",
-            || {
-                self.authed(self.http.post(url.clone()))
-                    .header(CONTENT_TYPE, "application/json")
-                    .body(body.clone())
-            },
+            || self.post_json(&url, &body),
             |bytes| {
                 let (mut series, stats) = decode_query_response(bytes, i64::MIN, i64::MAX)
                     .map_err(|source| FetchError::Decode {
@@ -517,11 +512,7 @@ impl MetricsClient {
         let url = self.url("/api/query");
         self.send_with_retry(
             "/api/query",
-            || {
-                self.authed(self.http.post(url.clone()))
-                    .header(CONTENT_TYPE, "application/json")
-                    .body(body.clone())
-            },
+            || self.post_json(&url, &body),
             |bytes| {
                 let (series, stats) =
                     decode_query_response(bytes, start_ms, end_ms).map_err(|source| {
