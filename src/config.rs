@@ -94,6 +94,7 @@ struct SourceFile {
     discovery: String,
     #[serde(default = "default_min_split")]
     min_split: String,
+    max_answer_size: Option<String>,
     #[serde(default)]
     query_downsample: bool,
     sim: Option<SimFile>,
@@ -314,6 +315,10 @@ pub struct Source {
     pub discovery: Discovery,
     /// Smallest window a too-large answer may be split into.
     pub min_split_ms: i64,
+    /// `source.max_answer_size`: the largest answer body read whole (default 64 MiB). A larger
+    /// `/api/query` answer is cut off and its window split, the parts written as separate files
+    /// (`-s<i>of<n>`), so memory stays bounded however many points a series has.
+    pub max_answer_bytes: usize,
     /// `source.query_downsample`: rollup tables are filled from downsampled queries (one per
     /// aggregate) instead of client-side rollups of the raw points, so a pipeline of rollup
     /// tables only never downloads raw points. Refused for aggregates the server computes
@@ -541,6 +546,9 @@ fn parse_duration_or_zero(key: &str, value: &str) -> Result<i64, ConfigError> {
     }
 }
 
+/// Default `source.max_answer_size`: 64 MiB of JSON, about 2.7 M points.
+pub const DEFAULT_MAX_ANSWER_BYTES: usize = 64 << 20;
+
 /// Smallest `sink.s3.part_size` accepted. AWS S3 and OVHcloud refuse parts under 5 MiB (but
 /// the last); smaller parts are for servers configured to allow them, such as test servers.
 const MIN_PART_SIZE: usize = 64 * 1024;
@@ -575,7 +583,14 @@ fn byte_size(key: &str, value: &str) -> Result<usize, ConfigError> {
     if bytes < MIN_PART_SIZE {
         return Err(invalid(
             key,
-            format!("'{value}' is below the 64KiB minimum (S3 itself wants at least 5MiB)"),
+            format!(
+                "'{value}' is below the 64KiB minimum{}",
+                if key.ends_with("part_size") {
+                    " (S3 itself wants at least 5MiB)"
+                } else {
+                    ""
+                }
+            ),
         ));
     }
     Ok(bytes)
@@ -817,6 +832,10 @@ fn validate_source(
         },
         discovery,
         min_split_ms: duration_ms("source.min_split", &src.min_split)?,
+        max_answer_bytes: match &src.max_answer_size {
+            None => DEFAULT_MAX_ANSWER_BYTES,
+            Some(v) => byte_size("source.max_answer_size", v)?,
+        },
         query_downsample: src.query_downsample,
         ovh,
     })

@@ -149,6 +149,10 @@ fn progress_display(enabled: bool) -> (ProgressFn, ProgressBar) {
             b.inc(1);
             b.set_message(format!("{total} points"));
         }
+        Progress::Points { points: n } => {
+            let total = points.fetch_add(*n, std::sync::atomic::Ordering::Relaxed) + n;
+            b.set_message(format!("{total} points"));
+        }
         Progress::WindowDone { .. } => {}
     });
     (f, bar)
@@ -205,6 +209,7 @@ async fn run(args: RunArgs) -> u8 {
                     "bytes": m.bytes_written(),
                     "requests": m.requests,
                     "retries": m.retries,
+                    "splits": m.splits,
                     "failures": m.failures.len(),
                     "seconds": m.seconds,
                     "manifest": r.manifest_path,

@@ -13,18 +13,21 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use futures::StreamExt;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::config::{DialectChoice, Discovery, Endpoint, PartitionKey, Pipeline, TableSpec};
 use crate::error::{EXIT_FAILED_UNITS, EXIT_OK, Error, Result};
 use crate::extract::retry::FailureClass;
 use crate::extract::server_rollup::{self, SeriesRollup, ServerRollupAnswer};
+use crate::extract::client::RawPiece;
 use crate::extract::{DecodeStats, FetchError, MetricsClient, RawAnswer, SeriesData};
 use crate::load::Sink;
 use crate::load::lease::Lease;
 use crate::load::partition::{part_file_name, partition_dir};
 use crate::load::state::{CommittedWindow, FailedUnit, Ledger, Manifest, TableWindow};
-use crate::load::writer::{FileSettings, PartWriter, WriteError, WrittenFile, writer_properties};
+use crate::load::writer::{
+    FileSettings, PartWriter, StagedFile, WriteError, WrittenFile, writer_properties,
+};
 use crate::ovh::inventory::{InventoryReport, SeenSeries, reconcile};
 use crate::ovh::{Inventory, OvhClient};
 use crate::plan::{Plan, Shard, Unit, Window, pipeline_metrics, plan_windows};
@@ -69,6 +72,12 @@ pub enum Progress {
     /// A unit's answer was received and decoded.
     UnitDone {
         /// Points it brought.
+        points: u64,
+    },
+    /// Points of one part of a split answer were received (the unit itself is reported once,
+    /// by [`Progress::UnitDone`]).
+    Points {
+        /// Points the part brought.
         points: u64,
     },
     /// A window ended.
@@ -656,6 +665,24 @@ fn finish_manifest(manifest: &mut Manifest, client: &MetricsClient, started: Ins
     manifest.bytes_received = stats.bytes.load(Ordering::Relaxed);
     manifest.finished = format_rfc3339(chrono::Utc::now().timestamp_millis());
     manifest.seconds = started.elapsed().as_secs_f64();
+    let points = manifest.points.points;
+    tracing::info!(
+        points,
+        seconds = format!("{:.2}", manifest.seconds),
+        points_per_s = (points as f64 / manifest.seconds.max(1e-9)).round() as u64,
+        requests = manifest.requests,
+        splits = manifest.splits,
+        peak_rss_mb = peak_rss_mb().map(|m| format!("{m:.1}")),
+        "run finished"
+    );
+}
+
+/// The process's peak resident memory in MiB (`VmHWM`; Linux only).
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
 }
 
 enum WindowResult {
@@ -700,7 +727,7 @@ async fn process_window(
         .pipeline
         .tables
         .iter()
-        .map(|t| TableWindowWriter::new(t, ctx, window))
+        .map(|t| TableWindowWriter::new(t, ctx, window, String::new()))
         .collect();
     // Each fetch (HTTP and decode) is its own task, so answers are decoded on the other cores
     // while this task transforms and writes; `buffered` bounds how many are in flight.
@@ -712,6 +739,8 @@ async fn process_window(
         })
         .buffered(ctx.pipeline.source.concurrency);
 
+    // Complete files of the parts of split answers, published with the window.
+    let mut staged: Vec<StagedFile> = Vec::new();
     let mut current: Option<usize> = None;
     let mut pending: Vec<SeriesData> = Vec::new();
     // Server-computed rollup rows of the current metric, per table index.
@@ -723,7 +752,7 @@ async fn process_window(
             n = fetches.next() => Some(n),
         };
         let Some(next) = next else {
-            abort_all(writers).await;
+            abort_all(writers, staged, ctx.sink).await;
             outcome.result = WindowResult::Cancelled;
             return outcome;
         };
@@ -744,7 +773,7 @@ async fn process_window(
                     None => writers[t].append(&pending).await,
                 };
                 if let Err(e) = appended {
-                    abort_all(writers).await;
+                    abort_all(writers, staged, ctx.sink).await;
                     outcome.result = WindowResult::WriteFailed(e);
                     return outcome;
                 }
@@ -754,7 +783,11 @@ async fn process_window(
         }
         let Some((unit, result)) = item else { break };
         match result {
-            Ok(UnitAnswer { raw, rollups }) => {
+            Ok(UnitAnswer {
+                raw,
+                rollups,
+                parts,
+            }) => {
                 let mut stats = raw.stats;
                 for (_, r) in &rollups {
                     stats.add(&r.stats);
@@ -767,6 +800,8 @@ async fn process_window(
                 // Series seen: the raw answer's, or (rollup tables only) the first rollup's.
                 let from_rollup: Vec<SeriesData>;
                 let seen = match rollups.first() {
+                    // A split answer's series are counted over its parts.
+                    _ if parts.is_some() => &raw.series,
                     Some((_, r)) if raw.series.is_empty() => {
                         from_rollup = r.series.iter().map(|(s, _)| s.clone()).collect();
                         &from_rollup
@@ -785,50 +820,252 @@ async fn process_window(
                 for (t, r) in rollups {
                     pending_rollups.entry(t).or_default().extend(r.series);
                 }
+                if let Some(parts) = parts {
+                    // Too large to take whole: each part goes to its own files as it comes.
+                    let written = write_parts(ctx, window, &unit, parts, &mut staged, cancel).await;
+                    match written {
+                        Ok(seen) => {
+                            outcome.stats.add(&seen.stats);
+                            outcome.series += seen.series;
+                            if ctx.track_series {
+                                let m = &plan.metrics[unit.metric];
+                                for part in &seen.parts {
+                                    outcome.seen.record(
+                                        &m.metric,
+                                        m.component,
+                                        unit.datacenter.as_deref(),
+                                        part,
+                                    );
+                                }
+                            }
+                        }
+                        Err(PartsFailed::Cancelled) => {
+                            abort_all(writers, staged, ctx.sink).await;
+                            outcome.result = WindowResult::Cancelled;
+                            return outcome;
+                        }
+                        Err(PartsFailed::Write(e)) => {
+                            abort_all(writers, staged, ctx.sink).await;
+                            outcome.result = WindowResult::WriteFailed(e);
+                            return outcome;
+                        }
+                        Err(PartsFailed::Fetch(e)) => {
+                            let failed = fail_unit(ctx, window, unit, e, &mut outcome);
+                            abort_all(writers, staged, ctx.sink).await;
+                            outcome.result = failed;
+                            return outcome;
+                        }
+                    }
+                }
             }
             Err(e) => {
-                tracing::error!(
-                    metric = %plan.metrics[unit.metric].metric,
-                    datacenter = ?unit.datacenter,
-                    window = %format_rfc3339(window.start_ms),
-                    error = %e,
-                    "unit failed; its window will not be committed"
-                );
-                let auth = e.class() == FailureClass::Auth;
-                outcome.failures.push((unit, e.to_string()));
-                abort_all(writers).await;
-                outcome.result = if auth {
-                    WindowResult::AuthRefused(e)
-                } else {
-                    WindowResult::Failed
-                };
+                let failed = fail_unit(ctx, window, unit, e, &mut outcome);
+                abort_all(writers, staged, ctx.sink).await;
+                outcome.result = failed;
                 return outcome;
             }
         }
     }
     // Every unit succeeded: publish the files, then remove files a previous run left for
     // partitions that have no rows now (so a rerun mirrors the server exactly).
-    let mut written = BTreeMap::new();
-    for w in writers {
-        let table = w.spec.name.clone();
-        let stale = w.stale_paths();
+    let mut dirs: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut writers = writers.into_iter();
+    while let Some(w) = writers.next() {
+        dirs.entry(w.spec.name.clone())
+            .or_insert_with(|| w.partition_dirs());
         match w.finish().await {
-            Ok(files) => {
-                written.insert(table, files);
-            }
+            Ok(files) => staged.extend(files),
             Err(e) => {
+                abort_all(writers.collect(), staged, ctx.sink).await;
                 outcome.result = WindowResult::WriteFailed(e);
                 return outcome;
             }
         }
-        for path in stale {
-            if let Err(e) = ctx.sink.delete_if_exists(&path).await {
-                tracing::warn!(path, error = %e, "could not remove a stale file of an earlier run");
+    }
+    let mut written: BTreeMap<String, Vec<WrittenFile>> = BTreeMap::new();
+    let mut staged = staged.into_iter();
+    while let Some(f) = staged.next() {
+        match f.publish(ctx.sink).await {
+            Ok(f) => written.entry(f.table.clone()).or_default().push(f),
+            Err(e) => {
+                abort_all(Vec::new(), staged.collect(), ctx.sink).await;
+                outcome.result = WindowResult::WriteFailed(e);
+                return outcome;
             }
+        }
+    }
+    for (table, dirs) in &dirs {
+        let files = written.entry(table.clone()).or_default();
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        if let Err(e) = remove_stale_files(ctx.sink, window, dirs, files).await {
+            outcome.result = WindowResult::WriteFailed(e);
+            return outcome;
         }
     }
     outcome.result = WindowResult::Written(written);
     outcome
+}
+
+/// Records a failed unit (logged with why) and says what it means for the window: the run
+/// stops on an authentication failure, the window is not committed otherwise.
+fn fail_unit(
+    ctx: &RunCtx<'_>,
+    window: &Window,
+    unit: Unit,
+    e: FetchError,
+    outcome: &mut WindowOutcome,
+) -> WindowResult {
+    tracing::error!(
+        metric = %ctx.plan.metrics[unit.metric].metric,
+        datacenter = ?unit.datacenter,
+        window = %format_rfc3339(window.start_ms),
+        error = %e,
+        "unit failed; its window will not be committed"
+    );
+    let auth = e.class() == FailureClass::Auth;
+    outcome.failures.push((unit, e.to_string()));
+    if auth {
+        WindowResult::AuthRefused(e)
+    } else {
+        WindowResult::Failed
+    }
+}
+
+/// Removes the files an earlier run left in this window's partitions (`dirs`) that this run
+/// did not write again (`written`, sorted by path): files of partitions that have no rows now,
+/// and parts (`-s<i>of<n>`) of an answer that was split differently then. Left behind, they
+/// would double or resurrect rows.
+async fn remove_stale_files(
+    sink: &Sink,
+    window: &Window,
+    dirs: &[String],
+    written: &[WrittenFile],
+) -> std::result::Result<(), WriteError> {
+    let prefix = part_file_name(window.start_ms, window.end_ms);
+    let prefix = prefix.trim_end_matches(".parquet");
+    for dir in dirs {
+        let names = sink.list_dir(dir).await.map_err(WriteError::Cleanup)?;
+        for name in names {
+            if !(name.starts_with(prefix) && name.ends_with(".parquet")) {
+                continue;
+            }
+            let path = format!("{dir}/{name}");
+            if written
+                .binary_search_by(|f| f.path.as_str().cmp(&path))
+                .is_err()
+            {
+                tracing::info!(path, "removing a file an earlier run wrote for this window");
+                sink.delete_if_exists(&path)
+                    .await
+                    .map_err(WriteError::Cleanup)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Names the unit a part file comes from, so that the parts of two split units (two metrics,
+/// or two datacenters of one metric) in one partition never share a file name: `u` and 8 hex
+/// digits of a stable hash (FNV-1a, 64 bits) of the metric and the datacenter.
+fn part_unit_tag(metric: &str, datacenter: Option<&str>) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let bytes = metric
+        .bytes()
+        .chain(std::iter::once(0))
+        .chain(datacenter.unwrap_or("").bytes());
+    for b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("u{:08x}", (h >> 32) ^ (h & 0xffff_ffff))
+}
+
+/// What the parts of a split answer brought.
+struct PartsSeen {
+    stats: DecodeStats,
+    /// Distinct series over all parts.
+    series: u64,
+    /// The series of each part (kept only to record them as seen; points dropped).
+    parts: Vec<Vec<SeriesData>>,
+}
+
+/// Why writing the parts of a split answer stopped.
+enum PartsFailed {
+    Cancelled,
+    Fetch(FetchError),
+    Write(WriteError),
+}
+
+/// Writes each part of a split raw answer, as it arrives, to the part's own files
+/// (`-s<i>of<n>`) of every table of the metric that is made from raw points. Each part's files
+/// are completed under staging keys as soon as the part is written, so memory holds one part
+/// at a time; they join `staged`, published (or removed) with the rest of the window.
+async fn write_parts<'a>(
+    ctx: &'a RunCtx<'a>,
+    window: &Window,
+    unit: &Unit,
+    mut parts: RawParts,
+    staged: &mut Vec<StagedFile>,
+    cancel: &mut watch::Receiver<bool>,
+) -> std::result::Result<PartsSeen, PartsFailed> {
+    let metric_plan = &ctx.plan.metrics[unit.metric];
+    let labels = raw_table_decl(metric_plan.component).label_columns();
+    let server_side = ctx.pipeline.source.query_downsample;
+    let tables: Vec<usize> = metric_plan
+        .tables
+        .iter()
+        .copied()
+        .filter(|&t| !(server_side && ctx.pipeline.tables[t].rollup.is_some()))
+        .collect();
+    let mut seen = PartsSeen {
+        stats: DecodeStats::default(),
+        series: 0,
+        parts: Vec::new(),
+    };
+    let mut keys = std::collections::BTreeSet::new();
+    let unit_tag = part_unit_tag(&metric_plan.metric, unit.datacenter.as_deref());
+    loop {
+        let next = tokio::select! {
+            biased;
+            _ = cancel.changed() => return Err(PartsFailed::Cancelled),
+            p = parts.rx.recv() => p,
+        };
+        let piece = match next {
+            Some(Ok(piece)) => piece,
+            Some(Err(e)) => return Err(PartsFailed::Fetch(e)),
+            // The fetch task ended: every part was sent (a panic there is raised here).
+            None => {
+                parts.task.join().await;
+                break;
+            }
+        };
+        let RawPiece {
+            index, of, answer, ..
+        } = piece;
+        (ctx.progress)(&Progress::Points {
+            points: answer.stats.points,
+        });
+        seen.stats.add(&answer.stats);
+        let mut series = answer.series;
+        sort_series(&mut series, &labels);
+        for &t in &tables {
+            let suffix = format!("-{unit_tag}-s{index}of{of}");
+            let mut w = TableWindowWriter::new(&ctx.pipeline.tables[t], ctx, window, suffix);
+            if let Err(e) = w.append(&series).await {
+                w.abort().await;
+                return Err(PartsFailed::Write(e));
+            }
+            staged.extend(w.finish().await.map_err(PartsFailed::Write)?);
+        }
+        for s in &mut series {
+            keys.insert((s.metric.clone(), s.tags.clone()));
+            s.ts = Vec::new();
+            s.values = Vec::new();
+        }
+        seen.parts.push(series);
+    }
+    seen.series = keys.len() as u64;
+    Ok(seen)
 }
 
 /// What one unit asks the server for, owned so that the fetch runs as its own task.
@@ -842,6 +1079,9 @@ struct UnitRequest {
     labels: Vec<String>,
     /// Server-side rollup tables of the metric (`source.query_downsample`), by table index.
     rollups: Vec<(usize, Rollup)>,
+    /// Where a too-large raw answer may be cut: a multiple of every client-side rollup bucket
+    /// of the metric, so each bucket is made from one part.
+    split_align_ms: i64,
 }
 
 /// What one unit brought: raw series for the tables that need raw points (raw tables and
@@ -849,6 +1089,17 @@ struct UnitRequest {
 struct UnitAnswer {
     raw: RawAnswer,
     rollups: Vec<(usize, ServerRollupAnswer)>,
+    /// The raw answer was too large to take whole (`raw` is then empty): its parts, in time
+    /// order, fetched by their own task as the window takes them.
+    parts: Option<RawParts>,
+}
+
+/// The parts of a split raw answer ([`MetricsClient::query_raw_split`]). The channel holds
+/// one part, and the task waits for room before fetching the next, so at most two parts are
+/// in memory: the one being written and the next.
+struct RawParts {
+    rx: mpsc::Receiver<std::result::Result<RawPiece, FetchError>>,
+    task: AbortOnDrop<()>,
 }
 
 /// The requests of one unit: the raw query when a table of its metric needs raw points, and
@@ -876,6 +1127,11 @@ fn unit_request(ctx: &RunCtx<'_>, unit: &Unit, window: &Window) -> UnitRequest {
             .map(|l| l.to_string())
             .collect(),
     };
+    let split_align_ms = tables
+        .clone()
+        .filter(|_| !server_side)
+        .filter_map(|(_, spec)| spec.rollup.as_ref().map(|r| r.interval_ms))
+        .fold(1000, lcm);
     UnitRequest {
         metric: metric_plan.metric.clone(),
         datacenter: unit.datacenter.clone(),
@@ -885,6 +1141,7 @@ fn unit_request(ctx: &RunCtx<'_>, unit: &Unit, window: &Window) -> UnitRequest {
             .any(|(_, spec)| !server_side || spec.rollup.is_none()),
         labels,
         rollups,
+        split_align_ms,
     }
 }
 
@@ -896,10 +1153,25 @@ async fn fetch_unit(
     req: UnitRequest,
 ) -> std::result::Result<UnitAnswer, FetchError> {
     let (metric, dc, window) = (&req.metric, req.datacenter.as_deref(), req.window);
+    let mut parts = None;
     let raw = if req.raw {
-        client
-            .query_raw(metric, dc, window.start_ms, window.fetch_end_ms)
-            .await?
+        let range = (window.start_ms, window.fetch_end_ms);
+        match client.query_raw(metric, dc, range.0, range.1).await {
+            Ok(raw) => raw,
+            Err(e) if e.class() == FailureClass::TooLarge => {
+                let (tx, rx) = mpsc::channel(1);
+                let (client, metric, dc) = (client.clone(), metric.clone(), req.datacenter.clone());
+                let align = req.split_align_ms;
+                let task = AbortOnDrop(tokio::spawn(async move {
+                    client
+                        .query_raw_split(&metric, dc.as_deref(), range, align, e, &tx)
+                        .await;
+                }));
+                parts = Some(RawParts { rx, task });
+                RawAnswer::default()
+            }
+            Err(e) => return Err(e),
+        }
     } else {
         RawAnswer::default()
     };
@@ -913,7 +1185,11 @@ async fn fetch_unit(
         let answer = server_rollup::fetch(&client, metric, &req.labels, dc, rollup, range).await?;
         rollups.push((*t, answer));
     }
-    Ok(UnitAnswer { raw, rollups })
+    Ok(UnitAnswer {
+        raw,
+        rollups,
+        parts,
+    })
 }
 
 /// A spawned fetch that is cancelled when its window is abandoned.
@@ -935,9 +1211,13 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
-async fn abort_all(writers: Vec<TableWindowWriter<'_>>) {
+/// Abandons a window: every open file is aborted, every staged one removed.
+async fn abort_all(writers: Vec<TableWindowWriter<'_>>, staged: Vec<StagedFile>, sink: &Sink) {
     for w in writers {
         w.abort().await;
+    }
+    for f in staged {
+        f.discard(sink).await;
     }
 }
 
@@ -978,11 +1258,19 @@ struct TableWindowWriter<'a> {
     ctx: &'a RunCtx<'a>,
     window: Window,
     schema: arrow::datatypes::SchemaRef,
+    /// Added to the file name: empty for the window's file, `-s<i>of<n>` for a part of a split
+    /// answer.
+    suffix: String,
     partitions: BTreeMap<String, PartitionState>,
 }
 
 impl<'a> TableWindowWriter<'a> {
-    fn new(spec: &'a TableSpec, ctx: &'a RunCtx<'a>, window: &Window) -> TableWindowWriter<'a> {
+    fn new(
+        spec: &'a TableSpec,
+        ctx: &'a RunCtx<'a>,
+        window: &Window,
+        suffix: String,
+    ) -> TableWindowWriter<'a> {
         let schema = match &spec.rollup {
             None => raw_schema(spec.component),
             Some(r) => rollup_schema(spec.component, &r.aggregates),
@@ -992,6 +1280,7 @@ impl<'a> TableWindowWriter<'a> {
             ctx,
             window: *window,
             schema,
+            suffix,
             partitions: BTreeMap::new(),
         }
     }
@@ -1003,10 +1292,9 @@ impl<'a> TableWindowWriter<'a> {
             metric,
             day_ms,
         );
-        format!(
-            "{dir}/{}",
-            part_file_name(self.window.start_ms, self.window.end_ms)
-        )
+        let name = part_file_name(self.window.start_ms, self.window.end_ms);
+        let stem = name.trim_end_matches(".parquet");
+        format!("{dir}/{stem}{}.parquet", self.suffix)
     }
 
     fn state(&mut self, path: String) -> std::result::Result<&mut PartitionState, WriteError> {
@@ -1017,7 +1305,12 @@ impl<'a> TableWindowWriter<'a> {
                 &self.spec.name,
                 (self.window.start_ms, self.window.end_ms),
             );
-            let writer = PartWriter::create(
+            let create = if self.suffix.is_empty() {
+                PartWriter::create
+            } else {
+                PartWriter::create_staged
+            };
+            let writer = create(
                 self.ctx.sink,
                 path.clone(),
                 &self.spec.name,
@@ -1092,39 +1385,40 @@ impl<'a> TableWindowWriter<'a> {
         Ok(())
     }
 
-    /// Files of earlier runs for partitions of this window that get no rows now.
-    fn stale_paths(&self) -> Vec<String> {
+    /// The partition folders this window may write in (every day it covers; every metric of
+    /// the table when partitioned by metric), where files of earlier runs are looked for.
+    fn partition_dirs(&self) -> Vec<String> {
         let mut days = Vec::new();
         let mut d = self.window.start_ms.div_euclid(DAY_MS) * DAY_MS;
         while d < self.window.end_ms {
             days.push(d);
             d += DAY_MS;
         }
-        let metrics: Vec<&str> = if self
+        let by_metric = self
             .ctx
             .pipeline
             .sink
             .partition_by
-            .contains(&PartitionKey::Metric)
-        {
+            .contains(&PartitionKey::Metric);
+        let metrics: Vec<&str> = if by_metric {
             self.spec.metrics.iter().map(String::as_str).collect()
         } else {
             vec![""]
         };
+        let partition_by = &self.ctx.pipeline.sink.partition_by;
         let mut out = Vec::new();
         for m in metrics {
             for &day in &days {
-                let p = self.partition_path(m, day);
-                if !self.partitions.contains_key(&p) {
-                    out.push(p);
-                }
+                out.push(partition_dir(&self.spec.name, partition_by, m, day));
             }
         }
         out
     }
 
-    async fn finish(self) -> std::result::Result<Vec<WrittenFile>, WriteError> {
-        let mut files = Vec::new();
+    /// Completes every file: those with a staging key wait there to be published.
+    async fn finish(self) -> std::result::Result<Vec<StagedFile>, WriteError> {
+        let sink = self.ctx.sink;
+        let mut files: Vec<StagedFile> = Vec::new();
         let mut parts = self.partitions.into_iter();
         while let Some((_, mut st)) = parts.next() {
             let r = async {
@@ -1135,18 +1429,21 @@ impl<'a> TableWindowWriter<'a> {
                 Ok::<_, WriteError>(())
             }
             .await;
-            if let Err(e) = r {
-                st.writer.abort().await;
-                for (_, rest) in parts {
-                    rest.writer.abort().await;
+            let r = match r {
+                Ok(()) => st.writer.finish_staged().await,
+                Err(e) => {
+                    st.writer.abort().await;
+                    Err(e)
                 }
-                return Err(e);
-            }
-            match st.writer.finish().await {
+            };
+            match r {
                 Ok(f) => files.push(f),
                 Err(e) => {
                     for (_, rest) in parts {
                         rest.writer.abort().await;
+                    }
+                    for f in files {
+                        f.discard(sink).await;
                     }
                     return Err(e);
                 }
@@ -1160,6 +1457,14 @@ impl<'a> TableWindowWriter<'a> {
             st.writer.abort().await;
         }
     }
+}
+
+/// Least common multiple of two positive durations.
+fn lcm(a: i64, b: i64) -> i64 {
+    fn gcd(a: i64, b: i64) -> i64 {
+        if b == 0 { a } else { gcd(b, a % b) }
+    }
+    a / gcd(a, b) * b
 }
 
 /// The rollup of each series, in order, computed on up to

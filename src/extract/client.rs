@@ -92,8 +92,26 @@ pub enum FetchError {
         /// The wait that would have passed the deadline (a `Retry-After` or backoff).
         wanted: Option<std::time::Duration>,
     },
-    /// The server said "too large" even for the smallest window we may split to.
-    #[error("answer too large even for a {span_ms} ms window (source.min_split): {last}")]
+    /// The answer body is larger than `source.max_answer_size`: it was not read further (a
+    /// `/api/query` window is then split, see [`MetricsClient::query_raw_split`]).
+    #[error(
+        "{endpoint}: the answer is larger than source.max_answer_size ({limit} bytes{}); \
+         it was not read further",
+        .announced.map(|n| format!(", announced {n} bytes")).unwrap_or_default()
+    )]
+    AnswerTooLarge {
+        /// Path called.
+        endpoint: &'static str,
+        /// `source.max_answer_size` in bytes.
+        limit: usize,
+        /// The `Content-Length` the server announced, if it did.
+        announced: Option<u64>,
+    },
+    /// The server said "too large" (or the answer was over `source.max_answer_size`) even for
+    /// the smallest window we may split to.
+    #[error(
+        "answer too large even for a {span_ms} ms window (source.min_split, source.max_answer_size): {last}"
+    )]
     TooLargeAtMinimum {
         /// The window size that still failed.
         span_ms: i64,
@@ -108,6 +126,7 @@ impl FetchError {
         match self {
             FetchError::Status { class, .. } => *class,
             FetchError::Transport { .. } | FetchError::Decode { .. } => FailureClass::Transient,
+            FetchError::AnswerTooLarge { .. } => FailureClass::TooLarge,
             FetchError::Exhausted { last, .. } => match last.class() {
                 FailureClass::Auth => FailureClass::Auth,
                 _ => FailureClass::Permanent,
@@ -190,7 +209,24 @@ pub struct MetricsClient {
     limits: Arc<RunLimits>,
     stats: Arc<ClientStats>,
     min_split_ms: i64,
+    max_answer_bytes: usize,
     timeout: std::time::Duration,
+}
+
+/// One part of a window whose raw answer was too large to take whole: the `index`-th (from 1)
+/// of `of` equal slices of the window, `[start_ms, end_ms)`.
+#[derive(Debug)]
+pub struct RawPiece {
+    /// Position of the slice, from 1.
+    pub index: u64,
+    /// Slices the window is cut into at this depth (a power of two).
+    pub of: u64,
+    /// Start of the slice (inclusive).
+    pub start_ms: i64,
+    /// End of the slice (exclusive).
+    pub end_ms: i64,
+    /// The slice's points.
+    pub answer: RawAnswer,
 }
 
 #[derive(Deserialize)]
@@ -232,6 +268,7 @@ impl MetricsClient {
             limits: Arc::new(RunLimits::new(source.retry_budget, source.deadline)),
             stats: Arc::new(ClientStats::default()),
             min_split_ms: source.min_split_ms,
+            max_answer_bytes: source.max_answer_bytes,
             timeout: source.timeout,
         })
     }
@@ -374,7 +411,9 @@ impl MetricsClient {
 
     /// Raw points of `metric` (optionally one datacenter) with `start_ms <= ts < end_ms`, with
     /// `aggregator: none` so every stored series comes back whole and undownsampled
-    /// (`reference/api.md` §2.8). A too-large answer splits the window in halves.
+    /// (`reference/api.md` §2.8). A too-large answer (the server's 413 or fetch-limit 500, or a
+    /// body over `source.max_answer_size`) is an error of class
+    /// [`FailureClass::TooLarge`]: the caller splits the window with [`Self::query_raw_split`].
     pub async fn query_raw(
         &self,
         metric: &str,
@@ -382,34 +421,117 @@ impl MetricsClient {
         start_ms: i64,
         end_ms: i64,
     ) -> Result<RawAnswer, FetchError> {
-        match self
-            .query_raw_once(metric, datacenter, start_ms, end_ms)
-            .await
-        {
-            Err(e) if e.class() == FailureClass::TooLarge => {
-                let span = end_ms - start_ms;
-                if span / 2 < self.min_split_ms.max(1000) {
-                    return Err(FetchError::TooLargeAtMinimum {
-                        span_ms: span,
-                        last: Box::new(e),
-                    });
-                }
-                self.stats.splits.fetch_add(1, Ordering::Relaxed);
-                // Split on a whole second: Erlenmeyer keeps only second precision in ranges.
-                let mid = start_ms + (span / 2) / 1000 * 1000;
-                tracing::info!(
-                    metric,
-                    ?datacenter,
-                    start_ms,
-                    end_ms,
-                    "answer too large, splitting the window"
-                );
-                let left = Box::pin(self.query_raw(metric, datacenter, start_ms, mid)).await?;
-                let right = Box::pin(self.query_raw(metric, datacenter, mid, end_ms)).await?;
-                Ok(merge(left, right))
-            }
-            other => other,
+        let mut query = serde_json::json!({"metric": metric, "aggregator": "none"});
+        if let Some(dc) = datacenter {
+            query["filters"] = serde_json::json!([{"type": "literal_or", "tagk": "datacenter", "filter": dc, "groupBy": false}]);
         }
+        // The server's end is inclusive: ask up to `end` and drop points stamped `end` here.
+        let body = serde_json::json!({
+            "start": start_ms,
+            "end": end_ms,
+            "msResolution": true,
+            "queries": [query],
+        })
+        .to_string();
+        let url = self.url("/api/query");
+        self.send_with_retry(
+            "/api/query",
+            || self.post_json(&url, &body),
+            |bytes| {
+                let (series, stats) =
+                    decode_query_response(bytes, start_ms, end_ms).map_err(|source| {
+                        FetchError::Decode {
+                            endpoint: "/api/query",
+                            source,
+                        }
+                    })?;
+                Ok(RawAnswer { series, stats })
+            },
+        )
+        .await
+    }
+
+    /// The raw points of a window whose whole answer was too large (`last`), fetched in halves,
+    /// recursively, and sent to `parts` in time order as each arrives, so that only one part is
+    /// in memory at a time. Cuts fall on multiples of `align_ms` (whole seconds at least:
+    /// Erlenmeyer keeps second precision; the rollup bucket when a client-side rollup is made
+    /// from the parts, so no bucket straddles two parts). A part that still cannot be split
+    /// (half of it would be under `source.min_split` or under `align_ms`) ends the stream with
+    /// [`FetchError::TooLargeAtMinimum`]. Returns early, without error, when the receiver is
+    /// gone (the window was abandoned).
+    pub async fn query_raw_split(
+        &self,
+        metric: &str,
+        datacenter: Option<&str>,
+        (start_ms, end_ms): (i64, i64),
+        align_ms: i64,
+        last: FetchError,
+        parts: &tokio::sync::mpsc::Sender<Result<RawPiece, FetchError>>,
+    ) {
+        let align = align_ms.max(1000);
+        // Ranges still to fetch, the next one on top: (start, end, index from 0, slices).
+        let mut todo: Vec<(i64, i64, u64, u64)> = Vec::new();
+        let mut next = Some(((start_ms, end_ms, 0, 1), last));
+        loop {
+            // Room in the channel first: the previous part was taken, so fetching this one
+            // keeps at most two parts in memory.
+            let Ok(permit) = parts.reserve().await else {
+                return;
+            };
+            if let Some((range, error)) = next.take()
+                && let Err(e) = self.halve(metric, datacenter, range, align, error, &mut todo)
+            {
+                permit.send(Err(e));
+                return;
+            }
+            let Some((start, end, index, of)) = todo.pop() else {
+                return;
+            };
+            match self.query_raw(metric, datacenter, start, end).await {
+                Ok(answer) => permit.send(Ok(RawPiece {
+                    index: index + 1,
+                    of,
+                    start_ms: start,
+                    end_ms: end,
+                    answer,
+                })),
+                Err(e) if e.class() == FailureClass::TooLarge => {
+                    next = Some(((start, end, index, of), e));
+                }
+                Err(e) => {
+                    permit.send(Err(e));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Pushes the two halves of a too-large range on `todo` (right below left, so the left is
+    /// fetched first), or says why it cannot be split.
+    fn halve(
+        &self,
+        metric: &str,
+        datacenter: Option<&str>,
+        (start, end, index, of): (i64, i64, u64, u64),
+        align: i64,
+        error: FetchError,
+        todo: &mut Vec<(i64, i64, u64, u64)>,
+    ) -> Result<(), FetchError> {
+        let span = end - start;
+        let mid = start + (span / 2) / align * align;
+        let floor = self.min_split_ms.max(1);
+        if mid <= start || mid - start < floor || end - mid < floor {
+            return Err(FetchError::TooLargeAtMinimum {
+                span_ms: span,
+                last: Box::new(error),
+            });
+        }
+        self.stats.splits.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(metric, ?datacenter, start_ms = start, end_ms = end, error = %error,
+            "answer too large, splitting the window");
+        todo.push((mid, end, 2 * index + 1, 2 * of));
+        todo.push((start, mid, 2 * index, 2 * of));
+        Ok(())
     }
 
     /// Server-side downsampling of every series of `metric` (optionally one datacenter) into
@@ -484,43 +606,6 @@ impl MetricsClient {
                     });
                 }
                 series.retain(|s| !s.ts.is_empty());
-                Ok(RawAnswer { series, stats })
-            },
-        )
-        .await
-    }
-
-    async fn query_raw_once(
-        &self,
-        metric: &str,
-        datacenter: Option<&str>,
-        start_ms: i64,
-        end_ms: i64,
-    ) -> Result<RawAnswer, FetchError> {
-        let mut query = serde_json::json!({"metric": metric, "aggregator": "none"});
-        if let Some(dc) = datacenter {
-            query["filters"] = serde_json::json!([{"type": "literal_or", "tagk": "datacenter", "filter": dc, "groupBy": false}]);
-        }
-        // The server's end is inclusive: ask up to `end` and drop points stamped `end` here.
-        let body = serde_json::json!({
-            "start": start_ms,
-            "end": end_ms,
-            "msResolution": true,
-            "queries": [query],
-        })
-        .to_string();
-        let url = self.url("/api/query");
-        self.send_with_retry(
-            "/api/query",
-            || self.post_json(&url, &body),
-            |bytes| {
-                let (series, stats) =
-                    decode_query_response(bytes, start_ms, end_ms).map_err(|source| {
-                        FetchError::Decode {
-                            endpoint: "/api/query",
-                            source,
-                        }
-                    })?;
                 Ok(RawAnswer { series, stats })
             },
         )
@@ -609,12 +694,23 @@ impl MetricsClient {
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let bytes = resp.bytes().await.map_err(transport)?;
-        self.stats
-            .bytes
-            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
         if status.is_success() {
+            let bytes = self
+                .read_capped(endpoint, resp)
+                .await
+                .map_err(|e| (e, None))?;
+            self.stats
+                .bytes
+                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
             return Ok(bytes);
+        }
+        // An error page: its start is all we keep.
+        let mut bytes = Vec::new();
+        let mut resp = resp;
+        while bytes.len() < 512
+            && let Some(chunk) = resp.chunk().await.map_err(transport)?
+        {
+            bytes.extend_from_slice(&chunk);
         }
         let text = String::from_utf8_lossy(&bytes[..bytes.len().min(512)]);
         // One line: error pages (a proxy's HTML) must not break the log into pieces.
@@ -631,6 +727,45 @@ impl MetricsClient {
             retry_after,
         ))
     }
+
+    /// Reads a successful answer of at most `source.max_answer_size` bytes: a larger one (announced by
+    /// `Content-Length` or seen while reading) is dropped unread past the limit, so one
+    /// huge answer cannot take the memory of the run.
+    async fn read_capped(
+        &self,
+        endpoint: &'static str,
+        mut resp: reqwest::Response,
+    ) -> Result<Bytes, FetchError> {
+        let limit = self.max_answer_bytes;
+        let too_large = |announced| FetchError::AnswerTooLarge {
+            endpoint,
+            limit,
+            announced,
+        };
+        let announced = resp.content_length();
+        if let Some(n) = announced
+            && n > limit as u64
+        {
+            return Err(too_large(Some(n)));
+        }
+        let mut body: Vec<u8> = Vec::with_capacity(announced.unwrap_or(64 << 10) as usize);
+        while let Some(chunk) = resp.chunk().await.map_err(|e| FetchError::Transport {
+            endpoint,
+            message: self.token.scrub(&error_chain(&e)),
+        })? {
+            let needed = body.len() + chunk.len();
+            if needed > limit {
+                return Err(too_large(announced));
+            }
+            if needed > body.capacity() {
+                // Doubling, but never past the limit: the buffer is at most `limit` bytes.
+                let grown = (body.capacity() * 2).max(needed).min(limit);
+                body.reserve_exact(grown - body.len());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Bytes::from(body))
+    }
 }
 
 /// `e` and its sources on one line (reqwest's Display alone hides the cause, e.g. "connection refused").
@@ -643,29 +778,6 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         cur = s.source();
     }
     out
-}
-
-/// Joins the answers of two adjacent halves of a window (left before right).
-fn merge(left: RawAnswer, right: RawAnswer) -> RawAnswer {
-    let mut stats = left.stats;
-    stats.add(&right.stats);
-    let mut by_key: BTreeMap<(String, BTreeMap<String, String>), SeriesData> = BTreeMap::new();
-    for s in left.series.into_iter().chain(right.series) {
-        match by_key.entry((s.metric.clone(), s.tags.clone())) {
-            std::collections::btree_map::Entry::Vacant(v) => {
-                v.insert(s);
-            }
-            std::collections::btree_map::Entry::Occupied(mut o) => {
-                let e = o.get_mut();
-                e.ts.extend_from_slice(&s.ts);
-                e.values.extend_from_slice(&s.values);
-            }
-        }
-    }
-    RawAnswer {
-        series: by_key.into_values().collect(),
-        stats,
-    }
 }
 
 #[cfg(test)]
@@ -690,6 +802,7 @@ mod tests {
             deadline: None,
             discovery: Discovery::Lookup,
             min_split_ms: 60_000,
+            max_answer_bytes: crate::config::DEFAULT_MAX_ANSWER_BYTES,
             query_downsample: false,
             ovh: None,
         }

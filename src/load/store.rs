@@ -189,13 +189,19 @@ impl Sink {
     /// store's own staging file (`<name>#N`) would sit next to the data, where Spark reads every
     /// file, so we stage under `_tmp/` (ignored by Spark and DuckDB) and rename into place.
     pub fn staging_key(&self, relative: &str) -> Option<String> {
-        self.local_root.as_ref().map(|_| {
-            format!(
-                "_tmp/{:016x}-{}",
-                fastrand::u64(..),
-                relative.replace('/', "_")
-            )
-        })
+        self.local_root
+            .as_ref()
+            .map(|_| self.staging_key_always(relative))
+    }
+
+    /// A fresh staging key for `relative` under `_tmp/`, on any store (see
+    /// [`crate::load::writer::PartWriter::create_staged`]).
+    pub fn staging_key_always(&self, relative: &str) -> String {
+        format!(
+            "_tmp/{:016x}-{}",
+            fastrand::u64(..),
+            relative.replace('/', "_")
+        )
     }
 
     /// Makes a staged file visible under its final key (an atomic rename on local disk).
@@ -315,6 +321,24 @@ impl Sink {
             })
     }
 
+    /// The names of the files directly in the folder `relative` (none when it does not exist).
+    pub async fn list_dir(&self, relative: &str) -> Result<Vec<String>, StoreError> {
+        let key = self.key(relative);
+        match self.store.list_with_delimiter(Some(&key)).await {
+            Ok(listing) => Ok(listing
+                .objects
+                .into_iter()
+                .filter_map(|o| o.location.filename().map(str::to_string))
+                .collect()),
+            Err(object_store::Error::NotFound { .. }) => Ok(Vec::new()),
+            Err(source) => Err(StoreError::Object {
+                operation: "list",
+                path: key.to_string(),
+                source,
+            }),
+        }
+    }
+
     /// Deletes an object if it exists.
     pub async fn delete_if_exists(&self, relative: &str) -> Result<(), StoreError> {
         let key = self.key(relative);
@@ -326,5 +350,28 @@ impl Sink {
                 source,
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn lists_the_files_of_a_folder_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = Sink::open(dir.path().to_str().unwrap()).unwrap();
+        for p in [
+            "t/date=2026-11-01/part-a.parquet",
+            "t/date=2026-11-01/part-b-s1of2.parquet",
+            "t/date=2026-11-01/deeper/x.parquet",
+            "t/date=2026-11-02/part-c.parquet",
+        ] {
+            sink.put(p, b"x".to_vec()).await.unwrap();
+        }
+        let mut names = sink.list_dir("t/date=2026-11-01").await.unwrap();
+        names.sort();
+        assert_eq!(names, ["part-a.parquet", "part-b-s1of2.parquet"]);
+        assert!(sink.list_dir("t/date=2026-11-09").await.unwrap().is_empty());
     }
 }

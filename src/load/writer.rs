@@ -42,6 +42,11 @@ pub enum WriteError {
     /// The finished file could not be moved into place.
     #[error("publishing a written file: {0}")]
     Publish(super::store::StoreError),
+    /// A file an earlier run wrote for this window, and this run did not write again, could not
+    /// be listed or removed (left, it would double or resurrect rows: the window is not
+    /// committed, so the next run tries again).
+    #[error("removing a file an earlier run left for this window: {0}")]
+    Cleanup(super::store::StoreError),
     /// Encoding or uploading failed.
     #[error("writing {path}: {source}")]
     Parquet {
@@ -176,6 +181,38 @@ impl SharedBuf {
     }
 }
 
+/// A complete file, waiting under its staging key (if it has one) to be made visible.
+#[derive(Debug)]
+pub struct StagedFile {
+    /// Where it is now; `None` when it was written straight to its key (already visible).
+    pub staging: Option<String>,
+    /// The file, under the key it is published at.
+    pub file: WrittenFile,
+}
+
+impl StagedFile {
+    /// Moves the file to its key (a rename on local disk, a server-side copy on S3): it is
+    /// visible when this returns Ok. On error the staged copy is removed.
+    pub async fn publish(self, sink: &Sink) -> Result<WrittenFile, WriteError> {
+        if let Some(staging) = &self.staging
+            && let Err(e) = sink.publish(staging, &self.file.path).await
+        {
+            let _ = sink.delete_if_exists(staging).await;
+            return Err(WriteError::Publish(e));
+        }
+        Ok(self.file)
+    }
+
+    /// Removes the staged copy (the window it belongs to was abandoned).
+    pub async fn discard(self, sink: &Sink) {
+        if let Some(staging) = &self.staging
+            && let Err(e) = sink.delete_if_exists(staging).await
+        {
+            tracing::warn!(path = %staging, error = %e, "removing an abandoned staged file failed");
+        }
+    }
+}
+
 /// An open Parquet file being written.
 ///
 /// Batches go straight to one [`ArrowColumnWriter`] per leaf column; the leaves of a batch are
@@ -223,6 +260,32 @@ impl PartWriter {
         props: WriterProperties,
     ) -> Result<PartWriter, WriteError> {
         let staging = sink.staging_key(&relative);
+        PartWriter::create_at(sink, relative, staging, table, declared, props)
+    }
+
+    /// Like [`PartWriter::create`], but the file is always written under a staging key, on S3
+    /// too, so that it can be completed now ([`PartWriter::finish_staged`]) and made visible
+    /// later ([`StagedFile::publish`]): the parts of a split answer are completed one by one,
+    /// freeing their memory, and published with the rest of their window.
+    pub fn create_staged(
+        sink: &Sink,
+        relative: String,
+        table: &str,
+        declared: SchemaRef,
+        props: WriterProperties,
+    ) -> Result<PartWriter, WriteError> {
+        let staging = Some(sink.staging_key_always(&relative));
+        PartWriter::create_at(sink, relative, staging, table, declared, props)
+    }
+
+    fn create_at(
+        sink: &Sink,
+        relative: String,
+        staging: Option<String>,
+        table: &str,
+        declared: SchemaRef,
+        props: WriterProperties,
+    ) -> Result<PartWriter, WriteError> {
         let target = staging.as_deref().unwrap_or(&relative);
         let out = BufWriter::with_capacity(sink.store.clone(), sink.key(target), sink.part_size);
         let row_group_rows = props.max_row_group_row_count().unwrap_or(1 << 20).max(1);
@@ -345,22 +408,24 @@ impl PartWriter {
 
     /// Writes the footer and completes the upload: the file is visible when this returns Ok.
     /// On error the upload is aborted, so nothing partial stays behind.
-    pub async fn finish(mut self) -> Result<WrittenFile, WriteError> {
+    pub async fn finish(self) -> Result<WrittenFile, WriteError> {
+        let sink = self.sink.clone();
+        self.finish_staged().await?.publish(&sink).await
+    }
+
+    /// Writes the footer and completes the upload, under the staging key if the file has one
+    /// (then it is not visible until [`StagedFile::publish`]). On error the upload is aborted.
+    pub async fn finish_staged(mut self) -> Result<StagedFile, WriteError> {
         match self.finish_inner().await {
-            Ok(()) => {
-                if let Some(staging) = &self.staging
-                    && let Err(e) = self.sink.publish(staging, &self.relative).await
-                {
-                    let _ = self.sink.delete_if_exists(staging).await;
-                    return Err(WriteError::Publish(e));
-                }
-                Ok(WrittenFile {
+            Ok(()) => Ok(StagedFile {
+                staging: self.staging,
+                file: WrittenFile {
                     bytes: self.bytes,
                     path: self.relative,
                     table: self.table,
                     rows: self.rows,
-                })
-            }
+                },
+            }),
             Err(e) => {
                 if !self.shut_down
                     && let Err(abort) = self.out.abort().await

@@ -417,3 +417,52 @@ pub fn dataset(root: &Path, tables: &[&str]) -> BTreeMap<String, Vec<u8>> {
         })
         .collect()
 }
+
+/// Every row of a table, whatever file holds it, each formatted as text (columns joined by
+/// `|`, the file's partition folders first), sorted: two runs that wrote the same rows into
+/// differently cut files compare equal.
+pub fn table_rows(root: &Path, table: &str) -> Vec<String> {
+    use arrow::util::display::{ArrayFormatter, FormatOptions};
+    let mut rows = Vec::new();
+    for path in parquet_files(root, table) {
+        let dirs = path
+            .parent()
+            .unwrap()
+            .strip_prefix(root)
+            .unwrap()
+            .display()
+            .to_string();
+        for batch in read_file(&path) {
+            let options = FormatOptions::default().with_null("null");
+            // Timestamps as epoch ms (formatting a zoned one needs chrono-tz).
+            let columns: Vec<arrow::array::ArrayRef> = batch
+                .columns()
+                .iter()
+                .map(|c| match c.data_type() {
+                    arrow::datatypes::DataType::Timestamp(..) => {
+                        let t = c.as_primitive::<TimestampMillisecondType>();
+                        std::sync::Arc::new(arrow::array::Int64Array::new(
+                            t.values().clone(),
+                            t.nulls().cloned(),
+                        )) as arrow::array::ArrayRef
+                    }
+                    _ => c.clone(),
+                })
+                .collect();
+            let formatters: Vec<ArrayFormatter> = columns
+                .iter()
+                .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap())
+                .collect();
+            for i in 0..batch.num_rows() {
+                let mut row = dirs.clone();
+                for f in &formatters {
+                    row.push('|');
+                    row.push_str(&f.value(i).to_string());
+                }
+                rows.push(row);
+            }
+        }
+    }
+    rows.sort();
+    rows
+}

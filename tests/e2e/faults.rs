@@ -75,10 +75,16 @@ fn write(dir: &Path, source: &str) -> PathBuf {
 }
 
 fn run_in(dir: &Path, source: &str, env: &[(&str, &str)]) -> RunResult {
+    run_in_with(dir, source, env, &[])
+}
+
+/// [`run_in`] with more flags for `run`.
+fn run_in_with(dir: &Path, source: &str, env: &[(&str, &str)], flags: &[&str]) -> RunResult {
     let p = write(dir, source);
     let t0 = Instant::now();
     let mut cmd = bin();
     cmd.args(["run", p.to_str().unwrap(), "--json", "--now", NOW])
+        .args(flags)
         .env_remove("RUST_LOG");
     for (k, v) in env {
         cmd.env(k, v);
@@ -197,24 +203,53 @@ fn each_transient_fault_is_retried_and_changes_nothing() {
 }
 
 /// Case 4: a too-large answer (413 on OpenTSDB, Warp 10's `FETCH exceeded limit` 500 on OVH)
-/// is never retried unchanged: the window is split, and the halves give the same dataset.
+/// is never retried unchanged: the window is split, each half written as its own files
+/// (`-u<unit>-s1of2`, `-u<unit>-s2of2`), and the rows are those of a clean run. Reruns in the same folder that
+/// cut the window differently remove the files of the other cut: a clean rerun ends byte for
+/// byte as a clean run.
 #[test]
 fn fetch_limit_errors_split_the_window_and_change_nothing() {
     for dialect in ["ovh", "opentsdb"] {
-        let (_dir, r) = run_fresh(&source(
-            "",
-            &format!("dialect = \"{dialect}\""),
-            &["fetch-limit:30m"],
-        ));
+        let dir = tempfile::tempdir().unwrap();
+        let clean_source = source("", &format!("dialect = \"{dialect}\""), &[]);
+        let split_source = source("", &format!("dialect = \"{dialect}\""), &["fetch-limit:1h"]);
+        let r = run_in(dir.path(), &clean_source, &[]);
+        assert_eq!(r.code(), Some(0), "{dialect}\n{}", r.describe());
+
+        let r = run_in_with(dir.path(), &split_source, &[], &["--force", "--start", START]);
         assert_eq!(r.code(), Some(0), "{dialect}\n{}", r.describe());
         let m = r.manifest();
         assert_eq!(m["retries"], 0, "{dialect}: not retried unchanged");
-        // 2 h windows down to 30 min: 1 + 2 splits per unit.
-        assert_eq!(
-            m["splits"].as_u64().unwrap(),
-            3 * m["units_done"].as_u64().unwrap(),
-            "{dialect}"
-        );
+        // 2 h windows, 1 h allowed: one split per unit.
+        assert_eq!(m["splits"], m["units_done"], "{dialect}");
+        let files = r.dataset();
+        assert!(!files.is_empty());
+        for path in files.keys() {
+            assert!(
+                path.ends_with("-s1of2.parquet") || path.ends_with("-s2of2.parquet"),
+                "{dialect}: {path} is not a part of a split window (or was not removed)"
+            );
+        }
+        let clean_root = {
+            let (d, c) = run_fresh(&clean_source);
+            assert_eq!(c.code(), Some(0));
+            (d, c.root)
+        };
+        for t in TABLE_NAMES {
+            let (got, want) = (table_rows(&r.root, t), table_rows(&clean_root.1, t));
+            let first_diff = got.iter().zip(&want).position(|(a, b)| a != b);
+            assert!(
+                got == want,
+                "{dialect}: rows of {t}: {} vs {} clean, first difference at {first_diff:?}: {:?} vs {:?}",
+                got.len(),
+                want.len(),
+                first_diff.map(|i| &got[i]),
+                first_diff.map(|i| &want[i]),
+            );
+        }
+
+        let r = run_in_with(dir.path(), &clean_source, &[], &["--force", "--start", START]);
+        assert_eq!(r.code(), Some(0), "{dialect}\n{}", r.describe());
         assert_same_as_clean(&r, dialect);
     }
 }
@@ -1075,4 +1110,135 @@ fn second_keys_are_dropped_as_out_of_window() {
         "three second keys and the end itself"
     );
     assert_eq!(stats.points, 2);
+}
+
+/// Runs `cmd` to its end and returns its output and its peak resident memory in MiB (the
+/// kernel's own count for that process, from `wait4`).
+fn output_and_peak_rss(mut cmd: std::process::Command) -> (Output, f64) {
+    use std::io::Read;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let stdout = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        out.read_to_end(&mut b).unwrap();
+        b
+    });
+    let stderr = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        err.read_to_end(&mut b).unwrap();
+        b
+    });
+    let mut status = 0;
+    // SAFETY: `rusage` is plain data; `wait4` writes it and the status for our own child,
+    // which `Child` does not wait for afterwards.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as libc::pid_t, "wait4 failed");
+    use std::os::unix::process::ExitStatusExt;
+    let out = Output {
+        status: std::process::ExitStatus::from_raw(status),
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    };
+    (out, usage.ru_maxrss as f64 / 1024.0)
+}
+
+/// Case 14: one series of 10 M points in one window (one VM, a point every second for 116
+/// days: about 250 MB of JSON in a single answer). Answers over `source.max_answer_size`
+/// (16 MiB here) are cut off and the window split, each part written to its own files as it
+/// comes, so the run's peak RSS stays under a fixed budget (taking the answer whole needs
+/// more than twice the budget: the body alone is 250 MB). Every point is written, once, and
+/// the throughput is logged. The simulator runs as its own process, so its memory is not
+/// counted.
+#[test]
+fn case14_a_ten_million_point_series_stays_under_a_memory_cap() {
+    const BUDGET_MB: f64 = 200.0;
+    let window_ms = 116 * 86_400_000i64;
+    let start = ms("2026-06-01T00:00:00Z").div_euclid(window_ms) * window_ms;
+    let end = start + window_ms;
+    let rfc = |t: i64| vscope_etl::semantics::time::format_rfc3339(t);
+    let sim_args = [
+        "--dialect", "opentsdb", "--datacenters", "1", "--hosts", "1", "--vms", "1", "--filers",
+        "1", "--step", "1",
+    ];
+    let sim = SimProcess::start(&sim_args);
+    let dir = tempfile::tempdir().unwrap();
+    let source = format!(
+        "url = \"{}\"\ndialect = \"opentsdb\"\nrequests_per_second = 0\n\
+         timeout = \"600s\"\nmax_answer_size = \"16MiB\"",
+        sim.url
+    );
+    let table = "[[table]]\nname = \"vm_metrics\"\nmetrics = [\"vscope.vm.cpu.usage.perc\"]\n";
+    let p = write_pipeline(dir.path(), "huge", &source, &rfc(start), &rfc(end), "116d", table);
+    let mut cmd = bin();
+    cmd.args(["run", p.to_str().unwrap(), "--json", "--now", &rfc(end + 86_400_000)])
+        .env("RUST_LOG", "vscope_etl=info");
+    let (out, peak_mb) = output_and_peak_rss(cmd);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("run finished") && log.contains("points_per_s="),
+        "throughput logged: {log}"
+    );
+
+    // Every point of the series, once, in order within each file.
+    use arrow::array::AsArray;
+    let cfg = vscope_etl::sim::SimConfig {
+        dialect: vscope_etl::dialect::Dialect::Opentsdb,
+        step_secs: 1,
+        ..sim_config(1, 1, 1, 1)
+    };
+    let pcc = vscope_etl::sim::Pcc::new(&cfg);
+    let index = pcc
+        .series()
+        .iter()
+        .position(|s| s.metric == "vscope.vm.cpu.usage.perc")
+        .unwrap();
+    let want = pcc.points(index, start, end - 1);
+    assert!(want.len() > 9_500_000, "{} points", want.len());
+    let root = dir.path().join("out");
+    let files = parquet_files(&root, "vm_metrics");
+    let mut got: Vec<(i64, f64)> = Vec::with_capacity(want.len());
+    for f in &files {
+        let before = got.len();
+        for batch in read_file(f) {
+            let ts = batch
+                .column_by_name("ts")
+                .unwrap()
+                .as_primitive::<arrow::datatypes::TimestampMillisecondType>();
+            let v = batch
+                .column_by_name("value")
+                .unwrap()
+                .as_primitive::<arrow::datatypes::Float64Type>();
+            got.extend(ts.values().iter().copied().zip(v.values().iter().copied()));
+        }
+        assert!(
+            got[before..].windows(2).all(|w| w[0].0 < w[1].0),
+            "{f:?}: rows sorted by ts"
+        );
+    }
+    got.sort_by_key(|p| p.0);
+    assert_eq!(got.len(), want.len(), "every point once");
+    assert!(got == want, "the points are the simulator's");
+    let parts = files
+        .iter()
+        .filter(|f| f.to_string_lossy().contains("of"))
+        .count();
+    let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    eprintln!(
+        "case 14: {} points, {} files ({parts} parts of a split answer), {} splits, {} requests, peak RSS {peak_mb:.1} MiB",
+        want.len(),
+        files.len(),
+        m["splits"],
+        m["requests"]
+    );
+    assert!(parts >= 16, "the answer was split into parts: {files:?}");
+    assert!(
+        peak_mb < BUDGET_MB,
+        "peak RSS {peak_mb:.1} MiB over the {BUDGET_MB} MiB budget"
+    );
 }
