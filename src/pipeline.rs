@@ -17,9 +17,9 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::{DialectChoice, Discovery, Endpoint, PartitionKey, Pipeline, TableSpec};
 use crate::error::{EXIT_FAILED_UNITS, EXIT_OK, Error, Result};
+use crate::extract::client::RawPiece;
 use crate::extract::retry::FailureClass;
 use crate::extract::server_rollup::{self, SeriesRollup, ServerRollupAnswer};
-use crate::extract::client::RawPiece;
 use crate::extract::{DecodeStats, FetchError, MetricsClient, RawAnswer, SeriesData};
 use crate::load::Sink;
 use crate::load::lease::Lease;
@@ -123,10 +123,17 @@ pub async fn connect(pipeline: &Pipeline) -> Result<Connection> {
         DialectChoice::Auto => crate::dialect::Dialect::Ovh,
     };
     let sim_base = sim.as_ref().map(SimHandle::base_url);
+    // One retry budget and deadline for the run, whichever API the requests go to.
+    let limits = Arc::new(crate::extract::retry::RunLimits::new(
+        source.retry_budget,
+        source.deadline,
+    ));
     let ovh = match &source.ovh {
-        Some(spec) => {
-            Some(crate::ovh::build_client(source, spec, sim_base.as_deref()).map_err(Error::Ovh)?)
-        }
+        Some(spec) => Some(
+            crate::ovh::build_client(source, spec, sim_base.as_deref())
+                .map_err(Error::Ovh)?
+                .with_limits(limits.clone()),
+        ),
         None => None,
     };
     let mut effective = source.clone();
@@ -146,7 +153,9 @@ pub async fn connect(pipeline: &Pipeline) -> Result<Connection> {
         }
         effective.token = token.token;
     }
-    let mut client = MetricsClient::new(&effective, base, initial).map_err(Error::Fetch)?;
+    let mut client = MetricsClient::new(&effective, base, initial)
+        .map_err(Error::Fetch)?
+        .with_limits(limits);
     if source.dialect == DialectChoice::Auto {
         let probe = pipeline_metrics(pipeline).first().map_or_else(
             || "vscope.host.cpu.usage.perc".to_string(),
@@ -359,15 +368,21 @@ pub async fn run(
         Some(Lease::acquire(&sink, &pipeline.name, &run_id, pipeline.sink.lease_ttl_ms).await?)
     };
     if lease.is_some() {
-        let removed = sink.remove_leftovers()?;
+        let removed = sink.remove_leftovers().await?;
         if removed > 0 {
             tracing::warn!(
                 removed,
                 "removed temporary files left by an interrupted run"
             );
         }
-        let tables: Vec<&str> = pipeline.tables.iter().map(|t| t.name.as_str()).collect();
-        let aborted = sink.abort_orphan_uploads(&tables).await?;
+        // The tables, and `_tmp/` where the parts of split answers are staged.
+        let dirs: Vec<&str> = pipeline
+            .tables
+            .iter()
+            .map(|t| t.name.as_str())
+            .chain(["_tmp"])
+            .collect();
+        let aborted = sink.abort_orphan_uploads(&dirs).await?;
         if aborted > 0 {
             tracing::warn!(
                 aborted,
@@ -1501,4 +1516,46 @@ async fn flush_if_full(st: &mut PartitionState) -> std::result::Result<(), Write
         st.writer.write(&batch).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn part_unit_tags_are_stable_and_tell_units_apart() {
+        let a = part_unit_tag("vscope.vm.cpu.usage.perc", Some("dc1"));
+        assert_eq!(a, part_unit_tag("vscope.vm.cpu.usage.perc", Some("dc1")));
+        assert_eq!(a.len(), 9);
+        assert!(a.starts_with('u') && a[1..].bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_ne!(a, part_unit_tag("vscope.vm.cpu.usage.perc", Some("dc2")));
+        assert_ne!(a, part_unit_tag("vscope.vm.cpu.usage.perc", None));
+        assert_ne!(a, part_unit_tag("vscope.vm.cpu.ready", Some("dc1")));
+        // The separator keeps ("ab", "c") and ("a", "bc") apart.
+        assert_ne!(
+            part_unit_tag("ab", Some("c")),
+            part_unit_tag("a", Some("bc"))
+        );
+    }
+
+    #[test]
+    fn split_alignment_is_the_least_common_multiple() {
+        assert_eq!(lcm(1000, 3_600_000), 3_600_000);
+        assert_eq!(lcm(1000, 1500), 3000);
+        assert_eq!(lcm(lcm(1000, 3_600_000), 86_400_000), 86_400_000);
+    }
+
+    /// The metrics client and the API v6 client of a run spend from one retry budget.
+    #[tokio::test]
+    async fn both_clients_of_a_run_share_its_limits() {
+        let text = "name = \"t\"\n[source]\nurl = \"sim\"\nrequests_per_second = 0\n\
+                    [source.ovh]\nservice_name = \"pcc-37-187-228-180\"\n\
+                    [scope]\nstart = \"2026-11-01T00:00:00Z\"\nend = \"2026-11-01T01:00:00Z\"\n\
+                    [[table]]\nname = \"vm\"\nmetrics = [\"vscope.vm.cpu.usage.perc\"]\n\
+                    [sink]\nurl = \"./unused\"\n";
+        let pipeline = crate::config::parse(text, "t.toml", &|_| None).unwrap();
+        let conn = connect(&pipeline).await.unwrap();
+        let ovh = conn.ovh.as_ref().expect("[source.ovh] configured");
+        assert!(std::ptr::eq(conn.client.limits(), ovh.limits()));
+    }
 }

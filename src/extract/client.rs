@@ -273,6 +273,13 @@ impl MetricsClient {
         })
     }
 
+    /// Shares run-wide limits (retry budget, deadline) with other clients of the run, such as
+    /// the API v6 client, so the budget counts every request of the run once.
+    pub fn with_limits(mut self, limits: Arc<RunLimits>) -> MetricsClient {
+        self.limits = limits;
+        self
+    }
+
     /// The dialect this client speaks.
     pub fn dialect(&self) -> Dialect {
         self.dialect

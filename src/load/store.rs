@@ -13,6 +13,17 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use super::uploads::UploadJanitor;
 
 /// A sink that cannot be opened or written.
+/// What to do about an S3 `RequestTimeTooSkewed` refusal: only the clock can fix it, so the
+/// message says so (object_store does not retry it, and neither do we).
+fn clock_hint(e: &object_store::Error) -> &'static str {
+    if e.to_string().contains("RequestTimeTooSkewed") {
+        " (the S3 server refuses this machine's clock, more than 15 minutes off its own: \
+         synchronise the clock, e.g. with NTP, then run again)"
+    } else {
+        ""
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
@@ -25,7 +36,7 @@ pub enum StoreError {
         message: String,
     },
     /// An object store operation failed.
-    #[error("{operation} {path}: {source}")]
+    #[error("{operation} {path}: {source}{}", clock_hint(source))]
     Object {
         /// What we were doing (`put`, `get`, `delete`...).
         operation: &'static str,
@@ -217,13 +228,14 @@ impl Sink {
             })
     }
 
-    /// Removes what a killed run may have left: staged files under `_tmp/` and the store's own
-    /// `#N` staging files. Only the holder of the lease calls this, so no live writer is hurt.
-    /// Returns how many files were removed. (On S3, uploads a killed run never completed stay
-    /// invisible; a bucket lifecycle rule for incomplete multipart uploads reclaims them.)
-    pub fn remove_leftovers(&self) -> Result<usize, StoreError> {
+    /// Removes what a killed run may have left: staged files under `_tmp/` (on S3 too: the
+    /// parts of split answers are staged there) and the store's own `#N` staging files. Only
+    /// the holder of the lease calls this, so no live writer is hurt. Returns how many files
+    /// were removed. (Uploads a killed run never completed are aborted separately, see
+    /// [`Sink::abort_orphan_uploads`].)
+    pub async fn remove_leftovers(&self) -> Result<usize, StoreError> {
         let Some(root) = &self.local_root else {
-            return Ok(0);
+            return self.remove_staged_objects().await;
         };
         let mut removed = 0;
         let mut stack = vec![root.clone()];
@@ -319,6 +331,36 @@ impl Sink {
                 path: key.to_string(),
                 source,
             })
+    }
+
+    /// Deletes every object under `_tmp/` (object stores: local sinks walk their folder).
+    async fn remove_staged_objects(&self) -> Result<usize, StoreError> {
+        use futures::TryStreamExt;
+        let prefix = self.key("_tmp");
+        let list_err = |source| StoreError::Object {
+            operation: "list",
+            path: prefix.to_string(),
+            source,
+        };
+        let objects: Vec<object_store::ObjectMeta> = self
+            .store
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .map_err(list_err)?;
+        for o in &objects {
+            match self.store.delete(&o.location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(source) => {
+                    return Err(StoreError::Object {
+                        operation: "delete",
+                        path: o.location.to_string(),
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(objects.len())
     }
 
     /// The names of the files directly in the folder `relative` (none when it does not exist).

@@ -286,6 +286,11 @@ impl OvhClient {
         self
     }
 
+    /// The run limits this client spends from (shared with the metrics client in a run).
+    pub fn limits(&self) -> &RunLimits {
+        &self.limits
+    }
+
     /// The API base URL.
     pub fn base(&self) -> &url::Url {
         &self.base

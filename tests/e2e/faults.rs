@@ -216,7 +216,12 @@ fn fetch_limit_errors_split_the_window_and_change_nothing() {
         let r = run_in(dir.path(), &clean_source, &[]);
         assert_eq!(r.code(), Some(0), "{dialect}\n{}", r.describe());
 
-        let r = run_in_with(dir.path(), &split_source, &[], &["--force", "--start", START]);
+        let r = run_in_with(
+            dir.path(),
+            &split_source,
+            &[],
+            &["--force", "--start", START],
+        );
         assert_eq!(r.code(), Some(0), "{dialect}\n{}", r.describe());
         let m = r.manifest();
         assert_eq!(m["retries"], 0, "{dialect}: not retried unchanged");
@@ -248,7 +253,12 @@ fn fetch_limit_errors_split_the_window_and_change_nothing() {
             );
         }
 
-        let r = run_in_with(dir.path(), &clean_source, &[], &["--force", "--start", START]);
+        let r = run_in_with(
+            dir.path(),
+            &clean_source,
+            &[],
+            &["--force", "--start", START],
+        );
         assert_eq!(r.code(), Some(0), "{dialect}\n{}", r.describe());
         assert_same_as_clean(&r, dialect);
     }
@@ -1113,7 +1123,8 @@ fn second_keys_are_dropped_as_out_of_window() {
 }
 
 /// Runs `cmd` to its end and returns its output and its peak resident memory in MiB (the
-/// kernel's own count for that process, from `wait4`).
+/// kernel's own count for that process, from `wait4`, which also reaps it).
+#[allow(clippy::zombie_processes)] // reaped by `wait4`, which `Child::wait` cannot replace
 fn output_and_peak_rss(mut cmd: std::process::Command) -> (Output, f64) {
     use std::io::Read;
     let mut child = cmd
@@ -1162,8 +1173,18 @@ fn case14_a_ten_million_point_series_stays_under_a_memory_cap() {
     let end = start + window_ms;
     let rfc = |t: i64| vscope_etl::semantics::time::format_rfc3339(t);
     let sim_args = [
-        "--dialect", "opentsdb", "--datacenters", "1", "--hosts", "1", "--vms", "1", "--filers",
-        "1", "--step", "1",
+        "--dialect",
+        "opentsdb",
+        "--datacenters",
+        "1",
+        "--hosts",
+        "1",
+        "--vms",
+        "1",
+        "--filers",
+        "1",
+        "--step",
+        "1",
     ];
     let sim = SimProcess::start(&sim_args);
     let dir = tempfile::tempdir().unwrap();
@@ -1173,10 +1194,24 @@ fn case14_a_ten_million_point_series_stays_under_a_memory_cap() {
         sim.url
     );
     let table = "[[table]]\nname = \"vm_metrics\"\nmetrics = [\"vscope.vm.cpu.usage.perc\"]\n";
-    let p = write_pipeline(dir.path(), "huge", &source, &rfc(start), &rfc(end), "116d", table);
+    let p = write_pipeline(
+        dir.path(),
+        "huge",
+        &source,
+        &rfc(start),
+        &rfc(end),
+        "116d",
+        table,
+    );
     let mut cmd = bin();
-    cmd.args(["run", p.to_str().unwrap(), "--json", "--now", &rfc(end + 86_400_000)])
-        .env("RUST_LOG", "vscope_etl=info");
+    cmd.args([
+        "run",
+        p.to_str().unwrap(),
+        "--json",
+        "--now",
+        &rfc(end + 86_400_000),
+    ])
+    .env("RUST_LOG", "vscope_etl=info");
     let (out, peak_mb) = output_and_peak_rss(cmd);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     let log = String::from_utf8_lossy(&out.stderr);

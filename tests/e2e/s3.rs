@@ -124,3 +124,167 @@ fn a_second_overlapping_run_refuses_to_start_and_the_first_completes() {
     let manifests = moto.keys().iter().filter(|k| k.contains("/_runs/")).count();
     assert_eq!(manifests, 1, "the refused run wrote nothing");
 }
+
+/// Case 4 and 14 on S3: a window whose answers are too large is split, each part completed
+/// under `_tmp/` as it comes and copied to its key with the rest of the window, so DuckDB reads
+/// exactly the simulator's rows from the parts and nothing stays under `_tmp/`. A rerun that
+/// takes the answers whole removes the parts (found by listing the partitions).
+#[test]
+fn split_answers_are_published_as_parts_on_s3_and_replaced_by_a_whole_rerun() {
+    let moto = MotoServer::start("parts");
+    let dir = tempfile::tempdir().unwrap();
+    let (start, end) = ("2026-11-01T22:00:00Z", "2026-11-02T02:00:00Z");
+    let scope = format!("start = \"{start}\"\nend = \"{end}\"\nwindow = \"2h\"");
+    let tables = "[[table]]\nname = \"vm_metrics\"\nmetrics = [\"vscope.vm.*\"]\n\
+                  [[table]]\nname = \"host_metrics\"\nmetrics = [\"vscope.host.*\"]";
+    let run_with = |source: &str| {
+        let p = write_pipeline_with_sink(
+            dir.path(),
+            "parts",
+            source,
+            &scope,
+            tables,
+            &moto.sink_toml("p"),
+        );
+        let out = run(&[
+            "run",
+            p.to_str().unwrap(),
+            "--json",
+            "--force",
+            "--start",
+            start,
+        ]);
+        assert!(out.status.success(), "{}", describe(&out));
+        out
+    };
+    let facts = || {
+        let out = Command::new(venv_python())
+            .arg(format!(
+                "{}/tests/py/duckdb_facts.py",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .arg(format!("s3://{}/p", moto.bucket))
+            .args(["vm_metrics", "host_metrics"])
+            .env("S3_ENDPOINT", &moto.endpoint)
+            .env("S3_KEY", "testing")
+            .env("S3_SECRET", "testing")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", describe(&out));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let check_rows = |facts: &serde_json::Value| {
+        let cfg = sim_config(2, 1, 3, 1);
+        for (table, prefix) in [
+            ("vm_metrics", "vscope.vm."),
+            ("host_metrics", "vscope.host."),
+        ] {
+            let expected = expected_rows(&cfg, prefix, ms(start), ms(end));
+            assert_eq!(
+                facts[table]["rows"].as_u64().unwrap() as usize,
+                expected.len(),
+                "{table} rows read from S3"
+            );
+            assert_eq!(facts[table]["duplicates"], 0, "{table}");
+        }
+    };
+    let parts = |keys: &[String]| keys.iter().filter(|k| k.ends_with("of2.parquet")).count();
+
+    let split = format!("{SMALL_SIM}\nfaults = [\"fetch-limit:1h\"]");
+    let out = run_with(&split);
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["splits"], summary["units_done"], "{summary}");
+    let keys = moto.keys();
+    assert!(parts(&keys) > 0, "{keys:?}");
+    for k in &keys {
+        assert!(!k.starts_with("p/_tmp/"), "staged copy left: {k}");
+        if k.ends_with(".parquet") {
+            assert!(k.ends_with("of2.parquet"), "every unit was split: {k}");
+        }
+    }
+    assert!(moto.pending_uploads("p/").is_empty());
+    check_rows(&facts());
+
+    run_with(SMALL_SIM);
+    let keys = moto.keys();
+    assert_eq!(parts(&keys), 0, "the parts were removed: {keys:?}");
+    assert!(!keys.iter().any(|k| k.starts_with("p/_tmp/")), "{keys:?}");
+    check_rows(&facts());
+}
+
+/// Case 21, S3 side: a server that refuses every request with `RequestTimeTooSkewed` (this
+/// machine's clock is off) makes the run fail at once with a message that names the clock,
+/// after one request per operation (no retry storm), with nothing written.
+#[test]
+fn a_skewed_clock_refused_by_s3_fails_fast_and_names_the_clock() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let requests = Arc::new(AtomicUsize::new(0));
+    let counted = requests.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let counted = counted.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                loop {
+                    let mut length = 0usize;
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    loop {
+                        let mut h = String::new();
+                        if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if h == "\r\n" {
+                            break;
+                        }
+                        let lower = h.to_ascii_lowercase();
+                        if let Some(v) = lower.strip_prefix("content-length:") {
+                            length = v.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    let _ = reader.read_exact(&mut body);
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>RequestTimeTooSkewed</Code><Message>The difference between the request time and the current time is too large.</Message><RequestTime>20261123T090000Z</RequestTime><ServerTime>2026-11-23T09:20:00Z</ServerTime><MaxAllowedSkewMilliseconds>900000</MaxAllowedSkewMilliseconds></Error>";
+                    let reply = format!(
+                        "HTTP/1.1 403 Forbidden\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\r\n{xml}",
+                        xml.len()
+                    );
+                    if stream.write_all(reply.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let sink = format!(
+        "url = \"s3://skewed/p\"\n[sink.s3]\nendpoint = \"http://{addr}\"\nregion = \"us-east-1\"\n\
+         allow_http = true\naccess_key_id = \"testing\"\nsecret_access_key = \"testing\"\n"
+    );
+    let scope = "start = \"2026-11-01T00:00:00Z\"\nend = \"2026-11-01T02:00:00Z\"\nwindow = \"1h\"";
+    let tables = "[[table]]\nname = \"vm_metrics\"\nmetrics = [\"vscope.vm.cpu.*\"]";
+    let p = write_pipeline_with_sink(dir.path(), "skew", SMALL_SIM, scope, tables, &sink);
+    let t0 = std::time::Instant::now();
+    let out = run(&["run", p.to_str().unwrap()]);
+    let elapsed = t0.elapsed();
+    assert!(!out.status.success(), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("RequestTimeTooSkewed") && err.contains("synchronise the clock"),
+        "{err}"
+    );
+    let n = requests.load(Ordering::SeqCst);
+    assert!(
+        (1..=3).contains(&n),
+        "{n} requests: refused requests are not retried"
+    );
+    assert!(elapsed < std::time::Duration::from_secs(20), "{elapsed:?}");
+}
