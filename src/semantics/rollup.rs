@@ -11,7 +11,7 @@
 //! series can be fed in slices (pages, windows): as long as each slice ends on a bucket
 //! boundary, appending the slices gives the same rows as the whole series at once.
 
-use super::aggregator::{Aggregator, Welford, percentile_of_sorted};
+use super::aggregator::{Aggregator, Welford, percentile_of_sorted, percentile_positions};
 use super::downsample::bucket_start;
 
 /// What a rollup computes: the bucket length and the aggregates, in column order. Build it with
@@ -161,6 +161,30 @@ impl Accumulator {
     }
 }
 
+/// Per-call buffers of [`Rollup::apply_into`]: the current bucket's values (only when a
+/// percentile is asked for), the percentile ranks asked for, and the positions they read.
+struct Scratch {
+    values: Vec<f64>,
+    percentiles: Vec<f64>,
+    positions: Vec<usize>,
+}
+
+/// Puts at each of `positions` (ascending, distinct, in bounds) the value a sort by
+/// [`f64::total_cmp`] would put there, in O(n) per position instead of sorting: each
+/// `select_nth_unstable_by` leaves only larger-or-equal values after its position, so the next
+/// position is selected among those. Equal under `total_cmp` means the same bits, so the values
+/// read are bit-identical to a sort's.
+fn select_order_statistics(values: &mut [f64], positions: &[usize]) {
+    let mut from = 0;
+    for &i in positions {
+        if i < from || i >= values.len() {
+            continue;
+        }
+        values[from..].select_nth_unstable_by(i - from, f64::total_cmp);
+        from = i + 1;
+    }
+}
+
 impl Rollup {
     /// Validates and builds a rollup. Refuses a non-positive interval, an empty or repeated
     /// aggregate list, and `none`, `zimsum`, `mimmin`, `mimmax`: inside one series' bucket the
@@ -223,10 +247,21 @@ impl Rollup {
     /// left untouched rather than panicking, which would make the columns' lengths differ.
     ///
     /// Cost: one pass, no allocation per bucket. Values are copied into one scratch buffer
-    /// (allocated once per call) and sorted only when a percentile is asked for.
+    /// (allocated once per call) only when a percentile is asked for, and then the bucket is
+    /// not sorted: the two order statistics each percentile reads are selected
+    /// ([`select_order_statistics`]), which gives the same values, bit for bit.
     pub fn apply_into(&self, ts: &[i64], values: &[Option<f64>], out: &mut RollupOutput) {
-        let wants_sorted = self.aggregates.iter().any(|a| a.is_percentile());
-        let mut scratch: Vec<f64> = Vec::new();
+        let percentiles: Vec<f64> = self
+            .aggregates
+            .iter()
+            .filter_map(|a| a.percentile())
+            .collect();
+        let wants_values = !percentiles.is_empty();
+        let mut scratch = Scratch {
+            values: Vec::new(),
+            positions: Vec::with_capacity(2 * percentiles.len()),
+            percentiles,
+        };
         let mut current: Option<(i64, Accumulator)> = None;
         let points = ts
             .iter()
@@ -240,12 +275,12 @@ impl Rollup {
                     if let Some((b, acc)) = current.take() {
                         self.emit(b, &acc, &mut scratch, out);
                     }
-                    scratch.clear();
+                    scratch.values.clear();
                     current = Some((bucket, Accumulator::new(v)));
                 }
             }
-            if wants_sorted {
-                scratch.push(v);
+            if wants_values {
+                scratch.values.push(v);
             }
         }
         if let Some((b, acc)) = current {
@@ -254,21 +289,31 @@ impl Rollup {
     }
 
     /// Appends the row of one finished bucket.
-    fn emit(&self, bucket: i64, acc: &Accumulator, scratch: &mut [f64], out: &mut RollupOutput) {
-        if !scratch.is_empty() {
-            scratch.sort_unstable_by(f64::total_cmp);
+    fn emit(&self, bucket: i64, acc: &Accumulator, scratch: &mut Scratch, out: &mut RollupOutput) {
+        if !scratch.values.is_empty() {
+            let n = scratch.values.len();
+            scratch.positions.clear();
+            for &p in &scratch.percentiles {
+                if let Some((lo, hi)) = percentile_positions(n, p) {
+                    scratch.positions.extend([lo, hi]);
+                }
+            }
+            scratch.positions.sort_unstable();
+            scratch.positions.dedup();
+            select_order_statistics(&mut scratch.values, &scratch.positions);
         }
         out.bucket_ts.push(bucket);
         for (agg, col) in self.aggregates.iter().zip(out.columns.iter_mut()) {
             match col {
                 RollupColumn::Int(v) => v.push(i64::try_from(acc.count).unwrap_or(i64::MAX)),
-                RollupColumn::Float(v) => v.push(Self::value(*agg, acc, scratch)),
+                RollupColumn::Float(v) => v.push(Self::value(*agg, acc, &scratch.values)),
             }
         }
     }
 
-    /// The value of one float aggregate for a finished bucket.
-    fn value(agg: Aggregator, acc: &Accumulator, sorted: &[f64]) -> Option<f64> {
+    /// The value of one float aggregate for a finished bucket. `selected` holds the bucket's
+    /// values with the order statistics the percentiles read in place.
+    fn value(agg: Aggregator, acc: &Accumulator, selected: &[f64]) -> Option<f64> {
         let value = match agg {
             Aggregator::Avg => acc.sum / acc.count as f64,
             Aggregator::Sum | Aggregator::Zimsum => acc.sum,
@@ -290,7 +335,7 @@ impl Rollup {
             | Aggregator::P90
             | Aggregator::P95
             | Aggregator::P99
-            | Aggregator::P999 => return percentile_of_sorted(sorted, agg.percentile()?),
+            | Aggregator::P999 => return percentile_of_sorted(selected, agg.percentile()?),
         };
         Some(value)
     }
@@ -484,6 +529,47 @@ mod tests {
                 }
                 (ts, vs)
             })
+    }
+
+    proptest! {
+        /// Selecting the order statistics gives every percentile bit for bit what sorting
+        /// gives, including ties, -0.0 next to 0.0, and infinities.
+        #[test]
+        fn selection_equals_sort(
+            values in proptest::collection::vec(prop_oneof![
+                4 => -1e6_f64..1e6,
+                1 => (-3_i32..3).prop_map(f64::from),
+                1 => Just(-0.0_f64),
+                1 => Just(f64::INFINITY),
+                1 => Just(f64::NEG_INFINITY),
+            ], 1..300),
+        ) {
+            let mut sorted = values.clone();
+            sorted.sort_unstable_by(f64::total_cmp);
+            let ps: Vec<f64> = Aggregator::ALL.iter().filter_map(|a| a.percentile()).collect();
+            let mut positions: Vec<usize> = ps
+                .iter()
+                .filter_map(|&p| percentile_positions(values.len(), p))
+                .flat_map(|(lo, hi)| [lo, hi])
+                .collect();
+            positions.sort_unstable();
+            positions.dedup();
+            let mut selected = values.clone();
+            select_order_statistics(&mut selected, &positions);
+            for &p in &ps {
+                let want = percentile_of_sorted(&sorted, p).map(f64::to_bits);
+                let got = percentile_of_sorted(&selected, p).map(f64::to_bits);
+                prop_assert_eq!(got, want, "p{}", p);
+            }
+            // One percentile alone (the usual table) selects fewer positions.
+            let (lo, hi) = percentile_positions(values.len(), 95.0).unwrap();
+            let mut one = values.clone();
+            select_order_statistics(&mut one, &[lo, hi][..if lo == hi { 1 } else { 2 }]);
+            prop_assert_eq!(
+                percentile_of_sorted(&one, 95.0).map(f64::to_bits),
+                percentile_of_sorted(&sorted, 95.0).map(f64::to_bits)
+            );
+        }
     }
 
     proptest! {
