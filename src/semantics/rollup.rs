@@ -129,13 +129,14 @@ struct Accumulator {
     min: f64,
     max: f64,
     count: u64,
-    dev: Welford,
+    /// Only kept up to date when `dev` is asked for: a division per point otherwise wasted.
+    dev: Option<Welford>,
 }
 
 impl Accumulator {
     /// Starts a bucket with its first value (the order of additions matches
     /// [`Aggregator::aggregate`], so sums are bit-identical).
-    fn new(v: f64) -> Accumulator {
+    fn new(v: f64, wants_dev: bool) -> Accumulator {
         Accumulator {
             first: v,
             last: v,
@@ -143,7 +144,7 @@ impl Accumulator {
             min: v,
             max: v,
             count: 1,
-            dev: Welford::new(v),
+            dev: wants_dev.then(|| Welford::new(v)),
         }
     }
 
@@ -157,8 +158,20 @@ impl Accumulator {
             self.max = v;
         }
         self.count += 1;
-        self.dev.push(v);
+        if let Some(dev) = &mut self.dev {
+            dev.push(v);
+        }
     }
+}
+
+/// The first timestamp after the bucket of `t` (one past its last), in i128: for `t` near
+/// `i64::MAX` it lies beyond the i64 range.
+fn bucket_end(t: i64, interval_ms: i64) -> i128 {
+    if interval_ms <= 0 {
+        // `bucket_start` leaves such timestamps alone: one bucket per timestamp.
+        return i128::from(t) + 1;
+    }
+    i128::from(t) - i128::from(t.rem_euclid(interval_ms)) + i128::from(interval_ms)
 }
 
 /// Per-call buffers of [`Rollup::apply_into`]: the current bucket's values (only when a
@@ -257,33 +270,41 @@ impl Rollup {
             .filter_map(|a| a.percentile())
             .collect();
         let wants_values = !percentiles.is_empty();
+        let wants_dev = self.aggregates.contains(&Aggregator::Dev);
         let mut scratch = Scratch {
             values: Vec::new(),
             positions: Vec::with_capacity(2 * percentiles.len()),
             percentiles,
         };
-        let mut current: Option<(i64, Accumulator)> = None;
+        // The open bucket: its start (as `bucket_start` gives it), the end of its range of
+        // timestamps (exclusive; i128 so that no edge of the i64 range overflows), its state.
+        // A point belongs to it iff `start <= t < end`, which is `bucket_start(t) == start`
+        // without a division per point.
+        let mut current: Option<(i64, i128, Accumulator)> = None;
         let points = ts
             .iter()
             .zip(values)
             .filter_map(|(&t, v)| v.filter(|v| !v.is_nan()).map(|v| (t, v)));
         for (t, v) in points {
-            let bucket = bucket_start(t, self.interval_ms);
             match &mut current {
-                Some((b, acc)) if *b == bucket => acc.push(v),
+                Some((start, end, acc)) if t >= *start && i128::from(t) < *end => acc.push(v),
                 _ => {
-                    if let Some((b, acc)) = current.take() {
+                    if let Some((b, _, acc)) = current.take() {
                         self.emit(b, &acc, &mut scratch, out);
                     }
                     scratch.values.clear();
-                    current = Some((bucket, Accumulator::new(v)));
+                    current = Some((
+                        bucket_start(t, self.interval_ms),
+                        bucket_end(t, self.interval_ms),
+                        Accumulator::new(v, wants_dev),
+                    ));
                 }
             }
             if wants_values {
                 scratch.values.push(v);
             }
         }
-        if let Some((b, acc)) = current {
+        if let Some((b, _, acc)) = current {
             self.emit(b, &acc, &mut scratch, out);
         }
     }
@@ -320,7 +341,7 @@ impl Rollup {
             Aggregator::Min | Aggregator::Mimmin => acc.min,
             Aggregator::Max | Aggregator::Mimmax => acc.max,
             Aggregator::Count => acc.count as f64,
-            Aggregator::Dev => acc.dev.population_std(),
+            Aggregator::Dev => acc.dev.map_or(0.0, |d| d.population_std()),
             Aggregator::First => acc.first,
             Aggregator::Last => acc.last,
             Aggregator::None => {
@@ -499,6 +520,36 @@ mod tests {
         };
         rollup.apply_into(&[i64::MIN, i64::MAX], &[Some(1.0), Some(2.0)], &mut wrong);
         assert_eq!(wrong.bucket_ts.len(), 2);
+    }
+
+    #[test]
+    fn buckets_at_the_edges_of_the_i64_range_match_the_reference() {
+        // bucket_start saturates at i64::MIN, and the bucket of i64::MAX ends past it.
+        let ts = [
+            i64::MIN,
+            i64::MIN + 1,
+            i64::MIN + 807,
+            i64::MIN + 808,
+            i64::MIN + 999,
+            i64::MIN + 1808,
+            -1,
+            0,
+            i64::MAX - 1500,
+            i64::MAX - 807,
+            i64::MAX - 806,
+            i64::MAX,
+        ];
+        let values: Vec<Option<f64>> = (0..ts.len()).map(|i| Some(i as f64)).collect();
+        for interval in [1, 1000, HOUR, i64::MAX] {
+            let rollup = Rollup::new(interval, all_rollup_aggregates()).unwrap();
+            let mut out = rollup.output();
+            rollup.apply_into(&ts, &values, &mut out);
+            let want = reference(&rollup, &ts, &values);
+            assert!(
+                same(&out, &want),
+                "interval {interval}: {out:?}\n!=\n{want:?}"
+            );
+        }
     }
 
     /// A series: strictly ascending timestamps (from positive gaps) and values with nulls.
