@@ -18,7 +18,7 @@
 # Everything it makes lives in .bench/ (ignored): the generated answers (kept between runs,
 # regenerated only when missing), a Python venv with duckdb, pyarrow, orjson and numpy, and
 # the outputs. Steps: generate (benches/gen_answers.py) → `vscope-etl sim --replay` on
-# 127.0.0.1 → `vscope-etl run` raw only, then raw + a 1h avg/min/max/p95/count rollup table →
+# 127.0.0.1 → `vscope-etl run` raw only and raw + a 1h avg/min/max/p95/count rollup table, alternated →
 # the peers → a check that every output holds the same (series, ts, value) set → a table and
 # a last line: e2e points_per_s=… vs_duckdb=…x vs_orjson_pyarrow=…x peak_rss_mb=… bytes_per_point=…
 # … vs_duckdb_files=…x vs_orjson_pyarrow_files=…x
@@ -164,20 +164,21 @@ record() { # name
   printf '   %-22s %8.2f s  %8.1f MB  (load %s)\n' "$1" "$WALL" "$RSS" "$(cut -d' ' -f1 /proc/loadavg)"
 }
 
-run_etl() { # name rollup
-  local sink=$OUT/$1
-  pipeline "$1" "$sink" "$2" >"$OUT/$1.toml"
-  for _ in $(seq "$RUNS"); do
-    rm -rf "$sink"
-    timed "$1" "$BIN" run "$OUT/$1.toml"
-    record "$1"
-  done
+run_etl() { # name
+  rm -rf "${OUT:?}/$1"
+  timed "$1" "$BIN" run "$OUT/$1.toml"
+  record "$1"
 }
 
-echo "== vscope-etl run, raw table ($RUNS runs)"
-run_etl rust_raw 0
-echo "== vscope-etl run, raw + 1h rollup table ($RUNS runs)"
-run_etl rust_rollup 1
+pipeline rust_raw "$OUT/rust_raw" 0 >"$OUT/rust_raw.toml"
+pipeline rust_rollup "$OUT/rust_rollup" 1 >"$OUT/rust_rollup.toml"
+# Alternated (raw, raw + rollup, raw, …) so that a change of load during the runs weighs on
+# both alike: the rollup overhead is a ratio of the two.
+echo "== vscope-etl run, raw table and raw + 1h rollup table, alternated ($RUNS runs each)"
+for _ in $(seq "$RUNS"); do
+  run_etl rust_raw
+  run_etl rust_rollup
+done
 
 MANIFEST=$(ls "$OUT"/rust_raw/_runs/*.json | head -n1)
 read -r POINTS SERIES REQUESTS < <("$PY" -c "
