@@ -3,23 +3,22 @@
 
 One DuckDB scan per output: row count, distinct (series, ts) count, and an order-independent
 fingerprint of the rows (the sum of 64-bit hashes of (metric, datacenter, env, vm, ts, value)).
-Usage: check_outputs.py OUT_DIR PEERS(0/1)
+Usage: check_outputs.py OUT_DIR [PEER...]  (each peer's output is OUT_DIR/PEER.parquet)
 """
 import sys
 
 import duckdb
 
-out, peers = sys.argv[1], sys.argv[2] == "1"
+out, peers = sys.argv[1], sys.argv[2:]
 con = duckdb.connect()
 ours = f"""SELECT metric, datacenter, map_extract_value(tags, 'env') AS env, vm,
                   epoch_ms(ts) AS t, value
            FROM read_parquet('{out}/rust_raw/vm_metrics/**/*.parquet')"""
 outputs = {"vscope-etl": ours,
            "vscope-etl raw+rollup run": ours.replace("rust_raw", "rust_rollup")}
-if peers:
-    for p in ["duckdb", "orjson_pyarrow", "json_pyarrow"]:
-        outputs[p] = (f"SELECT metric, datacenter, env, vm, epoch_ms(ts) AS t, value "
-                      f"FROM read_parquet('{out}/{p}.parquet')")
+for p in peers:
+    outputs[p] = (f"SELECT metric, datacenter, env, vm, epoch_ms(ts) AS t, value "
+                  f"FROM read_parquet('{out}/{p}.parquet')")
 ref = None
 for name, q in outputs.items():
     row = con.execute(f"""SELECT count(*), count(DISTINCT (metric, datacenter, env, vm, t)),

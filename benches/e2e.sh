@@ -2,6 +2,13 @@
 # End-to-end benchmark (issue #7): recorded OpenTSDB answers served over loopback → raw Parquet,
 # vscope-etl against DuckDB and Python json/orjson + pyarrow on the very same JSON.
 #
+# The peers run twice: on ONE answer holding every series of the day (the issue's peer
+# workload, as in shared/reference/performance.md; benches/one_answer.py joins the recorded
+# answers into it, once, cached as DATA/one/) and on the 520 per-(metric, datacenter, window)
+# answer files vscope-etl fetches. vs_duckdb / vs_orjson_pyarrow compare with the one-answer
+# peers; vs_duckdb_files / vs_orjson_pyarrow_files with the per-file peers. The one-answer
+# peers need a one-day dataset, so --10x --peers runs only the per-file ones.
+#
 #   benches/e2e.sh            # 2000 series x 1 day at 20 s = 8.64 M points
 #   benches/e2e.sh --10x      # 10 days (86.4 M points): memory must stay flat; peers skipped
 #                             #   unless --peers is given too
@@ -11,9 +18,10 @@
 # Everything it makes lives in .bench/ (ignored): the generated answers (kept between runs,
 # regenerated only when missing), a Python venv with duckdb, pyarrow, orjson and numpy, and
 # the outputs. Steps: generate (benches/gen_answers.py) → `vscope-etl sim --replay` on
-# 127.0.0.1 → `vscope-etl run` raw only, then raw + a 1h avg/min/max/p95/count rollup table →
+# 127.0.0.1 → `vscope-etl run` raw only and raw + a 1h avg/min/max/p95/count rollup table, alternated →
 # the peers → a check that every output holds the same (series, ts, value) set → a table and
 # a last line: e2e points_per_s=… vs_duckdb=…x vs_orjson_pyarrow=…x peak_rss_mb=… bytes_per_point=…
+# … vs_duckdb_files=…x vs_orjson_pyarrow_files=…x
 # Wall times are whole processes (start-up included); peak RSS is /usr/bin/time's maximum RSS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -66,7 +74,16 @@ if [ ! -f "$DATA/meta.json" ]; then
   rm -rf "$DATA"
   python3 benches/gen_answers.py "$DATA" --days "$DAYS" >/dev/null
 fi
-JSON_BYTES=$(du -sb "$DATA/query" | cut -f1)
+JSON_BYTES=$(find "$DATA/query" -name '*.json' -printf '%s\n' | awk '{s+=$1} END {print s}')
+ONE=0
+if [ "$PEERS" = 1 ] && [ "$DAYS" = 1 ]; then
+  ONE=1
+  if ! ls "$DATA"/one/*.json >/dev/null 2>&1; then
+    echo "== joining the answers into one answer of the day (benches/one_answer.py)"
+    python3 benches/one_answer.py "$DATA" >/dev/null
+  fi
+  ONE_BYTES=$(du -sb "$DATA"/one/*.json | cut -f1)
+fi
 START_MS=$("$PY" -c "import json;print(json.load(open('$DATA/meta.json'))['start_ms'])")
 END_MS=$("$PY" -c "import json;print(json.load(open('$DATA/meta.json'))['end_ms'])")
 
@@ -147,20 +164,21 @@ record() { # name
   printf '   %-22s %8.2f s  %8.1f MB  (load %s)\n' "$1" "$WALL" "$RSS" "$(cut -d' ' -f1 /proc/loadavg)"
 }
 
-run_etl() { # name rollup
-  local sink=$OUT/$1
-  pipeline "$1" "$sink" "$2" >"$OUT/$1.toml"
-  for _ in $(seq "$RUNS"); do
-    rm -rf "$sink"
-    timed "$1" "$BIN" run "$OUT/$1.toml"
-    record "$1"
-  done
+run_etl() { # name
+  rm -rf "${OUT:?}/$1"
+  timed "$1" "$BIN" run "$OUT/$1.toml"
+  record "$1"
 }
 
-echo "== vscope-etl run, raw table ($RUNS runs)"
-run_etl rust_raw 0
-echo "== vscope-etl run, raw + 1h rollup table ($RUNS runs)"
-run_etl rust_rollup 1
+pipeline rust_raw "$OUT/rust_raw" 0 >"$OUT/rust_raw.toml"
+pipeline rust_rollup "$OUT/rust_rollup" 1 >"$OUT/rust_rollup.toml"
+# Alternated (raw, raw + rollup, raw, …) so that a change of load during the runs weighs on
+# both alike: the rollup overhead is a ratio of the two.
+echo "== vscope-etl run, raw table and raw + 1h rollup table, alternated ($RUNS runs each)"
+for _ in $(seq "$RUNS"); do
+  run_etl rust_raw
+  run_etl rust_rollup
+done
 
 MANIFEST=$(ls "$OUT"/rust_raw/_runs/*.json | head -n1)
 read -r POINTS SERIES REQUESTS < <("$PY" -c "
@@ -168,20 +186,34 @@ import json; m = json.load(open('$MANIFEST'))
 print(m['points']['points'], m['series'], m['requests'])")
 RAW_BYTES=$(find "$OUT/rust_raw/vm_metrics" -name '*.parquet' -printf '%s\n' | awk '{s+=$1} END {print s}')
 
+# peer NAME MODE(one|files): DuckDB or Python json/orjson + pyarrow, timed and recorded.
+peer() {
+  local name=$1 mode=$2 base=${1%_files}
+  case "$base" in
+    duckdb) timed "$name" "$PY" benches/peers/duckdb_peer.py "$DATA" "$OUT/$name.parquet" 2 "$mode" ;;
+    orjson_pyarrow) timed "$name" "$PY" benches/peers/pyarrow_peer.py "$DATA" "$OUT/$name.parquet" orjson "$mode" ;;
+    json_pyarrow) timed "$name" "$PY" benches/peers/pyarrow_peer.py "$DATA" "$OUT/$name.parquet" json "$mode" ;;
+  esac
+  record "$name"
+}
+PEER_NAMES=()
 if [ "$PEERS" = 1 ]; then
-  echo "== peers ($PEER_RUNS run(s) each)"
+  if [ "$ONE" = 1 ]; then
+    echo "== peers on one answer of the day ($PEER_RUNS run(s) each)"
+    for _ in $(seq "$PEER_RUNS"); do
+      for p in duckdb orjson_pyarrow json_pyarrow; do peer "$p" one; done
+    done
+    PEER_NAMES+=(duckdb orjson_pyarrow json_pyarrow)
+  fi
+  echo "== peers on the per-(metric, datacenter, window) answer files ($PEER_RUNS run(s) each)"
   for _ in $(seq "$PEER_RUNS"); do
-    timed duckdb "$PY" benches/peers/duckdb_peer.py "$DATA" "$OUT/duckdb.parquet" 2
-    record duckdb
-    timed orjson_pyarrow "$PY" benches/peers/pyarrow_peer.py "$DATA" "$OUT/orjson_pyarrow.parquet" orjson
-    record orjson_pyarrow
-    timed json_pyarrow "$PY" benches/peers/pyarrow_peer.py "$DATA" "$OUT/json_pyarrow.parquet" json
-    record json_pyarrow
+    for p in duckdb_files orjson_pyarrow_files json_pyarrow_files; do peer "$p" files; done
   done
+  PEER_NAMES+=(duckdb_files orjson_pyarrow_files json_pyarrow_files)
 fi
 
 echo "== checking that every output holds the same (series, ts, value) set"
-"$PY" benches/check_outputs.py "$OUT" "$PEERS"
+"$PY" benches/check_outputs.py "$OUT" "${PEER_NAMES[@]}"
 
 kill -INT $REPLAY_PID 2>/dev/null || true
 wait $REPLAY_PID 2>/dev/null || true
@@ -193,8 +225,11 @@ W_ROLL=${BEST_WALL[rust_rollup]}
 mpts() { echo "$POINTS / $1 / 1000000" | bc -l; }
 echo
 echo "dataset: $SERIES series, $POINTS points, $JSON_BYTES bytes of JSON ($(echo "$JSON_BYTES / $POINTS" | bc -l | xargs printf '%.2f') B/pt), $REQUESTS requests (raw run)"
+if [ "$ONE" = 1 ]; then
+  echo "peers: one answer of the day ($ONE_BYTES bytes) and, *_files, the $(find "$DATA/query" -name '*.json' | wc -l) answer files"
+fi
 printf '%-26s %9s %10s %12s\n' "pipeline" "wall s" "Mpts/s" "peak RSS MB"
-for name in rust_raw rust_rollup duckdb orjson_pyarrow json_pyarrow; do
+for name in rust_raw rust_rollup duckdb orjson_pyarrow json_pyarrow duckdb_files orjson_pyarrow_files json_pyarrow_files; do
   [ -n "${BEST_WALL[$name]:-}" ] || continue
   printf '%-26s %9.2f %10.2f %12.1f\n' "$name" "${BEST_WALL[$name]}" "$(mpts "${BEST_WALL[$name]}")" "${BEST_RSS[$name]}"
 done
@@ -202,11 +237,15 @@ BPP=$(echo "$RAW_BYTES / $POINTS" | bc -l)
 OVERHEAD=$(echo "($W_ROLL / $W_RAW - 1) * 100" | bc -l)
 printf 'raw output %s bytes = %.3f B/pt; rollup overhead %+.1f %% (raw + 1h table vs raw only)\n' "$RAW_BYTES" "$BPP" "$OVERHEAD"
 PPS=$(echo "$POINTS / $W_RAW" | bc -l)
-VS_DUCK=n/a
-VS_ORJSON=n/a
-if [ -n "${BEST_WALL[duckdb]:-}" ]; then
-  VS_DUCK=$(printf '%.2f' "$(echo "${BEST_WALL[duckdb]} / $W_RAW" | bc -l)")
-  VS_ORJSON=$(printf '%.2f' "$(echo "${BEST_WALL[orjson_pyarrow]} / $W_RAW" | bc -l)")
-fi
-printf 'e2e points_per_s=%.0f vs_duckdb=%sx vs_orjson_pyarrow=%sx peak_rss_mb=%s bytes_per_point=%.3f requests=%s series=%s rollup_overhead_pct=%.1f\n' \
-  "$PPS" "$VS_DUCK" "$VS_ORJSON" "${BEST_RSS[rust_raw]}" "$BPP" "$REQUESTS" "$SERIES" "$OVERHEAD"
+# ratio NAME: the peer's best wall time over vscope-etl's raw run ("5.12x"), or n/a when it
+# did not run.
+ratio() {
+  if [ -n "${BEST_WALL[$1]:-}" ]; then
+    printf '%.2fx' "$(echo "${BEST_WALL[$1]} / $W_RAW" | bc -l)"
+  else
+    echo n/a
+  fi
+}
+printf 'e2e points_per_s=%.0f vs_duckdb=%s vs_orjson_pyarrow=%s peak_rss_mb=%s bytes_per_point=%.3f requests=%s series=%s rollup_overhead_pct=%.1f vs_duckdb_files=%s vs_orjson_pyarrow_files=%s\n' \
+  "$PPS" "$(ratio duckdb)" "$(ratio orjson_pyarrow)" "${BEST_RSS[rust_raw]}" "$BPP" "$REQUESTS" "$SERIES" "$OVERHEAD" \
+  "$(ratio duckdb_files)" "$(ratio orjson_pyarrow_files)"

@@ -1,21 +1,35 @@
-//! Stage figures for the hot path, without a bench framework (`cargo bench --bench stages`):
-//! an OpenTSDB answer of `SERIES` series × `POINTS` points is decoded into columns (the
-//! hand-rolled scanner, then the serde_json path for comparison), built into Arrow batches,
-//! rolled up (1h avg/min/max/p95/count), and written as a Parquet file through the production
-//! [`PartWriter`] (columns encoded on every core) into a temporary directory. Prints points per
-//! second for each stage and bytes per point. Sizes: `VSCOPE_BENCH_SERIES`,
+//! Criterion benches of the hot path, one per stage (`cargo bench --no-default-features --bench
+//! stages`; a name filter after `--` runs some, e.g. `-- rollup`):
+//!
+//! - `decode_dps`: an OpenTSDB answer of `SERIES` series × `POINTS` points decoded into columns
+//!   by the hand-rolled scanner (`src/extract/scan.rs`);
+//! - `decode_dps_serde`: the same answer through the serde_json path (one escaped character in
+//!   the first metric name makes the scanner hand it over), for comparison;
+//! - `build_batches`: series sorted and built into 65,536-row Arrow batches;
+//! - `rollup`: the 1h avg/min/max/p95/count rollup of every series;
+//! - `encode_write`: the batches written as one Parquet file (ZSTD 1) through the production
+//!   [`PartWriter`] (columns encoded on every core) into a temporary directory.
+//!
+//! Every bench declares `Throughput::Elements(points)`, so criterion's `thrpt` line is in
+//! points per second (`Melem/s` = M points/s). Sizes: `VSCOPE_BENCH_SERIES`,
 //! `VSCOPE_BENCH_POINTS` (defaults 200 × 4320 = 0.86 M points, one day at 20 s).
+//! `cargo test --all-targets` runs each bench once as a smoke test (criterion's test mode).
 
-use std::time::Instant;
+use std::hint::black_box;
 
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use vscope_etl::catalogue::Component;
+use vscope_etl::extract::SeriesData;
 use vscope_etl::extract::decode::decode_query_response;
 use vscope_etl::load::Sink;
-use vscope_etl::load::writer::{FileSettings, PartWriter, encode_threads, writer_properties};
+use vscope_etl::load::writer::{FileSettings, PartWriter, WrittenFile, writer_properties};
 use vscope_etl::schema::raw_schema;
 use vscope_etl::semantics::aggregator::Aggregator;
 use vscope_etl::semantics::rollup::Rollup;
 use vscope_etl::transform::{RawBatchBuilder, sort_series};
+
+/// Start of the answers' window, ms (2026-11-01T00:00:00Z).
+const START_MS: i64 = 1_793_491_200_000;
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -51,51 +65,58 @@ fn answer(series: usize, points: usize, start_ms: i64) -> Vec<u8> {
     out.into_bytes()
 }
 
-fn main() {
-    let series = env_usize("VSCOPE_BENCH_SERIES", 200);
-    let points = env_usize("VSCOPE_BENCH_POINTS", 4320);
-    let start = 1_793_491_200_000i64;
-    let end = start + points as i64 * 20_000;
-    let body = answer(series, points, start);
-    let total = (series * points) as f64;
-    println!(
-        "answer: {series} series x {points} points = {total} points, {} bytes of JSON; {} encode threads",
-        body.len(),
-        encode_threads()
-    );
-
-    let t = Instant::now();
-    let (mut decoded, stats) = decode_query_response(&body, start, end).expect("valid answer");
-    let decode_s = t.elapsed().as_secs_f64();
-    assert_eq!(stats.points as f64, total);
-
-    // The serde_json path, for comparison: the same body with one escaped character in the
-    // first metric name makes the scanner hand it over.
-    let escaped =
-        String::from_utf8(body.clone())
-            .expect("utf8")
-            .replacen("vscope.vm", "vscope\\u002evm", 1);
-    let t = Instant::now();
-    let (serde_decoded, _) =
-        decode_query_response(escaped.as_bytes(), start, end).expect("valid answer");
-    let serde_s = t.elapsed().as_secs_f64();
-    assert_eq!(serde_decoded.len(), decoded.len());
-    drop(serde_decoded);
-
-    let t = Instant::now();
-    sort_series(&mut decoded, &["datacenter", "vm"]);
+/// Sorts the series and builds them into 65,536-row batches, as the pipeline does.
+fn build(series: &mut [SeriesData]) -> Vec<arrow::record_batch::RecordBatch> {
+    sort_series(series, &["datacenter", "vm"]);
     let mut builder = RawBatchBuilder::new(Component::Vm);
     let mut batches = Vec::new();
-    for s in &decoded {
+    for s in series.iter() {
         builder.append(s, 0..s.ts.len());
         if builder.len() >= 65_536 {
             batches.push(builder.finish().expect("batch"));
         }
     }
     batches.push(builder.finish().expect("batch"));
-    let build_s = t.elapsed().as_secs_f64();
+    batches
+}
 
-    let t = Instant::now();
+/// Writes `batches` as one Parquet file below `sink`.
+fn write(
+    rt: &tokio::runtime::Runtime,
+    sink: &Sink,
+    batches: &[arrow::record_batch::RecordBatch],
+    window: (i64, i64),
+) -> WrittenFile {
+    let schema = raw_schema(Component::Vm);
+    let settings = FileSettings {
+        pipeline: "bench".into(),
+        zstd_level: 1,
+        row_group_rows: 1 << 20,
+    };
+    let props = writer_properties(&schema, &settings, "vm_metrics", window);
+    rt.block_on(async {
+        let mut w = PartWriter::create(sink, "bench.parquet".into(), "vm_metrics", schema, props)
+            .expect("writer");
+        for b in batches {
+            w.write(b).await.expect("write");
+        }
+        w.finish().await.expect("finish")
+    })
+}
+
+fn stages(c: &mut Criterion) {
+    let series = env_usize("VSCOPE_BENCH_SERIES", 200);
+    let points = env_usize("VSCOPE_BENCH_POINTS", 4320);
+    let end = START_MS + points as i64 * 20_000;
+    let body = answer(series, points, START_MS);
+    let total = (series * points) as u64;
+    // The serde_json path gets the same body with one escaped character in the first name.
+    let escaped = String::from_utf8(body.clone())
+        .expect("utf8")
+        .replacen("vscope.vm", "vscope\\u002evm", 1)
+        .into_bytes();
+    let (decoded, stats) = decode_query_response(&body, START_MS, end).expect("valid answer");
+    assert_eq!(stats.points, total);
     let rollup = Rollup::new(
         3_600_000,
         vec![
@@ -107,51 +128,46 @@ fn main() {
         ],
     )
     .expect("rollup");
-    let mut rows = 0;
-    for s in &decoded {
-        let mut out = rollup.output();
-        rollup.apply_into(&s.ts, &s.values, &mut out);
-        rows += out.len();
-    }
-    let rollup_s = t.elapsed().as_secs_f64();
-    assert!(rows > 0);
-
+    let batches = build(&mut decoded.clone());
     let dir = tempfile::tempdir().expect("temp dir");
     let sink = Sink::open(dir.path().to_str().expect("utf8 path")).expect("sink");
-    let schema = raw_schema(Component::Vm);
-    let settings = FileSettings {
-        pipeline: "bench".into(),
-        zstd_level: 1,
-        row_group_rows: 1 << 20,
-    };
-    let props = writer_properties(&schema, &settings, "vm_metrics", (start, end));
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("runtime");
-    let t = Instant::now();
-    let written = rt.block_on(async {
-        let mut w = PartWriter::create(&sink, "bench.parquet".into(), "vm_metrics", schema, props)
-            .expect("writer");
-        for b in &batches {
-            w.write(b).await.expect("write");
-        }
-        w.finish().await.expect("finish")
-    });
-    let encode_s = t.elapsed().as_secs_f64();
-
-    let mpts = |s: f64| total / s / 1e6;
-    println!("{:<34} {:>8} {:>10}", "stage", "seconds", "Mpoints/s");
-    let row = |name: &str, s: f64| println!("{name:<34} {s:>8.3} {:>10.2}", mpts(s));
-    row("decode dps -> columns (scanner)", decode_s);
-    row("decode, serde_json path", serde_s);
-    row("build Arrow batches", build_s);
-    row("rollup 1h avg/min/max/p95/count", rollup_s);
-    row("encode + write Parquet (ZSTD 1)", encode_s);
-    let all = decode_s + build_s + encode_s;
-    row("total raw (decode+build+encode)", all);
-    println!(
-        "stages points_per_s={:.0} bytes_per_point={:.3}",
-        total / all,
-        written.bytes as f64 / total
+    let written = write(&rt, &sink, &batches, (START_MS, end));
+    eprintln!(
+        "answer: {series} series x {points} points = {total} points, {} bytes of JSON; \
+         Parquet {:.3} bytes/point",
+        body.len(),
+        written.bytes as f64 / total as f64
     );
+
+    let mut g = c.benchmark_group("stages");
+    g.throughput(Throughput::Elements(total));
+    g.sample_size(10);
+    g.bench_function("decode_dps", |b| {
+        b.iter(|| decode_query_response(black_box(&body), START_MS, end).expect("valid"))
+    });
+    g.bench_function("decode_dps_serde", |b| {
+        b.iter(|| decode_query_response(black_box(&escaped), START_MS, end).expect("valid"))
+    });
+    g.bench_function("build_batches", |b| {
+        b.iter_batched_ref(|| decoded.clone(), |s| build(s), BatchSize::LargeInput)
+    });
+    g.bench_function("rollup", |b| {
+        b.iter(|| {
+            let mut out = rollup.output();
+            for s in &decoded {
+                rollup.apply_into(&s.ts, &s.values, &mut out);
+            }
+            out
+        })
+    });
+    g.bench_function("encode_write", |b| {
+        b.iter(|| write(&rt, &sink, black_box(&batches), (START_MS, end)))
+    });
+    g.finish();
 }
+
+criterion_group!(benches, stages);
+criterion_main!(benches);

@@ -3,8 +3,10 @@
 Parquet file (dictionary string columns, ts ms, value float64, ZSTD(1), 1 Mi-row row groups).
 
 Points are clipped to the half-open window named by each file (OpenTSDB's end is inclusive),
-series sorted by (metric, datacenter, env, vm), points by ts, as the ETL does.
-Usage: pyarrow_peer.py DATA_DIR OUT.parquet json|orjson
+series sorted by (metric, datacenter, env, vm), points by ts, as the ETL does. INPUT `files`
+(default) reads the per-(metric, datacenter, window) answers DATA_DIR/query/*/*/, `one` the
+single answer of the whole day DATA_DIR/one/ (benches/one_answer.py).
+Usage: pyarrow_peer.py DATA_DIR OUT.parquet json|orjson [files|one]
 """
 import glob
 import os
@@ -15,6 +17,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 data, out, lib = sys.argv[1], sys.argv[2], sys.argv[3]
+mode = sys.argv[4] if len(sys.argv) > 4 else "files"
+pattern = {"files": ("query", "*", "*", "*.json"), "one": ("one", "*.json")}[mode]
 if lib == "orjson":
     import orjson
 
@@ -29,7 +33,7 @@ else:
             return json.loads(f.read())
 
 series = {}
-for path in glob.glob(os.path.join(data, "query", "*", "*", "*.json")):
+for path in glob.glob(os.path.join(data, *pattern)):
     w_start, w_end = (int(x) for x in os.path.basename(path)[:-5].split("-"))
     for s in load(path):
         tags = s["tags"]

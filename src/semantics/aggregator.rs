@@ -336,26 +336,42 @@ impl Welford {
 /// inputs go through its `runLong` path, which truncates the double to a `long`.
 /// `None` for an empty slice. Public so that callers computing several percentiles of one
 /// bucket sort once.
+///
+/// Only the positions given by [`percentile_positions`] are read, so `sorted` need only hold
+/// the right order statistics there (what `select_nth_unstable_by(i, f64::total_cmp)` puts at
+/// `i`); the rollup uses that to select two values instead of sorting the bucket.
 pub fn percentile_of_sorted(sorted: &[f64], p: f64) -> Option<f64> {
-    let n = sorted.len();
-    match n {
-        0 => return Option::None,
-        1 => return Some(sorted[0]),
-        _ => {}
+    let (lo, hi) = percentile_positions(sorted.len(), p)?;
+    let lower = sorted[lo];
+    if lo == hi {
+        return Some(lower);
+    }
+    let upper = sorted[hi];
+    let pos = p / 100.0 * (sorted.len() as f64 + 1.0);
+    Some(lower + (pos - pos.floor()) * (upper - lower))
+}
+
+/// The 0-based positions in `n` ascending values that [`percentile_of_sorted`] reads for the
+/// `p`-th percentile: `(lower, upper)`, the same position twice when one value is the answer
+/// (`n = 1`, `pos < 1`, `pos ≥ n`), else two neighbours to interpolate between. `None` for
+/// `n = 0`.
+pub fn percentile_positions(n: usize, p: f64) -> Option<(usize, usize)> {
+    if n == 0 {
+        return Option::None;
+    }
+    if n == 1 {
+        return Some((0, 0));
     }
     let pos = p / 100.0 * (n as f64 + 1.0);
     if pos < 1.0 {
-        return Some(sorted[0]);
+        return Some((0, 0));
     }
     if pos >= n as f64 {
-        return Some(sorted[n - 1]);
+        return Some((n - 1, n - 1));
     }
-    let floor = pos.floor();
-    // 1 ≤ floor < n here, so both ranks are in bounds.
-    let rank = floor as usize;
-    let lower = sorted[rank - 1];
-    let upper = sorted[rank];
-    Some(lower + (pos - floor) * (upper - lower))
+    // 1 ≤ ⌊pos⌋ < n here, so both ranks (1-based ⌊pos⌋ and ⌊pos⌋ + 1) are in bounds.
+    let rank = pos.floor() as usize;
+    Some((rank - 1, rank))
 }
 
 impl fmt::Display for Aggregator {

@@ -11,7 +11,7 @@
 //! series can be fed in slices (pages, windows): as long as each slice ends on a bucket
 //! boundary, appending the slices gives the same rows as the whole series at once.
 
-use super::aggregator::{Aggregator, Welford, percentile_of_sorted};
+use super::aggregator::{Aggregator, Welford, percentile_of_sorted, percentile_positions};
 use super::downsample::bucket_start;
 
 /// What a rollup computes: the bucket length and the aggregates, in column order. Build it with
@@ -129,13 +129,14 @@ struct Accumulator {
     min: f64,
     max: f64,
     count: u64,
-    dev: Welford,
+    /// Only kept up to date when `dev` is asked for: a division per point otherwise wasted.
+    dev: Option<Welford>,
 }
 
 impl Accumulator {
     /// Starts a bucket with its first value (the order of additions matches
     /// [`Aggregator::aggregate`], so sums are bit-identical).
-    fn new(v: f64) -> Accumulator {
+    fn new(v: f64, wants_dev: bool) -> Accumulator {
         Accumulator {
             first: v,
             last: v,
@@ -143,7 +144,7 @@ impl Accumulator {
             min: v,
             max: v,
             count: 1,
-            dev: Welford::new(v),
+            dev: wants_dev.then(|| Welford::new(v)),
         }
     }
 
@@ -157,7 +158,43 @@ impl Accumulator {
             self.max = v;
         }
         self.count += 1;
-        self.dev.push(v);
+        if let Some(dev) = &mut self.dev {
+            dev.push(v);
+        }
+    }
+}
+
+/// The first timestamp after the bucket of `t` (one past its last), in i128: for `t` near
+/// `i64::MAX` it lies beyond the i64 range.
+fn bucket_end(t: i64, interval_ms: i64) -> i128 {
+    if interval_ms <= 0 {
+        // `bucket_start` leaves such timestamps alone: one bucket per timestamp.
+        return i128::from(t) + 1;
+    }
+    i128::from(t) - i128::from(t.rem_euclid(interval_ms)) + i128::from(interval_ms)
+}
+
+/// Per-call buffers of [`Rollup::apply_into`]: the current bucket's values (only when a
+/// percentile is asked for), the percentile ranks asked for, and the positions they read.
+struct Scratch {
+    values: Vec<f64>,
+    percentiles: Vec<f64>,
+    positions: Vec<usize>,
+}
+
+/// Puts at each of `positions` (ascending, distinct, in bounds) the value a sort by
+/// [`f64::total_cmp`] would put there, in O(n) per position instead of sorting: each
+/// `select_nth_unstable_by` leaves only larger-or-equal values after its position, so the next
+/// position is selected among those. Equal under `total_cmp` means the same bits, so the values
+/// read are bit-identical to a sort's.
+fn select_order_statistics(values: &mut [f64], positions: &[usize]) {
+    let mut from = 0;
+    for &i in positions {
+        if i < from || i >= values.len() {
+            continue;
+        }
+        values[from..].select_nth_unstable_by(i - from, f64::total_cmp);
+        from = i + 1;
     }
 }
 
@@ -223,59 +260,88 @@ impl Rollup {
     /// left untouched rather than panicking, which would make the columns' lengths differ.
     ///
     /// Cost: one pass, no allocation per bucket. Values are copied into one scratch buffer
-    /// (allocated once per call) and sorted only when a percentile is asked for.
+    /// (allocated once per call) only when a percentile is asked for, and then the bucket is
+    /// not sorted: the two order statistics each percentile reads are selected
+    /// ([`select_order_statistics`]), which gives the same values, bit for bit.
     pub fn apply_into(&self, ts: &[i64], values: &[Option<f64>], out: &mut RollupOutput) {
-        let wants_sorted = self.aggregates.iter().any(|a| a.is_percentile());
-        let mut scratch: Vec<f64> = Vec::new();
-        let mut current: Option<(i64, Accumulator)> = None;
+        let percentiles: Vec<f64> = self
+            .aggregates
+            .iter()
+            .filter_map(|a| a.percentile())
+            .collect();
+        let wants_values = !percentiles.is_empty();
+        let wants_dev = self.aggregates.contains(&Aggregator::Dev);
+        let mut scratch = Scratch {
+            values: Vec::new(),
+            positions: Vec::with_capacity(2 * percentiles.len()),
+            percentiles,
+        };
+        // The open bucket: its start (as `bucket_start` gives it), the end of its range of
+        // timestamps (exclusive; i128 so that no edge of the i64 range overflows), its state.
+        // A point belongs to it iff `start <= t < end`, which is `bucket_start(t) == start`
+        // without a division per point.
+        let mut current: Option<(i64, i128, Accumulator)> = None;
         let points = ts
             .iter()
             .zip(values)
             .filter_map(|(&t, v)| v.filter(|v| !v.is_nan()).map(|v| (t, v)));
         for (t, v) in points {
-            let bucket = bucket_start(t, self.interval_ms);
             match &mut current {
-                Some((b, acc)) if *b == bucket => acc.push(v),
+                Some((start, end, acc)) if t >= *start && i128::from(t) < *end => acc.push(v),
                 _ => {
-                    if let Some((b, acc)) = current.take() {
+                    if let Some((b, _, acc)) = current.take() {
                         self.emit(b, &acc, &mut scratch, out);
                     }
-                    scratch.clear();
-                    current = Some((bucket, Accumulator::new(v)));
+                    scratch.values.clear();
+                    current = Some((
+                        bucket_start(t, self.interval_ms),
+                        bucket_end(t, self.interval_ms),
+                        Accumulator::new(v, wants_dev),
+                    ));
                 }
             }
-            if wants_sorted {
-                scratch.push(v);
+            if wants_values {
+                scratch.values.push(v);
             }
         }
-        if let Some((b, acc)) = current {
+        if let Some((b, _, acc)) = current {
             self.emit(b, &acc, &mut scratch, out);
         }
     }
 
     /// Appends the row of one finished bucket.
-    fn emit(&self, bucket: i64, acc: &Accumulator, scratch: &mut [f64], out: &mut RollupOutput) {
-        if !scratch.is_empty() {
-            scratch.sort_unstable_by(f64::total_cmp);
+    fn emit(&self, bucket: i64, acc: &Accumulator, scratch: &mut Scratch, out: &mut RollupOutput) {
+        if !scratch.values.is_empty() {
+            let n = scratch.values.len();
+            scratch.positions.clear();
+            for &p in &scratch.percentiles {
+                if let Some((lo, hi)) = percentile_positions(n, p) {
+                    scratch.positions.extend([lo, hi]);
+                }
+            }
+            scratch.positions.sort_unstable();
+            scratch.positions.dedup();
+            select_order_statistics(&mut scratch.values, &scratch.positions);
         }
         out.bucket_ts.push(bucket);
         for (agg, col) in self.aggregates.iter().zip(out.columns.iter_mut()) {
             match col {
                 RollupColumn::Int(v) => v.push(i64::try_from(acc.count).unwrap_or(i64::MAX)),
-                RollupColumn::Float(v) => v.push(Self::value(*agg, acc, scratch)),
+                RollupColumn::Float(v) => v.push(Self::value(*agg, acc, &scratch.values)),
             }
         }
     }
 
-    /// The value of one float aggregate for a finished bucket.
-    fn value(agg: Aggregator, acc: &Accumulator, sorted: &[f64]) -> Option<f64> {
+    /// The value of one float aggregate for a finished bucket. `selected` holds the bucket's
+    /// values with the order statistics the percentiles read in place.
+    fn value(agg: Aggregator, acc: &Accumulator, selected: &[f64]) -> Option<f64> {
         let value = match agg {
             Aggregator::Avg => acc.sum / acc.count as f64,
             Aggregator::Sum | Aggregator::Zimsum => acc.sum,
             Aggregator::Min | Aggregator::Mimmin => acc.min,
             Aggregator::Max | Aggregator::Mimmax => acc.max,
             Aggregator::Count => acc.count as f64,
-            Aggregator::Dev => acc.dev.population_std(),
+            Aggregator::Dev => acc.dev.map_or(0.0, |d| d.population_std()),
             Aggregator::First => acc.first,
             Aggregator::Last => acc.last,
             Aggregator::None => {
@@ -290,7 +356,7 @@ impl Rollup {
             | Aggregator::P90
             | Aggregator::P95
             | Aggregator::P99
-            | Aggregator::P999 => return percentile_of_sorted(sorted, agg.percentile()?),
+            | Aggregator::P999 => return percentile_of_sorted(selected, agg.percentile()?),
         };
         Some(value)
     }
@@ -456,6 +522,36 @@ mod tests {
         assert_eq!(wrong.bucket_ts.len(), 2);
     }
 
+    #[test]
+    fn buckets_at_the_edges_of_the_i64_range_match_the_reference() {
+        // bucket_start saturates at i64::MIN, and the bucket of i64::MAX ends past it.
+        let ts = [
+            i64::MIN,
+            i64::MIN + 1,
+            i64::MIN + 807,
+            i64::MIN + 808,
+            i64::MIN + 999,
+            i64::MIN + 1808,
+            -1,
+            0,
+            i64::MAX - 1500,
+            i64::MAX - 807,
+            i64::MAX - 806,
+            i64::MAX,
+        ];
+        let values: Vec<Option<f64>> = (0..ts.len()).map(|i| Some(i as f64)).collect();
+        for interval in [1, 1000, HOUR, i64::MAX] {
+            let rollup = Rollup::new(interval, all_rollup_aggregates()).unwrap();
+            let mut out = rollup.output();
+            rollup.apply_into(&ts, &values, &mut out);
+            let want = reference(&rollup, &ts, &values);
+            assert!(
+                same(&out, &want),
+                "interval {interval}: {out:?}\n!=\n{want:?}"
+            );
+        }
+    }
+
     /// A series: strictly ascending timestamps (from positive gaps) and values with nulls.
     fn series() -> impl Strategy<Value = (Vec<i64>, Vec<Option<f64>>)> {
         (
@@ -484,6 +580,47 @@ mod tests {
                 }
                 (ts, vs)
             })
+    }
+
+    proptest! {
+        /// Selecting the order statistics gives every percentile bit for bit what sorting
+        /// gives, including ties, -0.0 next to 0.0, and infinities.
+        #[test]
+        fn selection_equals_sort(
+            values in proptest::collection::vec(prop_oneof![
+                4 => -1e6_f64..1e6,
+                1 => (-3_i32..3).prop_map(f64::from),
+                1 => Just(-0.0_f64),
+                1 => Just(f64::INFINITY),
+                1 => Just(f64::NEG_INFINITY),
+            ], 1..300),
+        ) {
+            let mut sorted = values.clone();
+            sorted.sort_unstable_by(f64::total_cmp);
+            let ps: Vec<f64> = Aggregator::ALL.iter().filter_map(|a| a.percentile()).collect();
+            let mut positions: Vec<usize> = ps
+                .iter()
+                .filter_map(|&p| percentile_positions(values.len(), p))
+                .flat_map(|(lo, hi)| [lo, hi])
+                .collect();
+            positions.sort_unstable();
+            positions.dedup();
+            let mut selected = values.clone();
+            select_order_statistics(&mut selected, &positions);
+            for &p in &ps {
+                let want = percentile_of_sorted(&sorted, p).map(f64::to_bits);
+                let got = percentile_of_sorted(&selected, p).map(f64::to_bits);
+                prop_assert_eq!(got, want, "p{}", p);
+            }
+            // One percentile alone (the usual table) selects fewer positions.
+            let (lo, hi) = percentile_positions(values.len(), 95.0).unwrap();
+            let mut one = values.clone();
+            select_order_statistics(&mut one, &[lo, hi][..if lo == hi { 1 } else { 2 }]);
+            prop_assert_eq!(
+                percentile_of_sorted(&one, 95.0).map(f64::to_bits),
+                percentile_of_sorted(&sorted, 95.0).map(f64::to_bits)
+            );
+        }
     }
 
     proptest! {
