@@ -42,34 +42,18 @@ fn s3_sink_holds_exactly_what_the_simulator_served() {
         assert!(!k.ends_with(".lease"), "the lease is released at the end");
     }
 
-    let py = venv_python();
-    let out = Command::new(&py)
-        .arg(format!(
-            "{}/tests/py/duckdb_facts.py",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .arg(format!("s3://{}/exports/pcc", moto.bucket))
-        .args(["vm_metrics", "host_metrics", "filer_metrics"])
-        .env("S3_ENDPOINT", &moto.endpoint)
-        .env("S3_KEY", "testing")
-        .env("S3_SECRET", "testing")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", describe(&out));
-    let facts: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let cfg = sim_config(2, 1, 3, 1);
-    for (table, prefix) in [
+    let facts = s3_facts(
+        &moto,
+        "exports/pcc",
+        &["vm_metrics", "host_metrics", "filer_metrics"],
+    );
+    let tables = [
         ("vm_metrics", "vscope.vm."),
         ("host_metrics", "vscope.host."),
         ("filer_metrics", "vscope.filer."),
-    ] {
-        let expected = expected_rows(&cfg, prefix, ms(start), ms(end));
-        assert_eq!(
-            facts[table]["rows"].as_u64().unwrap() as usize,
-            expected.len(),
-            "{table} rows read from S3"
-        );
-        assert_eq!(facts[table]["duplicates"], 0);
+    ];
+    assert_rows_as_served(&facts, &tables, start, end);
+    for (table, _) in tables {
         assert_eq!(
             facts[table]["dates"],
             serde_json::json!(["2026-11-01", "2026-11-02"])
@@ -157,36 +141,13 @@ fn split_answers_are_published_as_parts_on_s3_and_replaced_by_a_whole_rerun() {
         assert!(out.status.success(), "{}", describe(&out));
         out
     };
-    let facts = || {
-        let out = Command::new(venv_python())
-            .arg(format!(
-                "{}/tests/py/duckdb_facts.py",
-                env!("CARGO_MANIFEST_DIR")
-            ))
-            .arg(format!("s3://{}/p", moto.bucket))
-            .args(["vm_metrics", "host_metrics"])
-            .env("S3_ENDPOINT", &moto.endpoint)
-            .env("S3_KEY", "testing")
-            .env("S3_SECRET", "testing")
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", describe(&out));
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
-    };
-    let check_rows = |facts: &serde_json::Value| {
-        let cfg = sim_config(2, 1, 3, 1);
-        for (table, prefix) in [
-            ("vm_metrics", "vscope.vm."),
-            ("host_metrics", "vscope.host."),
-        ] {
-            let expected = expected_rows(&cfg, prefix, ms(start), ms(end));
-            assert_eq!(
-                facts[table]["rows"].as_u64().unwrap() as usize,
-                expected.len(),
-                "{table} rows read from S3"
-            );
-            assert_eq!(facts[table]["duplicates"], 0, "{table}");
-        }
+    let tables_served = [
+        ("vm_metrics", "vscope.vm."),
+        ("host_metrics", "vscope.host."),
+    ];
+    let check_rows = || {
+        let facts = s3_facts(&moto, "p", &["vm_metrics", "host_metrics"]);
+        assert_rows_as_served(&facts, &tables_served, start, end);
     };
     let parts = |keys: &[String]| keys.iter().filter(|k| k.ends_with("of2.parquet")).count();
 
@@ -203,13 +164,13 @@ fn split_answers_are_published_as_parts_on_s3_and_replaced_by_a_whole_rerun() {
         }
     }
     assert!(moto.pending_uploads("p/").is_empty());
-    check_rows(&facts());
+    check_rows();
 
     run_with(SMALL_SIM);
     let keys = moto.keys();
     assert_eq!(parts(&keys), 0, "the parts were removed: {keys:?}");
     assert!(!keys.iter().any(|k| k.starts_with("p/_tmp/")), "{keys:?}");
-    check_rows(&facts());
+    check_rows();
 }
 
 /// Case 21, S3 side: a server that refuses every request with `RequestTimeTooSkewed` (this
@@ -287,4 +248,42 @@ fn a_skewed_clock_refused_by_s3_fails_fast_and_names_the_clock() {
         "{n} requests: refused requests are not retried"
     );
     assert!(elapsed < std::time::Duration::from_secs(20), "{elapsed:?}");
+}
+
+/// What DuckDB (httpfs) reads of `tables` under `s3://bucket/prefix` (`tests/py/duckdb_facts.py`).
+fn s3_facts(moto: &MotoServer, prefix: &str, tables: &[&str]) -> serde_json::Value {
+    let out = Command::new(venv_python())
+        .arg(format!(
+            "{}/tests/py/duckdb_facts.py",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .arg(format!("s3://{}/{prefix}", moto.bucket))
+        .args(tables)
+        .env("S3_ENDPOINT", &moto.endpoint)
+        .env("S3_KEY", "testing")
+        .env("S3_SECRET", "testing")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Each table holds as many rows as the simulator (`sim_config(2, 1, 3, 1)`) served for its
+/// metric prefix over `[start, end)`, none twice.
+fn assert_rows_as_served(
+    facts: &serde_json::Value,
+    tables: &[(&str, &str)],
+    start: &str,
+    end: &str,
+) {
+    let cfg = sim_config(2, 1, 3, 1);
+    for (table, prefix) in tables {
+        let expected = expected_rows(&cfg, prefix, ms(start), ms(end));
+        assert_eq!(
+            facts[*table]["rows"].as_u64().unwrap() as usize,
+            expected.len(),
+            "{table} rows read from S3"
+        );
+        assert_eq!(facts[*table]["duplicates"], 0, "{table}");
+    }
 }
