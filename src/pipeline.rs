@@ -359,7 +359,7 @@ pub async fn run(
     let started_at = chrono::Utc::now();
     let now_ms = opts.now_ms.unwrap_or_else(|| started_at.timestamp_millis());
     let run_id = format!("{}-{:08x}", format_window_stamp(now_ms), fastrand::u32(..));
-    let sink = Sink::open_with(&pipeline.sink.url, &pipeline.sink.s3)?;
+    let sink = Sink::open_with(&pipeline.sink.url, &pipeline.sink.s3)?.for_pipeline(&pipeline.name);
     let conn = connect(pipeline).await?;
     // One run per pipeline and sink at a time; a dry run writes nothing and needs no lease.
     let mut lease = if opts.dry_run {
@@ -375,12 +375,12 @@ pub async fn run(
                 "removed temporary files left by an interrupted run"
             );
         }
-        // The tables, and `_tmp/` where the parts of split answers are staged.
+        // The tables, and the staging folder where the parts of split answers are staged.
         let dirs: Vec<&str> = pipeline
             .tables
             .iter()
             .map(|t| t.name.as_str())
-            .chain(["_tmp"])
+            .chain([sink.staging_dir.as_str()])
             .collect();
         let aborted = sink.abort_orphan_uploads(&dirs).await?;
         if aborted > 0 {

@@ -109,9 +109,26 @@ pub struct Sink {
     pub part_size: usize,
     /// S3 only: lists and aborts the multipart uploads killed runs left.
     pub uploads: Option<UploadJanitor>,
+    /// Where files are staged before they are published: `_tmp`, or `_tmp/<pipeline>` once
+    /// [`Sink::for_pipeline`] is called, so that the start-of-run clean-up of one pipeline
+    /// never removes the staged files of another one writing to the same sink.
+    pub staging_dir: String,
 }
 
+/// The folder below the sink where files wait to be published (Spark and DuckDB skip `_` folders).
+const STAGING_DIR: &str = "_tmp";
+
 impl Sink {
+    /// Stages this pipeline's files in a folder of its own, `_tmp/<pipeline>` (the name escaped
+    /// like a partition value).
+    pub fn for_pipeline(mut self, pipeline: &str) -> Sink {
+        self.staging_dir = format!(
+            "{STAGING_DIR}/{}",
+            crate::load::partition::escape_path_value(pipeline)
+        );
+        self
+    }
+
     /// Opens the sink at `url`: a path (created if missing), `file:///abs/path` or
     /// `s3://bucket/prefix` (credentials, region and endpoint from the standard `AWS_*`
     /// environment, e.g. `AWS_ENDPOINT=http://127.0.0.1:9000`, `AWS_ALLOW_HTTP=true`).
@@ -165,6 +182,7 @@ impl Sink {
                 local_root: None,
                 part_size: s3.part_size.unwrap_or(DEFAULT_PART_SIZE),
                 uploads: Some(uploads),
+                staging_dir: STAGING_DIR.to_string(),
             });
         }
         let dir = if let Some(rest) = url.strip_prefix("file://") {
@@ -192,6 +210,7 @@ impl Sink {
             local_root: Some(dir),
             part_size: s3.part_size.unwrap_or(DEFAULT_PART_SIZE),
             uploads: None,
+            staging_dir: STAGING_DIR.to_string(),
         })
     }
 
@@ -205,11 +224,12 @@ impl Sink {
             .map(|_| self.staging_key_always(relative))
     }
 
-    /// A fresh staging key for `relative` under `_tmp/`, on any store (see
+    /// A fresh staging key for `relative` in the staging folder, on any store (see
     /// [`crate::load::writer::PartWriter::create_staged`]).
     pub fn staging_key_always(&self, relative: &str) -> String {
         format!(
-            "_tmp/{:016x}-{}",
+            "{}/{:016x}-{}",
+            self.staging_dir,
             fastrand::u64(..),
             relative.replace('/', "_")
         )
@@ -228,7 +248,7 @@ impl Sink {
             })
     }
 
-    /// Removes what a killed run may have left: staged files under `_tmp/` (on S3 too: the
+    /// Removes what a killed run may have left: staged files of the staging folder (on S3 too: the
     /// parts of split answers are staged there) and the store's own `#N` staging files. Only
     /// the holder of the lease calls this, so no live writer is hurt. Returns how many files
     /// were removed. (Uploads a killed run never completed are aborted separately, see
@@ -250,7 +270,9 @@ impl Sink {
                     stack.push(path);
                     continue;
                 }
-                let staged = dir == root.join("_tmp");
+                // This pipeline's staging folder, and files staged at the top of `_tmp/` by
+                // versions that did not keep a folder per pipeline.
+                let staged = dir == root.join(&self.staging_dir) || dir == root.join(STAGING_DIR);
                 let store_staging = name
                     .rsplit_once('#')
                     .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
@@ -333,10 +355,10 @@ impl Sink {
             })
     }
 
-    /// Deletes every object under `_tmp/` (object stores: local sinks walk their folder).
+    /// Deletes every object of the staging folder (object stores: local sinks walk theirs).
     async fn remove_staged_objects(&self) -> Result<usize, StoreError> {
         use futures::TryStreamExt;
-        let prefix = self.key("_tmp");
+        let prefix = self.key(&self.staging_dir);
         let list_err = |source| StoreError::Object {
             operation: "list",
             path: prefix.to_string(),
@@ -398,6 +420,25 @@ impl Sink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A run cleans its own staging folder (and what older versions left at the top of
+    /// `_tmp/`), never the staged files of another pipeline writing to the same sink.
+    #[tokio::test]
+    async fn leftovers_of_another_pipeline_are_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_str().unwrap();
+        let a = Sink::open(root).unwrap().for_pipeline("prod a");
+        let b = Sink::open(root).unwrap().for_pipeline("report");
+        let mine = a.staging_key_always("t/date=2026-11-01/part-x.parquet");
+        let theirs = b.staging_key_always("t/date=2026-11-01/part-x.parquet");
+        assert!(mine.starts_with("_tmp/prod a/"), "{mine}");
+        for key in [mine.as_str(), theirs.as_str(), "_tmp/0123-legacy.parquet"] {
+            a.put(key, b"x".to_vec()).await.unwrap();
+        }
+        assert_eq!(a.remove_leftovers().await.unwrap(), 2);
+        assert!(a.get_opt(&mine).await.unwrap().is_none());
+        assert!(b.get_opt(&theirs).await.unwrap().is_some());
+    }
 
     #[tokio::test]
     async fn lists_the_files_of_a_folder_only() {

@@ -164,7 +164,7 @@ pub async fn inventory_command(
 ) -> Result<InventoryReport> {
     let now_ms = now_ms.unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
     let snapshot_ms = now_ms.div_euclid(1000) * 1000;
-    let sink = Sink::open_with(&pipeline.sink.url, &pipeline.sink.s3)?;
+    let sink = Sink::open_with(&pipeline.sink.url, &pipeline.sink.s3)?.for_pipeline(&pipeline.name);
     let session = ApiSession::open(pipeline).await?;
     let result = async {
         let inventory = Inventory::fetch(

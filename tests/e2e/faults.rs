@@ -903,6 +903,7 @@ fn disk_full_on_a_local_sink_leaves_nothing_and_a_retry_succeeds() {
             local_root: Some(dir.path().to_path_buf()),
             part_size: vscope_etl::load::store::DEFAULT_PART_SIZE,
             uploads: None,
+            staging_dir: "_tmp".into(),
         };
         let result = write_part(&sink, "t/date=2026-11-01/part.parquet", &batch);
         let files = all_files(dir.path());
@@ -954,6 +955,7 @@ fn multipart_failures_at_each_stage_abort_and_leave_no_object() {
             local_root: None,
             part_size: 64 * 1024,
             uploads: None,
+            staging_dir: "_tmp".into(),
         };
         let result = write_part(&sink, "t/date=2026-11-01/part.parquet", &batch);
         let rt = tokio::runtime::Builder::new_current_thread()

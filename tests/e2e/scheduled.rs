@@ -162,8 +162,11 @@ fn killed_runs_then_a_rerun_give_the_clean_dataset() {
         got == expected,
         "after the kills and a rerun the dataset equals a clean run"
     );
-    let tmp = root.join("_tmp");
-    let leftovers = std::fs::read_dir(&tmp).map(|d| d.count()).unwrap_or(0);
-    assert_eq!(leftovers, 0, "temporary files are cleaned by the next run");
+    // Staged files live in `_tmp/<pipeline>/`: none may be left.
+    let leftovers = parquet_files(&root, "_tmp");
+    assert!(
+        leftovers.is_empty(),
+        "temporary files are cleaned by the next run: {leftovers:?}"
+    );
     assert!(!root.join("_state/crash.lease").exists(), "lease released");
 }
