@@ -842,17 +842,7 @@ async fn process_window(
                         Ok(seen) => {
                             outcome.stats.add(&seen.stats);
                             outcome.series += seen.series;
-                            if ctx.track_series {
-                                let m = &plan.metrics[unit.metric];
-                                for part in &seen.parts {
-                                    outcome.seen.record(
-                                        &m.metric,
-                                        m.component,
-                                        unit.datacenter.as_deref(),
-                                        part,
-                                    );
-                                }
-                            }
+                            outcome.seen.merge(seen.seen);
                         }
                         Err(PartsFailed::Cancelled) => {
                             abort_all(writers, staged, ctx.sink).await;
@@ -1000,8 +990,8 @@ struct PartsSeen {
     stats: DecodeStats,
     /// Distinct series over all parts.
     series: u64,
-    /// The series of each part (kept only to record them as seen; points dropped).
-    parts: Vec<Vec<SeriesData>>,
+    /// The series of the parts, when the run tracks them (`RunCtx::track_series`).
+    seen: SeenSeries,
 }
 
 /// Why writing the parts of a split answer stopped.
@@ -1035,7 +1025,7 @@ async fn write_parts<'a>(
     let mut seen = PartsSeen {
         stats: DecodeStats::default(),
         series: 0,
-        parts: Vec::new(),
+        seen: SeenSeries::default(),
     };
     let mut keys = std::collections::BTreeSet::new();
     let unit_tag = part_unit_tag(&metric_plan.metric, unit.datacenter.as_deref());
@@ -1072,12 +1062,12 @@ async fn write_parts<'a>(
             }
             staged.extend(w.finish().await.map_err(PartsFailed::Write)?);
         }
-        for s in &mut series {
-            keys.insert((s.metric.clone(), s.tags.clone()));
-            s.ts = Vec::new();
-            s.values = Vec::new();
+        keys.extend(series.iter().map(|s| (s.metric.clone(), s.tags.clone())));
+        if ctx.track_series {
+            let (metric, component) = (&metric_plan.metric, metric_plan.component);
+            let dc = unit.datacenter.as_deref();
+            seen.seen.record(metric, component, dc, &series);
         }
-        seen.parts.push(series);
     }
     seen.series = keys.len() as u64;
     Ok(seen)
