@@ -815,8 +815,23 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let server = tokio::spawn(async move { axum::serve(listener, app).await });
-        let c = OvhClient::new(
-            url::Url::parse(&format!("http://{addr}/1.0")).unwrap(),
+        let c = test_client(&format!("http://{addr}/1.0"));
+        let got: Vec<i64> = c.get("/thing", "/thing").await.unwrap();
+        assert_eq!(got, [1, 2]);
+        assert_eq!(hits.load(Ordering::SeqCst), 2);
+        assert_eq!(c.stats().retries.load(Ordering::Relaxed), 1);
+        let sigs = seen.lock().unwrap().clone();
+        assert!(
+            sigs.iter().all(|s| s.starts_with("$1$") && s.len() == 43),
+            "{sigs:?}"
+        );
+        server.abort();
+    }
+
+    /// A client of `base` with test credentials, 5 s timeouts, 3 attempts and no rate limit.
+    fn test_client(base: &str) -> OvhClient {
+        OvhClient::new(
+            url::Url::parse(base).unwrap(),
             Credentials {
                 application_key: "ak".into(),
                 application_secret: Secret::new("as"),
@@ -829,17 +844,7 @@ mod tests {
                 requests_per_second: 0.0,
             },
         )
-        .unwrap();
-        let got: Vec<i64> = c.get("/thing", "/thing").await.unwrap();
-        assert_eq!(got, [1, 2]);
-        assert_eq!(hits.load(Ordering::SeqCst), 2);
-        assert_eq!(c.stats().retries.load(Ordering::Relaxed), 1);
-        let sigs = seen.lock().unwrap().clone();
-        assert!(
-            sigs.iter().all(|s| s.starts_with("$1$") && s.len() == 43),
-            "{sigs:?}"
-        );
-        server.abort();
+        .unwrap()
     }
 
     /// The run limits reach API v6 calls too: with a retry budget of 0, a refused connection
@@ -854,22 +859,8 @@ mod tests {
             .unwrap()
             .port();
         let client = |budget, deadline| {
-            OvhClient::new(
-                url::Url::parse(&format!("http://127.0.0.1:{port}/1.0")).unwrap(),
-                Credentials {
-                    application_key: "ak".into(),
-                    application_secret: Secret::new("as"),
-                    consumer_key: Secret::new("ck"),
-                },
-                &ClientSettings {
-                    timeout: std::time::Duration::from_secs(5),
-                    connect_timeout: std::time::Duration::from_secs(5),
-                    max_attempts: 3,
-                    requests_per_second: 0.0,
-                },
-            )
-            .unwrap()
-            .with_limits(Arc::new(RunLimits::new(budget, deadline)))
+            test_client(&format!("http://127.0.0.1:{port}/1.0"))
+                .with_limits(Arc::new(RunLimits::new(budget, deadline)))
         };
         let c = client(RetryBudget::Count(0), None);
         let e = c.get::<Vec<i64>>("/thing", "/thing").await.unwrap_err();
