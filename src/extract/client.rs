@@ -685,15 +685,7 @@ impl MetricsClient {
         endpoint: &'static str,
         rb: reqwest::RequestBuilder,
     ) -> Result<Bytes, (FetchError, Option<String>)> {
-        let transport = |e: reqwest::Error| {
-            (
-                FetchError::Transport {
-                    endpoint,
-                    message: self.token.scrub(&error_chain(&e)),
-                },
-                None,
-            )
-        };
+        let transport = |e: reqwest::Error| (self.transport_error(endpoint, &e), None);
         let resp = rb.send().await.map_err(transport)?;
         let status = resp.status();
         let retry_after = resp
@@ -735,6 +727,14 @@ impl MetricsClient {
         ))
     }
 
+    /// A connect, TLS, timeout or body failure, its causes on one line, scrubbed of the token.
+    fn transport_error(&self, endpoint: &'static str, e: &reqwest::Error) -> FetchError {
+        FetchError::Transport {
+            endpoint,
+            message: self.token.scrub(&error_chain(e)),
+        }
+    }
+
     /// Reads a successful answer of at most `source.max_answer_size` bytes: a larger one (announced by
     /// `Content-Length` or seen while reading) is dropped unread past the limit, so one
     /// huge answer cannot take the memory of the run.
@@ -756,10 +756,11 @@ impl MetricsClient {
             return Err(too_large(Some(n)));
         }
         let mut body: Vec<u8> = Vec::with_capacity(announced.unwrap_or(64 << 10) as usize);
-        while let Some(chunk) = resp.chunk().await.map_err(|e| FetchError::Transport {
-            endpoint,
-            message: self.token.scrub(&error_chain(&e)),
-        })? {
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| self.transport_error(endpoint, &e))?
+        {
             let needed = body.len() + chunk.len();
             if needed > limit {
                 return Err(too_large(announced));
