@@ -3,12 +3,14 @@
 //! - [`store`]: a sink URL into an object store and a key prefix.
 //! - [`partition`]: Hive-style partition paths and deterministic file names.
 //! - [`writer`]: one Parquet file, written whole or not at all.
+//! - [`runs`]: its series-constant string columns, encoded from runs of rows.
 //! - [`lease`]: one run at a time per pipeline and sink.
 //! - [`uploads`]: incomplete S3 multipart uploads left by killed runs, aborted at start.
 //! - [`state`]: the ledger (`_state/<pipeline>.json`) and run manifests (`_runs/<id>.json`).
 
 pub mod lease;
 pub mod partition;
+pub mod runs;
 pub mod state;
 pub mod store;
 pub mod uploads;

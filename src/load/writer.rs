@@ -4,11 +4,14 @@
 //! multipart upload completed at the end (local disk: a staging file renamed into place), and a
 //! failure aborts the upload. Encodings follow what was measured fastest and smallest
 //! (`reference/performance.md`): ZSTD, delta-encoded `ts`, byte-stream-split doubles,
-//! dictionary-encoded strings. Columns are encoded on several threads (see [`PartWriter`]).
+//! dictionary-encoded strings. Columns are encoded on several threads (see [`PartWriter`]);
+//! the series-constant string columns are encoded from their runs ([`super::runs`]).
 
 use std::io::Write;
+use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
+use arrow::array::Array;
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
@@ -26,6 +29,7 @@ use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::ColumnPath;
 use tokio::io::AsyncWriteExt;
 
+use super::runs::{LeafKind, RunChunk, RunColumnWriter, is_run_input};
 use super::store::Sink;
 use crate::schema::{SchemaMismatch, check_conforms};
 
@@ -213,11 +217,38 @@ impl StagedFile {
     }
 }
 
+/// How one leaf column of a row group is encoded.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per leaf column of a row group, a handful: size does not matter"
+)]
+enum LeafWriter {
+    /// Row by row, by the Arrow writer.
+    Arrow(ArrowColumnWriter),
+    /// From runs of identical rows: the dictionary-encoded string columns.
+    Runs(RunColumnWriter),
+}
+
+/// A closed leaf column chunk, to be appended to its row group.
+enum LeafChunk {
+    Arrow(ArrowColumnChunk),
+    Runs(RunChunk),
+}
+
+/// One leaf's share of a batch.
+enum EncodeJob<'a> {
+    Arrow(&'a mut ArrowColumnWriter, ArrowLeafColumn),
+    /// The whole column (a map feeds both its leaves).
+    Runs(&'a mut RunColumnWriter, &'a dyn Array),
+}
+
 /// An open Parquet file being written.
 ///
-/// Batches go straight to one [`ArrowColumnWriter`] per leaf column; the leaves of a batch are
-/// encoded on up to [`encode_threads`] threads at once (each column by one thread, in order,
-/// so the bytes do not depend on the scheduling). A row group is closed every
+/// Batches go straight to one writer per leaf column: a [`RunColumnWriter`] for the
+/// dictionary-encoded string columns the batch builders produce (`metric`, labels, `tags`),
+/// an [`ArrowColumnWriter`] for the others. The leaves of a batch are encoded on up to
+/// [`encode_threads`] threads at once (each column by one thread, in order, so the bytes do
+/// not depend on the scheduling). A row group is closed every
 /// `row_group_rows` rows, its column chunks appended in schema order, and its bytes handed to
 /// the object store upload, so memory holds one row group's encoded pages, not the file.
 pub struct PartWriter {
@@ -236,8 +267,10 @@ pub struct PartWriter {
     file: SerializedFileWriter<SharedBuf>,
     factory: ArrowRowGroupWriterFactory,
     buf: SharedBuf,
-    /// Column writers of the row group in progress (created on its first row).
-    columns: Option<Vec<ArrowColumnWriter>>,
+    /// The leaf columns of each top-level column, in schema order.
+    field_leaves: Vec<Range<usize>>,
+    /// Column writers of the row group in progress (created on its first row), one per leaf.
+    columns: Option<Vec<LeafWriter>>,
     group_rows: usize,
     row_group_rows: usize,
     row_groups: usize,
@@ -299,6 +332,18 @@ impl PartWriter {
         let (file, factory) = ArrowWriter::try_new(buf.clone(), declared.clone(), Some(props))
             .and_then(ArrowWriter::into_serialized_writer)
             .map_err(parquet_err)?;
+        let schema = file.schema_descr();
+        let mut field_leaves: Vec<Option<Range<usize>>> = vec![None; declared.fields().len()];
+        for leaf in 0..schema.num_columns() {
+            if let Some(range) = field_leaves.get_mut(schema.get_column_root_idx(leaf)) {
+                let start = range.as_ref().map_or(leaf, |r| r.start);
+                *range = Some(start..leaf + 1);
+            }
+        }
+        let field_leaves = field_leaves
+            .into_iter()
+            .map(|r| r.unwrap_or(0..0))
+            .collect();
         Ok(PartWriter {
             relative,
             staging,
@@ -310,6 +355,7 @@ impl PartWriter {
             file,
             factory,
             buf,
+            field_leaves,
             columns: None,
             group_rows: 0,
             row_group_rows,
@@ -348,24 +394,93 @@ impl PartWriter {
         Ok(())
     }
 
+    /// The writers of a new row group: runs for the leaves of the dictionary-encoded string
+    /// columns of `batch` (its first batch), the Arrow writer for the others.
+    fn create_column_writers(&self, batch: &RecordBatch) -> Result<Vec<LeafWriter>, ParquetError> {
+        let mut writers: Vec<LeafWriter> = self
+            .factory
+            .create_column_writers(self.row_groups)?
+            .into_iter()
+            .map(LeafWriter::Arrow)
+            .collect();
+        let schema = self.file.schema_descr();
+        let props = self.file.properties();
+        for ((field, col), leaves) in self
+            .declared
+            .fields()
+            .iter()
+            .zip(batch.columns())
+            .zip(&self.field_leaves)
+        {
+            let kinds: &[LeafKind] = match field.data_type() {
+                DataType::Utf8 => &[LeafKind::Column],
+                DataType::Map(..) => &[LeafKind::MapKey, LeafKind::MapValue],
+                _ => continue,
+            };
+            if leaves.len() != kinds.len() || !kinds.iter().all(|&k| is_run_input(col, k)) {
+                continue;
+            }
+            let mut runs = Vec::new();
+            for (leaf, &kind) in leaves.clone().zip(kinds) {
+                runs.extend(RunColumnWriter::try_new(schema.column(leaf), props, kind)?);
+            }
+            // All the leaves of a column or none: the Arrow writer takes a column whole.
+            if runs.len() == kinds.len() {
+                for (leaf, w) in leaves.clone().zip(runs) {
+                    writers[leaf] = LeafWriter::Runs(w);
+                }
+            }
+        }
+        Ok(writers)
+    }
+
     /// Encodes `batch` into the row group in progress, columns spread over threads.
     fn encode(&mut self, batch: &RecordBatch) -> Result<(), WriteError> {
         if self.columns.is_none() {
             let writers = self
-                .factory
-                .create_column_writers(self.row_groups)
+                .create_column_writers(batch)
                 .map_err(|e| self.parquet_err(e))?;
             self.columns = Some(writers);
         }
-        let mut leaves = Vec::new();
-        for (field, col) in self.declared.fields().iter().zip(batch.columns()) {
-            leaves.extend(compute_leaves(field, col).map_err(|e| self.parquet_err(e))?);
-        }
         let writers = self.columns.as_mut().expect("created above");
-        let jobs: Vec<(&mut ArrowColumnWriter, ArrowLeafColumn)> =
-            writers.iter_mut().zip(leaves).collect();
-        let r = run_parallel(jobs, |(w, leaf)| w.write(&leaf));
-        r.map_err(|e| self.parquet_err(e))
+        let mut writers = writers.iter_mut();
+        let mut jobs = Vec::new();
+        for ((field, col), leaves) in self
+            .declared
+            .fields()
+            .iter()
+            .zip(batch.columns())
+            .zip(&self.field_leaves)
+        {
+            let column: Vec<&mut LeafWriter> = writers.by_ref().take(leaves.len()).collect();
+            if let Some(LeafWriter::Runs(_)) = column.first() {
+                for w in column {
+                    let LeafWriter::Runs(w) = w else {
+                        unreachable!("a column's leaves are all runs or none")
+                    };
+                    jobs.push(EncodeJob::Runs(w, col.as_ref()));
+                }
+                continue;
+            }
+            let arrow_leaves = compute_leaves(field, col).map_err(|e| WriteError::Parquet {
+                path: self.relative.clone(),
+                source: e,
+            })?;
+            for (w, leaf) in column.into_iter().zip(arrow_leaves) {
+                let LeafWriter::Arrow(w) = w else {
+                    unreachable!("a column's leaves are all runs or none")
+                };
+                jobs.push(EncodeJob::Arrow(w, leaf));
+            }
+        }
+        let r = run_parallel(jobs, |job| match job {
+            EncodeJob::Arrow(w, leaf) => w.write(&leaf),
+            EncodeJob::Runs(w, col) => w.write(col),
+        });
+        r.map_err(|e| WriteError::Parquet {
+            path: self.relative.clone(),
+            source: e,
+        })
     }
 
     /// Closes the row group in progress (if any) and uploads its bytes.
@@ -377,7 +492,10 @@ impl PartWriter {
         let appended = (|| {
             let mut rg = self.file.next_row_group()?;
             for chunk in chunks {
-                chunk.append_to_row_group(&mut rg)?;
+                match chunk {
+                    LeafChunk::Arrow(chunk) => chunk.append_to_row_group(&mut rg)?,
+                    LeafChunk::Runs(chunk) => rg.append_column(&chunk.data, chunk.close)?,
+                }
             }
             rg.close()?;
             Ok::<_, ParquetError>(())
@@ -494,13 +612,16 @@ fn run_parallel<J: Send>(
 
 /// Closes the column writers of a row group (flushing and compressing their last pages) in
 /// parallel; the chunks come back in column order.
-fn close_parallel(writers: Vec<ArrowColumnWriter>) -> Result<Vec<ArrowColumnChunk>, ParquetError> {
-    let slots: Vec<Mutex<Option<ArrowColumnChunk>>> =
-        writers.iter().map(|_| Mutex::new(None)).collect();
-    let jobs: Vec<(ArrowColumnWriter, &Mutex<Option<ArrowColumnChunk>>)> =
+fn close_parallel(writers: Vec<LeafWriter>) -> Result<Vec<LeafChunk>, ParquetError> {
+    let slots: Vec<Mutex<Option<LeafChunk>>> = writers.iter().map(|_| Mutex::new(None)).collect();
+    let jobs: Vec<(LeafWriter, &Mutex<Option<LeafChunk>>)> =
         writers.into_iter().zip(&slots).collect();
     run_parallel(jobs, |(w, slot)| {
-        *slot.lock().expect("not poisoned") = Some(w.close()?);
+        let chunk = match w {
+            LeafWriter::Arrow(w) => LeafChunk::Arrow(w.close()?),
+            LeafWriter::Runs(w) => LeafChunk::Runs(w.close()?),
+        };
+        *slot.lock().expect("not poisoned") = Some(chunk);
         Ok(())
     })?;
     Ok(slots
