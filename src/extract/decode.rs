@@ -173,6 +173,20 @@ pub(super) struct Dps {
 }
 
 impl Dps {
+    /// Empty columns with room for `points`.
+    pub(super) fn with_capacity(points: usize) -> Dps {
+        Dps {
+            ts: Vec::with_capacity(points),
+            values: Vec::with_capacity(points),
+            ..Dps::default()
+        }
+    }
+
+    /// Points held.
+    pub(super) fn len(&self) -> usize {
+        self.ts.len()
+    }
+
     #[inline]
     pub(super) fn push(&mut self, ts: i64, v: PointValue) {
         self.ts.push(ts);

@@ -26,7 +26,11 @@ const POW10: [f64; 23] = [
 
 /// Scans `body`; `None` means "not the plain shape, ask serde_json".
 pub(super) fn scan(body: &[u8]) -> Option<Vec<RawSeries>> {
-    let mut p = Scanner { b: body, i: 0 };
+    let mut p = Scanner {
+        b: body,
+        i: 0,
+        points_hint: 0,
+    };
     p.ws();
     p.expect(b'[')?;
     let mut out = Vec::new();
@@ -52,6 +56,9 @@ pub(super) fn scan(body: &[u8]) -> Option<Vec<RawSeries>> {
 struct Scanner<'a> {
     b: &'a [u8],
     i: usize,
+    /// Points of the last series read: the next one's columns start at that capacity (the
+    /// series of one answer are usually alike), instead of growing by doubling and copying.
+    points_hint: usize,
 }
 
 impl<'a> Scanner<'a> {
@@ -178,14 +185,20 @@ impl<'a> Scanner<'a> {
     }
 
     fn dps(&mut self) -> Option<Dps> {
-        let mut dps = Dps::default();
+        let mut dps = Dps::with_capacity(self.points_hint);
+        let dps = self.dps_into(&mut dps).map(|()| dps)?;
+        self.points_hint = dps.len();
+        Some(dps)
+    }
+
+    fn dps_into(&mut self, dps: &mut Dps) -> Option<()> {
         match self.peek()? {
             b'{' => {
                 self.i += 1;
                 self.ws();
                 if self.peek()? == b'}' {
                     self.i += 1;
-                    return Some(dps);
+                    return Some(());
                 }
                 loop {
                     self.ws();
@@ -198,7 +211,7 @@ impl<'a> Scanner<'a> {
                     self.ws();
                     match self.next()? {
                         b',' => continue,
-                        b'}' => return Some(dps),
+                        b'}' => return Some(()),
                         _ => return None,
                     }
                 }
@@ -208,7 +221,7 @@ impl<'a> Scanner<'a> {
                 self.ws();
                 if self.peek()? == b']' {
                     self.i += 1;
-                    return Some(dps);
+                    return Some(());
                 }
                 loop {
                     self.ws();
@@ -232,14 +245,14 @@ impl<'a> Scanner<'a> {
                     self.ws();
                     match self.next()? {
                         b',' => continue,
-                        b']' => return Some(dps),
+                        b']' => return Some(()),
                         _ => return None,
                     }
                 }
             }
             b'n' => {
                 self.literal(b"null")?;
-                Some(dps)
+                Some(())
             }
             _ => None,
         }
@@ -248,6 +261,20 @@ impl<'a> Scanner<'a> {
     /// An object-form key: a quoted integer of at most 18 digits.
     #[inline]
     fn ts_key(&mut self) -> Option<i64> {
+        // The usual key, `"<1 to 18 digits>"`, in one pass; anything else in two.
+        let mut i = self.i + 1;
+        let mut v: i64 = 0;
+        if self.peek()? == b'"' {
+            while let Some(&c) = self.b.get(i).filter(|c| c.is_ascii_digit()) {
+                v = v.wrapping_mul(10).wrapping_add(i64::from(c - b'0'));
+                i += 1;
+            }
+            let digits = i - self.i - 1;
+            if (1..=18).contains(&digits) && self.b.get(i) == Some(&b'"') {
+                self.i = i + 1;
+                return Some(v);
+            }
+        }
         let raw = self.raw_string()?;
         parse_i64(raw)
     }

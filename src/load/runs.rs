@@ -166,6 +166,28 @@ impl<'a> LeafRuns<'a> {
         let mut runs: Vec<RowRun> = Vec::new();
         let mut entries: Vec<Option<u32>> = Vec::new();
         let raw = keys.values();
+        if keys.null_count() == 0 {
+            // No nulls: each run ends where the key changes.
+            let mut start = 0;
+            while start < raw.len() {
+                let key = raw[start];
+                let rows = raw[start..]
+                    .iter()
+                    .position(|&k| k != key)
+                    .unwrap_or(raw.len() - start);
+                runs.push(RowRun {
+                    rows,
+                    entries: Some(entries.len()..entries.len() + 1),
+                });
+                entries.push(Some(key as u32));
+                start += rows;
+            }
+            return Ok(LeafRuns {
+                values,
+                runs,
+                entries,
+            });
+        }
         let mut i = 0;
         while i < raw.len() {
             let key = keys.is_valid(i).then(|| raw[i] as u32);

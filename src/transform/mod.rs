@@ -278,11 +278,18 @@ impl KeyColumns {
         let mut end = 0i32;
         for &(s, n) in &runs {
             let extra = &series[s].extra;
-            for _ in 0..n {
-                end += extra.len() as i32;
-                offsets.push(end);
-                entry_keys.extend(extra.iter().map(|e| e.0));
-                entry_values.extend(extra.iter().map(|e| e.1));
+            let per_row = extra.len() as i32;
+            offsets.extend((1..=n as i32).map(|row| end + row * per_row));
+            end += n as i32 * per_row;
+            if let [(key, value)] = extra[..] {
+                // The usual case, one extra tag: a fill, not a loop of pushes.
+                entry_keys.extend(std::iter::repeat_n(key, n));
+                entry_values.extend(std::iter::repeat_n(value, n));
+            } else {
+                for _ in 0..n {
+                    entry_keys.extend(extra.iter().map(|e| e.0));
+                    entry_values.extend(extra.iter().map(|e| e.1));
+                }
             }
         }
         let entry_fields = Fields::from(vec![
