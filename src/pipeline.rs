@@ -760,6 +760,8 @@ async fn process_window(
     let mut pending: Vec<SeriesData> = Vec::new();
     // Server-computed rollup rows of the current metric, per table index.
     let mut pending_rollups: BTreeMap<usize, Vec<SeriesRollup>> = BTreeMap::new();
+    // Client-side rollups of `pending`, per table index, in the order of `pending`.
+    let mut pending_rolled: BTreeMap<usize, Vec<RollupOutput>> = BTreeMap::new();
     loop {
         let next = tokio::select! {
             biased;
@@ -778,14 +780,15 @@ async fn process_window(
         if boundary && let Some(m) = current.take() {
             let metric_plan = &plan.metrics[m];
             let labels = raw_table_decl(metric_plan.component).label_columns();
-            sort_series(&mut pending, &labels);
+            sort_with_rollups(&mut pending, &mut pending_rolled, &labels);
             for rows in pending_rollups.values_mut() {
                 rows.sort_by(|a, b| compare_series(&a.0, &b.0, &labels));
             }
             for &t in &metric_plan.tables {
-                let appended = match pending_rollups.get(&t) {
-                    Some(rows) => writers[t].append_rollup_rows(rows).await,
-                    None => writers[t].append(&pending).await,
+                let appended = match (pending_rollups.get(&t), pending_rolled.get(&t)) {
+                    (Some(rows), _) => writers[t].append_rollup_rows(rows).await,
+                    (None, Some(rolled)) => writers[t].append_rolled(&pending, rolled).await,
+                    (None, None) => writers[t].append(&pending).await,
                 };
                 if let Err(e) = appended {
                     abort_all(writers, staged, ctx.sink).await;
@@ -795,12 +798,14 @@ async fn process_window(
             }
             pending.clear();
             pending_rollups.clear();
+            pending_rolled.clear();
         }
         let Some((unit, result)) = item else { break };
         match result {
             Ok(UnitAnswer {
                 raw,
                 rollups,
+                rolled,
                 parts,
             }) => {
                 let mut stats = raw.stats;
@@ -832,6 +837,9 @@ async fn process_window(
                 }
                 current = Some(unit.metric);
                 pending.extend(raw.series);
+                for (t, rows) in rolled {
+                    pending_rolled.entry(t).or_default().extend(rows);
+                }
                 for (t, r) in rollups {
                     pending_rollups.entry(t).or_default().extend(r.series);
                 }
@@ -1084,6 +1092,9 @@ struct UnitRequest {
     labels: Vec<String>,
     /// Server-side rollup tables of the metric (`source.query_downsample`), by table index.
     rollups: Vec<(usize, Rollup)>,
+    /// Client-side rollup tables of the metric, by table index: computed by the fetch task
+    /// from the raw series, on the cores that decode, not by the task that writes.
+    client_rollups: Vec<(usize, Rollup)>,
     /// Where a too-large raw answer may be cut: a multiple of every client-side rollup bucket
     /// of the metric, so each bucket is made from one part.
     split_align_ms: i64,
@@ -1094,6 +1105,8 @@ struct UnitRequest {
 struct UnitAnswer {
     raw: RawAnswer,
     rollups: Vec<(usize, ServerRollupAnswer)>,
+    /// Per client-side rollup table: the rollup of each of `raw.series`, in the same order.
+    rolled: Vec<(usize, Vec<RollupOutput>)>,
     /// The raw answer was too large to take whole (`raw` is then empty): its parts, in time
     /// order, fetched by their own task as the window takes them.
     parts: Option<RawParts>,
@@ -1137,6 +1150,11 @@ fn unit_request(ctx: &RunCtx<'_>, unit: &Unit, window: &Window) -> UnitRequest {
         .filter(|_| !server_side)
         .filter_map(|(_, spec)| spec.rollup.as_ref().map(|r| r.interval_ms))
         .fold(1000, lcm);
+    let client_rollups = tables
+        .clone()
+        .filter(|_| !server_side)
+        .filter_map(|(t, spec)| spec.rollup.clone().map(|r| (t, r)))
+        .collect();
     UnitRequest {
         metric: metric_plan.metric.clone(),
         datacenter: unit.datacenter.clone(),
@@ -1146,6 +1164,7 @@ fn unit_request(ctx: &RunCtx<'_>, unit: &Unit, window: &Window) -> UnitRequest {
             .any(|(_, spec)| !server_side || spec.rollup.is_none()),
         labels,
         rollups,
+        client_rollups,
         split_align_ms,
     }
 }
@@ -1190,9 +1209,15 @@ async fn fetch_unit(
         let answer = server_rollup::fetch(&client, metric, &req.labels, dc, rollup, range).await?;
         rollups.push((*t, answer));
     }
+    let rolled = req
+        .client_rollups
+        .iter()
+        .map(|(t, rollup)| (*t, raw.series.iter().map(|s| rollup.of(s)).collect()))
+        .collect();
     Ok(UnitAnswer {
         raw,
         rollups,
+        rolled,
         parts,
     })
 }
@@ -1340,7 +1365,17 @@ impl<'a> TableWindowWriter<'a> {
             Some(rollup) => rollup_all(rollup, series),
             None => Vec::new(),
         };
-        let mut rolled = rolled.into_iter();
+        self.append_rolled(series, &rolled).await
+    }
+
+    /// Appends the (sorted) series of one metric whose rollups are already computed: `rolled`
+    /// holds the rollup of each series, in order (empty for a raw table).
+    async fn append_rolled(
+        &mut self,
+        series: &[SeriesData],
+        rolled: &[RollupOutput],
+    ) -> std::result::Result<(), WriteError> {
+        let mut rolled = rolled.iter();
         for s in series {
             match &self.spec.rollup {
                 None => {
@@ -1355,7 +1390,7 @@ impl<'a> TableWindowWriter<'a> {
                 }
                 Some(_) => {
                     let rows = rolled.next().expect("one rollup per series");
-                    self.append_rollup_series(s, &rows).await?;
+                    self.append_rollup_series(s, rows).await?;
                 }
             }
         }
@@ -1478,11 +1513,7 @@ fn rollup_all(
     rollup: &crate::semantics::rollup::Rollup,
     series: &[SeriesData],
 ) -> Vec<crate::semantics::rollup::RollupOutput> {
-    let one = |s: &SeriesData| {
-        let mut rows = rollup.output();
-        rollup.apply_into(&s.ts, &s.values, &mut rows);
-        rows
-    };
+    let one = |s: &SeriesData| rollup.of(s);
     let threads = crate::load::writer::encode_threads().min(series.len());
     if threads <= 1 {
         return series.iter().map(one).collect();
@@ -1498,6 +1529,33 @@ fn rollup_all(
             .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
             .collect()
     })
+}
+
+/// Sorts `series` as [`sort_series`] does, and each table's rollups in `rolled` (one per
+/// series, in the order of `series`) along with them.
+fn sort_with_rollups(
+    series: &mut Vec<SeriesData>,
+    rolled: &mut BTreeMap<usize, Vec<RollupOutput>>,
+    labels: &[&str],
+) {
+    if rolled.is_empty() {
+        sort_series(series, labels);
+        return;
+    }
+    let mut order: Vec<usize> = (0..series.len()).collect();
+    order.sort_by(|&a, &b| compare_series(&series[a], &series[b], labels));
+    fn permute<T>(items: &mut Vec<T>, order: &[usize]) {
+        let mut slots: Vec<Option<T>> = items.drain(..).map(Some).collect();
+        items.extend(
+            order
+                .iter()
+                .map(|&i| slots[i].take().expect("a permutation")),
+        );
+    }
+    permute(series, &order);
+    for rows in rolled.values_mut() {
+        permute(rows, &order);
+    }
 }
 
 async fn flush_if_full(st: &mut PartitionState) -> std::result::Result<(), WriteError> {

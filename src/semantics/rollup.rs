@@ -247,6 +247,13 @@ impl Rollup {
         }
     }
 
+    /// The rollup rows of one series.
+    pub fn of(&self, series: &crate::extract::SeriesData) -> RollupOutput {
+        let mut rows = self.output();
+        self.apply_into(&series.ts, &series.values, &mut rows);
+        rows
+    }
+
     /// Rolls up one series and appends the rows to `out`.
     ///
     /// `ts` must be ascending and unique; `values[i]` is the value at `ts[i]`, `None` (or NaN)
