@@ -266,19 +266,6 @@ impl<'a> LeafRuns<'a> {
     }
 }
 
-/// A sequence stored as (value, count) runs, neighbours merged.
-#[derive(Debug, Default)]
-struct RunVec<T>(Vec<(T, usize)>);
-
-impl<T: PartialEq + Copy> RunVec<T> {
-    fn push(&mut self, value: T, count: usize) {
-        match self.0.last_mut() {
-            Some((v, n)) if *v == value => *n += count,
-            _ => self.0.push((value, count)),
-        }
-    }
-}
-
 /// Bits needed to hold `max`.
 fn bit_width(max: u64) -> u8 {
     (64 - max.leading_zeros()) as u8
@@ -287,30 +274,115 @@ fn bit_width(max: u64) -> u8 {
 /// Appends one RLE run of the RLE/bit-packing hybrid encoding: the ULEB128 header
 /// `count << 1`, then `value` in `ceil(bit_width / 8)` little-endian bytes.
 fn put_rle_run(out: &mut Vec<u8>, value: u64, count: usize, bit_width: u8) {
-    let mut header = (count as u64) << 1;
-    loop {
-        let byte = (header & 0x7f) as u8;
-        header >>= 7;
-        if header == 0 {
-            out.push(byte);
-            break;
-        }
-        out.push(byte | 0x80);
-    }
+    put_varint(out, (count as u64) << 1);
     let bytes = usize::from(bit_width).div_ceil(8);
     out.extend_from_slice(&value.to_le_bytes()[..bytes]);
 }
 
-/// Appends levels as a data page v1 stores them: a 4-byte little-endian length, then the runs.
-fn put_levels(out: &mut Vec<u8>, runs: &RunVec<i16>, max_level: i16) {
-    let width = bit_width(max_level as u64);
-    let len_at = out.len();
-    out.extend_from_slice(&[0; 4]);
-    for &(level, count) in &runs.0 {
-        put_rle_run(out, level as u64, count, width);
+/// Appends `value` as a ULEB128 varint.
+fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+    loop {
+        let byte = (value & 0x7f) as u8;
+        value >>= 7;
+        if value == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
     }
-    let len = (out.len() - len_at - 4) as u32;
-    out[len_at..len_at + 4].copy_from_slice(&len.to_le_bytes());
+}
+
+/// Literals are written out once this many are pending (63 groups of 8, as the Arrow writer
+/// does): a bound on the buffer, at one header byte per 504 values.
+const MAX_LITERALS: usize = 504;
+
+/// The RLE / bit-packing hybrid encoding of levels and dictionary indices, fed runs of equal
+/// values: a repeat of 8 or more becomes an RLE run, shorter ones are bit-packed in groups of
+/// 8 (a map's levels `0, 1, 1, 0, 1, 1, …`). Memory: the output and fewer than
+/// [`MAX_LITERALS`] + 8 pending values.
+#[derive(Debug)]
+struct HybridEncoder {
+    width: u8,
+    out: Vec<u8>,
+    literals: Vec<u32>,
+    repeat: u32,
+    repeat_len: usize,
+}
+
+impl HybridEncoder {
+    fn new(width: u8) -> HybridEncoder {
+        HybridEncoder {
+            width,
+            out: Vec::new(),
+            literals: Vec::new(),
+            repeat: 0,
+            repeat_len: 0,
+        }
+    }
+
+    /// Appends `count` copies of `value`.
+    fn put(&mut self, value: u32, count: usize) {
+        if count == 0 {
+            return;
+        }
+        if self.repeat_len > 0 && value == self.repeat {
+            self.repeat_len += count;
+            return;
+        }
+        self.end_repeat();
+        self.repeat = value;
+        self.repeat_len = count;
+    }
+
+    /// Writes the current repeat: as an RLE run when long enough (after topping the pending
+    /// literals up to a multiple of 8 from it: a bit-packed run holds whole groups), else as
+    /// literals.
+    fn end_repeat(&mut self) {
+        let (value, mut n) = (self.repeat, self.repeat_len);
+        self.repeat_len = 0;
+        let top_up = (8 - self.literals.len() % 8) % 8;
+        if n >= top_up + 8 {
+            self.literals.extend(std::iter::repeat_n(value, top_up));
+            n -= top_up;
+            self.write_literals(self.literals.len());
+            put_rle_run(&mut self.out, u64::from(value), n, self.width);
+        } else {
+            self.literals.extend(std::iter::repeat_n(value, n));
+            if self.literals.len() >= MAX_LITERALS {
+                self.write_literals(self.literals.len() / 8 * 8);
+            }
+        }
+    }
+
+    /// Writes the first `count` (a multiple of 8) pending literals as one bit-packed run.
+    fn write_literals(&mut self, count: usize) {
+        if count == 0 {
+            return;
+        }
+        put_varint(&mut self.out, ((count / 8) as u64) << 1 | 1);
+        let width = u32::from(self.width);
+        let (mut acc, mut bits) = (0u64, 0u32);
+        for &v in &self.literals[..count] {
+            acc |= u64::from(v) << bits;
+            bits += width;
+            while bits >= 8 {
+                self.out.push(acc as u8);
+                acc >>= 8;
+                bits -= 8;
+            }
+        }
+        self.literals.drain(..count);
+    }
+
+    /// The encoded values; the last bit-packed group is padded with zeros (readers stop at
+    /// the page's value count).
+    fn finish(mut self) -> Vec<u8> {
+        self.end_repeat();
+        let pad = (8 - self.literals.len() % 8) % 8;
+        self.literals.extend(std::iter::repeat_n(0, pad));
+        self.write_literals(self.literals.len());
+        self.out
+    }
 }
 
 /// The distinct strings of one column chunk, in order of first use.
@@ -347,12 +419,12 @@ impl ChunkDictionary {
     }
 }
 
-/// The levels, indices and statistics of the data page being filled.
+/// The rows of the data page being filled, as runs, and their statistics.
 #[derive(Debug, Default)]
 struct PageRuns {
-    rep: RunVec<i16>,
-    def: RunVec<i16>,
-    ids: RunVec<u32>,
+    runs: Vec<RowRun>,
+    /// The runs' entries, as chunk dictionary ids (None: a null value).
+    entries: Vec<Option<u32>>,
     rows: usize,
     levels: usize,
     /// Levels without a value (null values, empty and null maps).
@@ -485,66 +557,108 @@ impl RunColumnWriter {
     }
 
     /// Adds `n` rows with the same `entries` (None: a null map) to the page being filled.
+    /// Per run, not per row: the statistics look at each new run's entries once.
     fn push_rows(&mut self, n: usize, entries: Option<&[Option<u32>]>) -> Result<(), ParquetError> {
         let lv = self.levels;
-        let null_level = |level: Option<i16>, what: &str| {
-            level.ok_or_else(|| {
-                ParquetError::General(format!(
-                    "a {what} in the required column {}",
-                    self.descr.path()
-                ))
-            })
+        let missing = match entries {
+            None => lv.null_map.is_none().then_some("null map"),
+            Some([]) => lv.empty.is_none().then_some("row without a value"),
+            Some(e) if lv.null_value.is_none() && e.contains(&None) => Some("null value"),
+            Some(_) => None,
         };
+        if let Some(what) = missing {
+            return Err(ParquetError::General(format!(
+                "a {what} in the required column {}",
+                self.descr.path()
+            )));
+        }
         let page = &mut self.page;
         page.rows += n;
-        match entries {
-            None => {
-                let def = null_level(lv.null_map, "null map")?;
-                page.rep.push(0, n);
-                page.def.push(def, n);
-                page.levels += n;
-                page.nulls += n as u64;
+        let (levels, nulls) = match entries {
+            None | Some([]) => (n, n),
+            Some(e) => (n * e.len(), n * e.iter().filter(|v| v.is_none()).count()),
+        };
+        page.levels += levels;
+        page.nulls += nulls as u64;
+        if let Some(last) = page.runs.last_mut()
+            && match (&last.entries, entries) {
+                (None, None) => true,
+                (Some(range), Some(e)) => page.entries[range.clone()] == *e,
+                _ => false,
             }
-            Some([]) => {
-                let def = null_level(lv.empty, "row without a value")?;
-                page.rep.push(0, n);
-                page.def.push(def, n);
-                page.levels += n;
-                page.nulls += n as u64;
-            }
-            Some(entries) => {
-                // A single entry per row (every top-level column) repeats as one run; several
-                // entries alternate their levels row by row.
-                let (rows_at_once, times) = if entries.len() == 1 { (n, 1) } else { (1, n) };
-                for _ in 0..times {
-                    for (j, entry) in entries.iter().enumerate() {
-                        page.rep.push(i16::from(j > 0), rows_at_once);
-                        match *entry {
-                            Some(id) => {
-                                page.def.push(lv.present, rows_at_once);
-                                page.ids.push(id, rows_at_once);
-                                page.min_max = Some(match page.min_max {
-                                    None => (id, id),
-                                    Some((lo, hi)) => {
-                                        let v = self.dictionary.get(id);
-                                        let lo = if v < self.dictionary.get(lo) { id } else { lo };
-                                        let hi = if v > self.dictionary.get(hi) { id } else { hi };
-                                        (lo, hi)
-                                    }
-                                });
-                            }
-                            None => {
-                                let def = null_level(lv.null_value, "null value")?;
-                                page.def.push(def, rows_at_once);
-                                page.nulls += rows_at_once as u64;
+        {
+            last.rows += n;
+            return Ok(());
+        }
+        let range = entries.map(|e| {
+            let start = page.entries.len();
+            page.entries.extend_from_slice(e);
+            start..page.entries.len()
+        });
+        for id in entries.unwrap_or_default().iter().flatten().copied() {
+            page.min_max = Some(match page.min_max {
+                None => (id, id),
+                Some((lo, hi)) => {
+                    let v = self.dictionary.get(id);
+                    let lo = if v < self.dictionary.get(lo) { id } else { lo };
+                    let hi = if v > self.dictionary.get(hi) { id } else { hi };
+                    (lo, hi)
+                }
+            });
+        }
+        page.runs.push(RowRun {
+            rows: n,
+            entries: range,
+        });
+        Ok(())
+    }
+
+    /// The page's levels and dictionary indices, encoded: `(rep, def, ids)`.
+    fn encode_page(&self, page: &PageRuns, id_width: u8) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+        let lv = self.levels;
+        let mut rep = HybridEncoder::new(bit_width(lv.max_rep as u64));
+        let mut def = HybridEncoder::new(bit_width(lv.max_def as u64));
+        let mut ids = HybridEncoder::new(id_width);
+        let def_of = |entry: &Option<u32>| match entry {
+            Some(_) => lv.present,
+            None => lv.null_value.unwrap_or_default(),
+        };
+        for run in &page.runs {
+            let n = run.rows;
+            let entries = run.entries.clone().map(|r| &page.entries[r]);
+            match entries {
+                None | Some([]) => {
+                    let level = if entries.is_none() {
+                        lv.null_map
+                    } else {
+                        lv.empty
+                    };
+                    rep.put(0, n);
+                    def.put(level.unwrap_or_default() as u32, n);
+                }
+                // One entry per row (every top-level column): one repeat per run.
+                Some([entry]) => {
+                    rep.put(0, n);
+                    def.put(def_of(entry) as u32, n);
+                    if let Some(id) = entry {
+                        ids.put(*id, n);
+                    }
+                }
+                // Several entries: the levels and ids cycle row by row.
+                Some(entries) => {
+                    for _ in 0..n {
+                        for (j, entry) in entries.iter().enumerate() {
+                            rep.put(u32::from(j > 0), 1);
+                            def.put(def_of(entry) as u32, 1);
+                            if let Some(id) = entry {
+                                ids.put(*id, 1);
                             }
                         }
-                        page.levels += rows_at_once;
                     }
                 }
             }
         }
-        Ok(())
+        (rep.finish(), def.finish(), ids.finish())
     }
 
     fn compress(&mut self, data: Vec<u8>) -> Result<Vec<u8>, ParquetError> {
@@ -562,20 +676,20 @@ impl RunColumnWriter {
             return Ok(());
         }
         let page = std::mem::take(&mut self.page);
-        let mut buf = Vec::with_capacity(64 + 8 * page.ids.0.len());
-        if self.levels.max_rep > 0 {
-            put_levels(&mut buf, &page.rep, self.levels.max_rep);
-        }
-        if self.levels.max_def > 0 {
-            put_levels(&mut buf, &page.def, self.levels.max_def);
-        }
         // Each data page records the index width of the dictionary as it is when the page is
         // written (later ids need no more bits: they were not used in this page).
         let width = bit_width(self.dictionary.values.len().saturating_sub(1) as u64);
-        buf.push(width);
-        for &(id, count) in &page.ids.0 {
-            put_rle_run(&mut buf, u64::from(id), count, width);
+        let (rep, def, ids) = self.encode_page(&page, width);
+        let mut buf = Vec::with_capacity(9 + rep.len() + def.len() + ids.len());
+        // Data page v1: each level stream prefixed by its 4-byte little-endian length.
+        for (levels, max) in [(rep, self.levels.max_rep), (def, self.levels.max_def)] {
+            if max > 0 {
+                buf.extend_from_slice(&(levels.len() as u32).to_le_bytes());
+                buf.extend_from_slice(&levels);
+            }
         }
+        buf.push(width);
+        buf.extend_from_slice(&ids);
         let uncompressed = buf.len();
         let data = self.compress(buf)?;
         let data_page = Page::DataPage {
@@ -1096,13 +1210,17 @@ mod tests {
         out.clear();
         put_rle_run(&mut out, 0, 4, 0);
         assert_eq!(out, [0x08]);
-        let mut levels = RunVec::default();
-        levels.push(1i16, 3);
-        levels.push(1, 2);
-        levels.push(0, 1);
-        out.clear();
-        put_levels(&mut out, &levels, 1);
-        assert_eq!(out, [4, 0, 0, 0, 0x0a, 1, 0x02, 0]);
+        // Short repeats are bit-packed, the last group padded: 1,1,1,1,1,0 → 0b0001_1111.
+        let mut e = HybridEncoder::new(1);
+        e.put(1, 3);
+        e.put(1, 2);
+        e.put(0, 1);
+        assert_eq!(e.finish(), [0x03, 0x1f]);
+        // A long repeat after literals: they are topped up to 8 from it, then one RLE run.
+        let mut e = HybridEncoder::new(1);
+        e.put(1, 3);
+        e.put(0, 20);
+        assert_eq!(e.finish(), [0x03, 0x07, 0x1e, 0x00]);
         assert_eq!(
             (
                 bit_width(0),
@@ -1115,8 +1233,70 @@ mod tests {
         );
     }
 
+    /// Decodes `n` values of the RLE / bit-packing hybrid encoding, as the format describes it.
+    fn decode_hybrid(bytes: &[u8], width: u8, n: usize) -> Vec<u32> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        let varint = |i: &mut usize| {
+            let (mut v, mut shift) = (0u64, 0);
+            loop {
+                let b = bytes[*i];
+                *i += 1;
+                v |= u64::from(b & 0x7f) << shift;
+                shift += 7;
+                if b & 0x80 == 0 {
+                    return v;
+                }
+            }
+        };
+        while out.len() < n {
+            let header = varint(&mut i);
+            if header & 1 == 0 {
+                let len = usize::from(width).div_ceil(8);
+                let mut v = [0u8; 8];
+                v[..len].copy_from_slice(&bytes[i..i + len]);
+                i += len;
+                out.extend(std::iter::repeat_n(
+                    u64::from_le_bytes(v) as u32,
+                    (header >> 1) as usize,
+                ));
+            } else {
+                let count = (header >> 1) as usize * 8;
+                let (mut acc, mut bits) = (0u64, 0u32);
+                for _ in 0..count {
+                    while bits < u32::from(width) {
+                        acc |= u64::from(bytes[i]) << bits;
+                        i += 1;
+                        bits += 8;
+                    }
+                    out.push((acc & ((1u64 << width) - 1)) as u32);
+                    acc >>= width;
+                    bits -= u32::from(width);
+                }
+            }
+        }
+        assert_eq!(i, bytes.len(), "no bytes left over");
+        out.truncate(n);
+        out
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(24))]
+        #[test]
+        fn the_hybrid_encoding_decodes_to_its_input(
+            width in 0u8..=32,
+            runs in proptest::collection::vec((any::<u32>(), 1usize..40), 0..200),
+        ) {
+            let mask = if width == 32 { u32::MAX } else { (1u32 << width) - 1 };
+            let mut e = HybridEncoder::new(width);
+            let mut want = Vec::new();
+            for (v, n) in runs {
+                e.put(v & mask, n);
+                want.extend(std::iter::repeat_n(v & mask, n));
+            }
+            prop_assert_eq!(decode_hybrid(&e.finish(), width, want.len()), want);
+        }
+
         #[test]
         fn any_series_read_back_like_the_arrow_writers_file(
             specs in proptest::collection::vec(
