@@ -35,7 +35,7 @@ use parquet::file::metadata::{
     ColumnChunkMetaData, ColumnIndexBuilder, OffsetIndexBuilder, PageEncodingStats,
 };
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
-use parquet::file::statistics::Statistics;
+use parquet::file::statistics::{Statistics, ValueStatistics};
 use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::ColumnDescPtr;
 
@@ -279,6 +279,37 @@ fn put_rle_run(out: &mut Vec<u8>, value: u64, count: usize, bit_width: u8) {
     out.extend_from_slice(&value.to_le_bytes()[..bytes]);
 }
 
+/// A lower bound of `value` at most `limit` bytes long: its longest prefix that ends on a
+/// character boundary (as the Arrow writer cuts it); `true` when that is `value` itself.
+fn lower_bound(value: &str, limit: Option<usize>) -> (Vec<u8>, bool) {
+    match limit.filter(|&l| value.len() > l) {
+        Some(l) => match (1..=l).rfind(|&i| value.is_char_boundary(i)) {
+            Some(end) => (value.as_bytes()[..end].to_vec(), false),
+            None => (value.as_bytes().to_vec(), true),
+        },
+        None => (value.as_bytes().to_vec(), true),
+    }
+}
+
+/// An upper bound of `value` at most `limit` bytes long: a prefix with its last character
+/// incremented (without growing it to more bytes), as the Arrow writer makes it; `value`
+/// itself (`true`) when it is short enough or no such prefix exists.
+fn upper_bound(value: &str, limit: Option<usize>) -> (Vec<u8>, bool) {
+    let Some(l) = limit.filter(|&l| value.len() > l) else {
+        return (value.as_bytes().to_vec(), true);
+    };
+    let cut = (l.saturating_sub(3)..=l).rfind(|&i| value.is_char_boundary(i));
+    let prefix = cut.and_then(|end| value.get(..end)).unwrap_or_default();
+    for (at, c) in prefix.char_indices().rev() {
+        if let Some(next) = char::from_u32(c as u32 + 1).filter(|n| n.len_utf8() == c.len_utf8()) {
+            let mut bound = prefix.as_bytes()[..at + c.len_utf8()].to_vec();
+            next.encode_utf8(&mut bound[at..]);
+            return (bound, false);
+        }
+    }
+    (value.as_bytes().to_vec(), true)
+}
+
 /// Appends `value` as a ULEB128 varint.
 fn put_varint(out: &mut Vec<u8>, mut value: u64) {
     loop {
@@ -458,6 +489,10 @@ pub struct RunColumnWriter {
     compressor: Option<zstd::bulk::Compressor<'static>>,
     page_rows: usize,
     statistics: EnabledStatistics,
+    /// Longest min/max kept in the column index and in the chunk statistics (the Arrow
+    /// writer's settings, 64 bytes by default): longer bounds are cut, the max incremented.
+    column_index_limit: Option<usize>,
+    statistics_limit: Option<usize>,
     offset_index_disabled: bool,
     dictionary: ChunkDictionary,
     page: PageRuns,
@@ -496,6 +531,8 @@ impl RunColumnWriter {
         };
         Ok(Some(RunColumnWriter {
             statistics: props.statistics_enabled(path),
+            column_index_limit: props.column_index_truncate_length(),
+            statistics_limit: props.statistics_truncate_length(),
             offset_index_disabled: props.offset_index_disabled(),
             page_rows: props.data_page_row_count_limit().max(1),
             descr,
@@ -740,7 +777,8 @@ impl RunColumnWriter {
             encoding: Encoding::PLAIN,
             is_sorted: false,
         };
-        let bytes = |b: u32| self.dictionary.get(b).as_bytes().to_vec();
+        let lower = |id: u32, limit| lower_bound(self.dictionary.get(id), limit);
+        let upper = |id: u32, limit| upper_bound(self.dictionary.get(id), limit);
         let page_stats = self.statistics == EnabledStatistics::Page;
         let mut column_index = ColumnIndexBuilder::new(PhysicalType::BYTE_ARRAY);
         let mut offset_index = OffsetIndexBuilder::new();
@@ -773,7 +811,9 @@ impl RunColumnWriter {
                         descending &= !(lo_s > plo_s || hi_s > phi_s);
                     }
                     last = Some((lo, hi));
-                    column_index.append(false, bytes(lo), bytes(hi), page.nulls as i64, None);
+                    let limit = self.column_index_limit;
+                    let (min, max) = (lower(lo, limit).0, upper(hi, limit).0);
+                    column_index.append(false, min, max, page.nulls as i64, None);
                 }
                 _ => column_index.append(true, Vec::new(), Vec::new(), page.nulls as i64, None),
             }
@@ -805,20 +845,22 @@ impl RunColumnWriter {
             .set_data_page_offset(data_page_offset.unwrap_or(compressed_size))
             .set_dictionary_page_offset(Some(dict.offset as i64));
         if self.statistics != EnabledStatistics::None {
-            let (min, max) = match self.min_max {
-                Some((lo, hi)) => (
-                    Some(ByteArray::from(bytes(lo))),
-                    Some(ByteArray::from(bytes(hi))),
-                ),
-                None => (None, None),
+            let limit = self.statistics_limit;
+            let ((min, min_exact), (max, max_exact)) = match self.min_max {
+                Some((lo, hi)) => (lower(lo, limit), upper(hi, limit)),
+                None => ((Vec::new(), true), (Vec::new(), true)),
             };
-            metadata = metadata.set_statistics(Statistics::byte_array(
-                min,
-                max,
+            let some = self.min_max.is_some();
+            let statistics = ValueStatistics::new(
+                some.then(|| ByteArray::from(min)),
+                some.then(|| ByteArray::from(max)),
                 None,
                 Some(self.nulls),
                 false,
-            ));
+            )
+            .with_min_is_exact(min_exact)
+            .with_max_is_exact(max_exact);
+            metadata = metadata.set_statistics(Statistics::ByteArray(statistics));
         }
         column_index.set_boundary_order(match (ascending, descending) {
             (true, _) => BoundaryOrder::ASCENDING,
@@ -962,6 +1004,11 @@ mod tests {
                     sb.map(|s| s.null_count_opt()),
                     "{what} nulls"
                 );
+                assert_eq!(
+                    sa.map(|s| (s.min_is_exact(), s.max_is_exact())),
+                    sb.map(|s| (s.min_is_exact(), s.max_is_exact())),
+                    "{what} exact bounds"
+                );
                 assert_eq!(a.num_values(), b.num_values(), "{what} values");
                 if a.column_descr().physical_type() == PhysicalType::BYTE_ARRAY {
                     // The Arrow writer records this size statistic; ours does not: proof that
@@ -1006,16 +1053,19 @@ mod tests {
                         Some((rows.len() - present.len()) as i64),
                         "{what} page {p} nulls"
                     );
-                    assert_eq!(
-                        index.min_value(p),
-                        present.iter().min().map(|s| s.as_bytes()),
-                        "{what} page {p} min"
-                    );
-                    assert_eq!(
-                        index.max_value(p),
-                        present.iter().max().map(|s| s.as_bytes()),
-                        "{what} page {p} max"
-                    );
+                    // Bounds longer than 64 bytes are cut: a prefix of the minimum, and
+                    // something above the maximum.
+                    let (min, max) = (present.iter().min(), present.iter().max());
+                    let (index_min, index_max) = (index.min_value(p), index.max_value(p));
+                    assert_eq!(index_min.is_some(), min.is_some(), "{what} page {p} min");
+                    if let (Some(got), Some(want)) = (index_min, min) {
+                        assert!(want.as_bytes().starts_with(got), "{what} page {p} min");
+                        assert_eq!(got.len() < want.len(), want.len() > 64, "{what} page {p}");
+                    }
+                    if let (Some(got), Some(want)) = (index_max, max) {
+                        assert!(got >= want.as_bytes() && got.len() <= 64.max(want.len()));
+                        assert_eq!(got == want.as_bytes(), want.len() <= 64, "{what} page {p}");
+                    }
                 }
             }
         }
@@ -1033,7 +1083,12 @@ mod tests {
             tags.insert("datacenter".to_string(), format!("pcc-{dc}"));
         }
         if let Some(vm) = vm {
-            tags.insert("vm".to_string(), format!("vm-{vm:03}"));
+            // Past 100, names longer than the 64 bytes statistics keep, in 2-byte characters.
+            let name = match vm {
+                0..100 => format!("vm-{vm:03}"),
+                _ => format!("vm-{}-{vm}", "é".repeat(40)),
+            };
+            tags.insert("vm".to_string(), name);
         }
         for &(k, v) in extra {
             tags.insert(format!("tag{k}"), format!("value {v}"));
@@ -1086,7 +1141,7 @@ mod tests {
                 (
                     i % 3,
                     (i % 5 != 0).then_some(i % 2),
-                    (i % 7 != 0).then_some(i),
+                    (i % 7 != 0).then_some(if i > 30 { 100 + i } else { i }),
                     extra,
                     30 + 17 * i,
                 )

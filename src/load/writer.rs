@@ -453,24 +453,31 @@ impl PartWriter {
             .zip(&self.field_leaves)
         {
             let column: Vec<&mut LeafWriter> = writers.by_ref().take(leaves.len()).collect();
-            if let Some(LeafWriter::Runs(_)) = column.first() {
-                for w in column {
-                    let LeafWriter::Runs(w) = w else {
-                        unreachable!("a column's leaves are all runs or none")
-                    };
-                    jobs.push(EncodeJob::Runs(w, col.as_ref()));
-                }
-                continue;
+            // The Arrow writer's leaves of this column, one per leaf, when it takes any.
+            let mut arrow_leaves = Vec::new().into_iter();
+            if column.iter().any(|w| matches!(w, LeafWriter::Arrow(_))) {
+                arrow_leaves = compute_leaves(field, col)
+                    .map_err(|e| WriteError::Parquet {
+                        path: self.relative.clone(),
+                        source: e,
+                    })?
+                    .into_iter();
             }
-            let arrow_leaves = compute_leaves(field, col).map_err(|e| WriteError::Parquet {
-                path: self.relative.clone(),
-                source: e,
-            })?;
-            for (w, leaf) in column.into_iter().zip(arrow_leaves) {
-                let LeafWriter::Arrow(w) = w else {
-                    unreachable!("a column's leaves are all runs or none")
-                };
-                jobs.push(EncodeJob::Arrow(w, leaf));
+            for w in column {
+                let leaf = arrow_leaves.next();
+                match (w, leaf) {
+                    (LeafWriter::Runs(w), _) => jobs.push(EncodeJob::Runs(w, col.as_ref())),
+                    (LeafWriter::Arrow(w), Some(leaf)) => jobs.push(EncodeJob::Arrow(w, leaf)),
+                    (LeafWriter::Arrow(_), None) => {
+                        return Err(WriteError::Parquet {
+                            path: self.relative.clone(),
+                            source: ParquetError::General(format!(
+                                "column {}: fewer leaves than the file schema has",
+                                field.name()
+                            )),
+                        });
+                    }
+                }
             }
         }
         let r = run_parallel(jobs, |job| match job {
