@@ -182,46 +182,12 @@ struct Scratch {
     positions: Vec<usize>,
 }
 
-/// The longest top tail of a bucket (from the first position asked to the end) found with a
-/// small sorted buffer instead of selection: a p95 of a 180-point bucket reads the 10 largest.
-const SMALL_TAIL: usize = 16;
-
 /// Puts at each of `positions` (ascending, distinct, in bounds) the value a sort by
-/// [`f64::total_cmp`] would put there (what the other slots hold afterwards is unspecified),
-/// in O(n) per position instead of sorting. When the positions lie in the top
-/// [`SMALL_TAIL`] values (high percentiles), one pass keeps the largest values seen in a small
-/// sorted buffer, which is copied over the tail; otherwise each `select_nth_unstable_by`
-/// leaves only larger-or-equal values after its position, so the next position is selected
-/// among those. Equal under `total_cmp` means the same bits, so the values read are
-/// bit-identical to a sort's.
+/// [`f64::total_cmp`] would put there, in O(n) per position instead of sorting: each
+/// `select_nth_unstable_by` leaves only larger-or-equal values after its position, so the next
+/// position is selected among those. Equal under `total_cmp` means the same bits, so the values
+/// read are bit-identical to a sort's.
 fn select_order_statistics(values: &mut [f64], positions: &[usize]) {
-    let n = values.len();
-    if let (Some(&first), Some(&last)) = (positions.first(), positions.last())
-        && last < n
-        && n - first <= SMALL_TAIL
-    {
-        let tail = n - first;
-        let mut top = [0.0f64; SMALL_TAIL];
-        let mut len = 0;
-        for &v in values.iter() {
-            if len == tail {
-                if v.total_cmp(&top[0]).is_le() {
-                    continue;
-                }
-                top.copy_within(1..len, 0);
-                len -= 1;
-            }
-            let mut i = len;
-            while i > 0 && top[i - 1].total_cmp(&v).is_gt() {
-                top[i] = top[i - 1];
-                i -= 1;
-            }
-            top[i] = v;
-            len += 1;
-        }
-        values[first..].copy_from_slice(&top[..tail]);
-        return;
-    }
     let mut from = 0;
     for &i in positions {
         if i < from || i >= values.len() {
