@@ -405,13 +405,7 @@ impl PartWriter {
             .collect();
         let schema = self.file.schema_descr();
         let props = self.file.properties();
-        for ((field, col), leaves) in self
-            .declared
-            .fields()
-            .iter()
-            .zip(batch.columns())
-            .zip(&self.field_leaves)
-        {
+        for (field, col, leaves) in columns_and_leaves(&self.declared, batch, &self.field_leaves) {
             let kinds: &[LeafKind] = match field.data_type() {
                 DataType::Utf8 => &[LeafKind::Column],
                 DataType::Map(..) => &[LeafKind::MapKey, LeafKind::MapValue],
@@ -445,13 +439,7 @@ impl PartWriter {
         let writers = self.columns.as_mut().expect("created above");
         let mut writers = writers.iter_mut();
         let mut jobs = Vec::new();
-        for ((field, col), leaves) in self
-            .declared
-            .fields()
-            .iter()
-            .zip(batch.columns())
-            .zip(&self.field_leaves)
-        {
+        for (field, col, leaves) in columns_and_leaves(&self.declared, batch, &self.field_leaves) {
             let column: Vec<&mut LeafWriter> = writers.by_ref().take(leaves.len()).collect();
             // The Arrow writer's leaves of this column, one per leaf, when it takes any.
             let mut arrow_leaves = Vec::new().into_iter();
@@ -584,6 +572,26 @@ impl PartWriter {
             tracing::warn!(path = %self.relative, error = %e, "aborting an upload failed");
         }
     }
+}
+
+/// Each column of `batch` with its declared field and the range of its leaf columns.
+fn columns_and_leaves<'a>(
+    declared: &'a SchemaRef,
+    batch: &'a RecordBatch,
+    field_leaves: &'a [Range<usize>],
+) -> impl Iterator<
+    Item = (
+        &'a arrow::datatypes::FieldRef,
+        &'a arrow::array::ArrayRef,
+        &'a Range<usize>,
+    ),
+> {
+    declared
+        .fields()
+        .iter()
+        .zip(batch.columns())
+        .zip(field_leaves)
+        .map(|((field, col), leaves)| (field, col, leaves))
 }
 
 /// Runs `f` on every job, on up to [`encode_threads`] threads (the caller's included), each
