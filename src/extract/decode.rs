@@ -187,6 +187,12 @@ impl Dps {
         self.ts.len()
     }
 
+    /// The timestamps, in the order received.
+    #[cfg(test)]
+    pub(super) fn ts(&self) -> &[i64] {
+        &self.ts
+    }
+
     #[inline]
     pub(super) fn push(&mut self, ts: i64, v: PointValue) {
         self.ts.push(ts);

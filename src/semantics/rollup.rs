@@ -175,25 +175,39 @@ fn bucket_end(t: i64, interval_ms: i64) -> i128 {
 }
 
 /// Per-call buffers of [`Rollup::apply_into`]: the current bucket's values (only when a
-/// percentile is asked for), the percentile ranks asked for, and the positions they read.
+/// percentile is asked for, as [`total_key`]s; and as values again once selected), the
+/// percentile ranks asked for, and the positions they read.
 struct Scratch {
+    keys: Vec<i64>,
     values: Vec<f64>,
     percentiles: Vec<f64>,
     positions: Vec<usize>,
 }
 
-/// Puts at each of `positions` (ascending, distinct, in bounds) the value a sort by
-/// [`f64::total_cmp`] would put there, in O(n) per position instead of sorting: each
-/// `select_nth_unstable_by` leaves only larger-or-equal values after its position, so the next
-/// position is selected among those. Equal under `total_cmp` means the same bits, so the values
-/// read are bit-identical to a sort's.
-fn select_order_statistics(values: &mut [f64], positions: &[usize]) {
+/// The integer that orders like `v` under [`f64::total_cmp`] (the key `total_cmp` itself
+/// compares): selecting on these is plain integer compares, where `total_cmp` recomputes both
+/// keys at every compare.
+fn total_key(v: f64) -> i64 {
+    let bits = v.to_bits() as i64;
+    bits ^ ((((bits >> 63) as u64) >> 1) as i64)
+}
+
+/// The value of a [`total_key`] (the transform is its own inverse: it keeps the sign bit).
+fn from_total_key(key: i64) -> f64 {
+    f64::from_bits((key ^ ((((key >> 63) as u64) >> 1) as i64)) as u64)
+}
+
+/// Puts at each of `positions` (ascending, distinct, in bounds) the key a sort would put
+/// there, in O(n) per position instead of sorting: each `select_nth_unstable` leaves only
+/// larger-or-equal keys after its position, so the next position is selected among those.
+/// Equal keys are the same bits, so the values read are bit-identical to a sort's.
+fn select_order_statistics(keys: &mut [i64], positions: &[usize]) {
     let mut from = 0;
     for &i in positions {
-        if i < from || i >= values.len() {
+        if i < from || i >= keys.len() {
             continue;
         }
-        values[from..].select_nth_unstable_by(i - from, f64::total_cmp);
+        keys[from..].select_nth_unstable(i - from);
         from = i + 1;
     }
 }
@@ -279,6 +293,7 @@ impl Rollup {
         let wants_values = !percentiles.is_empty();
         let wants_dev = self.aggregates.contains(&Aggregator::Dev);
         let mut scratch = Scratch {
+            keys: Vec::new(),
             values: Vec::new(),
             positions: Vec::with_capacity(2 * percentiles.len()),
             percentiles,
@@ -299,7 +314,7 @@ impl Rollup {
                     if let Some((b, _, acc)) = current.take() {
                         self.emit(b, &acc, &mut scratch, out);
                     }
-                    scratch.values.clear();
+                    scratch.keys.clear();
                     current = Some((
                         bucket_start(t, self.interval_ms),
                         bucket_end(t, self.interval_ms),
@@ -308,7 +323,7 @@ impl Rollup {
                 }
             }
             if wants_values {
-                scratch.values.push(v);
+                scratch.keys.push(total_key(v));
             }
         }
         if let Some((b, _, acc)) = current {
@@ -318,8 +333,9 @@ impl Rollup {
 
     /// Appends the row of one finished bucket.
     fn emit(&self, bucket: i64, acc: &Accumulator, scratch: &mut Scratch, out: &mut RollupOutput) {
-        if !scratch.values.is_empty() {
-            let n = scratch.values.len();
+        scratch.values.clear();
+        if !scratch.keys.is_empty() {
+            let n = scratch.keys.len();
             scratch.positions.clear();
             for &p in &scratch.percentiles {
                 if let Some((lo, hi)) = percentile_positions(n, p) {
@@ -328,7 +344,10 @@ impl Rollup {
             }
             scratch.positions.sort_unstable();
             scratch.positions.dedup();
-            select_order_statistics(&mut scratch.values, &scratch.positions);
+            select_order_statistics(&mut scratch.keys, &scratch.positions);
+            scratch
+                .values
+                .extend(scratch.keys.iter().map(|&k| from_total_key(k)));
         }
         out.bucket_ts.push(bucket);
         for (agg, col) in self.aggregates.iter().zip(out.columns.iter_mut()) {
@@ -589,6 +608,34 @@ mod tests {
             })
     }
 
+    /// `values` with the order statistics at `positions` selected, through their keys.
+    fn select(values: &[f64], positions: &[usize]) -> Vec<f64> {
+        let mut keys: Vec<i64> = values.iter().map(|&v| total_key(v)).collect();
+        select_order_statistics(&mut keys, positions);
+        keys.into_iter().map(from_total_key).collect()
+    }
+
+    #[test]
+    fn total_keys_order_like_total_cmp_and_give_the_same_bits_back() {
+        let values = [
+            f64::NEG_INFINITY,
+            -1e300,
+            -1.5,
+            -0.0,
+            0.0,
+            5e-324,
+            1.5,
+            1e300,
+            f64::INFINITY,
+        ];
+        for a in values {
+            assert_eq!(from_total_key(total_key(a)).to_bits(), a.to_bits());
+            for b in values {
+                assert_eq!(total_key(a).cmp(&total_key(b)), a.total_cmp(&b), "{a} {b}");
+            }
+        }
+    }
+
     proptest! {
         /// Selecting the order statistics gives every percentile bit for bit what sorting
         /// gives, including ties, -0.0 next to 0.0, and infinities.
@@ -612,8 +659,7 @@ mod tests {
                 .collect();
             positions.sort_unstable();
             positions.dedup();
-            let mut selected = values.clone();
-            select_order_statistics(&mut selected, &positions);
+            let selected = select(&values, &positions);
             for &p in &ps {
                 let want = percentile_of_sorted(&sorted, p).map(f64::to_bits);
                 let got = percentile_of_sorted(&selected, p).map(f64::to_bits);
@@ -621,8 +667,7 @@ mod tests {
             }
             // One percentile alone (the usual table) selects fewer positions.
             let (lo, hi) = percentile_positions(values.len(), 95.0).unwrap();
-            let mut one = values.clone();
-            select_order_statistics(&mut one, &[lo, hi][..if lo == hi { 1 } else { 2 }]);
+            let one = select(&values, &[lo, hi][..if lo == hi { 1 } else { 2 }]);
             prop_assert_eq!(
                 percentile_of_sorted(&one, 95.0).map(f64::to_bits),
                 percentile_of_sorted(&sorted, 95.0).map(f64::to_bits)
