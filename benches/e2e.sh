@@ -18,7 +18,8 @@
 # Everything it makes lives in .bench/ (ignored): the generated answers (kept between runs,
 # regenerated only when missing), a Python venv with duckdb, pyarrow, orjson and numpy, and
 # the outputs. Steps: generate (benches/gen_answers.py) → `vscope-etl sim --replay` on
-# 127.0.0.1 → `vscope-etl run` raw only and raw + a 1h avg/min/max/p95/count rollup table, alternated →
+# 127.0.0.1 → one untimed warm-up run (page cache) → `vscope-etl run` raw only and raw + a 1h
+# avg/min/max/p95/count rollup table, alternated →
 # the peers → a check that every output holds the same (series, ts, value) set → a table and
 # a last line: e2e points_per_s=… vs_duckdb=…x vs_orjson_pyarrow=…x peak_rss_mb=… bytes_per_point=…
 # … vs_duckdb_files=…x vs_orjson_pyarrow_files=…x
