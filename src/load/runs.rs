@@ -18,7 +18,6 @@
 //! dictionary on, no bloom filter); for any other, [`RunColumnWriter::try_new`] says no and
 //! the column goes through the Arrow writer as before.
 
-use std::collections::HashMap;
 use std::ops::Range;
 
 use arrow::array::{Array, AsArray, Int32Array, StringArray};
@@ -38,6 +37,8 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersi
 use parquet::file::statistics::{Statistics, ValueStatistics};
 use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::ColumnDescPtr;
+
+use crate::transform::StringDictionary;
 
 /// Which part of a row a leaf column holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -416,38 +417,16 @@ impl HybridEncoder {
     }
 }
 
-/// The distinct strings of one column chunk, in order of first use.
-#[derive(Debug, Default)]
-struct ChunkDictionary {
-    values: Vec<Box<str>>,
-    index: HashMap<Box<str>, u32>,
-}
-
-impl ChunkDictionary {
-    fn id(&mut self, value: &str) -> u32 {
-        if let Some(&i) = self.index.get(value) {
-            return i;
-        }
-        let i = self.values.len() as u32;
-        self.values.push(value.into());
-        self.index.insert(value.into(), i);
-        i
+/// The PLAIN encoding of a dictionary page: each value as a 4-byte little-endian length and
+/// its bytes.
+fn plain(values: &[String]) -> Vec<u8> {
+    let size: usize = values.iter().map(|v| v.len() + 4).sum();
+    let mut out = Vec::with_capacity(size);
+    for v in values {
+        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+        out.extend_from_slice(v.as_bytes());
     }
-
-    fn get(&self, id: u32) -> &str {
-        &self.values[id as usize]
-    }
-
-    /// The PLAIN encoding of the values: each as a 4-byte little-endian length and its bytes.
-    fn plain(&self) -> Vec<u8> {
-        let size: usize = self.values.iter().map(|v| v.len() + 4).sum();
-        let mut out = Vec::with_capacity(size);
-        for v in &self.values {
-            out.extend_from_slice(&(v.len() as u32).to_le_bytes());
-            out.extend_from_slice(v.as_bytes());
-        }
-        out
-    }
+    out
 }
 
 /// The rows of the data page being filled, as runs, and their statistics.
@@ -494,7 +473,8 @@ pub struct RunColumnWriter {
     column_index_limit: Option<usize>,
     statistics_limit: Option<usize>,
     offset_index_disabled: bool,
-    dictionary: ChunkDictionary,
+    /// The chunk's distinct values, numbered in order of first use.
+    dictionary: StringDictionary,
     page: PageRuns,
     pages: Vec<DataPage>,
     rows: u64,
@@ -540,7 +520,7 @@ impl RunColumnWriter {
             levels,
             codec,
             compressor,
-            dictionary: ChunkDictionary::default(),
+            dictionary: StringDictionary::default(),
             page: PageRuns::default(),
             pages: Vec::new(),
             rows: 0,
@@ -715,7 +695,7 @@ impl RunColumnWriter {
         let page = std::mem::take(&mut self.page);
         // Each data page records the index width of the dictionary as it is when the page is
         // written (later ids need no more bits: they were not used in this page).
-        let width = bit_width(self.dictionary.values.len().saturating_sub(1) as u64);
+        let width = bit_width(self.dictionary.values().len().saturating_sub(1) as u64);
         let (rep, def, ids) = self.encode_page(&page, width);
         let mut buf = Vec::with_capacity(9 + rep.len() + def.len() + ids.len());
         // Data page v1: each level stream prefixed by its 4-byte little-endian length.
@@ -769,11 +749,11 @@ impl RunColumnWriter {
     /// statistics, column index and offset index.
     pub fn close(mut self) -> Result<RunChunk, ParquetError> {
         self.finish_page()?;
-        let plain = self.dictionary.plain();
+        let plain = plain(self.dictionary.values());
         let uncompressed = plain.len();
         let dictionary_page = Page::DictionaryPage {
             buf: Bytes::from(self.compress(plain)?),
-            num_values: self.dictionary.values.len() as u32,
+            num_values: self.dictionary.values().len() as u32,
             encoding: Encoding::PLAIN,
             is_sorted: false,
         };

@@ -154,24 +154,38 @@ pub fn logical_schema(schema: &Schema) -> Schema {
     )
 }
 
-/// The distinct values of one dictionary column within a batch.
-#[derive(Default)]
-struct Dict {
+/// Distinct strings numbered in order of first use: the values of a dictionary column (one
+/// batch's here, one Parquet column chunk's in [`crate::load::runs`]). Each distinct value is
+/// hashed when first seen and looked up once per series or run, never per row.
+#[derive(Debug, Default)]
+pub struct StringDictionary {
     values: Vec<String>,
-    index: HashMap<String, i32>,
+    index: HashMap<String, u32>,
 }
 
-impl Dict {
-    fn id(&mut self, v: &str) -> i32 {
+impl StringDictionary {
+    /// The number of `v`, given it if new.
+    pub fn id(&mut self, v: &str) -> u32 {
         if let Some(&i) = self.index.get(v) {
             return i;
         }
-        let i = self.values.len() as i32;
+        let i = self.values.len() as u32;
         self.values.push(v.to_string());
         self.index.insert(v.to_string(), i);
         i
     }
 
+    /// The value numbered `id` (which [`Self::id`] gave).
+    pub fn get(&self, id: u32) -> &str {
+        &self.values[id as usize]
+    }
+
+    /// The values, in number order.
+    pub fn values(&self) -> &[String] {
+        &self.values
+    }
+
+    /// The values as an Arrow array (dictionary keys index it); the dictionary is empty after.
     fn finish(&mut self) -> ArrayRef {
         self.index.clear();
         Arc::new(StringArray::from_iter_values(std::mem::take(
@@ -192,10 +206,10 @@ struct SeriesKeys {
 /// one series and turned into dictionary arrays at `finish`.
 struct KeyColumns {
     labels: Vec<String>,
-    metric: Dict,
-    label_dicts: Vec<Dict>,
-    tag_keys: Dict,
-    tag_values: Dict,
+    metric: StringDictionary,
+    label_dicts: Vec<StringDictionary>,
+    tag_keys: StringDictionary,
+    tag_values: StringDictionary,
     series: Vec<SeriesKeys>,
     /// (index into `series`, rows)
     runs: Vec<(usize, usize)>,
@@ -209,11 +223,11 @@ impl KeyColumns {
             .map(|s| s.to_string())
             .collect();
         KeyColumns {
-            label_dicts: labels.iter().map(|_| Dict::default()).collect(),
+            label_dicts: labels.iter().map(|_| StringDictionary::default()).collect(),
             labels,
-            metric: Dict::default(),
-            tag_keys: Dict::default(),
-            tag_values: Dict::default(),
+            metric: StringDictionary::default(),
+            tag_keys: StringDictionary::default(),
+            tag_values: StringDictionary::default(),
             series: Vec::new(),
             runs: Vec::new(),
         }
@@ -225,18 +239,18 @@ impl KeyColumns {
             return;
         }
         let keys = SeriesKeys {
-            metric: self.metric.id(&series.metric),
+            metric: self.metric.id(&series.metric) as i32,
             labels: self
                 .labels
                 .iter()
                 .zip(&mut self.label_dicts)
-                .map(|(l, d)| series.tags.get(l).map(|v| d.id(v)))
+                .map(|(l, d)| series.tags.get(l).map(|v| d.id(v) as i32))
                 .collect(),
             extra: series
                 .tags
                 .iter()
                 .filter(|(k, _)| !self.labels.iter().any(|l| l == *k))
-                .map(|(k, v)| (self.tag_keys.id(k), self.tag_values.id(v)))
+                .map(|(k, v)| (self.tag_keys.id(k) as i32, self.tag_values.id(v) as i32))
                 .collect(),
         };
         self.series.push(keys);
