@@ -417,6 +417,29 @@ impl HybridEncoder {
     }
 }
 
+/// `bounds` (min, max dictionary ids) widened to take in `more`: string comparisons, once per
+/// run or page, never per row.
+fn widen(
+    dictionary: &StringDictionary,
+    bounds: Option<(u32, u32)>,
+    more: (u32, u32),
+) -> (u32, u32) {
+    let Some((lo, hi)) = bounds else {
+        return more;
+    };
+    let lo = if dictionary.get(more.0) < dictionary.get(lo) {
+        more.0
+    } else {
+        lo
+    };
+    let hi = if dictionary.get(more.1) > dictionary.get(hi) {
+        more.1
+    } else {
+        hi
+    };
+    (lo, hi)
+}
+
 /// The PLAIN encoding of a dictionary page: each value as a 4-byte little-endian length and
 /// its bytes.
 fn plain(values: &[String]) -> Vec<u8> {
@@ -613,15 +636,7 @@ impl RunColumnWriter {
             start..page.entries.len()
         });
         for id in entries.unwrap_or_default().iter().flatten().copied() {
-            page.min_max = Some(match page.min_max {
-                None => (id, id),
-                Some((lo, hi)) => {
-                    let v = self.dictionary.get(id);
-                    let lo = if v < self.dictionary.get(lo) { id } else { lo };
-                    let hi = if v > self.dictionary.get(hi) { id } else { hi };
-                    (lo, hi)
-                }
-            });
+            page.min_max = Some(widen(&self.dictionary, page.min_max, (id, id)));
         }
         page.runs.push(RowRun {
             rows: n,
@@ -719,22 +734,8 @@ impl RunColumnWriter {
         };
         self.rows += page.rows as u64;
         self.nulls += page.nulls;
-        if let Some((lo, hi)) = page.min_max {
-            self.min_max = Some(match self.min_max {
-                None => (lo, hi),
-                Some((clo, chi)) => (
-                    if self.dictionary.get(lo) < self.dictionary.get(clo) {
-                        lo
-                    } else {
-                        clo
-                    },
-                    if self.dictionary.get(hi) > self.dictionary.get(chi) {
-                        hi
-                    } else {
-                        chi
-                    },
-                ),
-            });
+        if let Some(bounds) = page.min_max {
+            self.min_max = Some(widen(&self.dictionary, self.min_max, bounds));
         }
         self.pages.push(DataPage {
             page: CompressedPage::new(data_page, uncompressed),
