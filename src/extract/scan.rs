@@ -263,10 +263,11 @@ impl<'a> Scanner<'a> {
     fn ts_key(&mut self) -> Option<i64> {
         // The usual key, `"<1 to 18 digits>"`, in one pass (eight digits at a time while at
         // most 16 are read that way, so nothing overflows); anything else in two.
-        let mut i = self.i + 1;
+        let start = self.i + 1;
+        let mut i = start;
         let mut v: i64 = 0;
         if self.peek()? == b'"' {
-            while i + 8 - (self.i + 1) <= 16
+            while i - start + 8 <= 16
                 && let Some(eight) = self.b.get(i..i + 8).and_then(eight_digits)
             {
                 v = v * 100_000_000 + i64::from(eight);
@@ -276,7 +277,7 @@ impl<'a> Scanner<'a> {
                 v = v.wrapping_mul(10).wrapping_add(i64::from(c - b'0'));
                 i += 1;
             }
-            let digits = i - self.i - 1;
+            let digits = i - start;
             if (1..=18).contains(&digits) && self.b.get(i) == Some(&b'"') {
                 self.i = i + 1;
                 return Some(v);
