@@ -782,22 +782,25 @@ impl RunColumnWriter {
             data_page_offset.get_or_insert(spec.offset as i64);
             offset_index.append_offset_and_size(spec.offset as i64, spec.compressed_size as i32);
             offset_index.append_row_count(page.rows as i64);
-            // A page without a value is a "null page" with empty bounds.
-            match page.min_max {
-                Some((lo, hi)) => {
-                    if let Some((plo, phi)) = last {
-                        let (lo_s, hi_s) = (self.dictionary.get(lo), self.dictionary.get(hi));
-                        let (plo_s, phi_s) = (self.dictionary.get(plo), self.dictionary.get(phi));
-                        ascending &= !(plo_s > lo_s || phi_s > hi_s);
-                        descending &= !(lo_s > plo_s || hi_s > phi_s);
-                    }
-                    last = Some((lo, hi));
-                    let limit = self.column_index_limit;
-                    let (min, max) = (lower(lo, limit).0, upper(hi, limit).0);
-                    column_index.append(false, min, max, page.nulls as i64, None);
-                }
-                _ => column_index.append(true, Vec::new(), Vec::new(), page.nulls as i64, None),
+            // A page without a value is a "null page" with empty bounds. Without page
+            // statistics (the `tags` leaves) there is no column index to fill.
+            if !page_stats {
+                continue;
             }
+            let Some((lo, hi)) = page.min_max else {
+                column_index.append(true, Vec::new(), Vec::new(), page.nulls as i64, None);
+                continue;
+            };
+            if let Some((plo, phi)) = last {
+                let (lo_s, hi_s) = (self.dictionary.get(lo), self.dictionary.get(hi));
+                let (plo_s, phi_s) = (self.dictionary.get(plo), self.dictionary.get(phi));
+                ascending &= !(plo_s > lo_s || phi_s > hi_s);
+                descending &= !(lo_s > plo_s || hi_s > phi_s);
+            }
+            last = Some((lo, hi));
+            let limit = self.column_index_limit;
+            let (min, max) = (lower(lo, limit).0, upper(hi, limit).0);
+            column_index.append(false, min, max, page.nulls as i64, None);
         }
         writer.close()?;
         let bytes_written = out.bytes_written() as u64;
