@@ -30,6 +30,8 @@ pub enum Command {
     Plan(PlanArgs),
     /// Check pipeline files without any network access.
     Validate(ValidateArgs),
+    /// Pre-flight against the real server: endpoint, token, series per metric, answer size, sink.
+    Check(CheckArgs),
     /// Snapshot the live filers, hosts and VMs (OVHcloud API v6, [source.ovh]) into the sink.
     Inventory(InventoryArgs),
     /// Get the vScope read token and endpoints through OVHcloud API v6 ([source.ovh]).
@@ -87,6 +89,19 @@ pub struct PlanArgs {
     /// Range and shard.
     #[command(flatten)]
     pub range: RangeArgs,
+}
+
+/// `check` flags.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Pipeline file (TOML).
+    pub pipeline: PathBuf,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Pretend the clock says this (RFC 3339 or unix time), for tests.
+    #[arg(long, hide = true)]
+    pub now: Option<String>,
 }
 
 /// `inventory` flags.

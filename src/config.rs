@@ -199,7 +199,9 @@ fn default_connect_timeout() -> String {
     "10s".into()
 }
 fn default_max_attempts() -> u32 {
-    4
+    // Against a server failing a fifth of its answers, 4 attempts lose a unit now and then
+    // (0.2^4 per request); the run-wide retry budget, not this cap, stops a server that is down.
+    10
 }
 fn default_discovery() -> String {
     "lookup".into()
@@ -305,8 +307,9 @@ pub struct Source {
     pub connect_timeout: Duration,
     /// Attempts per request before a unit fails.
     pub max_attempts: u32,
-    /// Retries the whole run may spend (`source.retry_budget`: a fraction of requests such as
-    /// `0.2`, or a count such as `50`; `"unlimited"`). Default: 20 % of requests plus 10.
+    /// Retries the whole run may spend (`source.retry_budget`: retries per successful request
+    /// such as `0.5`, or a count such as `50`; `"unlimited"`). Default: 0.5 per success plus 10.
+    /// Throttled answers (429) never spend it.
     pub retry_budget: crate::extract::retry::RetryBudget,
     /// The run's deadline, from its start (`source.deadline`): no request starts after it and
     /// windows not done by then are deferred to the next run. `None`: no deadline.
@@ -334,6 +337,15 @@ impl Source {
         match self.dialect {
             DialectChoice::Fixed(d) => Some(d),
             DialectChoice::Auto => None,
+        }
+    }
+
+    /// The endpoint as a user knows it, for messages: the URL (which never holds credentials:
+    /// the token travels as the Basic password), or "the built-in simulator".
+    pub fn endpoint_text(&self) -> String {
+        match &self.endpoint {
+            Endpoint::Url(u) => u.to_string(),
+            Endpoint::Sim(_) => "the built-in simulator (source.url = \"sim\")".to_string(),
         }
     }
 
@@ -596,8 +608,8 @@ fn byte_size(key: &str, value: &str) -> Result<usize, ConfigError> {
     Ok(bytes)
 }
 
-/// `source.retry_budget`: a fraction in (0, 1) of requests, a whole count of retries (0 turns
-/// retries off run-wide), or `"unlimited"`.
+/// `source.retry_budget`: retries per successful request (a number in (0, 10], e.g. 0.5), a
+/// whole count of retries (0 turns retries off run-wide), or `"unlimited"`.
 fn retry_budget(
     value: Option<&toml::Value>,
 ) -> Result<crate::extract::retry::RetryBudget, ConfigError> {
@@ -605,8 +617,8 @@ fn retry_budget(
     let bad = || {
         invalid(
             "source.retry_budget",
-            "must be a fraction of requests within 0..1 (e.g. 0.2), a count of retries (e.g. 50) \
-             or \"unlimited\"",
+            "must be retries per successful request within 0..10 (e.g. 0.5), a count of retries \
+             (e.g. 50) or \"unlimited\"",
         )
     };
     match value {
@@ -614,7 +626,7 @@ fn retry_budget(
         Some(toml::Value::Integer(n)) => {
             u64::try_from(*n).map(RetryBudget::Count).map_err(|_| bad())
         }
-        Some(toml::Value::Float(f)) if *f > 0.0 && *f < 1.0 => Ok(RetryBudget::Ratio(*f)),
+        Some(toml::Value::Float(f)) if *f > 0.0 && *f <= 10.0 => Ok(RetryBudget::Ratio(*f)),
         Some(toml::Value::String(s)) if s == "unlimited" => Ok(RetryBudget::Unlimited),
         Some(_) => Err(bad()),
     }
@@ -1354,7 +1366,7 @@ url = "./out"
             parse_str(&BASE.replace("url = \"sim\"", &format!("url = \"sim\"\n{extra}")))
         };
         let p = parse_str(BASE).unwrap();
-        assert_eq!(p.source.retry_budget, RetryBudget::Ratio(0.2));
+        assert_eq!(p.source.retry_budget, RetryBudget::Ratio(0.5));
         assert_eq!(p.source.deadline, None);
         let p = with("retry_budget = 0.1\ndeadline = \"50m\"").unwrap();
         assert_eq!(p.source.retry_budget, RetryBudget::Ratio(0.1));
@@ -1371,7 +1383,7 @@ url = "./out"
             RetryBudget::Unlimited
         );
         for bad in [
-            "retry_budget = 1.5",
+            "retry_budget = 10.5",
             "retry_budget = -1",
             "retry_budget = \"lots\"",
         ] {

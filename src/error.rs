@@ -48,6 +48,24 @@ pub enum Error {
     /// the exit code is 3.
     #[error(transparent)]
     Ovh(crate::ovh::OvhError),
+    /// Discovery found no series at all for the pipeline's metrics: the endpoint is another
+    /// region's, or the token another PCC's. Nothing is committed (a run that committed these
+    /// windows as empty would make the next, correct run skip them).
+    #[error(
+        "discovery ({discovery}) found no series for any of the {metrics} metric(s) of the scope \
+         at {endpoint}; nothing was written and no window was committed. Likely causes: \
+         source.url is the endpoint of another region than the PCC's (use the opentsdbEndpoint \
+         of the metricsToken answer), the token belongs to another PCC, or the PCC has no \
+         such metrics. Run `vscope-etl check PIPELINE` to see what the server has."
+    )]
+    NothingDiscovered {
+        /// How series were discovered (`lookup`, `inventory`).
+        discovery: &'static str,
+        /// Metrics asked for.
+        metrics: usize,
+        /// The endpoint (no credentials).
+        endpoint: String,
+    },
     /// The in-process simulator could not start.
     #[error("cannot start the built-in simulator: {0}")]
     Sim(std::io::Error),
@@ -57,7 +75,7 @@ impl Error {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Config(_) => EXIT_CONFIG,
+            Error::Config(_) | Error::NothingDiscovered { .. } => EXIT_CONFIG,
             Error::Auth(_) => EXIT_AUTH,
             Error::Ovh(e) if e.class() == crate::extract::retry::FailureClass::Auth => EXIT_AUTH,
             _ => EXIT_FAILED_UNITS,

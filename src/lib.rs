@@ -9,6 +9,7 @@
 //! - [`transform`]: series into Arrow batches, client-side rollups.
 //! - [`load`]: Parquet through `object_store`, the ledger and run manifests.
 //! - [`pipeline`]: the run that ties the stages together.
+//! - [`preflight`]: `vscope-etl check` and the token check every run does first.
 //! - [`ovh`]: OVHcloud API v6 (signed calls): the live inventory snapshots (`filers`, `hosts`,
 //!   `vms`), inventory-based series discovery, and the metrics token.
 //! - [`semantics`]: OpenTSDB time formats, durations, downsample specs, aggregators, rollups.
@@ -27,6 +28,7 @@ pub mod load;
 pub mod ovh;
 pub mod pipeline;
 pub mod plan;
+pub mod preflight;
 #[cfg(feature = "report")]
 pub mod report;
 pub mod schema;

@@ -12,7 +12,8 @@ use tokio::sync::watch;
 
 use vscope_etl::catalogue::Catalogue;
 use vscope_etl::cli::{
-    Cli, Command, InventoryArgs, MetricsArgs, PlanArgs, RunArgs, SimArgs, TokenArgs, ValidateArgs,
+    CheckArgs, Cli, Command, InventoryArgs, MetricsArgs, PlanArgs, RunArgs, SimArgs, TokenArgs,
+    ValidateArgs,
 };
 use vscope_etl::config;
 use vscope_etl::error::{EXIT_CONFIG, EXIT_OK, Error};
@@ -44,6 +45,7 @@ fn main() -> ExitCode {
             Command::Run(args) => run(args).await,
             Command::Plan(args) => plan(args).await,
             Command::Validate(args) => validate(args),
+            Command::Check(args) => check(args).await,
             Command::Inventory(args) => inventory(args).await,
             Command::Token(args) => token(args).await,
             Command::Metrics(args) => metrics(args),
@@ -210,6 +212,8 @@ async fn run(args: RunArgs) -> u8 {
                     "requests": m.requests,
                     "retries": m.retries,
                     "splits": m.splits,
+                    "throttled": m.throttled,
+                    "throttle_wait_seconds": m.throttle_wait_seconds,
                     "failures": m.failures.len(),
                     "seconds": m.seconds,
                     "manifest": r.manifest_path,
@@ -230,6 +234,13 @@ async fn run(args: RunArgs) -> u8 {
                     m.windows_planned,
                     m.seconds
                 );
+                if m.throttled > 0 {
+                    eprintln!(
+                        "the server throttled {} request(s) (429); requests waited {:.1} s in all, \
+                         in flight down to {}",
+                        m.throttled, m.throttle_wait_seconds, m.min_in_flight
+                    );
+                }
                 for f in &m.failures {
                     eprintln!(
                         "failed: {} {} [{}, {}): {}",
@@ -279,6 +290,9 @@ async fn plan(args: PlanArgs) -> u8 {
     let now = opts
         .now_ms
         .unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
+    if let Err(e) = vscope_etl::preflight::check_token(&pipeline, &conn.client, now).await {
+        return report(&e);
+    }
     // The plan of a real run depends on the ledger (incremental runs, skipped windows).
     let ledger = match vscope_etl::load::Sink::open(&pipeline.sink.url) {
         Ok(sink) => vscope_etl::load::state::Ledger::load(&sink, &pipeline.name)
@@ -317,6 +331,28 @@ async fn plan(args: PlanArgs) -> u8 {
         }
         Err(e) => report(&e),
     }
+}
+
+async fn check(args: CheckArgs) -> u8 {
+    let pipeline = match config::load(&args.pipeline) {
+        Ok(p) => p,
+        Err(e) => return report(&e.into()),
+    };
+    let now = match parse_now(args.now.as_deref()) {
+        Ok(n) => n.unwrap_or_else(|| chrono::Utc::now().timestamp_millis()),
+        Err(code) => return code,
+    };
+    let result = vscope_etl::preflight::check(&pipeline, now).await;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string(&result).expect("check report serializes")
+        );
+    } else {
+        println!("pipeline {}", pipeline.name);
+        print!("{}", result.describe());
+    }
+    result.exit_code
 }
 
 fn validate(args: ValidateArgs) -> u8 {

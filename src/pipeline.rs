@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::{DialectChoice, Discovery, Endpoint, PartitionKey, Pipeline, TableSpec};
 use crate::error::{EXIT_FAILED_UNITS, EXIT_OK, Error, Result};
-use crate::extract::client::RawPiece;
+use crate::extract::client::{RawPiece, SplitRequest};
 use crate::extract::retry::FailureClass;
 use crate::extract::server_rollup::{self, SeriesRollup, ServerRollupAnswer};
 use crate::extract::{DecodeStats, FetchError, MetricsClient, RawAnswer, SeriesData};
@@ -30,7 +30,7 @@ use crate::load::writer::{
 };
 use crate::ovh::inventory::{InventoryReport, SeenSeries, reconcile};
 use crate::ovh::{Inventory, OvhClient};
-use crate::plan::{Plan, Shard, Unit, Window, pipeline_metrics, plan_windows};
+use crate::plan::{Plan, Shard, SplitValues, Unit, Window, pipeline_metrics, plan_windows};
 use crate::schema::{raw_schema, raw_table_decl, rollup_schema};
 use crate::semantics::rollup::{Rollup, RollupOutput};
 use crate::semantics::time::{format_rfc3339, format_window_stamp};
@@ -100,6 +100,8 @@ pub struct Connection {
     pub sim: Option<SimHandle>,
     /// The OVHcloud API v6 client, when `[source.ovh]` is configured.
     pub ovh: Option<OvhClient>,
+    /// Why the client speaks its dialect (configured, or what detection saw).
+    pub dialect_reason: String,
 }
 
 /// Starts the simulator if the pipeline asks for it, builds the clients and decides the dialect.
@@ -156,6 +158,7 @@ pub async fn connect(pipeline: &Pipeline) -> Result<Connection> {
     let mut client = MetricsClient::new(&effective, base, initial)
         .map_err(Error::Fetch)?
         .with_limits(limits);
+    let mut dialect_reason = "source.dialect".to_string();
     if source.dialect == DialectChoice::Auto {
         let probe = pipeline_metrics(pipeline).first().map_or_else(
             || "vscope.host.cpu.usage.perc".to_string(),
@@ -165,8 +168,14 @@ pub async fn connect(pipeline: &Pipeline) -> Result<Connection> {
         tracing::info!(dialect = %d, reason = why, "detected server dialect (source.dialect = \"auto\")");
         crate::config::check_server_downsampling(source, d, &pipeline.tables)?;
         client.set_dialect(d);
+        dialect_reason = format!("detected: {why}");
     }
-    Ok(Connection { client, sim, ovh })
+    Ok(Connection {
+        client,
+        sim,
+        ovh,
+        dialect_reason,
+    })
 }
 
 /// Takes a snapshot of the live inventory through `api` (`[source.ovh]` must be set), stamped
@@ -285,6 +294,9 @@ pub async fn build_plan(
                     dcs.dedup();
                     m.series = Some(tag_sets.len());
                     m.datacenters = Some(dcs);
+                    m.split_values = m
+                        .split_label()
+                        .map(|label| SplitValues::from_tag_sets(&label, &tag_sets));
                 }
                 // OpenTSDB answers 400 "No such name" for a metric it never stored (e.g. an
                 // undocumented one): that metric simply has no series here.
@@ -308,9 +320,32 @@ pub async fn build_plan(
                 .into(),
         })?;
         for m in metrics.iter_mut() {
-            m.series = Some(inventory.objects(m.component).len());
+            let objects = inventory.objects(m.component);
+            m.series = Some(objects.len());
             m.datacenters = Some(inventory.datacenters_with(m.component));
+            // The object's name is its series' label (`vm` = moRef, `host` = IP, `datastore`).
+            let label = crate::ovh::inventory::object_label(m.component);
+            let tag_sets: Vec<BTreeMap<String, String>> = objects
+                .into_iter()
+                .map(|(dc, name)| BTreeMap::from([("datacenter".into(), dc), (label.into(), name)]))
+                .collect();
+            m.split_values = Some(SplitValues::from_tag_sets(label, &tag_sets));
         }
+    }
+    // Nothing at all on the server for the whole scope: a wrong region or another PCC's token,
+    // never an empty dataset to commit (the next, correct run would skip those windows).
+    if let Some(discovery) = match pipeline.source.discovery {
+        Discovery::Lookup => Some("lookup"),
+        Discovery::Inventory => Some("inventory"),
+        Discovery::None => None,
+    } && !metrics.is_empty()
+        && metrics.iter().all(|m| m.series == Some(0))
+    {
+        return Err(Error::NothingDiscovered {
+            discovery,
+            metrics: metrics.len(),
+            endpoint: pipeline.source.endpoint_text(),
+        });
     }
     let range_start_ms = windows.first().map_or(start, |w| w.start_ms);
     let range_end_ms = windows.last().map_or(end, |w| w.end_ms);
@@ -361,6 +396,9 @@ pub async fn run(
     let run_id = format!("{}-{:08x}", format_window_stamp(now_ms), fastrand::u32(..));
     let sink = Sink::open_with(&pipeline.sink.url, &pipeline.sink.s3)?.for_pipeline(&pipeline.name);
     let conn = connect(pipeline).await?;
+    // Is the token accepted? One tiny query, before discovery or any write, so that a refused
+    // token (even behind an opaque 500) ends the run at once with exit 3.
+    crate::preflight::check_token(pipeline, &conn.client, now_ms).await?;
     // One run per pipeline and sink at a time; a dry run writes nothing and needs no lease.
     let mut lease = if opts.dry_run {
         None
@@ -465,6 +503,9 @@ async fn run_leased(
         requests: 0,
         retries: 0,
         splits: 0,
+        throttled: 0,
+        throttle_wait_seconds: 0.0,
+        min_in_flight: 0,
         bytes_received: 0,
         points: DecodeStats::default(),
         files: Vec::new(),
@@ -678,6 +719,10 @@ fn finish_manifest(manifest: &mut Manifest, client: &MetricsClient, started: Ins
     manifest.retries = stats.retries.load(Ordering::Relaxed);
     manifest.splits = stats.splits.load(Ordering::Relaxed);
     manifest.bytes_received = stats.bytes.load(Ordering::Relaxed);
+    let throttle = client.throttle_report();
+    manifest.throttled = throttle.throttled;
+    manifest.throttle_wait_seconds = throttle.wait_seconds;
+    manifest.min_in_flight = throttle.min_in_flight;
     manifest.finished = format_rfc3339(chrono::Utc::now().timestamp_millis());
     manifest.seconds = started.elapsed().as_secs_f64();
     let points = manifest.points.points;
@@ -687,6 +732,8 @@ fn finish_manifest(manifest: &mut Manifest, client: &MetricsClient, started: Ins
         points_per_s = (points as f64 / manifest.seconds.max(1e-9)).round() as u64,
         requests = manifest.requests,
         splits = manifest.splits,
+        throttled = manifest.throttled,
+        throttle_wait_s = format!("{:.1}", manifest.throttle_wait_seconds),
         peak_rss_mb = peak_rss_mb().map(|m| format!("{m:.1}")),
         "run finished"
     );
@@ -1053,7 +1100,11 @@ async fn write_parts<'a>(
             }
         };
         let RawPiece {
-            index, of, answer, ..
+            index,
+            of,
+            group,
+            answer,
+            ..
         } = piece;
         (ctx.progress)(&Progress::Points {
             points: answer.stats.points,
@@ -1062,7 +1113,11 @@ async fn write_parts<'a>(
         let mut series = answer.series;
         sort_series(&mut series, &labels);
         for &t in &tables {
-            let suffix = format!("-{unit_tag}-s{index}of{of}");
+            let group = group
+                .as_deref()
+                .map(|g| format!("-{g}"))
+                .unwrap_or_default();
+            let suffix = format!("-{unit_tag}{group}-s{index}of{of}");
             let mut w = TableWindowWriter::new(&ctx.pipeline.tables[t], ctx, window, suffix);
             if let Err(e) = w.append(&series).await {
                 w.abort().await;
@@ -1098,6 +1153,9 @@ struct UnitRequest {
     /// Where a too-large raw answer may be cut: a multiple of every client-side rollup bucket
     /// of the metric, so each bucket is made from one part.
     split_align_ms: i64,
+    /// The label series are split on when even the smallest time slice is too large, and the
+    /// values discovery found for it in this unit's datacenter.
+    series: Option<(String, Arc<Vec<String>>)>,
 }
 
 /// What one unit brought: raw series for the tables that need raw points (raw tables and
@@ -1155,7 +1213,9 @@ fn unit_request(ctx: &RunCtx<'_>, unit: &Unit, window: &Window) -> UnitRequest {
         .filter(|_| !server_side)
         .filter_map(|(t, spec)| spec.rollup.clone().map(|r| (t, r)))
         .collect();
+    let series = metric_plan.split_values(unit.datacenter.as_deref());
     UnitRequest {
+        series,
         metric: metric_plan.metric.clone(),
         datacenter: unit.datacenter.clone(),
         window: *window,
@@ -1182,14 +1242,25 @@ async fn fetch_unit(
         let range = (window.start_ms, window.fetch_end_ms);
         match client.query_raw(metric, dc, range.0, range.1).await {
             Ok(raw) => raw,
-            Err(e) if e.class() == FailureClass::TooLarge => {
+            Err(e) if matches!(e.class(), FailureClass::TooLarge | FailureClass::Opaque) => {
+                if e.class() == FailureClass::Opaque {
+                    // An opaque `ovh` 500 may be a fetch limit or a refused token: a one-second
+                    // query tells which before splitting anything.
+                    client.probe_token(metric, dc, window.start_ms).await?;
+                    tracing::info!(metric, datacenter = ?dc, error = %e,
+                        "opaque server error while the token works: taking it for a fetch limit");
+                }
                 let (tx, rx) = mpsc::channel(1);
-                let (client, metric, dc) = (client.clone(), metric.clone(), req.datacenter.clone());
-                let align = req.split_align_ms;
+                let request = SplitRequest {
+                    metric: metric.clone(),
+                    datacenter: req.datacenter.clone(),
+                    range,
+                    align_ms: req.split_align_ms,
+                    series: req.series.clone(),
+                };
+                let client = client.clone();
                 let task = AbortOnDrop(tokio::spawn(async move {
-                    client
-                        .query_raw_split(&metric, dc.as_deref(), range, align, e, &tx)
-                        .await;
+                    client.query_raw_split(request, e, &tx).await;
                 }));
                 parts = Some(RawParts { rx, task });
                 RawAnswer::default()

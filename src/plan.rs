@@ -95,9 +95,70 @@ pub struct MetricPlan {
     pub datacenters: Option<Vec<String>>,
     /// Series the server reported, when discovered.
     pub series: Option<usize>,
+    /// The values discovery found, per datacenter, of the label that tells this metric's series
+    /// apart (the first catalogue label after `datacenter`: `vm`, `host`, `datastore`). Used only
+    /// to balance series groups when an answer is too large even for the smallest time slice
+    /// ([`crate::extract::series_group`]); `None` without discovery.
+    pub split_values: Option<SplitValues>,
+}
+
+/// The values of one label per datacenter (see [`MetricPlan::split_values`]).
+#[derive(Debug, Clone, Default)]
+pub struct SplitValues {
+    /// The label.
+    pub label: String,
+    /// Its distinct values, sorted, per datacenter.
+    pub by_datacenter: std::collections::BTreeMap<String, std::sync::Arc<Vec<String>>>,
+}
+
+impl SplitValues {
+    /// Collects the distinct values of `label` per datacenter from discovered tag sets; a tag
+    /// set without a datacenter or without the label says nothing and is skipped.
+    pub fn from_tag_sets<'a>(
+        label: &str,
+        tag_sets: impl IntoIterator<Item = &'a std::collections::BTreeMap<String, String>>,
+    ) -> SplitValues {
+        let mut by: std::collections::BTreeMap<String, std::collections::BTreeSet<&str>> =
+            Default::default();
+        for tags in tag_sets {
+            if let (Some(dc), Some(v)) = (tags.get("datacenter"), tags.get(label)) {
+                by.entry(dc.clone()).or_default().insert(v.as_str());
+            }
+        }
+        SplitValues {
+            label: label.to_string(),
+            by_datacenter: by
+                .into_iter()
+                .map(|(dc, vs)| {
+                    let values: Vec<String> = vs.into_iter().map(str::to_string).collect();
+                    (dc, std::sync::Arc::new(values))
+                })
+                .collect(),
+        }
+    }
 }
 
 impl MetricPlan {
+    /// The split label and the values known for it in `datacenter`, when discovery found any.
+    pub fn split_values(
+        &self,
+        datacenter: Option<&str>,
+    ) -> Option<(String, std::sync::Arc<Vec<String>>)> {
+        let known = self.split_values.as_ref()?;
+        let values = known.by_datacenter.get(datacenter?)?;
+        Some((known.label.clone(), values.clone()))
+    }
+
+    /// The label that tells this metric's series apart within a datacenter.
+    pub fn split_label(&self) -> Option<String> {
+        Catalogue::builtin()
+            .get(&self.metric)?
+            .labels
+            .iter()
+            .find(|l| l.as_str() != "datacenter")
+            .cloned()
+    }
+
     /// The `(metric index, datacenter)` units of one window for this metric.
     fn units(&self) -> Vec<Option<String>> {
         match &self.datacenters {
@@ -221,6 +282,7 @@ pub fn pipeline_metrics(pipeline: &Pipeline) -> Vec<MetricPlan> {
                 .collect(),
             datacenters: None,
             series: None,
+            split_values: None,
         })
         .collect()
 }

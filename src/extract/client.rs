@@ -17,6 +17,8 @@ use super::ratelimit::RateLimiter;
 use super::retry::{
     AttemptError, FailureClass, GaveUp, RetryPolicy, RunLimits, classify, retry_loop,
 };
+use super::series_group::SeriesGroup;
+use super::throttle::Throttle;
 use crate::config::Source;
 use crate::dialect::Dialect;
 use crate::secret::Secret;
@@ -70,6 +72,20 @@ pub enum FetchError {
         /// Why `/api/version` did not settle it.
         version_error: String,
     },
+    /// The server throttled one request (429) too many times in a row
+    /// ([`RetryPolicy::max_throttled`]): it is not just busy.
+    #[error(
+        "{endpoint}: the server throttled the request {attempts} times in a row (429), last: {last}; \
+         lower source.concurrency and source.requests_per_second, or run at a quieter time"
+    )]
+    Throttled {
+        /// Path called.
+        endpoint: &'static str,
+        /// Attempts made.
+        attempts: u32,
+        /// The last failure.
+        last: Box<FetchError>,
+    },
     /// The run's retry budget (`source.retry_budget`) is spent: the server fails too often for
     /// retries to be worth it.
     #[error(
@@ -107,10 +123,24 @@ pub enum FetchError {
         /// The `Content-Length` the server announced, if it did.
         announced: Option<u64>,
     },
-    /// The server said "too large" (or the answer was over `source.max_answer_size`) even for
-    /// the smallest window we may split to.
+    /// Even a one-second query was refused with an opaque `ovh` 500: Warp 10 refused the
+    /// token, and Erlenmeyer HEAD did not pass its message on (`reference/api.md` §2.5).
     #[error(
-        "answer too large even for a {span_ms} ms window (source.min_split, source.max_answer_size): {last}"
+        "even a one-second query is refused with an unexplained HTTP 500 ({last}): the read token \
+         is the likely cause (Warp 10 refuses it and OVH's proxy does not pass the reason on); \
+         check source.token, or get a new one with `vscope-etl token`"
+    )]
+    TokenLikelyRefused {
+        /// The opaque failure of the probe.
+        last: Box<FetchError>,
+    },
+    /// The server said "too large" (or the answer was over `source.max_answer_size`, or gave an
+    /// opaque 500 that may mean a fetch limit) even for the smallest window we may split to,
+    /// and the series could not be split further (one series, or nothing known of them).
+    #[error(
+        "answer too large even for a {span_ms} ms window and the smallest group of series we \
+         can tell apart (source.min_split, source.max_answer_size; series are split only with \
+         source.discovery = \"lookup\" or \"inventory\"): {last}"
     )]
     TooLargeAtMinimum {
         /// The window size that still failed.
@@ -127,11 +157,14 @@ impl FetchError {
             FetchError::Status { class, .. } => *class,
             FetchError::Transport { .. } | FetchError::Decode { .. } => FailureClass::Transient,
             FetchError::AnswerTooLarge { .. } => FailureClass::TooLarge,
+            FetchError::TokenLikelyRefused { .. } => FailureClass::Auth,
             FetchError::Exhausted { last, .. } => match last.class() {
                 FailureClass::Auth => FailureClass::Auth,
+                FailureClass::Opaque => FailureClass::Opaque,
                 _ => FailureClass::Permanent,
             },
             FetchError::TooLargeAtMinimum { .. }
+            | FetchError::Throttled { .. }
             | FetchError::DialectUnknown { .. }
             | FetchError::BudgetSpent { .. }
             | FetchError::Deadline { .. } => FailureClass::Permanent,
@@ -177,6 +210,19 @@ pub struct ClientStats {
     pub bytes: AtomicU64,
 }
 
+/// How the server's throttling went for a run: the manifest's `throttled`,
+/// `throttle_wait_seconds` and `min_in_flight`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ThrottleReport {
+    /// Answers that were 429.
+    pub throttled: u64,
+    /// Seconds requests spent waiting after a 429, summed over requests.
+    pub wait_seconds: f64,
+    /// The fewest requests in flight the client came down to (`source.concurrency` when the
+    /// server never throttled).
+    pub min_in_flight: usize,
+}
+
 /// Reads a probe answer: `Some(true)` when a series carries `query.index` (Erlenmeyer adds it
 /// to every series), `Some(false)` when series come without it, `None` when there is no series
 /// to tell by.
@@ -206,6 +252,7 @@ pub struct MetricsClient {
     dialect: Dialect,
     policy: RetryPolicy,
     limiter: Arc<RateLimiter>,
+    throttle: Arc<Throttle>,
     limits: Arc<RunLimits>,
     stats: Arc<ClientStats>,
     min_split_ms: i64,
@@ -219,14 +266,44 @@ pub struct MetricsClient {
 pub struct RawPiece {
     /// Position of the slice, from 1.
     pub index: u64,
-    /// Slices the window is cut into at this depth (a power of two).
+    /// Slices the window (or the group's part of it) is cut into at this depth (a power of two).
     pub of: u64,
+    /// The [`SeriesGroup::tag`] of the piece's series when they were split by series too
+    /// (`None`: every series of the unit).
+    pub group: Option<String>,
     /// Start of the slice (inclusive).
     pub start_ms: i64,
     /// End of the slice (exclusive).
     pub end_ms: i64,
     /// The slice's points.
     pub answer: RawAnswer,
+}
+
+/// What [`MetricsClient::query_raw_split`] fetches in pieces: one unit's raw query.
+#[derive(Debug, Clone)]
+pub struct SplitRequest {
+    /// The metric.
+    pub metric: String,
+    /// The datacenter filter, if any.
+    pub datacenter: Option<String>,
+    /// The window (or the part of it) to fetch, `[start, end)`.
+    pub range: (i64, i64),
+    /// Time cuts fall on multiples of this (the rollup bucket, 1 s at least).
+    pub align_ms: i64,
+    /// The label to split series on and the values discovery found for it in this unit;
+    /// `None` when nothing is known of the series (no discovery), so only time is split.
+    pub series: Option<(String, Arc<Vec<String>>)>,
+}
+
+/// One piece of a split query: `[start, end)` of one group of series, the `index`-th (from 0)
+/// of `of` time slices of that group's range.
+#[derive(Debug)]
+struct Piece {
+    start: i64,
+    end: i64,
+    index: u64,
+    of: u64,
+    group: Option<SeriesGroup>,
 }
 
 #[derive(Deserialize)]
@@ -265,6 +342,7 @@ impl MetricsClient {
             dialect,
             policy: RetryPolicy::new(source.max_attempts),
             limiter: Arc::new(RateLimiter::new(source.requests_per_second)),
+            throttle: Arc::new(Throttle::new(source.concurrency)),
             limits: Arc::new(RunLimits::new(source.retry_budget, source.deadline)),
             stats: Arc::new(ClientStats::default()),
             min_split_ms: source.min_split_ms,
@@ -293,6 +371,16 @@ impl MetricsClient {
     /// Counters shared by all clones of this client.
     pub fn stats(&self) -> &ClientStats {
         &self.stats
+    }
+
+    /// How often the server throttled, how long requests waited for it, and how far the client
+    /// slowed down.
+    pub fn throttle_report(&self) -> ThrottleReport {
+        ThrottleReport {
+            throttled: self.throttle.throttled(),
+            wait_seconds: self.throttle.waited().as_secs_f64(),
+            min_in_flight: self.throttle.lowest(),
+        }
     }
 
     /// The run-wide retry budget and deadline, shared by all clones of this client (the
@@ -428,13 +516,46 @@ impl MetricsClient {
         start_ms: i64,
         end_ms: i64,
     ) -> Result<RawAnswer, FetchError> {
-        let mut query = serde_json::json!({"metric": metric, "aggregator": "none"});
+        self.query_raw_group(metric, datacenter, None, start_ms, end_ms)
+            .await
+    }
+
+    /// [`Self::query_raw`] for the series of one [`SeriesGroup`] only: a `regexp` filter on the
+    /// group's label, and, since a server may match more than the expression says (OpenTSDB's
+    /// `regexp` is a `find()`), series outside the group are dropped from the answer, so two
+    /// groups never both bring a series.
+    pub async fn query_raw_group(
+        &self,
+        metric: &str,
+        datacenter: Option<&str>,
+        group: Option<&SeriesGroup>,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<RawAnswer, FetchError> {
+        let mut filters = Vec::new();
         if let Some(dc) = datacenter {
-            query["filters"] = serde_json::json!([{"type": "literal_or", "tagk": "datacenter", "filter": dc, "groupBy": false}]);
+            filters.push(serde_json::json!({"type": "literal_or", "tagk": "datacenter", "filter": dc, "groupBy": false}));
         }
-        // The server's end is inclusive: ask up to `end` and drop points stamped `end` here.
+        if let Some(g) = group.filter(|g| !g.is_all()) {
+            filters.push(serde_json::json!({"type": "regexp", "tagk": g.label(), "filter": g.regex(), "groupBy": false}));
+        }
+        let mut query = serde_json::json!({"metric": metric, "aggregator": "none"});
+        if !filters.is_empty() {
+            query["filters"] = serde_json::Value::Array(filters);
+        }
+        // We keep [start, end). OpenTSDB serves [start, end]: ask up to `end` and drop points
+        // stamped `end` here. OVH serves (start, end]: Erlenmeyer turns start/end into a Warp 10
+        // FETCH between two ISO dates (ovh/erlenmeyer `proto/opentsdb/query.go`, `selection()`),
+        // and FETCH ignores "timestamps at or before now - timespan" (senx/warp10-platform
+        // `FETCH.java`), i.e. a point stamped exactly `start`. So ask from one millisecond
+        // before (Erlenmeyer keeps only whole seconds of it, `time.Unix(ts/1000, ts%1000)`, which
+        // still puts the excluded bound just before `start`: vScope points are whole seconds).
+        let ask_from = match self.dialect {
+            Dialect::Opentsdb => start_ms,
+            Dialect::Ovh => start_ms - 1,
+        };
         let body = serde_json::json!({
-            "start": start_ms,
+            "start": ask_from,
             "end": end_ms,
             "msResolution": true,
             "queries": [query],
@@ -445,65 +566,127 @@ impl MetricsClient {
             "/api/query",
             || self.post_json(&url, &body),
             |bytes| {
-                let (series, stats) =
+                let (mut series, stats) =
                     decode_query_response(bytes, start_ms, end_ms).map_err(|source| {
                         FetchError::Decode {
                             endpoint: "/api/query",
                             source,
                         }
                     })?;
+                if let Some(g) = group.filter(|g| !g.is_all()) {
+                    series.retain(|s| s.tags.get(g.label()).is_some_and(|v| g.contains(v)));
+                }
                 Ok(RawAnswer { series, stats })
             },
         )
         .await
     }
 
-    /// The raw points of a window whose whole answer was too large (`last`), fetched in halves,
-    /// recursively, and sent to `parts` in time order as each arrives, so that only one part is
-    /// in memory at a time. Cuts fall on multiples of `align_ms` (whole seconds at least:
-    /// Erlenmeyer keeps second precision; the rollup bucket when a client-side rollup is made
-    /// from the parts, so no bucket straddles two parts). A part that still cannot be split
-    /// (half of it would be under `source.min_split` or under `align_ms`) ends the stream with
-    /// [`FetchError::TooLargeAtMinimum`]. Returns early, without error, when the receiver is
-    /// gone (the window was abandoned).
-    pub async fn query_raw_split(
+    /// Asks for one second of `metric` (one datacenter), a query far too small for any fetch
+    /// limit. This is how a refused token is told from a fetch limit when the `ovh` endpoint
+    /// answers only an opaque 500 (Erlenmeyer HEAD, [`FailureClass::Opaque`]): `Ok` when the
+    /// server answered; an error of class [`FailureClass::Auth`] when it refused the token, or
+    /// gave the opaque 500 even for this ([`FetchError::TokenLikelyRefused`]).
+    pub async fn probe_token(
         &self,
         metric: &str,
         datacenter: Option<&str>,
-        (start_ms, end_ms): (i64, i64),
-        align_ms: i64,
+        at_ms: i64,
+    ) -> Result<(), FetchError> {
+        let start = at_ms.div_euclid(1000) * 1000;
+        match self
+            .query_raw(metric, datacenter, start, start + 1000)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.class() == FailureClass::Opaque => {
+                Err(FetchError::TokenLikelyRefused { last: Box::new(e) })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The raw points of a window whose whole answer was too large (`last`), fetched in pieces
+    /// sent to `parts` as each arrives, so that only one piece is in memory at a time:
+    ///
+    /// - **by time** first: halves, recursively, in time order. Cuts fall on multiples of
+    ///   `align_ms` (whole seconds at least: Erlenmeyer keeps second precision; the rollup
+    ///   bucket when a client-side rollup is made from the parts, so no bucket straddles two
+    ///   parts), never below `source.min_split`;
+    /// - **by series** when the smallest time slice is still too large (a big datacenter at
+    ///   one bucket can hold more points than the server's fetch limit): the slice's group of
+    ///   series is cut in two [`SeriesGroup`]s by `split` (the label and the values discovery
+    ///   found), and each group is fetched over the rest of the range (from that slice on), by
+    ///   time again. Groups cover every series, discovered or not.
+    ///
+    /// An opaque `ovh` 500 ([`FailureClass::Opaque`]) is taken for a fetch limit here (the caller
+    /// checked the token with [`Self::probe_token`] first); where nothing can be split any more,
+    /// the token is checked again, so a token refused during the run still ends it (exit 3).
+    /// A piece that cannot be split ends the stream with [`FetchError::TooLargeAtMinimum`].
+    /// Returns early, without error, when the receiver is gone (the window was abandoned).
+    pub async fn query_raw_split(
+        &self,
+        request: SplitRequest,
         last: FetchError,
         parts: &tokio::sync::mpsc::Sender<Result<RawPiece, FetchError>>,
     ) {
+        let SplitRequest {
+            metric,
+            datacenter,
+            range: (start_ms, end_ms),
+            align_ms,
+            series,
+        } = request;
+        let dc = datacenter.as_deref();
         let align = align_ms.max(1000);
-        // Ranges still to fetch, the next one on top: (start, end, index from 0, slices).
-        let mut todo: Vec<(i64, i64, u64, u64)> = Vec::new();
-        let mut next = Some(((start_ms, end_ms, 0, 1), last));
+        let top = series.as_ref().map(|(label, _)| SeriesGroup::all(label));
+        // Pieces still to fetch, the next one on top.
+        let mut todo: Vec<Piece> = Vec::new();
+        let mut next = Some((
+            Piece {
+                start: start_ms,
+                end: end_ms,
+                index: 0,
+                of: 1,
+                group: top,
+            },
+            last,
+        ));
         loop {
             // Room in the channel first: the previous part was taken, so fetching this one
             // keeps at most two parts in memory.
             let Ok(permit) = parts.reserve().await else {
                 return;
             };
-            if let Some((range, error)) = next.take()
-                && let Err(e) = self.halve(metric, datacenter, range, align, error, &mut todo)
-            {
-                permit.send(Err(e));
-                return;
+            if let Some((piece, error)) = next.take() {
+                let values = series.as_ref().map(|(_, v)| v.as_slice()).unwrap_or(&[]);
+                if let Err(e) = self.cut(&metric, dc, piece, align, error, values, &mut todo) {
+                    let e = self.recheck_token(&metric, dc, start_ms, e).await;
+                    permit.send(Err(e));
+                    return;
+                }
             }
-            let Some((start, end, index, of)) = todo.pop() else {
+            let Some(piece) = todo.pop() else {
                 return;
             };
-            match self.query_raw(metric, datacenter, start, end).await {
+            let answer = self
+                .query_raw_group(&metric, dc, piece.group.as_ref(), piece.start, piece.end)
+                .await;
+            match answer {
                 Ok(answer) => permit.send(Ok(RawPiece {
-                    index: index + 1,
-                    of,
-                    start_ms: start,
-                    end_ms: end,
+                    index: piece.index + 1,
+                    of: piece.of,
+                    group: piece
+                        .group
+                        .as_ref()
+                        .filter(|g| !g.is_all())
+                        .map(SeriesGroup::tag),
+                    start_ms: piece.start,
+                    end_ms: piece.end,
                     answer,
                 })),
-                Err(e) if e.class() == FailureClass::TooLarge => {
-                    next = Some(((start, end, index, of), e));
+                Err(e) if matches!(e.class(), FailureClass::TooLarge | FailureClass::Opaque) => {
+                    next = Some((piece, e));
                 }
                 Err(e) => {
                     permit.send(Err(e));
@@ -513,31 +696,98 @@ impl MetricsClient {
         }
     }
 
-    /// Pushes the two halves of a too-large range on `todo` (right below left, so the left is
-    /// fetched first), or says why it cannot be split.
-    fn halve(
+    /// When nothing could be split any more after opaque 500s, asks whether the token still
+    /// works: a refused token ends the run (exit 3) instead of failing units one by one.
+    async fn recheck_token(
         &self,
         metric: &str,
         datacenter: Option<&str>,
-        (start, end, index, of): (i64, i64, u64, u64),
+        at_ms: i64,
+        e: FetchError,
+    ) -> FetchError {
+        let opaque = matches!(&e, FetchError::TooLargeAtMinimum { last, .. } if last.class() == FailureClass::Opaque);
+        if !opaque {
+            return e;
+        }
+        match self.probe_token(metric, datacenter, at_ms).await {
+            Err(refused) if refused.class() == FailureClass::Auth => refused,
+            _ => e,
+        }
+    }
+
+    /// Pushes on `todo` the pieces a too-large `piece` is cut into: its two time halves (right
+    /// below left, so the left is fetched first); at the smallest slice, its two series groups
+    /// over the rest of its group's range (the pending pieces of that group, all later in time,
+    /// are dropped: the new groups cover them). Says why when it cannot be cut.
+    #[allow(clippy::too_many_arguments)]
+    fn cut(
+        &self,
+        metric: &str,
+        datacenter: Option<&str>,
+        piece: Piece,
         align: i64,
         error: FetchError,
-        todo: &mut Vec<(i64, i64, u64, u64)>,
+        values: &[String],
+        todo: &mut Vec<Piece>,
     ) -> Result<(), FetchError> {
+        let Piece {
+            start,
+            end,
+            index,
+            of,
+            group,
+        } = piece;
         let span = end - start;
         let mid = start + (span / 2) / align * align;
         let floor = self.min_split_ms.max(1);
-        if mid <= start || mid - start < floor || end - mid < floor {
+        if mid > start && mid - start >= floor && end - mid >= floor {
+            self.stats.splits.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(metric, ?datacenter, start_ms = start, end_ms = end, error = %error,
+                "answer too large, splitting the window");
+            todo.push(Piece {
+                start: mid,
+                end,
+                index: 2 * index + 1,
+                of: 2 * of,
+                group: group.clone(),
+            });
+            todo.push(Piece {
+                start,
+                end: mid,
+                index: 2 * index,
+                of: 2 * of,
+                group,
+            });
+            return Ok(());
+        }
+        let halves = group.as_ref().and_then(|g| g.split(values));
+        let (Some(group), Some((inside, outside))) = (group, halves) else {
             return Err(FetchError::TooLargeAtMinimum {
                 span_ms: span,
                 last: Box::new(error),
             });
+        };
+        // The rest of this group's range: this piece and the pending pieces of the group.
+        let mut group_end = end;
+        while todo
+            .last()
+            .is_some_and(|p| p.group.as_ref() == Some(&group))
+        {
+            group_end = todo.pop().map_or(group_end, |p| p.end);
         }
         self.stats.splits.fetch_add(1, Ordering::Relaxed);
-        tracing::info!(metric, ?datacenter, start_ms = start, end_ms = end, error = %error,
-            "answer too large, splitting the window");
-        todo.push((mid, end, 2 * index + 1, 2 * of));
-        todo.push((start, mid, 2 * index, 2 * of));
+        tracing::info!(metric, ?datacenter, start_ms = start, end_ms = group_end,
+            inside = %inside.regex(), outside = %outside.regex(), error = %error,
+            "answer too large even for the smallest time slice, splitting the series");
+        for group in [outside, inside] {
+            todo.push(Piece {
+                start,
+                end: group_end,
+                index: 0,
+                of: 1,
+                group: Some(group),
+            });
+        }
         Ok(())
     }
 
@@ -636,11 +886,17 @@ impl MetricsClient {
             }
             let parse = &parse;
             async move {
-                self.limiter.acquire().await;
+                // A place among the requests allowed in flight first, then a start slot: both
+                // shrink while the server throttles.
+                let _in_flight = self.throttle.enter().await;
+                self.limiter.acquire_slowed(self.throttle.slowdown()).await;
                 self.stats.requests.fetch_add(1, Ordering::Relaxed);
                 let (error, retry_after) = match self.send_once(endpoint, rb).await {
                     Ok(bytes) => match parse(&bytes) {
-                        Ok(v) => return Ok(v),
+                        Ok(v) => {
+                            self.throttle.on_success();
+                            return Ok(v);
+                        }
                         Err(e) => (e, None),
                     },
                     Err((e, retry_after)) => (e, retry_after),
@@ -652,7 +908,22 @@ impl MetricsClient {
                 })
             }
         };
-        let on_retry = |err: &FetchError, n: u32, delay: std::time::Duration| {
+        let on_retry = |err: &FetchError, class, n: u32, delay: std::time::Duration| {
+            if class == FailureClass::Throttled {
+                self.throttle.on_throttled(true);
+                self.throttle.record_wait(delay);
+                tracing::info!(
+                    endpoint,
+                    attempt = n,
+                    delay_ms = delay.as_millis() as u64,
+                    "throttled by the server (429), waiting"
+                );
+                return;
+            }
+            if matches!(err, FetchError::Status { status: 503, .. }) {
+                // Service unavailable: a sign of load, so slow down as for a 429.
+                self.throttle.on_throttled(false);
+            }
             tracing::warn!(endpoint, attempt = n, delay_ms = delay.as_millis() as u64, error = %err, "transient failure, retrying");
             self.stats.retries.fetch_add(1, Ordering::Relaxed);
         };
@@ -661,6 +932,11 @@ impl MetricsClient {
             .map_err(|gave_up| match gave_up {
                 GaveUp::NotRetryable(e) => e,
                 GaveUp::Exhausted { attempts, last } => FetchError::Exhausted {
+                    attempts,
+                    last: Box::new(last),
+                },
+                GaveUp::Throttled { attempts, last } => FetchError::Throttled {
+                    endpoint,
                     attempts,
                     last: Box::new(last),
                 },

@@ -3,7 +3,9 @@
 //! - [`client`]: requests, retries, splitting of too-large windows.
 //! - [`decode`]: `dps` straight into columns (fast path: the hand-rolled `scan` module).
 //! - [`retry`]: failure classes and backoff.
+//! - [`series_group`]: tag-filter groups that cover every series, for answers too large by time.
 //! - [`ratelimit`]: request start spacing.
+//! - [`throttle`]: fewer requests in flight while the server throttles (AIMD).
 //! - [`server_rollup`]: rollup rows downsampled by the server (`source.query_downsample`).
 
 pub mod client;
@@ -11,7 +13,9 @@ pub mod decode;
 pub mod ratelimit;
 pub mod retry;
 mod scan;
+pub mod series_group;
 pub mod server_rollup;
+pub mod throttle;
 
 pub use client::{FetchError, MetricsClient, RawAnswer};
 pub use decode::{DecodeStats, SeriesData};

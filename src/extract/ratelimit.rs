@@ -25,7 +25,14 @@ impl RateLimiter {
 
     /// Waits until this caller may start a request.
     pub async fn acquire(&self) {
+        self.acquire_slowed(1.0).await;
+    }
+
+    /// Waits until this caller may start a request, with starts spaced `slowdown` times wider
+    /// than configured (the adaptive throttle slows the rate down while the server throttles).
+    pub async fn acquire_slowed(&self, slowdown: f64) {
         let Some(period) = self.period else { return };
+        let period = period.mul_f64(slowdown.max(1.0));
         let slot = {
             let mut next = self.next.lock().await;
             let now = Instant::now();
@@ -52,6 +59,10 @@ mod tests {
             limiter.acquire().await;
         }
         assert_eq!(Instant::now() - t0, Duration::from_millis(400));
+        let t2 = Instant::now();
+        limiter.acquire_slowed(4.0).await;
+        limiter.acquire_slowed(4.0).await;
+        assert_eq!(Instant::now() - t2, Duration::from_millis(100 + 400));
         let unlimited = RateLimiter::new(0.0);
         let t1 = Instant::now();
         unlimited.acquire().await;

@@ -5,11 +5,23 @@
 //! fetch-limit 500 split the window instead of retrying it unchanged; any other 4xx is permanent.
 //! `Retry-After` is honoured (seconds or HTTP-date, clamped); otherwise full-jitter backoff.
 //!
+//! Two classes exist because of the real OVH endpoint rather than OpenTSDB:
+//! - **Throttled** (429): a shared endpoint that throttles is healthy and busy. The request waits
+//!   as told and tries again without spending an attempt or the run's retry budget (bounded by
+//!   [`RetryPolicy::max_throttled`] and the deadline); the client slows down meanwhile
+//!   ([`super::throttle`]).
+//! - **Opaque** (an `ovh` 500 whose text names no cause): Erlenmeyer HEAD (`core/warp.go`,
+//!   `Query()`) replaces a Warp 10 error by its `X-Warp10-Error-Message` header and then fails to
+//!   parse that as JSON, so a fetch limit, a bad token and a WarpScript error all arrive as
+//!   `500 invalid character 'E' looking for beginning of value`. It is retried a little
+//!   ([`RetryPolicy::opaque_attempts`]), then handed to the caller, which asks whether the token
+//!   still works and otherwise treats it as a possible fetch limit (splits).
+//!
 //! On top of the per-request attempt cap, [`RunLimits`] bounds a whole run: a retry budget
-//! (`source.retry_budget`, so a sick server cannot turn a run into a retry storm) and a deadline
-//! (`source.deadline`: no request starts after it, and no retry waits past it). [`retry_loop`]
-//! applies all of it to any request; the metrics client uses it, and its tests run on paused
-//! tokio time.
+//! (`source.retry_budget`, so a server that is down cannot turn a run into a retry storm) and a
+//! deadline (`source.deadline`: no request starts after it, and no retry waits past it).
+//! [`retry_loop`] applies all of it to any request; the metrics client uses it, and its tests run
+//! on paused tokio time.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,6 +36,12 @@ use crate::dialect::Dialect;
 pub enum FailureClass {
     /// Try again after a delay.
     Transient,
+    /// The server asks us to slow down (429): wait as told and try again; costs no attempt and
+    /// no retry budget.
+    Throttled,
+    /// An `ovh` 500 whose text names no cause (Erlenmeyer HEAD's `invalid character 'E' ...`):
+    /// maybe a fetch limit, maybe a refused token, maybe a passing WarpScript failure.
+    Opaque,
     /// Retrying cannot help (bad request, unknown metric on OpenTSDB...).
     Permanent,
     /// The token is refused: stop the whole run (exit code 3).
@@ -42,6 +60,8 @@ pub fn classify(status: u16, body: &str, dialect: Dialect) -> FailureClass {
         FailureClass::Auth
     } else if is_fetch_limit_text(&lower) {
         FailureClass::TooLarge
+    } else if dialect == Dialect::Ovh && !is_known_transient_text(&lower) {
+        FailureClass::Opaque
     } else {
         FailureClass::Transient
     }
@@ -49,12 +69,14 @@ pub fn classify(status: u16, body: &str, dialect: Dialect) -> FailureClass {
 
 /// Classifies an HTTP error status alone, for APIs whose bodies carry no extra rule (OVHcloud
 /// API v6 adds its own `errorCode` rules on top, `crate::ovh::client`): 401/403 refuse the
-/// credentials, 413 is too large, 408/429/5xx are transient, any other status is permanent.
+/// credentials, 413 is too large, 429 throttles, 408/5xx are transient, any other status is
+/// permanent.
 pub fn classify_status(status: u16) -> FailureClass {
     match status {
         401 | 403 => FailureClass::Auth,
         413 => FailureClass::TooLarge,
-        408 | 429 => FailureClass::Transient,
+        429 => FailureClass::Throttled,
+        408 => FailureClass::Transient,
         s if s >= 500 => FailureClass::Transient,
         _ => FailureClass::Permanent,
     }
@@ -78,6 +100,16 @@ fn is_fetch_limit_text(lower: &str) -> bool {
         || lower.contains("maximum amount of")
 }
 
+/// Texts of `ovh` 500s that name a passing cause, as Erlenmeyer logs them when Warp's text
+/// comes through (`proto/opentsdb/query.go`, `executeQuery`): a storage timeout is worth a
+/// plain retry, not a split.
+fn is_known_transient_text(lower: &str) -> bool {
+    lower.contains("sockettimeoutexception")
+        || lower.contains("timeout")
+        || lower.contains("timed out")
+        || lower.contains("unavailable")
+}
+
 /// Backoff settings of one client.
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
@@ -89,6 +121,12 @@ pub struct RetryPolicy {
     pub max_backoff: Duration,
     /// Largest `Retry-After` honoured; longer ones are clamped.
     pub max_retry_after: Duration,
+    /// Attempts given to an [`FailureClass::Opaque`] failure before it is handed back to the
+    /// caller (a passing failure gets its second chance; a fetch limit does not cost many).
+    pub opaque_attempts: u32,
+    /// Throttled answers (429) one request may wait through before giving up: a server that
+    /// throttles one request this many times in a row is not just busy.
+    pub max_throttled: u32,
 }
 
 impl RetryPolicy {
@@ -99,6 +137,8 @@ impl RetryPolicy {
             base: Duration::from_millis(500),
             max_backoff: Duration::from_secs(30),
             max_retry_after: Duration::from_secs(120),
+            opaque_attempts: 2,
+            max_throttled: 30,
         }
     }
 
@@ -144,8 +184,9 @@ pub enum RetryBudget {
     Unlimited,
     /// At most this many retries in the run.
     Count(u64),
-    /// Retries may be at most this fraction of first attempts, plus [`BUDGET_FLOOR`] so a
-    /// small run can still ride out a short outage (the SRE book's per-client retry budget).
+    /// Retries may be at most this many per successful request so far, plus [`BUDGET_FLOOR`]:
+    /// a server that answers most requests is ridden out whatever the run's size, one that is
+    /// down (no success) gets the floor and no more.
     Ratio(f64),
 }
 
@@ -153,9 +194,10 @@ pub enum RetryBudget {
 pub const BUDGET_FLOOR: u64 = 10;
 
 impl Default for RetryBudget {
-    /// 20 % of requests (reqwest's default retry budget), plus the floor.
+    /// One retry per two successful requests, plus the floor: a server failing a fifth of its
+    /// answers needs a quarter of a retry per success, a dead one stops the run after 10.
     fn default() -> RetryBudget {
-        RetryBudget::Ratio(0.2)
+        RetryBudget::Ratio(0.5)
     }
 }
 
@@ -164,7 +206,7 @@ impl Default for RetryBudget {
 pub struct RunLimits {
     budget: RetryBudget,
     deadline: Option<Instant>,
-    first_attempts: AtomicU64,
+    successes: AtomicU64,
     retries: AtomicU64,
 }
 
@@ -174,7 +216,7 @@ impl RunLimits {
         RunLimits {
             budget,
             deadline: deadline.map(|d| Instant::now() + d),
-            first_attempts: AtomicU64::new(0),
+            successes: AtomicU64::new(0),
             retries: AtomicU64::new(0),
         }
     }
@@ -195,8 +237,8 @@ impl RunLimits {
         self.retries.load(Ordering::Relaxed)
     }
 
-    fn record_first_attempt(&self) {
-        self.first_attempts.fetch_add(1, Ordering::Relaxed);
+    fn record_success(&self) {
+        self.successes.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Takes one retry from the budget; false when it is spent.
@@ -205,7 +247,7 @@ impl RunLimits {
             RetryBudget::Unlimited => u64::MAX,
             RetryBudget::Count(n) => n,
             RetryBudget::Ratio(r) => {
-                (r * self.first_attempts.load(Ordering::Relaxed) as f64) as u64 + BUDGET_FLOOR
+                (r * self.successes.load(Ordering::Relaxed) as f64) as u64 + BUDGET_FLOOR
             }
         };
         self.retries
@@ -239,6 +281,13 @@ pub enum GaveUp<E> {
         /// The last failure.
         last: E,
     },
+    /// The server throttled this request [`RetryPolicy::max_throttled`] times in a row.
+    Throttled {
+        /// Attempts made.
+        attempts: u32,
+        /// The last failure.
+        last: E,
+    },
     /// The run's retry budget is spent.
     BudgetSpent {
         /// Attempts made.
@@ -260,20 +309,27 @@ pub enum GaveUp<E> {
 
 /// Runs `attempt` until it succeeds or one of the limits says stop. `attempt(n, budget)` makes
 /// attempt `n` (1-based); `budget` is the time left before the run deadline, which the attempt
-/// should use as its own timeout when shorter. `on_retry(error, n, delay)` is called before
-/// each wait (logs and counters). Waits are `tokio::time::sleep`, so tests can pause time.
+/// should use as its own timeout when shorter. `on_retry(error, class, n, delay)` is called before
+/// each wait (logs, counters, the throttle). Waits are `tokio::time::sleep`, so tests can pause
+/// time.
+///
+/// Throttled attempts (429) do not count towards `max_attempts` nor spend the run's budget;
+/// [`FailureClass::Opaque`] failures get [`RetryPolicy::opaque_attempts`] attempts and are then
+/// returned as [`GaveUp::Exhausted`], so the caller can decide what they mean.
 pub async fn retry_loop<T, E, F, Fut>(
     policy: &RetryPolicy,
     limits: &RunLimits,
     rng: &mut fastrand::Rng,
     mut attempt: F,
-    mut on_retry: impl FnMut(&E, u32, Duration),
+    mut on_retry: impl FnMut(&E, FailureClass, u32, Duration),
 ) -> Result<T, GaveUp<E>>
 where
     F: FnMut(u32, Option<Duration>) -> Fut,
     Fut: Future<Output = Result<T, AttemptError<E>>>,
 {
     let mut n = 0u32;
+    // Attempts that count towards the caps (throttled ones do not), and throttles in a row.
+    let (mut counted, mut throttled) = (0u32, 0u32);
     loop {
         if limits.deadline_passed() {
             return Err(GaveUp::Deadline {
@@ -283,23 +339,38 @@ where
             });
         }
         n += 1;
-        if n == 1 {
-            limits.record_first_attempt();
-        }
         let err = match attempt(n, limits.remaining()).await {
-            Ok(v) => return Ok(v),
+            Ok(v) => {
+                limits.record_success();
+                return Ok(v);
+            }
             Err(e) => e,
         };
-        if err.class != FailureClass::Transient {
-            return Err(GaveUp::NotRetryable(err.error));
+        let cap = match err.class {
+            FailureClass::Transient => policy.max_attempts,
+            FailureClass::Opaque => policy.opaque_attempts.min(policy.max_attempts),
+            FailureClass::Throttled => u32::MAX,
+            _ => return Err(GaveUp::NotRetryable(err.error)),
+        };
+        if err.class == FailureClass::Throttled {
+            throttled += 1;
+            if throttled >= policy.max_throttled {
+                return Err(GaveUp::Throttled {
+                    attempts: n,
+                    last: err.error,
+                });
+            }
+        } else {
+            throttled = 0;
+            counted += 1;
+            if counted >= cap {
+                return Err(GaveUp::Exhausted {
+                    attempts: n,
+                    last: err.error,
+                });
+            }
         }
-        if n >= policy.max_attempts {
-            return Err(GaveUp::Exhausted {
-                attempts: n,
-                last: err.error,
-            });
-        }
-        let delay = policy.delay(n, err.retry_after.as_deref(), rng);
+        let delay = policy.delay(counted.max(throttled), err.retry_after.as_deref(), rng);
         if let Some(left) = limits.remaining()
             && delay >= left
         {
@@ -309,13 +380,13 @@ where
                 wanted: Some(delay),
             });
         }
-        if !limits.try_spend() {
+        if err.class != FailureClass::Throttled && !limits.try_spend() {
             return Err(GaveUp::BudgetSpent {
                 attempts: n,
                 last: err.error,
             });
         }
-        on_retry(&err.error, n, delay);
+        on_retry(&err.error, err.class, n, delay);
         tokio::time::sleep(delay).await;
     }
 }
@@ -327,7 +398,7 @@ mod tests {
     #[test]
     fn classifies_statuses_and_bodies() {
         use FailureClass::*;
-        assert_eq!(classify(429, "", Dialect::Ovh), Transient);
+        assert_eq!(classify(429, "", Dialect::Ovh), Throttled);
         assert_eq!(classify(503, "", Dialect::Opentsdb), Transient);
         assert_eq!(classify(401, "Not authorized", Dialect::Ovh), Auth);
         assert_eq!(classify(403, "", Dialect::Opentsdb), Auth);
@@ -361,6 +432,10 @@ mod tests {
             classify(500, "SocketTimeoutException", Dialect::Ovh),
             Transient
         );
+        // Erlenmeyer HEAD: Warp's text replaced by Go's JSON decoder error, whatever the cause.
+        let head = "invalid character 'E' looking for beginning of value";
+        assert_eq!(classify(500, head, Dialect::Ovh), Opaque);
+        assert_eq!(classify(500, head, Dialect::Opentsdb), Transient);
     }
 
     #[test]
@@ -437,7 +512,7 @@ mod tests {
                         }),
                     }
                 },
-                |_, _, _| {},
+                |_, _, _, _| {},
             )
             .await
         }
@@ -451,7 +526,7 @@ mod tests {
         RunLimits::new(RetryBudget::Unlimited, None)
     }
 
-    use FailureClass::{Auth, Permanent, TooLarge, Transient};
+    use FailureClass::{Auth, Opaque, Permanent, Throttled, TooLarge, Transient};
 
     /// Case 1: 429 with `Retry-After: 7` then 200: one extra request, exactly 7 s later; a
     /// longer `Retry-After` is clamped to `max_retry_after`.
@@ -549,8 +624,64 @@ mod tests {
         }
     }
 
+    /// A throttled server is healthy: 429s cost neither attempts nor the run's budget, each
+    /// wait is the server's `Retry-After`, and only `max_throttled` 429s in a row give up.
+    #[tokio::test(start_paused = true)]
+    async fn throttled_attempts_spend_no_attempt_and_no_budget() {
+        let p = RetryPolicy::new(2);
+        let limits = RunLimits::new(RetryBudget::Count(0), None);
+        let mut steps = vec![Err((Throttled, Some("1"))); 5];
+        steps.push(Ok(()));
+        let s = Script::new(steps);
+        assert_eq!(s.run(&p, &limits).await, Ok(6));
+        assert_eq!(s.times()[5], Duration::from_secs(5), "{:?}", s.times());
+        assert_eq!(limits.retries(), 0);
+        // Throttles between transient failures do not reset the attempt cap.
+        let limits = RunLimits::new(RetryBudget::Unlimited, None);
+        let s = Script::new(vec![
+            Err((Transient, None)),
+            Err((Throttled, Some("1"))),
+            Err((Transient, None)),
+            Ok(()),
+        ]);
+        assert_eq!(
+            s.run(&p, &limits).await,
+            Err(GaveUp::Exhausted {
+                attempts: 3,
+                last: "attempt 3".into()
+            })
+        );
+        let mut p = RetryPolicy::new(2);
+        p.max_throttled = 3;
+        let s = Script::new(vec![Err((Throttled, Some("1"))); 4]);
+        assert_eq!(
+            s.run(&p, &limits).await,
+            Err(GaveUp::Throttled {
+                attempts: 3,
+                last: "attempt 3".into()
+            })
+        );
+    }
+
+    /// An opaque `ovh` 500 is tried `opaque_attempts` times, then handed back to the caller
+    /// (which decides between a refused token and a fetch limit).
+    #[tokio::test(start_paused = true)]
+    async fn opaque_failures_get_a_short_retry_then_go_back_to_the_caller() {
+        let p = RetryPolicy::new(8);
+        let s = Script::new(vec![Err((Opaque, None)), Ok(())]);
+        assert_eq!(s.run(&p, &unlimited()).await, Ok(2));
+        let s = Script::new(vec![Err((Opaque, None)); 8]);
+        assert_eq!(
+            s.run(&p, &unlimited()).await,
+            Err(GaveUp::Exhausted {
+                attempts: p.opaque_attempts,
+                last: format!("attempt {}", p.opaque_attempts)
+            })
+        );
+    }
+
     /// The run-wide retry budget: a count is spent across requests; a ratio allows
-    /// `ratio × first attempts + BUDGET_FLOOR` retries.
+    /// `ratio × successful requests + BUDGET_FLOOR` retries.
     #[tokio::test(start_paused = true)]
     async fn run_retry_budget_is_shared_by_all_requests() {
         let p = RetryPolicy::new(4);
@@ -573,13 +704,25 @@ mod tests {
         for _ in 0..100 {
             healthy().run(&p, &limits).await.unwrap();
         }
-        // 100 first attempts: 10 % of them plus the floor of 10 = 20 retries.
+        // 100 successes: 10 % of them plus the floor of 10 = 20 retries.
         let mut spent = 0;
         while flaky().run(&p, &limits).await.is_ok() {
             spent += 1;
         }
-        // Each flaky request is itself a first attempt, so the allowance grows slowly.
+        // Each flaky request ends in a success too, so the allowance grows slowly.
         assert!((20..=23).contains(&spent), "{spent}");
+        // A server that never answers gets the floor and no more, whatever the requests.
+        let limits = RunLimits::new(RetryBudget::Ratio(0.5), None);
+        let dead = || Script::new(vec![Err((Transient, None)); 4]);
+        let mut retries = 0;
+        for _ in 0..20 {
+            if let Err(GaveUp::Exhausted { attempts, .. } | GaveUp::BudgetSpent { attempts, .. }) =
+                dead().run(&p, &limits).await
+            {
+                retries += attempts - 1;
+            }
+        }
+        assert_eq!(u64::from(retries), BUDGET_FLOOR);
     }
 
     /// Case 15: after the deadline no request starts; a request waiting to retry is told its

@@ -230,6 +230,16 @@ pub struct Manifest {
     pub retries: u64,
     /// Window splits after too-large answers.
     pub splits: u64,
+    /// Answers that were 429 (the server throttled): waited out, never counted as failures.
+    #[serde(default)]
+    pub throttled: u64,
+    /// Seconds requests spent waiting after a 429, summed over requests.
+    #[serde(default)]
+    pub throttle_wait_seconds: f64,
+    /// The fewest requests in flight the client slowed down to while the server throttled
+    /// (`source.concurrency` when it never did).
+    #[serde(default)]
+    pub min_in_flight: usize,
     /// Bytes received.
     pub bytes_received: u64,
     /// What the decoder did with each point.

@@ -403,7 +403,7 @@ impl OvhClient {
                 }
             }
         };
-        let on_retry = |err: &OvhError, n: u32, delay: std::time::Duration| {
+        let on_retry = |err: &OvhError, _class, n: u32, delay: std::time::Duration| {
             tracing::warn!(method, endpoint, attempt = n, delay_ms = delay.as_millis() as u64,
                 error = %err, "transient API v6 failure, retrying");
             self.stats.retries.fetch_add(1, Ordering::Relaxed);
@@ -412,10 +412,12 @@ impl OvhClient {
             .await
             .map_err(|gave_up| match gave_up {
                 GaveUp::NotRetryable(e) => e,
-                GaveUp::Exhausted { attempts, last } => OvhError::Exhausted {
-                    attempts,
-                    last: Box::new(last),
-                },
+                GaveUp::Exhausted { attempts, last } | GaveUp::Throttled { attempts, last } => {
+                    OvhError::Exhausted {
+                        attempts,
+                        last: Box::new(last),
+                    }
+                }
                 GaveUp::BudgetSpent { attempts, last } => OvhError::BudgetSpent {
                     attempts,
                     last: Box::new(last),

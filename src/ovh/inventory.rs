@@ -477,6 +477,7 @@ mod tests {
             tables: vec![0],
             datacenters: None,
             series: None,
+            split_values: None,
         }
     }
 

@@ -465,15 +465,18 @@ async fn split_answer(resp: Response) -> (Response, Bytes) {
     (Response::from_parts(parts, Body::empty()), bytes)
 }
 
-/// The `[start, end]` span of a POST query body in ms, when both are numbers (what our client
-/// sends); `None` otherwise (then a `fetch-limit` rule with a span does not fire).
+/// The span of whole seconds a POST query body selects, in ms, when both bounds are numbers
+/// (what our client sends); `None` otherwise (then a `fetch-limit` rule with a span does not
+/// fire). The start is rounded up to a whole second: a client asking Warp's (start, end] from
+/// one millisecond before a second selects the same points as one asking [start, end] from it.
 fn query_range_ms(body: &[u8]) -> Option<i64> {
     let v: serde_json::Value = serde_json::from_slice(body).ok()?;
     let ms = |x: &serde_json::Value| {
         let n = x.as_i64()?;
         Some(if n < (1 << 32) { n * 1000 } else { n })
     };
-    Some(ms(v.get("end")?)? - ms(v.get("start")?)?)
+    let start = ms(v.get("start")?)?;
+    Some(ms(v.get("end")?)? - (start + 999).div_euclid(1000) * 1000)
 }
 
 /// The metric of the first sub-query, for error texts that name it.
@@ -606,6 +609,11 @@ mod tests {
         assert_eq!(
             query_range_ms(br#"{"start":1000000000,"end":1000003600}"#),
             Some(3_600_000)
+        );
+        assert_eq!(
+            query_range_ms(br#"{"start":999999999999,"end":1000003600000}"#),
+            Some(3_600_000),
+            "one ms before a second (Warp's range) selects the same seconds"
         );
         assert_eq!(query_range_ms(br#"{"start":"1h-ago"}"#), None);
     }

@@ -7,6 +7,7 @@ mod duckdb;
 mod faults;
 mod inventory;
 mod pipeline;
+mod real_endpoint;
 #[cfg(feature = "report")]
 mod report;
 mod s3;
