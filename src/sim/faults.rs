@@ -25,13 +25,16 @@
 //! `transient@rate=P`.
 //!
 //! Determinism: `first`/`every` count query requests in arrival order. `rate` does not depend
-//! on the order at all: attempt k of a given request body fails when a hash of (seed, body, k)
-//! falls below P, so a concurrent client sees the same faults for the same requests on every
-//! run, and a retried request eventually passes.
+//! on the order at all: attempt k of a given request body fails when a hash of (seed, body, k,
+//! rule position) falls below P, so a concurrent client sees the same faults for the same
+//! requests on every run, and a retried request eventually passes.
 //!
-//! Rules are tried in order; the first one whose WHEN matches decides. Faults apply to
-//! `/api/query` only: discovery, dialect detection and API v6 stay healthy, so a test isolates
-//! the extraction path.
+//! Rules are tried in order; the first one whose WHEN matches decides. Each `rate` rule draws
+//! independently: `429:1@rate=0.15` then `503@rate=0.2` give 429 to 15 % of requests and 503
+//! to 20 % of the rest (17 % of all).
+//!
+//! Faults apply to `/api/query` only: discovery, dialect detection and API v6 stay healthy, so
+//! a test isolates the extraction path.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -255,10 +258,13 @@ impl Faults {
     }
 
     /// Decides which fault, if any, request number `n` (0-based) with body hash `body` gets
-    /// on its `attempt`-th sending.
+    /// on its `attempt`-th sending. Each `rate` rule draws on its own (the hash is salted with
+    /// the rule's position), so `429@rate=0.15` then `503@rate=0.2` fail 15 % of requests with
+    /// 429 and 20 % of the others with 503, not only the 5 % a shared draw leaves above 0.15.
     fn pick(&self, n: u64, body: u64, attempt: u32, range_ms: Option<i64>) -> Option<Fault> {
-        let draw = mix(self.seed ^ mix(body ^ mix(u64::from(attempt))));
-        for rule in &self.rules {
+        let request = mix(self.seed ^ mix(body ^ mix(u64::from(attempt))));
+        for (position, rule) in self.rules.iter().enumerate() {
+            let draw = mix(request ^ mix(RULE_SALT ^ position as u64));
             let fires = match rule.when {
                 When::Always => true,
                 When::First(k) => n < k,
@@ -444,6 +450,9 @@ impl Faults {
     }
 }
 
+/// Mixed with a rule's position into its draw, so that no two rules share one.
+const RULE_SALT: u64 = 0x7275_6c65_5f64_7261;
+
 /// The faults `transient` draws from: all must be retried by a correct client.
 const TRANSIENT_MIX: [Fault; 8] = [
     Fault::TooMany(RetryAfter::Seconds(1)),
@@ -589,6 +598,43 @@ mod tests {
         // Another seed fails other requests.
         let h = Faults::new(&[rule("transient=0.1")], 43).unwrap();
         assert!((0..200u64).any(|b| f.pick(0, b, 1, None) != h.pick(0, b, 1, None)));
+    }
+
+    /// Two `rate` rules draw independently: over many request bodies, the first fails its
+    /// share and the second its share of the rest (with one shared draw it would get only the
+    /// 5 % between 0.15 and 0.2). The picks depend on (seed, body, attempt) alone.
+    #[test]
+    fn rate_rules_draw_independently_of_each_other() {
+        let rules = [rule("429:1@rate=0.15"), rule("503@rate=0.2")];
+        let f = Faults::new(&rules, 5).unwrap();
+        let g = Faults::new(&rules, 5).unwrap();
+        let n = 40_000u64;
+        let (mut too_many, mut unavailable) = (0u64, 0u64);
+        for body in 0..n {
+            let picked = f.pick(0, body, 1, None);
+            assert_eq!(picked, g.pick(7, body, 1, None), "deterministic");
+            match picked {
+                Some(Fault::TooMany(RetryAfter::Seconds(1))) => too_many += 1,
+                Some(Fault::Status(503)) => unavailable += 1,
+                None => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        // 15 % of 40 000 is 6 000 (σ ≈ 71); 20 % of the other 34 000 is 6 800 (σ ≈ 74).
+        assert!(
+            (5_700..=6_300).contains(&too_many),
+            "429: {too_many} of {n}"
+        );
+        let rest = n - too_many;
+        assert!(
+            (rest * 19 / 100..=rest * 21 / 100).contains(&unavailable),
+            "503: {unavailable} of the {rest} others"
+        );
+        // A retry is a new draw: the failed attempts of a body do not all fail again.
+        let again = (0..n)
+            .filter(|&b| f.pick(0, b, 1, None).is_some() && f.pick(0, b, 2, None).is_some())
+            .count() as u64;
+        assert!(again < (too_many + unavailable) / 2, "{again} fail twice");
     }
 
     #[test]
