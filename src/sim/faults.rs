@@ -8,16 +8,16 @@
 //! | KIND | What the client receives |
 //! |---|---|
 //! | `429[:S]` | `429 Too Many Requests` with `Retry-After: S` (seconds); `429:date+S` / `429:date-S` sends an HTTP-date S seconds ahead / in the past; `429:garbage` an unparseable value; `429` alone no header |
-//! | `500`, `502`, `503`, `504` | that status: a 500 is the dialect's own error (Erlenmeyer's Warp text or OpenTSDB's JSON), 502/503/504 the HTML page of a proxy |
+//! | `500`, `502`, `503`, `504` | that status: a 500 is the dialect's own error (OpenTSDB's JSON, or Warp 10's storage timeout as Erlenmeyer relays it: Warp's text, or the opaque `invalid character 'E' ...` with `errors = head`), 502/503/504 the HTML page of a proxy |
 //! | `cut` | the real answer's first half with a `Content-Length` of the whole, then the connection closes |
 //! | `empty` | `200` with an empty body (Erlenmeyer writes the status before encoding) |
 //! | `html` | `200` with an HTML page (a proxy's error page served as success) |
 //! | `stall:DUR` | the real answer's first half, a pause of DUR (e.g. `30s`), then the rest |
-//! | `fetch-limit[:DUR]` | the dialect's too-large answer (`413` for `opentsdb`, `500 FETCH exceeded limit of` for `ovh`) for every range longer than DUR (default: every range) |
+//! | `fetch-limit[:DUR]` | the dialect's too-large answer for every range longer than DUR (default: every range), whatever the points: `413` for `opentsdb`, Warp's `500 ... FETCHDOUBLE exceeded limit of N datapoints, current count is N+1` (or the opaque text) for `ovh`, N being `max_fetch_points` |
 //! | `400` | a permanent refusal: OpenTSDB's `No such name for 'metrics'` (JSON), Erlenmeyer's `Invalid query` (text) |
 //! | `no-data` | `200 []`, what Erlenmeyer answers for a metric that does not exist |
 //! | `401`, `403` | the dialect's refusal (`Not authorized`) |
-//! | `bad-token` | Warp 10's invalid-token `500` (`ovh`), echoing the token sent, as the real one does; a `401` on `opentsdb` |
+//! | `bad-token` | Warp 10's invalid-token `500` (`ovh`: `... (AUTHENTICATE given an invalid read token. (Invalid token.))`, or the opaque text); a `401` on `opentsdb` |
 //! | `transient` | one of 429 (`Retry-After: 1`), 500, 502, 503, 504, `cut`, `empty`, `html`, picked from the seed |
 //!
 //! WHEN is `first=N` (the first N query requests), `every=N` (requests N, 2N, 3N...),
@@ -48,7 +48,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
-use super::server::ApiError;
+use super::server::{ApiError, Shared};
+use super::warp::WarpError;
 use crate::dialect::Dialect;
 
 /// Largest request body read for fault decisions (query bodies are a few hundred bytes).
@@ -284,14 +285,10 @@ impl Faults {
     }
 
     /// Runs one request through the plan: either the handler's answer or a fault (counted in
-    /// `injected`).
-    pub(crate) async fn apply(
-        &self,
-        dialect: Dialect,
-        injected: &AtomicU64,
-        req: Request,
-        next: Next,
-    ) -> Response {
+    /// the server's `faults` counter). Warp 10's errors are relayed in the server's `errors`
+    /// mode, like the real ones.
+    pub(crate) async fn apply(&self, shared: &Shared, req: Request, next: Next) -> Response {
+        let dialect = shared.dialect;
         let (parts, body) = req.into_parts();
         let bytes = match axum::body::to_bytes(body, MAX_REQUEST_BYTES).await {
             Ok(b) => b,
@@ -309,12 +306,11 @@ impl Faults {
         };
         let range = query_range_ms(&bytes);
         let metric = first_metric(&bytes);
-        let password = super::server::basic_password(&parts.headers);
         let req = Request::from_parts(parts, Body::from(bytes));
         let Some(fault) = self.pick(n, key, attempt, range) else {
             return next.run(req).await;
         };
-        injected.fetch_add(1, Ordering::Relaxed);
+        shared.counters.faults.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(?fault, request = n, attempt, "simulator: injecting a fault");
         match fault {
             Fault::TooMany(ra) => {
@@ -339,12 +335,8 @@ impl Faults {
                 resp
             }
             Fault::Status(500) => match dialect {
-                // What Erlenmeyer relays when Warp 10 times out.
-                Dialect::Ovh => ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "ERROR line #8 in section '[TOP]': Exception at '=>FETCHDOUBLE<=' in section \
-                     [TOP] (java.net.SocketTimeoutException: Read timed out)",
-                ),
+                // What Erlenmeyer relays when Warp 10's storage times out.
+                Dialect::Ovh => WarpError::socket_timeout().relay(shared.errors),
                 Dialect::Opentsdb => {
                     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
                 }
@@ -413,7 +405,11 @@ impl Faults {
                 *resp.body_mut() = Body::from_stream(first.chain(rest));
                 resp
             }
-            Fault::FetchLimit(_) => super::query::fetch_limit_error(dialect).into_response(dialect),
+            // The real count is unknown here: one point over the limit.
+            Fault::FetchLimit(_) => {
+                super::query::too_large(shared, shared.max_fetch_points.saturating_add(1))
+                    .into_response(dialect)
+            }
             Fault::BadRequest => match dialect {
                 Dialect::Opentsdb => {
                     ApiError::bad_request(format!("No such name for 'metrics': '{metric}'"))
@@ -439,7 +435,7 @@ impl Faults {
                 ApiError::new(StatusCode::FORBIDDEN, "Forbidden").into_response(dialect)
             }
             Fault::BadToken => match dialect {
-                Dialect::Ovh => super::query::invalid_token_error(&password),
+                Dialect::Ovh => WarpError::invalid_token().relay(shared.errors),
                 Dialect::Opentsdb => {
                     ApiError::new(StatusCode::UNAUTHORIZED, "Not authorized: invalid token")
                 }
@@ -657,8 +653,9 @@ mod tests {
     }
 
     /// Over HTTP: a cut body arrives with a 200 head and fails mid-body; a 429 carries its
-    /// `Retry-After` as an HTTP-date; the invalid-token 500 echoes the token sent, as Warp 10
-    /// does; faults stop after `first=N` and the real answer follows.
+    /// `Retry-After` as an HTTP-date; the invalid-token 500 is Warp 10's AUTHENTICATE error,
+    /// which quotes its script line, not the token; faults stop after `first=N` and the real
+    /// answer follows.
     #[tokio::test]
     async fn injected_answers_look_like_the_real_failures() {
         let cfg = crate::sim::SimConfig {
@@ -697,12 +694,10 @@ mod tests {
         );
         let refused = send().await.unwrap();
         assert_eq!(refused.status(), 500);
+        let text = refused.text().await.unwrap();
         assert!(
-            refused
-                .text()
-                .await
-                .unwrap()
-                .contains("'tok-echo' DUP =>AUTHENTICATE<=")
+            text.contains("'DUP =>AUTHENTICATE<= 20000000 LIMIT'") && !text.contains("tok-echo"),
+            "{text}"
         );
         let ok = send().await.unwrap();
         assert_eq!(ok.status(), 200);
