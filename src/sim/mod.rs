@@ -30,9 +30,10 @@
 //! # What `/api/query` computes
 //! - `aggregator: "none"`: the stored points in range, one answer per series with its full
 //!   tags: `[start, end]` in `opentsdb`; in `ovh` what Warp 10's FETCH keeps, `(start, end]` by
-//!   default or `[start, end]` ([`FetchStart`]), with Erlenmeyer's second-precision times. In `opentsdb`, `rate` is applied per series (OpenTSDB's
-//!   `RateSpan`, counter options included) and a `downsample` is applied per series, as 2.4.1
-//!   does; `ovh` ignores both with `none`, as Erlenmeyer does.
+//!   default or `[start, end]` ([`FetchStart`]), with Erlenmeyer's second-precision times. In
+//!   `opentsdb`, `rate` is applied per series (OpenTSDB's `RateSpan`, counter options
+//!   included) and a `downsample` is applied per series, as 2.4.1 does; `ovh` ignores both with
+//!   `none`, as Erlenmeyer does.
 //! - Other aggregators and downsampling are computed with [`crate::semantics`], so the
 //!   simulator and the client cannot drift apart: in `opentsdb`, epoch-aligned buckets over the
 //!   hour-widened scan bounds, fill policies (`"NaN"`, `null`), rate, then group-by with
