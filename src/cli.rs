@@ -201,6 +201,19 @@ pub struct SimArgs {
     /// Seed of the fault draws (transient=P, @rate=P).
     #[arg(long, default_value_t = 0)]
     pub fault_seed: u64,
+    /// How an ovh query's Warp 10 errors (fetch limit, bad token, timeout) are relayed: "text"
+    /// (Warp's message) or "head" (Erlenmeyer HEAD's opaque "invalid character 'E' looking for
+    /// beginning of value").
+    #[arg(long, default_value = "text", value_name = "MODE")]
+    pub errors: crate::sim::ErrorMode,
+    /// Datapoints one sub-query may fetch (matched series x points in range) before the server
+    /// refuses it (ovh: Warp's FETCH limit 500; opentsdb: 413).
+    #[arg(long, default_value_t = crate::sim::ERLENMEYER_FETCH_LIMIT, value_name = "N")]
+    pub max_fetch_points: u64,
+    /// Whether an ovh FETCH keeps a point stamped exactly on the query start: "excluded" (Warp
+    /// 10 up to 2.2) or "included" (Warp 10 2.3 and later).
+    #[arg(long, default_value = "excluded", value_name = "WHICH")]
+    pub fetch_start: crate::sim::FetchStart,
     /// Serve the pre-rendered answers of this directory instead of simulating (benchmarks;
     /// see `benches/gen_answers.py`). Other data flags are ignored.
     #[arg(long, value_name = "DIR")]

@@ -114,6 +114,9 @@ struct SimFile {
     inventory_drift: Option<usize>,
     faults: Option<Vec<String>>,
     fault_seed: Option<u64>,
+    errors: Option<String>,
+    max_fetch_points: Option<u64>,
+    fetch_start: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -744,6 +747,15 @@ fn validate_source(
                     })?);
             }
             sim.fault_seed = s.fault_seed.unwrap_or(sim.fault_seed);
+            if let Some(e) = s.errors {
+                sim.errors = e.parse().map_err(|e| invalid("source.sim.errors", e))?;
+            }
+            sim.max_fetch_points = s.max_fetch_points.unwrap_or(sim.max_fetch_points);
+            if let Some(f) = s.fetch_start {
+                sim.fetch_start = f
+                    .parse()
+                    .map_err(|e| invalid("source.sim.fetch_start", e))?;
+            }
         }
         Endpoint::Sim(Box::new(sim))
     } else {
@@ -1401,6 +1413,23 @@ url = "./out"
             .unwrap_err()
             .to_string();
         assert!(err.contains("source.sim.faults"), "{err}");
+        let p = with(
+            "[source.sim]\nerrors = \"head\"\nmax_fetch_points = 5000\nfetch_start = \"included\"",
+        )
+        .unwrap();
+        let sim = p.source.sim_config().unwrap();
+        assert_eq!(sim.errors, crate::sim::ErrorMode::Head);
+        assert_eq!(sim.max_fetch_points, 5000);
+        assert_eq!(sim.fetch_start, crate::sim::FetchStart::Included);
+        for (bad, key) in [
+            ("errors = \"json\"", "source.sim.errors"),
+            ("fetch_start = \"open\"", "source.sim.fetch_start"),
+        ] {
+            let err = with(&format!("[source.sim]\n{bad}"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -14,9 +14,10 @@ use serde_json::Value;
 
 use super::format::{push_int, push_str};
 use super::model::Pcc;
-use super::query::{OPENTSDB_AGGREGATORS, OVH_AGGREGATORS, OVH_DOWNSAMPLERS, invalid_token_error};
+use super::query::{OPENTSDB_AGGREGATORS, OVH_AGGREGATORS, OVH_DOWNSAMPLERS};
 use super::regex::Regex;
 use super::server::{ApiError, Shared};
+use super::warp::WarpError;
 use crate::dialect::Dialect;
 
 /// Default and OVH-echoed `limit` / `max`.
@@ -377,8 +378,10 @@ fn lookup_ovh(
         };
         selectors.insert(k, next);
     }
-    if let Some(t) = bad_token {
-        return Err(invalid_token_error(t));
+    // The lookup script runs FIND through `QueryGTS`, so a refused token is relayed like any
+    // Warp error of `/api/query` (`lookup.go`, `HandleLookup`).
+    if bad_token.is_some() {
+        return Err(WarpError::invalid_token_find().relay(shared.errors));
     }
     let mut compiled: Vec<(&str, Option<Regex>, &Selector)> = Vec::new();
     for (k, sel) in &selectors {
@@ -582,8 +585,15 @@ pub(crate) fn suggest(
         }
         Some(m) => usize::try_from(m).unwrap_or(0),
     };
-    if let Some(t) = bad_token {
-        return Err(invalid_token_error(t));
+    // Suggest calls Warp's `/api/v0/find`, not a script (`suggest.go`, `core.FindGTS`): the
+    // refusal is that endpoint's `403 Missing or invalid token.` (`EgressFindHandler`), whose
+    // error page Erlenmeyer returns as the text of a 500, untouched by the `errors` mode. The
+    // simulator sends the reason without Jetty's HTML around it.
+    if bad_token.is_some() {
+        return Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Missing or invalid token.",
+        ));
     }
     let substring = ovh && kind.as_deref() == Some("metrics");
     let picked: Vec<&str> = names

@@ -8,16 +8,16 @@
 //! | KIND | What the client receives |
 //! |---|---|
 //! | `429[:S]` | `429 Too Many Requests` with `Retry-After: S` (seconds); `429:date+S` / `429:date-S` sends an HTTP-date S seconds ahead / in the past; `429:garbage` an unparseable value; `429` alone no header |
-//! | `500`, `502`, `503`, `504` | that status: a 500 is the dialect's own error (Erlenmeyer's Warp text or OpenTSDB's JSON), 502/503/504 the HTML page of a proxy |
+//! | `500`, `502`, `503`, `504` | that status: a 500 is the dialect's own error (OpenTSDB's JSON, or Warp 10's storage timeout as Erlenmeyer relays it: Warp's text, or the opaque `invalid character 'E' ...` with `errors = head`), 502/503/504 the HTML page of a proxy |
 //! | `cut` | the real answer's first half with a `Content-Length` of the whole, then the connection closes |
 //! | `empty` | `200` with an empty body (Erlenmeyer writes the status before encoding) |
 //! | `html` | `200` with an HTML page (a proxy's error page served as success) |
 //! | `stall:DUR` | the real answer's first half, a pause of DUR (e.g. `30s`), then the rest |
-//! | `fetch-limit[:DUR]` | the dialect's too-large answer (`413` for `opentsdb`, `500 FETCH exceeded limit of` for `ovh`) for every range longer than DUR (default: every range) |
+//! | `fetch-limit[:DUR]` | the dialect's too-large answer for every range longer than DUR (default: every range), whatever the points: `413` for `opentsdb`, Warp's `500 ... FETCHDOUBLE exceeded limit of N datapoints, current count is N+1` (or the opaque text) for `ovh`, N being `max_fetch_points` |
 //! | `400` | a permanent refusal: OpenTSDB's `No such name for 'metrics'` (JSON), Erlenmeyer's `Invalid query` (text) |
 //! | `no-data` | `200 []`, what Erlenmeyer answers for a metric that does not exist |
 //! | `401`, `403` | the dialect's refusal (`Not authorized`) |
-//! | `bad-token` | Warp 10's invalid-token `500` (`ovh`), echoing the token sent, as the real one does; a `401` on `opentsdb` |
+//! | `bad-token` | Warp 10's invalid-token `500` (`ovh`: `... (AUTHENTICATE given an invalid read token. (Invalid token.))`, or the opaque text); a `401` on `opentsdb` |
 //! | `transient` | one of 429 (`Retry-After: 1`), 500, 502, 503, 504, `cut`, `empty`, `html`, picked from the seed |
 //!
 //! WHEN is `first=N` (the first N query requests), `every=N` (requests N, 2N, 3N...),
@@ -25,13 +25,16 @@
 //! `transient@rate=P`.
 //!
 //! Determinism: `first`/`every` count query requests in arrival order. `rate` does not depend
-//! on the order at all: attempt k of a given request body fails when a hash of (seed, body, k)
-//! falls below P, so a concurrent client sees the same faults for the same requests on every
-//! run, and a retried request eventually passes.
+//! on the order at all: attempt k of a given request body fails when a hash of (seed, body, k,
+//! rule position) falls below P, so a concurrent client sees the same faults for the same
+//! requests on every run, and a retried request eventually passes.
 //!
-//! Rules are tried in order; the first one whose WHEN matches decides. Faults apply to
-//! `/api/query` only: discovery, dialect detection and API v6 stay healthy, so a test isolates
-//! the extraction path.
+//! Rules are tried in order; the first one whose WHEN matches decides. Each `rate` rule draws
+//! independently: `429:1@rate=0.15` then `503@rate=0.2` give 429 to 15 % of requests and 503
+//! to 20 % of the rest (17 % of all).
+//!
+//! Faults apply to `/api/query` only: discovery, dialect detection and API v6 stay healthy, so
+//! a test isolates the extraction path.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -45,7 +48,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
-use super::server::ApiError;
+use super::server::{ApiError, Shared};
+use super::warp::WarpError;
 use crate::dialect::Dialect;
 
 /// Largest request body read for fault decisions (query bodies are a few hundred bytes).
@@ -255,10 +259,13 @@ impl Faults {
     }
 
     /// Decides which fault, if any, request number `n` (0-based) with body hash `body` gets
-    /// on its `attempt`-th sending.
+    /// on its `attempt`-th sending. Each `rate` rule draws on its own (the hash is salted with
+    /// the rule's position), so `429@rate=0.15` then `503@rate=0.2` fail 15 % of requests with
+    /// 429 and 20 % of the others with 503, not only the 5 % a shared draw leaves above 0.15.
     fn pick(&self, n: u64, body: u64, attempt: u32, range_ms: Option<i64>) -> Option<Fault> {
-        let draw = mix(self.seed ^ mix(body ^ mix(u64::from(attempt))));
-        for rule in &self.rules {
+        let request = mix(self.seed ^ mix(body ^ mix(u64::from(attempt))));
+        for (position, rule) in self.rules.iter().enumerate() {
+            let draw = mix(request ^ mix(RULE_SALT ^ position as u64));
             let fires = match rule.when {
                 When::Always => true,
                 When::First(k) => n < k,
@@ -278,14 +285,10 @@ impl Faults {
     }
 
     /// Runs one request through the plan: either the handler's answer or a fault (counted in
-    /// `injected`).
-    pub(crate) async fn apply(
-        &self,
-        dialect: Dialect,
-        injected: &AtomicU64,
-        req: Request,
-        next: Next,
-    ) -> Response {
+    /// the server's `faults` counter). Warp 10's errors are relayed in the server's `errors`
+    /// mode, like the real ones.
+    pub(crate) async fn apply(&self, shared: &Shared, req: Request, next: Next) -> Response {
+        let dialect = shared.dialect;
         let (parts, body) = req.into_parts();
         let bytes = match axum::body::to_bytes(body, MAX_REQUEST_BYTES).await {
             Ok(b) => b,
@@ -303,12 +306,11 @@ impl Faults {
         };
         let range = query_range_ms(&bytes);
         let metric = first_metric(&bytes);
-        let password = super::server::basic_password(&parts.headers);
         let req = Request::from_parts(parts, Body::from(bytes));
         let Some(fault) = self.pick(n, key, attempt, range) else {
             return next.run(req).await;
         };
-        injected.fetch_add(1, Ordering::Relaxed);
+        shared.counters.faults.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(?fault, request = n, attempt, "simulator: injecting a fault");
         match fault {
             Fault::TooMany(ra) => {
@@ -333,12 +335,8 @@ impl Faults {
                 resp
             }
             Fault::Status(500) => match dialect {
-                // What Erlenmeyer relays when Warp 10 times out.
-                Dialect::Ovh => ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "ERROR line #8 in section '[TOP]': Exception at '=>FETCHDOUBLE<=' in section \
-                     [TOP] (java.net.SocketTimeoutException: Read timed out)",
-                ),
+                // What Erlenmeyer relays when Warp 10's storage times out.
+                Dialect::Ovh => WarpError::socket_timeout().relay(shared.errors),
                 Dialect::Opentsdb => {
                     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
                 }
@@ -407,7 +405,11 @@ impl Faults {
                 *resp.body_mut() = Body::from_stream(first.chain(rest));
                 resp
             }
-            Fault::FetchLimit(_) => super::query::fetch_limit_error(dialect).into_response(dialect),
+            // The real count is unknown here: one point over the limit.
+            Fault::FetchLimit(_) => {
+                super::query::too_large(shared, shared.max_fetch_points.saturating_add(1))
+                    .into_response(dialect)
+            }
             Fault::BadRequest => match dialect {
                 Dialect::Opentsdb => {
                     ApiError::bad_request(format!("No such name for 'metrics': '{metric}'"))
@@ -433,7 +435,7 @@ impl Faults {
                 ApiError::new(StatusCode::FORBIDDEN, "Forbidden").into_response(dialect)
             }
             Fault::BadToken => match dialect {
-                Dialect::Ovh => super::query::invalid_token_error(&password),
+                Dialect::Ovh => WarpError::invalid_token().relay(shared.errors),
                 Dialect::Opentsdb => {
                     ApiError::new(StatusCode::UNAUTHORIZED, "Not authorized: invalid token")
                 }
@@ -443,6 +445,9 @@ impl Faults {
         }
     }
 }
+
+/// Mixed with a rule's position into its draw, so that no two rules share one.
+const RULE_SALT: u64 = 0x7275_6c65_5f64_7261;
 
 /// The faults `transient` draws from: all must be retried by a correct client.
 const TRANSIENT_MIX: [Fault; 8] = [
@@ -594,6 +599,43 @@ mod tests {
         assert!((0..200u64).any(|b| f.pick(0, b, 1, None) != h.pick(0, b, 1, None)));
     }
 
+    /// Two `rate` rules draw independently: over many request bodies, the first fails its
+    /// share and the second its share of the rest (with one shared draw it would get only the
+    /// 5 % between 0.15 and 0.2). The picks depend on (seed, body, attempt) alone.
+    #[test]
+    fn rate_rules_draw_independently_of_each_other() {
+        let rules = [rule("429:1@rate=0.15"), rule("503@rate=0.2")];
+        let f = Faults::new(&rules, 5).unwrap();
+        let g = Faults::new(&rules, 5).unwrap();
+        let n = 40_000u64;
+        let (mut too_many, mut unavailable) = (0u64, 0u64);
+        for body in 0..n {
+            let picked = f.pick(0, body, 1, None);
+            assert_eq!(picked, g.pick(7, body, 1, None), "deterministic");
+            match picked {
+                Some(Fault::TooMany(RetryAfter::Seconds(1))) => too_many += 1,
+                Some(Fault::Status(503)) => unavailable += 1,
+                None => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        // 15 % of 40 000 is 6 000 (σ ≈ 71); 20 % of the other 34 000 is 6 800 (σ ≈ 74).
+        assert!(
+            (5_700..=6_300).contains(&too_many),
+            "429: {too_many} of {n}"
+        );
+        let rest = n - too_many;
+        assert!(
+            (rest * 19 / 100..=rest * 21 / 100).contains(&unavailable),
+            "503: {unavailable} of the {rest} others"
+        );
+        // A retry is a new draw: the failed attempts of a body do not all fail again.
+        let again = (0..n)
+            .filter(|&b| f.pick(0, b, 1, None).is_some() && f.pick(0, b, 2, None).is_some())
+            .count() as u64;
+        assert!(again < (too_many + unavailable) / 2, "{again} fail twice");
+    }
+
     #[test]
     fn fetch_limit_fires_only_above_its_span() {
         let f = Faults::new(&[rule("fetch-limit:1h")], 0).unwrap();
@@ -619,8 +661,9 @@ mod tests {
     }
 
     /// Over HTTP: a cut body arrives with a 200 head and fails mid-body; a 429 carries its
-    /// `Retry-After` as an HTTP-date; the invalid-token 500 echoes the token sent, as Warp 10
-    /// does; faults stop after `first=N` and the real answer follows.
+    /// `Retry-After` as an HTTP-date; the invalid-token 500 is Warp 10's AUTHENTICATE error,
+    /// which quotes its script line, not the token; faults stop after `first=N` and the real
+    /// answer follows.
     #[tokio::test]
     async fn injected_answers_look_like_the_real_failures() {
         let cfg = crate::sim::SimConfig {
@@ -659,12 +702,10 @@ mod tests {
         );
         let refused = send().await.unwrap();
         assert_eq!(refused.status(), 500);
+        let text = refused.text().await.unwrap();
         assert!(
-            refused
-                .text()
-                .await
-                .unwrap()
-                .contains("'tok-echo' DUP =>AUTHENTICATE<=")
+            text.contains("'DUP =>AUTHENTICATE<= 20000000 LIMIT'") && !text.contains("tok-echo"),
+            "{text}"
         );
         let ok = send().await.unwrap();
         assert_eq!(ok.status(), 200);

@@ -11,8 +11,10 @@
 //! - `ovh`: what the real vScope endpoint (Erlenmeyer over Warp 10, §2) does: text errors,
 //!   `GET /api/query` → 501, Erlenmeyer's time parser, only three filter types (the others are
 //!   silently ignored), `query.index` and group-by keys in every answer, Go float formatting,
-//!   `200 []` for an unknown metric, lookup that ignores `limit`, no `/api/version`, and the
-//!   token checked by Warp 10 (a wrong token is a 500 whose text echoes it).
+//!   `200 []` for an unknown metric, lookup that ignores `limit`, no `/api/version`, the
+//!   token checked by Warp 10 (a wrong token is a 500), and Warp 10's fetch range and errors,
+//!   relayed as Warp's text or as the opaque `invalid character 'E' looking for beginning of
+//!   value` of Erlenmeyer's public HEAD ([`ErrorMode`], `warp.rs`).
 //!
 //! # Endpoints
 //! `/api/query`, `/api/search/lookup`, `/api/suggest`, `/api/aggregators`,
@@ -26,10 +28,12 @@
 //! with signature, timestamp and access-rule checks.
 //!
 //! # What `/api/query` computes
-//! - `aggregator: "none"`: the stored points in `[start, end]` (both inclusive), one answer
-//!   per series with its full tags. In `opentsdb`, `rate` is applied per series (OpenTSDB's
-//!   `RateSpan`, counter options included) and a `downsample` is applied per series, as 2.4.1
-//!   does; `ovh` ignores both with `none`, as Erlenmeyer does.
+//! - `aggregator: "none"`: the stored points in range, one answer per series with its full
+//!   tags: `[start, end]` in `opentsdb`; in `ovh` what Warp 10's FETCH keeps, `(start, end]` by
+//!   default or `[start, end]` ([`FetchStart`]), with Erlenmeyer's second-precision times. In
+//!   `opentsdb`, `rate` is applied per series (OpenTSDB's `RateSpan`, counter options
+//!   included) and a `downsample` is applied per series, as 2.4.1 does; `ovh` ignores both with
+//!   `none`, as Erlenmeyer does.
 //! - Other aggregators and downsampling are computed with [`crate::semantics`], so the
 //!   simulator and the client cannot drift apart: in `opentsdb`, epoch-aligned buckets over the
 //!   hour-widened scan bounds, fill policies (`"NaN"`, `null`), rate, then group-by with
@@ -45,8 +49,11 @@
 //! - `regexp` filters run on a small built-in matcher (`regex.rs`: literals, `.`, classes,
 //!   groups, `|`, anchors, quantifiers, a leading `(?i)`); other constructs are refused with a
 //!   400 that names them.
-//! - A sub-query may fetch at most 20 000 000 points (Warp 10's `LIMIT`; the same cap protects
-//!   the `opentsdb` dialect, where it answers OpenTSDB's 413).
+//! - A sub-query may fetch at most [`SimConfig::max_fetch_points`] points (default 20 000 000,
+//!   Erlenmeyer's `LIMIT`): Warp 10's fetch-limit 500 in `ovh`, OpenTSDB's 413 in `opentsdb`.
+//!   The count is the stored points the FETCH selects, taken as the steps in range of each
+//!   matched series (an upper bound: the ~0.5 % missing points are not subtracted), so it is
+//!   a pure function of the query and shrinks with every series a filter removes.
 //! - Known deviation: OpenTSDB aggregates integer data without downsample or rate in integer
 //!   maths (truncating lerp and averages); the simulator computes and prints doubles there.
 //!
@@ -78,6 +85,7 @@ mod query;
 mod regex;
 mod replay;
 mod server;
+mod warp;
 
 #[cfg(test)]
 mod tests;
@@ -96,6 +104,7 @@ use tokio::task::JoinHandle;
 pub use faults::{Fault, FaultParseError, FaultRule, RetryAfter, When};
 pub use model::{DcObjects, FilerObject, HostObject, Pcc, PccObjects, SimSeries, VmObject};
 pub use replay::serve_replay_until;
+pub use warp::{ERLENMEYER_FETCH_LIMIT, ErrorMode, FetchStart};
 
 use crate::dialect::Dialect;
 use server::{Counters, Shared};
@@ -148,6 +157,18 @@ pub struct SimConfig {
     pub faults: Vec<FaultRule>,
     /// Seed of the fault draws (`transient=P`, `@rate=P`), independent of the data's seed.
     pub fault_seed: u64,
+    /// How a Warp 10 execution error (fetch limit, refused token, timeout...) reaches an `ovh`
+    /// client: Warp's text, or the opaque `invalid character 'E' ...` of Erlenmeyer's public
+    /// HEAD (`warp.rs`). Errors Erlenmeyer makes itself (400, 401, 405, 501) are unchanged.
+    pub errors: ErrorMode,
+    /// Datapoints one sub-query may fetch: the stored points its FETCH selects (matched series
+    /// times range) above this are refused, with Warp 10's fetch-limit 500 (`ovh`) or
+    /// OpenTSDB's 413. Default: Erlenmeyer's `20000000 LIMIT`; a small value makes a client's
+    /// splitting testable on a small PCC.
+    pub max_fetch_points: u64,
+    /// Whether the `ovh` FETCH keeps a point stamped exactly on the query start: excluded by
+    /// Warp 10 up to 2.2, included from 2.3 (`warp.rs`). OVH's release is not public.
+    pub fetch_start: FetchStart,
 }
 
 /// Parses an API v6 access rule written `METHOD /path/glob` (e.g. `GET /dedicatedCloud/*`), as
@@ -183,7 +204,8 @@ impl SimConfig {
 impl Default for SimConfig {
     /// A small PCC like the one of the vScope guide: `pcc-37-187-228-180`, 2 datacenters of
     /// 3 hosts (4 NICs each), 12 VMs and 2 filers, one point a minute, `ovh` dialect, no token;
-    /// API v6 with fixed test credentials granted the two rules vscope-etl needs, no drift.
+    /// API v6 with fixed test credentials granted the two rules vscope-etl needs, no drift;
+    /// Warp's error texts, a 20 000 000-point fetch limit and the start excluded from a FETCH.
     fn default() -> SimConfig {
         SimConfig {
             service_name: "pcc-37-187-228-180".to_owned(),
@@ -210,6 +232,9 @@ impl Default for SimConfig {
             inventory_drift: 0,
             faults: Vec::new(),
             fault_seed: 0,
+            errors: ErrorMode::Text,
+            max_fetch_points: ERLENMEYER_FETCH_LIMIT,
+            fetch_start: FetchStart::Excluded,
         }
     }
 }
@@ -236,6 +261,9 @@ impl fmt::Debug for SimConfig {
             .field("inventory_drift", &self.inventory_drift)
             .field("faults", &self.faults)
             .field("fault_seed", &self.fault_seed)
+            .field("errors", &self.errors)
+            .field("max_fetch_points", &self.max_fetch_points)
+            .field("fetch_start", &self.fetch_start)
             .finish()
     }
 }

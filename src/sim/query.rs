@@ -11,9 +11,11 @@
 //! | `tags` | converted to filters (`*`, `a\|b`, `x*` → iwildcard, `type(expr)`) | `*` → `~.*`, `a\|b` → quoted regex, else exact |
 //! | filters | all 8 types; `regexp` is Java `find()` | only `literal_or`, `wildcard`, `regexp` (full match); others silently ignored |
 //! | unknown metric | `400 No such name for 'metrics': 'X'` | `200 []` |
+//! | stored points fetched | `[start, end]` for raw points (the hour-widened scan bounds otherwise) | Warp 10's FETCH, before any BUCKETIZE: `(start, end]` (Warp up to 2.2, the default) or `[start, end]` (2.3+), see [`FetchStart`](super::FetchStart); with second-precision times, a start of `S*1000 - 1` ms keeps the point at `S` s |
 //! | `aggregator: none` | raw points; `rate` and `downsample` are applied per series | raw points; `downsample` and `rate` are ignored |
 //! | other aggregators | downsample (epoch-aligned, scan bounds), rate, lerp group-by ([`crate::semantics`]) | end-aligned BUCKETIZE + fill ([`downsample_erlenmeyer`]), REDUCE by tick, rate |
 //! | output | aggregated-away keys in `aggregateTags`, integers for raw integer data, Java double format | `query.index`, group-by keys in `aggregateTags`, Go float format, keys sorted, empty series dropped |
+//! | too many points | `413` JSON, `...our limit of N data points...` | Warp's `FETCHDOUBLE exceeded limit of N datapoints, current count is M` 500, or the opaque HEAD text ([`ErrorMode`]) |
 //!
 //! What the simulator cannot compute (aggregators outside [`Aggregator`], Warp 10's `RESETS`)
 //! is refused with a 400 that says so, never answered with made-up numbers.
@@ -32,15 +34,11 @@ use super::model::Pcc;
 use super::ovh_time;
 use super::regex::{Regex, RegexError};
 use super::server::{ApiError, Shared};
+use super::warp::{ErrorMode, WarpError};
 use crate::dialect::Dialect;
 use crate::semantics::downsample::{DownsampleSpec, FillPolicy, downsample, downsample_erlenmeyer};
 use crate::semantics::time::parse_time;
 use crate::semantics::{Aggregator, aggregate_series};
-
-/// Datapoints one sub-query may fetch: Erlenmeyer's `20000000 LIMIT`, and the simulator's
-/// guard against a request that would need gigabytes, in both dialects. Counted as the number
-/// of steps in range over the matched series (gaps not subtracted), before any point is made.
-pub(crate) const MAX_POINTS_PER_SUBQUERY: u64 = 20_000_000;
 
 /// Aggregator names of OpenTSDB 2.4.1 (`Aggregators.java`), sorted.
 pub(crate) const OPENTSDB_AGGREGATORS: &[&str] = &[
@@ -148,6 +146,9 @@ pub(crate) struct Plan {
     dialect: Dialect,
     start_ms: i64,
     end_ms: i64,
+    /// The first instant (ms) the stored-point selection keeps: `start_ms` in `opentsdb`
+    /// (`[start, end]`), after it in `ovh` when Warp's FETCH excludes the start.
+    fetch_from_ms: i64,
     ms_resolution: bool,
     arrays: bool,
     subs: Vec<SubPlan>,
@@ -963,6 +964,7 @@ fn plan_opentsdb(
         dialect: Dialect::Opentsdb,
         start_ms,
         end_ms,
+        fetch_from_ms: start_ms,
         ms_resolution: raw.ms_resolution,
         arrays,
         subs,
@@ -1023,64 +1025,77 @@ fn group(pcc: &Pcc, series: &[usize], keys: &[&str]) -> Vec<Vec<usize>> {
     groups.into_values().collect()
 }
 
-/// Refuses a sub-query that would fetch more than [`MAX_POINTS_PER_SUBQUERY`] points, the way
-/// each server refuses it: OpenTSDB with a 413, Warp 10 with a FETCH limit error.
-fn check_limit(shared: &Shared, series: &[usize], start: i64, end: i64) -> Result<(), ApiError> {
+/// Refuses a sub-query whose fetch selects more than [`Shared::max_fetch_points`] stored
+/// points, the way each server refuses it ([`too_large`]).
+///
+/// The count of a series is its steps in `[from, to]` ([`Pcc::max_points`]: an upper bound that
+/// does not subtract the ~0.5 % missing points), so it costs nothing per point, is the same on
+/// every run, and drops with every series a filter leaves out. Like Warp's FETCH, which adds each
+/// series' points to a running total and fails as soon as the total passes the limit
+/// (`FETCH.java`: `fetched.addAndGet(...) > fetchLimit`), the count reported is that running
+/// total, in the simulator's series order.
+fn check_limit(shared: &Shared, series: &[usize], from: i64, to: i64) -> Result<(), ApiError> {
+    let limit = shared.max_fetch_points;
     let mut total: u64 = 0;
     for &i in series {
-        total = total.saturating_add(shared.pcc.max_points(i, start, end));
-        if total > MAX_POINTS_PER_SUBQUERY {
-            return Err(fetch_limit_error(shared.dialect));
+        total = total.saturating_add(shared.pcc.max_points(i, from, to));
+        if total > limit {
+            return Err(too_large(shared, total));
         }
     }
     Ok(())
 }
 
-/// The answer of each server to a sub-query over its datapoint limit: OpenTSDB's 413, Warp 10's
-/// FETCH limit error relayed by Erlenmeyer as a 500. Also used by the `fetch-limit` fault.
-pub(crate) fn fetch_limit_error(dialect: Dialect) -> ApiError {
-    match dialect {
+/// The answer of each server to a sub-query over its datapoint limit, having counted `count`
+/// points: OpenTSDB's 413 (`QueryRpc`, `reference/api.md` §1.10), or Warp 10's FETCH limit
+/// error as Erlenmeyer relays it (a 500, [`WarpError::relay`]). Also the `fetch-limit` fault.
+pub(crate) fn too_large(shared: &Shared, count: u64) -> ApiError {
+    let limit = shared.max_fetch_points;
+    match shared.dialect {
         Dialect::Opentsdb => ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!(
-                "Sorry, you have attempted to fetch more than our limit of \
-                         {MAX_POINTS_PER_SUBQUERY} data points. Please try filtering using more \
-                         tags or decrease your time range."
+                "Sorry, you have attempted to fetch more than our limit of {limit} data points. \
+                 Please try filtering using more tags or decrease your time range."
             ),
         ),
-        Dialect::Ovh => ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!(
-                "ERROR line #8 in section '[TOP]': Exception at '=>FETCHDOUBLE<=' in \
-                         section [TOP] (FETCH exceeded limit of {MAX_POINTS_PER_SUBQUERY} \
-                         datapoints, current count is {})",
-                MAX_POINTS_PER_SUBQUERY + 1
-            ),
-        ),
+        Dialect::Ovh => WarpError::fetch_limit(limit, count).relay(shared.errors),
     }
 }
 
 // ---------------------------------------------------------------------------------------------
 // The ovh dialect
 
-/// A Warp 10 label selector value: `=exact` or `~regex` (full match).
+/// A Warp 10 label selector value as Erlenmeyer writes it into the script: `=exact` or
+/// `~regex`. Warp compiles the regex only when FETCH runs, after AUTHENTICATE ([`Selector::compile`]).
+#[derive(Debug)]
+enum Selector {
+    Exact(String),
+    Pattern(String),
+}
+
+impl Selector {
+    /// The matcher Warp's FETCH uses; an invalid regex is its error, relayed in `errors` mode.
+    fn compile(self, errors: ErrorMode) -> Result<LabelMatch, ApiError> {
+        Ok(match self {
+            Selector::Exact(v) => LabelMatch::Exact(v),
+            Selector::Pattern(p) => LabelMatch::Regex(warp_regex(errors, &p)?),
+        })
+    }
+}
+
+/// A compiled Warp 10 label selector: exact value or full-match regex.
 #[derive(Debug)]
 enum LabelMatch {
     Exact(String),
     Regex(Regex),
 }
 
-/// Compiles a Warp 10 regex selector: an invalid pattern is a Warp error (500), a pattern the
-/// simulator cannot run is a 400 that says so.
-fn warp_regex(pattern: &str) -> Result<Regex, ApiError> {
+/// Compiles a Warp 10 regex selector: an invalid pattern is a Warp error (a 500 relayed in
+/// `errors` mode), a pattern the simulator cannot run is a 400 that says so.
+fn warp_regex(errors: ErrorMode, pattern: &str) -> Result<Regex, ApiError> {
     Regex::new(pattern).map_err(|e| match e {
-        RegexError::Invalid(m) => ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!(
-                "ERROR line #6 in section '[TOP]': Exception at '=>FETCHDOUBLE<=' in section \
-                 [TOP] (java.util.regex.PatternSyntaxException: {m} '{pattern}')"
-            ),
-        ),
+        RegexError::Invalid(m) => WarpError::bad_selector(pattern, &m).relay(errors),
         RegexError::Unsupported(_) => ApiError::bad_request(e.to_string()),
     })
 }
@@ -1095,18 +1110,6 @@ fn quote_meta(s: &str) -> String {
         out.push(c);
     }
     out
-}
-
-/// The text Warp 10 answers when the token is not valid, as Erlenmeyer relays it (a 500). It
-/// echoes the token, as the real error does: clients must scrub it before logging.
-pub(crate) fn invalid_token_error(token: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        format!(
-            "ERROR line #3 in section '[TOP]': Exception at ''{token}' DUP =>AUTHENTICATE<=' in \
-             section [TOP] (Invalid token.)"
-        ),
-    )
 }
 
 fn plan_ovh(
@@ -1129,6 +1132,9 @@ fn plan_ovh(
     if start_ms > end_ms {
         return Err(invalid("Start date is after end date"));
     }
+    // Warp 10's FETCH with two ISO dates: (start, end] or [start, end] by release (`warp.rs`).
+    let fetch_from_ms = shared.fetch_start.first_kept_ms(start_ms);
+    let errors = shared.errors;
     for sub in &raw.queries {
         if sub.metric.as_deref().unwrap_or("").is_empty() {
             return Err(invalid("missing metric name"));
@@ -1151,33 +1157,33 @@ fn plan_ovh(
         // Selection: tags first, then the three filter types Erlenmeyer knows; a later
         // selector on the same key replaces an earlier one (WarpScript ->MAP).
         let mut group_by = Vec::new();
-        let mut labels: BTreeMap<String, LabelMatch> = BTreeMap::new();
+        let mut selectors: BTreeMap<String, Selector> = BTreeMap::new();
         for (k, v) in &sub.tags {
             let m = if v == "*" {
                 group_by.push(k.clone());
-                LabelMatch::Regex(warp_regex(".*")?)
+                Selector::Pattern(".*".to_owned())
             } else if v.contains('|') {
                 group_by.push(k.clone());
                 let quoted: Vec<String> = v.split('|').map(|p| quote_meta(p.trim())).collect();
-                LabelMatch::Regex(warp_regex(&quoted.join("|"))?)
+                Selector::Pattern(quoted.join("|"))
             } else {
-                LabelMatch::Exact(v.clone())
+                Selector::Exact(v.clone())
             };
-            labels.insert(k.clone(), m);
+            selectors.insert(k.clone(), m);
         }
         for f in &sub.filters {
             let m = match f.kind.as_str() {
-                "literal_or" if f.filter.contains('|') => LabelMatch::Regex(warp_regex(&f.filter)?),
-                "literal_or" => LabelMatch::Exact(f.filter.clone()),
-                "wildcard" => LabelMatch::Regex(warp_regex(&f.filter.replace('*', ".*"))?),
-                "regexp" => LabelMatch::Regex(warp_regex(&f.filter)?),
+                "literal_or" if f.filter.contains('|') => Selector::Pattern(f.filter.clone()),
+                "literal_or" => Selector::Exact(f.filter.clone()),
+                "wildcard" => Selector::Pattern(f.filter.replace('*', ".*")),
+                "regexp" => Selector::Pattern(f.filter.clone()),
                 // Every other type is silently ignored by Erlenmeyer.
                 _ => continue,
             };
             if f.group_by {
                 group_by.push(f.tagk.clone());
             }
-            labels.insert(f.tagk.clone(), m);
+            selectors.insert(f.tagk.clone(), m);
         }
         // explicitTags compares with every filter key, even the ignored ones.
         let explicit_keys: BTreeSet<&str> = sub
@@ -1211,13 +1217,17 @@ fn plan_ovh(
             }
         };
         // Warp 10 runs the script: AUTHENTICATE first, then FETCH.
-        if let Some(t) = bad_token {
-            return Err(invalid_token_error(t));
+        if bad_token.is_some() {
+            return Err(WarpError::invalid_token().relay(errors));
         }
         let class = match metric.strip_prefix('~') {
-            Some(re) => Some(warp_regex(re)?),
+            Some(re) => Some(warp_regex(errors, re)?),
             None => None,
         };
+        let labels = selectors
+            .into_iter()
+            .map(|(k, sel)| Ok((k, sel.compile(errors)?)))
+            .collect::<Result<Vec<(String, LabelMatch)>, ApiError>>()?;
         let exact = metric.strip_prefix('=').unwrap_or(&metric);
         let mut series = Vec::new();
         for (i, s) in pcc.series().iter().enumerate() {
@@ -1257,7 +1267,7 @@ fn plan_ovh(
                 series.push(i);
             }
         }
-        check_limit(shared, &series, start_ms, end_ms)?;
+        check_limit(shared, &series, fetch_from_ms, end_ms)?;
         let outputs = match compute {
             Compute::Ovh { .. } => {
                 let keys: BTreeSet<&str> = group_by.iter().map(String::as_str).collect();
@@ -1277,6 +1287,7 @@ fn plan_ovh(
         dialect: Dialect::Ovh,
         start_ms,
         end_ms,
+        fetch_from_ms,
         ms_resolution: raw.ms_resolution,
         arrays: false,
         subs,
@@ -1392,7 +1403,7 @@ impl Output {
                         to_rates(&mut self.buf, opts);
                         self.buf.retain(|p| p.0 >= start);
                     }
-                    None => pcc.points_into(series, start, end, &mut self.buf),
+                    None => pcc.points_into(series, plan.fetch_from_ms, end, &mut self.buf),
                 }
                 if !self.buf.is_empty() || plan.dialect == Dialect::Ovh {
                     return false;
@@ -1443,8 +1454,9 @@ impl Output {
             } => {
                 let mut by_tick: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
                 for &i in members {
+                    // FETCH comes before BUCKETIZE: the buckets see what it kept.
                     let (ts, vs): (Vec<i64>, Vec<f64>) =
-                        pcc.points(i, start, end).into_iter().unzip();
+                        pcc.points(i, plan.fetch_from_ms, end).into_iter().unzip();
                     let bucketed = downsample_erlenmeyer(&ts, &vs, &spec, aggregator, start, end);
                     let max = rate
                         .filter(|r| r.counter)

@@ -29,6 +29,7 @@ use super::discovery::{self, Index};
 use super::format::push_str;
 use super::model::Pcc;
 use super::query::{self, Output};
+use super::warp::{ErrorMode, FetchStart};
 use crate::dialect::Dialect;
 
 /// Request counters, shared between the server and its [`SimHandle`](super::SimHandle).
@@ -53,6 +54,12 @@ pub(crate) struct Shared {
     pub(crate) api: super::apiv6::Api,
     /// Injected failures on `/api/query`, if any were asked for.
     pub(crate) faults: Option<super::faults::Faults>,
+    /// How Erlenmeyer relays Warp 10's execution errors (`ovh`).
+    pub(crate) errors: ErrorMode,
+    /// Datapoints one sub-query may fetch before the server refuses it.
+    pub(crate) max_fetch_points: u64,
+    /// Whether Warp 10's FETCH keeps a point stamped exactly on the start (`ovh`).
+    pub(crate) fetch_start: FetchStart,
 }
 
 impl Shared {
@@ -69,6 +76,9 @@ impl Shared {
             counters: Arc::default(),
             api,
             faults: super::faults::Faults::new(&config.faults, config.fault_seed),
+            errors: config.errors,
+            max_fetch_points: config.max_fetch_points,
+            fetch_start: config.fetch_start,
         }
     }
 }
@@ -124,6 +134,18 @@ impl ApiError {
     pub(crate) fn with_allow(mut self, allow: &'static str) -> ApiError {
         self.allow = Some(allow);
         self
+    }
+
+    /// The status, for tests that check an error before it is rendered.
+    #[cfg(test)]
+    pub(crate) fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The message (the text body in `ovh`), for tests.
+    #[cfg(test)]
+    pub(crate) fn message(&self) -> &str {
+        &self.message
     }
 
     /// The HTTP answer in `dialect`'s format.
@@ -191,11 +213,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
 async fn count_requests(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
     shared.counters.requests.fetch_add(1, Ordering::Relaxed);
     match &shared.faults {
-        Some(faults) if req.uri().path() == "/api/query" => {
-            faults
-                .apply(shared.dialect, &shared.counters.faults, req, next)
-                .await
-        }
+        Some(faults) if req.uri().path() == "/api/query" => faults.apply(&shared, req, next).await,
         _ => next.run(req).await,
     }
 }

@@ -381,8 +381,7 @@ fn a_permanent_error_fails_its_unit_only_and_the_next_run_completes() {
 }
 
 /// Case 13: 401, 403 and OVH's invalid-token 500 end the whole run at once with exit 3, no
-/// retry, a clear message, and the token nowhere in the output or the manifest (the 500 echoes
-/// it, as Warp 10 does).
+/// retry, a clear message, and the token nowhere in the output or the manifest.
 #[test]
 fn refused_tokens_end_the_run_at_once_without_retrying() {
     let token = "tok-e2e-13-do-not-print";
@@ -430,6 +429,80 @@ fn the_sim_command_injects_faults_from_its_flags() {
     let bad = run(&["sim", "--listen", "127.0.0.1:0", "--fault", "418"]);
     assert_eq!(bad.status.code(), Some(2), "{}", describe(&bad));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown kind"));
+}
+
+/// `vscope-etl sim --errors head --max-fetch-points N --fetch-start ...`: the standalone
+/// simulator refuses a sub-query over N points with Erlenmeyer HEAD's opaque 500, answers one
+/// a filter brings under N, keeps or drops the point on `start` as asked, and refuses a bad
+/// value at start.
+#[test]
+fn the_sim_command_models_warp_from_its_flags() {
+    const DAY0: i64 = 1_793_491_200_000; // 2026-11-01T00:00:00Z
+    let post = |url: &str, body: String| -> (u16, String) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let r = reqwest::Client::new()
+                .post(format!("{url}/api/query"))
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        })
+    };
+    // One hour, half-open at the start: 60 one-minute points per series.
+    let query = |from: i64, to: i64, filter: &str| {
+        format!(
+            r#"{{"start":{from},"end":{to},"msResolution":true,"queries":[{{"metric":"vscope.vm.cpu.ready","aggregator":"none"{filter}}}]}}"#
+        )
+    };
+    let one_vm =
+        r#","filters":[{"type":"literal_or","tagk":"vm","filter":"vm-01254","groupBy":false}]"#;
+    let sim = SimProcess::start(&[
+        "--datacenters",
+        "1",
+        "--errors",
+        "head",
+        "--max-fetch-points",
+        "100",
+    ]);
+    let (status, body) = post(&sim.url, query(DAY0, DAY0 + 3_600_000, ""));
+    assert_eq!(
+        (status, body.as_str()),
+        (
+            500,
+            "invalid character 'E' looking for beginning of value\n"
+        )
+    );
+    let (status, body) = post(&sim.url, query(DAY0, DAY0 + 3_600_000, one_vm));
+    assert_eq!(status, 200, "{body}");
+    // The first point of that series at or after DAY0, and whether each server keeps it.
+    let all: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let first_ts = |v: &serde_json::Value| -> i64 {
+        v[0]["dps"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| k.parse::<i64>().unwrap())
+            .min()
+            .unwrap()
+    };
+    let t = first_ts(&all);
+    let (_, from_t) = post(&sim.url, query(t, DAY0 + 3_600_000, one_vm));
+    let from_t: serde_json::Value = serde_json::from_str(&from_t).unwrap();
+    assert!(first_ts(&from_t) > t, "start excluded by default");
+    drop(sim);
+    let included = SimProcess::start(&["--datacenters", "1", "--fetch-start", "included"]);
+    let (_, from_t) = post(&included.url, query(t, DAY0 + 3_600_000, one_vm));
+    let from_t: serde_json::Value = serde_json::from_str(&from_t).unwrap();
+    assert_eq!(first_ts(&from_t), t, "start included");
+    for bad in [["--errors", "json"], ["--fetch-start", "open"]] {
+        let out = run(&["sim", "--listen", "127.0.0.1:0", bad[0], bad[1]]);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", describe(&out));
+    }
 }
 
 /// Case 15: a stalled answer hits `source.timeout` and is retried; the data is unchanged.
@@ -624,10 +697,10 @@ fn assert_no_secret(what: &str, source: &str, extra_env: &[(&str, &str)]) -> Out
 const OVH_SECTION: &str = "[source.ovh]\napplication_key = \"leak-ak\"\napplication_secret = \
                            \"${LEAK_APP_SECRET}\"\nconsumer_key = \"${LEAK_CONSUMER_KEY}\"";
 
-/// Item 5 / case 25: bad DNS name, TLS to a plain-HTTP port, 401, Warp 10's invalid-token 500
-/// (which echoes the token), a panic that formats the whole source configuration, and a
-/// successful run with API v6 (manifest, ledger, Parquet and inventory files): at
-/// `RUST_LOG=trace`, the token and the API v6 secrets appear in no output and no file.
+/// Item 5 / case 25: bad DNS name, TLS to a plain-HTTP port, 401, Warp 10's invalid-token 500,
+/// a panic that formats the whole source configuration, and a successful run with API v6
+/// (manifest, ledger, Parquet and inventory files): at `RUST_LOG=trace`, the token and the API
+/// v6 secrets appear in no output and no file.
 #[test]
 fn no_secret_in_any_output_or_file_across_failure_paths() {
     let token = "token = \"${LEAK_TOKEN}\"";
