@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::common::*;
+use vscope_etl::sim::SimConfig;
 
 const NOW: &str = "2026-11-03T00:00:00Z";
 const START: &str = "2026-11-01T00:00:00Z";
