@@ -30,7 +30,9 @@ use crate::load::writer::{
 };
 use crate::ovh::inventory::{InventoryReport, SeenSeries, reconcile};
 use crate::ovh::{Inventory, OvhClient};
-use crate::plan::{Plan, Shard, SplitValues, Unit, Window, pipeline_metrics, plan_windows};
+use crate::plan::{
+    KnownSeries, Plan, Shard, SplitValues, Unit, Window, pipeline_metrics, plan_windows,
+};
 use crate::schema::{raw_schema, raw_table_decl, rollup_schema};
 use crate::semantics::rollup::{Rollup, RollupOutput};
 use crate::semantics::time::{format_rfc3339, format_window_stamp};
@@ -294,9 +296,7 @@ pub async fn build_plan(
                     dcs.dedup();
                     m.series = Some(tag_sets.len());
                     m.datacenters = Some(dcs);
-                    m.split_values = m
-                        .split_label()
-                        .map(|label| SplitValues::from_tag_sets(&label, &tag_sets));
+                    m.split_values = Some(SplitValues::from_tag_sets(&m.split_labels(), &tag_sets));
                 }
                 // OpenTSDB answers 400 "No such name" for a metric it never stored (e.g. an
                 // undocumented one): that metric simply has no series here.
@@ -329,7 +329,7 @@ pub async fn build_plan(
                 .into_iter()
                 .map(|(dc, name)| BTreeMap::from([("datacenter".into(), dc), (label.into(), name)]))
                 .collect();
-            m.split_values = Some(SplitValues::from_tag_sets(label, &tag_sets));
+            m.split_values = Some(SplitValues::from_tag_sets(&[label.to_string()], &tag_sets));
         }
     }
     // Nothing at all on the server for the whole scope: a wrong region or another PCC's token,
@@ -1153,9 +1153,9 @@ struct UnitRequest {
     /// Where a too-large raw answer may be cut: a multiple of every client-side rollup bucket
     /// of the metric, so each bucket is made from one part.
     split_align_ms: i64,
-    /// The label series are split on when even the smallest time slice is too large, and the
-    /// values discovery found for it in this unit's datacenter.
-    series: Option<(String, Arc<Vec<String>>)>,
+    /// The series discovery found in this unit's datacenter: how series are split when even
+    /// the smallest time slice is too large.
+    series: Option<Arc<KnownSeries>>,
 }
 
 /// What one unit brought: raw series for the tables that need raw points (raw tables and
@@ -1213,7 +1213,7 @@ fn unit_request(ctx: &RunCtx<'_>, unit: &Unit, window: &Window) -> UnitRequest {
         .filter(|_| !server_side)
         .filter_map(|(t, spec)| spec.rollup.clone().map(|r| (t, r)))
         .collect();
-    let series = metric_plan.split_values(unit.datacenter.as_deref());
+    let series = metric_plan.known_series(unit.datacenter.as_deref());
     UnitRequest {
         series,
         metric: metric_plan.metric.clone(),

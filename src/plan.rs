@@ -95,68 +95,92 @@ pub struct MetricPlan {
     pub datacenters: Option<Vec<String>>,
     /// Series the server reported, when discovered.
     pub series: Option<usize>,
-    /// The values discovery found, per datacenter, of the label that tells this metric's series
-    /// apart (the first catalogue label after `datacenter`: `vm`, `host`, `datastore`). Used only
-    /// to balance series groups when an answer is too large even for the smallest time slice
-    /// ([`crate::extract::series_group`]); `None` without discovery.
+    /// The series discovery found, per datacenter, as their values of the labels that tell this
+    /// metric's series apart (the catalogue labels after `datacenter`: `vm`, `host` and
+    /// `nicname`, `datastore`). Used only to balance series groups when an answer is too large
+    /// even for the smallest time slice ([`crate::extract::series_group`]); `None` without
+    /// discovery.
     pub split_values: Option<SplitValues>,
 }
 
-/// The values of one label per datacenter (see [`MetricPlan::split_values`]).
+/// Discovered series of one metric per datacenter (see [`MetricPlan::split_values`]).
 #[derive(Debug, Clone, Default)]
 pub struct SplitValues {
-    /// The label.
-    pub label: String,
-    /// Its distinct values, sorted, per datacenter.
-    pub by_datacenter: std::collections::BTreeMap<String, std::sync::Arc<Vec<String>>>,
+    /// Per datacenter: the labels every discovered series there has, and each series' values of
+    /// them, in that order.
+    pub by_datacenter: std::collections::BTreeMap<String, std::sync::Arc<KnownSeries>>,
+}
+
+/// The discovered series of one (metric, datacenter), as rows of label values.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KnownSeries {
+    /// The labels, in catalogue order. A label some discovered series lacks is left out: a tag
+    /// filter on it would drop that series.
+    pub labels: Vec<String>,
+    /// One row per series: its values of `labels`.
+    pub rows: Vec<Vec<String>>,
 }
 
 impl SplitValues {
-    /// Collects the distinct values of `label` per datacenter from discovered tag sets; a tag
-    /// set without a datacenter or without the label says nothing and is skipped.
+    /// Collects the discovered series per datacenter from their tag sets; `labels` are the
+    /// metric's labels other than `datacenter`, in catalogue order. A tag set without a
+    /// datacenter is skipped.
     pub fn from_tag_sets<'a>(
-        label: &str,
+        labels: &[String],
         tag_sets: impl IntoIterator<Item = &'a std::collections::BTreeMap<String, String>>,
     ) -> SplitValues {
-        let mut by: std::collections::BTreeMap<String, std::collections::BTreeSet<&str>> =
-            Default::default();
+        let mut by: std::collections::BTreeMap<
+            String,
+            Vec<&'a std::collections::BTreeMap<String, String>>,
+        > = Default::default();
         for tags in tag_sets {
-            if let (Some(dc), Some(v)) = (tags.get("datacenter"), tags.get(label)) {
-                by.entry(dc.clone()).or_default().insert(v.as_str());
+            if let Some(dc) = tags.get("datacenter") {
+                by.entry(dc.clone()).or_default().push(tags);
             }
         }
-        SplitValues {
-            label: label.to_string(),
-            by_datacenter: by
-                .into_iter()
-                .map(|(dc, vs)| {
-                    let values: Vec<String> = vs.into_iter().map(str::to_string).collect();
-                    (dc, std::sync::Arc::new(values))
-                })
-                .collect(),
-        }
+        let by_datacenter = by
+            .into_iter()
+            .map(|(dc, sets)| {
+                let labels: Vec<String> = labels
+                    .iter()
+                    .filter(|l| sets.iter().all(|t| t.contains_key(*l)))
+                    .cloned()
+                    .collect();
+                let mut rows: Vec<Vec<String>> = sets
+                    .iter()
+                    .map(|t| labels.iter().map(|l| t[l].clone()).collect())
+                    .collect();
+                rows.sort();
+                rows.dedup();
+                (dc, std::sync::Arc::new(KnownSeries { labels, rows }))
+            })
+            .collect();
+        SplitValues { by_datacenter }
     }
 }
 
 impl MetricPlan {
-    /// The split label and the values known for it in `datacenter`, when discovery found any.
-    pub fn split_values(
-        &self,
-        datacenter: Option<&str>,
-    ) -> Option<(String, std::sync::Arc<Vec<String>>)> {
-        let known = self.split_values.as_ref()?;
-        let values = known.by_datacenter.get(datacenter?)?;
-        Some((known.label.clone(), values.clone()))
+    /// The series discovery found in `datacenter`, when it found any there.
+    pub fn known_series(&self, datacenter: Option<&str>) -> Option<std::sync::Arc<KnownSeries>> {
+        self.split_values
+            .as_ref()?
+            .by_datacenter
+            .get(datacenter?)
+            .cloned()
     }
 
-    /// The label that tells this metric's series apart within a datacenter.
-    pub fn split_label(&self) -> Option<String> {
+    /// The labels that tell this metric's series apart within a datacenter (catalogue order).
+    pub fn split_labels(&self) -> Vec<String> {
         Catalogue::builtin()
-            .get(&self.metric)?
-            .labels
-            .iter()
-            .find(|l| l.as_str() != "datacenter")
-            .cloned()
+            .get(&self.metric)
+            .map(|m| {
+                m.labels
+                    .iter()
+                    .filter(|l| l.as_str() != "datacenter")
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// The `(metric index, datacenter)` units of one window for this metric.

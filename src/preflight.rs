@@ -301,7 +301,7 @@ async fn probe_answer_size(
                     .map(|dc| {
                         (
                             Some(dc.clone()),
-                            v.by_datacenter.get(dc).map_or(0, |x| x.len()),
+                            v.by_datacenter.get(dc).map_or(0, |x| x.rows.len()),
                         )
                     })
                     .max_by_key(|(_, n)| *n)?,

@@ -197,6 +197,9 @@ fn deadline_detail(
     out
 }
 
+/// Longest wait for the answer to the one-second query of [`MetricsClient::probe_token`].
+pub const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// Counters of what the client did, for the run summary and the manifest.
 #[derive(Debug, Default)]
 pub struct ClientStats {
@@ -290,9 +293,9 @@ pub struct SplitRequest {
     pub range: (i64, i64),
     /// Time cuts fall on multiples of this (the rollup bucket, 1 s at least).
     pub align_ms: i64,
-    /// The label to split series on and the values discovery found for it in this unit;
-    /// `None` when nothing is known of the series (no discovery), so only time is split.
-    pub series: Option<(String, Arc<Vec<String>>)>,
+    /// The series discovery found in this unit, how series are split; `None` when nothing is
+    /// known of them (no discovery), so only time is split.
+    pub series: Option<Arc<crate::plan::KnownSeries>>,
 }
 
 /// One piece of a split query: `[start, end)` of one group of series, the `index`-th (from 0)
@@ -520,8 +523,8 @@ impl MetricsClient {
             .await
     }
 
-    /// [`Self::query_raw`] for the series of one [`SeriesGroup`] only: a `regexp` filter on the
-    /// group's label, and, since a server may match more than the expression says (OpenTSDB's
+    /// [`Self::query_raw`] for the series of one [`SeriesGroup`] only: a `regexp` filter per
+    /// constrained label, and, since a server may match more than the expression says (OpenTSDB's
     /// `regexp` is a `find()`), series outside the group are dropped from the answer, so two
     /// groups never both bring a series.
     pub async fn query_raw_group(
@@ -536,8 +539,8 @@ impl MetricsClient {
         if let Some(dc) = datacenter {
             filters.push(serde_json::json!({"type": "literal_or", "tagk": "datacenter", "filter": dc, "groupBy": false}));
         }
-        if let Some(g) = group.filter(|g| !g.is_all()) {
-            filters.push(serde_json::json!({"type": "regexp", "tagk": g.label(), "filter": g.regex(), "groupBy": false}));
+        for (label, regex) in group.map(SeriesGroup::filters).unwrap_or_default() {
+            filters.push(serde_json::json!({"type": "regexp", "tagk": label, "filter": regex, "groupBy": false}));
         }
         let mut query = serde_json::json!({"metric": metric, "aggregator": "none"});
         if !filters.is_empty() {
@@ -574,7 +577,7 @@ impl MetricsClient {
                         }
                     })?;
                 if let Some(g) = group.filter(|g| !g.is_all()) {
-                    series.retain(|s| s.tags.get(g.label()).is_some_and(|v| g.contains(v)));
+                    series.retain(|s| g.contains(&s.tags));
                 }
                 Ok(RawAnswer { series, stats })
             },
@@ -594,7 +597,16 @@ impl MetricsClient {
         at_ms: i64,
     ) -> Result<(), FetchError> {
         let start = at_ms.div_euclid(1000) * 1000;
-        match self
+        // A check, not the work: two attempts (an opaque 500 gets its second chance), each
+        // at most PROBE_TIMEOUT and a quarter of the time left before the run deadline, so a
+        // stalled server cannot make the check eat the run.
+        let mut probe = self.clone();
+        probe.policy.max_attempts = 2;
+        probe.timeout = self.timeout.min(PROBE_TIMEOUT);
+        if let Some(left) = self.limits.remaining() {
+            probe.timeout = probe.timeout.min(left / 4);
+        }
+        match probe
             .query_raw(metric, datacenter, start, start + 1000)
             .await
         {
@@ -639,7 +651,7 @@ impl MetricsClient {
         } = request;
         let dc = datacenter.as_deref();
         let align = align_ms.max(1000);
-        let top = series.as_ref().map(|(label, _)| SeriesGroup::all(label));
+        let top = series.as_ref().map(|k| SeriesGroup::all(&k.labels));
         // Pieces still to fetch, the next one on top.
         let mut todo: Vec<Piece> = Vec::new();
         let mut next = Some((
@@ -659,8 +671,8 @@ impl MetricsClient {
                 return;
             };
             if let Some((piece, error)) = next.take() {
-                let values = series.as_ref().map(|(_, v)| v.as_slice()).unwrap_or(&[]);
-                if let Err(e) = self.cut(&metric, dc, piece, align, error, values, &mut todo) {
+                let known = series.as_ref().map(|k| k.rows.as_slice()).unwrap_or(&[]);
+                if let Err(e) = self.cut(&metric, dc, piece, align, error, known, &mut todo) {
                     let e = self.recheck_token(&metric, dc, start_ms, e).await;
                     permit.send(Err(e));
                     return;
@@ -727,7 +739,7 @@ impl MetricsClient {
         piece: Piece,
         align: i64,
         error: FetchError,
-        values: &[String],
+        known: &[Vec<String>],
         todo: &mut Vec<Piece>,
     ) -> Result<(), FetchError> {
         let Piece {
@@ -760,7 +772,7 @@ impl MetricsClient {
             });
             return Ok(());
         }
-        let halves = group.as_ref().and_then(|g| g.split(values));
+        let halves = group.as_ref().and_then(|g| g.split(known));
         let (Some(group), Some((inside, outside))) = (group, halves) else {
             return Err(FetchError::TooLargeAtMinimum {
                 span_ms: span,
@@ -777,7 +789,7 @@ impl MetricsClient {
         }
         self.stats.splits.fetch_add(1, Ordering::Relaxed);
         tracing::info!(metric, ?datacenter, start_ms = start, end_ms = group_end,
-            inside = %inside.regex(), outside = %outside.regex(), error = %error,
+            inside = ?inside.filters(), outside = ?outside.filters(), error = %error,
             "answer too large even for the smallest time slice, splitting the series");
         for group in [outside, inside] {
             todo.push(Piece {
@@ -881,6 +893,7 @@ impl MetricsClient {
         let mut rng = fastrand::Rng::new();
         let attempt = |_n: u32, left: Option<std::time::Duration>| {
             let mut rb = build();
+            rb = rb.timeout(self.timeout);
             if let Some(left) = left {
                 rb = rb.timeout(self.timeout.min(left));
             }

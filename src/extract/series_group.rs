@@ -1,6 +1,8 @@
 //! Groups of series for a query that is too large even over the smallest time slice: the
-//! series of one (metric, datacenter) are cut into groups by a tag filter on one label (the
-//! VM's moRef, the host's IP, the datastore's name), each group fetched on its own.
+//! series of one (metric, datacenter) are cut into groups by tag filters on their labels (the
+//! VM's moRef, the host's IP then its NIC, the datastore's name), each group fetched on its own.
+//! A [`SeriesGroup`] holds one class of values per label; a split cuts the class of the first
+//! label whose known values still differ within the group.
 //!
 //! The groups must cover every series the server holds, including one that appeared after
 //! discovery (a VM created during the run): a group made of the discovered values would miss
@@ -37,13 +39,11 @@ struct Cut {
 /// A class of values of one label: every value, cut down by constraints on the characters at
 /// positions 1, 2, 3... from the end.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SeriesGroup {
+struct LabelClass {
     label: String,
     /// `cuts[i]` constrains the character at position `i + 1` from the end (`None`: any, or
     /// none at all).
     cuts: Vec<Option<Cut>>,
-    /// The sides taken at each split, for [`SeriesGroup::tag`].
-    path: String,
 }
 
 /// Characters written inside a regex class as themselves.
@@ -68,13 +68,12 @@ fn seen_at(value: &[char], position: usize) -> Seen {
     }
 }
 
-impl SeriesGroup {
+impl LabelClass {
     /// Every value of `label`.
-    pub fn all(label: &str) -> SeriesGroup {
-        SeriesGroup {
+    pub fn all(label: &str) -> LabelClass {
+        LabelClass {
             label: label.to_string(),
             cuts: Vec::new(),
-            path: String::new(),
         }
     }
 
@@ -88,7 +87,7 @@ impl SeriesGroup {
         self.cuts.iter().all(Option::is_none)
     }
 
-    /// Whether `value` belongs to the group (the same rule as [`SeriesGroup::regex`]).
+    /// Whether `value` belongs to the group (the same rule as [`LabelClass::regex`]).
     pub fn contains(&self, value: &str) -> bool {
         let chars: Vec<char> = value.chars().collect();
         self.cuts.iter().enumerate().all(|(i, cut)| {
@@ -131,19 +130,13 @@ impl SeriesGroup {
         format!("^{left}$")
     }
 
-    /// A short, stable name of the group for file names: `g` and one digit per split, `0` for
-    /// the side "in S" and `1` for the other (e.g. `g01`).
-    pub fn tag(&self) -> String {
-        format!("g{}", self.path)
-    }
-
     /// Cuts the group in two so that its known `values` fall about half on each side, at the
     /// first position from the end where they differ in a way a class can say. `None` when
     /// they cannot be told apart (zero or one of them, equal ones, or ones that differ only
     /// by characters never written in a class): as far as we know the group is one series,
     /// and only time can be split further. Both sides always keep some known value, so
     /// repeated splits end.
-    pub fn split(&self, values: &[String]) -> Option<(SeriesGroup, SeriesGroup)> {
+    pub fn split(&self, values: &[String]) -> Option<(LabelClass, LabelClass)> {
         let members: Vec<Vec<char>> = values
             .iter()
             .filter(|v| self.contains(v))
@@ -173,7 +166,7 @@ impl SeriesGroup {
 
     /// This group with `chars` required (`negated` false) or excluded at `position`, combined
     /// with the constraint already there.
-    fn cut(&self, position: usize, chars: &BTreeSet<char>, negated: bool) -> SeriesGroup {
+    fn cut(&self, position: usize, chars: &BTreeSet<char>, negated: bool) -> LabelClass {
         let mut g = self.clone();
         if g.cuts.len() < position {
             g.cuts.resize(position, None);
@@ -221,8 +214,82 @@ impl SeriesGroup {
                 negated: true,
             },
         });
-        g.path.push(if negated { '1' } else { '0' });
         g
+    }
+}
+
+/// A group of the series of one (metric, datacenter): one class of values per label, every
+/// series whose label values all fall in their classes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeriesGroup {
+    classes: Vec<LabelClass>,
+    /// The sides taken at each split, for [`SeriesGroup::tag`].
+    path: String,
+}
+
+impl SeriesGroup {
+    /// Every series: no constraint on `labels` (the metric's labels other than `datacenter`,
+    /// in catalogue order: the order splits try them).
+    pub fn all(labels: &[String]) -> SeriesGroup {
+        SeriesGroup {
+            classes: labels.iter().map(|l| LabelClass::all(l)).collect(),
+            path: String::new(),
+        }
+    }
+
+    /// True for the group of every series (no filter needed).
+    pub fn is_all(&self) -> bool {
+        self.classes.iter().all(LabelClass::is_all)
+    }
+
+    /// The `(label, anchored regex)` filters that select the group (none for
+    /// [`SeriesGroup::is_all`]).
+    pub fn filters(&self) -> Vec<(String, String)> {
+        self.classes
+            .iter()
+            .filter(|c| !c.is_all())
+            .map(|c| (c.label().to_string(), c.regex()))
+            .collect()
+    }
+
+    /// Whether a series with these tags is in the group. A series without a constrained label
+    /// is not (a tag filter needs the tag).
+    pub fn contains(&self, tags: &BTreeMap<String, String>) -> bool {
+        self.classes
+            .iter()
+            .all(|c| c.is_all() || tags.get(c.label()).is_some_and(|v| c.contains(v)))
+    }
+
+    /// Whether a discovered series, given as its values of the group's labels in order, is in
+    /// the group.
+    fn contains_row(&self, row: &[String]) -> bool {
+        self.classes.iter().zip(row).all(|(c, v)| c.contains(v))
+    }
+
+    /// A short, stable name of the group for file names: `g` and one digit per split, `0` for
+    /// the side "in S" and `1` for the other (e.g. `g01`).
+    pub fn tag(&self) -> String {
+        format!("g{}", self.path)
+    }
+
+    /// Cuts the group in two, on the first label whose known values (`known`: each discovered
+    /// series as its values of the group's labels, in order) still differ within the group;
+    /// `None` when they cannot be told apart any more. Both sides keep some known series.
+    pub fn split(&self, known: &[Vec<String>]) -> Option<(SeriesGroup, SeriesGroup)> {
+        let members: Vec<&Vec<String>> = known.iter().filter(|r| self.contains_row(r)).collect();
+        for (i, class) in self.classes.iter().enumerate() {
+            let values: Vec<String> = members.iter().filter_map(|r| r.get(i).cloned()).collect();
+            if let Some((inside, outside)) = class.split(&values) {
+                let side = |class: LabelClass, bit: char| {
+                    let mut g = self.clone();
+                    g.classes[i] = class;
+                    g.path.push(bit);
+                    g
+                };
+                return Some((side(inside, '0'), side(outside, '1')));
+            }
+        }
+        None
     }
 }
 
@@ -259,7 +326,7 @@ mod tests {
     }
 
     /// Splits a group until each holds at most one known value; returns the leaves.
-    fn leaves(group: SeriesGroup, known: &[String], depth: usize) -> Vec<SeriesGroup> {
+    fn leaves(group: LabelClass, known: &[String], depth: usize) -> Vec<LabelClass> {
         assert!(depth < 64, "splitting does not converge");
         match group.split(known) {
             None => vec![group],
@@ -274,19 +341,17 @@ mod tests {
     #[test]
     fn vm_morefs_split_by_their_last_digits() {
         let known = values(&["vm-01254", "vm-01255", "vm-01256", "vm-01257"]);
-        let all = SeriesGroup::all("vm");
+        let all = LabelClass::all("vm");
         assert_eq!(all.regex(), "^.*$");
         let (a, b) = all.split(&known).unwrap();
         assert_eq!(a.regex(), "^.*[45]$");
         assert_eq!(b.regex(), "^(.*[^45])?$");
-        assert_eq!((a.tag().as_str(), b.tag().as_str()), ("g0", "g1"));
         assert!(a.contains("vm-01254") && !a.contains("vm-01256"));
         assert!(b.contains("vm-01256") && b.contains(""), "{b:?}");
         let (aa, ab) = a.split(&known).unwrap();
         // Both known values of `a` share the digit before last: the last one is cut again.
         assert_eq!(aa.regex(), "^.*[4]$");
         assert_eq!(ab.regex(), "^.*[5]$");
-        assert_eq!((aa.tag().as_str(), ab.tag().as_str()), ("g00", "g01"));
         let (ba, bb) = b.split(&known).unwrap();
         assert_eq!(ba.regex(), "^.*[6]$");
         assert_eq!(
@@ -294,27 +359,63 @@ mod tests {
             "^(.*[^456])?$",
             "still every value not ending in 4, 5, 6"
         );
-        let all_leaves = leaves(SeriesGroup::all("vm"), &known, 0);
+        let all_leaves = leaves(LabelClass::all("vm"), &known, 0);
         for v in &known {
             assert_eq!(all_leaves.iter().filter(|g| g.contains(v)).count(), 1);
         }
     }
 
+    /// A host's four NICs: the `host` label cannot tell them apart, so the group is cut on
+    /// `nicname`; the filters, tags and membership follow.
+    #[test]
+    fn series_groups_cut_the_first_label_that_still_differs() {
+        let labels = values(&["host", "nicname"]);
+        let rows: Vec<Vec<String>> = (0..4)
+            .map(|n| values(&["172.17.86.51", &format!("vmnic{n}")]))
+            .collect();
+        let all = SeriesGroup::all(&labels);
+        assert!(all.is_all() && all.filters().is_empty());
+        let (a, b) = all.split(&rows).unwrap();
+        assert_eq!(
+            a.filters(),
+            vec![("nicname".to_string(), "^.*[01]$".to_string())]
+        );
+        assert_eq!((a.tag().as_str(), b.tag().as_str()), ("g0", "g1"));
+        let tags = |host: &str, nic: &str| {
+            BTreeMap::from([
+                ("host".to_string(), host.to_string()),
+                ("nicname".to_string(), nic.to_string()),
+            ])
+        };
+        assert!(a.contains(&tags("172.17.86.51", "vmnic1")));
+        assert!(!a.contains(&tags("172.17.86.51", "vmnic2")));
+        assert!(
+            b.contains(&tags("10.0.0.9", "vmnic7")),
+            "an unknown series has a group"
+        );
+        let (aa, ab) = a.split(&rows).unwrap();
+        assert_eq!((aa.tag().as_str(), ab.tag().as_str()), ("g00", "g01"));
+        assert!(aa.split(&rows).is_none(), "one series left");
+        // A series without a constrained label is in no group but the whole one.
+        let no_nic = BTreeMap::from([("host".to_string(), "172.17.86.51".to_string())]);
+        assert!(all.contains(&no_nic) && !a.contains(&no_nic) && !b.contains(&no_nic));
+    }
+
     #[test]
     fn one_known_value_or_equal_values_cannot_be_split() {
-        assert!(SeriesGroup::all("vm").split(&values(&["vm-1"])).is_none());
+        assert!(LabelClass::all("vm").split(&values(&["vm-1"])).is_none());
         assert!(
-            SeriesGroup::all("vm")
+            LabelClass::all("vm")
                 .split(&values(&["vm-1", "vm-1"]))
                 .is_none()
         );
-        assert!(SeriesGroup::all("vm").split(&[]).is_none());
+        assert!(LabelClass::all("vm").split(&[]).is_none());
     }
 
     #[test]
     fn unsafe_characters_never_reach_the_expression() {
         let known = values(&["a'b", "a'c", "x]", "y\\"]);
-        for g in leaves(SeriesGroup::all("vm"), &known, 0) {
+        for g in leaves(LabelClass::all("vm"), &known, 0) {
             let re = g.regex();
             assert!(
                 !re.contains('\'') && !re.contains('\\') && !re.contains("]]"),
@@ -325,7 +426,7 @@ mod tests {
 
     /// The expression means what `contains` says, checked with the `regex` crate (the same
     /// syntax on these patterns as Java's `Pattern`).
-    fn check_regex_agrees(group: &SeriesGroup, probes: &[String]) {
+    fn check_regex_agrees(group: &LabelClass, probes: &[String]) {
         let re = regex::Regex::new(&group.regex()).unwrap();
         for p in probes {
             assert_eq!(
@@ -347,7 +448,7 @@ mod tests {
             known in proptest::collection::vec("[a-c0-3.'-]{0,5}", 0..24),
             probes in proptest::collection::vec("[a-d0-4.'-]{0,6}", 0..40),
         ) {
-            let leaves = leaves(SeriesGroup::all("vm"), &known, 0);
+            let leaves = leaves(LabelClass::all("vm"), &known, 0);
             let everything: Vec<String> = known.iter().chain(&probes).cloned().collect();
             for v in &everything {
                 prop_assert_eq!(leaves.iter().filter(|g| g.contains(v)).count(), 1, "{}", v);
@@ -364,7 +465,7 @@ mod tests {
         fn safe_values_are_told_apart_down_to_one_per_group(
             known in proptest::collection::vec("[a-c0-3.]{1,5}", 0..24),
         ) {
-            for g in leaves(SeriesGroup::all("vm"), &known, 0) {
+            for g in leaves(LabelClass::all("vm"), &known, 0) {
                 let mut inside: Vec<&String> = known.iter().filter(|v| g.contains(v)).collect();
                 inside.sort();
                 inside.dedup();

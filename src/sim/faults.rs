@@ -20,7 +20,8 @@
 //! | `bad-token` | Warp 10's invalid-token `500` (`ovh`: `... (AUTHENTICATE given an invalid read token. (Invalid token.))`, or the opaque text); a `401` on `opentsdb` |
 //! | `transient` | one of 429 (`Retry-After: 1`), 500, 502, 503, 504, `cut`, `empty`, `html`, picked from the seed |
 //!
-//! WHEN is `first=N` (the first N query requests), `every=N` (requests N, 2N, 3N...),
+//! WHEN is `first=N` (the first N query requests), `requests=A-B` (query requests A to B; a
+//! run's first query is its token check, so `requests=2` is its first data request), `every=N` (requests N, 2N, 3N...),
 //! `rate=P` (a fraction P of requests) or `always` (the default). `transient=P` is short for
 //! `transient@rate=P`.
 //!
@@ -106,6 +107,9 @@ pub enum When {
     Always,
     /// The first N query requests.
     First(u64),
+    /// Query requests A to B (1-based, inclusive): `requests=2-3`, or `requests=2` for one.
+    /// A run's first query is its token check; `requests=2` is its first data request.
+    Requests(u64, u64),
     /// Query requests N, 2N, 3N, ... (1-based).
     Every(u64),
     /// This many requests per million, decided per (request body, attempt).
@@ -209,7 +213,7 @@ fn parse_when(w: &str) -> Result<When, String> {
     }
     let (k, v) = w
         .split_once('=')
-        .ok_or("WHEN is first=N, every=N, rate=P or always")?;
+        .ok_or("WHEN is first=N, requests=A-B, every=N, rate=P or always")?;
     let count = || {
         v.parse::<u64>()
             .ok()
@@ -218,9 +222,19 @@ fn parse_when(w: &str) -> Result<When, String> {
     };
     match k {
         "first" => Ok(When::First(count()?)),
+        "requests" => {
+            let (a, b) = v.split_once('-').unwrap_or((v, v));
+            let n = |x: &str| x.parse::<u64>().ok().filter(|n| *n > 0);
+            match (n(a), n(b)) {
+                (Some(a), Some(b)) if a <= b => Ok(When::Requests(a, b)),
+                _ => Err(format!(
+                    "'{v}' is not a range of requests A-B with 1 <= A <= B"
+                )),
+            }
+        }
         "every" => Ok(When::Every(count()?)),
         "rate" => Ok(When::Rate(parse_rate(v)?)),
-        _ => Err("WHEN is first=N, every=N, rate=P or always".into()),
+        _ => Err("WHEN is first=N, requests=A-B, every=N, rate=P or always".into()),
     }
 }
 
@@ -269,6 +283,7 @@ impl Faults {
             let fires = match rule.when {
                 When::Always => true,
                 When::First(k) => n < k,
+                When::Requests(a, b) => (a - 1..b).contains(&n),
                 When::Every(k) => (n + 1).is_multiple_of(k),
                 When::Rate(ppm) => draw % 1_000_000 < u64::from(ppm),
             };

@@ -33,7 +33,7 @@ fn source(extra: &str, sim_extra: &str) -> String {
     format!(
         "url = \"sim\"\nrequests_per_second = 0\n{extra}\n[source.sim]\ndialect = \"ovh\"\n\
          datacenters = 1\nhosts_per_datacenter = 1\nvms_per_datacenter = 4\n\
-         filers_per_datacenter = 1\nstep_secs = 60\nfault_seed = 5\n{sim_extra}"
+         filers_per_datacenter = 1\nstep = \"10s\"\nfault_seed = 5\n{sim_extra}"
     )
 }
 
@@ -137,7 +137,7 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// Warp's FETCH drops a point stamped exactly `start`. With 60 s steps and phases in whole
+/// Warp's FETCH drops a point stamped exactly `start`. With 10 s steps and phases in whole
 /// seconds, some series have points on every window boundary (00:00, 02:00, 04:00); each must
 /// be written exactly once, and the dataset must equal the simulator's points of [START, END).
 #[test]
@@ -151,22 +151,19 @@ fn points_on_window_boundaries_are_written_once_with_warps_range() {
         hosts_per_datacenter: 1,
         vms_per_datacenter: 4,
         filers_per_datacenter: 1,
-        step_secs: 60,
+        step_secs: 10,
         ..SimConfig::default()
     };
     let (start, end) = (ms(START), ms(END));
     let boundaries = [start, start + 7_200_000, start + 14_400_000];
+    let mut on_boundaries = 0;
     for (table, prefix) in [
         ("vm_metrics", "vscope.vm."),
         ("host_metrics", "vscope.host."),
         ("filer_metrics", "vscope.filer."),
     ] {
         let mut want = expected_rows(&cfg, prefix, start, end);
-        let on_boundary = want.iter().filter(|r| boundaries.contains(&r.1)).count();
-        assert!(
-            on_boundary > 0,
-            "{table}: the data has points on window boundaries"
-        );
+        on_boundaries += want.iter().filter(|r| boundaries.contains(&r.1)).count();
         let mut got: Vec<RawRow> = parquet_files(&r.root, table)
             .iter()
             .flat_map(|p| read_file(p))
@@ -174,16 +171,16 @@ fn points_on_window_boundaries_are_written_once_with_warps_range() {
             .collect();
         got.sort_by(|a, b| a.partial_cmp(b).unwrap());
         want.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        assert_eq!(
-            got.len(),
-            want.len(),
-            "{table}: rows (boundary points: {on_boundary})"
-        );
+        assert_eq!(got.len(), want.len(), "{table}: rows");
         assert!(
             got == want,
             "{table}: rows differ from the simulator's points"
         );
     }
+    assert!(
+        on_boundaries > 0,
+        "the data has points on window boundaries"
+    );
 }
 
 /// Erlenmeyer HEAD hides every Warp error behind `500 invalid character 'E' ...`. With a fetch
@@ -193,10 +190,10 @@ fn points_on_window_boundaries_are_written_once_with_warps_range() {
 #[test]
 fn head_errors_and_a_small_fetch_limit_give_the_clean_dataset() {
     let dir = tempfile::tempdir().unwrap();
-    // 4 VMs at 60 s: 240 points an hour per metric; 300 points fit one hour, not two.
+    // 4 VMs (or NICs) at 10 s: 1,440 points an hour per metric; 2,000 fit one hour, not two.
     let r = run_in(
         dir.path(),
-        &source("", "errors = \"head\"\nmax_fetch_points = 300"),
+        &source("", "errors = \"head\"\nmax_fetch_points = 2000"),
         TABLES,
         &[],
     );
@@ -210,17 +207,23 @@ fn head_errors_and_a_small_fetch_limit_give_the_clean_dataset() {
 /// with exit 3, writes nothing, and prints no secret.
 #[test]
 fn a_wrong_token_behind_head_errors_stops_at_once_with_exit_3() {
+    let sim = SimProcess::start(&[
+        "--dialect",
+        "ovh",
+        "--errors",
+        "head",
+        "--token",
+        "tok-right-e2e-15",
+        "--datacenters",
+        "1",
+    ]);
     let dir = tempfile::tempdir().unwrap();
     let sent = "tok-wrong-e2e-15-do-not-print";
-    let r = run_in(
-        dir.path(),
-        &source(
-            &format!("token = \"{sent}\""),
-            "errors = \"head\"\ntoken = \"tok-right-e2e-15\"",
-        ),
-        TABLES,
-        &[],
+    let src = format!(
+        "url = \"{}\"\ntoken = \"{sent}\"\ndialect = \"ovh\"\nrequests_per_second = 0",
+        sim.url
     );
+    let r = run_in(dir.path(), &src, TABLES, &[]);
     assert_eq!(r.code(), Some(3), "{}", r.describe());
     assert!(r.elapsed < Duration::from_secs(60), "took {:?}", r.elapsed);
     let err = r.stderr();
@@ -259,10 +262,11 @@ fn a_throttling_half_available_server_is_ridden_out() {
 #[test]
 fn a_fetch_limit_below_one_bucket_is_met_by_splitting_series() {
     let dir = tempfile::tempdir().unwrap();
-    // One hour of one VM metric: 4 series × 60 points = 240 > 100; one series: 60 <= 100.
+    // One hour of one VM metric: 4 series × 360 points = 1,440 > 500; one series: 360 <= 500.
+    // The host's 4 NICs are one host: they are told apart by `nicname`.
     let r = run_in(
         dir.path(),
-        &source("", "max_fetch_points = 100"),
+        &source("", "max_fetch_points = 500"),
         TABLES,
         &[],
     );
@@ -315,9 +319,19 @@ fn check_names_each_problem_with_its_fix() {
     assert!(!text.contains("FAIL"), "{text}");
     assert!(text.contains("dialect ovh"), "{text}");
 
-    let out = check(&source(
-        "token = \"tok-wrong\"",
-        "errors = \"head\"\ntoken = \"tok-right\"",
+    let sim = SimProcess::start(&[
+        "--dialect",
+        "ovh",
+        "--errors",
+        "head",
+        "--token",
+        "tok-right",
+        "--datacenters",
+        "1",
+    ]);
+    let out = check(&format!(
+        "url = \"{}\"\ntoken = \"tok-wrong\"\nrequests_per_second = 0",
+        sim.url
     ));
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
