@@ -734,7 +734,7 @@ mod tests {
         assert_eq!(classify_v6(400, None, "Bad parameter"), Permanent);
         assert_eq!(classify_v6(404, None, ""), Permanent);
         assert_eq!(classify_v6(413, None, ""), Permanent);
-        assert_eq!(classify_v6(429, None, ""), Transient);
+        assert_eq!(classify_v6(429, None, ""), Throttled);
         assert_eq!(classify_v6(503, None, ""), Transient);
         assert_eq!(classify_v6(460, None, "Service expired"), Permanent);
     }
