@@ -20,7 +20,6 @@ const NOW: &str = "2026-11-03T00:00:00Z";
 const START: &str = "2026-11-01T00:00:00Z";
 const END: &str = "2026-11-01T06:00:00Z";
 const NAME: &str = "real";
-const RAW_TABLES: [&str; 3] = ["vm_metrics", "host_metrics", "filer_metrics"];
 const ALL_TABLES: [&str; 4] = [
     "vm_metrics",
     "host_metrics",
