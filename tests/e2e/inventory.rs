@@ -415,6 +415,77 @@ fn a_pipeline_with_api_v6_and_no_token_runs_end_to_end() {
 }
 
 #[test]
+fn without_source_url_the_token_endpoint_is_used() {
+    // The metrics side requires the token API v6 issues, and its metricsToken answer names the
+    // simulator itself as opentsdbEndpoint; the pipeline has neither url nor token.
+    let sim = SimProcess::start(&[
+        "--ovh-application-secret",
+        RIGHT_SECRET,
+        "--ovh-consumer-key",
+        CONSUMER_KEY,
+        "--token",
+        "metrics-read-token-42",
+        "--datacenters",
+        "2",
+        "--hosts",
+        "2",
+        "--vms",
+        "5",
+        "--filers",
+        "2",
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let source = format!(
+        "requests_per_second = 0\n[source.ovh]\nendpoint = \"{url}/1.0\"\n\
+         application_key = \"vscope-sim-ak\"\napplication_secret = \"${{TEST_OVH_SECRET}}\"\n\
+         consumer_key = \"${{TEST_OVH_CK}}\"\nservice_name = \"pcc-37-187-228-180\"\nuser_id = 1",
+        url = sim.url
+    );
+    let p = write_pipeline(dir.path(), "tokurl", &source, START, END, "6h", VM_TABLE);
+    // validate needs no network: a missing url is fine when the token comes from API v6.
+    let out = with_keys(bin().args(["validate", p.to_str().unwrap()]), RIGHT_SECRET);
+    assert!(out.status.success(), "{}", describe(&out));
+    let out = with_keys(
+        bin().args(["run", p.to_str().unwrap(), "--json"]),
+        RIGHT_SECRET,
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+    let all = text(&out);
+    assert!(!all.contains("metrics-read-token-42"), "{all}");
+    assert!(
+        !all.contains("another OpenTSDB endpoint"),
+        "no warning when the endpoint comes from the token: {all}"
+    );
+    let sink = dir.path().join("out");
+    let mut got: Vec<RawRow> = parquet_files(&sink, "vm_metrics")
+        .iter()
+        .flat_map(|f| read_file(f))
+        .flat_map(|b| raw_rows(&b))
+        .collect();
+    let mut want: Vec<RawRow> = expected_rows(&cfg(), "vscope.vm.", ms(START), ms(END))
+        .into_iter()
+        .filter(|r| r.0.0.starts_with("vscope.vm.cpu.") || r.0.0.starts_with("vscope.vm.mem."))
+        .collect();
+    got.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    want.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    assert!(!want.is_empty());
+    assert!(got == want, "rows differ from the simulator's");
+
+    // Without [source.ovh] user_id there is no token to take the endpoint from.
+    let text_no_user = std::fs::read_to_string(&p)
+        .unwrap()
+        .replace("user_id = 1", "");
+    std::fs::write(&p, text_no_user).unwrap();
+    let out = with_keys(bin().args(["validate", p.to_str().unwrap()]), RIGHT_SECRET);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let all = text(&out);
+    assert!(
+        all.contains("source.url") && all.contains("is not set") && all.contains("user_id"),
+        "{all}"
+    );
+}
+
+#[test]
 fn the_manifest_reports_series_only_in_the_inventory_or_only_on_the_server() {
     let dir = tempfile::tempdir().unwrap();
     let source = format!(
@@ -532,10 +603,16 @@ fn shipped_api_v6_examples_validate() {
     let root = env!("CARGO_MANIFEST_DIR");
     let out = run(&["validate", &format!("{root}/pipelines/demo-inventory.toml")]);
     assert!(out.status.success(), "{}", describe(&out));
-    // The commented [source.ovh] example of the real pipeline, uncommented, with no token.
+    // The commented [source.ovh] example of the real pipeline, uncommented, and the url and
+    // token lines deleted as its comment says: both come from API v6.
     let real = std::fs::read_to_string(format!("{root}/pipelines/vscope.toml")).unwrap();
     let mut toml = String::new();
     for line in real.lines() {
+        if line.starts_with("url = \"${VSCOPE_OPENTSDB_ENDPOINT}\"")
+            || line.starts_with("token = \"${VSCOPE_METRICS_TOKEN}\"")
+        {
+            continue;
+        }
         let line = line
             .strip_prefix("#[source.ovh]")
             .map(|_| "[source.ovh]".to_string())
@@ -552,12 +629,15 @@ fn shipped_api_v6_examples_validate() {
                 .find(|k| line.starts_with(&format!("#{k} ")))
                 .map(|_| line[1..].to_string())
             })
-            .unwrap_or_else(|| line.replace("token = \"${VSCOPE_METRICS_TOKEN}\"", "token = \"\""));
+            .unwrap_or_else(|| line.to_string());
         toml.push_str(&line);
         toml.push('\n');
     }
     assert!(
-        toml.contains("\n[source.ovh]\n") && toml.contains("\nuser_id = "),
+        toml.contains("\n[source.ovh]\n")
+            && toml.contains("\nuser_id = ")
+            && !toml.contains("\nurl = \"${")
+            && !toml.contains("\ntoken = "),
         "{toml}"
     );
     let dir = tempfile::tempdir().unwrap();
