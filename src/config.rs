@@ -761,13 +761,13 @@ fn validate_source(
     };
     // The token is fetched through API v6 at start (`pipeline::connect`).
     let token_from_api = token.is_empty() && ovh.as_ref().is_some_and(|o| o.user_id.is_some());
+    if src.sim.is_some() && url != "sim" {
+        return Err(invalid(
+            "source.sim",
+            "only allowed with source.url = \"sim\"",
+        ));
+    }
     let endpoint = if url.is_empty() {
-        if src.sim.is_some() {
-            return Err(invalid(
-                "source.sim",
-                "only allowed with source.url = \"sim\"",
-            ));
-        }
         if !token_from_api {
             return Err(invalid(
                 "source.url",
@@ -810,12 +810,6 @@ fn validate_source(
         }
         Endpoint::Sim(Box::new(sim))
     } else {
-        if src.sim.is_some() {
-            return Err(invalid(
-                "source.sim",
-                "only allowed with source.url = \"sim\"",
-            ));
-        }
         let parsed = url::Url::parse(&url).map_err(|e| {
             invalid(
                 "source.url",
