@@ -351,10 +351,10 @@ fn a_missing_right_is_named_and_a_withdrawn_call_explained() {
     );
 }
 
-#[test]
-fn a_pipeline_with_api_v6_and_no_token_runs_end_to_end() {
-    // The metrics side requires a token; the pipeline has none: it must fetch it.
-    let sim = SimProcess::start(&[
+/// A simulator child whose metrics side requires the token its API v6 issues
+/// (`metrics-read-token-42`), with the secrets of [`with_keys`] and the PCC of [`cfg`].
+fn token_sim() -> SimProcess {
+    SimProcess::start(&[
         "--ovh-application-secret",
         RIGHT_SECRET,
         "--ovh-consumer-key",
@@ -369,18 +369,13 @@ fn a_pipeline_with_api_v6_and_no_token_runs_end_to_end() {
         "5",
         "--filers",
         "2",
-    ]);
-    let dir = tempfile::tempdir().unwrap();
-    let p = external_pipeline(dir.path(), &sim, "discovery = \"inventory\"", VM_TABLE);
-    let out = with_keys(
-        bin().args(["run", p.to_str().unwrap(), "--json"]),
-        RIGHT_SECRET,
-    );
-    assert!(out.status.success(), "{}", describe(&out));
-    assert!(!text(&out).contains("metrics-read-token-42"));
-    let sink = dir.path().join("out");
-    // Metrics extracted: exactly what the simulator stores.
-    let mut got: Vec<RawRow> = parquet_files(&sink, "vm_metrics")
+    ])
+}
+
+/// The `vm_metrics` table of [`VM_TABLE`] under `sink` holds exactly the cpu and mem points
+/// the simulator of [`token_sim`] stores over `START..END`.
+fn assert_vm_table_is_the_simulators(sink: &Path) {
+    let mut got: Vec<RawRow> = parquet_files(sink, "vm_metrics")
         .iter()
         .flat_map(|f| read_file(f))
         .flat_map(|b| raw_rows(&b))
@@ -391,8 +386,26 @@ fn a_pipeline_with_api_v6_and_no_token_runs_end_to_end() {
         .collect();
     got.sort_by(|a, b| a.partial_cmp(b).unwrap());
     want.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    assert!(!want.is_empty());
     assert_eq!(got.len(), want.len());
     assert!(got == want, "rows differ from the simulator's");
+}
+
+#[test]
+fn a_pipeline_with_api_v6_and_no_token_runs_end_to_end() {
+    // The metrics side requires a token; the pipeline has none: it must fetch it.
+    let sim = token_sim();
+    let dir = tempfile::tempdir().unwrap();
+    let p = external_pipeline(dir.path(), &sim, "discovery = \"inventory\"", VM_TABLE);
+    let out = with_keys(
+        bin().args(["run", p.to_str().unwrap(), "--json"]),
+        RIGHT_SECRET,
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(!text(&out).contains("metrics-read-token-42"));
+    let sink = dir.path().join("out");
+    // Metrics extracted: exactly what the simulator stores.
+    assert_vm_table_is_the_simulators(&sink);
     // Labels from the inventory, no lookup; the inventory matches the series.
     let m = manifest(&sink);
     let inv = &m["inventory"];
@@ -418,22 +431,7 @@ fn a_pipeline_with_api_v6_and_no_token_runs_end_to_end() {
 fn without_source_url_the_token_endpoint_is_used() {
     // The metrics side requires the token API v6 issues, and its metricsToken answer names the
     // simulator itself as opentsdbEndpoint; the pipeline has neither url nor token.
-    let sim = SimProcess::start(&[
-        "--ovh-application-secret",
-        RIGHT_SECRET,
-        "--ovh-consumer-key",
-        CONSUMER_KEY,
-        "--token",
-        "metrics-read-token-42",
-        "--datacenters",
-        "2",
-        "--hosts",
-        "2",
-        "--vms",
-        "5",
-        "--filers",
-        "2",
-    ]);
+    let sim = token_sim();
     let dir = tempfile::tempdir().unwrap();
     let source = format!(
         "requests_per_second = 0\n[source.ovh]\nendpoint = \"{url}/1.0\"\n\
@@ -456,20 +454,7 @@ fn without_source_url_the_token_endpoint_is_used() {
         !all.contains("another OpenTSDB endpoint"),
         "no warning when the endpoint comes from the token: {all}"
     );
-    let sink = dir.path().join("out");
-    let mut got: Vec<RawRow> = parquet_files(&sink, "vm_metrics")
-        .iter()
-        .flat_map(|f| read_file(f))
-        .flat_map(|b| raw_rows(&b))
-        .collect();
-    let mut want: Vec<RawRow> = expected_rows(&cfg(), "vscope.vm.", ms(START), ms(END))
-        .into_iter()
-        .filter(|r| r.0.0.starts_with("vscope.vm.cpu.") || r.0.0.starts_with("vscope.vm.mem."))
-        .collect();
-    got.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    want.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    assert!(!want.is_empty());
-    assert!(got == want, "rows differ from the simulator's");
+    assert_vm_table_is_the_simulators(&dir.path().join("out"));
 
     // Without [source.ovh] user_id there is no token to take the endpoint from.
     let text_no_user = std::fs::read_to_string(&p)
