@@ -169,6 +169,127 @@ mod tests {
         assert_eq!(net.labels, ["datacenter", "host", "nicname"]);
     }
 
+    /// OVHcloud's vScope API guide, the source of the 20 documented metrics (provenance at the
+    /// end of the file).
+    const GUIDE: &str = include_str!("../docs/vscope-api-guide.en.md");
+
+    /// One row of the guide's metric tables: the section it sits in (`Filers`, `Hosts`,
+    /// `Virtual machines`), the metric, its description and its label keys, as written.
+    #[derive(Debug)]
+    struct GuideRow {
+        section: String,
+        metric: String,
+        description: String,
+        labels: Vec<String>,
+    }
+
+    /// The rows of the guide's `| Metrics | Description | Labels |` tables. A label cell is
+    /// `- key : example` items separated by `<br>` (the leading `\-` is optional); the keys
+    /// are kept, in order. Cells are trimmed (the guide has stray spaces).
+    fn guide_rows(guide: &str) -> Vec<GuideRow> {
+        let mut section = String::new();
+        let mut rows = Vec::new();
+        for line in guide.lines() {
+            if let Some(h) = line.strip_prefix("#### ") {
+                section = h.trim().to_string();
+                continue;
+            }
+            let Some(cells) = line
+                .trim()
+                .strip_prefix('|')
+                .and_then(|l| l.strip_suffix('|'))
+            else {
+                continue;
+            };
+            let cells: Vec<&str> = cells.split('|').map(str::trim).collect();
+            let [metric, description, labels] = cells[..] else {
+                continue;
+            };
+            if !metric.starts_with("vscope.") {
+                continue;
+            }
+            let labels = labels
+                .split("<br>")
+                .map(|item| {
+                    let item = item
+                        .trim()
+                        .trim_start_matches("\\-")
+                        .trim_start_matches('-');
+                    item.split(':').next().unwrap_or("").trim().to_string()
+                })
+                .collect();
+            rows.push(GuideRow {
+                section: section.clone(),
+                metric: metric.to_string(),
+                description: description.to_string(),
+                labels,
+            });
+        }
+        rows
+    }
+
+    #[test]
+    fn the_documented_metrics_are_the_guides_exactly() {
+        let rows = guide_rows(GUIDE);
+        assert_eq!(
+            rows.len(),
+            20,
+            "the guide's tables list 20 metrics: {rows:#?}"
+        );
+        let c = Catalogue::builtin();
+        for row in &rows {
+            let m = c
+                .get(&row.metric)
+                .unwrap_or_else(|| panic!("{} is in the guide, not in the catalogue", row.metric));
+            assert!(m.documented, "{}", m.name);
+            assert_eq!(m.description, row.description, "{}", m.name);
+            assert_eq!(m.labels, row.labels, "{}", m.name);
+            let component = match row.section.as_str() {
+                "Filers" => Component::Filer,
+                "Hosts" => Component::Host,
+                "Virtual machines" => Component::Vm,
+                other => panic!("{}: unexpected guide section {other:?}", m.name),
+            };
+            assert_eq!(m.component, component, "{}", m.name);
+            // Where the description states a unit, the catalogue has that unit.
+            for (words, unit) in [
+                ("in KB", "KB"),
+                ("in percent", "%"),
+                ("in milliseconds", "ms"),
+            ] {
+                if row.description.contains(words) {
+                    assert_eq!(m.unit.as_deref(), Some(unit), "{}", m.name);
+                }
+            }
+        }
+        // And nothing else is marked documented.
+        let documented: Vec<&str> = c
+            .metrics()
+            .iter()
+            .filter(|m| m.documented)
+            .map(|m| m.name.as_str())
+            .collect();
+        let mut in_guide: Vec<&str> = rows.iter().map(|r| r.metric.as_str()).collect();
+        let mut sorted = documented.clone();
+        sorted.sort_unstable();
+        in_guide.sort_unstable();
+        assert_eq!(sorted, in_guide);
+    }
+
+    #[test]
+    fn the_guide_parser_reads_every_label_form() {
+        let rows = guide_rows(
+            "#### Hosts\n| Metrics | Description | Labels |\n| --- | --- | --- |\n\
+             | vscope.host.net.rx |  Host incoming  | \\- datacenter : dc1, <br>\\- host : 1.2.3.4<br>\\- nicname : vmnic0 |\n\
+             | vscope.x | plain | datacenter : dc, <br>datastore : ds |\n| not a metric | x | y |\n",
+        );
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].section, "Hosts");
+        assert_eq!(rows[0].description, "Host incoming");
+        assert_eq!(rows[0].labels, ["datacenter", "host", "nicname"]);
+        assert_eq!(rows[1].labels, ["datacenter", "datastore"]);
+    }
+
     #[test]
     fn globs_match_like_a_shell() {
         assert!(glob_match("vscope.*", "vscope.vm.cpu.usage.perc"));

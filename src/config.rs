@@ -12,7 +12,7 @@ use serde::Deserialize;
 use crate::catalogue::{Catalogue, Component};
 use crate::dialect::Dialect;
 use crate::secret::Secret;
-use crate::semantics::aggregator::Aggregator;
+use crate::semantics::aggregator::{Aggregator, DOWNSAMPLING_FUNCTIONS};
 use crate::semantics::rollup::Rollup;
 use crate::semantics::time::{parse_duration, parse_time};
 use crate::sim::SimConfig;
@@ -73,7 +73,10 @@ struct PipelineFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SourceFile {
-    url: String,
+    /// Absent (or empty): the `opentsdbEndpoint` of the token API v6 issues, which is only
+    /// possible when the token comes from there.
+    #[serde(default)]
+    url: Option<String>,
     #[serde(default)]
     token: String,
     #[serde(default = "default_dialect")]
@@ -261,13 +264,17 @@ pub struct Pipeline {
     pub sink: SinkSpec,
 }
 
-/// The metrics endpoint: the built-in simulator or a real URL.
+/// The metrics endpoint: the built-in simulator, a real URL, or the one the token comes with.
 #[derive(Debug, Clone)]
 pub enum Endpoint {
     /// `url = "sim"`: start the simulator in-process on loopback.
     Sim(Box<SimConfig>),
     /// An OpenTSDB-compatible base URL, e.g. `https://opentsdb.gra1-ovh.metrics.ovh.net`.
     Url(url::Url),
+    /// No `source.url`: the `opentsdbEndpoint` of the `metricsToken` answer, known once the
+    /// token is fetched through API v6 at start. Only valid when the token comes from there
+    /// (`[source.ovh] user_id` set, `source.token` empty), which validation checks.
+    FromToken,
 }
 
 /// How the dialect is chosen.
@@ -510,43 +517,81 @@ pub fn expand_env(
     key: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<String, ConfigError> {
+    expand(value, env).map_err(|e| e.into_config(value, key, ""))
+}
+
+/// Why [`expand`] failed; turned into a [`ConfigError`] naming the key by
+/// [`EnvError::into_config`], with a hint that depends on the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum EnvError {
+    /// `${` without its `}`.
+    Unterminated,
+    /// `${...}` whose content is not a variable name.
+    BadName(String),
+    /// The variable is not set.
+    Unset(String),
+}
+
+impl EnvError {
+    /// The error for `key`, whose value as written is `value`. `unset_hint` is appended to
+    /// the message of an unset variable (empty: the generic advice).
+    fn into_config(self, value: &str, key: &str, unset_hint: &str) -> ConfigError {
+        match self {
+            EnvError::Unterminated => invalid(
+                key,
+                format!("unterminated '${{' in '{value}': write ${{NAME}}"),
+            ),
+            EnvError::BadName(name) => invalid(
+                key,
+                format!("'${{{name}}}' is not a valid environment variable name"),
+            ),
+            EnvError::Unset(name) if unset_hint.is_empty() => invalid(
+                key,
+                format!(
+                    "environment variable {name} is not set (export {name}=... before running)"
+                ),
+            ),
+            EnvError::Unset(name) => invalid(
+                key,
+                format!("environment variable {name} is not set: {unset_hint}"),
+            ),
+        }
+    }
+}
+
+/// [`expand_env`] without the key: the expanded value or why it could not be expanded.
+fn expand(value: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, EnvError> {
     let mut out = String::with_capacity(value.len());
     let mut rest = value;
     while let Some(pos) = rest.find("${") {
         out.push_str(&rest[..pos]);
         let after = &rest[pos + 2..];
         let Some(close) = after.find('}') else {
-            return Err(invalid(
-                key,
-                format!("unterminated '${{' in '{value}': write ${{NAME}}"),
-            ));
+            return Err(EnvError::Unterminated);
         };
         let name = &after[..close];
         let valid = !name.is_empty()
             && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
             && !name.starts_with(|c: char| c.is_ascii_digit());
         if !valid {
-            return Err(invalid(
-                key,
-                format!("'${{{name}}}' is not a valid environment variable name"),
-            ));
+            return Err(EnvError::BadName(name.to_string()));
         }
         match env(name) {
             Some(v) => out.push_str(&v),
-            None => {
-                return Err(invalid(
-                    key,
-                    format!(
-                        "environment variable {name} is not set (export {name}=... before running)"
-                    ),
-                ));
-            }
+            None => return Err(EnvError::Unset(name.to_string())),
         }
         rest = &after[close + 1..];
     }
     out.push_str(rest);
     Ok(out)
 }
+
+/// What to do when the variable `source.url` reads is not set: the two ways to give the
+/// endpoint. Used by [`validate_source`].
+const URL_UNSET_HINT: &str = "export it to your metrics endpoint, the opentsdbEndpoint of your \
+     read token (e.g. https://opentsdb.gra1-ovh.metrics.ovh.net; `vscope-etl token PIPELINE` \
+     prints it), or leave source.url out when [source.ovh] user_id fetches the token, which \
+     comes with its endpoint";
 
 fn duration_ms(key: &str, value: &str) -> Result<i64, ConfigError> {
     parse_duration(value).map_err(|e| invalid(key, e.to_string()))
@@ -708,7 +753,13 @@ fn validate_source(
     src: SourceFile,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Source, ConfigError> {
-    let url = expand_env(src.url.trim(), "source.url", env)?;
+    let url = match &src.url {
+        None => String::new(),
+        Some(u) => expand(u.trim(), env)
+            .map_err(|e| e.into_config(u, "source.url", URL_UNSET_HINT))?
+            .trim()
+            .to_string(),
+    };
     let dialect = match src.dialect.as_str() {
         "auto" => DialectChoice::Auto,
         other => DialectChoice::Fixed(other.parse::<Dialect>().map_err(|_| {
@@ -718,7 +769,31 @@ fn validate_source(
             )
         })?),
     };
-    let endpoint = if url == "sim" {
+    let token = Secret::new(expand_env(&src.token, "source.token", env)?);
+    let ovh = match src.ovh {
+        None => None,
+        Some(o) => Some(validate_ovh(o, url == "sim", env)?),
+    };
+    // The token is fetched through API v6 at start (`pipeline::connect`).
+    let token_from_api = token.is_empty() && ovh.as_ref().is_some_and(|o| o.user_id.is_some());
+    if src.sim.is_some() && url != "sim" {
+        return Err(invalid(
+            "source.sim",
+            "only allowed with source.url = \"sim\"",
+        ));
+    }
+    let endpoint = if url.is_empty() {
+        if !token_from_api {
+            return Err(invalid(
+                "source.url",
+                "is not set: write your metrics endpoint, the opentsdbEndpoint of your read token \
+                 (e.g. url = \"https://opentsdb.gra1-ovh.metrics.ovh.net\" or \"${VSCOPE_OPENTSDB_ENDPOINT}\"), \
+                 or \"sim\"; it may be left out only when the token comes from OVHcloud API v6 \
+                 ([source.ovh] user_id set and source.token empty), which gives the endpoint too",
+            ));
+        }
+        Endpoint::FromToken
+    } else if url == "sim" {
         let mut sim = SimConfig::default();
         if let Some(s) = src.sim {
             if let Some(d) = s.dialect {
@@ -759,12 +834,6 @@ fn validate_source(
         }
         Endpoint::Sim(Box::new(sim))
     } else {
-        if src.sim.is_some() {
-            return Err(invalid(
-                "source.sim",
-                "only allowed with source.url = \"sim\"",
-            ));
-        }
         let parsed = url::Url::parse(&url).map_err(|e| {
             invalid(
                 "source.url",
@@ -786,12 +855,6 @@ fn validate_source(
         }
         Endpoint::Url(parsed)
     };
-    let token = Secret::new(expand_env(&src.token, "source.token", env)?);
-    let ovh = match src.ovh {
-        None => None,
-        Some(o) => Some(validate_ovh(o, matches!(endpoint, Endpoint::Sim(_)), env)?),
-    };
-    let token_from_api = ovh.as_ref().is_some_and(|o| o.user_id.is_some());
     if token.is_empty()
         && matches!(endpoint, Endpoint::Url(_))
         && dialect != DialectChoice::Fixed(Dialect::Opentsdb)
@@ -1113,9 +1176,15 @@ fn validate_tables(tables: Vec<TableFile>, scope: &Scope) -> Result<Vec<TableSpe
                 }
                 let mut parsed = Vec::with_capacity(names.len());
                 for n in &names {
-                    let agg = n
-                        .parse::<Aggregator>()
-                        .map_err(|e| invalid(format!("{key}.aggregates"), e.to_string()))?;
+                    let agg = n.parse::<Aggregator>().map_err(|_| {
+                        invalid(
+                            format!("{key}.aggregates"),
+                            format!(
+                                "'{n}' is not an OpenTSDB downsampling function (names are \
+                                 case-sensitive); use one of {DOWNSAMPLING_FUNCTIONS}"
+                            ),
+                        )
+                    })?;
                     if parsed.contains(&agg) {
                         return Err(invalid(
                             format!("{key}.aggregates"),
@@ -1595,6 +1664,160 @@ url = "./out"
             .unwrap();
         assert_eq!(cfg.service_name, "pcc-9");
         assert_eq!(cfg.ovh_application_secret, "s3");
+    }
+
+    #[test]
+    fn source_url_may_be_left_out_only_when_the_token_comes_from_api_v6() {
+        let env = |n: &str| Some(format!("value-of-{n}"));
+        let without_url =
+            |extra: &str, ovh: &str| BASE.replace("url = \"sim\"", &format!("{extra}\n{ovh}"));
+        let ovh_user = format!("{OVH}user_id = 12\n");
+        // No url, token from API v6: the endpoint is the token's.
+        let p = parse(&without_url("", &ovh_user), "t.toml", &env).unwrap();
+        assert!(matches!(p.source.endpoint, Endpoint::FromToken));
+        assert!(p.source.sim_config().is_none());
+        // An empty url (e.g. a variable set to "") means the same.
+        let p = parse(&without_url("url = \"\"", &ovh_user), "t.toml", &env).unwrap();
+        assert!(matches!(p.source.endpoint, Endpoint::FromToken));
+        // Otherwise it is an error naming the key and both ways out.
+        for (extra, ovh) in [("", ""), ("", OVH), ("token = \"t\"", ovh_user.as_str())] {
+            let err = parse(&without_url(extra, ovh), "t.toml", &env)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with("source.url: is not set")
+                    && err.contains("opentsdbEndpoint")
+                    && err.contains("user_id"),
+                "{extra} {ovh}: {err}"
+            );
+        }
+        let err = parse(&without_url("[source.sim]\nseed = 1", ""), "t.toml", &env)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("source.sim"), "{err}");
+    }
+
+    #[test]
+    fn source_url_reads_a_variable_and_an_unset_one_says_what_to_do() {
+        let text = BASE.replace(
+            "url = \"sim\"",
+            "url = \"${VSCOPE_OPENTSDB_ENDPOINT}\"\ntoken = \"t\"",
+        );
+        let env = |n: &str| {
+            (n == "VSCOPE_OPENTSDB_ENDPOINT")
+                .then(|| " https://opentsdb.gra1-ovh.metrics.ovh.net ".to_string())
+        };
+        let p = parse(&text, "t.toml", &env).unwrap();
+        match &p.source.endpoint {
+            Endpoint::Url(u) => assert_eq!(u.host_str(), Some("opentsdb.gra1-ovh.metrics.ovh.net")),
+            other => panic!("expected a URL, got {other:?}"),
+        }
+        let err = parse_str(&text).unwrap_err().to_string();
+        assert!(
+            err.starts_with(
+                "source.url: environment variable VSCOPE_OPENTSDB_ENDPOINT is not set: "
+            ) && err.contains("opentsdbEndpoint")
+                && err.contains("vscope-etl token")
+                && err.contains("leave source.url out when [source.ovh] user_id"),
+            "{err}"
+        );
+        // Even with API v6 issuing the token: an unset variable is an error, never a silent
+        // fallback (the url line is removed on purpose, or the variable exported).
+        let with_api = format!("{}\n{OVH}user_id = 12\n", text.replace("token = \"t\"", ""));
+        let env_api = |n: &str| (n != "VSCOPE_OPENTSDB_ENDPOINT").then(|| format!("v-{n}"));
+        let err = parse(&with_api, "t.toml", &env_api)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("VSCOPE_OPENTSDB_ENDPOINT is not set"), "{err}");
+        // Other keys keep the generic advice.
+        let err = expand_env("${NOPE}", "sink.url", &no_env)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("export NOPE=..."), "{err}");
+    }
+
+    #[test]
+    fn rollups_accept_every_opentsdb_downsampling_function_named_as_written() {
+        let all = "[\"avg\", \"sum\", \"zimsum\", \"min\", \"max\", \"mimmin\", \"mimmax\", \
+            \"count\", \"dev\", \"first\", \"last\", \"p50\", \"p75\", \"p90\", \"p95\", \"p99\", \
+            \"p999\", \"pfsum\", \"median\", \"mult\", \"diff\", \"squareSum\", \"ep50r3\", \
+            \"ep75r3\", \"ep90r3\", \"ep95r3\", \"ep99r3\", \"ep999r3\", \"ep50r7\", \"ep75r7\", \
+            \"ep90r7\", \"ep95r7\", \"ep99r7\", \"ep999r7\"]";
+        let text = BASE.replace("[\"avg\", \"p95\", \"count\"]", all);
+        let p = parse_str(&text).unwrap();
+        let rollup = p.tables[1].rollup.as_ref().unwrap();
+        let names: Vec<&str> = rollup.aggregates.iter().map(|a| a.name()).collect();
+        let want: Vec<String> = all
+            .trim_matches(|c| c == '[' || c == ']')
+            .split(',')
+            .map(|n| n.trim().trim_matches('"').to_string())
+            .collect();
+        assert_eq!(names, want);
+        // The column names are the names as written, in order; count alone is Int64.
+        let schema = crate::schema::rollup_schema(p.tables[1].component, &rollup.aggregates);
+        for name in &want {
+            let field = schema.field_with_name(name).unwrap();
+            let int = *field.data_type() == arrow::datatypes::DataType::Int64;
+            assert_eq!(int, name == "count", "{name}");
+        }
+        // none, an unknown or a miscased name, or a repeat: refused naming the key.
+        for (bad, says) in [
+            ("[\"none\"]", "'none' cannot be used in a rollup"),
+            (
+                "[\"squaresum\"]",
+                "'squaresum' is not an OpenTSDB downsampling function",
+            ),
+            (
+                "[\"multiply\"]",
+                "'multiply' is not an OpenTSDB downsampling function",
+            ),
+            ("[\"zimsum\", \"zimsum\"]", "'zimsum' is listed twice"),
+        ] {
+            let err = parse_str(&BASE.replace("[\"avg\", \"p95\", \"count\"]", bad))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("table[1].aggregates") && err.contains(says),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn server_side_downsampling_allows_what_the_server_computes_exactly() {
+        let with = |dialect: &str, aggs: &str| {
+            parse_str(
+                &BASE
+                    .replace(
+                        "url = \"sim\"",
+                        &format!("url = \"sim\"\ndialect = \"{dialect}\"\nquery_downsample = true"),
+                    )
+                    .replace("[\"avg\", \"p95\", \"count\"]", aggs),
+            )
+        };
+        // Erlenmeyer's zimsum, mimmin and mimmax are bucketizer.sum, .min, .max.
+        assert!(with("ovh", "[\"zimsum\", \"mimmin\", \"mimmax\", \"first\"]").is_ok());
+        for agg in [
+            "median",
+            "mult",
+            "diff",
+            "pfsum",
+            "squareSum",
+            "ep95r7",
+            "p50",
+            "dev",
+        ] {
+            let err = with("ovh", &format!("[\"{agg}\"]"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("source.query_downsample") && err.contains(&format!("'{agg}'")),
+                "{agg}: {err}"
+            );
+            assert!(with("opentsdb", &format!("[\"{agg}\"]")).is_ok(), "{agg}");
+        }
+        let err = with("ovh", "[\"median\"]").unwrap_err().to_string();
+        assert!(err.contains("no such downsampling function"), "{err}");
     }
 
     #[test]

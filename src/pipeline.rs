@@ -111,15 +111,17 @@ pub struct Connection {
 /// API v6 first (`POST .../metricsToken`).
 pub async fn connect(pipeline: &Pipeline) -> Result<Connection> {
     let source = &pipeline.source;
-    let (base, sim) = match &source.endpoint {
-        Endpoint::Url(u) => (u.clone(), None),
+    // `None`: the endpoint comes with the token (`source.url` left out).
+    let (mut base, sim) = match &source.endpoint {
+        Endpoint::Url(u) => (Some(u.clone()), None),
+        Endpoint::FromToken => (None, None),
         Endpoint::Sim(_) => {
             let cfg = source.sim_config().unwrap_or_default();
             let handle = crate::sim::start(cfg, ([127, 0, 0, 1], 0).into())
                 .await
                 .map_err(Error::Sim)?;
             let base = url::Url::parse(&handle.base_url()).expect("simulator URL is valid");
-            (base, Some(handle))
+            (Some(base), Some(handle))
         }
     };
     let initial = match source.dialect {
@@ -149,14 +151,17 @@ pub async fn connect(pipeline: &Pipeline) -> Result<Connection> {
             .map_err(Error::Ovh)?;
         tracing::info!(user_id, opentsdb_endpoint = %token.opentsdb_endpoint,
             "fetched the metrics read token through OVHcloud API v6");
-        let same_host = url::Url::parse(&token.opentsdb_endpoint)
-            .is_ok_and(|u| u.host_str() == base.host_str());
-        if !same_host {
-            tracing::warn!(source_url = %base, opentsdb_endpoint = %token.opentsdb_endpoint,
-                "the token is for another OpenTSDB endpoint than source.url");
-        }
+        base = Some(crate::ovh::metrics_endpoint(base.as_ref(), &token).map_err(Error::Ovh)?);
         effective.token = token.token;
     }
+    let Some(base) = base else {
+        return Err(Error::Config(crate::config::ConfigError::Invalid {
+            key: "source.url".into(),
+            message: "is not set and no token was fetched through OVHcloud API v6 to take \
+                      the endpoint from: set source.url"
+                .into(),
+        }));
+    };
     let mut client = MetricsClient::new(&effective, base, initial)
         .map_err(Error::Fetch)?
         .with_limits(limits);

@@ -305,6 +305,40 @@ mod tests {
     }
 
     #[test]
+    fn rollup_json_lists_every_downsampling_function_and_its_type() {
+        // schemas/rollup.json documents the rollup contract; it must not drift from the code.
+        let doc: serde_json::Value =
+            serde_json::from_str(include_str!("../schemas/rollup.json")).unwrap();
+        let listed: Vec<&str> = doc["aggregates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        let all: Vec<Aggregator> = Aggregator::ALL
+            .into_iter()
+            .filter(|a| *a != Aggregator::None)
+            .collect();
+        let names: Vec<&str> = all.iter().map(|a| a.name()).collect();
+        assert_eq!(listed, names);
+        let s = rollup_schema(Component::Filer, &all);
+        for a in &all {
+            let declared = doc["aggregate_types"]
+                .get(a.name())
+                .unwrap_or(&doc["aggregate_types"]["*"]);
+            let want = match declared.as_str().unwrap() {
+                "int64" => DataType::Int64,
+                _ => DataType::Float64,
+            };
+            assert_eq!(
+                s.field_with_name(a.name()).unwrap().data_type(),
+                &want,
+                "{a}"
+            );
+        }
+    }
+
+    #[test]
     fn inventory_schemas_parse_and_start_with_the_contract_columns() {
         for (table, component, id, label) in [
             ("filers", Component::Filer, "filer_id", "datastore"),

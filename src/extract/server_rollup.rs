@@ -30,18 +30,37 @@ pub struct ServerRollupAnswer {
 
 /// Whether `dialect` computes `aggregate` inside one bucket exactly as our client-side rollup
 /// does, and if not, why. OpenTSDB's downsamplers are our reference implementation, so all
-/// agree there. On OVH (Erlenmeyer → Warp 10) percentiles are nearest-rank (`p50` of 1..=4 is
-/// 2, OpenTSDB says 2.5) and `dev` is the sample standard deviation (Bessel), so a pipeline
-/// that asks them server-side would silently get other numbers than the same table computed
-/// client-side; config validation refuses it instead (see `reference/api.md` §2.3).
+/// agree there (every downsampling function, `ep*` included: OpenTSDB's downsampler computes
+/// them on the same double path as ours). On OVH (Erlenmeyer → Warp 10):
+/// - `pfsum`, `median`, `mult`, `diff`, `squareSum` and the `ep*` estimators do not exist
+///   (Erlenmeyer's `downsamplerToBucketizer` lacks them and answers "Downsampling operator 'X'
+///   is not available");
+/// - percentiles are nearest-rank (`p50` of 1..=4 is 2, OpenTSDB says 2.5) and `dev` is the
+///   sample standard deviation (Bessel);
+/// - `zimsum`, `mimmin`, `mimmax` map to `bucketizer.sum`, `.min`, `.max`, the same as `sum`,
+///   `min`, `max` within one series, so they are exact.
+///
+/// A pipeline that asked the refused ones server-side would fail or silently get other
+/// numbers than the same table computed client-side; config validation refuses it instead
+/// (see `reference/api.md` §2.2, §2.3).
 pub fn server_exact(dialect: Dialect, aggregate: Aggregator) -> Result<(), &'static str> {
     match dialect {
         Dialect::Opentsdb => Ok(()),
+        Dialect::Ovh
+            if aggregate.percentile().is_some() && !aggregate.is_supported_by_ovh_downsample() =>
+        {
+            Err(
+                "Erlenmeyer has no such downsampling function (it offers p50 … p999 only, computed by nearest rank)",
+            )
+        }
         Dialect::Ovh if aggregate.percentile().is_some() => Err(
             "Warp 10 computes percentiles by nearest rank, not OpenTSDB's estimation, so the values would differ from a client-side rollup",
         ),
         Dialect::Ovh if aggregate == Aggregator::Dev => Err(
             "Warp 10 computes the sample standard deviation (n - 1), not OpenTSDB's population one",
+        ),
+        Dialect::Ovh if !aggregate.is_supported_by_ovh_downsample() => Err(
+            "Erlenmeyer has no such downsampling function (it offers avg, sum, zimsum, min, max, mimmin, mimmax, count, first, last, dev, p50 … p999)",
         ),
         Dialect::Ovh => Ok(()),
     }
@@ -182,21 +201,39 @@ mod tests {
     }
 
     #[test]
-    fn only_ovh_percentiles_and_dev_are_refused() {
-        for agg in [Aggregator::P95, Aggregator::P50, Aggregator::Dev] {
-            assert!(server_exact(Dialect::Ovh, agg).is_err(), "{agg}");
-            assert!(server_exact(Dialect::Opentsdb, agg).is_ok(), "{agg}");
-        }
-        for agg in [
+    fn ovh_refuses_percentiles_dev_and_what_erlenmeyer_lacks() {
+        let exact_on_ovh = [
             Aggregator::Avg,
             Aggregator::Sum,
+            Aggregator::Zimsum,
             Aggregator::Min,
             Aggregator::Max,
+            Aggregator::Mimmin,
+            Aggregator::Mimmax,
             Aggregator::Count,
             Aggregator::First,
             Aggregator::Last,
-        ] {
-            assert!(server_exact(Dialect::Ovh, agg).is_ok(), "{agg}");
+        ];
+        for agg in Aggregator::ALL {
+            assert!(server_exact(Dialect::Opentsdb, agg).is_ok(), "{agg}");
+            let ovh = server_exact(Dialect::Ovh, agg);
+            assert_eq!(ovh.is_ok(), exact_on_ovh.contains(&agg), "{agg}: {ovh:?}");
         }
+        for agg in [
+            Aggregator::Median,
+            Aggregator::Ep95r7,
+            Aggregator::SquareSum,
+        ] {
+            let why = server_exact(Dialect::Ovh, agg).unwrap_err();
+            assert!(
+                why.contains("no such downsampling function"),
+                "{agg}: {why}"
+            );
+        }
+        assert!(
+            server_exact(Dialect::Ovh, Aggregator::P95)
+                .unwrap_err()
+                .contains("nearest rank")
+        );
     }
 }

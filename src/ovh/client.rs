@@ -156,14 +156,25 @@ pub enum OvhError {
         "OVHcloud API v6 answered 404 to POST /dedicatedCloud/{service_name}/user/{user_id}/metricsToken: \
          this call may have been withdrawn from the public API (it is missing from the API schemas \
          published since 2024), or the user id does not exist. Get a vScope read token another \
-         way (OVHcloud support or the control panel) and set source.token directly, e.g. \
-         token = \"${{VSCOPE_METRICS_TOKEN}}\""
+         way (ask OVHcloud support; README \"Connect to your PCC\") and set source.token and \
+         source.url directly, e.g. token = \"${{VSCOPE_METRICS_TOKEN}}\" and \
+         url = \"${{VSCOPE_OPENTSDB_ENDPOINT}}\""
     )]
     MetricsTokenUnavailable {
         /// The PCC.
         service_name: String,
         /// The user whose token was asked for.
         user_id: i64,
+    },
+    /// `source.url` is left out and the `metricsToken` answer's `opentsdbEndpoint` is not a
+    /// usable URL.
+    #[error(
+        "the metricsToken answer's opentsdbEndpoint is not a usable http(s) URL ({message}): \
+         set source.url to your metrics endpoint, e.g. https://opentsdb.gra1-ovh.metrics.ovh.net"
+    )]
+    BadEndpoint {
+        /// Why it was refused (names the value, unless it carries credentials).
+        message: String,
     },
     /// No user id was configured and the PCC has no user named `admin` to fall back on.
     #[error(
@@ -189,6 +200,7 @@ impl OvhError {
             },
             OvhError::MetricsTokenUnavailable { .. }
             | OvhError::NoUser { .. }
+            | OvhError::BadEndpoint { .. }
             | OvhError::BudgetSpent { .. }
             | OvhError::Deadline { .. } => FailureClass::Permanent,
         }

@@ -109,6 +109,44 @@ pub async fn metrics_token(
     Ok((user_id, token))
 }
 
+/// The metrics endpoint to use once `token` is fetched: `configured` (`source.url`) when the
+/// pipeline gives one, with a warning when the token names another host (the user's choice is
+/// kept: a proxy or a regional alias may be on purpose); otherwise the token's
+/// `opentsdbEndpoint`, which must then be an `http(s)` URL without credentials.
+pub fn metrics_endpoint(
+    configured: Option<&url::Url>,
+    token: &MetricsToken,
+) -> std::result::Result<url::Url, OvhError> {
+    let from_token = url::Url::parse(&token.opentsdb_endpoint);
+    match configured {
+        Some(base) => {
+            let same_host = from_token
+                .as_ref()
+                .is_ok_and(|u| u.host_str() == base.host_str());
+            if !same_host {
+                tracing::warn!(source_url = %base, opentsdb_endpoint = %token.opentsdb_endpoint,
+                    "the token is for another OpenTSDB endpoint than source.url; using source.url");
+            }
+            Ok(base.clone())
+        }
+        None => {
+            let bad = |message: String| OvhError::BadEndpoint { message };
+            let url = from_token.map_err(|e| bad(format!("'{}': {e}", token.opentsdb_endpoint)))?;
+            if !url.username().is_empty() || url.password().is_some() {
+                return Err(bad("it carries credentials".into()));
+            }
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(bad(format!(
+                    "'{}': scheme '{}' is not http or https",
+                    token.opentsdb_endpoint,
+                    url.scheme()
+                )));
+            }
+            Ok(url)
+        }
+    }
+}
+
 /// API v6 of a pipeline for the commands that need nothing else: the client, its settings and
 /// the in-process simulator behind it when `source.url = "sim"`.
 #[derive(Debug)]
@@ -234,6 +272,41 @@ pub fn export_lines(token: &MetricsToken) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn token(endpoint: &str) -> MetricsToken {
+        serde_json::from_value(serde_json::json!({
+            "token": "t",
+            "opentsdbEndpoint": endpoint,
+            "warpEndpoint": "https://w",
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_token_endpoint_is_the_default_and_source_url_wins() {
+        let ovh = "https://opentsdb.gra1-ovh.metrics.ovh.net";
+        assert_eq!(
+            metrics_endpoint(None, &token(ovh)).unwrap().as_str(),
+            "https://opentsdb.gra1-ovh.metrics.ovh.net/"
+        );
+        let mine = url::Url::parse("https://proxy.example:8443").unwrap();
+        assert_eq!(metrics_endpoint(Some(&mine), &token(ovh)).unwrap(), mine);
+        assert_eq!(metrics_endpoint(Some(&mine), &token("junk")).unwrap(), mine);
+        for bad in [
+            "",
+            "opentsdb.gra1-ovh.metrics.ovh.net",
+            "ftp://o",
+            "https://u:p@o",
+        ] {
+            let err = metrics_endpoint(None, &token(bad)).unwrap_err();
+            assert!(
+                matches!(err, OvhError::BadEndpoint { .. })
+                    && err.to_string().contains("source.url"),
+                "{bad}: {err}"
+            );
+            assert!(!err.to_string().contains("u:p@"), "{err}");
+        }
+    }
 
     #[test]
     fn export_lines_quote_for_the_shell() {

@@ -1,29 +1,54 @@
-//! OpenTSDB aggregation functions (`reference/api.md` §1.7): the closed set we support, how each
-//! reduces a set of values (one bucket when downsampling, one timestamp across series when
-//! grouping), and the group-by across series with OpenTSDB's interpolation rules.
+//! OpenTSDB aggregation functions (`reference/api.md` §1.7): every name OpenTSDB 2.4.1 registers
+//! in `Aggregators.java`, how each reduces a set of values (one bucket when downsampling, one
+//! timestamp across series when grouping), and the group-by across series with OpenTSDB's
+//! interpolation rules.
 //!
-//! Numerics follow OpenTSDB 2.4's `Aggregators.java` double path: NaN inputs are skipped,
+//! Numerics follow OpenTSDB 2.4.1's `Aggregators.java` double path (`runDouble`), which is the
+//! path every downsampler takes (`Downsampler.java` always calls `runDouble`, so downsampled
+//! values are doubles): NaN inputs are skipped, sums start from `0.0` (so `-0.0` sums to `0.0`),
 //! `dev` is the population standard deviation computed with Welford's method in the same order
 //! of operations, and the percentiles are Apache Commons Math's `Percentile` with its default
-//! (legacy) estimation.
+//! (legacy) estimation. Per function:
+//!
+//! | name | one bucket (`runDouble`) | group-by interpolation |
+//! |---|---|---|
+//! | `sum`, `zimsum`, `pfsum` | `0.0 + v₁ + … + vₙ` | lerp, zero, previous value |
+//! | `avg` | the same sum divided by n | lerp |
+//! | `min`, `mimmin` / `max`, `mimmax` | the smallest / largest value | lerp, largest double / lerp, lowest double |
+//! | `count` | n | zero |
+//! | `dev` | population standard deviation (Welford) | lerp |
+//! | `first`, `last` | the first / last value | zero |
+//! | `median` | the **upper** median: the value at 0-based rank ⌊n/2⌋ once sorted, no averaging (`{1, 2, 3, 4}` gives 3) | lerp |
+//! | `mult` | `v₁ · v₂ · … · vₙ` (NaN is **not** skipped: any NaN gives NaN) | lerp |
+//! | `diff` | the last value minus the first non-NaN one; 0 for a single value | lerp |
+//! | `squareSum` | `0.0 + v₁² + … + vₙ²` | zero |
+//! | `p50` … `p999` | Commons Math `Percentile`, legacy estimation | lerp |
+//! | `ep50r3` … `ep999r3`, `ep50r7` … `ep999r7` | **the same as `p50` … `p999`**: `PercentileAgg.runDouble` builds `new Percentile(p)` without the R-3/R-7 estimation type, which only `runLong` (integer group-by) applies; a downsampler never takes that path | lerp |
+//! | `none` | the single value (OpenTSDB raises an error for more); refused for downsampling | zero |
 //!
 //! Deviations from OpenTSDB, chosen on purpose:
 //! - `first` and `last` skip NaN like every other function (OpenTSDB returns a leading or
 //!   trailing NaN as is). NaN only appears in our data as a fill value, never as a reading.
-//! - In group-by, `mimmax` fills a missing series with `f64::MIN`. OpenTSDB's double path uses
-//!   Java's `Double.MIN_VALUE`, which is the smallest *positive* double (4.9e-324), so for
-//!   all-negative series it returns ~0 wherever one series lacks a point; its integer path uses
-//!   `Long.MIN_VALUE`, which is what the name means and what we do.
-//! - We work in doubles only. OpenTSDB aggregates integer-only inputs in integer maths (so a
-//!   `p50` of `1..=1000` prints as `500`, not `500.5`); our Parquet values are doubles.
+//! - `min` (`max`) of values that are all `+∞` (`−∞`) is that infinity; OpenTSDB, which starts
+//!   from that infinity as "nothing yet", returns NaN. Our decoder turns infinities into nulls
+//!   before any rollup, so this only concerns callers of [`Aggregator::aggregate`].
+//! - We work in doubles only. OpenTSDB aggregates integer-only inputs without downsampling in
+//!   integer maths (`runLong`: a `p50` of `1..=1000` prints as `500`, not `500.5`, and the
+//!   `ep*` estimators apply R-3/R-7 there); our Parquet values are doubles.
+//!
+//! In group-by, `mimmax` fills a missing series with `f64::MIN` (= `-f64::MAX`), as 2.4.1's
+//! `AggregationIterator` does with `-Double.MAX_VALUE` (2.3 used `Double.MIN_VALUE`, the
+//! smallest positive double, which made `mimmax` of negative series return ~0).
 
 use std::fmt;
 use std::str::FromStr;
 
-/// An OpenTSDB aggregation function, by its OpenTSDB name. A closed set: the functions vScope
-/// data needs and both dialects (OpenTSDB 2.4 and OVH's Erlenmeyer) understand, at least for
-/// downsampling. `pfsum`, `median`, `mult`, `diff`, `squareSum` and the `ep*` estimators exist
-/// in OpenTSDB but are refused by Erlenmeyer, so we do not offer them.
+/// An OpenTSDB aggregation function, by its OpenTSDB name: the 35 names OpenTSDB 2.4.1
+/// registers (`Aggregators.java`, static block). Names are case-sensitive (`squareSum`).
+///
+/// OVH's Erlenmeyer accepts only some of them, and fewer for group-by than for downsampling:
+/// see [`Aggregator::is_supported_by_ovh_groupby`] and
+/// [`Aggregator::is_supported_by_ovh_downsample`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Aggregator {
     /// `avg`: mean, linear interpolation across series.
@@ -63,11 +88,45 @@ pub enum Aggregator {
     P99,
     /// `p999`: 99.9th percentile.
     P999,
+    /// `pfsum` (OpenTSDB 2.4): sum; in group-by a missing series counts as its previous value.
+    Pfsum,
+    /// `median` (OpenTSDB 2.4): the upper median, the value at 0-based rank ⌊n/2⌋ once sorted.
+    Median,
+    /// `mult` (OpenTSDB 2.3, internally `multiply`): the product, NaN not skipped.
+    Mult,
+    /// `diff` (OpenTSDB 2.4): last value minus first value (0 for one value).
+    Diff,
+    /// `squareSum` (OpenTSDB 2.4): sum of squares; a missing series counts as 0 in group-by.
+    SquareSum,
+    /// `ep50r3`: "estimated" 50th percentile, R-3 by name; computed as `p50` on the double path.
+    Ep50r3,
+    /// `ep75r3`: as `p75` on the double path.
+    Ep75r3,
+    /// `ep90r3`: as `p90` on the double path.
+    Ep90r3,
+    /// `ep95r3`: as `p95` on the double path.
+    Ep95r3,
+    /// `ep99r3`: as `p99` on the double path.
+    Ep99r3,
+    /// `ep999r3`: as `p999` on the double path.
+    Ep999r3,
+    /// `ep50r7`: "estimated" 50th percentile, R-7 by name; computed as `p50` on the double path.
+    Ep50r7,
+    /// `ep75r7`: as `p75` on the double path.
+    Ep75r7,
+    /// `ep90r7`: as `p90` on the double path.
+    Ep90r7,
+    /// `ep95r7`: as `p95` on the double path.
+    Ep95r7,
+    /// `ep99r7`: as `p99` on the double path.
+    Ep99r7,
+    /// `ep999r7`: as `p999` on the double path.
+    Ep999r7,
 }
 
 /// How group-by fills a series that has no point at a timestamp, while that timestamp lies
 /// between the series' first and last points (before the first or after the last, the series
-/// contributes nothing at all). OpenTSDB's `Aggregators.Interpolation`, minus `PREV` (`pfsum`).
+/// contributes nothing at all). OpenTSDB's `Aggregators.Interpolation`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Interpolation {
     /// Linear interpolation between the previous and the next point of that series.
@@ -76,13 +135,14 @@ pub enum Interpolation {
     Zim,
     /// The largest double if missing (`mimmin`).
     Max,
-    /// The smallest double if missing (`mimmax`).
+    /// The lowest double if missing (`mimmax`).
     Min,
+    /// The previous point's value if missing (`pfsum`).
+    Prev,
 }
 
 /// Why an aggregator name was refused. The message is OpenTSDB's ("No such aggregation
-/// function: X") for unknown names, so the simulator can answer like a TSD, and says so
-/// explicitly for OpenTSDB names we chose not to support.
+/// function: X"), so the simulator can answer like a TSD.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ParseAggregatorError {
@@ -92,41 +152,17 @@ pub enum ParseAggregatorError {
         /// The name as given.
         name: String,
     },
-    /// An OpenTSDB 2.4 aggregator that OVH's endpoint refuses, so we do not offer it.
-    #[error(
-        "aggregation function '{name}' exists in OpenTSDB but is not supported here (OVH's endpoint refuses it); use one of avg, sum, zimsum, min, max, mimmin, mimmax, count, dev, first, last, none, p50, p75, p90, p95, p99, p999"
-    )]
-    Unsupported {
-        /// The name as given.
-        name: String,
-    },
 }
 
-/// OpenTSDB 2.4 aggregator names outside our closed set, so that refusing them can say why.
-const OPENTSDB_ONLY: &[&str] = &[
-    "pfsum",
-    "median",
-    "mult",
-    "diff",
-    "squareSum",
-    "multiply",
-    "ep50r3",
-    "ep75r3",
-    "ep90r3",
-    "ep95r3",
-    "ep99r3",
-    "ep999r3",
-    "ep50r7",
-    "ep75r7",
-    "ep90r7",
-    "ep95r7",
-    "ep99r7",
-    "ep999r7",
-];
+/// The names a downsampler (and so a rollup) accepts, comma-separated, for error messages:
+/// every aggregator but `none`, in [`Aggregator::ALL`] order.
+pub const DOWNSAMPLING_FUNCTIONS: &str = "avg, sum, zimsum, min, max, mimmin, mimmax, count, dev, \
+     first, last, p50, p75, p90, p95, p99, p999, pfsum, median, mult, diff, squareSum, \
+     ep50r3, ep75r3, ep90r3, ep95r3, ep99r3, ep999r3, ep50r7, ep75r7, ep90r7, ep95r7, ep99r7, ep999r7";
 
 impl Aggregator {
     /// Every aggregator, in declaration order (handy for `/api/aggregators` and for tests).
-    pub const ALL: [Aggregator; 18] = [
+    pub const ALL: [Aggregator; 35] = [
         Aggregator::Avg,
         Aggregator::Sum,
         Aggregator::Zimsum,
@@ -145,9 +181,28 @@ impl Aggregator {
         Aggregator::P95,
         Aggregator::P99,
         Aggregator::P999,
+        Aggregator::Pfsum,
+        Aggregator::Median,
+        Aggregator::Mult,
+        Aggregator::Diff,
+        Aggregator::SquareSum,
+        Aggregator::Ep50r3,
+        Aggregator::Ep75r3,
+        Aggregator::Ep90r3,
+        Aggregator::Ep95r3,
+        Aggregator::Ep99r3,
+        Aggregator::Ep999r3,
+        Aggregator::Ep50r7,
+        Aggregator::Ep75r7,
+        Aggregator::Ep90r7,
+        Aggregator::Ep95r7,
+        Aggregator::Ep99r7,
+        Aggregator::Ep999r7,
     ];
 
-    /// The OpenTSDB name (`avg`, `p999`, ...): what requests carry, and our rollup column names.
+    /// The OpenTSDB name (`avg`, `p999`, `squareSum`, ...): what requests carry, and our rollup
+    /// column names. It is the only spelling OpenTSDB accepts, so it is also the name as the
+    /// user wrote it.
     pub fn name(self) -> &'static str {
         match self {
             Aggregator::Avg => "avg",
@@ -168,6 +223,23 @@ impl Aggregator {
             Aggregator::P95 => "p95",
             Aggregator::P99 => "p99",
             Aggregator::P999 => "p999",
+            Aggregator::Pfsum => "pfsum",
+            Aggregator::Median => "median",
+            Aggregator::Mult => "mult",
+            Aggregator::Diff => "diff",
+            Aggregator::SquareSum => "squareSum",
+            Aggregator::Ep50r3 => "ep50r3",
+            Aggregator::Ep75r3 => "ep75r3",
+            Aggregator::Ep90r3 => "ep90r3",
+            Aggregator::Ep95r3 => "ep95r3",
+            Aggregator::Ep99r3 => "ep99r3",
+            Aggregator::Ep999r3 => "ep999r3",
+            Aggregator::Ep50r7 => "ep50r7",
+            Aggregator::Ep75r7 => "ep75r7",
+            Aggregator::Ep90r7 => "ep90r7",
+            Aggregator::Ep95r7 => "ep95r7",
+            Aggregator::Ep99r7 => "ep99r7",
+            Aggregator::Ep999r7 => "ep999r7",
         }
     }
 
@@ -178,68 +250,119 @@ impl Aggregator {
             | Aggregator::Count
             | Aggregator::First
             | Aggregator::Last
-            | Aggregator::None => Interpolation::Zim,
+            | Aggregator::None
+            | Aggregator::SquareSum => Interpolation::Zim,
             Aggregator::Mimmin => Interpolation::Max,
             Aggregator::Mimmax => Interpolation::Min,
+            Aggregator::Pfsum => Interpolation::Prev,
             _ => Interpolation::Lerp,
         }
     }
 
-    /// True for `p50` … `p999`: these need their values sorted, which callers such as the
-    /// rollup use to decide whether to sort a bucket at all.
+    /// True for `p50` … `p999` and `ep50r3` … `ep999r7`: these need order statistics of their
+    /// values, which callers such as the rollup use to decide whether to keep a bucket's values.
     pub fn is_percentile(self) -> bool {
         self.percentile().is_some()
     }
 
-    /// The percentile rank (50.0 … 99.9) for `p*` aggregators, as OpenTSDB passes it to
-    /// Commons Math; `None` for the others.
+    /// The percentile rank (50.0 … 99.9) of `p*` and `ep*` aggregators, as OpenTSDB passes it
+    /// to Commons Math; `None` for the others.
     pub fn percentile(self) -> Option<f64> {
         match self {
-            Aggregator::P50 => Some(50.0),
-            Aggregator::P75 => Some(75.0),
-            Aggregator::P90 => Some(90.0),
-            Aggregator::P95 => Some(95.0),
-            Aggregator::P99 => Some(99.0),
-            Aggregator::P999 => Some(99.9),
+            Aggregator::P50 | Aggregator::Ep50r3 | Aggregator::Ep50r7 => Some(50.0),
+            Aggregator::P75 | Aggregator::Ep75r3 | Aggregator::Ep75r7 => Some(75.0),
+            Aggregator::P90 | Aggregator::Ep90r3 | Aggregator::Ep90r7 => Some(90.0),
+            Aggregator::P95 | Aggregator::Ep95r3 | Aggregator::Ep95r7 => Some(95.0),
+            Aggregator::P99 | Aggregator::Ep99r3 | Aggregator::Ep99r7 => Some(99.0),
+            Aggregator::P999 | Aggregator::Ep999r3 | Aggregator::Ep999r7 => Some(99.9),
             _ => None,
         }
     }
 
     /// Whether OVH's Erlenmeyer accepts this as the group-by `aggregator` of a sub-query
-    /// (§2.2): everything but `first` and `last`, which it only knows as downsamplers.
+    /// (§2.2, `aggregators.go`): `avg sum zimsum min max mimmin mimmax p50 … p999 dev count
+    /// none`. Not `first` and `last` (downsampling only), nor OpenTSDB's later additions.
     pub fn is_supported_by_ovh_groupby(self) -> bool {
-        !matches!(self, Aggregator::First | Aggregator::Last)
+        matches!(
+            self,
+            Aggregator::Avg
+                | Aggregator::Sum
+                | Aggregator::Zimsum
+                | Aggregator::Min
+                | Aggregator::Max
+                | Aggregator::Mimmin
+                | Aggregator::Mimmax
+                | Aggregator::Count
+                | Aggregator::Dev
+                | Aggregator::None
+                | Aggregator::P50
+                | Aggregator::P75
+                | Aggregator::P90
+                | Aggregator::P95
+                | Aggregator::P99
+                | Aggregator::P999
+        )
     }
 
-    /// Whether OVH's Erlenmeyer accepts this as a downsampling function (§2.2): everything but
-    /// `none` (which OpenTSDB refuses for downsampling too).
+    /// Whether OVH's Erlenmeyer accepts this as a downsampling function (§2.2; ovh/erlenmeyer
+    /// `proto/opentsdb/query.go`, `downsamplerToBucketizer`): `avg sum zimsum mimmin mimmax
+    /// min max count first last p50 … p999 dev`. Not `none` (OpenTSDB refuses it for
+    /// downsampling too), `pfsum`, `median`, `mult`, `diff`, `squareSum` or the `ep*`.
     pub fn is_supported_by_ovh_downsample(self) -> bool {
-        self != Aggregator::None
+        matches!(
+            self,
+            Aggregator::Avg
+                | Aggregator::Sum
+                | Aggregator::Zimsum
+                | Aggregator::Min
+                | Aggregator::Max
+                | Aggregator::Mimmin
+                | Aggregator::Mimmax
+                | Aggregator::Count
+                | Aggregator::Dev
+                | Aggregator::First
+                | Aggregator::Last
+                | Aggregator::P50
+                | Aggregator::P75
+                | Aggregator::P90
+                | Aggregator::P95
+                | Aggregator::P99
+                | Aggregator::P999
+        )
     }
 
     /// Reduces `values` (one downsample bucket in time order, or one timestamp across series in
-    /// series order) to one value, skipping NaN. `None` when no non-NaN value is left, because
-    /// an empty bucket has no value (callers decide between skipping and filling).
+    /// series order) to one value, as OpenTSDB's `runDouble` does (see the module table).
+    /// `None` when no non-NaN value is there, because an empty bucket has no value (callers
+    /// decide between skipping and filling).
     ///
-    /// `count` returns the number of non-NaN values as `f64`; `none` returns the value when
-    /// there is exactly one (OpenTSDB raises an error for more). Percentiles allocate a sorted
-    /// copy; when computing many aggregates of the same values use [`percentile_of_sorted`].
+    /// NaN is skipped by every function except `mult`, which multiplies it in (OpenTSDB's
+    /// `Multiply` does not test for NaN), and `diff`, which subtracts the first non-NaN value
+    /// from the last value even when that last one is NaN (as `Diff` does). `count` returns the
+    /// number of non-NaN values as `f64`; `none` returns the value when there is exactly one
+    /// (OpenTSDB raises an error for more). Percentiles and `median` allocate a sorted copy;
+    /// when computing many aggregates of the same values use [`percentile_of_sorted`].
     ///
     /// ```
     /// use vscope_etl::semantics::Aggregator;
     /// assert_eq!(Aggregator::Dev.aggregate(&[1.0, 2.0]), Some(0.5));
     /// assert_eq!(Aggregator::Sum.aggregate(&[f64::NAN, 2.0]), Some(2.0));
+    /// assert_eq!(Aggregator::Median.aggregate(&[1.0, 2.0, 3.0, 4.0]), Some(3.0));
     /// assert_eq!(Aggregator::Avg.aggregate(&[]), None);
     /// ```
     pub fn aggregate(&self, values: &[f64]) -> Option<f64> {
         let mut present = values.iter().copied().filter(|v| !v.is_nan());
         let first = present.next()?;
         let result = match self {
-            Aggregator::Sum | Aggregator::Zimsum => present.fold(first, |acc, v| acc + v),
+            // `Sum.runDouble` starts from `0.`, so a lone -0.0 sums to 0.0.
+            Aggregator::Sum | Aggregator::Zimsum | Aggregator::Pfsum => {
+                present.fold(0.0 + first, |acc, v| acc + v)
+            }
             Aggregator::Avg => {
-                let (sum, n) = present.fold((first, 1_u64), |(s, n), v| (s + v, n + 1));
+                let (sum, n) = present.fold((0.0 + first, 1_u64), |(s, n), v| (s + v, n + 1));
                 sum / n as f64
             }
+            Aggregator::SquareSum => present.fold(0.0 + first * first, |acc, v| acc + v * v),
             Aggregator::Min | Aggregator::Mimmin => {
                 present.fold(first, |m, v| if v < m { v } else { m })
             }
@@ -260,12 +383,41 @@ impl Aggregator {
                 }
                 first
             }
+            // `Multiply.runDouble`: every value, NaN included, left to right.
+            Aggregator::Mult => values[1..].iter().fold(values[0], |acc, v| acc * v),
+            // `Diff.runDouble`: the first non-NaN value; 0 if nothing follows it, else the
+            // last value (NaN or not) minus it.
+            Aggregator::Diff => {
+                let at = values.iter().position(|v| !v.is_nan()).unwrap_or(0);
+                if at + 1 == values.len() {
+                    0.0
+                } else {
+                    values[values.len() - 1] - first
+                }
+            }
+            Aggregator::Median => {
+                let mut sorted: Vec<f64> = values.iter().copied().filter(|v| !v.is_nan()).collect();
+                sorted.sort_unstable_by(f64::total_cmp);
+                return median_of_sorted(&sorted);
+            }
             Aggregator::P50
             | Aggregator::P75
             | Aggregator::P90
             | Aggregator::P95
             | Aggregator::P99
-            | Aggregator::P999 => {
+            | Aggregator::P999
+            | Aggregator::Ep50r3
+            | Aggregator::Ep75r3
+            | Aggregator::Ep90r3
+            | Aggregator::Ep95r3
+            | Aggregator::Ep99r3
+            | Aggregator::Ep999r3
+            | Aggregator::Ep50r7
+            | Aggregator::Ep75r7
+            | Aggregator::Ep90r7
+            | Aggregator::Ep95r7
+            | Aggregator::Ep99r7
+            | Aggregator::Ep999r7 => {
                 let mut sorted: Vec<f64> = values.iter().copied().filter(|v| !v.is_nan()).collect();
                 sorted.sort_unstable_by(f64::total_cmp);
                 return percentile_of_sorted(&sorted, self.percentile().unwrap_or(50.0));
@@ -284,6 +436,15 @@ impl Aggregator {
             Option::None => f64::NAN,
         }
     }
+}
+
+/// OpenTSDB's `median` of `sorted` (ascending, no NaN): the element at index ⌊n/2⌋
+/// (`Median.runDouble`: `collection.get(collection.size() / 2)` after `Collections.sort`), so
+/// the upper of the two middle values when n is even. `None` for an empty slice.
+///
+/// Only that position is read, so `sorted` need only hold the right order statistic there.
+pub fn median_of_sorted(sorted: &[f64]) -> Option<f64> {
+    sorted.get(sorted.len() / 2).copied()
 }
 
 /// Welford's running variance, in the exact order of operations of OpenTSDB's `StdDev`
@@ -388,12 +549,7 @@ impl FromStr for Aggregator {
         if let Some(agg) = Aggregator::ALL.iter().find(|a| a.name() == s) {
             return Ok(*agg);
         }
-        let name = s.to_owned();
-        if OPENTSDB_ONLY.contains(&s) {
-            Err(ParseAggregatorError::Unsupported { name })
-        } else {
-            Err(ParseAggregatorError::Unknown { name })
-        }
+        Err(ParseAggregatorError::Unknown { name: s.to_owned() })
     }
 }
 
@@ -415,7 +571,8 @@ impl<'de> serde::Deserialize<'de> for Aggregator {
 /// - output timestamps are the **union** of all series' timestamps, ascending;
 /// - at each one, a series with a point there contributes that value; a series with no point
 ///   there but points before and after contributes per [`Aggregator::interpolation`]
-///   (lerp `y0 + (x - x0)(y1 - y0)/(x1 - x0)`, 0, the largest or the smallest double);
+///   (lerp `y0 + (x - x0)(y1 - y0)/(x1 - x0)`, 0, the largest or the lowest double, or the
+///   previous point's value `y0` for `pfsum`);
 /// - a series contributes **nothing** before its first point or after its last (no
 ///   extrapolation);
 /// - the contributions are reduced with [`Aggregator::aggregate_or_nan`] in series order.
@@ -464,6 +621,7 @@ pub fn aggregate_series(series: &[Vec<(i64, f64)>], agg: Aggregator) -> Vec<(i64
                         Interpolation::Zim => 0.0,
                         Interpolation::Max => f64::MAX,
                         Interpolation::Min => f64::MIN,
+                        Interpolation::Prev => y0,
                     });
                 }
                 _ => {}
@@ -499,10 +657,188 @@ mod tests {
         }
         let err = "SUM".parse::<Aggregator>().unwrap_err();
         assert_eq!(err.to_string(), "No such aggregation function: SUM");
-        assert!(matches!(
-            "median".parse::<Aggregator>(),
-            Err(ParseAggregatorError::Unsupported { .. })
-        ));
+        // `multiply` is `mult`'s internal name (its `toString`), not a registered one.
+        for bad in ["squaresum", "multiply", "raw", "ep50", "p51"] {
+            assert_eq!(
+                bad.parse::<Aggregator>(),
+                Err(ParseAggregatorError::Unknown { name: bad.into() })
+            );
+        }
+    }
+
+    #[test]
+    fn the_names_are_the_ones_opentsdb_2_4_1_registers() {
+        // The keys of `Aggregators.java`'s static block (v2.4.1), which `/api/aggregators`
+        // lists: 17 `put`s plus the 18 percentile aggregators.
+        let registered = [
+            "sum",
+            "min",
+            "max",
+            "avg",
+            "none",
+            "median",
+            "mult",
+            "dev",
+            "diff",
+            "count",
+            "zimsum",
+            "mimmin",
+            "mimmax",
+            "first",
+            "last",
+            "pfsum",
+            "squareSum",
+            "p999",
+            "p99",
+            "p95",
+            "p90",
+            "p75",
+            "p50",
+            "ep999r3",
+            "ep99r3",
+            "ep95r3",
+            "ep90r3",
+            "ep75r3",
+            "ep50r3",
+            "ep999r7",
+            "ep99r7",
+            "ep95r7",
+            "ep90r7",
+            "ep75r7",
+            "ep50r7",
+        ];
+        let mut want: Vec<&str> = registered.to_vec();
+        want.sort_unstable();
+        let mut got: Vec<&str> = Aggregator::ALL.iter().map(|a| a.name()).collect();
+        got.sort_unstable();
+        assert_eq!(got, want);
+        let listed: Vec<&str> = DOWNSAMPLING_FUNCTIONS.split(", ").collect();
+        let all_but_none: Vec<&str> = Aggregator::ALL
+            .iter()
+            .filter(|a| **a != Aggregator::None)
+            .map(|a| a.name())
+            .collect();
+        assert_eq!(listed, all_but_none);
+    }
+
+    #[test]
+    fn median_is_the_upper_middle_value_as_in_opentsdb_tests() {
+        // TestAggregators.testMedian (v2.4.1), double cases.
+        let m = |v: &[f64]| Aggregator::Median.aggregate(v);
+        assert_eq!(m(&[5.1, 2.434, -1.99, 400.69487, 3.15168]), Some(3.15168));
+        assert_eq!(
+            m(&[5.1, 2.434, -1.99, 400.69487, 3.15168, -42.0]),
+            Some(3.15168)
+        );
+        assert_eq!(m(&[42.5]), Some(42.5));
+        assert_eq!(m(&[]), None);
+        // Even count: index n/2 of the sorted values, no averaging (p50 would say 2.5).
+        assert_eq!(m(&[4.0, 1.0, 3.0, 2.0]), Some(3.0));
+        assert_eq!(Aggregator::P50.aggregate(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
+        assert_eq!(m(&[f64::NAN, 7.0, f64::NAN]), Some(7.0));
+    }
+
+    #[test]
+    fn square_sum_mult_diff_and_pfsum_follow_their_definitions() {
+        // TestAggregators.testSquareSumFewDataInputs: {1, 2} gives 5.
+        assert_eq!(Aggregator::SquareSum.aggregate(&[1.0, 2.0]), Some(5.0));
+        assert_eq!(
+            Aggregator::SquareSum.aggregate(&[f64::NAN, -3.0, 0.5]),
+            Some(9.25)
+        );
+        // Multiply.runDouble: left to right, NaN not skipped.
+        assert_eq!(Aggregator::Mult.aggregate(&[2.0, -3.0, 4.0]), Some(-24.0));
+        assert_eq!(Aggregator::Mult.aggregate(&[0.5]), Some(0.5));
+        assert!(
+            Aggregator::Mult
+                .aggregate(&[2.0, f64::NAN])
+                .unwrap()
+                .is_nan()
+        );
+        assert_eq!(Aggregator::Mult.aggregate(&[f64::NAN]), None);
+        // Diff.runDouble: last minus first non-NaN; 0 when nothing follows the first.
+        assert_eq!(Aggregator::Diff.aggregate(&[3.0, 5.0, 10.0]), Some(7.0));
+        assert_eq!(Aggregator::Diff.aggregate(&[10.0, 5.0]), Some(-5.0));
+        assert_eq!(Aggregator::Diff.aggregate(&[7.0]), Some(0.0));
+        assert_eq!(Aggregator::Diff.aggregate(&[f64::NAN, 2.0, 5.0]), Some(3.0));
+        assert_eq!(Aggregator::Diff.aggregate(&[f64::NAN, 2.0]), Some(0.0));
+        assert!(
+            Aggregator::Diff
+                .aggregate(&[2.0, f64::NAN])
+                .unwrap()
+                .is_nan()
+        );
+        // pfsum is Sum (with PREV interpolation, which only matters across series).
+        assert_eq!(Aggregator::Pfsum.aggregate(&[1.5, 2.5, 3.0]), Some(7.0));
+        // Sum.runDouble starts from 0., so a lone -0.0 sums to +0.0 (avg too).
+        for agg in [
+            Aggregator::Sum,
+            Aggregator::Zimsum,
+            Aggregator::Pfsum,
+            Aggregator::Avg,
+        ] {
+            assert_eq!(
+                agg.aggregate(&[-0.0]).map(f64::to_bits),
+                Some(0.0_f64.to_bits())
+            );
+        }
+        assert_eq!(
+            Aggregator::Min.aggregate(&[-0.0]).map(f64::to_bits),
+            Some((-0.0_f64).to_bits())
+        );
+    }
+
+    #[test]
+    fn estimated_percentiles_take_the_double_path_like_opentsdb() {
+        // TestAggregators.testPercentiles (v2.4.1) expects 500 … 999 for ep*r3 and ep*r7 over
+        // 1..=1000, through runLong. Downsamplers use runDouble, which ignores the estimation
+        // type: the values are p*'s, bit for bit.
+        let values: Vec<f64> = (1..=1000).map(f64::from).collect();
+        let cases = [
+            (Aggregator::Ep50r3, Aggregator::Ep50r7, Aggregator::P50, 500),
+            (Aggregator::Ep75r3, Aggregator::Ep75r7, Aggregator::P75, 750),
+            (Aggregator::Ep90r3, Aggregator::Ep90r7, Aggregator::P90, 900),
+            (Aggregator::Ep95r3, Aggregator::Ep95r7, Aggregator::P95, 950),
+            (Aggregator::Ep99r3, Aggregator::Ep99r7, Aggregator::P99, 990),
+            (
+                Aggregator::Ep999r3,
+                Aggregator::Ep999r7,
+                Aggregator::P999,
+                999,
+            ),
+        ];
+        for (r3, r7, p, opentsdb) in cases {
+            let want = p.aggregate(&values).unwrap();
+            assert_eq!(want as i64, opentsdb, "{p}");
+            for ep in [r3, r7] {
+                assert_eq!(
+                    ep.aggregate(&values).map(f64::to_bits),
+                    Some(want.to_bits())
+                );
+                assert!(ep.is_percentile());
+            }
+        }
+        // Where R-3 (nearest rank: 2) would differ from legacy (2.5), the double path says 2.5.
+        assert_eq!(
+            Aggregator::Ep50r3.aggregate(&[1.0, 2.0, 3.0, 4.0]),
+            Some(2.5)
+        );
+    }
+
+    #[test]
+    fn pfsum_fills_a_missing_series_with_its_previous_value() {
+        let a = vec![(0, 1.0), (20, 3.0)];
+        let b = vec![(10, -5.0), (30, -7.0)];
+        // At 10, a contributes its previous 1.0; at 20, b its previous -5.0.
+        assert_eq!(
+            aggregate_series(&[a.clone(), b.clone()], Aggregator::Pfsum),
+            vec![(0, 1.0), (10, -4.0), (20, -2.0), (30, -7.0)]
+        );
+        // squareSum does not interpolate (ZIM).
+        assert_eq!(
+            aggregate_series(&[a, b], Aggregator::SquareSum),
+            vec![(0, 1.0), (10, 25.0), (20, 9.0), (30, 49.0)]
+        );
     }
 
     #[test]
@@ -565,11 +901,24 @@ mod tests {
 
     #[test]
     fn ovh_support_tables() {
-        assert!(!Aggregator::First.is_supported_by_ovh_groupby());
-        assert!(!Aggregator::Last.is_supported_by_ovh_groupby());
-        assert!(Aggregator::None.is_supported_by_ovh_groupby());
-        assert!(!Aggregator::None.is_supported_by_ovh_downsample());
-        assert!(Aggregator::First.is_supported_by_ovh_downsample());
+        // reference/api.md §2.2, from ovh/erlenmeyer `aggregators.go` and `query.go`.
+        let groupby =
+            "avg sum zimsum min max mimmin mimmax p50 p75 p90 p95 p99 p999 dev count none";
+        let downsample =
+            "avg sum zimsum mimmin mimmax min max count first last p50 p75 p90 p95 p99 p999 dev";
+        for agg in Aggregator::ALL {
+            let name = agg.name();
+            assert_eq!(
+                agg.is_supported_by_ovh_groupby(),
+                groupby.split(' ').any(|n| n == name),
+                "{name}"
+            );
+            assert_eq!(
+                agg.is_supported_by_ovh_downsample(),
+                downsample.split(' ').any(|n| n == name),
+                "{name}"
+            );
+        }
     }
 
     #[test]
@@ -677,6 +1026,33 @@ mod tests {
                 let series: Vec<(i64, f64)> = points.into_iter().collect();
                 for agg in [Aggregator::Sum, Aggregator::Avg, Aggregator::Max, Aggregator::Last] {
                     prop_assert_eq!(aggregate_series(std::slice::from_ref(&series), agg), series.clone());
+                }
+            }
+
+            #[test]
+            fn median_is_the_order_statistic_at_half(
+                values in proptest::collection::vec(-1e6_f64..1e6, 1..60),
+            ) {
+                let m = Aggregator::Median.aggregate(&values).unwrap();
+                let below = values.iter().filter(|v| **v < m).count();
+                let at_most = values.iter().filter(|v| **v <= m).count();
+                let half = values.len() / 2;
+                prop_assert!(below <= half && half < at_most, "{} in {:?}", m, values);
+            }
+
+            #[test]
+            fn estimated_percentiles_equal_the_plain_ones(
+                values in proptest::collection::vec(-1e6_f64..1e6, 0..60),
+            ) {
+                for ep in Aggregator::ALL.into_iter().filter(|a| a.name().starts_with("ep")) {
+                    let p = Aggregator::ALL
+                        .into_iter()
+                        .find(|a| a.name().starts_with('p') && a.percentile() == ep.percentile())
+                        .unwrap();
+                    prop_assert_eq!(
+                        ep.aggregate(&values).map(f64::to_bits),
+                        p.aggregate(&values).map(f64::to_bits)
+                    );
                 }
             }
 

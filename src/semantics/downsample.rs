@@ -23,7 +23,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use super::aggregator::{Aggregator, ParseAggregatorError};
+use super::aggregator::{Aggregator, DOWNSAMPLING_FUNCTIONS, ParseAggregatorError};
 use super::time::{
     DurationUnit, TimeError, civil_from_days, days_from_civil, parse_duration_parts,
 };
@@ -146,7 +146,8 @@ pub enum DownsampleSpecError {
     },
     /// The function is not an aggregator name we know (names are case-sensitive).
     #[error(
-        "invalid downsample '{spec}': bad function '{name}': {source} (functions are case-sensitive: avg, sum, zimsum, min, max, mimmin, mimmax, count, dev, first, last, p50, p75, p90, p95, p99, p999)"
+        "invalid downsample '{spec}': bad function '{name}': {source} (functions are case-sensitive: {list})",
+        list = DOWNSAMPLING_FUNCTIONS
     )]
     Function {
         /// The spec as given.

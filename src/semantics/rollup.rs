@@ -11,11 +11,14 @@
 //! series can be fed in slices (pages, windows): as long as each slice ends on a bucket
 //! boundary, appending the slices gives the same rows as the whole series at once.
 
-use super::aggregator::{Aggregator, Welford, percentile_of_sorted, percentile_positions};
+use super::aggregator::{
+    Aggregator, DOWNSAMPLING_FUNCTIONS, Welford, median_of_sorted, percentile_of_sorted,
+    percentile_positions,
+};
 use super::downsample::bucket_start;
 
 /// What a rollup computes: the bucket length and the aggregates, in column order. Build it with
-/// [`Rollup::new`], which refuses aggregates that mean nothing inside one series' bucket.
+/// [`Rollup::new`], which refuses `none` (not an aggregation) and repeated aggregates.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rollup {
     /// Bucket length in ms; buckets are `[k·interval, (k+1)·interval)` since the epoch, UTC.
@@ -37,12 +40,14 @@ pub enum RollupError {
     },
     /// The list of aggregates is empty, which would give a table with no values.
     #[error(
-        "a rollup needs at least one aggregate (allowed: avg, min, max, sum, count, first, last, dev, p50, p75, p90, p95, p99, p999)"
+        "a rollup needs at least one aggregate (allowed: any OpenTSDB downsampling function: {list})",
+        list = DOWNSAMPLING_FUNCTIONS
     )]
     NoAggregates,
-    /// An aggregate that has no meaning of its own inside one series' bucket.
+    /// An aggregate that is not an aggregation (`none`).
     #[error(
-        "aggregate '{aggregate}' cannot be used in a rollup: {why} (allowed: avg, min, max, sum, count, first, last, dev, p50, p75, p90, p95, p99, p999)"
+        "aggregate '{aggregate}' cannot be used in a rollup: {why} (allowed: any OpenTSDB downsampling function: {list})",
+        list = DOWNSAMPLING_FUNCTIONS
     )]
     Unsupported {
         /// The aggregate refused.
@@ -119,8 +124,21 @@ impl RollupOutput {
     }
 }
 
+/// Which optional accumulators a rollup needs, decided once per call: each costs work per
+/// point that the usual tables (avg, min, max, count, a percentile) do not need.
+#[derive(Debug, Clone, Copy)]
+struct Wants {
+    /// `dev`: Welford's update, a division per point.
+    dev: bool,
+    /// `squareSum`.
+    square_sum: bool,
+    /// `mult`.
+    product: bool,
+}
+
 /// The running state of one bucket: every aggregate's accumulator at once, so that a single
-/// pass serves all of them. Plain numbers, no allocation; percentiles use the caller's scratch.
+/// pass serves all of them. Plain numbers, no allocation; percentiles and `median` use the
+/// caller's scratch.
 #[derive(Debug, Clone, Copy)]
 struct Accumulator {
     first: f64,
@@ -131,20 +149,27 @@ struct Accumulator {
     count: u64,
     /// Only kept up to date when `dev` is asked for: a division per point otherwise wasted.
     dev: Option<Welford>,
+    /// `0.0 + v₁² + …`, only when `squareSum` is asked for.
+    square_sum: Option<f64>,
+    /// `v₁ · v₂ · …`, only when `mult` is asked for.
+    product: Option<f64>,
 }
 
 impl Accumulator {
-    /// Starts a bucket with its first value (the order of additions matches
-    /// [`Aggregator::aggregate`], so sums are bit-identical).
-    fn new(v: f64, wants_dev: bool) -> Accumulator {
+    /// Starts a bucket with its first value (the order of operations matches
+    /// [`Aggregator::aggregate`], so sums and products are bit-identical; like OpenTSDB's
+    /// `Sum`, the sum starts from `0.0`, which turns a lone `-0.0` into `0.0`).
+    fn new(v: f64, wants: Wants) -> Accumulator {
         Accumulator {
             first: v,
             last: v,
-            sum: v,
+            sum: 0.0 + v,
             min: v,
             max: v,
             count: 1,
-            dev: wants_dev.then(|| Welford::new(v)),
+            dev: wants.dev.then(|| Welford::new(v)),
+            square_sum: wants.square_sum.then_some(0.0 + v * v),
+            product: wants.product.then_some(v),
         }
     }
 
@@ -161,6 +186,12 @@ impl Accumulator {
         if let Some(dev) = &mut self.dev {
             dev.push(v);
         }
+        if let Some(s) = &mut self.square_sum {
+            *s += v * v;
+        }
+        if let Some(p) = &mut self.product {
+            *p *= v;
+        }
     }
 }
 
@@ -175,12 +206,13 @@ fn bucket_end(t: i64, interval_ms: i64) -> i128 {
 }
 
 /// Per-call buffers of [`Rollup::apply_into`]: the current bucket's values (only when a
-/// percentile is asked for, as [`total_key`]s; and as values again once selected), the
-/// percentile ranks asked for, and the positions they read.
+/// percentile or `median` is asked for, as [`total_key`]s; and as values again once
+/// selected), the percentile ranks asked for, whether `median` is, and the positions they read.
 struct Scratch {
     keys: Vec<i64>,
     values: Vec<f64>,
     percentiles: Vec<f64>,
+    median: bool,
     positions: Vec<usize>,
 }
 
@@ -213,10 +245,13 @@ fn select_order_statistics(keys: &mut [i64], positions: &[usize]) {
 }
 
 impl Rollup {
-    /// Validates and builds a rollup. Refuses a non-positive interval, an empty or repeated
-    /// aggregate list, and `none`, `zimsum`, `mimmin`, `mimmax`: inside one series' bucket the
-    /// last three are just `sum`, `min`, `max` (they differ only in group-by), and `none` is not
-    /// an aggregation. Refusing them keeps table schemas free of duplicate meanings.
+    /// Validates and builds a rollup. Accepts every OpenTSDB downsampling function, each
+    /// computed as OpenTSDB's downsampler computes it inside one bucket (see
+    /// [`Aggregator::aggregate`]); the group-by variants mean, within one series, their plain
+    /// counterparts (`zimsum` and `pfsum` = `sum`, `mimmin` = `min`, `mimmax` = `max`) and keep
+    /// the name the user wrote as their column name. Refuses a non-positive interval, an empty
+    /// or repeated aggregate list (two columns with one name), and `none`, which is not an
+    /// aggregation (OpenTSDB refuses it for downsampling too).
     pub fn new(interval_ms: i64, aggregates: Vec<Aggregator>) -> Result<Rollup, RollupError> {
         if interval_ms <= 0 {
             return Err(RollupError::Interval { interval_ms });
@@ -225,15 +260,12 @@ impl Rollup {
             return Err(RollupError::NoAggregates);
         }
         for (i, &aggregate) in aggregates.iter().enumerate() {
-            let why = match aggregate {
-                Aggregator::None => Some("'none' is not an aggregation"),
-                Aggregator::Zimsum => Some("within one series it equals 'sum'; use 'sum'"),
-                Aggregator::Mimmin => Some("within one series it equals 'min'; use 'min'"),
-                Aggregator::Mimmax => Some("within one series it equals 'max'; use 'max'"),
-                _ => None,
-            };
-            if let Some(why) = why {
-                return Err(RollupError::Unsupported { aggregate, why });
+            if aggregate == Aggregator::None {
+                return Err(RollupError::Unsupported {
+                    aggregate,
+                    why: "'none' is not an aggregation (OpenTSDB refuses it for downsampling too); \
+                          a table without downsample holds the raw points",
+                });
             }
             if aggregates[..i].contains(&aggregate) {
                 return Err(RollupError::Duplicate { aggregate });
@@ -281,8 +313,8 @@ impl Rollup {
     /// left untouched rather than panicking, which would make the columns' lengths differ.
     ///
     /// Cost: one pass, no allocation per bucket. Values are copied into one scratch buffer
-    /// (allocated once per call) only when a percentile is asked for, and then the bucket is
-    /// not sorted: the two order statistics each percentile reads are selected
+    /// (allocated once per call) only when a percentile or `median` is asked for, and then the
+    /// bucket is not sorted: the order statistics each of them reads are selected
     /// ([`select_order_statistics`]), which gives the same values, bit for bit.
     pub fn apply_into(&self, ts: &[i64], values: &[Option<f64>], out: &mut RollupOutput) {
         let percentiles: Vec<f64> = self
@@ -290,13 +322,19 @@ impl Rollup {
             .iter()
             .filter_map(|a| a.percentile())
             .collect();
-        let wants_values = !percentiles.is_empty();
-        let wants_dev = self.aggregates.contains(&Aggregator::Dev);
+        let median = self.aggregates.contains(&Aggregator::Median);
+        let wants_values = !percentiles.is_empty() || median;
+        let wants = Wants {
+            dev: self.aggregates.contains(&Aggregator::Dev),
+            square_sum: self.aggregates.contains(&Aggregator::SquareSum),
+            product: self.aggregates.contains(&Aggregator::Mult),
+        };
         let mut scratch = Scratch {
             keys: Vec::new(),
             values: Vec::new(),
-            positions: Vec::with_capacity(2 * percentiles.len()),
+            positions: Vec::with_capacity(2 * percentiles.len() + 1),
             percentiles,
+            median,
         };
         // The open bucket: its start (as `bucket_start` gives it), the end of its range of
         // timestamps (exclusive; i128 so that no edge of the i64 range overflows), its state.
@@ -318,7 +356,7 @@ impl Rollup {
                     current = Some((
                         bucket_start(t, self.interval_ms),
                         bucket_end(t, self.interval_ms),
-                        Accumulator::new(v, wants_dev),
+                        Accumulator::new(v, wants),
                     ));
                 }
             }
@@ -342,6 +380,10 @@ impl Rollup {
                     scratch.positions.extend([lo, hi]);
                 }
             }
+            if scratch.median {
+                // The one position `median_of_sorted` reads.
+                scratch.positions.push(n / 2);
+            }
             scratch.positions.sort_unstable();
             scratch.positions.dedup();
             select_order_statistics(&mut scratch.keys, &scratch.positions);
@@ -359,17 +401,23 @@ impl Rollup {
     }
 
     /// The value of one float aggregate for a finished bucket. `selected` holds the bucket's
-    /// values with the order statistics the percentiles read in place.
+    /// values with the order statistics the percentiles and `median` read in place.
     fn value(agg: Aggregator, acc: &Accumulator, selected: &[f64]) -> Option<f64> {
         let value = match agg {
             Aggregator::Avg => acc.sum / acc.count as f64,
-            Aggregator::Sum | Aggregator::Zimsum => acc.sum,
+            Aggregator::Sum | Aggregator::Zimsum | Aggregator::Pfsum => acc.sum,
             Aggregator::Min | Aggregator::Mimmin => acc.min,
             Aggregator::Max | Aggregator::Mimmax => acc.max,
             Aggregator::Count => acc.count as f64,
             Aggregator::Dev => acc.dev.map_or(0.0, |d| d.population_std()),
             Aggregator::First => acc.first,
             Aggregator::Last => acc.last,
+            Aggregator::SquareSum => acc.square_sum?,
+            Aggregator::Mult => acc.product?,
+            // `Diff.runDouble`: 0 for a lone value, else last - first.
+            Aggregator::Diff if acc.count == 1 => 0.0,
+            Aggregator::Diff => acc.last - acc.first,
+            Aggregator::Median => return median_of_sorted(selected),
             Aggregator::None => {
                 return if acc.count == 1 {
                     Some(acc.first)
@@ -382,7 +430,19 @@ impl Rollup {
             | Aggregator::P90
             | Aggregator::P95
             | Aggregator::P99
-            | Aggregator::P999 => return percentile_of_sorted(selected, agg.percentile()?),
+            | Aggregator::P999
+            | Aggregator::Ep50r3
+            | Aggregator::Ep75r3
+            | Aggregator::Ep90r3
+            | Aggregator::Ep95r3
+            | Aggregator::Ep99r3
+            | Aggregator::Ep999r3
+            | Aggregator::Ep50r7
+            | Aggregator::Ep75r7
+            | Aggregator::Ep90r7
+            | Aggregator::Ep95r7
+            | Aggregator::Ep99r7
+            | Aggregator::Ep999r7 => return percentile_of_sorted(selected, agg.percentile()?),
         };
         Some(value)
     }
@@ -395,15 +455,11 @@ mod tests {
 
     const HOUR: i64 = 3_600_000;
 
+    /// Every downsampling function: all aggregators but `none`.
     fn all_rollup_aggregates() -> Vec<Aggregator> {
         Aggregator::ALL
             .into_iter()
-            .filter(|a| {
-                !matches!(
-                    a,
-                    Aggregator::None | Aggregator::Zimsum | Aggregator::Mimmin | Aggregator::Mimmax
-                )
-            })
+            .filter(|a| *a != Aggregator::None)
             .collect()
     }
 
@@ -455,9 +511,12 @@ mod tests {
             Err(RollupError::Interval { interval_ms: 0 })
         );
         assert_eq!(Rollup::new(HOUR, vec![]), Err(RollupError::NoAggregates));
-        let err = Rollup::new(HOUR, vec![Aggregator::Zimsum]).unwrap_err();
-        assert!(err.to_string().contains("'zimsum'"), "{err}");
-        assert!(Rollup::new(HOUR, vec![Aggregator::None]).is_err());
+        let err = Rollup::new(HOUR, vec![Aggregator::None]).unwrap_err();
+        assert!(
+            err.to_string().contains("'none'") && err.to_string().contains("squareSum"),
+            "{err}"
+        );
+        assert!(Rollup::new(HOUR, vec![Aggregator::Zimsum, Aggregator::Sum]).is_ok());
         assert_eq!(
             Rollup::new(HOUR, vec![Aggregator::Max, Aggregator::Max]),
             Err(RollupError::Duplicate {
@@ -524,6 +583,90 @@ mod tests {
         assert_eq!(out.len(), 3);
         out.clear();
         assert!(out.is_empty() && out.columns.iter().all(RollupColumn::is_empty));
+    }
+
+    /// One bucket's row for `aggs` over `values` (one value per second from 0).
+    fn one_bucket(aggs: &[Aggregator], values: &[f64]) -> Vec<RollupColumn> {
+        let rollup = Rollup::new(HOUR, aggs.to_vec()).unwrap();
+        let ts: Vec<i64> = (0..values.len() as i64).map(|i| i * 1000).collect();
+        let vs: Vec<Option<f64>> = values.iter().copied().map(Some).collect();
+        let out = rollup.of(&crate::extract::SeriesData {
+            metric: "m".into(),
+            tags: Default::default(),
+            ts,
+            values: vs,
+        });
+        assert_eq!(out.bucket_ts, vec![0]);
+        out.columns
+    }
+
+    #[test]
+    fn group_by_variants_are_their_plain_counterparts_within_one_series() {
+        let values = [3.5, -2.0, 7.25, 0.0, -2.0];
+        let cols = one_bucket(
+            &[
+                Aggregator::Zimsum,
+                Aggregator::Sum,
+                Aggregator::Pfsum,
+                Aggregator::Mimmin,
+                Aggregator::Min,
+                Aggregator::Mimmax,
+                Aggregator::Max,
+            ],
+            &values,
+        );
+        let f = |i: usize| cols[i].clone();
+        assert_eq!(f(0), RollupColumn::Float(vec![Some(6.75)]));
+        assert_eq!(f(0), f(1));
+        assert_eq!(f(2), f(1));
+        assert_eq!(f(3), RollupColumn::Float(vec![Some(-2.0)]));
+        assert_eq!(f(3), f(4));
+        assert_eq!(f(5), RollupColumn::Float(vec![Some(7.25)]));
+        assert_eq!(f(5), f(6));
+    }
+
+    #[test]
+    fn opentsdb_only_functions_in_one_bucket() {
+        // Median: TestAggregators.testMedian's doubles; the rest by definition.
+        let values = [5.1, 2.434, -1.99, 400.69487, 3.15168, -42.0];
+        let cols = one_bucket(
+            &[
+                Aggregator::Median,
+                Aggregator::Diff,
+                Aggregator::Mult,
+                Aggregator::SquareSum,
+                Aggregator::Ep50r3,
+                Aggregator::P50,
+                Aggregator::Ep95r7,
+            ],
+            &values,
+        );
+        let one = |i: usize| match &cols[i] {
+            RollupColumn::Float(v) => v[0].unwrap(),
+            RollupColumn::Int(_) => panic!("float column expected"),
+        };
+        assert_eq!(one(0), 3.15168);
+        assert_eq!(one(1), -42.0 - 5.1);
+        assert_eq!(one(2), 5.1 * 2.434 * -1.99 * 400.69487 * 3.15168 * -42.0);
+        let squares = values.iter().fold(0.0, |a, v| a + v * v);
+        assert_eq!(one(3), squares);
+        // ep50r3 = p50 (legacy: position 3.5, halfway between 2.434 and 3.15168).
+        assert_eq!(one(4), one(5));
+        assert!((one(4) - (2.434 + 3.15168) / 2.0).abs() < 1e-12);
+        assert_eq!(one(6), Aggregator::P95.aggregate(&values).unwrap());
+        // A lone value: diff 0, median and mult the value itself.
+        let cols = one_bucket(
+            &[Aggregator::Diff, Aggregator::Median, Aggregator::Mult],
+            &[9.0],
+        );
+        assert_eq!(
+            cols,
+            vec![
+                RollupColumn::Float(vec![Some(0.0)]),
+                RollupColumn::Float(vec![Some(9.0)]),
+                RollupColumn::Float(vec![Some(9.0)])
+            ]
+        );
     }
 
     #[test]

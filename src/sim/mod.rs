@@ -42,8 +42,7 @@
 //!   then rate after the reduce.
 //!
 //! # Limits (said with a 400, never faked)
-//! - Aggregators [`crate::semantics::Aggregator`] does not offer (`median`, `mult`, `diff`,
-//!   `pfsum`, `squareSum`, `ep*`), `dropResets` in `ovh` (Warp 10's `RESETS`), TSUID queries,
+//! - `dropResets` in `ovh` (Warp 10's `RESETS`), TSUID queries,
 //!   histogram percentiles and deletes are refused with a 400 that says the simulator does not
 //!   implement them. `/api/query/last` is not simulated (404).
 //! - `regexp` filters run on a small built-in matcher (`regex.rs`: literals, `.`, classes,

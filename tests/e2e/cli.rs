@@ -36,6 +36,10 @@ fn shipped_pipelines_validate() {
             &format!("{root}/pipelines/vscope.toml"),
         ])
         .env("VSCOPE_METRICS_TOKEN", "test-token-value")
+        .env(
+            "VSCOPE_OPENTSDB_ENDPOINT",
+            "https://opentsdb.gra1-ovh.metrics.ovh.net",
+        )
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", describe(&out));
@@ -44,12 +48,32 @@ fn shipped_pipelines_validate() {
     let out = bin()
         .args(["validate", &format!("{root}/pipelines/vscope.toml")])
         .env_remove("VSCOPE_METRICS_TOKEN")
+        .env(
+            "VSCOPE_OPENTSDB_ENDPOINT",
+            "https://opentsdb.gra1-ovh.metrics.ovh.net",
+        )
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     let err = stderr(&out);
     assert!(
         err.contains("VSCOPE_METRICS_TOKEN") && err.contains("source.token"),
+        "{err}"
+    );
+    // Without the endpoint variable: the key, the variable, and both ways to give it.
+    let out = bin()
+        .args(["validate", &format!("{root}/pipelines/vscope.toml")])
+        .env("VSCOPE_METRICS_TOKEN", "test-token-value")
+        .env_remove("VSCOPE_OPENTSDB_ENDPOINT")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("source.url")
+            && err.contains("VSCOPE_OPENTSDB_ENDPOINT is not set")
+            && err.contains("opentsdbEndpoint")
+            && err.contains("leave source.url out when [source.ovh] user_id"),
         "{err}"
     );
 }

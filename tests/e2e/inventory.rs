@@ -351,10 +351,10 @@ fn a_missing_right_is_named_and_a_withdrawn_call_explained() {
     );
 }
 
-#[test]
-fn a_pipeline_with_api_v6_and_no_token_runs_end_to_end() {
-    // The metrics side requires a token; the pipeline has none: it must fetch it.
-    let sim = SimProcess::start(&[
+/// A simulator child whose metrics side requires the token its API v6 issues
+/// (`metrics-read-token-42`), with the secrets of [`with_keys`] and the PCC of [`cfg`].
+fn token_sim() -> SimProcess {
+    SimProcess::start(&[
         "--ovh-application-secret",
         RIGHT_SECRET,
         "--ovh-consumer-key",
@@ -369,18 +369,13 @@ fn a_pipeline_with_api_v6_and_no_token_runs_end_to_end() {
         "5",
         "--filers",
         "2",
-    ]);
-    let dir = tempfile::tempdir().unwrap();
-    let p = external_pipeline(dir.path(), &sim, "discovery = \"inventory\"", VM_TABLE);
-    let out = with_keys(
-        bin().args(["run", p.to_str().unwrap(), "--json"]),
-        RIGHT_SECRET,
-    );
-    assert!(out.status.success(), "{}", describe(&out));
-    assert!(!text(&out).contains("metrics-read-token-42"));
-    let sink = dir.path().join("out");
-    // Metrics extracted: exactly what the simulator stores.
-    let mut got: Vec<RawRow> = parquet_files(&sink, "vm_metrics")
+    ])
+}
+
+/// The `vm_metrics` table of [`VM_TABLE`] under `sink` holds exactly the cpu and mem points
+/// the simulator of [`token_sim`] stores over `START..END`.
+fn assert_vm_table_is_the_simulators(sink: &Path) {
+    let mut got: Vec<RawRow> = parquet_files(sink, "vm_metrics")
         .iter()
         .flat_map(|f| read_file(f))
         .flat_map(|b| raw_rows(&b))
@@ -391,8 +386,26 @@ fn a_pipeline_with_api_v6_and_no_token_runs_end_to_end() {
         .collect();
     got.sort_by(|a, b| a.partial_cmp(b).unwrap());
     want.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    assert!(!want.is_empty());
     assert_eq!(got.len(), want.len());
     assert!(got == want, "rows differ from the simulator's");
+}
+
+#[test]
+fn a_pipeline_with_api_v6_and_no_token_runs_end_to_end() {
+    // The metrics side requires a token; the pipeline has none: it must fetch it.
+    let sim = token_sim();
+    let dir = tempfile::tempdir().unwrap();
+    let p = external_pipeline(dir.path(), &sim, "discovery = \"inventory\"", VM_TABLE);
+    let out = with_keys(
+        bin().args(["run", p.to_str().unwrap(), "--json"]),
+        RIGHT_SECRET,
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(!text(&out).contains("metrics-read-token-42"));
+    let sink = dir.path().join("out");
+    // Metrics extracted: exactly what the simulator stores.
+    assert_vm_table_is_the_simulators(&sink);
     // Labels from the inventory, no lookup; the inventory matches the series.
     let m = manifest(&sink);
     let inv = &m["inventory"];
@@ -411,6 +424,49 @@ fn a_pipeline_with_api_v6_and_no_token_runs_end_to_end() {
     assert!(
         stdout.contains("pcc-37-187-228-180_datacenter869, pcc-37-187-228-180_datacenter870"),
         "{stdout}"
+    );
+}
+
+#[test]
+fn without_source_url_the_token_endpoint_is_used() {
+    // The metrics side requires the token API v6 issues, and its metricsToken answer names the
+    // simulator itself as opentsdbEndpoint; the pipeline has neither url nor token.
+    let sim = token_sim();
+    let dir = tempfile::tempdir().unwrap();
+    let source = format!(
+        "requests_per_second = 0\n[source.ovh]\nendpoint = \"{url}/1.0\"\n\
+         application_key = \"vscope-sim-ak\"\napplication_secret = \"${{TEST_OVH_SECRET}}\"\n\
+         consumer_key = \"${{TEST_OVH_CK}}\"\nservice_name = \"pcc-37-187-228-180\"\nuser_id = 1",
+        url = sim.url
+    );
+    let p = write_pipeline(dir.path(), "tokurl", &source, START, END, "6h", VM_TABLE);
+    // validate needs no network: a missing url is fine when the token comes from API v6.
+    let out = with_keys(bin().args(["validate", p.to_str().unwrap()]), RIGHT_SECRET);
+    assert!(out.status.success(), "{}", describe(&out));
+    let out = with_keys(
+        bin().args(["run", p.to_str().unwrap(), "--json"]),
+        RIGHT_SECRET,
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+    let all = text(&out);
+    assert!(!all.contains("metrics-read-token-42"), "{all}");
+    assert!(
+        !all.contains("another OpenTSDB endpoint"),
+        "no warning when the endpoint comes from the token: {all}"
+    );
+    assert_vm_table_is_the_simulators(&dir.path().join("out"));
+
+    // Without [source.ovh] user_id there is no token to take the endpoint from.
+    let text_no_user = std::fs::read_to_string(&p)
+        .unwrap()
+        .replace("user_id = 1", "");
+    std::fs::write(&p, text_no_user).unwrap();
+    let out = with_keys(bin().args(["validate", p.to_str().unwrap()]), RIGHT_SECRET);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let all = text(&out);
+    assert!(
+        all.contains("source.url") && all.contains("is not set") && all.contains("user_id"),
+        "{all}"
     );
 }
 
@@ -532,10 +588,16 @@ fn shipped_api_v6_examples_validate() {
     let root = env!("CARGO_MANIFEST_DIR");
     let out = run(&["validate", &format!("{root}/pipelines/demo-inventory.toml")]);
     assert!(out.status.success(), "{}", describe(&out));
-    // The commented [source.ovh] example of the real pipeline, uncommented, with no token.
+    // The commented [source.ovh] example of the real pipeline, uncommented, and the url and
+    // token lines deleted as its comment says: both come from API v6.
     let real = std::fs::read_to_string(format!("{root}/pipelines/vscope.toml")).unwrap();
     let mut toml = String::new();
     for line in real.lines() {
+        if line.starts_with("url = \"${VSCOPE_OPENTSDB_ENDPOINT}\"")
+            || line.starts_with("token = \"${VSCOPE_METRICS_TOKEN}\"")
+        {
+            continue;
+        }
         let line = line
             .strip_prefix("#[source.ovh]")
             .map(|_| "[source.ovh]".to_string())
@@ -552,12 +614,15 @@ fn shipped_api_v6_examples_validate() {
                 .find(|k| line.starts_with(&format!("#{k} ")))
                 .map(|_| line[1..].to_string())
             })
-            .unwrap_or_else(|| line.replace("token = \"${VSCOPE_METRICS_TOKEN}\"", "token = \"\""));
+            .unwrap_or_else(|| line.to_string());
         toml.push_str(&line);
         toml.push('\n');
     }
     assert!(
-        toml.contains("\n[source.ovh]\n") && toml.contains("\nuser_id = "),
+        toml.contains("\n[source.ovh]\n")
+            && toml.contains("\nuser_id = ")
+            && !toml.contains("\nurl = \"${")
+            && !toml.contains("\ntoken = "),
         "{toml}"
     );
     let dir = tempfile::tempdir().unwrap();

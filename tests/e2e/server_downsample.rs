@@ -25,11 +25,11 @@ fn server_side_rollups_equal_client_side_rollups_in_both_dialects() {
     for (dialect, aggregates) in [
         (
             "opentsdb",
-            r#""avg", "min", "max", "sum", "count", "first", "last", "dev", "p50", "p95""#,
+            r#""avg", "min", "max", "sum", "count", "first", "last", "dev", "p50", "p95", "mimmax", "median", "diff", "ep95r7""#,
         ),
         (
             "ovh",
-            r#""avg", "min", "max", "sum", "count", "first", "last""#,
+            r#""avg", "min", "max", "sum", "count", "first", "last", "zimsum", "mimmin", "mimmax""#,
         ),
     ] {
         let mut datasets = Vec::new();
