@@ -356,6 +356,9 @@ impl Source {
         match &self.endpoint {
             Endpoint::Url(u) => u.to_string(),
             Endpoint::Sim(_) => "the built-in simulator (source.url = \"sim\")".to_string(),
+            Endpoint::FromToken => {
+                "the opentsdbEndpoint of the metrics token (API v6)".to_string()
+            }
         }
     }
 
@@ -467,6 +470,23 @@ pub enum PartitionKey {
     Metric,
     /// `date=YYYY-MM-DD` (UTC date of `ts`).
     Date,
+}
+
+impl SinkSpec {
+    /// `partition_by` as names (`["metric", "date"]`), as the ledger records it.
+    pub fn partition_names(&self) -> Vec<String> {
+        self.partition_by.iter().map(|k| k.name().to_string()).collect()
+    }
+}
+
+impl PartitionKey {
+    /// The name in pipeline files and in the ledger.
+    pub fn name(self) -> &'static str {
+        match self {
+            PartitionKey::Metric => "metric",
+            PartitionKey::Date => "date",
+        }
+    }
 }
 
 /// Sink settings.

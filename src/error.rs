@@ -40,6 +40,12 @@ pub enum Error {
     /// A Parquet file could not be written.
     #[error(transparent)]
     Write(#[from] WriteError),
+    /// A window's publication could not be completed (the next run completes or clears it).
+    #[error(transparent)]
+    Publish(#[from] crate::load::publish::PublishError),
+    /// A table of the pipeline belongs to another pipeline in this sink.
+    #[error(transparent)]
+    Owner(crate::load::owner::OwnerError),
     /// Another run of the pipeline holds the lease, or the lease cannot be handled.
     #[error(transparent)]
     Lease(#[from] crate::load::lease::LeaseError),
@@ -75,7 +81,9 @@ impl Error {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Config(_) | Error::NothingDiscovered { .. } => EXIT_CONFIG,
+            Error::Config(_)
+            | Error::NothingDiscovered { .. }
+            | Error::Owner(crate::load::owner::OwnerError::Taken { .. }) => EXIT_CONFIG,
             Error::Auth(_) => EXIT_AUTH,
             Error::Ovh(e) if e.class() == crate::extract::retry::FailureClass::Auth => EXIT_AUTH,
             _ => EXIT_FAILED_UNITS,

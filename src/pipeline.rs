@@ -24,6 +24,7 @@ use crate::extract::{DecodeStats, FetchError, MetricsClient, RawAnswer, SeriesDa
 use crate::load::Sink;
 use crate::load::lease::Lease;
 use crate::load::partition::{part_file_name, partition_dir};
+use crate::load::publish::{CrashPoint, JOURNAL_VERSION, Journal, Move};
 use crate::load::state::{CommittedWindow, FailedUnit, Ledger, Manifest, TableWindow};
 use crate::load::writer::{
     FileSettings, PartWriter, StagedFile, WriteError, WrittenFile, writer_properties,
@@ -233,11 +234,14 @@ pub async fn build_plan(
     inventory: Option<&Inventory>,
 ) -> Result<Plan> {
     let mut scope = pipeline.scope.clone();
+    let origin = ledger.and_then(|l| l.origin_ms);
     let watermark = ledger.and_then(|l| l.watermark_ms);
-    let incremental = opts.start.is_none() && opts.end.is_none() && watermark.is_some();
-    if let (true, Some(w)) = (incremental, watermark) {
+    let incremental = opts.start.is_none() && opts.end.is_none() && origin.is_some();
+    if let (true, Some(o)) = (incremental, origin) {
+        // From the origin, not the watermark: a window the ledger no longer holds (its files
+        // were lost, or a publication could not be completed) is fetched again, wherever it is.
         // 13+ digits: read as milliseconds.
-        scope.start = format!("{:013}", (w - scope.lateness_ms).max(0));
+        scope.start = format!("{:013}", o.max(0));
     }
     if let Some(s) = &opts.start {
         scope.start = s.clone();
@@ -260,29 +264,38 @@ pub async fn build_plan(
                 range_end_ms: end,
                 windows: Vec::new(),
                 metrics: pipeline_metrics(pipeline),
+                supersede: BTreeMap::new(),
             });
         }
     }
     let (start, end) = scope.resolve_range(now_ms)?;
-    let refetch_from = match (incremental, watermark) {
+    let refetch_from = match (incremental, watermark.or(origin)) {
         (true, Some(w)) => w - scope.lateness_ms,
         _ => now_ms - scope.lateness_ms,
     };
-    let windows: Vec<Window> = plan_windows(
+    let tables: Vec<String> = pipeline.tables.iter().map(|t| t.name.clone()).collect();
+    let layout = pipeline.sink.partition_names();
+    let fetch_horizon = now_ms - scope.settle_ms;
+    let mut windows: Vec<Window> = plan_windows(
         start,
         end,
         scope.window_ms,
-        now_ms - scope.settle_ms,
+        fetch_horizon,
         opts.shard,
     )
     .into_iter()
     .filter(|w| {
+        // Done: committed whole, for every table of the pipeline (a table added since is
+        // backfilled), with today's partitioning, whatever the window size was then.
         let done = ledger
-            .and_then(|l| l.get(w.start_ms, w.end_ms))
-            .is_some_and(|c| c.complete);
+            .is_some_and(|l| l.covers(w.start_ms, w.end_ms, &tables, &layout));
         opts.force || !done || w.end_ms > refetch_from
     })
     .collect();
+    let supersede = match ledger {
+        Some(l) => cover_other_cuts(l, &mut windows, scope.window_ms, fetch_horizon),
+        None => BTreeMap::new(),
+    };
     let mut metrics = pipeline_metrics(pipeline);
     if pipeline.source.discovery == Discovery::Lookup {
         let lookups = futures::stream::iter(metrics.iter().map(|m| m.metric.clone()))
@@ -349,7 +362,10 @@ pub async fn build_plan(
         return Err(Error::NothingDiscovered {
             discovery,
             metrics: metrics.len(),
-            endpoint: pipeline.source.endpoint_text(),
+            endpoint: match &pipeline.source.endpoint {
+                Endpoint::Sim(_) => pipeline.source.endpoint_text(),
+                _ => client.base_url().to_string(),
+            },
         });
     }
     let range_start_ms = windows.first().map_or(start, |w| w.start_ms);
@@ -359,7 +375,50 @@ pub async fn build_plan(
         range_end_ms,
         windows,
         metrics,
+        supersede,
     })
+}
+
+/// Ledger windows of another size than `window_ms` (the pipeline's `scope.window` changed) that
+/// overlap a planned window: their time range is planned whole in today's windows, so that the
+/// run rewrites all of it and removes their files when the last of those windows is committed
+/// (never two cuts of a time range once the run is done). Returns, for each such ledger window,
+/// the starts of today's windows that cover it. `windows` stays sorted.
+fn cover_other_cuts(
+    ledger: &Ledger,
+    windows: &mut Vec<Window>,
+    window_ms: i64,
+    fetch_horizon: i64,
+) -> BTreeMap<String, Vec<i64>> {
+    let mut supersede = BTreeMap::new();
+    loop {
+        let mut added = false;
+        for (key, old) in &ledger.windows {
+            let other_size =
+                old.end_ms - old.start_ms != window_ms || old.start_ms.rem_euclid(window_ms) != 0;
+            if !other_size || supersede.contains_key(key) {
+                continue;
+            }
+            let overlaps = windows
+                .iter()
+                .any(|w| w.start_ms < old.end_ms && old.start_ms < w.end_ms);
+            if !overlaps {
+                continue;
+            }
+            let cover = plan_windows(old.start_ms, old.end_ms, window_ms, fetch_horizon, None);
+            for c in &cover {
+                if !windows.iter().any(|w| w.start_ms == c.start_ms) {
+                    windows.push(*c);
+                    added = true;
+                }
+            }
+            supersede.insert(key.clone(), cover.iter().map(|c| c.start_ms).collect());
+        }
+        windows.sort_by_key(|w| w.start_ms);
+        if !added {
+            return supersede;
+        }
+    }
 }
 
 /// What a run did.
@@ -410,7 +469,23 @@ pub async fn run(
     } else {
         Some(Lease::acquire(&sink, &pipeline.name, &run_id, pipeline.sink.lease_ttl_ms).await?)
     };
+    let crash = CrashPoint::from_env();
+    let mut ledger = Ledger::load(&sink, &pipeline.name).await?;
+    let table_names: Vec<String> = pipeline.tables.iter().map(|t| t.name.clone()).collect();
+    crate::load::owner::claim_tables(&sink, &pipeline.name, &table_names, lease.is_some())
+        .await
+        .map_err(Error::Owner)?;
     if lease.is_some() {
+        // A publication a killed run left half done is completed (or its window cleared)
+        // before anything else, and before the staging folder is emptied.
+        if let Some(journal) = Journal::load(&sink, &pipeline.name).await? {
+            let completed = journal.recover(&sink, &mut ledger, &crash).await?;
+            tracing::warn!(
+                window = %Ledger::window_key(journal.window.start_ms, journal.window.end_ms),
+                completed,
+                "finished the publication an interrupted run left"
+            );
+        }
         let removed = sink.remove_leftovers().await?;
         if removed > 0 {
             tracing::warn!(
@@ -441,7 +516,12 @@ pub async fn run(
         &sink,
         &conn,
         lease.as_mut(),
-        &run_id,
+        Committer {
+            ledger,
+            crash,
+            run_id: run_id.clone(),
+            replaced_later: BTreeMap::new(),
+        },
         now_ms,
         started,
     )
@@ -466,19 +546,19 @@ async fn run_leased(
     sink: &Sink,
     conn: &Connection,
     mut lease: Option<&mut Lease>,
-    run_id: &str,
+    mut committer: Committer,
     now_ms: i64,
     started: Instant,
 ) -> Result<RunReport> {
     let client = &conn.client;
-    let mut ledger = Ledger::load(sink, &pipeline.name).await?;
+    let run_id = committer.run_id.clone();
     let (inventory, mut inventory_report) =
         refresh_inventory(pipeline, conn, sink, opts, now_ms).await?;
     let plan = build_plan(
         pipeline,
         client,
         opts,
-        Some(&ledger),
+        Some(&committer.ledger),
         now_ms,
         inventory.as_ref(),
     )
@@ -489,7 +569,7 @@ async fn run_leased(
     });
 
     let mut manifest = Manifest {
-        run_id: run_id.to_string(),
+        run_id: run_id.clone(),
         pipeline: pipeline.name.clone(),
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
         dialect: client.dialect().to_string(),
@@ -545,9 +625,14 @@ async fn run_leased(
     // A fresh ledger's origin is where this run starts, not the first window it manages to
     // commit: otherwise a failed first window would lie before the origin and no incremental
     // run would ever retry it (tests/e2e/faults.rs, a permanent error in the first window).
-    if ledger.origin_ms.is_none() {
-        ledger.origin_ms = plan.windows.first().map(|w| w.start_ms);
+    if committer.ledger.origin_ms.is_none() {
+        committer.ledger.origin_ms = plan.windows.first().map(|w| w.start_ms);
     }
+    committer.replaced_later = plan
+        .supersede
+        .iter()
+        .map(|(k, starts)| (k.clone(), starts.iter().copied().collect()))
+        .collect();
     let mut seen = SeenSeries::default();
     for (i, window) in plan.windows.iter().enumerate() {
         if *cancel.borrow() {
@@ -580,29 +665,28 @@ async fn run_leased(
                 error: err.clone(),
             });
         }
-        match outcome.result {
-            WindowResult::Written(tables) => {
-                let mut committed_tables = BTreeMap::new();
-                for (name, files) in tables {
-                    let entry: &mut TableWindow = committed_tables.entry(name).or_default();
-                    for f in files {
-                        entry.rows += f.rows;
-                        entry.files.push(f.path.clone());
-                        manifest.files.push(f);
+        let result = match outcome.result {
+            WindowResult::Staged(staged) => {
+                match committer.commit(&ctx, window, staged).await {
+                    Ok(files) => WindowResult::Written(files),
+                    Err(CommitError::Window(e)) => WindowResult::WriteFailed(e),
+                    Err(CommitError::Fatal(e)) => {
+                        // The publication or the ledger cannot be trusted to go on: stop, the
+                        // next run completes or clears what was journaled.
+                        manifest.aborted = Some(format!("publishing stopped the run: {e}"));
+                        manifest.inventory = inventory_report.take();
+                        finish_manifest(&mut manifest, client, started);
+                        let _ = manifest.save(sink).await;
+                        return Err(e);
                     }
                 }
-                ledger.commit(CommittedWindow {
-                    start: window_start,
-                    end: window_end,
-                    start_ms: window.start_ms,
-                    end_ms: window.end_ms,
-                    fetched_until_ms: window.fetch_end_ms,
-                    complete: window.complete(),
-                    run_id: run_id.to_string(),
-                    committed_at: format_rfc3339(chrono::Utc::now().timestamp_millis()),
-                    tables: committed_tables,
-                });
-                ledger.save(sink).await?;
+            }
+            other => other,
+        };
+        match result {
+            WindowResult::Staged(_) => unreachable!("published above"),
+            WindowResult::Written(files) => {
+                manifest.files.extend(files);
                 if let Some(l) = lease.as_deref_mut() {
                     l.renew().await?;
                 }
@@ -753,8 +837,10 @@ fn peak_rss_mb() -> Option<f64> {
 }
 
 enum WindowResult {
-    /// Every table's files, by table name.
-    Written(BTreeMap<String, Vec<WrittenFile>>),
+    /// Every unit succeeded: the window's files are complete under their staging keys.
+    Staged(StagedWindow),
+    /// The window was published and committed: its files.
+    Written(Vec<WrittenFile>),
     /// A unit failed; nothing of the window was published.
     Failed,
     /// The token was refused: stop the run.
@@ -931,8 +1017,8 @@ async fn process_window(
             }
         }
     }
-    // Every unit succeeded: publish the files, then remove files a previous run left for
-    // partitions that have no rows now (so a rerun mirrors the server exactly).
+    // Every unit succeeded: complete every file under its staging key; the commit stage
+    // publishes them.
     let mut dirs: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut writers = writers.into_iter();
     while let Some(w) = writers.next() {
@@ -947,27 +1033,7 @@ async fn process_window(
             }
         }
     }
-    let mut written: BTreeMap<String, Vec<WrittenFile>> = BTreeMap::new();
-    let mut staged = staged.into_iter();
-    while let Some(f) = staged.next() {
-        match f.publish(ctx.sink).await {
-            Ok(f) => written.entry(f.table.clone()).or_default().push(f),
-            Err(e) => {
-                abort_all(Vec::new(), staged.collect(), ctx.sink).await;
-                outcome.result = WindowResult::WriteFailed(e);
-                return outcome;
-            }
-        }
-    }
-    for (table, dirs) in &dirs {
-        let files = written.entry(table.clone()).or_default();
-        files.sort_by(|a, b| a.path.cmp(&b.path));
-        if let Err(e) = remove_stale_files(ctx.sink, window, dirs, files).await {
-            outcome.result = WindowResult::WriteFailed(e);
-            return outcome;
-        }
-    }
-    outcome.result = WindowResult::Written(written);
+    outcome.result = WindowResult::Staged(StagedWindow { files: staged, dirs });
     outcome
 }
 
@@ -996,37 +1062,179 @@ fn fail_unit(
     }
 }
 
-/// Removes the files an earlier run left in this window's partitions (`dirs`) that this run
-/// did not write again (`written`, sorted by path): files of partitions that have no rows now,
-/// and parts (`-s<i>of<n>`) of an answer that was split differently then. Left behind, they
-/// would double or resurrect rows.
-async fn remove_stale_files(
-    sink: &Sink,
-    window: &Window,
-    dirs: &[String],
-    written: &[WrittenFile],
-) -> std::result::Result<(), WriteError> {
-    let prefix = part_file_name(window.start_ms, window.end_ms);
-    let prefix = prefix.trim_end_matches(".parquet");
-    for dir in dirs {
-        let names = sink.list_dir(dir).await.map_err(WriteError::Cleanup)?;
-        for name in names {
-            if !(name.starts_with(prefix) && name.ends_with(".parquet")) {
-                continue;
+/// A window whose units all succeeded: its files, complete under their staging keys, and the
+/// partition folders of each table where files of earlier cuts are looked for.
+struct StagedWindow {
+    files: Vec<StagedFile>,
+    dirs: BTreeMap<String, Vec<String>>,
+}
+
+/// Why a window could not be committed.
+enum CommitError {
+    /// This window only: its staged files were discarded, nothing of it became visible; the
+    /// next run fetches it again.
+    Window(WriteError),
+    /// The publication was journaled but could not be completed, or the ledger changed under
+    /// the run: the run stops, the next one completes or clears what the journal says.
+    Fatal(Error),
+}
+
+/// The commit stage of a run: publishes each staged window (journaled, [`Journal`]) and records
+/// it in the ledger, removing the files of every other cut of its time range.
+struct Committer {
+    ledger: Ledger,
+    crash: CrashPoint,
+    run_id: String,
+    /// Ledger windows of another window size that overlap windows of this run without being
+    /// inside one of them (a shorter `scope.window` than when they were written): their files
+    /// are removed with the last window of this run that overlaps them; the starts of the
+    /// windows still to commit, by ledger key.
+    replaced_later: BTreeMap<String, std::collections::BTreeSet<i64>>,
+}
+
+impl Committer {
+    /// Publishes `staged` and records the window. The files removed with it: what the ledger
+    /// says earlier runs wrote for this time range and this run did not write again (another
+    /// split, partitioning, or window size; a partition without rows now), and files of this
+    /// window's name found in its partition folders that no ledger knows of.
+    async fn commit(
+        &mut self,
+        ctx: &RunCtx<'_>,
+        window: &Window,
+        staged: StagedWindow,
+    ) -> std::result::Result<Vec<WrittenFile>, CommitError> {
+        let sink = ctx.sink;
+        let StagedWindow { files, dirs } = staged;
+        let fresh: std::collections::BTreeSet<String> =
+            files.iter().map(|f| f.file.path.clone()).collect();
+        let (removals, replaces) = match self.superseded(ctx, window, &dirs, &fresh).await {
+            Ok(r) => r,
+            Err(e) => {
+                for f in files {
+                    f.discard(sink).await;
+                }
+                return Err(CommitError::Window(WriteError::Cleanup(e)));
             }
-            let path = format!("{dir}/{name}");
-            if written
-                .binary_search_by(|f| f.path.as_str().cmp(&path))
-                .is_err()
-            {
-                tracing::info!(path, "removing a file an earlier run wrote for this window");
-                sink.delete_if_exists(&path)
-                    .await
-                    .map_err(WriteError::Cleanup)?;
+        };
+        let mut tables: BTreeMap<String, TableWindow> = dirs
+            .keys()
+            .map(|t| (t.clone(), TableWindow::default()))
+            .collect();
+        let mut moves = Vec::with_capacity(files.len());
+        let mut written = Vec::with_capacity(files.len());
+        for f in files {
+            let entry = tables.entry(f.file.table.clone()).or_default();
+            entry.rows += f.file.rows;
+            entry.files.push(f.file.path.clone());
+            moves.push(Move {
+                from: f
+                    .staging
+                    .clone()
+                    .expect("window files are always staged before publication"),
+                to: f.file.path.clone(),
+            });
+            written.push(f.file);
+        }
+        for t in tables.values_mut() {
+            t.files.sort();
+        }
+        written.sort_by(|a, b| a.path.cmp(&b.path));
+        let journal = Journal {
+            version: JOURNAL_VERSION,
+            pipeline: ctx.pipeline.name.clone(),
+            run_id: self.run_id.clone(),
+            moves,
+            removals,
+            replaces,
+            window: CommittedWindow {
+                start: format_rfc3339(window.start_ms),
+                end: format_rfc3339(window.end_ms),
+                start_ms: window.start_ms,
+                end_ms: window.end_ms,
+                fetched_until_ms: window.fetch_end_ms,
+                complete: window.complete(),
+                run_id: self.run_id.clone(),
+                committed_at: format_rfc3339(chrono::Utc::now().timestamp_millis()),
+                tables,
+                partition_by: Some(ctx.pipeline.sink.partition_names()),
+            },
+        };
+        match journal.publish(sink, &mut self.ledger, &self.crash).await {
+            Ok(()) => Ok(written),
+            Err(e) => {
+                tracing::error!(error = %e, "publication failed; trying to complete it once more");
+                match journal.recover(sink, &mut self.ledger, &self.crash).await {
+                    Ok(true) => Ok(written),
+                    Ok(false) => Err(CommitError::Window(WriteError::Publish(
+                        crate::load::store::StoreError::Changed {
+                            path: format!("the staged files of window {}", window_label(window)),
+                        },
+                    ))),
+                    Err(e2) => Err(CommitError::Fatal(Error::Publish(e2))),
+                }
             }
         }
     }
-    Ok(())
+
+    /// The files the publication of `window` removes, and the ledger windows it replaces.
+    async fn superseded(
+        &mut self,
+        ctx: &RunCtx<'_>,
+        window: &Window,
+        dirs: &BTreeMap<String, Vec<String>>,
+        fresh: &std::collections::BTreeSet<String>,
+    ) -> std::result::Result<(Vec<String>, Vec<String>), crate::load::store::StoreError> {
+        let key = Ledger::window_key(window.start_ms, window.end_ms);
+        let mut removals = std::collections::BTreeSet::new();
+        let mut replaces = Vec::new();
+        for (k, old) in self.ledger.overlapping(window.start_ms, window.end_ms) {
+            let inside = old.start_ms >= window.start_ms && old.end_ms <= window.end_ms;
+            if *k == key {
+                removals.extend(old.files().filter(|f| !fresh.contains(*f)).cloned());
+            } else if inside {
+                removals.extend(old.files().cloned());
+                replaces.push(k.clone());
+            } else if let Some(waiting) = self.replaced_later.get_mut(k) {
+                // Larger than this window (the window size shrank): removed with the last of
+                // this run's windows that cover it (the plan holds them all).
+                waiting.remove(&window.start_ms);
+                if waiting.is_empty() {
+                    removals.extend(old.files().cloned());
+                    replaces.push(k.clone());
+                }
+            }
+        }
+        // Files of this window's name that no ledger lists (left by versions that did not
+        // journal their publications, or by a ledger that was lost).
+        let prefix = part_file_name(window.start_ms, window.end_ms);
+        let prefix = prefix.trim_end_matches(".parquet");
+        for dir_list in dirs.values() {
+            for dir in dir_list {
+                for name in ctx.sink.list_dir(dir).await? {
+                    let path = format!("{dir}/{name}");
+                    if name.starts_with(prefix)
+                        && name.ends_with(".parquet")
+                        && !fresh.contains(&path)
+                    {
+                        removals.insert(path);
+                    }
+                }
+            }
+        }
+        for r in &removals {
+            tracing::info!(path = %r, "removing a file of another cut of this window");
+        }
+        Ok((removals.into_iter().collect(), replaces))
+    }
+}
+
+/// `[start, end)` of a window, for messages.
+fn window_label(window: &Window) -> String {
+    format!(
+        "[{}, {})",
+        format_rfc3339(window.start_ms),
+        format_rfc3339(window.end_ms)
+    )
 }
 
 /// Names the unit a part file comes from, so that the parts of two split units (two metrics,
@@ -1411,12 +1619,9 @@ impl<'a> TableWindowWriter<'a> {
                 &self.spec.name,
                 (self.window.start_ms, self.window.end_ms),
             );
-            let create = if self.suffix.is_empty() {
-                PartWriter::create
-            } else {
-                PartWriter::create_staged
-            };
-            let writer = create(
+            // Staged on every store: nothing of the window is visible before its
+            // publication (crate::load::publish).
+            let writer = PartWriter::create_staged(
                 self.ctx.sink,
                 path.clone(),
                 &self.spec.name,

@@ -212,6 +212,10 @@ pub struct Plan {
     pub windows: Vec<Window>,
     /// Metrics to extract, sorted by name (the row order of every file).
     pub metrics: Vec<MetricPlan>,
+    /// Ledger windows of another window size that this run rewrites in today's windows: by
+    /// ledger key, the starts of the planned windows that cover each. Their files are removed
+    /// with the last of those windows.
+    pub supersede: std::collections::BTreeMap<String, Vec<i64>>,
 }
 
 impl Plan {

@@ -361,6 +361,11 @@ impl MetricsClient {
         self
     }
 
+    /// The endpoint's base URL (no credentials: the token travels as the Basic password).
+    pub fn base_url(&self) -> &url::Url {
+        &self.base
+    }
+
     /// The dialect this client speaks.
     pub fn dialect(&self) -> Dialect {
         self.dialect

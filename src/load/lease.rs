@@ -261,25 +261,7 @@ impl Lease {
 /// and every renewal runs under an exclusive `flock` of the `_state` directory (held by the
 /// returned file until it is dropped), which makes read, judge, delete and create one step.
 async fn lock_local_state(sink: &Sink) -> Result<Option<std::fs::File>, LeaseError> {
-    let Some(root) = &sink.local_root else {
-        return Ok(None);
-    };
-    let dir = root.join("_state");
-    let shown = dir.display().to_string();
-    let locked = tokio::task::spawn_blocking(move || {
-        std::fs::create_dir_all(&dir)?;
-        let file = std::fs::File::open(&dir)?;
-        file.lock()?;
-        Ok::<_, std::io::Error>(file)
-    })
-    .await
-    .expect("the lock task does not panic");
-    locked.map(Some).map_err(|source| {
-        LeaseError::Store(StoreError::Io {
-            path: shown,
-            source,
-        })
-    })
+    Ok(sink.lock_state_dir().await?)
 }
 
 #[cfg(test)]

@@ -7,9 +7,14 @@
 //! - [`lease`]: one run at a time per pipeline and sink.
 //! - [`uploads`]: incomplete S3 multipart uploads left by killed runs, aborted at start.
 //! - [`state`]: the ledger (`_state/<pipeline>.json`) and run manifests (`_runs/<id>.json`).
+//! - [`publish`]: a window's files made visible, the old cut removed and the ledger written as
+//!   one journaled step (`_state/<pipeline>.publish.json`).
+//! - [`owner`]: which pipeline a table of the sink belongs to.
 
 pub mod lease;
+pub mod owner;
 pub mod partition;
+pub mod publish;
 pub mod runs;
 pub mod state;
 pub mod store;

@@ -55,6 +55,12 @@ pub enum StoreError {
         /// What failed.
         message: String,
     },
+    /// A conditional write found the object changed or gone since it was read.
+    #[error("{path} changed or disappeared since it was read")]
+    Changed {
+        /// The object key.
+        path: String,
+    },
     /// A local directory could not be created.
     #[error("cannot create sink directory {path}: {source}")]
     Io {
@@ -335,6 +341,118 @@ impl Sink {
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(source) => Err(StoreError::Object {
                 operation: "get",
+                path: key.to_string(),
+                source,
+            }),
+        }
+    }
+
+    /// Reads a small object and its version; `None` when it does not exist.
+    pub async fn get_versioned(
+        &self,
+        relative: &str,
+    ) -> Result<Option<(Bytes, object_store::UpdateVersion)>, StoreError> {
+        let key = self.key(relative);
+        let err = |source| StoreError::Object {
+            operation: "get",
+            path: key.to_string(),
+            source,
+        };
+        match self.store.get(&key).await {
+            Ok(r) => {
+                let version = object_store::UpdateVersion {
+                    e_tag: r.meta.e_tag.clone(),
+                    version: r.meta.version.clone(),
+                };
+                let bytes = r.bytes().await.map_err(err)?;
+                Ok(Some((bytes, version)))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(source) => Err(err(source)),
+        }
+    }
+
+    /// Writes a small object only if it is still what was read: `expected` is its version then
+    /// (`None`: it did not exist) and `previous` its bytes. Object stores check the version
+    /// (`If-Match` / `If-None-Match`); local disk has no conditional update, so under the
+    /// sink's `_state` lock the bytes on disk are compared with `previous` first (the run lease
+    /// already keeps other runs out: this catches a store that lost or replaced the object).
+    /// [`StoreError::Changed`] when it is not; the new version otherwise.
+    pub async fn put_if_unchanged(
+        &self,
+        relative: &str,
+        bytes: Vec<u8>,
+        expected: Option<object_store::UpdateVersion>,
+        previous: Option<&[u8]>,
+    ) -> Result<object_store::UpdateVersion, StoreError> {
+        use object_store::{PutMode, PutOptions};
+        let key = self.key(relative);
+        let changed = || StoreError::Changed {
+            path: key.to_string(),
+        };
+        let mode = if self.local_root.is_some() {
+            let _lock = self.lock_state_dir().await?;
+            let now = self.get_opt(relative).await?;
+            if now.as_deref() != previous {
+                return Err(changed());
+            }
+            PutMode::Overwrite
+        } else {
+            match expected {
+                Some(v) => PutMode::Update(v),
+                None => PutMode::Create,
+            }
+        };
+        match self
+            .store
+            .put_opts(&key, PutPayload::from(bytes), PutOptions::from(mode))
+            .await
+        {
+            Ok(r) => Ok(object_store::UpdateVersion::from(r)),
+            Err(
+                object_store::Error::Precondition { .. }
+                | object_store::Error::AlreadyExists { .. }
+                | object_store::Error::NotFound { .. },
+            ) => Err(changed()),
+            Err(source) => Err(StoreError::Object {
+                operation: "put",
+                path: key.to_string(),
+                source,
+            }),
+        }
+    }
+
+    /// Local sinks: an exclusive `flock` of the `_state` folder, held until the file is dropped
+    /// (local disk has no conditional update, so read-check-write sequences on `_state` run under
+    /// it); `None` for object stores.
+    pub(crate) async fn lock_state_dir(&self) -> Result<Option<std::fs::File>, StoreError> {
+        let Some(root) = &self.local_root else {
+            return Ok(None);
+        };
+        let dir = root.join("_state");
+        let shown = dir.display().to_string();
+        let locked = tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&dir)?;
+            let file = std::fs::File::open(&dir)?;
+            file.lock()?;
+            Ok::<_, std::io::Error>(file)
+        })
+        .await
+        .expect("the lock task does not panic");
+        locked.map(Some).map_err(|source| StoreError::Io {
+            path: shown,
+            source,
+        })
+    }
+
+    /// True when the object exists.
+    pub async fn exists(&self, relative: &str) -> Result<bool, StoreError> {
+        let key = self.key(relative);
+        match self.store.head(&key).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(source) => Err(StoreError::Object {
+                operation: "head",
                 path: key.to_string(),
                 source,
             }),
