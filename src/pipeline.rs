@@ -472,7 +472,9 @@ pub async fn run(
     let crash = CrashPoint::from_env();
     let mut ledger = Ledger::load(&sink, &pipeline.name).await?;
     let table_names: Vec<String> = pipeline.tables.iter().map(|t| t.name.clone()).collect();
-    crate::load::owner::claim_tables(&sink, &pipeline.name, &table_names, lease.is_some())
+    // Refused at once when another pipeline owns a table; claimed once there is something to
+    // commit (a run that finds nothing writes nothing).
+    crate::load::owner::claim_tables(&sink, &pipeline.name, &table_names, false)
         .await
         .map_err(Error::Owner)?;
     if lease.is_some() {
@@ -627,6 +629,12 @@ async fn run_leased(
     // run would ever retry it (tests/e2e/faults.rs, a permanent error in the first window).
     if committer.ledger.origin_ms.is_none() {
         committer.ledger.origin_ms = plan.windows.first().map(|w| w.start_ms);
+    }
+    if !plan.windows.is_empty() {
+        let tables: Vec<String> = pipeline.tables.iter().map(|t| t.name.clone()).collect();
+        crate::load::owner::claim_tables(sink, &pipeline.name, &tables, true)
+            .await
+            .map_err(Error::Owner)?;
     }
     committer.replaced_later = plan
         .supersede
