@@ -186,6 +186,10 @@ pub struct SimArgs {
     /// Seed of the fault draws (transient=P, @rate=P).
     #[arg(long, default_value_t = 0)]
     pub fault_seed: u64,
+    /// Answer plain JSON even to requests that accept gzip (default: gzip them, as nginx in
+    /// front of the real endpoint does). Applies to --replay too.
+    #[arg(long)]
+    pub no_gzip: bool,
     /// Serve the pre-rendered answers of this directory instead of simulating (benchmarks;
     /// see `benches/gen_answers.py`). Other data flags are ignored.
     #[arg(long, value_name = "DIR")]

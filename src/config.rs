@@ -97,6 +97,8 @@ struct SourceFile {
     max_answer_size: Option<String>,
     #[serde(default)]
     query_downsample: bool,
+    #[serde(default = "default_gzip")]
+    gzip: bool,
     sim: Option<SimFile>,
     ovh: Option<OvhFile>,
 }
@@ -114,6 +116,7 @@ struct SimFile {
     inventory_drift: Option<usize>,
     faults: Option<Vec<String>>,
     fault_seed: Option<u64>,
+    gzip: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -200,6 +203,9 @@ fn default_connect_timeout() -> String {
 }
 fn default_max_attempts() -> u32 {
     4
+}
+fn default_gzip() -> bool {
+    true
 }
 fn default_discovery() -> String {
     "lookup".into()
@@ -324,6 +330,10 @@ pub struct Source {
     /// tables only never downloads raw points. Refused for aggregates the server computes
     /// differently ([`crate::extract::server_rollup::server_exact`]).
     pub query_downsample: bool,
+    /// `source.gzip` (default true): every request to the metrics endpoint and to API v6 says
+    /// `Accept-Encoding: gzip`, so JSON answers travel compressed (about 8 times fewer bytes).
+    /// `false` for a proxy that mangles compressed answers; a gzip answer is decoded either way.
+    pub gzip: bool,
     /// `[source.ovh]`: OVHcloud API v6 for the live inventory and the metrics token.
     pub ovh: Option<OvhSpec>,
 }
@@ -732,6 +742,7 @@ fn validate_source(
                     })?);
             }
             sim.fault_seed = s.fault_seed.unwrap_or(sim.fault_seed);
+            sim.gzip = s.gzip.unwrap_or(sim.gzip);
         }
         Endpoint::Sim(Box::new(sim))
     } else {
@@ -837,6 +848,7 @@ fn validate_source(
             Some(v) => byte_size("source.max_answer_size", v)?,
         },
         query_downsample: src.query_downsample,
+        gzip: src.gzip,
         ovh,
     })
 }
@@ -1389,6 +1401,20 @@ url = "./out"
             .unwrap_err()
             .to_string();
         assert!(err.contains("source.sim.faults"), "{err}");
+    }
+
+    /// `source.gzip` and `[source.sim] gzip` are on unless turned off, each on its own.
+    #[test]
+    fn gzip_is_on_by_default_and_switchable_on_each_side() {
+        let with = |extra: &str| {
+            parse_str(&BASE.replace("url = \"sim\"", &format!("url = \"sim\"\n{extra}"))).unwrap()
+        };
+        let p = parse_str(BASE).unwrap();
+        assert!(p.source.gzip && p.source.sim_config().unwrap().gzip);
+        let p = with("gzip = false");
+        assert!(!p.source.gzip && p.source.sim_config().unwrap().gzip);
+        let p = with("[source.sim]\ngzip = false");
+        assert!(p.source.gzip && !p.source.sim_config().unwrap().gzip);
     }
 
     #[test]

@@ -466,6 +466,7 @@ async fn run_leased(
         retries: 0,
         splits: 0,
         bytes_received: 0,
+        bytes_on_wire: 0,
         points: DecodeStats::default(),
         files: Vec::new(),
         failures: Vec::new(),
@@ -678,6 +679,7 @@ fn finish_manifest(manifest: &mut Manifest, client: &MetricsClient, started: Ins
     manifest.retries = stats.retries.load(Ordering::Relaxed);
     manifest.splits = stats.splits.load(Ordering::Relaxed);
     manifest.bytes_received = stats.bytes.load(Ordering::Relaxed);
+    manifest.bytes_on_wire = stats.bytes_on_wire.load(Ordering::Relaxed);
     manifest.finished = format_rfc3339(chrono::Utc::now().timestamp_millis());
     manifest.seconds = started.elapsed().as_secs_f64();
     let points = manifest.points.points;
@@ -687,6 +689,8 @@ fn finish_manifest(manifest: &mut Manifest, client: &MetricsClient, started: Ins
         points_per_s = (points as f64 / manifest.seconds.max(1e-9)).round() as u64,
         requests = manifest.requests,
         splits = manifest.splits,
+        bytes_received = manifest.bytes_received,
+        bytes_on_wire = manifest.bytes_on_wire,
         peak_rss_mb = peak_rss_mb().map(|m| format!("{m:.1}")),
         "run finished"
     );

@@ -230,8 +230,13 @@ pub struct Manifest {
     pub retries: u64,
     /// Window splits after too-large answers.
     pub splits: u64,
-    /// Bytes received.
+    /// Bytes of the metrics answers taken, decoded: the JSON the decoder read.
     pub bytes_received: u64,
+    /// Body bytes received from the metrics endpoint as they crossed the network (compressed
+    /// when the server answered gzip), for every answer read, refused, cut or error page
+    /// included. Equal to `bytes_received` for a clean run without gzip.
+    #[serde(default)]
+    pub bytes_on_wire: u64,
     /// What the decoder did with each point.
     pub points: DecodeStats,
     /// Files written.

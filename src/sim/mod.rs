@@ -50,6 +50,11 @@
 //! - Known deviation: OpenTSDB aggregates integer data without downsample or rate in integer
 //!   maths (truncating lerp and averages); the simulator computes and prints doubles there.
 //!
+//! # gzip
+//! Like nginx in front of the real endpoint, answers are gzip-compressed (streamed, chunk by
+//! chunk) for requests that say `Accept-Encoding: gzip`, unless [`SimConfig::gzip`] is off
+//! (`gzip.rs`). The replay server does the same.
+//!
 //! # Fault injection
 //! [`SimConfig::faults`] makes `/api/query` fail on purpose, deterministically: 429 with
 //! `Retry-After` (seconds or HTTP-date), 5xx bursts, cut bodies, empty or HTML 200s, stalls,
@@ -72,6 +77,7 @@ mod apiv6;
 mod discovery;
 mod faults;
 mod format;
+mod gzip;
 mod model;
 mod ovh_time;
 mod query;
@@ -148,6 +154,11 @@ pub struct SimConfig {
     pub faults: Vec<FaultRule>,
     /// Seed of the fault draws (`transient=P`, `@rate=P`), independent of the data's seed.
     pub fault_seed: u64,
+    /// Compress answers for requests that accept gzip, as nginx in front of the real endpoint
+    /// does (`gzip.rs`: 200, 403 and 404 answers of 20 bytes or more, streamed, level 1).
+    /// `false` (`sim --no-gzip`, `[source.sim] gzip = false`): plain answers whatever the
+    /// request says, like a server that ignores `Accept-Encoding`.
+    pub gzip: bool,
 }
 
 /// Parses an API v6 access rule written `METHOD /path/glob` (e.g. `GET /dedicatedCloud/*`), as
@@ -183,7 +194,8 @@ impl SimConfig {
 impl Default for SimConfig {
     /// A small PCC like the one of the vScope guide: `pcc-37-187-228-180`, 2 datacenters of
     /// 3 hosts (4 NICs each), 12 VMs and 2 filers, one point a minute, `ovh` dialect, no token;
-    /// API v6 with fixed test credentials granted the two rules vscope-etl needs, no drift.
+    /// API v6 with fixed test credentials granted the two rules vscope-etl needs, no drift,
+    /// gzip answers to clients that accept them.
     fn default() -> SimConfig {
         SimConfig {
             service_name: "pcc-37-187-228-180".to_owned(),
@@ -210,6 +222,7 @@ impl Default for SimConfig {
             inventory_drift: 0,
             faults: Vec::new(),
             fault_seed: 0,
+            gzip: true,
         }
     }
 }
@@ -236,6 +249,7 @@ impl fmt::Debug for SimConfig {
             .field("inventory_drift", &self.inventory_drift)
             .field("faults", &self.faults)
             .field("fault_seed", &self.fault_seed)
+            .field("gzip", &self.gzip)
             .finish()
     }
 }

@@ -53,6 +53,8 @@ pub(crate) struct Shared {
     pub(crate) api: super::apiv6::Api,
     /// Injected failures on `/api/query`, if any were asked for.
     pub(crate) faults: Option<super::faults::Faults>,
+    /// gzip answers to requests that accept them ([`SimConfig::gzip`]).
+    pub(crate) gzip: bool,
 }
 
 impl Shared {
@@ -69,6 +71,7 @@ impl Shared {
             counters: Arc::default(),
             api,
             faults: super::faults::Faults::new(&config.faults, config.fault_seed),
+            gzip: config.gzip,
         }
     }
 }
@@ -166,8 +169,10 @@ impl ApiError {
     }
 }
 
-/// Builds the router of one simulator.
+/// Builds the router of one simulator; gzip, when on, wraps everything (faults included), as
+/// nginx sits in front of the real endpoint.
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    let gzip = shared.gzip;
     let mut r = Router::new()
         .route("/api/query", any(query))
         .route("/api/search/lookup", any(lookup))
@@ -178,13 +183,15 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         // Erlenmeyer does not implement /api/version: it falls through to the 404.
         r = r.route("/api/version", any(version));
     }
-    r.merge(super::apiv6::routes())
+    let r = r
+        .merge(super::apiv6::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             Arc::clone(&shared),
             count_requests,
         ))
-        .with_state(shared)
+        .with_state(shared);
+    if gzip { super::gzip::layer(r) } else { r }
 }
 
 /// Counts every request and, when a fault plan is set, runs `/api/query` through it.

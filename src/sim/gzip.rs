@@ -1,0 +1,232 @@
+//! gzip on the simulator's and the replay server's answers, the way nginx's gzip module does
+//! it in front of the real endpoint: when the request says `Accept-Encoding: gzip`, answers
+//! with status 200, 403 or 404 whose length is unknown or at least 20 bytes (nginx's
+//! `gzip_min_length`) go out with `Content-Encoding: gzip`, chunked (no `Content-Length`), at
+//! compression level 1 (nginx's default `gzip_comp_level`). Other answers (5xx, 401, 429,
+//! tiny bodies) stay plain, as nginx leaves them.
+//!
+//! The layer sits outside the fault injection (`faults.rs`): faults shape the plain answer and
+//! the layer compresses whatever they produce, so a `cut` body is a compressed stream that stops
+//! mid-way (then the connection is reset), and a `stall` pauses between two compressed pieces.
+//!
+//! Streamed answers stay streamed: each chunk of the inner body is compressed as it comes, in
+//! pieces of at most [`PIECE_BYTES`], each ended by a sync flush so that the client can decode
+//! it at once. No answer is ever held whole.
+
+use std::io::Write;
+
+use axum::Router;
+use axum::body::{Body, HttpBody};
+use axum::extract::Request;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use bytes::Bytes;
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use futures::{Stream, StreamExt};
+
+/// Largest piece of plain input compressed at once (and flushed): bounds the time one poll
+/// spends compressing (a replayed answer is one chunk of up to hundreds of MB), and is above
+/// the simulator's own 64 KiB chunks so that each of them is one piece.
+const PIECE_BYTES: usize = 128 << 10;
+
+/// Answers shorter than this are not compressed (nginx's default `gzip_min_length`).
+const MIN_LENGTH: u64 = 20;
+
+/// Wraps `router` so that its answers are compressed for requests that accept gzip.
+pub(crate) fn layer<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
+    router.layer(middleware::from_fn(gzip_answers))
+}
+
+/// True when `Accept-Encoding` lists `gzip` (or `x-gzip`) with a non-zero quality.
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|item| {
+            let mut parts = item.split(';');
+            let name = parts.next().unwrap_or("").trim();
+            let quality = parts
+                .filter_map(|p| p.trim().strip_prefix("q="))
+                .map(|q| q.trim().parse::<f32>().unwrap_or(0.0))
+                .next()
+                .unwrap_or(1.0);
+            (name.eq_ignore_ascii_case("gzip") || name.eq_ignore_ascii_case("x-gzip"))
+                && quality > 0.0
+        })
+}
+
+/// The middleware: runs the request, then compresses the answer when nginx would.
+async fn gzip_answers(req: Request, next: Next) -> Response {
+    let accepts = accepts_gzip(req.headers());
+    let resp = next.run(req).await;
+    if !accepts || !compressible(&resp) {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts
+        .headers
+        .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    parts
+        .headers
+        .append(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    Response::from_parts(
+        parts,
+        Body::from_stream(gzip_stream(body.into_data_stream())),
+    )
+}
+
+/// nginx's conditions: status 200, 403 or 404, not encoded already, not known to be shorter
+/// than [`MIN_LENGTH`].
+fn compressible(resp: &Response) -> bool {
+    let length = resp
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        .or_else(|| resp.body().size_hint().exact());
+    matches!(
+        resp.status(),
+        StatusCode::OK | StatusCode::FORBIDDEN | StatusCode::NOT_FOUND
+    ) && !resp.headers().contains_key(header::CONTENT_ENCODING)
+        && length.is_none_or(|n| n >= MIN_LENGTH)
+}
+
+/// What [`gzip_stream`] carries from one piece to the next.
+struct Compressing<S> {
+    inner: S,
+    /// `None` once the stream has ended (finished or failed).
+    encoder: Option<GzEncoder<Vec<u8>>>,
+    /// Plain input of the current chunk not compressed yet.
+    pending: Bytes,
+}
+
+/// The gzip stream of the plain chunks of `inner`: one compressed piece per at most
+/// [`PIECE_BYTES`] of input, each sync-flushed; the member's trailer after the last chunk. An
+/// error of `inner` (a `cut` fault) is passed on at once, without a trailer.
+fn gzip_stream<S>(inner: S) -> impl Stream<Item = Result<Bytes, axum::Error>> + Send
+where
+    S: Stream<Item = Result<Bytes, axum::Error>> + Send + Unpin,
+{
+    let state = Compressing {
+        inner,
+        encoder: Some(GzEncoder::new(Vec::new(), Compression::fast())),
+        pending: Bytes::new(),
+    };
+    futures::stream::unfold(state, |mut st| async move {
+        loop {
+            let encoder = st.encoder.as_mut()?;
+            if !st.pending.is_empty() {
+                let piece = st.pending.split_to(st.pending.len().min(PIECE_BYTES));
+                if let Err(e) = encoder.write_all(&piece).and_then(|()| encoder.flush()) {
+                    st.encoder = None;
+                    return Some((Err(axum::Error::new(e)), st));
+                }
+                let out = std::mem::take(encoder.get_mut());
+                if out.is_empty() {
+                    continue;
+                }
+                return Some((Ok(Bytes::from(out)), st));
+            }
+            match st.inner.next().await {
+                Some(Ok(chunk)) => st.pending = chunk,
+                Some(Err(e)) => {
+                    st.encoder = None;
+                    return Some((Err(e), st));
+                }
+                None => {
+                    let mut encoder = st.encoder.take()?;
+                    let item = match encoder.try_finish() {
+                        Ok(()) => Ok(Bytes::from(std::mem::take(encoder.get_mut()))),
+                        Err(e) => Err(axum::Error::new(e)),
+                    };
+                    return Some((item, st));
+                }
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::extract::body::{BodyDecoder, Encoding};
+
+    fn headers(accept: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_str(accept).unwrap(),
+        );
+        h
+    }
+
+    #[test]
+    fn accept_encoding_is_read_with_its_qualities() {
+        assert!(accepts_gzip(&headers("gzip")));
+        assert!(accepts_gzip(&headers("br, GZIP;q=0.5")));
+        assert!(accepts_gzip(&headers("x-gzip")));
+        assert!(!accepts_gzip(&headers("gzip;q=0")));
+        assert!(!accepts_gzip(&headers("identity")));
+        assert!(!accepts_gzip(&headers("br, deflate")));
+        assert!(!accepts_gzip(&HeaderMap::new()));
+    }
+
+    /// Chunks of a plain stream come out as one sync-flushed gzip member per the whole stream,
+    /// decodable piece by piece, and equal to the input once decoded; a large chunk is cut into
+    /// pieces of at most `PIECE_BYTES` of input.
+    #[tokio::test]
+    async fn streamed_chunks_become_one_gzip_member_decodable_as_it_comes() {
+        let text: Vec<u8> = (0..400_000u32)
+            .flat_map(|i| format!("\"{}\":{}.5,", 1_793_491_200 + i * 60, i % 97).into_bytes())
+            .collect();
+        let chunks: Vec<Result<Bytes, axum::Error>> = vec![
+            Ok(Bytes::copy_from_slice(&text[..1000])),
+            Ok(Bytes::copy_from_slice(&text[1000..])),
+        ];
+        let pieces: Vec<Bytes> = gzip_stream(futures::stream::iter(chunks))
+            .map(|r| r.unwrap())
+            .collect()
+            .await;
+        // 1 piece for the first chunk, ceil(rest / PIECE_BYTES) for the second, the trailer.
+        let expected = 1 + (text.len() - 1000).div_ceil(PIECE_BYTES) + 1;
+        assert_eq!(pieces.len(), expected);
+        let mut decoder = BodyDecoder::new(Encoding::Gzip, usize::MAX - 1, None);
+        let mut decoded_so_far = Vec::new();
+        for p in &pieces[..pieces.len() - 1] {
+            decoder.push(p).unwrap();
+            // Each flushed piece decodes in full at once: the client is never kept waiting.
+            decoded_so_far.push(decoder.decoded().len());
+        }
+        assert_eq!(decoded_so_far[0], 1000);
+        decoder.push(pieces.last().unwrap()).unwrap();
+        let wire = decoder.wire_bytes();
+        let out = decoder.finish().unwrap();
+        assert!(out == text, "round trip");
+        assert!(
+            wire * 4 < text.len() as u64,
+            "{wire} compressed bytes for {}",
+            text.len()
+        );
+    }
+
+    /// An error of the inner stream ends the gzip stream at once, after what was compressed.
+    #[tokio::test]
+    async fn an_inner_error_cuts_the_stream_without_a_trailer() {
+        let chunks: Vec<Result<Bytes, axum::Error>> = vec![
+            Ok(Bytes::from_static(b"[{\"metric\":\"m\",\"dps\":{")),
+            Err(axum::Error::new(std::io::Error::other("cut"))),
+        ];
+        let items: Vec<Result<Bytes, axum::Error>> =
+            gzip_stream(futures::stream::iter(chunks)).collect().await;
+        assert_eq!(items.len(), 2);
+        let mut decoder = BodyDecoder::new(Encoding::Gzip, 1 << 20, None);
+        decoder.push(items[0].as_ref().unwrap()).unwrap();
+        assert_eq!(decoder.decoded(), b"[{\"metric\":\"m\",\"dps\":{");
+        assert!(items[1].is_err());
+        assert!(decoder.finish().is_err(), "no trailer: a truncated stream");
+    }
+}
