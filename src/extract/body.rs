@@ -434,7 +434,7 @@ mod tests {
     use super::*;
 
     fn gzip(data: &[u8]) -> Vec<u8> {
-        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         e.write_all(data).unwrap();
         e.finish().unwrap()
     }
@@ -512,7 +512,7 @@ mod tests {
     fn gzip_bodies_decode_whatever_the_chunking() {
         let body = answer(300_000);
         let packed = gzip(&body);
-        assert!(packed.len() * 4 < body.len(), "{} bytes", packed.len());
+        assert!(packed.len() * 3 < body.len(), "{} bytes", packed.len());
         for size in [1, 3, 11, 1000, 16 << 10, packed.len()] {
             assert!(
                 decode(Encoding::Gzip, &packed, size, body.len()).unwrap() == body,

@@ -230,7 +230,7 @@ pub struct Manifest {
     pub retries: u64,
     /// Window splits after too-large answers.
     pub splits: u64,
-    /// Bytes of the metrics answers taken, decoded: the JSON the decoder read.
+    /// Bytes of the metrics answers read whole (2xx), decoded: what the JSON decoder was given.
     pub bytes_received: u64,
     /// Body bytes received from the metrics endpoint as they crossed the network (compressed
     /// when the server answered gzip), for every answer read, refused, cut or error page

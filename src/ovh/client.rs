@@ -242,7 +242,7 @@ pub struct ApiStats {
     pub requests: AtomicU64,
     /// Retries after a transient failure.
     pub retries: AtomicU64,
-    /// Bytes of the answers taken, decoded.
+    /// Bytes of the 2xx answer bodies read whole, decoded.
     pub bytes: AtomicU64,
     /// Body bytes received from the network as sent (compressed when gzip), every answer.
     pub bytes_on_wire: AtomicU64,

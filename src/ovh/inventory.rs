@@ -401,7 +401,7 @@ pub struct InventoryReport {
     pub requests: u64,
     /// Retries.
     pub retries: u64,
-    /// Bytes of the API v6 answers taken, decoded.
+    /// Bytes of the API v6 answers read whole (2xx), decoded.
     #[serde(default)]
     pub bytes_received: u64,
     /// API v6 body bytes received from the network (compressed when gzip).
