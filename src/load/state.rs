@@ -234,7 +234,8 @@ pub struct Manifest {
     pub bytes_received: u64,
     /// Body bytes received from the metrics endpoint as they crossed the network (compressed
     /// when the server answered gzip), for every answer read, refused, cut or error page
-    /// included. Equal to `bytes_received` for a clean run without gzip.
+    /// included (such as the 404 of `/api/version` when `source.dialect = "auto"` finds OVH's
+    /// endpoint). Without gzip and without such failures, equal to `bytes_received`.
     #[serde(default)]
     pub bytes_on_wire: u64,
     /// What the decoder did with each point.
