@@ -17,6 +17,8 @@
 //! framing only behind its `Read`/`Write` adapters, which copy through a buffer of their own
 //! and cannot tell a corrupt stream from one cut short.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use flate2::{Crc, Decompress, FlushDecompress, Status};
 use http::header::{ACCEPT_ENCODING, CONTENT_ENCODING, HeaderMap, HeaderValue};
 
@@ -33,6 +35,29 @@ pub fn accept_encoding(gzip: bool) -> HeaderMap {
 /// The encoding of an answer, from its `Content-Encoding`.
 pub fn content_encoding(headers: &HeaderMap) -> Result<Encoding, BodyError> {
     Encoding::from_header(headers.get(CONTENT_ENCODING).map(|v| v.as_bytes()))
+}
+
+/// Why [`read_body`] stopped before the end of the body.
+#[derive(Debug)]
+pub enum ReadError {
+    /// The connection failed: reset, timeout, a chunked body cut short.
+    Transport(reqwest::Error),
+    /// The decoder refused the body (too large, corrupt).
+    Body(BodyError),
+}
+
+/// Reads the rest of `resp`'s body into `decoder` chunk by chunk as it arrives, adding each
+/// chunk's size to `wire` before decoding it, so that the bytes of a refused or cut body count.
+pub async fn read_body(
+    resp: &mut reqwest::Response,
+    decoder: &mut BodyDecoder,
+    wire: &AtomicU64,
+) -> Result<(), ReadError> {
+    while let Some(chunk) = resp.chunk().await.map_err(ReadError::Transport)? {
+        wire.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        decoder.push(&chunk).map_err(ReadError::Body)?;
+    }
+    Ok(())
 }
 
 /// Initial buffer when the decoded size is unknown.

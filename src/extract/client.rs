@@ -12,7 +12,9 @@ use bytes::Bytes;
 use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
 use serde::Deserialize;
 
-use super::body::{BodyDecoder, BodyError, Encoding, accept_encoding, content_encoding};
+use super::body::{
+    BodyDecoder, BodyError, Encoding, ReadError, accept_encoding, content_encoding, read_body,
+};
 use super::decode::{DecodeError, DecodeStats, SeriesData, decode_query_response};
 use super::ratelimit::RateLimiter;
 use super::retry::{
@@ -727,15 +729,10 @@ impl MetricsClient {
         let encoding = content_encoding(resp.headers()).unwrap_or(Encoding::Identity);
         let mut page = BodyDecoder::new(encoding, ERROR_PAGE_BYTES, None);
         let mut resp = resp;
-        while page.decoded().len() < ERROR_PAGE_BYTES
-            && let Some(chunk) = resp.chunk().await.map_err(transport)?
+        if let Err(ReadError::Transport(e)) =
+            read_body(&mut resp, &mut page, &self.stats.bytes_on_wire).await
         {
-            self.stats
-                .bytes_on_wire
-                .fetch_add(chunk.len() as u64, Ordering::Relaxed);
-            if page.push(&chunk).is_err() {
-                break;
-            }
+            return Err(transport(e));
         }
         let text = String::from_utf8_lossy(page.decoded());
         // One line: error pages (a proxy's HTML) must not break the log into pieces.
@@ -790,17 +787,11 @@ impl MetricsClient {
         };
         let encoding = content_encoding(resp.headers()).map_err(body_error)?;
         let mut body = BodyDecoder::new(encoding, limit, announced);
-        while let Some(chunk) = resp
-            .chunk()
-            .await
-            .map_err(|e| self.transport_error(endpoint, &e))?
-        {
-            self.stats
-                .bytes_on_wire
-                .fetch_add(chunk.len() as u64, Ordering::Relaxed);
-            body.push(&chunk).map_err(body_error)?;
+        match read_body(&mut resp, &mut body, &self.stats.bytes_on_wire).await {
+            Ok(()) => body.finish().map(Bytes::from).map_err(body_error),
+            Err(ReadError::Transport(e)) => Err(self.transport_error(endpoint, &e)),
+            Err(ReadError::Body(e)) => Err(body_error(e)),
         }
-        body.finish().map(Bytes::from).map_err(body_error)
     }
 }
 

@@ -18,7 +18,9 @@ use reqwest::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use serde::de::DeserializeOwned;
 
 use super::sign::signature;
-use crate::extract::body::{BodyDecoder, BodyError, Encoding, accept_encoding, content_encoding};
+use crate::extract::body::{
+    BodyDecoder, BodyError, Encoding, ReadError, accept_encoding, content_encoding, read_body,
+};
 use crate::extract::ratelimit::RateLimiter;
 use crate::extract::retry::{
     AttemptError, FailureClass, GaveUp, RetryBudget, RetryPolicy, RunLimits, classify_status,
@@ -572,16 +574,11 @@ impl OvhClient {
         }
         let mut body = BodyDecoder::new(encoding, limit, resp.content_length());
         let mut resp = resp;
-        while let Some(chunk) = resp.chunk().await.map_err(transport)? {
-            self.stats
-                .bytes_on_wire
-                .fetch_add(chunk.len() as u64, Ordering::Relaxed);
-            if let Err(e) = body.push(&chunk) {
-                if success {
-                    return Err((body_error(e), None));
-                }
-                break;
-            }
+        match read_body(&mut resp, &mut body, &self.stats.bytes_on_wire).await {
+            Err(ReadError::Transport(e)) => return Err(transport(e)),
+            // An error body is kept as far as it could be read.
+            Err(ReadError::Body(e)) if success => return Err((body_error(e), None)),
+            Ok(()) | Err(ReadError::Body(_)) => {}
         }
         let wire = body.wire_bytes();
         let bytes = if success {
