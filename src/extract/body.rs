@@ -15,7 +15,7 @@
 //! the Parquet reader of polars already builds). The gzip framing around it (RFC 1952: the
 //! header, the CRC-32 and length trailer, concatenated members) is read here: flate2 offers its
 //! framing only behind its `Read`/`Write` adapters, which copy through a buffer of their own
-//! and cannot tell a corrupt stream from one cut short.
+//! (and its `Write` decoder reports a stream cut short as corrupt).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -185,7 +185,7 @@ impl BodyDecoder {
         let (capacity, gzip) = match encoding {
             Encoding::Identity => (announced.map_or(INITIAL_CAPACITY, hint).min(limit), None),
             Encoding::Gzip => (
-                // JSON inflates 5 to 10 times; the buffer doubles from there if needed.
+                // Our JSON inflates about 4 times; the buffer doubles from there if needed.
                 announced
                     .map_or(INITIAL_CAPACITY, |n| hint(n).saturating_mul(4))
                     .min(limit.saturating_add(1)),
