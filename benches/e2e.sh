@@ -13,7 +13,9 @@
 #   benches/e2e.sh --10x      # 10 days (86.4 M points): memory must stay flat; peers skipped
 #                             #   unless --peers is given too
 #   options: --no-peers, --peers, --no-build, --runs N (vscope-etl runs, best kept; default 3),
-#            --peer-runs N (default 1)
+#            --peer-runs N (default 1), --gzip (the replay server answers gzip, as nginx does in
+#            front of the real endpoint; default plain: over loopback the bytes are free and
+#            the peers read plain JSON, so the default measures the ETL, not zlib)
 #
 # Everything it makes lives in .bench/ (ignored): the generated answers (kept between runs,
 # regenerated only when missing), a Python venv with duckdb, pyarrow, orjson and numpy, and
@@ -33,6 +35,7 @@ PEERS=auto
 BUILD=1
 RUNS=3
 PEER_RUNS=1
+GZIP=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --10x) DAYS=10 ;;
@@ -41,6 +44,7 @@ while [ $# -gt 0 ]; do
     --no-build) BUILD=0 ;;
     --runs) RUNS=$2; shift ;;
     --peer-runs) PEER_RUNS=$2; shift ;;
+    --gzip) GZIP=1 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -106,7 +110,9 @@ fi
 
 # --- the replay server
 URL_FILE=$WORK/replay.url
-"$BIN" sim --replay "$DATA" --listen 127.0.0.1:0 >"$URL_FILE" 2>"$WORK/replay.log" &
+REPLAY_FLAGS=()
+if [ "$GZIP" = 0 ]; then REPLAY_FLAGS+=(--no-gzip); fi
+"$BIN" sim --replay "$DATA" --listen 127.0.0.1:0 "${REPLAY_FLAGS[@]}" >"$URL_FILE" 2>"$WORK/replay.log" &
 REPLAY_PID=$!
 trap 'kill -INT $REPLAY_PID 2>/dev/null || true' EXIT
 for _ in $(seq 600); do [ -s "$URL_FILE" ] && break; sleep 0.05; done
@@ -196,9 +202,9 @@ for _ in $(seq "$RUNS"); do
 done
 
 MANIFEST=$(ls "$OUT"/rust_raw/_runs/*.json | head -n1)
-read -r POINTS SERIES REQUESTS < <("$PY" -c "
+read -r POINTS SERIES REQUESTS WIRE_BYTES < <("$PY" -c "
 import json; m = json.load(open('$MANIFEST'))
-print(m['points']['points'], m['series'], m['requests'])")
+print(m['points']['points'], m['series'], m['requests'], m.get('bytes_on_wire', 0))")
 RAW_BYTES=$(find "$OUT/rust_raw/vm_metrics" -name '*.parquet' -printf '%s\n' | awk '{s+=$1} END {print s}')
 
 # peer NAME MODE(one|files): DuckDB or Python json/orjson + pyarrow, timed and recorded.
@@ -240,6 +246,7 @@ W_ROLL=${BEST_WALL[rust_rollup]}
 mpts() { echo "$POINTS / $1 / 1000000" | bc -l; }
 echo
 echo "dataset: $SERIES series, $POINTS points, $JSON_BYTES bytes of JSON ($(echo "$JSON_BYTES / $POINTS" | bc -l | xargs printf '%.2f') B/pt), $REQUESTS requests (raw run)"
+echo "on the wire ($([ "$GZIP" = 1 ] && echo gzip || echo plain)): $WIRE_BYTES bytes ($(echo "$WIRE_BYTES / $POINTS" | bc -l | xargs printf '%.2f') B/pt)"
 if [ "$ONE" = 1 ]; then
   echo "peers: one answer of the day ($ONE_BYTES bytes) and, *_files, the $(find "$DATA/query" -name '*.json' | wc -l) answer files"
 fi

@@ -214,6 +214,10 @@ pub struct SimArgs {
     /// 10 up to 2.2) or "included" (Warp 10 2.3 and later).
     #[arg(long, default_value = "excluded", value_name = "WHICH")]
     pub fetch_start: crate::sim::FetchStart,
+    /// Answer plain JSON even to requests that accept gzip (default: gzip them, as nginx in
+    /// front of the real endpoint does). Applies to --replay too.
+    #[arg(long)]
+    pub no_gzip: bool,
     /// Serve the pre-rendered answers of this directory instead of simulating (benchmarks;
     /// see `benches/gen_answers.py`). Other data flags are ignored.
     #[arg(long, value_name = "DIR")]

@@ -78,7 +78,7 @@ fn report(err: &Error) -> u8 {
 }
 
 /// `sim --replay DIR`: serves recorded answers; prints the URL first, like `sim`.
-async fn sim_replay(dir: std::path::PathBuf, listen: std::net::SocketAddr) -> u8 {
+async fn sim_replay(dir: std::path::PathBuf, gzip: bool, listen: std::net::SocketAddr) -> u8 {
     let Some((listener, addr)) = bind_announced(listen).await else {
         return EXIT_CONFIG;
     };
@@ -89,7 +89,7 @@ async fn sim_replay(dir: std::path::PathBuf, listen: std::net::SocketAddr) -> u8
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    match vscope_etl::sim::serve_replay_until(dir, listener, shutdown).await {
+    match vscope_etl::sim::serve_replay_until(dir, gzip, listener, shutdown).await {
         Ok(()) => EXIT_OK,
         Err(e) => {
             eprintln!("error: replay failed: {e}");
@@ -214,6 +214,8 @@ async fn run(args: RunArgs) -> u8 {
                     "splits": m.splits,
                     "throttled": m.throttled,
                     "throttle_wait_seconds": m.throttle_wait_seconds,
+                    "bytes_received": m.bytes_received,
+                    "bytes_on_wire": m.bytes_on_wire,
                     "failures": m.failures.len(),
                     "seconds": m.seconds,
                     "manifest": r.manifest_path,
@@ -476,7 +478,7 @@ async fn token(args: TokenArgs) -> u8 {
 
 async fn sim(args: SimArgs) -> u8 {
     if let Some(dir) = args.replay {
-        return sim_replay(dir, args.listen).await;
+        return sim_replay(dir, !args.no_gzip, args.listen).await;
     }
     let defaults = SimConfig::default();
     let mut ovh_access_rules = Vec::new();
@@ -509,6 +511,7 @@ async fn sim(args: SimArgs) -> u8 {
         errors: args.errors,
         max_fetch_points: args.max_fetch_points,
         fetch_start: args.fetch_start,
+        gzip: !args.no_gzip,
         dialect: args.dialect,
         token: args.token,
         datacenters: args.datacenters,

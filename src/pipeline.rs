@@ -276,22 +276,16 @@ pub async fn build_plan(
     let tables: Vec<String> = pipeline.tables.iter().map(|t| t.name.clone()).collect();
     let layout = pipeline.sink.partition_names();
     let fetch_horizon = now_ms - scope.settle_ms;
-    let mut windows: Vec<Window> = plan_windows(
-        start,
-        end,
-        scope.window_ms,
-        fetch_horizon,
-        opts.shard,
-    )
-    .into_iter()
-    .filter(|w| {
-        // Done: committed whole, for every table of the pipeline (a table added since is
-        // backfilled), with today's partitioning, whatever the window size was then.
-        let done = ledger
-            .is_some_and(|l| l.covers(w.start_ms, w.end_ms, &tables, &layout));
-        opts.force || !done || w.end_ms > refetch_from
-    })
-    .collect();
+    let mut windows: Vec<Window> =
+        plan_windows(start, end, scope.window_ms, fetch_horizon, opts.shard)
+            .into_iter()
+            .filter(|w| {
+                // Done: committed whole, for every table of the pipeline (a table added since is
+                // backfilled), with today's partitioning, whatever the window size was then.
+                let done = ledger.is_some_and(|l| l.covers(w.start_ms, w.end_ms, &tables, &layout));
+                opts.force || !done || w.end_ms > refetch_from
+            })
+            .collect();
     let supersede = match ledger {
         Some(l) => cover_other_cuts(l, &mut windows, scope.window_ms, fetch_horizon),
         None => BTreeMap::new(),
@@ -594,6 +588,7 @@ async fn run_leased(
         throttle_wait_seconds: 0.0,
         min_in_flight: 0,
         bytes_received: 0,
+        bytes_on_wire: 0,
         points: DecodeStats::default(),
         files: Vec::new(),
         failures: Vec::new(),
@@ -820,6 +815,7 @@ fn finish_manifest(manifest: &mut Manifest, client: &MetricsClient, started: Ins
     manifest.throttled = throttle.throttled;
     manifest.throttle_wait_seconds = throttle.wait_seconds;
     manifest.min_in_flight = throttle.min_in_flight;
+    manifest.bytes_on_wire = stats.bytes_on_wire.load(Ordering::Relaxed);
     manifest.finished = format_rfc3339(chrono::Utc::now().timestamp_millis());
     manifest.seconds = started.elapsed().as_secs_f64();
     let points = manifest.points.points;
@@ -831,6 +827,8 @@ fn finish_manifest(manifest: &mut Manifest, client: &MetricsClient, started: Ins
         splits = manifest.splits,
         throttled = manifest.throttled,
         throttle_wait_s = format!("{:.1}", manifest.throttle_wait_seconds),
+        bytes_received = manifest.bytes_received,
+        bytes_on_wire = manifest.bytes_on_wire,
         peak_rss_mb = peak_rss_mb().map(|m| format!("{m:.1}")),
         "run finished"
     );
@@ -1041,7 +1039,10 @@ async fn process_window(
             }
         }
     }
-    outcome.result = WindowResult::Staged(StagedWindow { files: staged, dirs });
+    outcome.result = WindowResult::Staged(StagedWindow {
+        files: staged,
+        dirs,
+    });
     outcome
 }
 

@@ -12,6 +12,9 @@ use bytes::Bytes;
 use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
 use serde::Deserialize;
 
+use super::body::{
+    BodyDecoder, BodyError, Encoding, ReadError, accept_encoding, content_encoding, read_body,
+};
 use super::decode::{DecodeError, DecodeStats, SeriesData, decode_query_response};
 use super::ratelimit::RateLimiter;
 use super::retry::{
@@ -46,6 +49,15 @@ pub enum FetchError {
         endpoint: &'static str,
         /// What failed (no URL credentials: none are ever in the URL).
         message: String,
+    },
+    /// A 200 whose body cannot be decoded: a corrupt or cut gzip stream (retried like a body
+    /// cut short), or a `Content-Encoding` that was not asked for.
+    #[error("{endpoint}: {source}")]
+    Body {
+        /// Path called.
+        endpoint: &'static str,
+        /// What is wrong with the body.
+        source: BodyError,
     },
     /// A 200 whose body is not a valid answer.
     #[error("{endpoint}: {source}")]
@@ -156,6 +168,10 @@ impl FetchError {
         match self {
             FetchError::Status { class, .. } => *class,
             FetchError::Transport { .. } | FetchError::Decode { .. } => FailureClass::Transient,
+            FetchError::Body { source, .. } => match source {
+                BodyError::Unsupported { .. } => FailureClass::Permanent,
+                _ => FailureClass::Transient,
+            },
             FetchError::AnswerTooLarge { .. } => FailureClass::TooLarge,
             FetchError::TokenLikelyRefused { .. } => FailureClass::Auth,
             FetchError::Exhausted { last, .. } => match last.class() {
@@ -209,8 +225,11 @@ pub struct ClientStats {
     pub retries: AtomicU64,
     /// Windows split in halves after a too-large answer.
     pub splits: AtomicU64,
-    /// Response bytes received.
+    /// Bytes of the 2xx answer bodies read whole, decoded: what the JSON decoder was given.
     pub bytes: AtomicU64,
+    /// Body bytes received from the network, as sent (compressed when gzip), for every answer
+    /// read: taken, refused, cut short or error pages.
+    pub bytes_on_wire: AtomicU64,
 }
 
 /// How the server's throttling went for a run: the manifest's `throttled`,
@@ -323,13 +342,15 @@ struct LookupResult {
 
 impl MetricsClient {
     /// Builds the HTTP client with the source's timeouts; the dialect is decided by the caller
-    /// (see [`MetricsClient::detect_dialect`]).
+    /// (see [`MetricsClient::detect_dialect`]). With `source.gzip`, every request says
+    /// `Accept-Encoding: gzip`.
     pub fn new(
         source: &Source,
         base: url::Url,
         dialect: Dialect,
     ) -> Result<MetricsClient, FetchError> {
         let http = reqwest::Client::builder()
+            .default_headers(accept_encoding(source.gzip))
             .connect_timeout(source.connect_timeout)
             .timeout(source.timeout)
             .user_agent(concat!("vscope-etl/", env!("CARGO_PKG_VERSION")))
@@ -997,15 +1018,17 @@ impl MetricsClient {
                 .fetch_add(bytes.len() as u64, Ordering::Relaxed);
             return Ok(bytes);
         }
-        // An error page: its start is all we keep.
-        let mut bytes = Vec::new();
+        // An error page: its start is all we keep (decoded when gzip; an unknown encoding is
+        // shown as it came).
+        let encoding = content_encoding(resp.headers()).unwrap_or(Encoding::Identity);
+        let mut page = BodyDecoder::new(encoding, ERROR_PAGE_BYTES, None);
         let mut resp = resp;
-        while bytes.len() < 512
-            && let Some(chunk) = resp.chunk().await.map_err(transport)?
+        if let Err(ReadError::Transport(e)) =
+            read_body(&mut resp, &mut page, &self.stats.bytes_on_wire).await
         {
-            bytes.extend_from_slice(&chunk);
+            return Err(transport(e));
         }
-        let text = String::from_utf8_lossy(&bytes[..bytes.len().min(512)]);
+        let text = String::from_utf8_lossy(page.decoded());
         // One line: error pages (a proxy's HTML) must not break the log into pieces.
         let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
         let body = self.token.scrub(&text);
@@ -1029,46 +1052,45 @@ impl MetricsClient {
         }
     }
 
-    /// Reads a successful answer of at most `source.max_answer_size` bytes: a larger one (announced by
-    /// `Content-Length` or seen while reading) is dropped unread past the limit, so one
-    /// huge answer cannot take the memory of the run.
+    /// Reads a successful answer of at most `source.max_answer_size` decoded bytes, gzip or
+    /// plain: a larger one (announced by `Content-Length`, or seen while decoding) is dropped
+    /// unread past the limit, so one huge answer, or a gzip bomb, cannot take the memory of the
+    /// run. The announced length is the size on the wire (compressed when gzip); gzip never
+    /// makes data more than a few bytes per 64 KiB longer, so an announced size over the
+    /// limit is an answer over it. Every chunk received counts in `bytes_on_wire`.
     async fn read_capped(
         &self,
         endpoint: &'static str,
         mut resp: reqwest::Response,
     ) -> Result<Bytes, FetchError> {
         let limit = self.max_answer_bytes;
+        let announced = resp.content_length();
         let too_large = |announced| FetchError::AnswerTooLarge {
             endpoint,
             limit,
             announced,
         };
-        let announced = resp.content_length();
         if let Some(n) = announced
             && n > limit as u64
         {
             return Err(too_large(Some(n)));
         }
-        let mut body: Vec<u8> = Vec::with_capacity(announced.unwrap_or(64 << 10) as usize);
-        while let Some(chunk) = resp
-            .chunk()
-            .await
-            .map_err(|e| self.transport_error(endpoint, &e))?
-        {
-            let needed = body.len() + chunk.len();
-            if needed > limit {
-                return Err(too_large(announced));
-            }
-            if needed > body.capacity() {
-                // Doubling, but never past the limit: the buffer is at most `limit` bytes.
-                let grown = (body.capacity() * 2).max(needed).min(limit);
-                body.reserve_exact(grown - body.len());
-            }
-            body.extend_from_slice(&chunk);
+        let body_error = |source| match source {
+            BodyError::TooLarge { .. } => too_large(announced),
+            source => FetchError::Body { endpoint, source },
+        };
+        let encoding = content_encoding(resp.headers()).map_err(body_error)?;
+        let mut body = BodyDecoder::new(encoding, limit, announced);
+        match read_body(&mut resp, &mut body, &self.stats.bytes_on_wire).await {
+            Ok(()) => body.finish().map(Bytes::from).map_err(body_error),
+            Err(ReadError::Transport(e)) => Err(self.transport_error(endpoint, &e)),
+            Err(ReadError::Body(e)) => Err(body_error(e)),
         }
-        Ok(Bytes::from(body))
     }
 }
+
+/// The start of an error page kept for the error message, in bytes.
+const ERROR_PAGE_BYTES: usize = 512;
 
 /// `e` and its sources on one line (reqwest's Display alone hides the cause, e.g. "connection refused").
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
@@ -1106,6 +1128,7 @@ mod tests {
             min_split_ms: 60_000,
             max_answer_bytes: crate::config::DEFAULT_MAX_ANSWER_BYTES,
             query_downsample: false,
+            gzip: true,
             ovh: None,
         }
     }
@@ -1161,6 +1184,149 @@ mod tests {
             }
             server.abort();
         }
+    }
+
+    /// Against the simulator: answers travel gzip when both sides agree (the client's
+    /// `Accept-Encoding: gzip` is what makes the simulator compress), and the client counts
+    /// fewer bytes on the wire than it decodes; when the server ignores the header, or the
+    /// client does not send it (`source.gzip = false`), both counts are equal. The series are
+    /// the same in all three cases.
+    #[tokio::test]
+    async fn answers_travel_gzip_and_the_wire_bytes_are_counted() {
+        let start = 1_793_491_200_000; // 2026-11-01T00:00:00Z
+        let end = start + 6 * 3_600_000;
+        let mut answers = Vec::new();
+        for (client_gzip, sim_gzip) in [(true, true), (true, false), (false, true)] {
+            let cfg = SimConfig {
+                datacenters: 1,
+                vms_per_datacenter: 4,
+                gzip: sim_gzip,
+                ..SimConfig::default()
+            };
+            let sim = crate::sim::start(cfg, ([127, 0, 0, 1], 0).into())
+                .await
+                .unwrap();
+            let mut src = source();
+            src.gzip = client_gzip;
+            let client = MetricsClient::new(
+                &src,
+                url::Url::parse(&sim.base_url()).unwrap(),
+                Dialect::Ovh,
+            )
+            .unwrap();
+            let raw = client
+                .query_raw("vscope.vm.cpu.usage.perc", None, start, end)
+                .await
+                .unwrap();
+            assert_eq!(raw.series.len(), 4);
+            let decoded = client.stats().bytes.load(Ordering::Relaxed);
+            let wire = client.stats().bytes_on_wire.load(Ordering::Relaxed);
+            assert!(decoded > 10_000, "{decoded} bytes");
+            if client_gzip && sim_gzip {
+                assert!(
+                    wire * 2 < decoded,
+                    "{wire} bytes on the wire for {decoded} decoded"
+                );
+            } else {
+                assert_eq!(
+                    wire, decoded,
+                    "client gzip {client_gzip}, sim gzip {sim_gzip}"
+                );
+            }
+            answers.push(
+                raw.series
+                    .into_iter()
+                    .map(|s| (s.tags, s.ts, s.values))
+                    .collect::<Vec<_>>(),
+            );
+            sim.shutdown().await;
+        }
+        assert!(answers[0] == answers[1] && answers[1] == answers[2]);
+    }
+
+    /// A 200 whose gzip body is corrupt is a transient failure, retried like a body cut short,
+    /// with a message that says so; a gzip error page is decoded for its message; an unknown
+    /// `Content-Encoding` fails at once (retrying cannot help).
+    #[tokio::test]
+    async fn corrupt_gzip_is_retried_and_gzip_error_pages_are_read() {
+        use axum::http::{StatusCode, header};
+        use std::io::Write;
+        let page = {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(b"<html><body>upstream is resting</body></html>")
+                .unwrap();
+            e.finish().unwrap()
+        };
+        let hits = Arc::new(AtomicU64::new(0));
+        let h = Arc::clone(&hits);
+        let app = axum::Router::new()
+            .route(
+                "/corrupt/api/query",
+                axum::routing::post(move || {
+                    h.fetch_add(1, Ordering::Relaxed);
+                    async {
+                        (
+                            [(header::CONTENT_ENCODING, "gzip")],
+                            b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03garbage, not deflate"
+                                .to_vec(),
+                        )
+                    }
+                }),
+            )
+            .route(
+                "/page/api/query",
+                axum::routing::post(move || async move {
+                    (
+                        StatusCode::NOT_FOUND,
+                        [(header::CONTENT_ENCODING, "gzip")],
+                        page,
+                    )
+                }),
+            )
+            .route(
+                "/brotli/api/query",
+                axum::routing::post(|| async { ([(header::CONTENT_ENCODING, "br")], "[]") }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let mut src = source();
+        src.max_attempts = 3;
+        let client = |path: &str| {
+            MetricsClient::new(
+                &src,
+                url::Url::parse(&format!("http://{addr}/{path}")).unwrap(),
+                Dialect::Ovh,
+            )
+            .unwrap()
+        };
+        let c = client("corrupt");
+        let e = c.query_raw("m", None, 0, 60_000).await.unwrap_err();
+        match &e {
+            FetchError::Exhausted { attempts: 3, last } => {
+                assert!(matches!(**last, FetchError::Body { .. }), "{last}");
+                assert!(last.to_string().contains("corrupt gzip body"), "{last}");
+            }
+            other => panic!("expected 3 attempts, got {other}"),
+        }
+        assert_eq!(hits.load(Ordering::Relaxed), 3);
+        assert_eq!(c.stats().retries.load(Ordering::Relaxed), 2);
+        let e = client("page")
+            .query_raw("m", None, 0, 60_000)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, FetchError::Status { status: 404, body, .. } if body.contains("upstream is resting")),
+            "{e}"
+        );
+        let c = client("brotli");
+        let e = c.query_raw("m", None, 0, 60_000).await.unwrap_err();
+        assert!(
+            e.to_string().contains("unsupported Content-Encoding 'br'"),
+            "{e}"
+        );
+        assert_eq!(c.stats().requests.load(Ordering::Relaxed), 1, "not retried");
+        server.abort();
     }
 
     /// Issue 3: for each dialect, the server's downsample of the same series equals our

@@ -1,6 +1,7 @@
 //! Extract: talking to the OpenTSDB-compatible endpoint and decoding its answers.
 //!
 //! - [`client`]: requests, retries, splitting of too-large windows.
+//! - [`body`]: answer bodies read under a cap on their decoded size, gzip or plain.
 //! - [`decode`]: `dps` straight into columns (fast path: the hand-rolled `scan` module).
 //! - [`retry`]: failure classes and backoff.
 //! - [`series_group`]: tag-filter groups that cover every series, for answers too large by time.
@@ -8,6 +9,7 @@
 //! - [`throttle`]: fewer requests in flight while the server throttles (AIMD).
 //! - [`server_rollup`]: rollup rows downsampled by the server (`source.query_downsample`).
 
+pub mod body;
 pub mod client;
 pub mod decode;
 pub mod ratelimit;

@@ -138,18 +138,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let sink = Sink::open(dir.path().to_str().unwrap()).unwrap();
         let t = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
-        claim_tables(&sink, "b", &t(&["vm_metrics"]), false).await.unwrap();
+        claim_tables(&sink, "b", &t(&["vm_metrics"]), false)
+            .await
+            .unwrap();
         assert!(sink.get_opt(&path("vm_metrics")).await.unwrap().is_none());
         claim_tables(&sink, "a", &t(&["vm_metrics", "host_metrics"]), true)
             .await
             .unwrap();
-        claim_tables(&sink, "a", &t(&["vm_metrics"]), true).await.unwrap();
+        claim_tables(&sink, "a", &t(&["vm_metrics"]), true)
+            .await
+            .unwrap();
         let err = claim_tables(&sink, "b", &t(&["filers", "vm_metrics"]), true)
             .await
             .unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("belongs to pipeline 'a'"), "{msg}");
         assert!(msg.contains("another name"), "{msg}");
-        claim_tables(&sink, "b", &t(&["filers"]), true).await.unwrap();
+        claim_tables(&sink, "b", &t(&["filers"]), true)
+            .await
+            .unwrap();
     }
 }

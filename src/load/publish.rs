@@ -85,7 +85,9 @@ pub enum PublishError {
     #[error(transparent)]
     Ledger(#[from] LedgerError),
     /// The journal is not one this version can read.
-    #[error("the publication journal {path} is not readable ({message}); move it aside, then run again with --force over its window")]
+    #[error(
+        "the publication journal {path} is not readable ({message}); move it aside, then run again with --force over its window"
+    )]
     Corrupt {
         /// Its key.
         path: String,
@@ -267,10 +269,7 @@ impl CrashPoint {
 
     fn step(&self) {
         let Some(after) = self.after else { return };
-        let n = self
-            .steps
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-            + 1;
+        let n = self.steps.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
         if n >= after {
             eprintln!("VSCOPE_ETL_TEST_CRASH_AFTER={after}: stopping at publication step {n}");
             std::process::exit(137);
@@ -355,12 +354,9 @@ mod tests {
                 ),
             };
             // Stop after `crash_after` steps: write the journal and do that many steps.
-            sink.put(
-                &Journal::path("p"),
-                serde_json::to_vec(&journal).unwrap(),
-            )
-            .await
-            .unwrap();
+            sink.put(&Journal::path("p"), serde_json::to_vec(&journal).unwrap())
+                .await
+                .unwrap();
             for m in journal.moves.iter().take(crash_after) {
                 sink.publish(&m.from, &m.to).await.unwrap();
             }
@@ -370,10 +366,19 @@ mod tests {
             // The next run.
             let mut ledger = Ledger::load(&sink, "p").await.unwrap();
             let found = Journal::load(&sink, "p").await.unwrap().unwrap();
-            assert!(found.recover(&sink, &mut ledger, &CrashPoint::default()).await.unwrap());
+            assert!(
+                found
+                    .recover(&sink, &mut ledger, &CrashPoint::default())
+                    .await
+                    .unwrap()
+            );
             let mut files = sink.list_dir("t/date=1970-01-01").await.unwrap();
             files.sort();
-            assert_eq!(files, ["day-s0.parquet", "day-s1.parquet"], "after {crash_after}");
+            assert_eq!(
+                files,
+                ["day-s0.parquet", "day-s1.parquet"],
+                "after {crash_after}"
+            );
             assert!(sink.list_dir("_tmp/p").await.unwrap().is_empty());
             assert!(Journal::load(&sink, "p").await.unwrap().is_none());
             let l = Ledger::load(&sink, "p").await.unwrap();

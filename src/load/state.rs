@@ -189,7 +189,10 @@ impl Ledger {
             version: self.stored.version.clone(),
         });
         let previous = self.stored.existed.then_some(self.stored.bytes.as_slice());
-        match sink.put_if_unchanged(&path, text.clone(), expected, previous).await {
+        match sink
+            .put_if_unchanged(&path, text.clone(), expected, previous)
+            .await
+        {
             Ok(version) => {
                 self.stored = Stored {
                     existed: true,
@@ -221,10 +224,7 @@ impl Ledger {
     /// incremental run fetches the window again.
     pub fn remove(&mut self, key: &str) -> Option<CommittedWindow> {
         let removed = self.windows.remove(key)?;
-        if self
-            .watermark_ms
-            .is_some_and(|w| removed.start_ms < w)
-        {
+        if self.watermark_ms.is_some_and(|w| removed.start_ms < w) {
             self.watermark_ms = None;
             self.watermark = None;
             self.walk_watermark(None);
@@ -395,8 +395,14 @@ pub struct Manifest {
     /// (`source.concurrency` when it never did).
     #[serde(default)]
     pub min_in_flight: usize,
-    /// Bytes received.
+    /// Bytes of the metrics answers read whole (2xx), decoded: what the JSON decoder was given.
     pub bytes_received: u64,
+    /// Body bytes received from the metrics endpoint as they crossed the network (compressed
+    /// when the server answered gzip), for every answer read, refused, cut or error page
+    /// included (such as the 404 of `/api/version` when `source.dialect = "auto"` finds OVH's
+    /// endpoint). Without gzip and without such failures, equal to `bytes_received`.
+    #[serde(default)]
+    pub bytes_on_wire: u64,
     /// What the decoder did with each point.
     pub points: DecodeStats,
     /// Files written.
@@ -514,7 +520,10 @@ mod tests {
         // Lost meanwhile.
         std::fs::remove_file(dir.path().join("_state/p.json")).unwrap();
         l.commit(window(120_000, 180_000, true));
-        assert!(matches!(l.save(&sink).await, Err(LedgerError::Changed { .. })));
+        assert!(matches!(
+            l.save(&sink).await,
+            Err(LedgerError::Changed { .. })
+        ));
         assert!(Ledger::load(&sink, "p").await.unwrap().windows.is_empty());
         // Changed meanwhile by someone else.
         let mut a = Ledger::load(&sink, "p").await.unwrap();
@@ -543,10 +552,16 @@ mod tests {
         for k in 0..4 {
             l.commit(with_table(k * 6 * H, (k + 1) * 6 * H));
         }
-        assert!(l.covers(0, 24 * H, &tables, &date), "four 6 h windows cover a day");
+        assert!(
+            l.covers(0, 24 * H, &tables, &date),
+            "four 6 h windows cover a day"
+        );
         assert!(l.covers(7 * H, 8 * H, &tables, &date), "an hour inside one");
         assert!(!l.covers(0, 25 * H, &tables, &date));
-        assert!(!l.covers(0, 6 * H, &["t".into(), "u".into()], &date), "a new table");
+        assert!(
+            !l.covers(0, 6 * H, &["t".into(), "u".into()], &date),
+            "a new table"
+        );
         assert!(
             !l.covers(0, 6 * H, &tables, &["metric".into(), "date".into()]),
             "another partitioning"

@@ -18,6 +18,9 @@ use reqwest::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use serde::de::DeserializeOwned;
 
 use super::sign::signature;
+use crate::extract::body::{
+    BodyDecoder, BodyError, Encoding, ReadError, accept_encoding, content_encoding, read_body,
+};
 use crate::extract::ratelimit::RateLimiter;
 use crate::extract::retry::{
     AttemptError, FailureClass, GaveUp, RetryBudget, RetryPolicy, RunLimits, classify_status,
@@ -73,6 +76,11 @@ pub struct ClientSettings {
     pub max_attempts: u32,
     /// Calls started per second at most (0 = unlimited).
     pub requests_per_second: f64,
+    /// Ask for gzip answers (`Accept-Encoding: gzip`, `source.gzip`).
+    pub gzip: bool,
+    /// Largest answer taken, decoded (`source.max_answer_size`); API v6 answers are small, the
+    /// cap only stops a runaway one.
+    pub max_answer_bytes: usize,
 }
 
 /// A call to API v6 that did not give a usable answer.
@@ -108,6 +116,30 @@ pub enum OvhError {
         endpoint: &'static str,
         /// What failed.
         message: String,
+    },
+    /// A 2xx whose body decodes to more than `source.max_answer_size`: not read further.
+    #[error(
+        "OVHcloud API v6 {method} {endpoint}: the answer is larger than source.max_answer_size \
+         ({limit} bytes); it was not read further"
+    )]
+    AnswerTooLarge {
+        /// HTTP method.
+        method: &'static str,
+        /// Path template called.
+        endpoint: &'static str,
+        /// The cap, in bytes.
+        limit: usize,
+    },
+    /// A 2xx whose body cannot be decoded: a corrupt or cut gzip stream (retried like a body
+    /// cut short), or a `Content-Encoding` that was not asked for.
+    #[error("OVHcloud API v6 {method} {endpoint}: {source}")]
+    Body {
+        /// HTTP method.
+        method: &'static str,
+        /// Path template called.
+        endpoint: &'static str,
+        /// What is wrong with the body.
+        source: BodyError,
     },
     /// A 2xx whose body is not the JSON we expect.
     #[error("OVHcloud API v6 {method} {endpoint}: unexpected answer: {message}")]
@@ -194,6 +226,11 @@ impl OvhError {
         match self {
             OvhError::Status { class, .. } => *class,
             OvhError::Transport { .. } | OvhError::Decode { .. } => FailureClass::Transient,
+            OvhError::Body { source, .. } => match source {
+                BodyError::Unsupported { .. } => FailureClass::Permanent,
+                _ => FailureClass::Transient,
+            },
+            OvhError::AnswerTooLarge { .. } => FailureClass::Permanent,
             OvhError::Exhausted { last, .. } => match last.class() {
                 FailureClass::Auth => FailureClass::Auth,
                 _ => FailureClass::Permanent,
@@ -219,6 +256,10 @@ pub struct ApiStats {
     pub requests: AtomicU64,
     /// Retries after a transient failure.
     pub retries: AtomicU64,
+    /// Bytes of the 2xx answer bodies read whole, decoded.
+    pub bytes: AtomicU64,
+    /// Body bytes received from the network as sent (compressed when gzip), every answer.
+    pub bytes_on_wire: AtomicU64,
 }
 
 /// Client of one API v6 endpoint with one set of credentials. Cheap to clone: clones share the
@@ -233,6 +274,7 @@ pub struct OvhClient {
     limiter: Arc<RateLimiter>,
     limits: Arc<RunLimits>,
     timeout: std::time::Duration,
+    max_answer_bytes: usize,
     stats: Arc<ApiStats>,
 }
 
@@ -269,6 +311,7 @@ impl OvhClient {
         settings: &ClientSettings,
     ) -> Result<OvhClient, OvhError> {
         let http = reqwest::Client::builder()
+            .default_headers(accept_encoding(settings.gzip))
             .connect_timeout(settings.connect_timeout)
             .timeout(settings.timeout)
             .user_agent(concat!("vscope-etl/", env!("CARGO_PKG_VERSION")))
@@ -287,6 +330,7 @@ impl OvhClient {
             limiter: Arc::new(RateLimiter::new(settings.requests_per_second)),
             limits: Arc::new(RunLimits::new(RetryBudget::Unlimited, None)),
             timeout: settings.timeout,
+            max_answer_bytes: settings.max_answer_bytes,
             stats: Arc::new(ApiStats::default()),
         })
     }
@@ -515,16 +559,60 @@ impl OvhClient {
             .get("X-Ovh-QueryID")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let bytes = resp.bytes().await.map_err(transport)?;
+        let success = (200..300).contains(&status);
+        let body_error = |source| match source {
+            BodyError::TooLarge { limit } => OvhError::AnswerTooLarge {
+                method,
+                endpoint,
+                limit,
+            },
+            source => OvhError::Body {
+                method,
+                endpoint,
+                source,
+            },
+        };
+        // An error body is read only for its message: its start is enough, and an unknown
+        // encoding is shown as it came.
+        let (encoding, limit) = match content_encoding(resp.headers()) {
+            Ok(e) if success => (e, self.max_answer_bytes),
+            Err(e) if success => return Err((body_error(e), None)),
+            Ok(e) => (e, ERROR_BODY_BYTES),
+            Err(_) => (Encoding::Identity, ERROR_BODY_BYTES),
+        };
+        if success
+            && let Some(n) = resp.content_length()
+            && n > limit as u64
+        {
+            return Err((body_error(BodyError::TooLarge { limit }), None));
+        }
+        let mut body = BodyDecoder::new(encoding, limit, resp.content_length());
+        let mut resp = resp;
+        match read_body(&mut resp, &mut body, &self.stats.bytes_on_wire).await {
+            Err(ReadError::Transport(e)) => return Err(transport(e)),
+            // An error body is kept as far as it could be read.
+            Err(ReadError::Body(e)) if success => return Err((body_error(e), None)),
+            Ok(()) | Err(ReadError::Body(_)) => {}
+        }
+        let wire = body.wire_bytes();
+        let bytes = if success {
+            body.finish().map_err(|e| (body_error(e), None))?
+        } else {
+            body.decoded().to_vec()
+        };
         tracing::debug!(
             method,
             endpoint,
             status,
             bytes = bytes.len(),
+            wire,
             "API v6 answer"
         );
-        if (200..300).contains(&status) {
-            return Ok(bytes);
+        if success {
+            self.stats
+                .bytes
+                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            return Ok(Bytes::from(bytes));
         }
         Err((
             self.status_error(method, endpoint, status, &bytes, query_id),
@@ -700,6 +788,9 @@ fn decode<T: DeserializeOwned>(
     })
 }
 
+/// The start of an error body kept to read its message, in bytes.
+const ERROR_BODY_BYTES: usize = 64 << 10;
+
 /// A header value hidden from `Debug` output of the request (reqwest honours the flag).
 fn sensitive(value: &str) -> HeaderValue {
     let mut v = HeaderValue::from_str(value).unwrap_or_else(|_| HeaderValue::from_static(""));
@@ -856,6 +947,8 @@ mod tests {
                 connect_timeout: std::time::Duration::from_secs(5),
                 max_attempts: 3,
                 requests_per_second: 0.0,
+                gzip: true,
+                max_answer_bytes: 1 << 20,
             },
         )
         .unwrap()

@@ -401,6 +401,12 @@ pub struct InventoryReport {
     pub requests: u64,
     /// Retries.
     pub retries: u64,
+    /// Bytes of the API v6 answers read whole (2xx), decoded.
+    #[serde(default)]
+    pub bytes_received: u64,
+    /// API v6 body bytes received from the network (compressed when gzip).
+    #[serde(default)]
+    pub bytes_on_wire: u64,
     /// Snapshot files written (`filers`, `hosts`, `vms`).
     pub files: Vec<WrittenFile>,
     /// Why the inventory could not be refreshed, when the run went on without it.
@@ -425,6 +431,10 @@ impl InventoryReport {
             vms,
             requests: stats.requests.load(std::sync::atomic::Ordering::Relaxed),
             retries: stats.retries.load(std::sync::atomic::Ordering::Relaxed),
+            bytes_received: stats.bytes.load(std::sync::atomic::Ordering::Relaxed),
+            bytes_on_wire: stats
+                .bytes_on_wire
+                .load(std::sync::atomic::Ordering::Relaxed),
             files: Vec::new(),
             error: None,
             reconciliation: None,

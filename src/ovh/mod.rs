@@ -56,6 +56,8 @@ pub fn build_client(
             connect_timeout: source.connect_timeout,
             max_attempts: source.max_attempts,
             requests_per_second: source.requests_per_second,
+            gzip: source.gzip,
+            max_answer_bytes: source.max_answer_bytes,
         },
     )
     .map(|c| {

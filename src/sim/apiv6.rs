@@ -600,6 +600,7 @@ mod tests {
     use crate::extract::retry::FailureClass;
     use crate::ovh::{ClientSettings, Credentials, OvhClient, OvhError};
     use crate::secret::Secret;
+    use std::sync::atomic::Ordering;
 
     fn settings() -> ClientSettings {
         ClientSettings {
@@ -607,6 +608,8 @@ mod tests {
             connect_timeout: std::time::Duration::from_secs(5),
             max_attempts: 2,
             requests_per_second: 0.0,
+            gzip: true,
+            max_answer_bytes: 1 << 20,
         }
     }
 
@@ -674,6 +677,50 @@ mod tests {
             .unwrap_err();
         assert!(e.is_not_found(), "{e}");
         s.shutdown().await;
+    }
+
+    /// API v6 answers come back gzip (the client asks for it) and both byte counts are kept:
+    /// fewer bytes on the wire than decoded; equal when the server ignores the header. The
+    /// answers are the same either way, error pages included (a 404 is compressed too).
+    #[tokio::test]
+    async fn api_v6_answers_travel_gzip_and_both_byte_counts_are_kept() {
+        let mut answers = Vec::new();
+        for gzip in [true, false] {
+            let d = SimConfig {
+                gzip,
+                ..SimConfig::default()
+            };
+            let s = sim(d.clone()).await;
+            let c = client(&s, &d.ovh_application_secret, &d.ovh_consumer_key);
+            let vm: crate::ovh::model::Vm = c
+                .get(
+                    "/vm",
+                    "/dedicatedCloud/pcc-37-187-228-180/datacenter/869/vm/10000",
+                )
+                .await
+                .unwrap();
+            let (decoded, wire) = (
+                c.stats().bytes.load(Ordering::Relaxed),
+                c.stats().bytes_on_wire.load(Ordering::Relaxed),
+            );
+            if gzip {
+                assert!(wire < decoded, "{wire} on the wire for {decoded} decoded");
+            } else {
+                assert_eq!(wire, decoded);
+            }
+            let e = c
+                .get::<serde_json::Value>("/x", "/dedicatedCloud/other-pcc")
+                .await
+                .unwrap_err();
+            assert!(e.is_not_found(), "{e}");
+            assert!(
+                c.stats().bytes_on_wire.load(Ordering::Relaxed) > wire,
+                "the error page counts on the wire"
+            );
+            answers.push((vm.mo_ref, e.to_string()));
+            s.shutdown().await;
+        }
+        assert_eq!(answers[0], answers[1]);
     }
 
     #[tokio::test]

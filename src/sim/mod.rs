@@ -56,6 +56,11 @@
 //! - Known deviation: OpenTSDB aggregates integer data without downsample or rate in integer
 //!   maths (truncating lerp and averages); the simulator computes and prints doubles there.
 //!
+//! # gzip
+//! Like nginx in front of the real endpoint, answers are gzip-compressed (streamed, chunk by
+//! chunk) for requests that say `Accept-Encoding: gzip`, unless [`SimConfig::gzip`] is off
+//! (`gzip.rs`). The replay server does the same.
+//!
 //! # Fault injection
 //! [`SimConfig::faults`] makes `/api/query` fail on purpose, deterministically: 429 with
 //! `Retry-After` (seconds or HTTP-date), 5xx bursts, cut bodies, empty or HTML 200s, stalls,
@@ -78,6 +83,7 @@ mod apiv6;
 mod discovery;
 mod faults;
 mod format;
+mod gzip;
 mod model;
 mod ovh_time;
 mod query;
@@ -168,6 +174,11 @@ pub struct SimConfig {
     /// Whether the `ovh` FETCH keeps a point stamped exactly on the query start: excluded by
     /// Warp 10 up to 2.2, included from 2.3 (`warp.rs`). OVH's release is not public.
     pub fetch_start: FetchStart,
+    /// Compress answers for requests that accept gzip, as nginx in front of the real endpoint
+    /// does (`gzip.rs`: 200, 403 and 404 answers of 20 bytes or more, streamed, level 1).
+    /// `false` (`sim --no-gzip`, `[source.sim] gzip = false`): plain answers whatever the
+    /// request says, like a server that ignores `Accept-Encoding`.
+    pub gzip: bool,
 }
 
 /// Parses an API v6 access rule written `METHOD /path/glob` (e.g. `GET /dedicatedCloud/*`), as
@@ -204,7 +215,8 @@ impl Default for SimConfig {
     /// A small PCC like the one of the vScope guide: `pcc-37-187-228-180`, 2 datacenters of
     /// 3 hosts (4 NICs each), 12 VMs and 2 filers, one point a minute, `ovh` dialect, no token;
     /// API v6 with fixed test credentials granted the two rules vscope-etl needs, no drift;
-    /// Warp's error texts, a 20 000 000-point fetch limit and the start excluded from a FETCH.
+    /// Warp's error texts, a 20 000 000-point fetch limit and the start excluded from a FETCH;
+    /// gzip answers to clients that accept them.
     fn default() -> SimConfig {
         SimConfig {
             service_name: "pcc-37-187-228-180".to_owned(),
@@ -234,6 +246,7 @@ impl Default for SimConfig {
             errors: ErrorMode::Text,
             max_fetch_points: ERLENMEYER_FETCH_LIMIT,
             fetch_start: FetchStart::Excluded,
+            gzip: true,
         }
     }
 }
@@ -263,6 +276,7 @@ impl fmt::Debug for SimConfig {
             .field("errors", &self.errors)
             .field("max_fetch_points", &self.max_fetch_points)
             .field("fetch_start", &self.fetch_start)
+            .field("gzip", &self.gzip)
             .finish()
     }
 }

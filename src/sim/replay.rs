@@ -12,6 +12,10 @@
 //! series, and several sub-queries get their series concatenated, as OpenTSDB does. A request
 //! that has no recorded answer is refused with a 400 that says which file is missing: replay
 //! never invents data. It speaks the `opentsdb` dialect (JSON errors, `/api/version`).
+//!
+//! Like the simulator, it answers gzip to requests that accept it (`gzip.rs`: streamed in
+//! pieces, never compressed whole) unless started with `gzip` off (`sim --replay DIR
+//! --no-gzip`), so a benchmark can measure the client with and without decompression.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -33,9 +37,11 @@ struct Replay {
     dir: PathBuf,
 }
 
-/// Serves the recorded answers of `dir` on `listener` until `shutdown` completes.
+/// Serves the recorded answers of `dir` on `listener` until `shutdown` completes; with `gzip`,
+/// compressed for requests that accept it.
 pub async fn serve_replay_until(
     dir: PathBuf,
+    gzip: bool,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
@@ -48,21 +54,26 @@ pub async fn serve_replay_until(
             ),
         ));
     }
-    axum::serve(listener, replay_router(dir))
+    axum::serve(listener, replay_router(dir, gzip))
         .with_graceful_shutdown(shutdown)
         .await
 }
 
 /// The router of a replay server over `dir`.
-fn replay_router(dir: PathBuf) -> Router {
-    Router::new()
+fn replay_router(dir: PathBuf, gzip: bool) -> Router {
+    let router = Router::new()
         .route("/api/query", any(query))
         .route("/api/search/lookup", any(lookup))
         .route("/api/version", any(version))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "Endpoint not found").into_response(DIALECT)
         })
-        .with_state(Arc::new(Replay { dir }))
+        .with_state(Arc::new(Replay { dir }));
+    if gzip {
+        super::gzip::layer(router)
+    } else {
+        router
+    }
 }
 
 const DIALECT: Dialect = Dialect::Opentsdb;
@@ -270,6 +281,60 @@ mod tests {
         }
     }
 
+    /// Replayed answers go out gzip to requests that accept it (streamed, decoding to the
+    /// recorded bytes), plain to the others, and plain to all with gzip off (`--no-gzip`).
+    #[tokio::test]
+    async fn answers_are_gzip_when_accepted_unless_turned_off() {
+        use crate::extract::body::{BodyDecoder, Encoding};
+        let dir = tempfile::tempdir().unwrap();
+        let series: Vec<String> = (0..2000)
+            .map(|i| format!("\"{}\":{}.25", 1_000_000 + i * 20, i % 13))
+            .collect();
+        let recorded = format!(
+            r#"[{{"metric":"m","tags":{{"datacenter":"dc1"}},"dps":{{{}}}}}]"#,
+            series.join(",")
+        );
+        write(dir.path(), "query/m/dc1/0-100.json", &recorded);
+        for gzip in [true, false] {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!("http://{}/api/query", listener.local_addr().unwrap());
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            let server = tokio::spawn(serve_replay_until(
+                dir.path().into(),
+                gzip,
+                listener,
+                async {
+                    let _ = rx.await;
+                },
+            ));
+            let body = r#"{"start":0,"end":100,"queries":[{"metric":"m"}]}"#;
+            for accept in [true, false] {
+                let mut rb = reqwest::Client::new().post(&url).body(body);
+                if accept {
+                    rb = rb.header(header::ACCEPT_ENCODING, "gzip");
+                }
+                let resp = rb.send().await.unwrap();
+                assert_eq!(resp.status(), 200);
+                let encoded = resp.headers().get(header::CONTENT_ENCODING).is_some();
+                assert_eq!(encoded, gzip && accept, "gzip {gzip}, accepted {accept}");
+                let wire = resp.bytes().await.unwrap();
+                let encoding = if encoded {
+                    Encoding::Gzip
+                } else {
+                    Encoding::Identity
+                };
+                let mut d = BodyDecoder::new(encoding, 1 << 20, None);
+                d.push(&wire).unwrap();
+                assert_eq!(d.finish().unwrap(), recorded.as_bytes());
+                if encoded {
+                    assert!(wire.len() * 3 < recorded.len(), "{} bytes", wire.len());
+                }
+            }
+            let _ = tx.send(());
+            server.await.unwrap().unwrap();
+        }
+    }
+
     #[tokio::test]
     async fn serves_recorded_answers_and_refuses_the_rest() {
         let dir = tempfile::tempdir().unwrap();
@@ -291,9 +356,14 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve_replay_until(dir.path().into(), listener, async {
-            let _ = rx.await;
-        }));
+        let server = tokio::spawn(serve_replay_until(
+            dir.path().into(),
+            true,
+            listener,
+            async {
+                let _ = rx.await;
+            },
+        ));
         let http = reqwest::Client::new();
         let post = |path: &str, body: &str| {
             http.post(format!("{base}{path}"))

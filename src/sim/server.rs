@@ -60,6 +60,8 @@ pub(crate) struct Shared {
     pub(crate) max_fetch_points: u64,
     /// Whether Warp 10's FETCH keeps a point stamped exactly on the start (`ovh`).
     pub(crate) fetch_start: FetchStart,
+    /// gzip answers to requests that accept them ([`SimConfig::gzip`]).
+    pub(crate) gzip: bool,
 }
 
 impl Shared {
@@ -79,6 +81,7 @@ impl Shared {
             errors: config.errors,
             max_fetch_points: config.max_fetch_points,
             fetch_start: config.fetch_start,
+            gzip: config.gzip,
         }
     }
 }
@@ -188,8 +191,10 @@ impl ApiError {
     }
 }
 
-/// Builds the router of one simulator.
+/// Builds the router of one simulator; gzip, when on, wraps everything (faults included), as
+/// nginx sits in front of the real endpoint.
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    let gzip = shared.gzip;
     let mut r = Router::new()
         .route("/api/query", any(query))
         .route("/api/search/lookup", any(lookup))
@@ -200,13 +205,15 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         // Erlenmeyer does not implement /api/version: it falls through to the 404.
         r = r.route("/api/version", any(version));
     }
-    r.merge(super::apiv6::routes())
+    let r = r
+        .merge(super::apiv6::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             Arc::clone(&shared),
             count_requests,
         ))
-        .with_state(shared)
+        .with_state(shared);
+    if gzip { super::gzip::layer(r) } else { r }
 }
 
 /// Counts every request and, when a fault plan is set, runs `/api/query` through it.

@@ -84,7 +84,10 @@ fn files_larger_than_a_part_are_multipart_uploads_identical_to_local_files() {
         .output()
         .unwrap();
     assert_eq!(stopped.status.code(), Some(137), "{}", describe(&stopped));
-    assert!(s3_dataset(&moto, "x").is_empty(), "nothing visible before publication");
+    assert!(
+        s3_dataset(&moto, "x").is_empty(),
+        "nothing visible before publication"
+    );
     // A multipart object's ETag is `<md5 of the part md5s>-<parts>`: count the parts.
     let sink = moto.sink("x");
     let staged: Vec<(usize, usize)> = runtime().block_on(async {
@@ -102,7 +105,10 @@ fn files_larger_than_a_part_are_multipart_uploads_identical_to_local_files() {
         out
     });
     let big: Vec<&(usize, usize)> = staged.iter().filter(|(len, _)| *len > 64 * 1024).collect();
-    assert!(!big.is_empty(), "test data has files over one part: {staged:?}");
+    assert!(
+        !big.is_empty(),
+        "test data has files over one part: {staged:?}"
+    );
     assert!(
         big.iter().all(|(_, parts)| *parts >= 2),
         "every file over 64 KiB went up in parts ({staged:?})"
@@ -124,7 +130,10 @@ fn files_larger_than_a_part_are_multipart_uploads_identical_to_local_files() {
         moto.pending_uploads("x/").is_empty(),
         "every upload completed"
     );
-    assert!(moto.keys().iter().all(|k| !k.contains("/_tmp/")), "nothing left staged");
+    assert!(
+        moto.keys().iter().all(|k| !k.contains("/_tmp/")),
+        "nothing left staged"
+    );
 }
 
 #[test]
