@@ -238,10 +238,12 @@ pub async fn build_plan(
     let watermark = ledger.and_then(|l| l.watermark_ms);
     let incremental = opts.start.is_none() && opts.end.is_none() && origin.is_some();
     if let (true, Some(o)) = (incremental, origin) {
-        // From the origin, not the watermark: a window the ledger no longer holds (its files
-        // were lost, or a publication could not be completed) is fetched again, wherever it is.
+        // From the origin (or the scope's start when it is earlier), not the watermark: a
+        // window the ledger no longer holds (its files were lost, or a publication could not
+        // be completed) is fetched again, wherever it is. Done windows are skipped below.
+        let configured = crate::semantics::time::parse_time(&scope.start, now_ms).unwrap_or(o);
         // 13+ digits: read as milliseconds.
-        scope.start = format!("{:013}", o.max(0));
+        scope.start = format!("{:013}", o.min(configured).max(0));
     }
     if let Some(s) = &opts.start {
         scope.start = s.clone();

@@ -60,7 +60,10 @@ fn rows_by_content(root: &Path) -> BTreeMap<String, Vec<String>> {
             let mut rows: Vec<String> = table_rows(root, t)
                 .into_iter()
                 // Drop the partition folders: another partitioning holds the same rows.
-                .map(|r| r.split_once('|').map_or(r.clone(), |(_, rest)| rest.to_string()))
+                .map(|r| {
+                    r.split_once('|')
+                        .map_or(r.clone(), |(_, rest)| rest.to_string())
+                })
                 .collect();
             rows.sort();
             (t.to_string(), rows)
@@ -84,7 +87,10 @@ fn clean_rows() -> &'static BTreeMap<String, Vec<String>> {
         let out = run_with(&p, &[], &[]);
         assert!(out.status.success(), "{}", describe(&out));
         let rows = rows_by_content(&dir.path().join("out"));
-        assert!(rows.values().all(|r| !r.is_empty()), "the clean run wrote every table");
+        assert!(
+            rows.values().all(|r| !r.is_empty()),
+            "the clean run wrote every table"
+        );
         rows
     })
 }
@@ -133,11 +139,19 @@ fn changing_the_window_never_leaves_two_cuts() {
         assert!(out.status.success(), "{first}: {}", describe(&out));
         // An incremental run with the new window: the range is done, in the old cut.
         let out = run_with(&pipeline(second), &[], &[]);
-        assert!(out.status.success(), "{first} -> {second}: {}", describe(&out));
+        assert!(
+            out.status.success(),
+            "{first} -> {second}: {}",
+            describe(&out)
+        );
         assert_clean(&root, &format!("{first} -> {second}, incremental"));
         // Rewritten in the new cut: the old cut's files are gone.
         let out = run_with(&pipeline(second), &[], &["--force", "--start", START]);
-        assert!(out.status.success(), "{first} -> {second} --force: {}", describe(&out));
+        assert!(
+            out.status.success(),
+            "{first} -> {second} --force: {}",
+            describe(&out)
+        );
         assert_clean(&root, &format!("{first} -> {second}, --force"));
         let first_file = |w: &str| match w {
             "6h" => "part-20261101T000000Z-20261101T060000Z",
@@ -152,8 +166,16 @@ fn changing_the_window_never_leaves_two_cuts() {
             );
         }
         // A lateness-style refetch of only the last window still removes the larger old cut.
-        let out = run_with(&pipeline(first), &[], &["--force", "--start", "2026-11-01T18:00:00Z"]);
-        assert!(out.status.success(), "{second} -> {first} tail: {}", describe(&out));
+        let out = run_with(
+            &pipeline(first),
+            &[],
+            &["--force", "--start", "2026-11-01T18:00:00Z"],
+        );
+        assert!(
+            out.status.success(),
+            "{second} -> {first} tail: {}",
+            describe(&out)
+        );
         assert_clean(&root, &format!("{second} -> {first}, last window only"));
     }
 }
@@ -187,7 +209,11 @@ fn changing_the_partitioning_rewrites_the_range_in_the_new_layout() {
     }
     assert_clean(&root, "after the partitioning changed");
     let facts = duckdb_count(&root, "vm_metrics");
-    assert_eq!(facts, clean_rows()["vm_metrics"].len() as u64, "DuckDB count");
+    assert_eq!(
+        facts,
+        clean_rows()["vm_metrics"].len() as u64,
+        "DuckDB count"
+    );
 }
 
 /// `count(*)` of a table through DuckDB with Hive partitioning, as an analyst reads it.
@@ -210,7 +236,8 @@ fn duckdb_count(root: &Path, table: &str) -> u64 {
 fn a_second_pipeline_writing_the_same_table_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("out");
-    let table = |metrics: &str| format!("[[table]]\nname = \"vm_metrics\"\nmetrics = [\"{metrics}\"]\n");
+    let table =
+        |metrics: &str| format!("[[table]]\nname = \"vm_metrics\"\nmetrics = [\"{metrics}\"]\n");
     let a = write_pipeline_with_sink(
         dir.path(),
         "a",
@@ -235,9 +262,17 @@ fn a_second_pipeline_writing_the_same_table_is_refused() {
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("belongs to pipeline 'a'"), "{err}");
-    assert_eq!(table_rows(&root, "vm_metrics"), before, "a's rows are untouched");
+    assert_eq!(
+        table_rows(&root, "vm_metrics"),
+        before,
+        "a's rows are untouched"
+    );
     let out = run_with(&a, &[], &["--force", "--start", START]);
-    assert!(out.status.success(), "the owner runs again: {}", describe(&out));
+    assert!(
+        out.status.success(),
+        "the owner runs again: {}",
+        describe(&out)
+    );
 }
 
 /// Item 8: a table added to an existing pipeline is backfilled by the next run, without
@@ -269,7 +304,10 @@ fn a_table_added_to_a_pipeline_is_backfilled() {
         assert!(out.status.success(), "{flags:?}: {}", describe(&out));
         let summary: serde_json::Value =
             serde_json::from_slice(out.stdout.split(|b| *b == b'\n').next().unwrap()).unwrap();
-        assert!(summary["units_done"].as_u64().unwrap() > 0, "{flags:?}: {summary}");
+        assert!(
+            summary["units_done"].as_u64().unwrap() > 0,
+            "{flags:?}: {summary}"
+        );
         assert_clean(&root, &format!("table added, {flags:?}"));
     }
 }

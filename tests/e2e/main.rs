@@ -6,6 +6,7 @@ mod common;
 mod duckdb;
 mod faults;
 mod integrity;
+mod integrity_s3;
 mod inventory;
 mod pipeline;
 mod real_endpoint;
