@@ -295,12 +295,15 @@ async fn plan(args: PlanArgs) -> u8 {
     if let Err(e) = vscope_etl::preflight::check_token(&pipeline, &conn.client, now).await {
         return report(&e);
     }
-    // The plan of a real run depends on the ledger (incremental runs, skipped windows).
-    let ledger = match vscope_etl::load::Sink::open(&pipeline.sink.url) {
-        Ok(sink) => vscope_etl::load::state::Ledger::load(&sink, &pipeline.name)
-            .await
-            .ok(),
-        Err(_) => None,
+    // The plan of a real run depends on the ledger (incremental runs, skipped windows): the
+    // same sink (with its [sink.s3] settings) and the same ledger a run reads.
+    let sink = match vscope_etl::load::Sink::open_with(&pipeline.sink.url, &pipeline.sink.s3) {
+        Ok(sink) => sink,
+        Err(e) => return report(&e.into()),
+    };
+    let ledger = match vscope_etl::load::state::Ledger::load(&sink, &pipeline.name).await {
+        Ok(l) => Some(l),
+        Err(e) => return report(&e.into()),
     };
     // Inventory discovery plans from the live objects.
     let inventory = match (&conn.ovh, pipeline.source.discovery) {
