@@ -5,6 +5,7 @@ mod cli;
 mod common;
 mod duckdb;
 mod faults;
+mod integrity;
 mod inventory;
 mod pipeline;
 mod real_endpoint;

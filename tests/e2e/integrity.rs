@@ -1,0 +1,128 @@
+//! No silent duplicates or holes: what a server sends that the simulator never does (bare
+//! `NaN` and infinities, an answer about another metric), metric names that need escaping in
+//! partition paths, and the messages of sink and configuration mistakes.
+
+use std::path::{Path, PathBuf};
+
+use crate::common::*;
+
+const NOW: &str = "2026-11-03T00:00:00Z";
+const START: &str = "2026-11-01T00:00:00Z";
+const END: &str = "2026-11-01T02:00:00Z";
+const METRIC: &str = "vscope.vm.cpu.usage.perc";
+
+/// The query of an `/api/query` request: (start ms, end ms, metric).
+fn query_of(r: &Request) -> (i64, i64, String) {
+    let q: serde_json::Value = serde_json::from_slice(&r.body).expect("a JSON query");
+    (
+        q["start"].as_i64().unwrap(),
+        q["end"].as_i64().unwrap(),
+        q["queries"][0]["metric"].as_str().unwrap().to_string(),
+    )
+}
+
+/// A pipeline reading one metric of `url` (an [`AnswerServer`]) into `vm_metrics`, in 1 h
+/// windows over [START, END), with no discovery (one unit per window).
+fn pipeline(dir: &Path, url: &str, extra_sink: &str) -> PathBuf {
+    let source = format!(
+        "url = \"{url}\"\ndialect = \"opentsdb\"\ndiscovery = \"none\"\nrequests_per_second = 0\n\
+         max_attempts = 2"
+    );
+    let tables = format!("[[table]]\nname = \"vm_metrics\"\nmetrics = [\"{METRIC}\"]");
+    let scope = format!("start = \"{START}\"\nend = \"{END}\"\nwindow = \"1h\"");
+    let sink = format!("url = \"{}\"\n{extra_sink}", dir.join("out").display());
+    write_pipeline_with_sink(dir, "integrity", &source, &scope, &tables, &sink)
+}
+
+fn run_pipeline(p: &Path) -> Output {
+    run(&["run", p.to_str().unwrap(), "--json", "--now", NOW])
+}
+
+use std::process::Output;
+
+/// The newest manifest under `root/_runs`.
+fn manifest(root: &Path) -> serde_json::Value {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root.join("_runs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    serde_json::from_slice(&std::fs::read(files.last().unwrap()).unwrap()).unwrap()
+}
+
+/// Every raw row of `table` under `root`: (metric, ts, value), sorted.
+fn rows(root: &Path, table: &str) -> Vec<(String, i64, Option<f64>)> {
+    let mut out: Vec<_> = parquet_files(root, table)
+        .iter()
+        .flat_map(|p| read_file(p))
+        .flat_map(|b| raw_rows(&b))
+        .map(|((m, _), ts, v)| (m, ts, v))
+        .collect();
+    out.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    out
+}
+
+/// Case 7 with what Jackson writes when it does not quote non-finite doubles (OpenTSDB under
+/// some fill policies) and Python's `json`: bare `NaN`, `Infinity`, `-Infinity`, and a number
+/// beyond f64's range. The first window comes in the object form through the fast scanner,
+/// the second in the array form with an escaped tag, through the serde path. The run exits 0;
+/// the dataset holds a null where the server sent each of them, and the manifest counts NaN
+/// as a null value and the others as invalid values.
+#[test]
+fn bare_nan_and_infinities_from_the_server_are_null_values() {
+    let server = AnswerServer::start(|r| {
+        if r.method != "POST" || r.path != "/api/query" {
+            return (404, String::new());
+        }
+        let (start, _, metric) = query_of(r);
+        let s = start.div_euclid(1000) * 1000;
+        let window = s.div_euclid(3_600_000) * 3_600_000;
+        let values = ["1.5", "NaN", "Infinity", "-Infinity", "1e309", " 2.5 "];
+        let body = if window == ms(START) {
+            let dps: Vec<String> = values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| format!("\"{}\" :\t{v}", s + i as i64 * 1000))
+                .collect();
+            format!(
+                "[{{\"metric\":\"{metric}\",\"tags\":{{\"datacenter\":\"dc1\",\"vm\":\"vm-1\"}},\"dps\":{{{}}}}}]",
+                dps.join(" ,\n")
+            )
+        } else {
+            let dps: Vec<String> = values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| format!("[{}, {v}]", s + i as i64 * 1000))
+                .collect();
+            format!(
+                "[{{\"metric\":\"{metric}\",\"tags\":{{\"datacenter\":\"dc1\",\"vm\":\"vm\\u002d1\"}},\"dps\":[ {} ]}}]",
+                dps.join(",")
+            )
+        };
+        (200, body)
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(dir.path(), &server.url, "");
+    let out = run_pipeline(&p);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let root = dir.path().join("out");
+    let m = manifest(&root);
+    assert_eq!(m["windows_committed"], 2, "{m}");
+    assert_eq!(m["points"]["points"], 12, "{m}");
+    assert_eq!(m["points"]["null_values"], 2, "NaN is a null value: {m}");
+    assert_eq!(
+        m["points"]["invalid_values"], 6,
+        "infinities and 1e309 are invalid values: {m}"
+    );
+    let got = rows(&root, "vm_metrics");
+    let mut want = Vec::new();
+    for w in [ms(START), ms(START) + 3_600_000] {
+        for (i, v) in [Some(1.5), None, None, None, None, Some(2.5)]
+            .into_iter()
+            .enumerate()
+        {
+            want.push((METRIC.to_string(), w + i as i64 * 1000, v));
+        }
+    }
+    assert_eq!(got, want);
+}
