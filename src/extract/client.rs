@@ -12,7 +12,7 @@ use bytes::Bytes;
 use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
 use serde::Deserialize;
 
-use super::decode::{DecodeError, DecodeStats, SeriesData, decode_query_response};
+use super::decode::{DecodeError, DecodeStats, SeriesData, decode_query_answer};
 use super::ratelimit::RateLimiter;
 use super::retry::{
     AttemptError, FailureClass, GaveUp, RetryPolicy, RunLimits, classify, retry_loop,
@@ -155,6 +155,13 @@ impl FetchError {
     pub fn class(&self) -> FailureClass {
         match self {
             FetchError::Status { class, .. } => *class,
+            // An answer to another query is the server's (or a proxy's) doing, the same on
+            // every try (a cache answers it again): retrying would spend the budget for the same
+            // wrong answer. The unit fails, named with both metrics, and the next run asks again.
+            FetchError::Decode {
+                source: DecodeError::WrongMetric { .. },
+                ..
+            } => FailureClass::Permanent,
             FetchError::Transport { .. } | FetchError::Decode { .. } => FailureClass::Transient,
             FetchError::AnswerTooLarge { .. } => FailureClass::TooLarge,
             FetchError::TokenLikelyRefused { .. } => FailureClass::Auth,
@@ -569,8 +576,8 @@ impl MetricsClient {
             "/api/query",
             || self.post_json(&url, &body),
             |bytes| {
-                let (mut series, stats) =
-                    decode_query_response(bytes, start_ms, end_ms).map_err(|source| {
+                let (mut series, stats) = decode_query_answer(bytes, start_ms, end_ms, metric)
+                    .map_err(|source| {
                         FetchError::Decode {
                             endpoint: "/api/query",
                             source,
@@ -851,7 +858,7 @@ impl MetricsClient {
             "/api/query",
             || self.post_json(&url, &body),
             |bytes| {
-                let (mut series, stats) = decode_query_response(bytes, i64::MIN, i64::MAX)
+                let (mut series, stats) = decode_query_answer(bytes, i64::MIN, i64::MAX, metric)
                     .map_err(|source| FetchError::Decode {
                         endpoint: "/api/query",
                         source,
@@ -1103,6 +1110,24 @@ mod tests {
             query_downsample: false,
             ovh: None,
         }
+    }
+
+    /// An answer about another metric is not retried: the same request gets the same answer.
+    #[test]
+    fn an_answer_about_another_metric_is_permanent() {
+        let e = FetchError::Decode {
+            endpoint: "/api/query",
+            source: DecodeError::WrongMetric {
+                asked: "a".into(),
+                answered: "b".into(),
+            },
+        };
+        assert_eq!(e.class(), FailureClass::Permanent);
+        let malformed = FetchError::Decode {
+            endpoint: "/api/query",
+            source: DecodeError::Empty,
+        };
+        assert_eq!(malformed.class(), FailureClass::Transient);
     }
 
     /// `auto`: when `/api/version` fails with something else than "not implemented" (here a

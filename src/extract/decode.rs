@@ -17,7 +17,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 /// One series of an answer: its identity and its points, sorted by time and de-duplicated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SeriesData {
-    /// Metric name as the server returned it.
+    /// Metric name: the query's ([`decode_query_answer`] refuses an answer naming another).
     pub metric: String,
     /// Every tag of the series, sorted by key.
     pub tags: BTreeMap<String, String>,
@@ -71,13 +71,52 @@ pub enum DecodeError {
         /// Up to 200 characters of the body, for the log (the caller scrubs secrets).
         snippet: String,
     },
+    /// A series of the answer names another metric than the query asked for: the server, or a
+    /// proxy or cache in front of it, answered another query. Its rows would be filed under
+    /// the wrong metric (or, outside the window, dropped, leaving a hole), so none of the
+    /// answer is kept.
+    #[error(
+        "the answer holds a series of metric '{answered}' to a query for metric '{asked}': the \
+         server, or a proxy or cache in front of it, answered another query, so nothing of it is \
+         kept; check that source.url is the metrics endpoint itself (no caching proxy); the unit \
+         fails and the next run asks again"
+    )]
+    WrongMetric {
+        /// The metric of the query (the catalogue name the unit asked for).
+        asked: String,
+        /// The metric the answer named.
+        answered: String,
+    },
 }
 
-/// Decodes an `/api/query` body, keeping points with `start_ms <= ts < end_ms`.
+/// Decodes the answer to a query for `metric`, keeping points with `start_ms <= ts < end_ms`:
+/// [`decode_query_response`], plus the check that every series of the answer (with points in
+/// the window or not) is of `metric` ([`DecodeError::WrongMetric`] otherwise). So rows always
+/// carry the metric the unit asked for, never a name only the server gave.
+pub fn decode_query_answer(
+    body: &[u8],
+    start_ms: i64,
+    end_ms: i64,
+    metric: &str,
+) -> Result<(Vec<SeriesData>, DecodeStats), DecodeError> {
+    decode(body, start_ms, end_ms, Some(metric))
+}
+
+/// Decodes an `/api/query` body, keeping points with `start_ms <= ts < end_ms`, whatever
+/// metrics its series name (see [`decode_query_answer`] for the answer to one query).
 pub fn decode_query_response(
     body: &[u8],
     start_ms: i64,
     end_ms: i64,
+) -> Result<(Vec<SeriesData>, DecodeStats), DecodeError> {
+    decode(body, start_ms, end_ms, None)
+}
+
+fn decode(
+    body: &[u8],
+    start_ms: i64,
+    end_ms: i64,
+    asked: Option<&str>,
 ) -> Result<(Vec<SeriesData>, DecodeStats), DecodeError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(DecodeError::Empty);
@@ -95,6 +134,12 @@ pub fn decode_query_response(
     for s in raw {
         // A `{"statsSummary":...}` element (showSummary) has no metric: not a series.
         let Some(metric) = s.metric else { continue };
+        if let Some(asked) = asked.filter(|&a| a != metric) {
+            return Err(DecodeError::WrongMetric {
+                asked: asked.to_string(),
+                answered: metric,
+            });
+        }
         let mut dps = s.dps;
         stats.null_values += dps.null_values;
         stats.invalid_values += dps.invalid_values;
@@ -778,6 +823,37 @@ mod tests {
             err.to_string().contains(&format!("line 2 column {column}")),
             "{err} (y is at line 2 column {column})"
         );
+    }
+
+    /// An answer is about the metric asked for: a series naming another one (with points, or
+    /// with none in the window, as an answer to another query would be) is an error naming
+    /// both metrics, in both decode paths; a summary element without a metric is not a series.
+    #[test]
+    fn a_series_of_another_metric_is_an_error_naming_both() {
+        for body in [
+            r#"[{"metric":"vscope.vm.cpu.ready","tags":{},"dps":{"5":1}}]"#,
+            r#"[{"metric":"vscope.vm.cpu.usage.perc","tags":{},"dps":{"5":1}},{"metric":"vscope.vm.cpu.ready","tags":{},"dps":{"500":1}}]"#,
+            r#"[{"metric":"vscope.vm.cpu.ready","tags":{},"dps":{}}]"#,
+            r#"[{"metric":"vscope.vm.cpu.read\u0079","tags":{},"dps":[[5,1]]}]"#,
+        ] {
+            let err = decode_query_answer(body.as_bytes(), 0, 100, "vscope.vm.cpu.usage.perc")
+                .map(|(s, _)| s)
+                .expect_err(body);
+            assert!(matches!(err, DecodeError::WrongMetric { .. }), "{body}: {err}");
+            let msg = err.to_string();
+            assert!(
+                msg.contains("'vscope.vm.cpu.ready'") && msg.contains("'vscope.vm.cpu.usage.perc'"),
+                "names both metrics: {msg}"
+            );
+        }
+        let (s, _) = decode_query_answer(
+            br#"[{"metric":"m","tags":{},"dps":{"5":1}},{"statsSummary":{}}]"#,
+            0,
+            100,
+            "m",
+        )
+        .unwrap();
+        assert_eq!(s[0].metric, "m");
     }
 
     #[test]

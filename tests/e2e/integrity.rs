@@ -126,3 +126,44 @@ fn bare_nan_and_infinities_from_the_server_are_null_values() {
     }
     assert_eq!(got, want);
 }
+
+/// The server's `metric` is not trusted: an answer naming another metric than the query's
+/// (a proxy or cache answering another query) fails its unit at once, without a retry, with
+/// a message naming both metrics; no row is written under either name, nothing is committed.
+#[test]
+fn an_answer_about_another_metric_fails_its_unit_naming_both() {
+    let other = "vscope.vm.cpu.ready";
+    let server = AnswerServer::start(move |r| {
+        if r.method != "POST" || r.path != "/api/query" {
+            return (404, String::new());
+        }
+        let (start, _, _) = query_of(r);
+        let s = start.div_euclid(1000) * 1000;
+        (
+            200,
+            format!(
+                "[{{\"metric\":\"{other}\",\"tags\":{{\"datacenter\":\"dc1\",\"vm\":\"vm-1\"}},\"dps\":{{\"{s}\":1.5}}}}]"
+            ),
+        )
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(dir.path(), &server.url, "");
+    let out = run_pipeline(&p);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let root = dir.path().join("out");
+    let m = manifest(&root);
+    assert_eq!(m["windows_committed"], 0, "{m}");
+    assert_eq!(m["retries"], 0, "not retried: {m}");
+    assert_eq!(m["units_done"], 0, "{m}");
+    let failures = m["failures"].as_array().unwrap();
+    assert_eq!(failures.len(), 2, "{m}");
+    for f in failures {
+        assert_eq!(f["metric"], METRIC, "{f}");
+        let e = f["error"].as_str().unwrap();
+        assert!(
+            e.contains(&format!("'{other}'")) && e.contains(&format!("'{METRIC}'")),
+            "names both metrics: {e}"
+        );
+    }
+    assert!(rows(&root, "vm_metrics").is_empty(), "no row written");
+}
