@@ -309,14 +309,20 @@ impl Sink {
         Ok(aborted)
     }
 
-    /// The full key of `relative` (a `/`-separated path below the sink).
+    /// The full key of `relative` (a `/`-separated path below the sink). Its segments are
+    /// taken as they are: partition values come escaped already (Hive's `%XX`,
+    /// [`crate::load::partition::escape_path_value`]), and escaping them again (`Path::from`
+    /// turns `%` into `%25`) would name the folder `metric=a%252Fb`, which Hive readers decode
+    /// to `a%2Fb`, not the `a/b` of the `metric` column. So a name read back from a listing is
+    /// the same key again. Only a segment that is no valid key part as it is (`.`, `..`,
+    /// control characters) is escaped by the store.
     pub fn key(&self, relative: &str) -> Path {
-        let joined = if self.prefix.as_ref().is_empty() {
-            relative.to_string()
-        } else {
-            format!("{}/{}", self.prefix.as_ref(), relative)
-        };
-        Path::from(joined.as_str())
+        let mut key = self.prefix.clone();
+        key.extend(relative.split('/').map(|segment| {
+            object_store::path::PathPart::parse(segment)
+                .unwrap_or_else(|_| object_store::path::PathPart::from(segment))
+        }));
+        key
     }
 
     /// Reads a small object; `None` when it does not exist.

@@ -167,3 +167,122 @@ fn an_answer_about_another_metric_fails_its_unit_naming_both() {
     }
     assert!(rows(&root, "vm_metrics").is_empty(), "no row written");
 }
+
+/// Metric names that need escaping in a partition folder.
+const AWKWARD: [&str; 6] = [
+    "a/b",
+    "100%",
+    "k=v",
+    "with space",
+    "été/🙂 %2F",
+    "x~y|z<>{}`",
+];
+
+/// Writes one Parquet file per name of [`AWKWARD`] into `sink`, where the pipeline writes it
+/// with `partition_by = ["metric", "date"]`, with the name in its `metric` column.
+fn write_awkward_partitions(sink: &vscope_etl::load::Sink) {
+    use arrow::array::{Float64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use std::sync::Arc;
+    use vscope_etl::config::PartitionKey;
+    use vscope_etl::load::partition::{part_file_name, partition_dir};
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("metric", DataType::Utf8, false),
+        Field::new("value", DataType::Float64, true),
+    ]));
+    let day = ms("2026-11-01T00:00:00Z");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for name in AWKWARD {
+        let batch = arrow::record_batch::RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(vec![name])),
+                Arc::new(Float64Array::from(vec![1.0])),
+            ],
+        )
+        .unwrap();
+        let dir = partition_dir(
+            "vm_metrics",
+            &[PartitionKey::Metric, PartitionKey::Date],
+            name,
+            day,
+        );
+        let path = format!("{dir}/{}", part_file_name(day, day + 3_600_000));
+        rt.block_on(async {
+            let props = parquet::file::properties::WriterProperties::builder().build();
+            let mut w = vscope_etl::load::writer::PartWriter::create(
+                sink,
+                path,
+                "vm_metrics",
+                schema.clone(),
+                props,
+            )
+            .unwrap();
+            w.write(&batch).await.unwrap();
+            let staged = w.finish().await.unwrap();
+            assert_eq!(staged.rows, 1);
+        });
+    }
+}
+
+/// For each file of `vm_metrics` under `sink`: (its `metric` column, the metric DuckDB decodes
+/// from its Hive path), sorted (`tests/py/hive_metric.py`).
+fn hive_metrics(sink: &str, env: &[(&str, &str)]) -> Vec<(String, String)> {
+    let out = std::process::Command::new(venv_python())
+        .arg(format!("{}/tests/py/hive_metric.py", env!("CARGO_MANIFEST_DIR")))
+        .args([sink, "vm_metrics"])
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// With `partition_by = ["metric", "date"]` the folder is the metric escaped once, as Hive
+/// escapes it: DuckDB's `hive_partitioning = true` gives back exactly the `metric` column, for
+/// names with `/`, `%`, `=`, spaces and non-ASCII, on local disk and on S3.
+#[test]
+fn metric_folders_decode_to_the_metric_column_on_disk_and_on_s3() {
+    let mut want: Vec<(String, String)> = AWKWARD
+        .iter()
+        .map(|n| (n.to_string(), n.to_string()))
+        .collect();
+    want.sort();
+
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("out");
+    let sink = vscope_etl::load::Sink::open(root.to_str().unwrap()).unwrap();
+    write_awkward_partitions(&sink);
+    assert_eq!(hive_metrics(root.to_str().unwrap(), &[]), want, "local disk");
+
+    let moto = MotoServer::start("hive");
+    write_awkward_partitions(&moto.sink("p"));
+    // The keys themselves hold the value escaped once.
+    let folders: std::collections::BTreeSet<String> = moto
+        .keys()
+        .iter()
+        .filter_map(|k| k.split('/').find(|s| s.starts_with("metric=")).map(str::to_string))
+        // The listing is XML.
+        .map(|k| {
+            k.replace("&lt;", "<")
+                .replace("&gt;", ">")
+                .replace("&quot;", "\"")
+                .replace("&apos;", "'")
+                .replace("&amp;", "&")
+        })
+        .collect();
+    let escaped: std::collections::BTreeSet<String> = AWKWARD
+        .iter()
+        .map(|n| format!("metric={}", vscope_etl::load::partition::escape_path_value(n)))
+        .collect();
+    assert_eq!(folders, escaped, "S3 keys");
+    let env = [
+        ("S3_ENDPOINT", moto.endpoint.as_str()),
+        ("S3_KEY", "testing"),
+        ("S3_SECRET", "testing"),
+    ];
+    assert_eq!(hive_metrics(&format!("s3://{}/p", moto.bucket), &env), want, "S3");
+}
