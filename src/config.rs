@@ -187,6 +187,8 @@ struct S3File {
     #[serde(default)]
     unsigned_payload: bool,
     part_size: Option<String>,
+    #[serde(default)]
+    allow_small_parts: bool,
 }
 
 fn default_dialect() -> String {
@@ -613,9 +615,47 @@ fn parse_duration_or_zero(key: &str, value: &str) -> Result<i64, ConfigError> {
 /// Default `source.max_answer_size`: 64 MiB of JSON, about 2.7 M points.
 pub const DEFAULT_MAX_ANSWER_BYTES: usize = 64 << 20;
 
-/// Smallest `sink.s3.part_size` accepted. AWS S3 and OVHcloud refuse parts under 5 MiB (but
-/// the last); smaller parts are for servers configured to allow them, such as test servers.
+/// Smallest byte size accepted (`source.max_answer_size`, and `sink.s3.part_size` with
+/// `sink.s3.allow_small_parts`).
 const MIN_PART_SIZE: usize = 64 * 1024;
+
+/// S3's smallest part of a multipart upload (all but the last): AWS S3, OVHcloud Object Storage,
+/// MinIO and Ceph refuse smaller ones with `EntityTooSmall` when the upload is completed.
+pub const S3_MIN_PART_SIZE: usize = 5 << 20;
+
+/// S3's largest part of a multipart upload.
+pub const S3_MAX_PART_SIZE: usize = 5 << 30;
+
+/// `sink.s3.part_size`: a [`byte_size`] within S3's limits, 5 MiB to 5 GiB. A smaller part
+/// would pass here and fail only once a file grows past one part, at the end of a long run
+/// (`EntityTooSmall` when the upload is completed), so it is refused before any I/O; with
+/// `allow_small_parts` (a test server configured to accept them, e.g. moto with
+/// `S3_UPLOAD_PART_MIN_SIZE`) down to 64 KiB.
+fn part_size(value: &str, allow_small_parts: bool) -> Result<usize, ConfigError> {
+    const KEY: &str = "sink.s3.part_size";
+    let bytes = byte_size(KEY, value)?;
+    if bytes < S3_MIN_PART_SIZE && !allow_small_parts {
+        return Err(invalid(
+            KEY,
+            format!(
+                "'{value}' is below S3's minimum part size of 5MiB: S3 refuses smaller parts (all \
+                 but the last) with EntityTooSmall, so every file larger than one part would fail \
+                 to upload; use at least \"5MiB\" (the default is 10MiB), or set \
+                 sink.s3.allow_small_parts = true for a test server that accepts smaller parts"
+            ),
+        ));
+    }
+    if bytes > S3_MAX_PART_SIZE {
+        return Err(invalid(
+            KEY,
+            format!(
+                "'{value}' is above S3's maximum part size of 5GiB; use at most \"5GiB\" (the \
+                 default is 10MiB: a part is held in memory while it is sent)"
+            ),
+        ));
+    }
+    Ok(bytes)
+}
 
 /// A byte size: a whole number with an optional unit `B`, `KiB`, `MiB`, `GiB` (or `KB`,
 /// `MB`, `GB` as powers of 1000), e.g. `"16MiB"`.
@@ -1289,7 +1329,7 @@ fn validate_sink(
                 part_size: s3
                     .part_size
                     .as_deref()
-                    .map(|v| byte_size("sink.s3.part_size", v))
+                    .map(|v| part_size(v, s3.allow_small_parts))
                     .transpose()?,
             }
         }
@@ -1372,6 +1412,46 @@ url = "./out"
             "url = \"s3://b/p\"\n[sink.s3]\npart_size = \"8MiB\"",
         );
         assert_eq!(parse_str(&with).unwrap().sink.s3.part_size, Some(8 << 20));
+    }
+
+    /// S3 refuses parts under 5 MiB (all but the last) with EntityTooSmall, and over 5 GiB:
+    /// `validate` refuses such a `part_size`, naming the limit and the fix; smaller parts only
+    /// with `allow_small_parts` (test servers such as moto lowered), down to 64 KiB.
+    #[test]
+    fn part_sizes_outside_s3s_limits_are_refused_at_validate() {
+        let with = |s3: &str| {
+            BASE.replace(
+                "url = \"./out\"",
+                &format!("url = \"s3://b/p\"\n[sink.s3]\n{s3}"),
+            )
+        };
+        for (small, shown) in [("1MiB", "'1MiB'"), ("5242879", "'5242879'"), ("5MB", "'5MB'")] {
+            let err = parse_str(&with(&format!("part_size = \"{small}\"")))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("sink.s3.part_size"), "{small}: {err}");
+            assert!(err.contains(shown), "{small}: {err}");
+            assert!(err.contains("5MiB"), "names the minimum: {err}");
+            assert!(err.contains("EntityTooSmall"), "{err}");
+            assert!(err.contains("allow_small_parts"), "{err}");
+        }
+        let err = parse_str(&with("part_size = \"6GiB\""))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sink.s3.part_size") && err.contains("5GiB"), "{err}");
+        assert_eq!(
+            parse_str(&with("part_size = \"5MiB\"")).unwrap().sink.s3.part_size,
+            Some(5 << 20)
+        );
+        assert_eq!(
+            parse_str(&with("part_size = \"5GiB\"")).unwrap().sink.s3.part_size,
+            Some(5 << 30)
+        );
+        let small = with("part_size = \"64KiB\"\nallow_small_parts = true");
+        assert_eq!(parse_str(&small).unwrap().sink.s3.part_size, Some(64 << 10));
+        let tiny = with("part_size = \"1KiB\"\nallow_small_parts = true");
+        let err = parse_str(&tiny).unwrap_err().to_string();
+        assert!(err.contains("64KiB"), "{err}");
     }
 
     #[test]
