@@ -76,6 +76,12 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Config(_) | Error::NothingDiscovered { .. } => EXIT_CONFIG,
+            // The sink's bucket does not exist: sink.url (or the endpoint) is wrong.
+            Error::Store(e) | Error::Lease(crate::load::lease::LeaseError::Store(e))
+                if e.is_missing_bucket() =>
+            {
+                EXIT_CONFIG
+            }
             Error::Auth(_) => EXIT_AUTH,
             Error::Ovh(e) if e.class() == crate::extract::retry::FailureClass::Auth => EXIT_AUTH,
             _ => EXIT_FAILED_UNITS,

@@ -286,3 +286,28 @@ fn metric_folders_decode_to_the_metric_column_on_disk_and_on_s3() {
     ];
     assert_eq!(hive_metrics(&format!("s3://{}/p", moto.bucket), &env), want, "S3");
 }
+
+/// A sink in a bucket that does not exist: the run stops at once (exit 2, a configuration
+/// error) with a message saying the bucket does not exist and what to do, instead of
+/// "Object ... not found".
+#[test]
+fn a_missing_bucket_is_named_with_the_fix() {
+    let moto = MotoServer::start("present");
+    let dir = tempfile::tempdir().unwrap();
+    let sink = moto.sink_toml("p").replace("s3://present/", "s3://absent-bucket/");
+    let source = "url = \"sim\"\nrequests_per_second = 0\n[source.sim]\ndatacenters = 1\n\
+                  hosts_per_datacenter = 1\nvms_per_datacenter = 1\nfilers_per_datacenter = 1";
+    let scope = format!("start = \"{START}\"\nend = \"{END}\"\nwindow = \"1h\"");
+    let tables = format!("[[table]]\nname = \"vm_metrics\"\nmetrics = [\"{METRIC}\"]");
+    let p = write_pipeline_with_sink(dir.path(), "nobucket", source, &scope, &tables, &sink);
+    let out = run_pipeline(&p);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(
+        err.contains("bucket 'absent-bucket' does not exist"),
+        "names the bucket: {err}"
+    );
+    assert!(err.contains("sink.url"), "says what to fix: {err}");
+    assert!(err.contains("create"), "says how to create it: {err}");
+    assert!(!err.contains("not found"), "no bare 'not found': {err}");
+}
