@@ -76,9 +76,9 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Config(_) | Error::NothingDiscovered { .. } => EXIT_CONFIG,
-            // The sink's bucket does not exist: sink.url (or the endpoint) is wrong.
+            // sink.url is not a usable sink, or its bucket does not exist.
             Error::Store(e) | Error::Lease(crate::load::lease::LeaseError::Store(e))
-                if e.is_missing_bucket() =>
+                if e.is_config() =>
             {
                 EXIT_CONFIG
             }

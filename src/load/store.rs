@@ -104,6 +104,12 @@ impl StoreError {
     pub fn is_missing_bucket(&self) -> bool {
         matches!(self, StoreError::Object { source, .. } if missing_bucket(source).is_some())
     }
+
+    /// True when only a change of the configuration can fix it (exit code 2): `sink.url` is not
+    /// a usable sink (a file, an unsupported URL) or names a bucket that does not exist.
+    pub fn is_config(&self) -> bool {
+        matches!(self, StoreError::BadUrl { .. }) || self.is_missing_bucket()
+    }
 }
 
 /// S3 settings from `[sink.s3]`; anything unset comes from the standard `AWS_*` environment.
@@ -235,6 +241,17 @@ impl Sink {
         } else {
             std::path::PathBuf::from(url)
         };
+        if let Some(file) = dir.ancestors().find(|a| a.exists()).filter(|a| !a.is_dir()) {
+            let what = if file == dir {
+                "is a file".to_string()
+            } else {
+                format!("is below {}, which is a file", file.display())
+            };
+            return Err(bad(format!(
+                "{what}, not a directory: sink.url must be a directory (created if missing); \
+                 point it at another path, or move the file away"
+            )));
+        }
         std::fs::create_dir_all(&dir).map_err(|source| StoreError::Io {
             path: dir.display().to_string(),
             source,
@@ -491,6 +508,30 @@ mod tests {
         let key = err("<Error><Code>NoSuchKey</Code></Error>");
         assert!(!key.is_missing_bucket());
         assert!(key.to_string().starts_with("create p/_state/x.lease: "), "{key}");
+    }
+
+    /// A local sink.url that is a file, or below one, is a configuration error saying so
+    /// (not "File exists" / "Not a directory"), and the file is left alone.
+    #[test]
+    fn a_local_sink_on_a_file_says_it_must_be_a_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, b"x").unwrap();
+        for (url, what) in [
+            (file.clone(), "is a file, not a directory".to_string()),
+            (
+                file.join("sub/out"),
+                format!("is below {}, which is a file", file.display()),
+            ),
+        ] {
+            let Err(e) = Sink::open(url.to_str().unwrap()) else {
+                panic!("{url:?} opened");
+            };
+            assert!(e.is_config(), "{e}");
+            let msg = e.to_string();
+            assert!(msg.contains(&what) && msg.contains("must be a directory"), "{msg}");
+        }
+        assert_eq!(std::fs::read(&file).unwrap(), b"x");
     }
 
     /// A run cleans its own staging folder (and what older versions left at the top of

@@ -311,3 +311,35 @@ fn a_missing_bucket_is_named_with_the_fix() {
     assert!(err.contains("create"), "says how to create it: {err}");
     assert!(!err.contains("not found"), "no bare 'not found': {err}");
 }
+
+/// A local `sink.url` that is a file, not a directory: the run stops at once (exit 2) saying
+/// so, instead of "File exists".
+#[test]
+fn a_local_sink_that_is_a_file_is_named_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("out"), b"not a directory").unwrap();
+    let source = "url = \"sim\"\nrequests_per_second = 0\n[source.sim]\ndatacenters = 1\n\
+                  hosts_per_datacenter = 1\nvms_per_datacenter = 1\nfilers_per_datacenter = 1";
+    let p = write_pipeline(
+        dir.path(),
+        "afile",
+        source,
+        START,
+        END,
+        "1h",
+        &format!("[[table]]\nname = \"vm_metrics\"\nmetrics = [\"{METRIC}\"]"),
+    );
+    let out = run_pipeline(&p);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(
+        err.contains("sink.url") && err.contains("is a file") && err.contains("directory"),
+        "says sink.url must be a directory: {err}"
+    );
+    assert!(!err.contains("File exists"), "{err}");
+    assert_eq!(
+        std::fs::read(dir.path().join("out")).unwrap(),
+        b"not a directory",
+        "the file is left alone"
+    );
+}
