@@ -768,6 +768,11 @@ enum WindowResult {
 struct WindowOutcome {
     result: WindowResult,
     failures: Vec<(Unit, String)>,
+    /// Units whose data was fully fetched and handed to the writers (the manifest's
+    /// `units_done`): every part of a split answer written, and the series of the unit's metric
+    /// appended to every table. Counted whatever happens to the window afterwards (a later
+    /// unit's failure, a write or publish failure), never for a unit that failed, nor for one
+    /// fetched but not yet handed over when its window was abandoned.
     units_done: usize,
     series: u64,
     stats: DecodeStats,
@@ -814,6 +819,9 @@ async fn process_window(
     let mut pending_rollups: BTreeMap<usize, Vec<SeriesRollup>> = BTreeMap::new();
     // Client-side rollups of `pending`, per table index, in the order of `pending`.
     let mut pending_rolled: BTreeMap<usize, Vec<RollupOutput>> = BTreeMap::new();
+    // Units of the current metric fetched whole (the parts of a split one written): done once
+    // `pending` is handed to the writers (see `WindowOutcome::units_done`).
+    let mut pending_units = 0;
     loop {
         let next = tokio::select! {
             biased;
@@ -851,6 +859,7 @@ async fn process_window(
             pending.clear();
             pending_rollups.clear();
             pending_rolled.clear();
+            outcome.units_done += std::mem::take(&mut pending_units);
         }
         let Some((unit, result)) = item else { break };
         match result {
@@ -867,7 +876,6 @@ async fn process_window(
                 (ctx.progress)(&Progress::UnitDone {
                     points: stats.points,
                 });
-                outcome.units_done += 1;
                 outcome.stats.add(&stats);
                 // Series seen: the raw answer's, or (rollup tables only) the first rollup's.
                 let from_rollup: Vec<SeriesData>;
@@ -895,6 +903,9 @@ async fn process_window(
                 for (t, r) in rollups {
                     pending_rollups.entry(t).or_default().extend(r.series);
                 }
+                if parts.is_none() {
+                    pending_units += 1;
+                }
                 if let Some(parts) = parts {
                     // Too large to take whole: each part goes to its own files as it comes.
                     let written = write_parts(ctx, window, &unit, parts, &mut staged, cancel).await;
@@ -903,6 +914,7 @@ async fn process_window(
                             outcome.stats.add(&seen.stats);
                             outcome.series += seen.series;
                             outcome.seen.merge(seen.seen);
+                            pending_units += 1;
                         }
                         Err(PartsFailed::Cancelled) => {
                             abort_all(writers, staged, ctx.sink).await;

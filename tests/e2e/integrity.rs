@@ -24,9 +24,14 @@ fn query_of(r: &Request) -> (i64, i64, String) {
 /// A pipeline reading one metric of `url` (an [`AnswerServer`]) into `vm_metrics`, in 1 h
 /// windows over [START, END), with no discovery (one unit per window).
 fn pipeline(dir: &Path, url: &str, extra_sink: &str) -> PathBuf {
+    pipeline_with(dir, url, "none", extra_sink)
+}
+
+/// [`pipeline`] with another `source.discovery`.
+fn pipeline_with(dir: &Path, url: &str, discovery: &str, extra_sink: &str) -> PathBuf {
     let source = format!(
-        "url = \"{url}\"\ndialect = \"opentsdb\"\ndiscovery = \"none\"\nrequests_per_second = 0\n\
-         max_attempts = 2"
+        "url = \"{url}\"\ndialect = \"opentsdb\"\ndiscovery = \"{discovery}\"\n\
+         requests_per_second = 0\nmax_attempts = 2"
     );
     let tables = format!("[[table]]\nname = \"vm_metrics\"\nmetrics = [\"{METRIC}\"]");
     let scope = format!("start = \"{START}\"\nend = \"{END}\"\nwindow = \"1h\"");
@@ -342,4 +347,122 @@ fn a_local_sink_that_is_a_file_is_named_with_the_fix() {
         b"not a directory",
         "the file is left alone"
     );
+}
+
+/// One point of `metric` at the start of the range asked for (tags `datacenter`, `vm`).
+fn one_point(r: &Request, dc: &str) -> String {
+    let (start, _, metric) = query_of(r);
+    let s = start.div_euclid(1000) * 1000;
+    format!(
+        "[{{\"metric\":\"{metric}\",\"tags\":{{\"datacenter\":\"{dc}\",\"vm\":\"vm-{dc}\"}},\"dps\":{{\"{s}\":1.5}}}}]"
+    )
+}
+
+const NO_SUCH_NAME: &str =
+    r#"{"error":{"code":400,"message":"No such name for 'foo': 'bar'"}}"#;
+
+/// `units_done` counts the units whose data was fully fetched and handed to the writers. A
+/// unit whose answer is split, and one of whose parts then fails, is a failed unit, not a done
+/// one: here each 1 h window is too large (413) and split in two; the second half of the
+/// second window is refused (400).
+#[test]
+fn units_done_leaves_out_a_split_unit_whose_part_failed() {
+    let second_half = ms(START) + 3_600_000 + 1_800_000;
+    let server = AnswerServer::start(move |r| {
+        if r.method != "POST" || r.path != "/api/query" {
+            return (404, String::new());
+        }
+        let (start, end, _) = query_of(r);
+        if end - start > 1_900_000 {
+            return (413, "Sorry, you have attempted to fetch more than our limit".into());
+        }
+        if start == second_half {
+            return (400, NO_SUCH_NAME.into());
+        }
+        (200, one_point(r, "dc1"))
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_pipeline(&pipeline(dir.path(), &server.url, ""));
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let m = manifest(&dir.path().join("out"));
+    assert_eq!(m["splits"], 2, "{m}");
+    assert_eq!(m["failures"].as_array().unwrap().len(), 1, "{m}");
+    assert_eq!(m["windows_committed"], 1, "{m}");
+    assert_eq!(m["units_done"], 1, "the failed split unit is not done: {m}");
+}
+
+/// The same when a unit of the same metric fails after this one was fetched: its series were
+/// waiting for the rest of the metric and never reached a writer, so it is not done. Two
+/// datacenters (discovered by lookup), the second one's query of the second window refused.
+#[test]
+fn units_done_leaves_out_a_unit_whose_window_failed_before_it_was_written() {
+    let second = ms(START) + 3_600_000;
+    let server = AnswerServer::start(move |r| match (r.method.as_str(), r.path.as_str()) {
+        ("POST", "/api/search/lookup") => (
+            200,
+            format!(
+                "{{\"type\":\"LOOKUP\",\"metric\":\"{METRIC}\",\"results\":[\
+                 {{\"tags\":{{\"datacenter\":\"dc1\",\"vm\":\"vm-dc1\"}}}},\
+                 {{\"tags\":{{\"datacenter\":\"dc2\",\"vm\":\"vm-dc2\"}}}}]}}"
+            ),
+        ),
+        ("POST", "/api/query") => {
+            let q: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+            let dc = q["queries"][0]["filters"]
+                .as_array()
+                .and_then(|f| f.iter().find(|f| f["tagk"] == "datacenter"))
+                .and_then(|f| f["filter"].as_str())
+                .unwrap_or("dc1")
+                .to_string();
+            let (start, _, _) = query_of(r);
+            if start == second && dc == "dc2" {
+                return (400, NO_SUCH_NAME.into());
+            }
+            (200, one_point(r, &dc))
+        }
+        _ => (404, String::new()),
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_pipeline(&pipeline_with(dir.path(), &server.url, "lookup", ""));
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let m = manifest(&dir.path().join("out"));
+    assert_eq!(m["units_planned"], 4, "{m}");
+    assert_eq!(m["failures"].as_array().unwrap().len(), 1, "{m}");
+    assert_eq!(m["windows_committed"], 1, "{m}");
+    assert_eq!(
+        m["units_done"], 2,
+        "the first window's two units; dc1 of the failed window never reached a writer: {m}"
+    );
+}
+
+/// And a window abandoned because its files could not be published still counts its units:
+/// their data was fetched and handed to the writers (the write failure is its own entry).
+/// The second window's date folder is blocked by a file.
+#[test]
+fn units_done_counts_the_units_of_a_window_whose_write_failed() {
+    let server = AnswerServer::start(|r| {
+        if r.method != "POST" || r.path != "/api/query" {
+            return (404, String::new());
+        }
+        (200, one_point(r, "dc1"))
+    });
+    let dir = tempfile::tempdir().unwrap();
+    // Two windows on two dates: the second date's folder cannot be created.
+    let blocked = dir.path().join("out/vm_metrics/date=2026-11-02");
+    std::fs::create_dir_all(blocked.parent().unwrap()).unwrap();
+    std::fs::write(&blocked, b"in the way").unwrap();
+    let p = pipeline(dir.path(), &server.url, "");
+    let text = std::fs::read_to_string(&p)
+        .unwrap()
+        .replace(&format!("start = \"{START}\""), "start = \"2026-11-01T23:00:00Z\"")
+        .replace(&format!("end = \"{END}\""), "end = \"2026-11-02T01:00:00Z\"");
+    std::fs::write(&p, text).unwrap();
+    let out = run_pipeline(&p);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let m = manifest(&dir.path().join("out"));
+    assert_eq!(m["windows_committed"], 1, "{m}");
+    let failures = m["failures"].as_array().unwrap();
+    assert_eq!(failures.len(), 1, "{m}");
+    assert_eq!(failures[0]["metric"], "*", "a write failure: {m}");
+    assert_eq!(m["units_done"], 2, "{m}");
 }
