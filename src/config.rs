@@ -14,7 +14,7 @@ use crate::dialect::Dialect;
 use crate::secret::Secret;
 use crate::semantics::aggregator::{Aggregator, DOWNSAMPLING_FUNCTIONS};
 use crate::semantics::rollup::Rollup;
-use crate::semantics::time::{parse_duration, parse_time};
+use crate::semantics::time::{parse_duration, parse_export_time};
 use crate::sim::SimConfig;
 
 const DAY_MS: i64 = 86_400_000;
@@ -435,11 +435,11 @@ pub struct Scope {
 }
 
 impl Scope {
-    /// Resolves `start`/`end` against `now_ms`.
+    /// Resolves `start`/`end` against `now_ms`; neither may be before 1970
+    /// ([`parse_export_time`]).
     pub fn resolve_range(&self, now_ms: i64) -> Result<(i64, i64), ConfigError> {
-        let start =
-            parse_time(&self.start, now_ms).map_err(|e| invalid("scope.start", e.to_string()))?;
-        let end = parse_time(&self.end, now_ms).map_err(|e| invalid("scope.end", e.to_string()))?;
+        let start = export_time("scope.start", &self.start, now_ms)?;
+        let end = export_time("scope.end", &self.end, now_ms)?;
         if end <= start {
             return Err(invalid(
                 "scope.end",
@@ -451,6 +451,12 @@ impl Scope {
         }
         Ok((start, end))
     }
+}
+
+/// A time of the export given under `key` (`scope.start`, `--end`...): [`parse_export_time`],
+/// its error naming the key.
+pub fn export_time(key: &str, value: &str, now_ms: i64) -> Result<i64, ConfigError> {
+    parse_export_time(value, now_ms).map_err(|e| invalid(key, e.to_string()))
 }
 
 /// One output table.
@@ -1412,6 +1418,36 @@ url = "./out"
             "url = \"s3://b/p\"\n[sink.s3]\npart_size = \"8MiB\"",
         );
         assert_eq!(parse_str(&with).unwrap().sink.s3.part_size, Some(8 << 20));
+    }
+
+    /// Times before 1970-01-01 (OpenTSDB's epoch, where nothing is stored) are refused like
+    /// `-5` is, whatever the form: a date, an RFC 3339 time, or a relative time that lands
+    /// before it; the message names the key and the accepted forms.
+    #[test]
+    fn scope_times_before_1970_are_refused_naming_the_key_and_the_forms() {
+        for (key, value) in [
+            ("start", "1969-12-31T23:59:59Z"),
+            ("start", "1960/01/01"),
+            ("start", "3000y-ago"),
+            ("start", "57y-ago"),
+            ("start", "-5"),
+            ("end", "1969/12/31 12:00"),
+        ] {
+            let text = BASE.replace(
+                &format!("{key} = \"{}\"", if key == "start" { "2026-11-01T00:00:00Z" } else { "2026-11-02T00:00:00Z" }),
+                &format!("{key} = \"{value}\""),
+            );
+            let err = parse_str(&text).unwrap_err().to_string();
+            assert!(err.starts_with(&format!("scope.{key}: ")), "{value}: {err}");
+            assert!(err.contains(&format!("'{value}'")), "{value}: {err}");
+            assert!(err.contains("1970"), "{value}: names the limit: {err}");
+            assert!(err.contains("-ago") && err.contains("RFC 3339"), "{value}: lists the forms: {err}");
+        }
+        // From 1970 on, every form still works.
+        for start in ["1970-01-01T00:00:00Z", "1970/01/01", "0", "10y-ago"] {
+            let text = BASE.replace("start = \"2026-11-01T00:00:00Z\"", &format!("start = \"{start}\""));
+            assert!(parse_str(&text).is_ok(), "{start}");
+        }
     }
 
     /// S3 refuses parts under 5 MiB (all but the last) with EntityTooSmall, and over 5 GiB:

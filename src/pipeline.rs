@@ -239,20 +239,18 @@ pub async fn build_plan(
         // 13+ digits: read as milliseconds.
         scope.start = format!("{:013}", (w - scope.lateness_ms).max(0));
     }
+    // The flags are checked under their own names (resolve_range names the scope keys).
     if let Some(s) = &opts.start {
+        crate::config::export_time("--start", s, now_ms)?;
         scope.start = s.clone();
     }
     if let Some(e) = &opts.end {
+        crate::config::export_time("--end", e, now_ms)?;
         scope.end = e.clone();
     }
     if incremental {
         // Already past the configured end (a fixed range that is done): nothing to do.
-        let end = crate::semantics::time::parse_time(&scope.end, now_ms).map_err(|e| {
-            crate::config::ConfigError::Invalid {
-                key: "scope.end".into(),
-                message: e.to_string(),
-            }
-        })?;
+        let end = crate::config::export_time("scope.end", &scope.end, now_ms)?;
         let start = crate::semantics::time::parse_time(&scope.start, now_ms).unwrap_or(end);
         if start >= end {
             return Ok(Plan {

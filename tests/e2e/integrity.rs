@@ -466,3 +466,60 @@ fn units_done_counts_the_units_of_a_window_whose_write_failed() {
     assert_eq!(failures[0]["metric"], "*", "a write failure: {m}");
     assert_eq!(m["units_done"], 2, "{m}");
 }
+
+/// A small simulator pipeline for the checks of configuration mistakes.
+fn sim_pipeline(dir: &Path, start: &str, sink_extra: &str) -> PathBuf {
+    let source = "url = \"sim\"\nrequests_per_second = 0\n[source.sim]\ndatacenters = 1\n\
+                  hosts_per_datacenter = 1\nvms_per_datacenter = 1\nfilers_per_datacenter = 1";
+    let scope = format!("start = \"{start}\"\nend = \"{END}\"\nwindow = \"1h\"");
+    let tables = format!("[[table]]\nname = \"vm_metrics\"\nmetrics = [\"{METRIC}\"]");
+    let sink = format!("url = \"{}\"\n{sink_extra}", dir.join("out").display());
+    write_pipeline_with_sink(dir, "times", source, &scope, &tables, &sink)
+}
+
+/// Times before 1970 are refused like `-5`, in the pipeline file (`validate`) and in the
+/// flags (`run --start`, `--now`), exit 2, the message naming the key and the accepted forms;
+/// nothing is written.
+#[test]
+fn times_before_1970_are_refused_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    for (start, args, key) in [
+        ("1969-12-31T00:00:00Z", vec!["validate"], "scope.start"),
+        ("3000y-ago", vec!["validate"], "scope.start"),
+        (START, vec!["run", "--start", "3000y-ago"], "--start"),
+        (START, vec!["run", "--end", "1960/01/01"], "--end"),
+        (START, vec!["run", "--now", "1969/07/20"], "--now"),
+    ] {
+        let p = sim_pipeline(dir.path(), start, "");
+        let mut cmd = vec![args[0], p.to_str().unwrap()];
+        cmd.extend(&args[1..]);
+        let out = run(&cmd);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{cmd:?}: {}", describe(&out));
+        assert!(err.contains(&format!("{key}: invalid time")), "{cmd:?}: {err}");
+        assert!(
+            err.contains("before 1970-01-01") && err.contains("'<n><unit>-ago'"),
+            "{cmd:?}: {err}"
+        );
+        assert!(!dir.path().join("out/vm_metrics").exists(), "{cmd:?}");
+    }
+}
+
+/// `validate` refuses an S3 part size S3 would refuse at the end of a long upload.
+#[test]
+fn validate_refuses_a_part_size_below_s3s_minimum() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = sim_pipeline(dir.path(), START, "");
+    let text = std::fs::read_to_string(&p).unwrap().replace(
+        &format!("url = \"{}\"", dir.path().join("out").display()),
+        "url = \"s3://bucket/prefix\"\n[sink.s3]\npart_size = \"1MiB\"",
+    );
+    std::fs::write(&p, text).unwrap();
+    let out = run(&["validate", p.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(
+        err.contains("sink.s3.part_size") && err.contains("minimum part size of 5MiB"),
+        "{err}"
+    );
+}
