@@ -1434,18 +1434,31 @@ url = "./out"
             ("end", "1969/12/31 12:00"),
         ] {
             let text = BASE.replace(
-                &format!("{key} = \"{}\"", if key == "start" { "2026-11-01T00:00:00Z" } else { "2026-11-02T00:00:00Z" }),
+                &format!(
+                    "{key} = \"{}\"",
+                    if key == "start" {
+                        "2026-11-01T00:00:00Z"
+                    } else {
+                        "2026-11-02T00:00:00Z"
+                    }
+                ),
                 &format!("{key} = \"{value}\""),
             );
             let err = parse_str(&text).unwrap_err().to_string();
             assert!(err.starts_with(&format!("scope.{key}: ")), "{value}: {err}");
             assert!(err.contains(&format!("'{value}'")), "{value}: {err}");
             assert!(err.contains("1970"), "{value}: names the limit: {err}");
-            assert!(err.contains("-ago") && err.contains("RFC 3339"), "{value}: lists the forms: {err}");
+            assert!(
+                err.contains("-ago") && err.contains("RFC 3339"),
+                "{value}: lists the forms: {err}"
+            );
         }
         // From 1970 on, every form still works.
         for start in ["1970-01-01T00:00:00Z", "1970/01/01", "0", "10y-ago"] {
-            let text = BASE.replace("start = \"2026-11-01T00:00:00Z\"", &format!("start = \"{start}\""));
+            let text = BASE.replace(
+                "start = \"2026-11-01T00:00:00Z\"",
+                &format!("start = \"{start}\""),
+            );
             assert!(parse_str(&text).is_ok(), "{start}");
         }
     }
@@ -1461,7 +1474,11 @@ url = "./out"
                 &format!("url = \"s3://b/p\"\n[sink.s3]\n{s3}"),
             )
         };
-        for (small, shown) in [("1MiB", "'1MiB'"), ("5242879", "'5242879'"), ("5MB", "'5MB'")] {
+        for (small, shown) in [
+            ("1MiB", "'1MiB'"),
+            ("5242879", "'5242879'"),
+            ("5MB", "'5MB'"),
+        ] {
             let err = parse_str(&with(&format!("part_size = \"{small}\"")))
                 .unwrap_err()
                 .to_string();
@@ -1474,13 +1491,24 @@ url = "./out"
         let err = parse_str(&with("part_size = \"6GiB\""))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("sink.s3.part_size") && err.contains("5GiB"), "{err}");
+        assert!(
+            err.contains("sink.s3.part_size") && err.contains("5GiB"),
+            "{err}"
+        );
         assert_eq!(
-            parse_str(&with("part_size = \"5MiB\"")).unwrap().sink.s3.part_size,
+            parse_str(&with("part_size = \"5MiB\""))
+                .unwrap()
+                .sink
+                .s3
+                .part_size,
             Some(5 << 20)
         );
         assert_eq!(
-            parse_str(&with("part_size = \"5GiB\"")).unwrap().sink.s3.part_size,
+            parse_str(&with("part_size = \"5GiB\""))
+                .unwrap()
+                .sink
+                .s3
+                .part_size,
             Some(5 << 30)
         );
         let small = with("part_size = \"64KiB\"\nallow_small_parts = true");

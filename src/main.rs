@@ -62,15 +62,12 @@ fn parse_now(now: Option<&str>) -> Result<Option<i64>, u8> {
     match now {
         None => Ok(None),
         Some(s) => {
-            vscope_etl::semantics::time::parse_export_time(
-                s,
-                chrono::Utc::now().timestamp_millis(),
-            )
-            .map(Some)
-            .map_err(|e| {
-                eprintln!("error: --now: {e}");
-                EXIT_CONFIG
-            })
+            vscope_etl::semantics::time::parse_export_time(s, chrono::Utc::now().timestamp_millis())
+                .map(Some)
+                .map_err(|e| {
+                    eprintln!("error: --now: {e}");
+                    EXIT_CONFIG
+                })
         }
     }
 }

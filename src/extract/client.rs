@@ -577,11 +577,9 @@ impl MetricsClient {
             || self.post_json(&url, &body),
             |bytes| {
                 let (mut series, stats) = decode_query_answer(bytes, start_ms, end_ms, metric)
-                    .map_err(|source| {
-                        FetchError::Decode {
-                            endpoint: "/api/query",
-                            source,
-                        }
+                    .map_err(|source| FetchError::Decode {
+                        endpoint: "/api/query",
+                        source,
                     })?;
                 if let Some(g) = group.filter(|g| !g.is_all()) {
                     series.retain(|s| g.contains(&s.tags));

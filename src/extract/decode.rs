@@ -320,7 +320,16 @@ fn quote_bare_values(b: &[u8]) -> Option<Quoted> {
                     .position(|c| {
                         matches!(
                             c,
-                            b' ' | b'\n' | b'\r' | b'\t' | b',' | b':' | b'[' | b']' | b'{' | b'}' | b'"'
+                            b' ' | b'\n'
+                                | b'\r'
+                                | b'\t'
+                                | b','
+                                | b':'
+                                | b'['
+                                | b']'
+                                | b'{'
+                                | b'}'
+                                | b'"'
                         )
                     })
                     .map_or(b.len(), |p| i + p);
@@ -371,7 +380,8 @@ pub(super) fn overflowing_number(token: &[u8]) -> Option<f64> {
 
 /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`
 fn is_json_number(t: &[u8]) -> bool {
-    let digits = |t: &[u8], from: usize| from + t[from..].iter().take_while(|c| c.is_ascii_digit()).count();
+    let digits =
+        |t: &[u8], from: usize| from + t[from..].iter().take_while(|c| c.is_ascii_digit()).count();
     let mut i = usize::from(t.first() == Some(&b'-'));
     match t.get(i) {
         Some(b'0') => i += 1,
@@ -763,7 +773,10 @@ mod tests {
                 assert_eq!(s[0].ts, [1, 2, 3, 4, 5, 6, 7], "{path}: {body}");
                 assert_eq!(s[0].values, expected_values, "{path}: {body}");
                 assert_eq!(st.null_values, 1, "{path}: NaN is a null value: {body}");
-                assert_eq!(st.invalid_values, 4, "{path}: infinities are invalid: {body}");
+                assert_eq!(
+                    st.invalid_values, 4,
+                    "{path}: infinities are invalid: {body}"
+                );
                 assert_eq!(st.points, 7);
             }
         }
@@ -791,11 +804,17 @@ mod tests {
             r#"[{"metric":"m","tags":{},"dps":NaN}]"#,
             r#"[NaN]"#,
         ] {
-            assert!(super::super::scan::scan(body.as_bytes()).is_none(), "{body}");
+            assert!(
+                super::super::scan::scan(body.as_bytes()).is_none(),
+                "{body}"
+            );
             let err = decode_query_response(body.as_bytes(), 0, 100)
                 .map(|(s, _)| s)
                 .expect_err(body);
-            assert!(matches!(err, DecodeError::Malformed { .. }), "{body}: {err}");
+            assert!(
+                matches!(err, DecodeError::Malformed { .. }),
+                "{body}: {err}"
+            );
         }
         // An overflowing number where a value is ignored is skipped, as serde_json skips it.
         let (s, _) =
@@ -839,7 +858,10 @@ mod tests {
             let err = decode_query_answer(body.as_bytes(), 0, 100, "vscope.vm.cpu.usage.perc")
                 .map(|(s, _)| s)
                 .expect_err(body);
-            assert!(matches!(err, DecodeError::WrongMetric { .. }), "{body}: {err}");
+            assert!(
+                matches!(err, DecodeError::WrongMetric { .. }),
+                "{body}: {err}"
+            );
             let msg = err.to_string();
             assert!(
                 msg.contains("'vscope.vm.cpu.ready'") && msg.contains("'vscope.vm.cpu.usage.perc'"),
@@ -993,7 +1015,13 @@ mod tests {
                 .iter()
                 .map(|(k, v, w)| {
                     // Now and then an element after the value, which both paths ignore.
-                    let extra = if *w == " " { ",1e999" } else if w.len() > 1 { ",NaN" } else { "" };
+                    let extra = if *w == " " {
+                        ",1e999"
+                    } else if w.len() > 1 {
+                        ",NaN"
+                    } else {
+                        ""
+                    };
                     format!("[{k},{w}{v}{extra}]")
                 })
                 .collect();

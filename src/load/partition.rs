@@ -149,7 +149,12 @@ mod tests {
             let sink = crate::load::Sink::open(dir.path().to_str().unwrap()).unwrap();
             let part = format!(
                 "{}/part.parquet",
-                partition_dir("t", &[PartitionKey::Metric, PartitionKey::Date], metric, day)
+                partition_dir(
+                    "t",
+                    &[PartitionKey::Metric, PartitionKey::Date],
+                    metric,
+                    day
+                )
             );
             sink.put(&part, b"x".to_vec()).await.unwrap();
             let folders: Vec<String> = std::fs::read_dir(dir.path().join("t"))
@@ -165,7 +170,11 @@ mod tests {
             assert_eq!(hive_unescape(value), metric, "{metric}: {value}");
             // What the sink lists is what it wrote: listing, then deleting by that name works.
             let dirs = part.rsplit_once('/').unwrap().0;
-            assert_eq!(sink.list_dir(dirs).await.unwrap(), ["part.parquet"], "{metric}");
+            assert_eq!(
+                sink.list_dir(dirs).await.unwrap(),
+                ["part.parquet"],
+                "{metric}"
+            );
             sink.delete_if_exists(&part).await.unwrap();
             assert!(sink.list_dir(dirs).await.unwrap().is_empty(), "{metric}");
         }

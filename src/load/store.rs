@@ -497,17 +497,28 @@ mod tests {
                 source: text.into(),
             },
         };
-        let named = err("404 Not Found: <Error><Code>NoSuchBucket</Code><Message>The specified \
-                         bucket does not exist</Message><BucketName>vs</BucketName></Error>");
+        let named = err(
+            "404 Not Found: <Error><Code>NoSuchBucket</Code><Message>The specified \
+                         bucket does not exist</Message><BucketName>vs</BucketName></Error>",
+        );
         assert!(named.is_missing_bucket());
         let msg = named.to_string();
         assert!(msg.starts_with("the bucket 'vs' does not exist"), "{msg}");
-        assert!(msg.contains("aws s3 mb s3://vs") && msg.contains("sink.url"), "{msg}");
+        assert!(
+            msg.contains("aws s3 mb s3://vs") && msg.contains("sink.url"),
+            "{msg}"
+        );
         let unnamed = err("<Error><Code>NoSuchBucket</Code></Error>").to_string();
-        assert!(unnamed.starts_with("the bucket of sink.url does not exist"), "{unnamed}");
+        assert!(
+            unnamed.starts_with("the bucket of sink.url does not exist"),
+            "{unnamed}"
+        );
         let key = err("<Error><Code>NoSuchKey</Code></Error>");
         assert!(!key.is_missing_bucket());
-        assert!(key.to_string().starts_with("create p/_state/x.lease: "), "{key}");
+        assert!(
+            key.to_string().starts_with("create p/_state/x.lease: "),
+            "{key}"
+        );
     }
 
     /// A local sink.url that is a file, or below one, is a configuration error saying so
@@ -529,7 +540,10 @@ mod tests {
             };
             assert!(e.is_config(), "{e}");
             let msg = e.to_string();
-            assert!(msg.contains(&what) && msg.contains("must be a directory"), "{msg}");
+            assert!(
+                msg.contains(&what) && msg.contains("must be a directory"),
+                "{msg}"
+            );
         }
         assert_eq!(std::fs::read(&file).unwrap(), b"x");
     }

@@ -805,8 +805,18 @@ mod tests {
         }
         assert!(parse_time("1960/01/01", now).unwrap() < 0);
         assert!(parse_time("3000y-ago", now).unwrap() < 0);
-        assert!(matches!(parse_time("-5", now), Err(TimeError::TimeNegative { .. })));
-        for ok in ["1970-01-01T00:00:00Z", "1970/01/01", "0", "0ms", "56y-ago", "now"] {
+        assert!(matches!(
+            parse_time("-5", now),
+            Err(TimeError::TimeNegative { .. })
+        ));
+        for ok in [
+            "1970-01-01T00:00:00Z",
+            "1970/01/01",
+            "0",
+            "0ms",
+            "56y-ago",
+            "now",
+        ] {
             assert_eq!(parse_export_time(ok, now), parse_time(ok, now), "{ok}");
             assert!(parse_export_time(ok, now).is_ok(), "{ok}");
         }

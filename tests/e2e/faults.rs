@@ -660,7 +660,8 @@ fn a_second_signal_exits_at_once_with_130_and_a_rerun_completes() {
     assert_eq!(status.code(), Some(130), "{seen:?}");
     seen.extend(rx.try_iter());
     assert!(
-        seen.iter().any(|l| l.contains("second signal: exiting now")),
+        seen.iter()
+            .any(|l| l.contains("second signal: exiting now")),
         "{seen:?}"
     );
     let root = dir.path().join("out");

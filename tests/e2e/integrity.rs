@@ -237,7 +237,10 @@ fn write_awkward_partitions(sink: &vscope_etl::load::Sink) {
 /// from its Hive path), sorted (`tests/py/hive_metric.py`).
 fn hive_metrics(sink: &str, env: &[(&str, &str)]) -> Vec<(String, String)> {
     let out = std::process::Command::new(venv_python())
-        .arg(format!("{}/tests/py/hive_metric.py", env!("CARGO_MANIFEST_DIR")))
+        .arg(format!(
+            "{}/tests/py/hive_metric.py",
+            env!("CARGO_MANIFEST_DIR")
+        ))
         .args([sink, "vm_metrics"])
         .envs(env.iter().copied())
         .output()
@@ -261,7 +264,11 @@ fn metric_folders_decode_to_the_metric_column_on_disk_and_on_s3() {
     let root = dir.path().join("out");
     let sink = vscope_etl::load::Sink::open(root.to_str().unwrap()).unwrap();
     write_awkward_partitions(&sink);
-    assert_eq!(hive_metrics(root.to_str().unwrap(), &[]), want, "local disk");
+    assert_eq!(
+        hive_metrics(root.to_str().unwrap(), &[]),
+        want,
+        "local disk"
+    );
 
     let moto = MotoServer::start("hive");
     write_awkward_partitions(&moto.sink("p"));
@@ -269,7 +276,11 @@ fn metric_folders_decode_to_the_metric_column_on_disk_and_on_s3() {
     let folders: std::collections::BTreeSet<String> = moto
         .keys()
         .iter()
-        .filter_map(|k| k.split('/').find(|s| s.starts_with("metric=")).map(str::to_string))
+        .filter_map(|k| {
+            k.split('/')
+                .find(|s| s.starts_with("metric="))
+                .map(str::to_string)
+        })
         // The listing is XML.
         .map(|k| {
             k.replace("&lt;", "<")
@@ -281,7 +292,12 @@ fn metric_folders_decode_to_the_metric_column_on_disk_and_on_s3() {
         .collect();
     let escaped: std::collections::BTreeSet<String> = AWKWARD
         .iter()
-        .map(|n| format!("metric={}", vscope_etl::load::partition::escape_path_value(n)))
+        .map(|n| {
+            format!(
+                "metric={}",
+                vscope_etl::load::partition::escape_path_value(n)
+            )
+        })
         .collect();
     assert_eq!(folders, escaped, "S3 keys");
     let env = [
@@ -289,7 +305,11 @@ fn metric_folders_decode_to_the_metric_column_on_disk_and_on_s3() {
         ("S3_KEY", "testing"),
         ("S3_SECRET", "testing"),
     ];
-    assert_eq!(hive_metrics(&format!("s3://{}/p", moto.bucket), &env), want, "S3");
+    assert_eq!(
+        hive_metrics(&format!("s3://{}/p", moto.bucket), &env),
+        want,
+        "S3"
+    );
 }
 
 /// A sink in a bucket that does not exist: the run stops at once (exit 2, a configuration
@@ -299,7 +319,9 @@ fn metric_folders_decode_to_the_metric_column_on_disk_and_on_s3() {
 fn a_missing_bucket_is_named_with_the_fix() {
     let moto = MotoServer::start("present");
     let dir = tempfile::tempdir().unwrap();
-    let sink = moto.sink_toml("p").replace("s3://present/", "s3://absent-bucket/");
+    let sink = moto
+        .sink_toml("p")
+        .replace("s3://present/", "s3://absent-bucket/");
     let source = "url = \"sim\"\nrequests_per_second = 0\n[source.sim]\ndatacenters = 1\n\
                   hosts_per_datacenter = 1\nvms_per_datacenter = 1\nfilers_per_datacenter = 1";
     let scope = format!("start = \"{START}\"\nend = \"{END}\"\nwindow = \"1h\"");
@@ -358,8 +380,7 @@ fn one_point(r: &Request, dc: &str) -> String {
     )
 }
 
-const NO_SUCH_NAME: &str =
-    r#"{"error":{"code":400,"message":"No such name for 'foo': 'bar'"}}"#;
+const NO_SUCH_NAME: &str = r#"{"error":{"code":400,"message":"No such name for 'foo': 'bar'"}}"#;
 
 /// `units_done` counts the units whose data was fully fetched and handed to the writers. A
 /// unit whose answer is split, and one of whose parts then fails, is a failed unit, not a done
@@ -374,7 +395,10 @@ fn units_done_leaves_out_a_split_unit_whose_part_failed() {
         }
         let (start, end, _) = query_of(r);
         if end - start > 1_900_000 {
-            return (413, "Sorry, you have attempted to fetch more than our limit".into());
+            return (
+                413,
+                "Sorry, you have attempted to fetch more than our limit".into(),
+            );
         }
         if start == second_half {
             return (400, NO_SUCH_NAME.into());
@@ -454,8 +478,14 @@ fn units_done_counts_the_units_of_a_window_whose_write_failed() {
     let p = pipeline(dir.path(), &server.url, "");
     let text = std::fs::read_to_string(&p)
         .unwrap()
-        .replace(&format!("start = \"{START}\""), "start = \"2026-11-01T23:00:00Z\"")
-        .replace(&format!("end = \"{END}\""), "end = \"2026-11-02T01:00:00Z\"");
+        .replace(
+            &format!("start = \"{START}\""),
+            "start = \"2026-11-01T23:00:00Z\"",
+        )
+        .replace(
+            &format!("end = \"{END}\""),
+            "end = \"2026-11-02T01:00:00Z\"",
+        );
     std::fs::write(&p, text).unwrap();
     let out = run_pipeline(&p);
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
@@ -496,7 +526,10 @@ fn times_before_1970_are_refused_naming_the_key() {
         let out = run(&cmd);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{cmd:?}: {}", describe(&out));
-        assert!(err.contains(&format!("{key}: invalid time")), "{cmd:?}: {err}");
+        assert!(
+            err.contains(&format!("{key}: invalid time")),
+            "{cmd:?}: {err}"
+        );
         assert!(
             err.contains("before 1970-01-01") && err.contains("'<n><unit>-ago'"),
             "{cmd:?}: {err}"
