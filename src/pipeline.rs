@@ -901,9 +901,6 @@ async fn process_window(
                 for (t, r) in rollups {
                     pending_rollups.entry(t).or_default().extend(r.series);
                 }
-                if parts.is_none() {
-                    pending_units += 1;
-                }
                 if let Some(parts) = parts {
                     // Too large to take whole: each part goes to its own files as it comes.
                     let written = write_parts(ctx, window, &unit, parts, &mut staged, cancel).await;
@@ -931,6 +928,8 @@ async fn process_window(
                             return outcome;
                         }
                     }
+                } else {
+                    pending_units += 1;
                 }
             }
             Err(e) => {

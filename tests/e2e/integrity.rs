@@ -337,6 +337,19 @@ fn a_missing_bucket_is_named_with_the_fix() {
     assert!(err.contains("sink.url"), "says what to fix: {err}");
     assert!(err.contains("create"), "says how to create it: {err}");
     assert!(!err.contains("not found"), "no bare 'not found': {err}");
+
+    // `check` says the same of the sink, instead of "can be read".
+    let out = run(&["check", p.to_str().unwrap()]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("bucket 'absent-bucket' does not exist"),
+        "check names the bucket: {text}"
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
 }
 
 /// A local `sink.url` that is a file, not a directory: the run stops at once (exit 2) saying
