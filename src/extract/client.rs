@@ -237,8 +237,14 @@ pub struct ThrottleReport {
 /// to every series), `Some(false)` when series come without it, `None` when there is no series
 /// to tell by.
 fn probe_marks(bytes: &[u8]) -> Result<Option<bool>, String> {
-    let answer: Vec<serde_json::Map<String, serde_json::Value>> =
-        serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    type Answer = Vec<serde_json::Map<String, serde_json::Value>>;
+    // Bare non-finite `dps` values are read as the decoder reads them (quoted).
+    let answer: Answer = match serde_json::from_slice(bytes) {
+        Ok(answer) => answer,
+        Err(e) => super::decode::with_bare_values_quoted(bytes)
+            .and_then(|quoted| serde_json::from_slice(&quoted).ok())
+            .ok_or_else(|| e.to_string())?,
+    };
     Ok(answer
         .first()
         .map(|series| series.get("query").and_then(|q| q.get("index")).is_some()))
@@ -1108,6 +1114,18 @@ mod tests {
             query_downsample: false,
             ovh: None,
         }
+    }
+
+    /// The dialect probe reads answers whose `dps` hold bare `NaN` or infinities, as the
+    /// decoder does: it only looks for `query.index`.
+    #[test]
+    fn the_dialect_probe_reads_answers_with_bare_non_finite_values() {
+        let ovh =
+            br#"[{"metric":"m","tags":{},"query":{"index":0},"dps":{"1":NaN,"2":-Infinity}}]"#;
+        assert_eq!(probe_marks(ovh), Ok(Some(true)));
+        let tsd = br#"[{"metric":"m","tags":{},"dps":[[1,Infinity],[2,1e999]]}]"#;
+        assert_eq!(probe_marks(tsd), Ok(Some(false)));
+        assert!(probe_marks(br#"[{"metric":NaN}]"#).is_err());
     }
 
     /// An answer about another metric is not retried: the same request gets the same answer.

@@ -178,6 +178,13 @@ fn serde_path(body: &[u8]) -> Result<Vec<RawSeries>, String> {
     serde_json::from_slice(&quoted.body).map_err(|e| quoted.message_at_original_position(body, &e))
 }
 
+/// `body` with its bare non-finite `dps` values quoted, as the serde path reads them
+/// ([`serde_path`]); `None` when it holds none. For other readers of `/api/query` answers
+/// (the dialect probe), so that they accept what the decoder accepts.
+pub(super) fn with_bare_values_quoted(body: &[u8]) -> Option<Vec<u8>> {
+    quote_bare_values(body).map(|q| q.body)
+}
+
 /// A body whose bare non-finite `dps` values were quoted ([`quote_bare_values`]).
 struct Quoted {
     body: Vec<u8>,
