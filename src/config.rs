@@ -14,7 +14,7 @@ use crate::dialect::Dialect;
 use crate::secret::Secret;
 use crate::semantics::aggregator::{Aggregator, DOWNSAMPLING_FUNCTIONS};
 use crate::semantics::rollup::Rollup;
-use crate::semantics::time::{parse_duration, parse_time};
+use crate::semantics::time::{parse_duration, parse_export_time};
 use crate::sim::SimConfig;
 
 const DAY_MS: i64 = 86_400_000;
@@ -190,6 +190,8 @@ struct S3File {
     #[serde(default)]
     unsigned_payload: bool,
     part_size: Option<String>,
+    #[serde(default)]
+    allow_small_parts: bool,
 }
 
 fn default_dialect() -> String {
@@ -367,7 +369,10 @@ impl Source {
         match &self.endpoint {
             Endpoint::Url(u) => u.to_string(),
             Endpoint::Sim(_) => "the built-in simulator (source.url = \"sim\")".to_string(),
-            Endpoint::FromToken => "the opentsdbEndpoint of the metrics token (API v6)".to_string(),
+            Endpoint::FromToken => {
+                "the endpoint of the metrics token (its opentsdbEndpoint, source.url unset)"
+                    .to_string()
+            }
         }
     }
 
@@ -441,11 +446,11 @@ pub struct Scope {
 }
 
 impl Scope {
-    /// Resolves `start`/`end` against `now_ms`.
+    /// Resolves `start`/`end` against `now_ms`; neither may be before 1970
+    /// ([`parse_export_time`]).
     pub fn resolve_range(&self, now_ms: i64) -> Result<(i64, i64), ConfigError> {
-        let start =
-            parse_time(&self.start, now_ms).map_err(|e| invalid("scope.start", e.to_string()))?;
-        let end = parse_time(&self.end, now_ms).map_err(|e| invalid("scope.end", e.to_string()))?;
+        let start = export_time("scope.start", &self.start, now_ms)?;
+        let end = export_time("scope.end", &self.end, now_ms)?;
         if end <= start {
             return Err(invalid(
                 "scope.end",
@@ -457,6 +462,12 @@ impl Scope {
         }
         Ok((start, end))
     }
+}
+
+/// A time of the export given under `key` (`scope.start`, `--end`...): [`parse_export_time`],
+/// its error naming the key.
+pub fn export_time(key: &str, value: &str, now_ms: i64) -> Result<i64, ConfigError> {
+    parse_export_time(value, now_ms).map_err(|e| invalid(key, e.to_string()))
 }
 
 /// One output table.
@@ -641,9 +652,47 @@ fn parse_duration_or_zero(key: &str, value: &str) -> Result<i64, ConfigError> {
 /// Default `source.max_answer_size`: 64 MiB of JSON, about 2.7 M points.
 pub const DEFAULT_MAX_ANSWER_BYTES: usize = 64 << 20;
 
-/// Smallest `sink.s3.part_size` accepted. AWS S3 and OVHcloud refuse parts under 5 MiB (but
-/// the last); smaller parts are for servers configured to allow them, such as test servers.
+/// Smallest byte size accepted (`source.max_answer_size`, and `sink.s3.part_size` with
+/// `sink.s3.allow_small_parts`).
 const MIN_PART_SIZE: usize = 64 * 1024;
+
+/// S3's smallest part of a multipart upload (all but the last): AWS S3, OVHcloud Object Storage,
+/// MinIO and Ceph refuse smaller ones with `EntityTooSmall` when the upload is completed.
+pub const S3_MIN_PART_SIZE: usize = 5 << 20;
+
+/// S3's largest part of a multipart upload.
+pub const S3_MAX_PART_SIZE: usize = 5 << 30;
+
+/// `sink.s3.part_size`: a [`byte_size`] within S3's limits, 5 MiB to 5 GiB. A smaller part
+/// would pass here and fail only once a file grows past one part, at the end of a long run
+/// (`EntityTooSmall` when the upload is completed), so it is refused before any I/O; with
+/// `allow_small_parts` (a test server configured to accept them, e.g. moto with
+/// `S3_UPLOAD_PART_MIN_SIZE`) down to 64 KiB.
+fn part_size(value: &str, allow_small_parts: bool) -> Result<usize, ConfigError> {
+    const KEY: &str = "sink.s3.part_size";
+    let bytes = byte_size(KEY, value)?;
+    if bytes < S3_MIN_PART_SIZE && !allow_small_parts {
+        return Err(invalid(
+            KEY,
+            format!(
+                "'{value}' is below S3's minimum part size of 5MiB: S3 refuses smaller parts (all \
+                 but the last) with EntityTooSmall, so every file larger than one part would fail \
+                 to upload; use at least \"5MiB\" (the default is 10MiB), or set \
+                 sink.s3.allow_small_parts = true for a test server that accepts smaller parts"
+            ),
+        ));
+    }
+    if bytes > S3_MAX_PART_SIZE {
+        return Err(invalid(
+            KEY,
+            format!(
+                "'{value}' is above S3's maximum part size of 5GiB; use at most \"5GiB\" (the \
+                 default is 10MiB: a part is held in memory while it is sent)"
+            ),
+        ));
+    }
+    Ok(bytes)
+}
 
 /// A byte size: a whole number with an optional unit `B`, `KiB`, `MiB`, `GiB` (or `KB`,
 /// `MB`, `GB` as powers of 1000), e.g. `"16MiB"`.
@@ -1319,7 +1368,7 @@ fn validate_sink(
                 part_size: s3
                     .part_size
                     .as_deref()
-                    .map(|v| byte_size("sink.s3.part_size", v))
+                    .map(|v| part_size(v, s3.allow_small_parts))
                     .transpose()?,
             }
         }
@@ -1402,6 +1451,104 @@ url = "./out"
             "url = \"s3://b/p\"\n[sink.s3]\npart_size = \"8MiB\"",
         );
         assert_eq!(parse_str(&with).unwrap().sink.s3.part_size, Some(8 << 20));
+    }
+
+    /// Times before 1970-01-01 (OpenTSDB's epoch, where nothing is stored) are refused like
+    /// `-5` is, whatever the form: a date, an RFC 3339 time, or a relative time that lands
+    /// before it; the message names the key and the accepted forms.
+    #[test]
+    fn scope_times_before_1970_are_refused_naming_the_key_and_the_forms() {
+        for (key, value) in [
+            ("start", "1969-12-31T23:59:59Z"),
+            ("start", "1960/01/01"),
+            ("start", "3000y-ago"),
+            ("start", "57y-ago"),
+            ("start", "-5"),
+            ("end", "1969/12/31 12:00"),
+        ] {
+            let text = BASE.replace(
+                &format!(
+                    "{key} = \"{}\"",
+                    if key == "start" {
+                        "2026-11-01T00:00:00Z"
+                    } else {
+                        "2026-11-02T00:00:00Z"
+                    }
+                ),
+                &format!("{key} = \"{value}\""),
+            );
+            let err = parse_str(&text).unwrap_err().to_string();
+            assert!(err.starts_with(&format!("scope.{key}: ")), "{value}: {err}");
+            assert!(err.contains(&format!("'{value}'")), "{value}: {err}");
+            assert!(err.contains("1970"), "{value}: names the limit: {err}");
+            assert!(
+                err.contains("-ago") && err.contains("RFC 3339"),
+                "{value}: lists the forms: {err}"
+            );
+        }
+        // From 1970 on, every form still works.
+        for start in ["1970-01-01T00:00:00Z", "1970/01/01", "0", "10y-ago"] {
+            let text = BASE.replace(
+                "start = \"2026-11-01T00:00:00Z\"",
+                &format!("start = \"{start}\""),
+            );
+            assert!(parse_str(&text).is_ok(), "{start}");
+        }
+    }
+
+    /// S3 refuses parts under 5 MiB (all but the last) with EntityTooSmall, and over 5 GiB:
+    /// `validate` refuses such a `part_size`, naming the limit and the fix; smaller parts only
+    /// with `allow_small_parts` (test servers such as moto lowered), down to 64 KiB.
+    #[test]
+    fn part_sizes_outside_s3s_limits_are_refused_at_validate() {
+        let with = |s3: &str| {
+            BASE.replace(
+                "url = \"./out\"",
+                &format!("url = \"s3://b/p\"\n[sink.s3]\n{s3}"),
+            )
+        };
+        for (small, shown) in [
+            ("1MiB", "'1MiB'"),
+            ("5242879", "'5242879'"),
+            ("5MB", "'5MB'"),
+        ] {
+            let err = parse_str(&with(&format!("part_size = \"{small}\"")))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("sink.s3.part_size"), "{small}: {err}");
+            assert!(err.contains(shown), "{small}: {err}");
+            assert!(err.contains("5MiB"), "names the minimum: {err}");
+            assert!(err.contains("EntityTooSmall"), "{err}");
+            assert!(err.contains("allow_small_parts"), "{err}");
+        }
+        let err = parse_str(&with("part_size = \"6GiB\""))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("sink.s3.part_size") && err.contains("5GiB"),
+            "{err}"
+        );
+        assert_eq!(
+            parse_str(&with("part_size = \"5MiB\""))
+                .unwrap()
+                .sink
+                .s3
+                .part_size,
+            Some(5 << 20)
+        );
+        assert_eq!(
+            parse_str(&with("part_size = \"5GiB\""))
+                .unwrap()
+                .sink
+                .s3
+                .part_size,
+            Some(5 << 30)
+        );
+        let small = with("part_size = \"64KiB\"\nallow_small_parts = true");
+        assert_eq!(parse_str(&small).unwrap().sink.s3.part_size, Some(64 << 10));
+        let tiny = with("part_size = \"1KiB\"\nallow_small_parts = true");
+        let err = parse_str(&tiny).unwrap_err().to_string();
+        assert!(err.contains("64KiB"), "{err}");
     }
 
     #[test]

@@ -84,6 +84,12 @@ impl Error {
             Error::Config(_)
             | Error::NothingDiscovered { .. }
             | Error::Owner(crate::load::owner::OwnerError::Taken { .. }) => EXIT_CONFIG,
+            // sink.url is not a usable sink, or its bucket does not exist.
+            Error::Store(e) | Error::Lease(crate::load::lease::LeaseError::Store(e))
+                if e.is_config() =>
+            {
+                EXIT_CONFIG
+            }
             Error::Auth(_) => EXIT_AUTH,
             Error::Ovh(e) if e.class() == crate::extract::retry::FailureClass::Auth => EXIT_AUTH,
             _ => EXIT_FAILED_UNITS,

@@ -62,7 +62,7 @@ fn parse_now(now: Option<&str>) -> Result<Option<i64>, u8> {
     match now {
         None => Ok(None),
         Some(s) => {
-            vscope_etl::semantics::time::parse_time(s, chrono::Utc::now().timestamp_millis())
+            vscope_etl::semantics::time::parse_export_time(s, chrono::Utc::now().timestamp_millis())
                 .map(Some)
                 .map_err(|e| {
                     eprintln!("error: --now: {e}");
@@ -580,7 +580,8 @@ async fn report_command(args: vscope_etl::cli::ReportArgs) -> u8 {
     let time = |flag: &str, v: &Option<String>| -> Result<Option<i64>, String> {
         v.as_deref()
             .map(|s| {
-                vscope_etl::semantics::time::parse_time(s, now).map_err(|e| format!("{flag}: {e}"))
+                vscope_etl::semantics::time::parse_export_time(s, now)
+                    .map_err(|e| format!("{flag}: {e}"))
             })
             .transpose()
     };

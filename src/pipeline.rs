@@ -245,20 +245,18 @@ pub async fn build_plan(
         // 13+ digits: read as milliseconds.
         scope.start = format!("{:013}", o.min(configured).max(0));
     }
+    // The flags are checked under their own names (resolve_range names the scope keys).
     if let Some(s) = &opts.start {
+        crate::config::export_time("--start", s, now_ms)?;
         scope.start = s.clone();
     }
     if let Some(e) = &opts.end {
+        crate::config::export_time("--end", e, now_ms)?;
         scope.end = e.clone();
     }
     if incremental {
         // Already past the configured end (a fixed range that is done): nothing to do.
-        let end = crate::semantics::time::parse_time(&scope.end, now_ms).map_err(|e| {
-            crate::config::ConfigError::Invalid {
-                key: "scope.end".into(),
-                message: e.to_string(),
-            }
-        })?;
+        let end = crate::config::export_time("scope.end", &scope.end, now_ms)?;
         let start = crate::semantics::time::parse_time(&scope.start, now_ms).unwrap_or(end);
         if start >= end {
             return Ok(Plan {
@@ -862,6 +860,11 @@ enum WindowResult {
 struct WindowOutcome {
     result: WindowResult,
     failures: Vec<(Unit, String)>,
+    /// Units whose data was fully fetched and handed to the writers (the manifest's
+    /// `units_done`): every part of a split answer written, and the series of the unit's metric
+    /// appended to every table. Counted whatever happens to the window afterwards (a later
+    /// unit's failure, a write or publish failure), never for a unit that failed, nor for one
+    /// fetched but not yet handed over when its window was abandoned.
     units_done: usize,
     series: u64,
     stats: DecodeStats,
@@ -908,6 +911,9 @@ async fn process_window(
     let mut pending_rollups: BTreeMap<usize, Vec<SeriesRollup>> = BTreeMap::new();
     // Client-side rollups of `pending`, per table index, in the order of `pending`.
     let mut pending_rolled: BTreeMap<usize, Vec<RollupOutput>> = BTreeMap::new();
+    // Units of the current metric fetched whole (the parts of a split one written): done once
+    // `pending` is handed to the writers (see `WindowOutcome::units_done`).
+    let mut pending_units = 0;
     loop {
         let next = tokio::select! {
             biased;
@@ -945,6 +951,7 @@ async fn process_window(
             pending.clear();
             pending_rollups.clear();
             pending_rolled.clear();
+            outcome.units_done += std::mem::take(&mut pending_units);
         }
         let Some((unit, result)) = item else { break };
         match result {
@@ -961,7 +968,6 @@ async fn process_window(
                 (ctx.progress)(&Progress::UnitDone {
                     points: stats.points,
                 });
-                outcome.units_done += 1;
                 outcome.stats.add(&stats);
                 // Series seen: the raw answer's, or (rollup tables only) the first rollup's.
                 let from_rollup: Vec<SeriesData>;
@@ -997,6 +1003,7 @@ async fn process_window(
                             outcome.stats.add(&seen.stats);
                             outcome.series += seen.series;
                             outcome.seen.merge(seen.seen);
+                            pending_units += 1;
                         }
                         Err(PartsFailed::Cancelled) => {
                             abort_all(writers, staged, ctx.sink).await;
@@ -1015,6 +1022,8 @@ async fn process_window(
                             return outcome;
                         }
                     }
+                } else {
+                    pending_units += 1;
                 }
             }
             Err(e) => {

@@ -401,7 +401,12 @@ async fn check_sink(pipeline: &Pipeline, report: &mut CheckReport) {
             format!("{} can be read", pipeline.sink.url),
             None,
         ),
-        Err(e) => report.fail("sink", &e, EXIT_FAILED_UNITS),
+        // A sink.url that is no usable sink (a file, a bucket that does not exist) is a
+        // configuration error, exit 2, as `run` says.
+        Err(e) => {
+            let code = e.exit_code();
+            report.fail("sink", &e, code);
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use super::body::{
     BodyDecoder, BodyError, Encoding, ReadError, accept_encoding, content_encoding, read_body,
 };
-use super::decode::{DecodeError, DecodeStats, SeriesData, decode_query_response};
+use super::decode::{DecodeError, DecodeStats, SeriesData, decode_query_answer};
 use super::ratelimit::RateLimiter;
 use super::retry::{
     AttemptError, FailureClass, GaveUp, RetryPolicy, RunLimits, classify, retry_loop,
@@ -167,6 +167,13 @@ impl FetchError {
     pub fn class(&self) -> FailureClass {
         match self {
             FetchError::Status { class, .. } => *class,
+            // An answer to another query is the server's (or a proxy's) doing, the same on
+            // every try (a cache answers it again): retrying would spend the budget for the same
+            // wrong answer. The unit fails, named with both metrics, and the next run asks again.
+            FetchError::Decode {
+                source: DecodeError::WrongMetric { .. },
+                ..
+            } => FailureClass::Permanent,
             FetchError::Transport { .. } | FetchError::Decode { .. } => FailureClass::Transient,
             FetchError::Body { source, .. } => match source {
                 BodyError::Unsupported { .. } => FailureClass::Permanent,
@@ -249,8 +256,14 @@ pub struct ThrottleReport {
 /// to every series), `Some(false)` when series come without it, `None` when there is no series
 /// to tell by.
 fn probe_marks(bytes: &[u8]) -> Result<Option<bool>, String> {
-    let answer: Vec<serde_json::Map<String, serde_json::Value>> =
-        serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    type Answer = Vec<serde_json::Map<String, serde_json::Value>>;
+    // Bare non-finite `dps` values are read as the decoder reads them (quoted).
+    let answer: Answer = match serde_json::from_slice(bytes) {
+        Ok(answer) => answer,
+        Err(e) => super::decode::with_bare_values_quoted(bytes)
+            .and_then(|quoted| serde_json::from_slice(&quoted).ok())
+            .ok_or_else(|| e.to_string())?,
+    };
     Ok(answer
         .first()
         .map(|series| series.get("query").and_then(|q| q.get("index")).is_some()))
@@ -595,12 +608,10 @@ impl MetricsClient {
             "/api/query",
             || self.post_json(&url, &body),
             |bytes| {
-                let (mut series, stats) =
-                    decode_query_response(bytes, start_ms, end_ms).map_err(|source| {
-                        FetchError::Decode {
-                            endpoint: "/api/query",
-                            source,
-                        }
+                let (mut series, stats) = decode_query_answer(bytes, start_ms, end_ms, metric)
+                    .map_err(|source| FetchError::Decode {
+                        endpoint: "/api/query",
+                        source,
                     })?;
                 if let Some(g) = group.filter(|g| !g.is_all()) {
                     series.retain(|s| g.contains(&s.tags));
@@ -877,7 +888,7 @@ impl MetricsClient {
             "/api/query",
             || self.post_json(&url, &body),
             |bytes| {
-                let (mut series, stats) = decode_query_response(bytes, i64::MIN, i64::MAX)
+                let (mut series, stats) = decode_query_answer(bytes, i64::MIN, i64::MAX, metric)
                     .map_err(|source| FetchError::Decode {
                         endpoint: "/api/query",
                         source,
@@ -1131,6 +1142,36 @@ mod tests {
             gzip: true,
             ovh: None,
         }
+    }
+
+    /// The dialect probe reads answers whose `dps` hold bare `NaN` or infinities, as the
+    /// decoder does: it only looks for `query.index`.
+    #[test]
+    fn the_dialect_probe_reads_answers_with_bare_non_finite_values() {
+        let ovh =
+            br#"[{"metric":"m","tags":{},"query":{"index":0},"dps":{"1":NaN,"2":-Infinity}}]"#;
+        assert_eq!(probe_marks(ovh), Ok(Some(true)));
+        let tsd = br#"[{"metric":"m","tags":{},"dps":[[1,Infinity],[2,1e999]]}]"#;
+        assert_eq!(probe_marks(tsd), Ok(Some(false)));
+        assert!(probe_marks(br#"[{"metric":NaN}]"#).is_err());
+    }
+
+    /// An answer about another metric is not retried: the same request gets the same answer.
+    #[test]
+    fn an_answer_about_another_metric_is_permanent() {
+        let e = FetchError::Decode {
+            endpoint: "/api/query",
+            source: DecodeError::WrongMetric {
+                asked: "a".into(),
+                answered: "b".into(),
+            },
+        };
+        assert_eq!(e.class(), FailureClass::Permanent);
+        let malformed = FetchError::Decode {
+            endpoint: "/api/query",
+            source: DecodeError::Empty,
+        };
+        assert_eq!(malformed.class(), FailureClass::Transient);
     }
 
     /// `auto`: when `/api/version` fails with something else than "not implemented" (here a

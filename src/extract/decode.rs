@@ -3,7 +3,10 @@
 //! The answer is a JSON array of series objects whose `dps` is either an object
 //! `{"<ts>": value}` or an array `[[ts, value], ...]` (`arrays=true`). A serde visitor reads it in
 //! one pass into `Vec<i64>` / `Vec<Option<f64>>` with no `serde_json::Value` tree and no
-//! per-point allocation. The rules for odd input are documented on [`DecodeStats`].
+//! per-point allocation. The rules for odd input are documented on [`DecodeStats`]: a value
+//! that is not a finite number never fails the answer (bare `NaN`, `Infinity`, `-Infinity` and
+//! out-of-range numbers included, though they are not JSON), it becomes a null `value`,
+//! counted.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -14,7 +17,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 /// One series of an answer: its identity and its points, sorted by time and de-duplicated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SeriesData {
-    /// Metric name as the server returned it.
+    /// Metric name: the query's ([`decode_query_answer`] refuses an answer naming another).
     pub metric: String,
     /// Every tag of the series, sorted by key.
     pub tags: BTreeMap<String, String>,
@@ -30,9 +33,11 @@ pub struct SeriesData {
 pub struct DecodeStats {
     /// Points kept (rows produced).
     pub points: u64,
-    /// `"NaN"` or `null` values: kept as a null `value`, never a fake number.
+    /// `NaN` values (`"NaN"` as OpenTSDB quotes it, or bare `NaN` as Jackson writes it
+    /// unquoted) and `null`s: kept as a null `value`, never a fake number.
     pub null_values: u64,
-    /// `±Infinity`, booleans, objects or strings that are not numbers: kept as a null `value`.
+    /// `±Infinity` (quoted or bare), numbers beyond f64's range (`1e309`), booleans, objects
+    /// or strings that are not numbers: kept as a null `value`, never a fake number.
     pub invalid_values: u64,
     /// Points outside the half-open window `[start, end)` (the server's end is inclusive, and a
     /// server that ignored `msResolution` shows up here): dropped.
@@ -66,13 +71,52 @@ pub enum DecodeError {
         /// Up to 200 characters of the body, for the log (the caller scrubs secrets).
         snippet: String,
     },
+    /// A series of the answer names another metric than the query asked for: the server, or a
+    /// proxy or cache in front of it, answered another query. Its rows would be filed under
+    /// the wrong metric (or, outside the window, dropped, leaving a hole), so none of the
+    /// answer is kept.
+    #[error(
+        "the answer holds a series of metric '{answered}' to a query for metric '{asked}': the \
+         server, or a proxy or cache in front of it, answered another query, so nothing of it is \
+         kept; check that source.url is the metrics endpoint itself (no caching proxy); the unit \
+         fails and the next run asks again"
+    )]
+    WrongMetric {
+        /// The metric of the query (the catalogue name the unit asked for).
+        asked: String,
+        /// The metric the answer named.
+        answered: String,
+    },
 }
 
-/// Decodes an `/api/query` body, keeping points with `start_ms <= ts < end_ms`.
+/// Decodes the answer to a query for `metric`, keeping points with `start_ms <= ts < end_ms`:
+/// [`decode_query_response`], plus the check that every series of the answer (with points in
+/// the window or not) is of `metric` ([`DecodeError::WrongMetric`] otherwise). So rows always
+/// carry the metric the unit asked for, never a name only the server gave.
+pub fn decode_query_answer(
+    body: &[u8],
+    start_ms: i64,
+    end_ms: i64,
+    metric: &str,
+) -> Result<(Vec<SeriesData>, DecodeStats), DecodeError> {
+    decode(body, start_ms, end_ms, Some(metric))
+}
+
+/// Decodes an `/api/query` body, keeping points with `start_ms <= ts < end_ms`, whatever
+/// metrics its series name (see [`decode_query_answer`] for the answer to one query).
 pub fn decode_query_response(
     body: &[u8],
     start_ms: i64,
     end_ms: i64,
+) -> Result<(Vec<SeriesData>, DecodeStats), DecodeError> {
+    decode(body, start_ms, end_ms, None)
+}
+
+fn decode(
+    body: &[u8],
+    start_ms: i64,
+    end_ms: i64,
+    asked: Option<&str>,
 ) -> Result<(Vec<SeriesData>, DecodeStats), DecodeError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(DecodeError::Empty);
@@ -80,8 +124,8 @@ pub fn decode_query_response(
     // The hand-rolled scanner takes the plain shape; serde_json decides everything else.
     let raw: Vec<RawSeries> = match super::scan::scan(body) {
         Some(raw) => raw,
-        None => serde_json::from_slice(body).map_err(|e| DecodeError::Malformed {
-            message: e.to_string(),
+        None => serde_path(body).map_err(|message| DecodeError::Malformed {
+            message,
             snippet: String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
         })?,
     };
@@ -90,6 +134,12 @@ pub fn decode_query_response(
     for s in raw {
         // A `{"statsSummary":...}` element (showSummary) has no metric: not a series.
         let Some(metric) = s.metric else { continue };
+        if let Some(asked) = asked.filter(|&a| a != metric) {
+            return Err(DecodeError::WrongMetric {
+                asked: asked.to_string(),
+                answered: metric,
+            });
+        }
         let mut dps = s.dps;
         stats.null_values += dps.null_values;
         stats.invalid_values += dps.invalid_values;
@@ -108,6 +158,262 @@ pub fn decode_query_response(
         });
     }
     Ok((out, stats))
+}
+
+/// The serde path: serde_json reads the body; when it refuses it, and `dps` values hold bare
+/// `NaN`, `Infinity`, `-Infinity` or numbers beyond f64's range (not JSON, but what Jackson
+/// writes when it does not quote non-finite doubles, OpenTSDB under some fill policies, and
+/// Python's `json`), those values are quoted as OpenTSDB quotes them by default
+/// (`reference/api.md` §1.5) and the body read again, so they become a null value (`NaN`) or an
+/// invalid value (the others) instead of failing the unit on every run. Bare words anywhere
+/// else stay malformed. The error message is serde_json's, placed in the original body.
+fn serde_path(body: &[u8]) -> Result<Vec<RawSeries>, String> {
+    let first = match serde_json::from_slice(body) {
+        Ok(raw) => return Ok(raw),
+        Err(e) => e,
+    };
+    let Some(quoted) = quote_bare_values(body) else {
+        return Err(first.to_string());
+    };
+    serde_json::from_slice(&quoted.body).map_err(|e| quoted.message_at_original_position(body, &e))
+}
+
+/// `body` with its bare non-finite `dps` values quoted, as the serde path reads them
+/// ([`serde_path`]); `None` when it holds none. For other readers of `/api/query` answers
+/// (the dialect probe), so that they accept what the decoder accepts.
+pub(super) fn with_bare_values_quoted(body: &[u8]) -> Option<Vec<u8>> {
+    quote_bare_values(body).map(|q| q.body)
+}
+
+/// A body whose bare non-finite `dps` values were quoted ([`quote_bare_values`]).
+struct Quoted {
+    body: Vec<u8>,
+    /// Each replacement, in order: (offset in the original body, length there, length now).
+    edits: Vec<(usize, usize, usize)>,
+}
+
+impl Quoted {
+    /// serde_json's message for `e`, an error in the quoted body, with its position moved
+    /// back to `original`, the body before quoting (no line break is ever added or removed,
+    /// so only the column moves).
+    fn message_at_original_position(&self, original: &[u8], e: &serde_json::Error) -> String {
+        let text = e.to_string();
+        let suffix = format!(" at line {} column {}", e.line(), e.column());
+        let Some(what) = text.strip_suffix(&suffix) else {
+            return text;
+        };
+        // serde_json's column counts bytes from the start of the line.
+        let line_start = |b: &[u8]| -> usize {
+            b.iter()
+                .enumerate()
+                .filter(|&(_, &c)| c == b'\n')
+                .nth(e.line().saturating_sub(2))
+                .filter(|_| e.line() > 1)
+                .map_or(0, |(at, _)| at + 1)
+        };
+        let pos = line_start(&self.body) + e.column();
+        let mut shift: isize = 0;
+        let mut at_original = None;
+        for &(at, old_len, new_len) in &self.edits {
+            let now_at = at.saturating_add_signed(shift);
+            if pos < now_at {
+                break;
+            }
+            if pos < now_at + new_len {
+                // Inside a quoted value: its place in the original.
+                at_original = Some(at + (pos - now_at).min(old_len));
+                break;
+            }
+            shift += new_len as isize - old_len as isize;
+        }
+        let at_original = at_original.unwrap_or(pos.saturating_add_signed(-shift));
+        let column = at_original.saturating_sub(line_start(original));
+        format!("{what} at line {} column {column}", e.line())
+    }
+}
+
+/// What a container of the answer is, to tell where a point value is expected.
+#[derive(Clone, Copy, PartialEq)]
+enum Role {
+    /// The answer's top-level array.
+    Answer,
+    /// One element of the answer.
+    Series,
+    /// A series' `dps`, object or array.
+    Dps,
+    /// One `[ts, value, ...]` of the array form.
+    Pair,
+    /// Anything else.
+    Other,
+}
+
+struct Frame {
+    role: Role,
+    object: bool,
+    /// Object: a member name comes next (after `{` or `,`).
+    expecting_key: bool,
+    /// Object: the current member is `dps`.
+    key_is_dps: bool,
+    /// Array: the element index.
+    index: usize,
+}
+
+/// Quotes the bare `NaN`, `Infinity`, `-Infinity` and overflowing numbers found where a
+/// `dps` value is expected (an object-form member value, or the second element of an
+/// array-form pair); `None` when there is none. Only a lexer: it follows the nesting to know
+/// the positions and leaves every other byte as it is, so anything malformed stays malformed
+/// for serde_json to report.
+fn quote_bare_values(b: &[u8]) -> Option<Quoted> {
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut edits = Vec::new();
+    let mut out: Vec<u8> = Vec::new();
+    let mut copied = 0;
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b' ' | b'\n' | b'\r' | b'\t' | b':' => i += 1,
+            b'"' => {
+                let start = i + 1;
+                let mut j = start;
+                while j < b.len() && b[j] != b'"' {
+                    j += if b[j] == b'\\' { 2 } else { 1 };
+                }
+                if j >= b.len() {
+                    break;
+                }
+                if let Some(f) = stack.last_mut().filter(|f| f.object && f.expecting_key) {
+                    f.expecting_key = false;
+                    f.key_is_dps = &b[start..j] == b"dps";
+                }
+                i = j + 1;
+            }
+            b',' => {
+                if let Some(f) = stack.last_mut() {
+                    if f.object {
+                        f.expecting_key = true;
+                        f.key_is_dps = false;
+                    } else {
+                        f.index += 1;
+                    }
+                }
+                i += 1;
+            }
+            c @ (b'{' | b'[') => {
+                let role = match stack.last() {
+                    None if c == b'[' => Role::Answer,
+                    Some(f) if f.role == Role::Answer && c == b'{' => Role::Series,
+                    Some(f) if f.role == Role::Series && !f.expecting_key && f.key_is_dps => {
+                        Role::Dps
+                    }
+                    Some(f) if f.role == Role::Dps && !f.object && c == b'[' => Role::Pair,
+                    _ => Role::Other,
+                };
+                stack.push(Frame {
+                    role,
+                    object: c == b'{',
+                    expecting_key: true,
+                    key_is_dps: false,
+                    index: 0,
+                });
+                i += 1;
+            }
+            b'}' | b']' => {
+                stack.pop();
+                i += 1;
+            }
+            _ => {
+                let end = b[i..]
+                    .iter()
+                    .position(|c| {
+                        matches!(
+                            c,
+                            b' ' | b'\n'
+                                | b'\r'
+                                | b'\t'
+                                | b','
+                                | b':'
+                                | b'['
+                                | b']'
+                                | b'{'
+                                | b'}'
+                                | b'"'
+                        )
+                    })
+                    .map_or(b.len(), |p| i + p);
+                let point = stack.last().is_some_and(|f| match f.role {
+                    Role::Dps => f.object && !f.expecting_key,
+                    Role::Pair => f.index == 1,
+                    _ => false,
+                });
+                if point && let Some(quoted) = quoted_value(&b[i..end]) {
+                    out.extend_from_slice(&b[copied..i]);
+                    out.extend_from_slice(quoted);
+                    edits.push((i, end - i, quoted.len()));
+                    copied = end;
+                }
+                i = end;
+            }
+        }
+    }
+    if edits.is_empty() {
+        return None;
+    }
+    out.extend_from_slice(&b[copied..]);
+    Some(Quoted { body: out, edits })
+}
+
+/// The quoted form of a bare non-finite `dps` value, as OpenTSDB quotes it by default.
+fn quoted_value(token: &[u8]) -> Option<&'static [u8]> {
+    match token {
+        b"NaN" => Some(br#""NaN""#),
+        b"Infinity" => Some(br#""Infinity""#),
+        b"-Infinity" => Some(br#""-Infinity""#),
+        _ => match overflowing_number(token)? {
+            v if v > 0.0 => Some(br#""Infinity""#),
+            _ => Some(br#""-Infinity""#),
+        },
+    }
+}
+
+/// The infinity a JSON number beyond f64's range rounds to (serde_json refuses such a number:
+/// "number out of range"); `None` for anything else, including what is not a JSON number.
+pub(super) fn overflowing_number(token: &[u8]) -> Option<f64> {
+    if !is_json_number(token) {
+        return None;
+    }
+    let v: f64 = std::str::from_utf8(token).ok()?.parse().ok()?;
+    v.is_infinite().then_some(v)
+}
+
+/// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`
+fn is_json_number(t: &[u8]) -> bool {
+    let digits =
+        |t: &[u8], from: usize| from + t[from..].iter().take_while(|c| c.is_ascii_digit()).count();
+    let mut i = usize::from(t.first() == Some(&b'-'));
+    match t.get(i) {
+        Some(b'0') => i += 1,
+        Some(b'1'..=b'9') => i = digits(t, i),
+        _ => return false,
+    }
+    if t.get(i) == Some(&b'.') {
+        let end = digits(t, i + 1);
+        if end == i + 1 {
+            return false;
+        }
+        i = end;
+    }
+    if matches!(t.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(t.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        let end = digits(t, i);
+        if end == i {
+            return false;
+        }
+        i = end;
+    }
+    i == t.len()
 }
 
 /// Clips to `[start, end)`, sorts by time (stable, so among equal times the later one received
@@ -441,6 +747,144 @@ mod tests {
         assert_eq!(s[0].values, [Some(1.0), None, Some(3.5)]);
     }
 
+    /// Bare `NaN`, `Infinity`, `-Infinity` (what Jackson writes with quoting off, and Python's
+    /// `json`) and numbers beyond f64's range, in both forms and with whitespace, read by both
+    /// decode paths: NaN is a null value, the others invalid values; the unit does not fail.
+    #[test]
+    fn bare_non_finite_values_and_overflowing_numbers_are_null_values_in_both_paths() {
+        let expected_values = [Some(1.0), None, None, None, None, None, Some(2.5)];
+        for dps in [
+            r#"{"1":1,"2":NaN,"3":Infinity,"4":-Infinity,"5":1e309,"6":-1E+400,"7":2.5}"#,
+            "{ \"1\" : 1 , \"2\" :\tNaN ,\n\"3\":  Infinity\r\n, \"4\": -Infinity , \"5\" : 1e309 ,\"6\":-1E+400 , \"7\" : 2.5 }",
+            "[[1,1],[2,NaN],[3,Infinity],[4,-Infinity],[5,1e309],[6,-1E+400],[7,2.5]]",
+            "[ [1, 1] , [ 2 , NaN ] ,[3,\tInfinity],[4 ,-Infinity ],\n[5, 1e309], [6,-1E+400,\"x\"], [7,2.5] ]",
+            // A 400-digit integer overflows too.
+            &format!(
+                "[[1,1],[2,NaN],[3,Infinity],[4,-Infinity],[5,1{}],[6,-1e400],[7,2.5]]",
+                "0".repeat(400)
+            ),
+        ] {
+            // The plain shape goes through the scanner; an escaped metric name sends the same
+            // answer through the serde path.
+            for (path, metric) in [("scanner", "m"), ("serde", "\\u006d")] {
+                let body = format!(r#"[{{"metric":"{metric}","tags":{{}},"dps":{dps}}}]"#);
+                assert_eq!(
+                    super::super::scan::scan(body.as_bytes()).is_some(),
+                    path == "scanner",
+                    "{path}: {body}"
+                );
+                let (s, st) = decode_query_response(body.as_bytes(), 0, 100)
+                    .unwrap_or_else(|e| panic!("{path}: {e}: {body}"));
+                assert_eq!(s.len(), 1, "{path}: {body}");
+                assert_eq!(s[0].metric, "m");
+                assert_eq!(s[0].ts, [1, 2, 3, 4, 5, 6, 7], "{path}: {body}");
+                assert_eq!(s[0].values, expected_values, "{path}: {body}");
+                assert_eq!(st.null_values, 1, "{path}: NaN is a null value: {body}");
+                assert_eq!(
+                    st.invalid_values, 4,
+                    "{path}: infinities are invalid: {body}"
+                );
+                assert_eq!(st.points, 7);
+            }
+        }
+    }
+
+    /// Bare words are read where a point value is expected, and nowhere else: a bare NaN as a
+    /// metric name, a tag value or a key, a misspelt word, or a non-finite word inside an
+    /// ignored field is malformed (the scanner gives up and serde_json refuses), so an odd
+    /// answer is never read leniently by accident.
+    #[test]
+    fn bare_non_finite_words_elsewhere_are_malformed() {
+        for body in [
+            r#"[{"metric":NaN,"tags":{},"dps":{"1":1}}]"#,
+            r#"[{"metric":"m","tags":{"a":NaN},"dps":{"1":1}}]"#,
+            r#"[{"metric":"m","tags":{},"dps":{NaN:1}}]"#,
+            r#"[{"metric":"m","tags":{},"dps":[[NaN,1]]}]"#,
+            r#"[{"metric":"m","tags":{},"dps":{"1":nan}}]"#,
+            r#"[{"metric":"m","tags":{},"dps":{"1":NaNx}}]"#,
+            r#"[{"metric":"m","tags":{},"dps":{"1":-NaN}}]"#,
+            r#"[{"metric":"m","tags":{},"dps":{"1":+Infinity}}]"#,
+            r#"[{"metric":"m","tags":{},"dps":{"1":Inf}}]"#,
+            r#"[{"metric":"m","tags":{},"dps":{"1":01e999}}]"#,
+            r#"[{"metric":"m","tags":{},"query":{"x":NaN},"dps":{"1":1}}]"#,
+            r#"[{"metric":"m","tags":{},"dps":[[1,2,Infinity]]}]"#,
+            r#"[{"metric":"m","tags":{},"dps":NaN}]"#,
+            r#"[NaN]"#,
+        ] {
+            assert!(
+                super::super::scan::scan(body.as_bytes()).is_none(),
+                "{body}"
+            );
+            let err = decode_query_response(body.as_bytes(), 0, 100)
+                .map(|(s, _)| s)
+                .expect_err(body);
+            assert!(
+                matches!(err, DecodeError::Malformed { .. }),
+                "{body}: {err}"
+            );
+        }
+        // An overflowing number where a value is ignored is skipped, as serde_json skips it.
+        let (s, _) =
+            decode(r#"[{"metric":"m","tags":{},"query":{"x":1e999},"dps":[[1,NaN,1e999]]}]"#);
+        assert_eq!(s[0].values, [None]);
+    }
+
+    /// A malformed answer that also holds bare words is reported where the original body is
+    /// wrong, not where the rewritten one would be.
+    #[test]
+    fn malformed_answers_with_bare_words_report_the_original_position() {
+        let body = "[{\"metric\":\"\\u006d\",\"dps\":{\"1\":NaN,\"2\":Infinity,\"3\":x}}]";
+        let err = decode_query_response(body.as_bytes(), 0, 100).unwrap_err();
+        let column = body.find('x').unwrap() + 1;
+        assert!(
+            err.to_string().contains(&format!("line 1 column {column}")),
+            "{err} (x is at column {column})"
+        );
+        // On a later line, after values quoted on earlier lines and on its own.
+        let body = "[{\"metric\":\"\\u006d\",\"dps\":{\"1\":-1e999,\n \"2\":NaN, \"3\":Infinity,\"4\":y}}]";
+        let err = decode_query_response(body.as_bytes(), 0, 100).unwrap_err();
+        let line2 = &body[body.find('\n').unwrap() + 1..];
+        let column = line2.find(":y").unwrap() + 2;
+        assert!(
+            err.to_string().contains(&format!("line 2 column {column}")),
+            "{err} (y is at line 2 column {column})"
+        );
+    }
+
+    /// An answer is about the metric asked for: a series naming another one (with points, or
+    /// with none in the window, as an answer to another query would be) is an error naming
+    /// both metrics, in both decode paths; a summary element without a metric is not a series.
+    #[test]
+    fn a_series_of_another_metric_is_an_error_naming_both() {
+        for body in [
+            r#"[{"metric":"vscope.vm.cpu.ready","tags":{},"dps":{"5":1}}]"#,
+            r#"[{"metric":"vscope.vm.cpu.usage.perc","tags":{},"dps":{"5":1}},{"metric":"vscope.vm.cpu.ready","tags":{},"dps":{"500":1}}]"#,
+            r#"[{"metric":"vscope.vm.cpu.ready","tags":{},"dps":{}}]"#,
+            r#"[{"metric":"vscope.vm.cpu.read\u0079","tags":{},"dps":[[5,1]]}]"#,
+        ] {
+            let err = decode_query_answer(body.as_bytes(), 0, 100, "vscope.vm.cpu.usage.perc")
+                .map(|(s, _)| s)
+                .expect_err(body);
+            assert!(
+                matches!(err, DecodeError::WrongMetric { .. }),
+                "{body}: {err}"
+            );
+            let msg = err.to_string();
+            assert!(
+                msg.contains("'vscope.vm.cpu.ready'") && msg.contains("'vscope.vm.cpu.usage.perc'"),
+                "names both metrics: {msg}"
+            );
+        }
+        let (s, _) = decode_query_answer(
+            br#"[{"metric":"m","tags":{},"dps":{"5":1}},{"statsSummary":{}}]"#,
+            0,
+            100,
+            "m",
+        )
+        .unwrap();
+        assert_eq!(s[0].metric, "m");
+    }
+
     #[test]
     fn clips_half_open_sorts_numerically_and_keeps_last_duplicate() {
         // Go sorts map keys as strings: "10000" < "9000". The end (10000) is inclusive on the
@@ -471,12 +915,14 @@ mod tests {
         assert!(decode_query_response(br#"[{"metric":"m","dps":{"1":1}"#, 0, 1).is_err());
     }
 
+    /// The scanner, whenever it answers, agrees with the serde path (serde_json, with bare
+    /// non-finite `dps` values quoted).
     fn check_scanner_agrees(body: &[u8]) -> Result<(), TestCaseError> {
-        let serde: Result<Vec<RawSeries>, _> = serde_json::from_slice(body);
+        let serde = serde_path(body);
         if let Some(fast) = super::super::scan::scan(body) {
             let serde = serde.map_err(|e| {
                 TestCaseError::fail(format!(
-                    "scanner accepted what serde_json refuses ({e}): {}",
+                    "scanner accepted what the serde path refuses ({e}): {}",
                     String::from_utf8_lossy(body)
                 ))
             })?;
@@ -512,7 +958,12 @@ mod tests {
             Just("-0".to_string()),
             Just("-0.0".to_string()),
             Just("1e400".to_string()),
+            Just("-1e309".to_string()),
+            Just(format!("1{}", "0".repeat(309))),
+            Just("1.7976931348623157e308".to_string()),
+            Just("1.7976931348623159e308".to_string()),
             Just("01".to_string()),
+            Just("01e999".to_string()),
         ]
     }
 
@@ -527,9 +978,17 @@ mod tests {
                 Just("\"nan\"".to_string()),
                 Just("\"x\\u0041\"".to_string()),
                 Just("null".to_string()),
+                Just("NaN".to_string()),
+                Just("Infinity".to_string()),
+                Just("-Infinity".to_string()),
+                Just("NaNx".to_string()),
+                Just("-NaN".to_string()),
+                Just("nan".to_string()),
                 Just("true".to_string()),
                 Just("false".to_string()),
                 Just("{\"a\":[1,{}]}".to_string()),
+                Just("{\"a\":NaN}".to_string()),
+                Just("[1e999,Infinity]".to_string()),
                 Just("[]".to_string()),
             ],
         ]
@@ -561,7 +1020,17 @@ mod tests {
         let dps_arr = proptest::collection::vec(point_strategy(), 0..8).prop_map(|pts| {
             let body: Vec<String> = pts
                 .iter()
-                .map(|(k, v, w)| format!("[{k},{w}{v}]"))
+                .map(|(k, v, w)| {
+                    // Now and then an element after the value, which both paths ignore.
+                    let extra = if *w == " " {
+                        ",1e999"
+                    } else if w.len() > 1 {
+                        ",NaN"
+                    } else {
+                        ""
+                    };
+                    format!("[{k},{w}{v}{extra}]")
+                })
                 .collect();
             format!("[{}]", body.join(","))
         });
@@ -577,12 +1046,14 @@ mod tests {
                 let body: Vec<String> = t.iter().map(|(k, v)| format!("\"{k}\":\"{v}\"")).collect();
                 format!("{{{}}}", body.join(","))
             });
-        let series = (metric, tags, dps, ws(), any::<bool>()).prop_map(|(m, t, d, w, extra)| {
-            let extra = if extra {
-                ",\"aggregateTags\":[],\"query\":{\"index\":0,\"x\":[1.5,null]}"
-            } else {
-                ""
-            };
+        // Fields both paths skip: an overflowing number is skipped, a bare word is malformed
+        // there (also under a key named `dps` that is not the series').
+        let extra = prop_oneof![
+            4 => Just(""),
+            4 => Just(",\"aggregateTags\":[],\"query\":{\"index\":0,\"x\":[1.5,null,1e999]}"),
+            1 => Just(",\"query\":{\"dps\":{\"1\":NaN}}"),
+        ];
+        let series = (metric, tags, dps, ws(), extra).prop_map(|(m, t, d, w, extra)| {
             format!("{{{w}\"metric\"{w}:{w}{m},\"tags\":{t}{extra},\"dps\":{d}{w}}}")
         });
         (proptest::collection::vec(series, 0..4), ws())

@@ -8,8 +8,10 @@
 //! correctly rounded by IEEE 754). Anything else (escapes in strings, long mantissas, odd value
 //! types, duplicate fields, malformed input) makes it give up and return `None`, and the caller
 //! decodes the body with serde_json instead. So the scanner never decides what odd input means:
-//! when it answers, its answer equals serde_json's (checked by the property tests in
-//! `decode.rs`), and every error message comes from serde_json.
+//! when it answers, its answer equals the serde path's (checked by the property tests in
+//! `decode.rs`), and every error message comes from serde_json. The two read the same
+//! extensions to JSON, in `dps` values only: the bare words `NaN`, `Infinity`, `-Infinity`, and
+//! numbers beyond f64's range (read as infinities).
 
 use std::collections::BTreeMap;
 
@@ -302,9 +304,25 @@ impl<'a> Scanner<'a> {
         parse_i64(&self.b[start..self.i])
     }
 
+    /// A point value. Besides JSON's values it reads the bare words `NaN` (a null value),
+    /// `Infinity` and `-Infinity` (invalid values) that Jackson writes when it does not quote
+    /// non-finite doubles (and Python's `json` always): here only, where a value of `dps` is
+    /// expected, as the serde path does ([`super::decode`]'s `quote_bare_values`).
     #[inline]
     fn point_value(&mut self) -> Option<PointValue> {
         match self.peek()? {
+            b'N' => {
+                self.literal(b"NaN")?;
+                Some(PointValue::Null)
+            }
+            b'I' => {
+                self.literal(b"Infinity")?;
+                Some(PointValue::Invalid)
+            }
+            b'-' if self.b.get(self.i + 1) == Some(&b'I') => {
+                self.literal(b"-Infinity")?;
+                Some(PointValue::Invalid)
+            }
             b'-' | b'0'..=b'9' => self.number().map(PointValue::Number),
             b'"' => Some(value_of_str(self.string()?)),
             b'n' => {
@@ -336,7 +354,8 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// A JSON number as serde_json reads it into an f64.
+    /// A JSON number as serde_json reads it into an f64, or an infinity for a number beyond
+    /// f64's range (which serde_json refuses; the caller counts it as an invalid value).
     #[inline]
     fn number(&mut self) -> Option<f64> {
         let start = self.i;
@@ -435,10 +454,16 @@ impl<'a> Scanner<'a> {
         Some(if neg { -v } else { v })
     }
 
-    /// The number that ends at the cursor, converted by serde_json itself.
+    /// The number that ends at the cursor (its syntax already checked), converted by
+    /// serde_json itself; a number serde_json refuses as out of range is the infinity of its
+    /// sign.
     #[cold]
     fn slow_number(&self, start: usize) -> Option<f64> {
-        serde_json::from_slice::<f64>(&self.b[start..self.i]).ok()
+        let text = &self.b[start..self.i];
+        match serde_json::from_slice::<f64>(text) {
+            Ok(v) => Some(v),
+            Err(_) => super::decode::overflowing_number(text),
+        }
     }
 
     /// Skips any JSON value, checking its syntax; `None` on anything serde_json might read

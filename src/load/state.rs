@@ -373,7 +373,9 @@ pub struct Manifest {
     pub windows_deferred: usize,
     /// Work units planned.
     pub units_planned: usize,
-    /// Work units fetched successfully.
+    /// Work units whose data was fully fetched and handed to the writers (every part of a
+    /// split answer written): counted even when their window then failed to commit (see
+    /// `windows_committed` and `failures`), never for a failed unit.
     pub units_done: usize,
     /// Series discovered.
     pub series_discovered: usize,

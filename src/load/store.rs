@@ -24,6 +24,39 @@ fn clock_hint(e: &object_store::Error) -> &'static str {
     }
 }
 
+/// The message of a failed object store operation: the store's own, with what to do where
+/// only the user can fix it (a refused clock; a bucket that does not exist, which the store
+/// reports as "Object at location ... not found" although no object is to blame).
+fn object_message(operation: &str, path: &str, source: &object_store::Error) -> String {
+    if let Some(bucket) = missing_bucket(source) {
+        let shown = bucket
+            .as_deref()
+            .map_or_else(|| "of sink.url".to_string(), |b| format!("'{b}'"));
+        let name = bucket.as_deref().unwrap_or("BUCKET");
+        return format!(
+            "the bucket {shown} does not exist (S3 answered NoSuchBucket to {operation} {path}): \
+             create it first (e.g. `aws s3 mb s3://{name}`, with --endpoint-url for a store other \
+             than AWS, or in the OVHcloud Control Panel), or fix the bucket name in sink.url, or \
+             sink.s3.endpoint and sink.s3.region if the bucket is on another endpoint or region"
+        );
+    }
+    format!("{operation} {path}: {source}{}", clock_hint(source))
+}
+
+/// `Some` when S3 answered `NoSuchBucket`: the bucket's name when the answer gives it.
+fn missing_bucket(e: &object_store::Error) -> Option<Option<String>> {
+    let text = e.to_string();
+    if !text.contains("<Code>NoSuchBucket</Code>") {
+        return None;
+    }
+    let name = text
+        .split_once("<BucketName>")
+        .and_then(|(_, rest)| rest.split_once("</BucketName>"))
+        .map(|(name, _)| name.to_string())
+        .filter(|n| !n.is_empty());
+    Some(name)
+}
+
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
@@ -36,7 +69,7 @@ pub enum StoreError {
         message: String,
     },
     /// An object store operation failed.
-    #[error("{operation} {path}: {source}{}", clock_hint(source))]
+    #[error("{}", object_message(operation, path, source))]
     Object {
         /// What we were doing (`put`, `get`, `delete`...).
         operation: &'static str,
@@ -69,6 +102,20 @@ pub enum StoreError {
         /// Why.
         source: std::io::Error,
     },
+}
+
+impl StoreError {
+    /// True when the sink's bucket does not exist: a configuration error (sink.url, the
+    /// endpoint or the region), not a failure a later run may get past.
+    pub fn is_missing_bucket(&self) -> bool {
+        matches!(self, StoreError::Object { source, .. } if missing_bucket(source).is_some())
+    }
+
+    /// True when only a change of the configuration can fix it (exit code 2): `sink.url` is not
+    /// a usable sink (a file, an unsupported URL) or names a bucket that does not exist.
+    pub fn is_config(&self) -> bool {
+        matches!(self, StoreError::BadUrl { .. }) || self.is_missing_bucket()
+    }
 }
 
 /// S3 settings from `[sink.s3]`; anything unset comes from the standard `AWS_*` environment.
@@ -200,6 +247,17 @@ impl Sink {
         } else {
             std::path::PathBuf::from(url)
         };
+        if let Some(file) = dir.ancestors().find(|a| a.exists()).filter(|a| !a.is_dir()) {
+            let what = if file == dir {
+                "is a file".to_string()
+            } else {
+                format!("is below {}, which is a file", file.display())
+            };
+            return Err(bad(format!(
+                "{what}, not a directory: sink.url must be a directory (created if missing); \
+                 point it at another path, or move the file away"
+            )));
+        }
         std::fs::create_dir_all(&dir).map_err(|source| StoreError::Io {
             path: dir.display().to_string(),
             source,
@@ -315,14 +373,20 @@ impl Sink {
         Ok(aborted)
     }
 
-    /// The full key of `relative` (a `/`-separated path below the sink).
+    /// The full key of `relative` (a `/`-separated path below the sink). Its segments are
+    /// taken as they are: partition values come escaped already (Hive's `%XX`,
+    /// [`crate::load::partition::escape_path_value`]), and escaping them again (`Path::from`
+    /// turns `%` into `%25`) would name the folder `metric=a%252Fb`, which Hive readers decode
+    /// to `a%2Fb`, not the `a/b` of the `metric` column. So a name read back from a listing is
+    /// the same key again. Only a segment that is no valid key part as it is (`.`, `..`,
+    /// control characters) is escaped by the store.
     pub fn key(&self, relative: &str) -> Path {
-        let joined = if self.prefix.as_ref().is_empty() {
-            relative.to_string()
-        } else {
-            format!("{}/{}", self.prefix.as_ref(), relative)
-        };
-        Path::from(joined.as_str())
+        let mut key = self.prefix.clone();
+        key.extend(relative.split('/').map(|segment| {
+            object_store::path::PathPart::parse(segment)
+                .unwrap_or_else(|_| object_store::path::PathPart::from(segment))
+        }));
+        key
     }
 
     /// Reads a small object; `None` when it does not exist.
@@ -538,6 +602,69 @@ impl Sink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// S3's `NoSuchBucket` is a missing bucket, named with the fix, not a missing object;
+    /// other errors keep the store's message.
+    #[test]
+    fn a_missing_bucket_is_named_with_the_fix() {
+        let err = |text: &str| StoreError::Object {
+            operation: "create",
+            path: "p/_state/x.lease".into(),
+            source: object_store::Error::NotFound {
+                path: "p/_state/x.lease".into(),
+                source: text.into(),
+            },
+        };
+        let named = err(
+            "404 Not Found: <Error><Code>NoSuchBucket</Code><Message>The specified \
+                         bucket does not exist</Message><BucketName>vs</BucketName></Error>",
+        );
+        assert!(named.is_missing_bucket());
+        let msg = named.to_string();
+        assert!(msg.starts_with("the bucket 'vs' does not exist"), "{msg}");
+        assert!(
+            msg.contains("aws s3 mb s3://vs") && msg.contains("sink.url"),
+            "{msg}"
+        );
+        let unnamed = err("<Error><Code>NoSuchBucket</Code></Error>").to_string();
+        assert!(
+            unnamed.starts_with("the bucket of sink.url does not exist"),
+            "{unnamed}"
+        );
+        let key = err("<Error><Code>NoSuchKey</Code></Error>");
+        assert!(!key.is_missing_bucket());
+        assert!(
+            key.to_string().starts_with("create p/_state/x.lease: "),
+            "{key}"
+        );
+    }
+
+    /// A local sink.url that is a file, or below one, is a configuration error saying so
+    /// (not "File exists" / "Not a directory"), and the file is left alone.
+    #[test]
+    fn a_local_sink_on_a_file_says_it_must_be_a_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, b"x").unwrap();
+        for (url, what) in [
+            (file.clone(), "is a file, not a directory".to_string()),
+            (
+                file.join("sub/out"),
+                format!("is below {}, which is a file", file.display()),
+            ),
+        ] {
+            let Err(e) = Sink::open(url.to_str().unwrap()) else {
+                panic!("{url:?} opened");
+            };
+            assert!(e.is_config(), "{e}");
+            let msg = e.to_string();
+            assert!(
+                msg.contains(&what) && msg.contains("must be a directory"),
+                "{msg}"
+            );
+        }
+        assert_eq!(std::fs::read(&file).unwrap(), b"x");
+    }
 
     /// A run cleans its own staging folder (and what older versions left at the top of
     /// `_tmp/`), never the staged files of another pipeline writing to the same sink.

@@ -221,6 +221,19 @@ pub enum TimeError {
         /// Why the duration before `-ago` was refused.
         source: Box<TimeError>,
     },
+    /// A time of an export (scope, `--start`/`--end`/`--now`, a report period) before
+    /// 1970-01-01T00:00:00Z: a negative timestamp, an earlier date, or a relative time that
+    /// lands before it ([`parse_export_time`]). OpenTSDB stores nothing earlier, so such a
+    /// range only means a typo (`3000y-ago`) and hundreds of thousands of empty windows.
+    #[error(
+        "invalid time '{input}': before 1970-01-01T00:00:00Z, where OpenTSDB's time starts; give \
+         a time from 1970 on: epoch seconds or ms, '<n>ms', 'now', '<n><unit>-ago' that lands \
+         after 1970 (units {UNITS}) or a date {DATE_LAYOUTS}"
+    )]
+    TimeBeforeEpoch {
+        /// The time as given.
+        input: String,
+    },
     /// The result does not fit in an `i64` of ms (e.g. `now` minus a huge duration).
     #[error("invalid time '{input}': out of the representable range of ms since the epoch")]
     TimeOutOfRange {
@@ -245,7 +258,7 @@ impl TimeError {
                 format!("Duration must be < Long.MAX_VALUE ms: {input}")
             }
             TimeError::TimeEmpty => "Missing start time".to_owned(),
-            TimeError::TimeNegative { input } => {
+            TimeError::TimeNegative { input } | TimeError::TimeBeforeEpoch { input } => {
                 format!("Invalid time: {input}. Negative timestamps are not supported.")
             }
             TimeError::TimeDottedMs { input } => format!(
@@ -372,6 +385,30 @@ pub fn parse_time(s: &str, now_ms: i64) -> Result<i64, TimeError> {
         return parse_formatted(s);
     }
     parse_epoch(s)
+}
+
+/// [`parse_time`] for the times of an export: `scope.start`/`scope.end`, `--start`/`--end`,
+/// `--now`, report periods. The same forms, read the same way, and the time must be at or
+/// after 1970-01-01T00:00:00Z ([`TimeError::TimeBeforeEpoch`] otherwise, which a negative
+/// integer such as `-5` also gets here). [`parse_time`] itself keeps OpenTSDB's rules, which
+/// the simulator answers with (OpenTSDB reads `1960/01/01` or `3000y-ago` as negative times).
+///
+/// ```
+/// use vscope_etl::semantics::time::{parse_export_time, TimeError};
+/// assert_eq!(parse_export_time("1970/01/01", 0), Ok(0));
+/// assert!(matches!(
+///     parse_export_time("3000y-ago", 1_793_491_200_000),
+///     Err(TimeError::TimeBeforeEpoch { .. })
+/// ));
+/// ```
+pub fn parse_export_time(s: &str, now_ms: i64) -> Result<i64, TimeError> {
+    match parse_time(s, now_ms) {
+        Ok(ms) if ms >= 0 => Ok(ms),
+        Ok(_) | Err(TimeError::TimeNegative { .. }) => Err(TimeError::TimeBeforeEpoch {
+            input: s.to_owned(),
+        }),
+        Err(e) => Err(e),
+    }
 }
 
 /// True when `s` starts `dddd-` (a year then a dash), which no OpenTSDB form does, so the
@@ -740,6 +777,54 @@ mod tests {
             "invalid time '1j-ago': invalid duration '1j': unknown unit 'j' (expected ms, s, m, h, d, w, n or y)"
         );
         assert!(parse_time(&format!("{}ms-ago", i64::MAX), -10).is_err());
+    }
+
+    /// Times of an export cannot be before 1970, whatever the form; OpenTSDB's own parsing
+    /// (the simulator's) still reads them.
+    #[test]
+    fn export_times_before_1970_are_refused_and_opentsdbs_parsing_is_kept() {
+        let now = 1_793_491_200_000; // 2026-11-01
+        for early in [
+            "1969-12-31T23:59:59.999Z",
+            "1960/01/01",
+            "1969/12/31-23:59:59",
+            "3000y-ago",
+            "57y-ago",
+            "-5",
+        ] {
+            let got = parse_export_time(early, now);
+            assert_eq!(
+                got,
+                Err(TimeError::TimeBeforeEpoch {
+                    input: early.into()
+                }),
+                "{early}"
+            );
+            let msg = got.unwrap_err().to_string();
+            assert!(msg.contains("1970") && msg.contains("-ago"), "{msg}");
+        }
+        assert!(parse_time("1960/01/01", now).unwrap() < 0);
+        assert!(parse_time("3000y-ago", now).unwrap() < 0);
+        assert!(matches!(
+            parse_time("-5", now),
+            Err(TimeError::TimeNegative { .. })
+        ));
+        for ok in [
+            "1970-01-01T00:00:00Z",
+            "1970/01/01",
+            "0",
+            "0ms",
+            "56y-ago",
+            "now",
+        ] {
+            assert_eq!(parse_export_time(ok, now), parse_time(ok, now), "{ok}");
+            assert!(parse_export_time(ok, now).is_ok(), "{ok}");
+        }
+        // Other errors stay as they are.
+        assert!(matches!(
+            parse_export_time("1x-ago", now),
+            Err(TimeError::TimeAgo { .. })
+        ));
     }
 
     #[test]

@@ -466,3 +466,113 @@ pub fn table_rows(root: &Path, table: &str) -> Vec<String> {
     rows.sort();
     rows
 }
+
+/// One request to an [`AnswerServer`].
+pub struct Request {
+    /// `GET`, `POST`...
+    pub method: String,
+    /// The path, query string included.
+    pub path: String,
+    /// The body (JSON for `/api/query`).
+    pub body: Vec<u8>,
+}
+
+/// A loopback HTTP server answering each request with what a test's handler returns (status,
+/// body): fixed or hand-made answers the simulator cannot give (bare `NaN`, another metric).
+/// Every answer closes its connection. Stopped on drop.
+pub struct AnswerServer {
+    /// Its base URL, `http://127.0.0.1:PORT`.
+    pub url: String,
+    addr: std::net::SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl AnswerServer {
+    /// Starts the server on an ephemeral loopback port.
+    pub fn start(
+        handler: impl Fn(&Request) -> (u16, String) + Send + Sync + 'static,
+    ) -> AnswerServer {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let handler = std::sync::Arc::new(handler);
+        let thread = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                for conn in listener.incoming() {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(conn) = conn else { continue };
+                    let handler = handler.clone();
+                    std::thread::spawn(move || answer_one(conn, &*handler));
+                }
+            })
+        };
+        AnswerServer {
+            url: format!("http://{addr}"),
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+/// Reads one HTTP/1.1 request from `conn` and writes the handler's answer.
+fn answer_one(mut conn: std::net::TcpStream, handler: &dyn Fn(&Request) -> (u16, String)) {
+    use std::io::{Read, Write};
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p + 4;
+        }
+        match conn.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let mut lines = head.lines();
+    let mut first = lines.next().unwrap_or("").split_whitespace();
+    let (method, path) = (
+        first.next().unwrap_or("").to_string(),
+        first.next().unwrap_or("").to_string(),
+    );
+    let length: usize = lines
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.trim().parse().ok())
+        .unwrap_or(0);
+    while buf.len() < head_end + length {
+        match conn.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let request = Request {
+        method,
+        path,
+        body: buf[head_end..head_end + length].to_vec(),
+    };
+    let (status, body) = handler(&request);
+    let _ = write!(
+        conn,
+        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    );
+}
+
+impl Drop for AnswerServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wakes the accept loop up so that it sees the flag.
+        let _ = std::net::TcpStream::connect(self.addr);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

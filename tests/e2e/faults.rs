@@ -603,6 +603,76 @@ fn sigterm_stops_the_run_cleanly_and_a_rerun_completes() {
     assert_same_as_clean(&again, "after SIGTERM");
 }
 
+/// Case 19, the second signal: after a first SIGTERM the run is stopping (here still in its
+/// token check, which the stall holds); a second one ends the process at once with exit 130.
+/// Nothing is committed, and the next run takes over the lease the process left and gives the
+/// clean dataset.
+#[test]
+fn a_second_signal_exits_at_once_with_130_and_a_rerun_completes() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    // The first request is the run's token check: held for the probe's whole timeout.
+    let p = write(
+        dir.path(),
+        &source("timeout = \"120s\"", "", &["stall:120s@requests=1"]),
+    );
+    let mut child = bin()
+        .args(["run", p.to_str().unwrap(), "--json", "--now", NOW])
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line);
+        }
+    });
+    let term = |pid: u32| {
+        let ok = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    };
+    std::thread::sleep(Duration::from_millis(1500));
+    term(child.id());
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !seen.iter().any(|l: &String| l.contains("signal received")) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => seen.push(line),
+            Err(_) => panic!("no acknowledgement of the first signal: {seen:?}"),
+        }
+    }
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the run is still stopping when the second signal comes"
+    );
+    let t0 = Instant::now();
+    term(child.id());
+    let status = child.wait().unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    assert_eq!(status.code(), Some(130), "{seen:?}");
+    seen.extend(rx.try_iter());
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("second signal: exiting now")),
+        "{seen:?}"
+    );
+    let root = dir.path().join("out");
+    for t in TABLE_NAMES {
+        assert!(parquet_files(&root, t).is_empty(), "files in {t}");
+    }
+    let again = run_in(dir.path(), &source("", "", &[]), &[]);
+    assert_eq!(again.code(), Some(0), "{}", again.describe());
+    assert_same_as_clean(&again, "after a second signal");
+}
+
 /// Case 22: partitions come from UTC epoch ms only: a run across the Europe/Paris DST switch
 /// (2026-03-29 01:00Z) and midnight gives byte-identical files under `TZ=Europe/Paris` and
 /// `TZ=UTC`, with each day's points under its UTC date.

@@ -3,6 +3,7 @@
 
 mod cli;
 mod common;
+mod data_fidelity;
 mod duckdb;
 mod faults;
 mod integrity;

@@ -62,7 +62,10 @@ fn s3_dataset(moto: &MotoServer, prefix: &str) -> BTreeMap<String, Vec<u8>> {
 }
 
 fn s3_pipeline(dir: &Path, moto: &MotoServer, name: &str, prefix: &str) -> std::path::PathBuf {
-    let sink = format!("{}part_size = \"{PART_SIZE}\"\n", moto.sink_toml(prefix));
+    let sink = format!(
+        "{}part_size = \"{PART_SIZE}\"\nallow_small_parts = true\n",
+        moto.sink_toml(prefix)
+    );
     write_pipeline_with_sink(dir, name, SIM, SCOPE, TABLES, &sink)
 }
 

@@ -59,8 +59,8 @@ def table_facts(con, sink, table):
     }
 
 
-def main():
-    sink, tables = sys.argv[1], sys.argv[2:]
+def connect(sink):
+    """A DuckDB connection in UTC that reads SINK (a directory, or S3 through httpfs)."""
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     if sink.startswith("s3://"):
@@ -73,6 +73,12 @@ def main():
             "CREATE SECRET (TYPE s3, KEY_ID ?, SECRET ?, REGION 'us-east-1', ENDPOINT ?, "
             "URL_STYLE 'path', USE_SSL false)".replace("?", "'{}'").format(
                 os.environ["S3_KEY"], os.environ["S3_SECRET"], os.environ["S3_ENDPOINT"]))
+    return con
+
+
+def main():
+    sink, tables = sys.argv[1], sys.argv[2:]
+    con = connect(sink)
     print(json.dumps({t: table_facts(con, sink, t) for t in tables}))
 
 
