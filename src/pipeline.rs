@@ -24,7 +24,7 @@ use crate::extract::{DecodeStats, FetchError, MetricsClient, RawAnswer, SeriesDa
 use crate::load::Sink;
 use crate::load::lease::Lease;
 use crate::load::partition::{part_file_name, partition_dir};
-use crate::load::publish::{CrashPoint, JOURNAL_VERSION, Journal, Move};
+use crate::load::publish::{CrashPoint, JOURNAL_VERSION, Journal, Move, PublishError};
 use crate::load::state::{CommittedWindow, FailedUnit, Ledger, Manifest, TableWindow};
 use crate::load::writer::{
     FileSettings, PartWriter, StagedFile, WriteError, WrittenFile, writer_properties,
@@ -1094,8 +1094,8 @@ enum CommitError {
     /// This window only: its staged files were discarded, nothing of it became visible; the
     /// next run fetches it again.
     Window(WriteError),
-    /// The publication was journaled but could not be completed, or the ledger changed under
-    /// the run: the run stops, the next one completes or clears what the journal says.
+    /// The ledger changed under the run, or a publication could neither be completed nor
+    /// given up: the run stops, the next one completes or clears what the journal says.
     Fatal(Error),
 }
 
@@ -1181,16 +1181,24 @@ impl Committer {
         };
         match journal.publish(sink, &mut self.ledger, &self.crash).await {
             Ok(()) => Ok(written),
+            Err(PublishError::Ledger(e)) => Err(CommitError::Fatal(Error::Ledger(e))),
             Err(e) => {
                 tracing::error!(error = %e, "publication failed; trying to complete it once more");
-                match journal.recover(sink, &mut self.ledger, &self.crash).await {
-                    Ok(true) => Ok(written),
-                    Ok(false) => Err(CommitError::Window(WriteError::Publish(
-                        crate::load::store::StoreError::Changed {
-                            path: format!("the staged files of window {}", window_label(window)),
-                        },
-                    ))),
-                    Err(e2) => Err(CommitError::Fatal(Error::Publish(e2))),
+                let failed = match journal.recover(sink, &mut self.ledger, &self.crash).await {
+                    Ok(true) => return Ok(written),
+                    Ok(false) => {
+                        format!("staged files of window {} are gone", window_label(window))
+                    }
+                    Err(PublishError::Ledger(e)) => {
+                        return Err(CommitError::Fatal(Error::Ledger(e)));
+                    }
+                    Err(e) => e.to_string(),
+                };
+                // It cannot be completed: give the window up whole (its files removed, its
+                // ledger entry dropped) and go on; the next run fetches it again.
+                match journal.abandon(sink, &mut self.ledger).await {
+                    Ok(()) => Err(CommitError::Window(WriteError::Unpublished(failed))),
+                    Err(e) => Err(CommitError::Fatal(Error::Publish(e))),
                 }
             }
         }

@@ -220,6 +220,17 @@ impl Journal {
         }
         tracing::warn!(window = %self.key(),
             "staged files of an interrupted publication are gone: removing the window's files so it is fetched again");
+        self.abandon(sink, ledger).await?;
+        Ok(false)
+    }
+
+    /// Gives the publication up: removes every file of the window (the new cut's, staged or
+    /// moved, the old cut's, what the ledger claims) and drops its ledger windows, then the
+    /// journal. The window is then simply not there, and the next run fetches it whole. Used
+    /// when staged files are lost, or when a move keeps failing (a file in the way of a
+    /// folder): never two cuts, never half of one. Idempotent, so a crash in the middle is
+    /// finished by the next run.
+    pub async fn abandon(&self, sink: &Sink, ledger: &mut Ledger) -> Result<(), PublishError> {
         let err = self.store_err();
         let key = self.key();
         let claimed: Vec<String> = std::iter::once(&key)
@@ -243,7 +254,7 @@ impl Journal {
         sink.delete_if_exists(&Journal::path(&self.pipeline))
             .await
             .map_err(&err)?;
-        Ok(false)
+        Ok(())
     }
 }
 

@@ -509,12 +509,28 @@ impl Sink {
         })
     }
 
+    /// Local sinks: true when nothing can be at `relative` (it is missing, or a folder on its
+    /// way is a file).
+    fn local_absent(&self, relative: &str) -> bool {
+        let Some(root) = &self.local_root else {
+            return false;
+        };
+        match std::fs::symlink_metadata(root.join(relative)) {
+            Ok(_) => false,
+            Err(e) => matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+            ),
+        }
+    }
+
     /// True when the object exists.
     pub async fn exists(&self, relative: &str) -> Result<bool, StoreError> {
         let key = self.key(relative);
         match self.store.head(&key).await {
             Ok(_) => Ok(true),
             Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(_) if self.local_absent(relative) => Ok(false),
             Err(source) => Err(StoreError::Object {
                 operation: "head",
                 path: key.to_string(),
@@ -590,6 +606,9 @@ impl Sink {
         let key = self.key(relative);
         match self.store.delete(&key).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            // On local disk a path below a file cannot exist either (ENOTDIR, which the store
+            // does not report as "not found").
+            Err(_) if self.local_absent(relative) => Ok(()),
             Err(source) => Err(StoreError::Object {
                 operation: "delete",
                 path: key.to_string(),

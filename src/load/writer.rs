@@ -46,6 +46,12 @@ pub enum WriteError {
     /// The finished file could not be moved into place.
     #[error("publishing a written file: {0}")]
     Publish(super::store::StoreError),
+    /// The window's publication failed and could not be completed: every file of the window was
+    /// removed (its ledger entry too), so the window is not there and the next run fetches it.
+    #[error(
+        "publishing the window failed ({0}); its files were removed and the next run fetches it again"
+    )]
+    Unpublished(String),
     /// A file an earlier run wrote for this window, and this run did not write again, could not
     /// be listed or removed (left, it would double or resurrect rows: the window is not
     /// committed, so the next run tries again).
