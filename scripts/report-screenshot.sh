@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Renders the capacity report of the demo dataset in headless Chromium and saves
-# docs/report.png (shown in the README). Installs Debian's `chromium` if it is missing.
+# docs/report.png (shown in docs/report.md). Installs Debian's `chromium` if it is missing.
 #
 #   scripts/report-screenshot.sh            # demo dataset in ./out, report in ./out/report
 #   DATA=/path/to/sink scripts/report-screenshot.sh

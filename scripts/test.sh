@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it (README: "Run the tests"). Idempotent; safe on a fresh clone.
+# The whole test suite, as CI runs it (README: "Two commands"). Idempotent; safe on a fresh clone.
 # - makes .venv (ignored) with the Python tools the tests read our output with (DuckDB);
 # - checks formatting and lints (warnings are errors);
 # - runs every Rust test (unit, property, end-to-end against the simulator, DuckDB checks).

@@ -3,7 +3,7 @@
 //! `metric`, the label columns and the `tags` map hold one value per series, repeated on each
 //! of its thousands of rows. The Arrow writer sees them row by row: every row's string is
 //! hashed into the chunk's dictionary and compared for the page's min and max, which was about
-//! 40 % of a raw run's CPU (`reference/performance.md`, profile in the README). The rows come
+//! 40 % of a raw run's CPU (`reference/performance.md`, profile in docs/performance.md). The rows come
 //! sorted by series, so a page of such a column is a handful of runs: this module finds the
 //! runs (an integer compare per row on the batch's dictionary keys), looks each run's value up
 //! once, and writes the chunk Parquet readers expect from a dictionary-encoded column: a PLAIN

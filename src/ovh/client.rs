@@ -188,7 +188,7 @@ pub enum OvhError {
         "OVHcloud API v6 answered 404 to POST /dedicatedCloud/{service_name}/user/{user_id}/metricsToken: \
          this call may have been withdrawn from the public API (it is missing from the API schemas \
          published since 2024), or the user id does not exist. Get a vScope read token another \
-         way (ask OVHcloud support; README \"Connect to your PCC\") and set source.token and \
+         way (ask OVHcloud support; docs/connect.md) and set source.token and \
          source.url directly, e.g. token = \"${{VSCOPE_METRICS_TOKEN}}\" and \
          url = \"${{VSCOPE_OPENTSDB_ENDPOINT}}\""
     )]
