@@ -14,10 +14,8 @@ use crate::dialect::Dialect;
 use crate::secret::Secret;
 use crate::semantics::aggregator::{Aggregator, DOWNSAMPLING_FUNCTIONS};
 use crate::semantics::rollup::Rollup;
-use crate::semantics::time::{parse_duration, parse_export_time};
+use crate::semantics::time::{DAY_MS, parse_duration, parse_export_time};
 use crate::sim::SimConfig;
-
-const DAY_MS: i64 = 86_400_000;
 
 /// A pipeline file that cannot be used, with the key at fault and what is allowed.
 #[derive(Debug, thiserror::Error)]

@@ -18,10 +18,8 @@
 //! - `report` (feature `report`): the capacity-planning report over a dataset (polars).
 //! - [`dialect`], [`secret`], [`error`], [`cli`]: shared pieces.
 
-pub mod catalogue;
 pub mod cli;
 pub mod config;
-pub mod dialect;
 pub mod error;
 pub mod extract;
 pub mod load;
@@ -31,8 +29,8 @@ pub mod plan;
 pub mod preflight;
 #[cfg(feature = "report")]
 pub mod report;
-pub mod schema;
-pub mod secret;
-pub mod semantics;
 pub mod sim;
 pub mod transform;
+
+// The pure core (crates/core), under the paths the modules here have always used.
+pub use vscope_core::{catalogue, dialect, schema, secret, semantics};

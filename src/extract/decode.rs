@@ -14,18 +14,7 @@ use std::fmt;
 use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-/// One series of an answer: its identity and its points, sorted by time and de-duplicated.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SeriesData {
-    /// Metric name: the query's ([`decode_query_answer`] refuses an answer naming another).
-    pub metric: String,
-    /// Every tag of the series, sorted by key.
-    pub tags: BTreeMap<String, String>,
-    /// Point times in ms since the epoch, strictly ascending.
-    pub ts: Vec<i64>,
-    /// Point values, `None` where the server sent NaN, null, an infinity or a non-number.
-    pub values: Vec<Option<f64>>,
-}
+pub use vscope_core::series::SeriesData;
 
 /// What the decoder did with input that was not a plain in-window point. Each counter has one
 /// documented rule, so the manifest can say exactly what happened to every point received:

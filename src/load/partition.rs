@@ -51,12 +51,7 @@ pub fn unescape_path_value(segment: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The `YYYY-MM-DD` UTC date of a day start in ms.
-pub fn date_string(day_start_ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(day_start_ms)
-        .map(|d| d.format("%Y-%m-%d").to_string())
-        .unwrap_or_else(|| "invalid-date".into())
-}
+pub use vscope_core::semantics::time::date_string;
 
 /// The partition directory of a row group: `<table>/[metric=<m>/]date=<d>`.
 pub fn partition_dir(

@@ -13,9 +13,10 @@
 
 pub mod client;
 pub mod inventory;
-pub mod model;
-pub mod sign;
 pub mod snapshot;
+
+// The object model and the signature are shared with the simulator (crates/core).
+pub use vscope_core::ovh::{model, sign};
 
 pub use client::{ClientSettings, Credentials, OvhClient, OvhError};
 pub use inventory::{Inventory, InventoryReport};

@@ -25,8 +25,7 @@ use crate::extract::SeriesData;
 use crate::schema::{UTC, raw_schema, raw_table_decl, rollup_schema};
 use crate::semantics::rollup::{Rollup, RollupColumn, RollupOutput};
 
-/// Milliseconds in a UTC day.
-pub const DAY_MS: i64 = 86_400_000;
+pub use crate::semantics::time::DAY_MS;
 
 /// Orders series the way rows are sorted in files: by metric, then the table's label columns
 /// (a missing label sorts first, as null), then the remaining tags.

@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use serde::{Deserialize, Serialize};
 
 /// The raw catalogue file, embedded at build time.
-const METRICS_JSON: &str = include_str!("../schemas/metrics.json");
+const METRICS_JSON: &str = include_str!("../../../schemas/metrics.json");
 
 /// The kind of vSphere object a metric describes; it decides the output table family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -171,7 +171,7 @@ mod tests {
 
     /// OVHcloud's vScope API guide, the source of the 20 documented metrics (provenance at the
     /// end of the file).
-    const GUIDE: &str = include_str!("../docs/vscope-api-guide.en.md");
+    const GUIDE: &str = include_str!("../../../docs/vscope-api-guide.en.md");
 
     /// One row of the guide's metric tables: the section it sits in (`Filers`, `Hosts`,
     /// `Virtual machines`), the metric, its description and its label keys, as written.

@@ -25,13 +25,9 @@ use std::str::FromStr;
 
 use super::aggregator::{Aggregator, DOWNSAMPLING_FUNCTIONS, ParseAggregatorError};
 use super::time::{
-    DurationUnit, TimeError, civil_from_days, days_from_civil, parse_duration_parts,
+    DAY_MS, DurationUnit, HOUR_MS, MINUTE_MS, SECOND_MS, TimeError, civil_from_days,
+    days_from_civil, parse_duration_parts,
 };
-
-const SECOND_MS: i64 = 1_000;
-const MINUTE_MS: i64 = 60 * SECOND_MS;
-const HOUR_MS: i64 = 60 * MINUTE_MS;
-const DAY_MS: i64 = 24 * HOUR_MS;
 
 /// What a downsampler emits for a bucket with no data (OpenTSDB's `FillPolicy`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]

@@ -20,11 +20,15 @@
 
 use std::fmt::Write as _;
 
-/// Milliseconds in one second, minute, hour and day: the building blocks of every unit.
-const SECOND_MS: i64 = 1_000;
-const MINUTE_MS: i64 = 60 * SECOND_MS;
-const HOUR_MS: i64 = 60 * MINUTE_MS;
-const DAY_MS: i64 = 24 * HOUR_MS;
+/// Milliseconds in one second: the building block of every unit.
+pub const SECOND_MS: i64 = 1_000;
+/// Milliseconds in one minute.
+pub const MINUTE_MS: i64 = 60 * SECOND_MS;
+/// Milliseconds in one hour.
+pub const HOUR_MS: i64 = 60 * MINUTE_MS;
+/// Milliseconds in one UTC day (no leap seconds, as in Unix time): the `date` partitions, the
+/// `1d` windows and the calendar buckets all count days with it.
+pub const DAY_MS: i64 = 24 * HOUR_MS;
 
 /// The layouts OpenTSDB accepts for absolute dates, listed in error messages so a user can fix
 /// the input without reading the docs.
@@ -594,6 +598,14 @@ pub fn format_window_stamp(ms: i64) -> String {
         c.month, c.day, c.hour, c.minute, c.second
     );
     out
+}
+
+/// The `YYYY-MM-DD` UTC date of a day start in ms (the `date=` partition value);
+/// `invalid-date` beyond chrono's range.
+pub fn date_string(day_start_ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(day_start_ms)
+        .map(|d| d.format("%Y-%m-%d").to_string())
+        .unwrap_or_else(|| "invalid-date".into())
 }
 
 /// Formats `ms` as RFC 3339 in UTC: `2026-11-01T00:00:00Z`, with `.sss` only when `ms` is not

@@ -294,7 +294,7 @@ impl Rollup {
     }
 
     /// The rollup rows of one series.
-    pub fn of(&self, series: &crate::extract::SeriesData) -> RollupOutput {
+    pub fn of(&self, series: &crate::series::SeriesData) -> RollupOutput {
         let mut rows = self.output();
         self.apply_into(&series.ts, &series.values, &mut rows);
         rows
@@ -590,7 +590,7 @@ mod tests {
         let rollup = Rollup::new(HOUR, aggs.to_vec()).unwrap();
         let ts: Vec<i64> = (0..values.len() as i64).map(|i| i * 1000).collect();
         let vs: Vec<Option<f64>> = values.iter().copied().map(Some).collect();
-        let out = rollup.of(&crate::extract::SeriesData {
+        let out = rollup.of(&crate::series::SeriesData {
             metric: "m".into(),
             tags: Default::default(),
             ts,

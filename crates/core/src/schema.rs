@@ -18,12 +18,12 @@ use crate::semantics::aggregator::Aggregator;
 /// Name of the UTC time zone stored in `ts` columns.
 pub const UTC: &str = "UTC";
 
-const FILER_JSON: &str = include_str!("../schemas/filer_metrics.json");
-const HOST_JSON: &str = include_str!("../schemas/host_metrics.json");
-const VM_JSON: &str = include_str!("../schemas/vm_metrics.json");
-const FILERS_JSON: &str = include_str!("../schemas/filers.json");
-const HOSTS_JSON: &str = include_str!("../schemas/hosts.json");
-const VMS_JSON: &str = include_str!("../schemas/vms.json");
+const FILER_JSON: &str = include_str!("../../../schemas/filer_metrics.json");
+const HOST_JSON: &str = include_str!("../../../schemas/host_metrics.json");
+const VM_JSON: &str = include_str!("../../../schemas/vm_metrics.json");
+const FILERS_JSON: &str = include_str!("../../../schemas/filers.json");
+const HOSTS_JSON: &str = include_str!("../../../schemas/hosts.json");
+const VMS_JSON: &str = include_str!("../../../schemas/vms.json");
 
 /// The live inventory snapshot tables (design §3), one per component, in component order.
 pub const INVENTORY_TABLES: [&str; 3] = ["filers", "hosts", "vms"];
@@ -308,7 +308,7 @@ mod tests {
     fn rollup_json_lists_every_downsampling_function_and_its_type() {
         // schemas/rollup.json documents the rollup contract; it must not drift from the code.
         let doc: serde_json::Value =
-            serde_json::from_str(include_str!("../schemas/rollup.json")).unwrap();
+            serde_json::from_str(include_str!("../../../schemas/rollup.json")).unwrap();
         let listed: Vec<&str> = doc["aggregates"]
             .as_array()
             .unwrap()
