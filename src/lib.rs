@@ -29,8 +29,12 @@ pub mod plan;
 pub mod preflight;
 #[cfg(feature = "report")]
 pub mod report;
-pub mod sim;
 pub mod transform;
 
 // The pure core (crates/core), under the paths the modules here have always used.
 pub use vscope_core::{catalogue, dialect, schema, secret, semantics};
+// The simulator (crates/sim): `source.url = "sim"`, `vscope-etl sim`, the tests.
+pub use vscope_sim as sim;
+
+#[cfg(test)]
+mod sim_client_tests;

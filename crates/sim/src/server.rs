@@ -30,7 +30,7 @@ use super::format::push_str;
 use super::model::Pcc;
 use super::query::{self, Output};
 use super::warp::{ErrorMode, FetchStart};
-use crate::dialect::Dialect;
+use vscope_core::dialect::Dialect;
 
 /// Request counters, shared between the server and its [`SimHandle`](super::SimHandle).
 #[derive(Debug, Default)]

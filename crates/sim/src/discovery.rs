@@ -18,7 +18,7 @@ use super::query::{OPENTSDB_AGGREGATORS, OVH_AGGREGATORS, OVH_DOWNSAMPLERS};
 use super::regex::Regex;
 use super::server::{ApiError, Shared};
 use super::warp::WarpError;
-use crate::dialect::Dialect;
+use vscope_core::dialect::Dialect;
 
 /// Default and OVH-echoed `limit` / `max`.
 const DEFAULT_LIMIT: usize = 25;

@@ -1,6 +1,28 @@
-//! A deterministic simulator of the vScope history endpoints, for end-to-end tests and the
-//! demo pipeline (`source.url = "sim"` runs it in-process on `127.0.0.1:0`; `vscope-etl sim`
-//! runs it in the foreground).
+//! vscope-sim: a deterministic simulator of the vScope history endpoints, for end-to-end tests
+//! and the demo pipeline (`source.url = "sim"` runs it in-process on `127.0.0.1:0`;
+//! `vscope-etl sim` runs it in the foreground).
+//!
+//! # Layout
+//! - `server`: the metrics API router (`/api/*`), per-request state, the counters.
+//! - `query`: `/api/query`: parsing, filters, the OpenTSDB and Erlenmeyer computations.
+//! - `discovery`: `/api/search/lookup`, `/api/suggest`, the other metadata endpoints.
+//! - `warp`: Warp 10's fetch range, fetch limit and errors ([`ErrorMode`], [`FetchStart`]).
+//! - `ovh_time`: Erlenmeyer's time parser.
+//! - `format`: numbers as OpenTSDB (Java) and Erlenmeyer (Go) print them.
+//! - `model`: the synthetic PCC and its series ([`Pcc`]).
+//! - `apiv6`: the OVHcloud API v6 subset, with signature and access-rule checks.
+//! - `faults`: deterministic fault injection ([`FaultRule`]).
+//! - `gzip`: gzip answers, streamed as nginx sends them.
+//! - `replay`: pre-rendered answers for benchmarks ([`serve_replay_until`]).
+//! - `regex`: tag-filter regular expressions with Java's find and full-match semantics.
+//!
+//! # Why a crate of its own
+//! The simulator is a server, the ETL a client: neither needs the other's code, only the rules
+//! both follow (`vscope-core`: semantics, dialects, the API v6 model and signature). As its own
+//! crate it cannot reach into the client by accident, so a test against it checks the
+//! client against an independent implementation; and axum, a server framework, is built for it
+//! alone. The tests that drive it through vscope-etl's clients are in the root crate
+//! (`src/sim_client_tests/`).
 //!
 //! It serves a synthetic PCC ([`Pcc`]: datacenters, hosts with NICs, VMs, filers; every
 //! catalogue metric) in one of two dialects ([`Dialect`]):
@@ -34,7 +56,7 @@
 //!   `opentsdb`, `rate` is applied per series (OpenTSDB's `RateSpan`, counter options
 //!   included) and a `downsample` is applied per series, as 2.4.1 does; `ovh` ignores both with
 //!   `none`, as Erlenmeyer does.
-//! - Other aggregators and downsampling are computed with [`crate::semantics`], so the
+//! - Other aggregators and downsampling are computed with [`vscope_core::semantics`], so the
 //!   simulator and the client cannot drift apart: in `opentsdb`, epoch-aligned buckets over the
 //!   hour-widened scan bounds, fill policies (`"NaN"`, `null`), rate, then group-by with
 //!   interpolation; in `ovh`, Erlenmeyer's end-aligned `BUCKETIZE` with its fill and
@@ -71,7 +93,7 @@
 //! # Example
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
-//! use vscope_etl::sim::{SimConfig, start};
+//! use vscope_sim::{SimConfig, start};
 //! let sim = start(SimConfig::default(), "127.0.0.1:0".parse().unwrap()).await?;
 //! println!("vScope simulator on {}", sim.base_url());
 //! sim.shutdown().await;
@@ -111,8 +133,8 @@ pub use model::{DcObjects, FilerObject, HostObject, Pcc, PccObjects, SimSeries, 
 pub use replay::serve_replay_until;
 pub use warp::{ERLENMEYER_FETCH_LIMIT, ErrorMode, FetchStart};
 
-use crate::dialect::Dialect;
 use server::{Counters, Shared};
+use vscope_core::dialect::Dialect;
 
 /// How long [`SimHandle::shutdown`] waits for open connections to finish before it aborts them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);

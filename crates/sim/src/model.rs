@@ -28,7 +28,8 @@
 use std::collections::BTreeMap;
 use std::ops::Range;
 
-use crate::catalogue::{Catalogue, Component};
+use vscope_core::catalogue::{Catalogue, Component};
+use vscope_core::hash::stable_hash;
 
 use super::SimConfig;
 
@@ -370,7 +371,7 @@ impl Params {
             id.push('=');
             id.push_str(v);
         }
-        let key = mix(seed ^ fnv1a(id.as_bytes()));
+        let key = mix(seed ^ stable_hash(id.as_bytes()));
         let mut draws = (0u64..).map(|i| unit(hash3(key, SALT_PARAMS, i)));
         let mut next = move || draws.next().unwrap_or(0.5);
         let offset_secs = (hash3(key, SALT_PARAMS, u64::MAX) % step_secs.unsigned_abs()) as i64;
@@ -615,13 +616,6 @@ fn hash3(a: u64, b: u64, c: u64) -> u64 {
 /// A hash mapped to `[0, 1)` with 53 bits of precision.
 fn unit(h: u64) -> f64 {
     (h >> 11) as f64 / (1u64 << 53) as f64
-}
-
-/// FNV-1a over bytes: a stable identity hash of a series name (std's hasher is not stable).
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01B3)
-    })
 }
 
 #[cfg(test)]

@@ -611,7 +611,7 @@ async fn opentsdb_errors_are_json() {
     )
     .await;
     assert_eq!(err(&a).1, "No such aggregation function: nope");
-    // Every OpenTSDB 2.4.1 aggregator is computed (crate::semantics), `median` included.
+    // Every OpenTSDB 2.4.1 aggregator is computed (vscope_core::semantics), `median` included.
     let a = post(
         &h,
         "/api/query",

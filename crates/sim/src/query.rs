@@ -6,14 +6,14 @@
 //! | step | `opentsdb` (OpenTSDB 2.4.1) | `ovh` (Erlenmeyer over Warp 10) |
 //! |---|---|---|
 //! | JSON types | lenient (Jackson: `"rate":"true"` is accepted) | strict (Go: a wrong type is `400 can't parse query`); keys case-insensitive |
-//! | times | [`crate::semantics::time::parse_time`] (length rule, `now`, RFC 3339 too) | [`super::ovh_time`] (magnitude rule, no `now`, second precision) |
+//! | times | [`vscope_core::semantics::time::parse_time`] (length rule, `now`, RFC 3339 too) | [`super::ovh_time`] (magnitude rule, no `now`, second precision) |
 //! | range check | `end > start` | `start <= end`; both optional |
 //! | `tags` | converted to filters (`*`, `a\|b`, `x*` → iwildcard, `type(expr)`) | `*` → `~.*`, `a\|b` → quoted regex, else exact |
 //! | filters | all 8 types; `regexp` is Java `find()` | only `literal_or`, `wildcard`, `regexp` (full match); others silently ignored |
 //! | unknown metric | `400 No such name for 'metrics': 'X'` | `200 []` |
 //! | stored points fetched | `[start, end]` for raw points (the hour-widened scan bounds otherwise) | Warp 10's FETCH, before any BUCKETIZE: `(start, end]` (Warp up to 2.2, the default) or `[start, end]` (2.3+), see [`FetchStart`](super::FetchStart); with second-precision times, a start of `S*1000 - 1` ms keeps the point at `S` s |
 //! | `aggregator: none` | raw points; `rate` and `downsample` are applied per series | raw points; `downsample` and `rate` are ignored |
-//! | other aggregators | downsample (epoch-aligned, scan bounds), rate, lerp group-by ([`crate::semantics`]) | end-aligned BUCKETIZE + fill ([`downsample_erlenmeyer`]), REDUCE by tick, rate |
+//! | other aggregators | downsample (epoch-aligned, scan bounds), rate, lerp group-by ([`vscope_core::semantics`]) | end-aligned BUCKETIZE + fill ([`downsample_erlenmeyer`]), REDUCE by tick, rate |
 //! | output | aggregated-away keys in `aggregateTags`, integers for raw integer data, Java double format | `query.index`, group-by keys in `aggregateTags`, Go float format, keys sorted, empty series dropped |
 //! | too many points | `413` JSON, `...our limit of N data points...` | Warp's `FETCHDOUBLE exceeded limit of N datapoints, current count is M` 500, or the opaque HEAD text ([`ErrorMode`]) |
 //!
@@ -35,10 +35,12 @@ use super::ovh_time;
 use super::regex::{Regex, RegexError};
 use super::server::{ApiError, Shared};
 use super::warp::{ErrorMode, WarpError};
-use crate::dialect::Dialect;
-use crate::semantics::downsample::{DownsampleSpec, FillPolicy, downsample, downsample_erlenmeyer};
-use crate::semantics::time::parse_time;
-use crate::semantics::{Aggregator, aggregate_series};
+use vscope_core::dialect::Dialect;
+use vscope_core::semantics::downsample::{
+    DownsampleSpec, FillPolicy, downsample, downsample_erlenmeyer,
+};
+use vscope_core::semantics::time::parse_time;
+use vscope_core::semantics::{Aggregator, aggregate_series};
 
 /// Aggregator names of OpenTSDB 2.4.1 (`Aggregators.java`), sorted.
 pub(crate) const OPENTSDB_AGGREGATORS: &[&str] = &[

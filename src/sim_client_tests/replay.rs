@@ -1,0 +1,142 @@
+//! The replay server (`vscope-etl sim --replay`) read with the client's decoders (was
+//! `crates/sim/src/replay.rs`'s tests).
+
+use std::path::Path;
+
+use axum::http::header;
+use tokio::net::TcpListener;
+
+use crate::sim::serve_replay_until;
+
+fn write(dir: &Path, rel: &str, body: &str) {
+    let p = dir.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, body).unwrap();
+}
+
+/// Replayed answers go out gzip to requests that accept it (streamed, decoding to the
+/// recorded bytes), plain to the others, and plain to all with gzip off (`--no-gzip`).
+#[tokio::test]
+async fn answers_are_gzip_when_accepted_unless_turned_off() {
+    use crate::extract::body::{BodyDecoder, Encoding};
+    let dir = tempfile::tempdir().unwrap();
+    let series: Vec<String> = (0..2000)
+        .map(|i| format!("\"{}\":{}.25", 1_000_000 + i * 20, i % 13))
+        .collect();
+    let recorded = format!(
+        r#"[{{"metric":"m","tags":{{"datacenter":"dc1"}},"dps":{{{}}}}}]"#,
+        series.join(",")
+    );
+    write(dir.path(), "query/m/dc1/0-100.json", &recorded);
+    for gzip in [true, false] {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/api/query", listener.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve_replay_until(
+            dir.path().into(),
+            gzip,
+            listener,
+            async {
+                let _ = rx.await;
+            },
+        ));
+        let body = r#"{"start":0,"end":100,"queries":[{"metric":"m"}]}"#;
+        for accept in [true, false] {
+            let mut rb = reqwest::Client::new().post(&url).body(body);
+            if accept {
+                rb = rb.header(header::ACCEPT_ENCODING, "gzip");
+            }
+            let resp = rb.send().await.unwrap();
+            assert_eq!(resp.status(), 200);
+            let encoded = resp.headers().get(header::CONTENT_ENCODING).is_some();
+            assert_eq!(encoded, gzip && accept, "gzip {gzip}, accepted {accept}");
+            let wire = resp.bytes().await.unwrap();
+            let encoding = if encoded {
+                Encoding::Gzip
+            } else {
+                Encoding::Identity
+            };
+            let mut d = BodyDecoder::new(encoding, 1 << 20, None);
+            d.push(&wire).unwrap();
+            assert_eq!(d.finish().unwrap(), recorded.as_bytes());
+            if encoded {
+                assert!(wire.len() * 3 < recorded.len(), "{} bytes", wire.len());
+            }
+        }
+        let _ = tx.send(());
+        server.await.unwrap().unwrap();
+    }
+}
+
+#[tokio::test]
+async fn serves_recorded_answers_and_refuses_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "lookup/m.json",
+        r#"{"results":[{"tags":{"datacenter":"dc1"}}]}"#,
+    );
+    write(
+        dir.path(),
+        "query/m/dc1/0-100.json",
+        r#"[{"metric":"m","tags":{"datacenter":"dc1"},"dps":{"1":1}}]"#,
+    );
+    write(
+        dir.path(),
+        "query/m/dc2/0-100.json",
+        r#"[{"metric":"m","tags":{"datacenter":"dc2"},"dps":{"2":2}}]"#,
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve_replay_until(
+        dir.path().into(),
+        true,
+        listener,
+        async {
+            let _ = rx.await;
+        },
+    ));
+    let http = reqwest::Client::new();
+    let post = |path: &str, body: &str| {
+        http.post(format!("{base}{path}"))
+            .body(body.to_string())
+            .send()
+    };
+    let one = post(
+        "/api/query",
+        r#"{"start":0,"end":100,"queries":[{"metric":"m","filters":[{"type":"literal_or","tagk":"datacenter","filter":"dc1"}]}]}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(one.status(), 200);
+    let (series, _) =
+        crate::extract::decode::decode_query_response(&one.bytes().await.unwrap(), 0, 101).unwrap();
+    assert_eq!(series.len(), 1);
+    let all = post(
+        "/api/query",
+        r#"{"start":"0","end":100,"queries":[{"metric":"m"}]}"#,
+    )
+    .await
+    .unwrap();
+    let (series, _) =
+        crate::extract::decode::decode_query_response(&all.bytes().await.unwrap(), 0, 101).unwrap();
+    assert_eq!(series.len(), 2);
+    let missing = post(
+        "/api/query",
+        r#"{"start":0,"end":99,"queries":[{"metric":"m"}]}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(missing.status(), 400);
+    let lookup = post("/api/search/lookup", r#"{"metric":"m"}"#)
+        .await
+        .unwrap();
+    assert!(lookup.text().await.unwrap().contains("dc1"));
+    let nope = post("/api/search/lookup", r#"{"metric":"../x"}"#)
+        .await
+        .unwrap();
+    assert_eq!(nope.status(), 400);
+    let _ = tx.send(());
+    server.await.unwrap().unwrap();
+}
