@@ -15,7 +15,7 @@ use serde_json::Value;
 use super::format::{push_int, push_str};
 use super::model::Pcc;
 use super::query::{OPENTSDB_AGGREGATORS, OVH_AGGREGATORS, OVH_DOWNSAMPLERS};
-use super::regex::Regex;
+use super::regex::{Mode, Regex};
 use super::server::{ApiError, Shared};
 use super::warp::WarpError;
 use vscope_core::dialect::Dialect;
@@ -388,7 +388,7 @@ fn lookup_ovh(
         let re = match sel {
             // Identifiers only: the alternation is always a valid pattern.
             Selector::Alternatives(p) => Some(
-                Regex::new(p)
+                Regex::new(p, Mode::Full)
                     .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?,
             ),
             _ => None,
@@ -406,10 +406,9 @@ fn lookup_ovh(
                 (None, _) => false,
                 (Some(_), Selector::Any) => true,
                 (Some(v), Selector::Exact(e)) => v == e,
-                (Some(v), Selector::Alternatives(_)) => re
-                    .as_ref()
-                    .map(|re| re.full_match(v).unwrap_or(false))
-                    .unwrap_or(false),
+                (Some(v), Selector::Alternatives(_)) => {
+                    re.as_ref().map(|re| re.is_match(v)).unwrap_or(false)
+                }
             };
             if !hit {
                 ok = false;

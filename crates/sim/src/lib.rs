@@ -67,9 +67,10 @@
 //! - `dropResets` in `ovh` (Warp 10's `RESETS`), TSUID queries,
 //!   histogram percentiles and deletes are refused with a 400 that says the simulator does not
 //!   implement them. `/api/query/last` is not simulated (404).
-//! - `regexp` filters run on a small built-in matcher (`regex.rs`: literals, `.`, classes,
-//!   groups, `|`, anchors, quantifiers, a leading `(?i)`); other constructs are refused with a
-//!   400 that names them.
+//! - `regexp` filters and Warp 10 `~re` selectors run on the regex crate (`regex.rs`), as Java's
+//!   `find()` and `matches()`; what Java has and the regex crate lacks (look-around,
+//!   back-references, possessive quantifiers, atomic groups, `\Q...\E`) is refused with a 400
+//!   that names it.
 //! - A sub-query may fetch at most [`SimConfig::max_fetch_points`] points (default 20 000 000,
 //!   Erlenmeyer's `LIMIT`): Warp 10's fetch-limit 500 in `ovh`, OpenTSDB's 413 in `opentsdb`.
 //!   The count is the stored points the FETCH selects, taken as the steps in range of each

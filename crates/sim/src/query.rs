@@ -32,7 +32,7 @@ use serde_json::{Map, Value};
 use super::format::{push_go_float, push_int, push_java_double, push_str};
 use super::model::Pcc;
 use super::ovh_time;
-use super::regex::{Regex, RegexError};
+use super::regex::{Mode, Regex, RegexError};
 use super::server::{ApiError, Shared};
 use super::warp::{ErrorMode, WarpError};
 use vscope_core::dialect::Dialect;
@@ -623,9 +623,9 @@ impl TsdbFilter {
         }
     }
 
-    fn matches(&self, tags: &BTreeMap<String, String>) -> Result<bool, RegexError> {
+    fn matches(&self, tags: &BTreeMap<String, String>) -> bool {
         let value = tags.get(self.tagk());
-        Ok(match self {
+        match self {
             TsdbFilter::NotKey { .. } => value.is_none(),
             TsdbFilter::Literal {
                 values,
@@ -655,9 +655,9 @@ impl TsdbFilter {
             },
             TsdbFilter::Regexp { re, .. } => match value {
                 None => false,
-                Some(v) => re.find(v)?,
+                Some(v) => re.is_match(v),
             },
-        })
+        }
     }
 }
 
@@ -758,7 +758,7 @@ fn tsdb_filter(kind: &str, tagk: &str, expr: &str) -> Result<TsdbFilter, ApiErro
             if expr.is_empty() {
                 return Err(empty());
             }
-            let re = Regex::new(expr).map_err(|e| match e {
+            let re = Regex::new(expr, Mode::Find).map_err(|e| match e {
                 RegexError::Invalid(m) => {
                     ApiError::bad_request(format!("Invalid regular expression '{expr}': {m}"))
                 }
@@ -929,10 +929,7 @@ fn plan_opentsdb(
             }
             let mut ok = true;
             for f in &filters {
-                if !f
-                    .matches(tags)
-                    .map_err(|e| ApiError::bad_request(e.to_string()))?
-                {
+                if !f.matches(tags) {
                     ok = false;
                     break;
                 }
@@ -1096,7 +1093,7 @@ enum LabelMatch {
 /// Compiles a Warp 10 regex selector: an invalid pattern is a Warp error (a 500 relayed in
 /// `errors` mode), a pattern the simulator cannot run is a 400 that says so.
 fn warp_regex(errors: ErrorMode, pattern: &str) -> Result<Regex, ApiError> {
-    Regex::new(pattern).map_err(|e| match e {
+    Regex::new(pattern, Mode::Full).map_err(|e| match e {
         RegexError::Invalid(m) => WarpError::bad_selector(pattern, &m).relay(errors),
         RegexError::Unsupported(_) => ApiError::bad_request(e.to_string()),
     })
@@ -1234,9 +1231,7 @@ fn plan_ovh(
         let mut series = Vec::new();
         for (i, s) in pcc.series().iter().enumerate() {
             let class_ok = match &class {
-                Some(re) => re
-                    .full_match(&s.metric)
-                    .map_err(|e| ApiError::bad_request(e.to_string()))?,
+                Some(re) => re.is_match(&s.metric),
                 None => s.metric == exact,
             };
             if !class_ok {
@@ -1256,9 +1251,7 @@ fn plan_ovh(
                 let hit = match (s.tags.get(k), m) {
                     (None, _) => false,
                     (Some(v), LabelMatch::Exact(e)) => v == e,
-                    (Some(v), LabelMatch::Regex(re)) => re
-                        .full_match(v)
-                        .map_err(|e| ApiError::bad_request(e.to_string()))?,
+                    (Some(v), LabelMatch::Regex(re)) => re.is_match(v),
                 };
                 if !hit {
                     ok = false;
@@ -1805,47 +1798,20 @@ mod tests {
             .into_iter()
             .collect();
         // A value with `*` becomes a case-insensitive wildcard.
-        assert!(
-            tag_to_filter("host", "web*")
-                .unwrap()
-                .matches(&tags)
-                .unwrap()
-        );
-        assert!(
-            !tag_to_filter("host", "web01")
-                .unwrap()
-                .matches(&tags)
-                .unwrap()
-        );
-        assert!(
-            tag_to_filter("host", "Web01|x")
-                .unwrap()
-                .matches(&tags)
-                .unwrap()
-        );
-        assert!(
-            tag_to_filter("host", "regexp(eb0)")
-                .unwrap()
-                .matches(&tags)
-                .unwrap()
-        );
+        assert!(tag_to_filter("host", "web*").unwrap().matches(&tags));
+        assert!(!tag_to_filter("host", "web01").unwrap().matches(&tags));
+        assert!(tag_to_filter("host", "Web01|x").unwrap().matches(&tags));
+        assert!(tag_to_filter("host", "regexp(eb0)").unwrap().matches(&tags));
         assert!(
             tag_to_filter("host", "iliteral_or(web01)")
                 .unwrap()
                 .matches(&tags)
-                .unwrap()
         );
-        assert!(
-            tag_to_filter("nic", "not_key()")
-                .unwrap()
-                .matches(&tags)
-                .unwrap()
-        );
+        assert!(tag_to_filter("nic", "not_key()").unwrap().matches(&tags));
         assert!(
             tag_to_filter("nic", "not_literal_or(ab)")
                 .unwrap()
                 .matches(&tags)
-                .unwrap()
         );
         assert!(tsdb_filter("wildcard", "host", "web").is_err());
         assert!(tsdb_filter("literal_or", "host", "|").is_err());

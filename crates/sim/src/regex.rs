@@ -1,37 +1,44 @@
-//! A small backtracking regular-expression matcher for tag filters, because the project has no
-//! regex crate. It covers what people write in OpenTSDB `regexp` filters and Warp 10 label
-//! selectors, with Java `Pattern` syntax:
+//! Tag-filter regular expressions, run by the `regex` crate in the two ways the real servers
+//! match them:
 //!
-//! - literals and escaped punctuation (`\.`, `\|`, `\-`), `.`, classes `[a-z0-9_]`, `[^x]`,
-//!   and `\d \D \w \W \s \S` inside or outside classes;
-//! - groups `( )` and `(?: )`, alternation `a|b`, anchors `^` and `$`;
-//! - quantifiers `* + ? {n} {n,} {n,m}` and their lazy forms (`*?` ...);
-//! - a leading `(?i)` for case-insensitive matching.
+//! - OpenTSDB `regexp` filters: Java `Matcher.find()`, a match anywhere in the value
+//!   ([`Mode::Find`]);
+//! - Warp 10 label selectors (`~re`): Java `Matcher.matches()`, the whole value
+//!   ([`Mode::Full`]).
 //!
-//! Anything else (back-references, look-around, possessive quantifiers, `\b`, named groups,
-//! Unicode classes, inline flags other than a leading `(?i)`) is refused with
-//! [`RegexError::Unsupported`], which the simulator turns into a clear 400 rather than silently
-//! matching the wrong series. Matching has a step budget so that a pathological pattern cannot
-//! stall the server; exhausting it is reported as an error too.
+//! Java's `Pattern` syntax and the regex crate's agree on what tag filters are made of:
+//! literals and escaped punctuation, `.`, classes (ranges, negation, `\d \w \s`, nesting,
+//! `&&`), groups `( )` `(?: )` `(?<name> )`, alternation, anchors, `\b`, greedy and lazy
+//! quantifiers, inline flags such as `(?i)`, Unicode classes `\p{L}`. What the regex crate
+//! lacks (look-around, back-references, possessive quantifiers, atomic groups, escapes it does
+//! not know such as `\Q` or `\Z`) is refused with [`RegexError::Unsupported`], which the
+//! simulator turns into a clear 400 rather than silently matching the wrong series. Matching
+//! takes time linear in the value, so no pattern can stall the server.
+//!
+//! Known differences from Java, none of which the simulator's ASCII, single-line labels can
+//! show: `\d`, `\w`, `\s` and `(?i)` are Unicode-aware (ASCII in Java unless asked), and `$`
+//! matches only at the very end (Java's also before a final line break). `.` excludes `\r` and
+//! `\n`, as in Java.
 
-use std::cell::Cell;
 use std::fmt;
 
-/// Upper bound of matcher steps for one match call; tag values are short, so real patterns
-/// need far fewer.
-const STEP_BUDGET: u64 = 1_000_000;
+use regex_syntax::ast::{Ast, ErrorKind as AstErrorKind, RepetitionKind};
 
-/// Longest pattern accepted, and largest counted repetition: both bound the matcher's recursion
-/// depth (it recurses once per pattern item and per repetition), so the stack stays small.
-const MAX_PATTERN_CHARS: usize = 1_000;
-const MAX_REPEAT: u32 = 1_000;
+/// How a pattern must match a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Somewhere in the value (Java `find()`, OpenTSDB `regexp` filters).
+    Find,
+    /// The whole value (Java `matches()`, Warp 10 label selectors).
+    Full,
+}
 
 /// Why a pattern could not be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum RegexError {
     /// The pattern is not a valid regular expression (also invalid for Java).
     Invalid(String),
-    /// The pattern is valid Java but uses a construct this matcher does not implement.
+    /// The pattern may be valid Java but uses a construct the regex crate does not implement.
     Unsupported(String),
 }
 
@@ -41,466 +48,114 @@ impl fmt::Display for RegexError {
             RegexError::Invalid(m) => write!(f, "{m}"),
             RegexError::Unsupported(m) => write!(
                 f,
-                "the simulator's regular-expression matcher does not support {m} \
-                 (supported: literals, '.', classes, groups, '|', '^', '$', quantifiers, \
-                 a leading '(?i)')"
+                "the simulator's regular-expression engine (the regex crate) does not support \
+                 {m} (look-around, back-references, possessive quantifiers, atomic groups \
+                 and escapes such as \\Q or \\Z are refused)"
             ),
         }
     }
 }
 
+/// A compiled tag-filter pattern.
 #[derive(Debug, Clone)]
-enum Node {
-    Char(char),
-    Any,
-    Class {
-        items: Vec<ClassItem>,
-        negated: bool,
-    },
-    Start,
-    End,
-    Group(Box<Node>),
-    Concat(Vec<Node>),
-    Alt(Vec<Node>),
-    Repeat {
-        node: Box<Node>,
-        min: u32,
-        max: Option<u32>,
-        greedy: bool,
-    },
-}
-
-#[derive(Debug, Clone)]
-enum ClassItem {
-    Range(char, char),
-    Digit(bool),
-    Word(bool),
-    Space(bool),
-}
-
-/// A compiled pattern.
-#[derive(Debug, Clone)]
-pub(crate) struct Regex {
-    root: Node,
-    case_insensitive: bool,
-}
+pub(crate) struct Regex(regex::Regex);
 
 impl Regex {
-    /// Compiles `pattern`.
-    pub(crate) fn new(pattern: &str) -> Result<Regex, RegexError> {
-        let (case_insensitive, body) = match pattern.strip_prefix("(?i)") {
-            Some(rest) => (true, rest),
-            None => (false, pattern),
-        };
-        let chars: Vec<char> = body.chars().collect();
-        if chars.len() > MAX_PATTERN_CHARS {
-            return Err(RegexError::Unsupported(format!(
-                "patterns longer than {MAX_PATTERN_CHARS} characters"
-            )));
-        }
-        let mut p = Parser {
-            chars: &chars,
-            pos: 0,
-        };
-        let root = p.alternation()?;
-        if p.pos < chars.len() {
-            // Only an unmatched ')' stops the top-level parse early.
-            return Err(RegexError::Invalid(format!(
-                "Unmatched closing ')' near index {} in '{pattern}'",
-                p.pos
-            )));
-        }
-        Ok(Regex {
-            root,
-            case_insensitive,
-        })
-    }
-
-    /// Whether the whole of `text` matches (Java `matches()`, Warp 10 label selectors).
-    pub(crate) fn full_match(&self, text: &str) -> Result<bool, RegexError> {
-        self.run(text, true)
-    }
-
-    /// Whether some substring of `text` matches (Java `find()`, OpenTSDB `regexp` filters).
-    pub(crate) fn find(&self, text: &str) -> Result<bool, RegexError> {
-        self.run(text, false)
-    }
-
-    fn run(&self, text: &str, anchored: bool) -> Result<bool, RegexError> {
-        let chars: Vec<char> = text.chars().collect();
-        let m = Matcher {
-            text: &chars,
-            ci: self.case_insensitive,
-            steps: Cell::new(0),
-        };
-        let starts = if anchored { 0..1 } else { 0..chars.len() + 1 };
-        for start in starts {
-            let found = m.node(&self.root, start, &mut |end| {
-                !anchored || end == chars.len()
-            });
-            if m.steps.get() > STEP_BUDGET {
-                return Err(RegexError::Unsupported(
-                    "patterns this expensive to match (step budget exhausted)".to_owned(),
-                ));
+    /// Compiles `pattern` (Java `Pattern` syntax) to match values as `mode` says.
+    pub(crate) fn new(pattern: &str, mode: Mode) -> Result<Regex, RegexError> {
+        // The regex crate's own parser, run first for structured errors: they tell the
+        // constructs the crate lacks from patterns that are invalid everywhere, and give
+        // one-line messages.
+        let ast = regex_syntax::ast::parse::Parser::new()
+            .parse(pattern)
+            .map_err(|e| classify(pattern, e.kind(), e.span().start.offset))?;
+        match stacked_quantifier(&ast) {
+            Some(Stacked::Possessive) => {
+                return Err(RegexError::Unsupported("possessive quantifiers".into()));
             }
-            if found {
-                return Ok(true);
+            Some(Stacked::Dangling(at)) => {
+                return Err(RegexError::Invalid(format!(
+                    "Dangling meta character near index {at}"
+                )));
             }
+            None => {}
         }
-        Ok(false)
+        // E.g. an unknown Unicode class `\p{Foo}` (invalid in Java too).
+        regex_syntax::hir::translate::TranslatorBuilder::new()
+            .crlf(true)
+            .build()
+            .translate(pattern, &ast)
+            .map_err(|e| {
+                RegexError::Invalid(format!("{} near index {}", e.kind(), e.span().start.offset))
+            })?;
+        let source = match mode {
+            Mode::Find => pattern.to_string(),
+            Mode::Full => format!("^(?:{pattern})$"),
+        };
+        regex::RegexBuilder::new(&source)
+            .crlf(true)
+            .build()
+            .map(Regex)
+            .map_err(|e| match e {
+                regex::Error::CompiledTooBig(limit) => RegexError::Unsupported(format!(
+                    "patterns this large (over {limit} bytes compiled)"
+                )),
+                e => RegexError::Invalid(e.to_string()),
+            })
+    }
+
+    /// Whether `text` matches, in the pattern's [`Mode`].
+    pub(crate) fn is_match(&self, text: &str) -> bool {
+        self.0.is_match(text)
     }
 }
 
-struct Parser<'a> {
-    chars: &'a [char],
-    pos: usize,
+/// A quantifier applied to a quantifier, which the regex crate reads as nested repetition
+/// (`a**` as `(?:a*)*`) and Java does not.
+enum Stacked {
+    /// `a++`, `a*+`, `a?+`, `a{2}+`: Java's possessive form, which the regex crate lacks.
+    Possessive,
+    /// Anything else (`a**`, `a*?+`): invalid for Java, at this index.
+    Dangling(usize),
 }
 
-impl Parser<'_> {
-    fn peek(&self) -> Option<char> {
-        self.chars.get(self.pos).copied()
-    }
-
-    fn invalid(&self, what: &str) -> RegexError {
-        RegexError::Invalid(format!("{what} near index {}", self.pos))
-    }
-
-    fn alternation(&mut self) -> Result<Node, RegexError> {
-        let mut branches = vec![self.concat()?];
-        while self.peek() == Some('|') {
-            self.pos += 1;
-            branches.push(self.concat()?);
-        }
-        Ok(if branches.len() == 1 {
-            branches.pop().unwrap_or(Node::Concat(Vec::new()))
-        } else {
-            Node::Alt(branches)
-        })
-    }
-
-    fn concat(&mut self) -> Result<Node, RegexError> {
-        let mut items = Vec::new();
-        while let Some(c) = self.peek() {
-            if c == '|' || c == ')' {
-                break;
-            }
-            let atom = self.atom()?;
-            let atom = self.quantified(atom)?;
-            items.push(atom);
-        }
-        Ok(Node::Concat(items))
-    }
-
-    fn quantified(&mut self, atom: Node) -> Result<Node, RegexError> {
-        let (min, max) = match self.peek() {
-            Some('*') => {
-                self.pos += 1;
-                (0, None)
-            }
-            Some('+') => {
-                self.pos += 1;
-                (1, None)
-            }
-            Some('?') => {
-                self.pos += 1;
-                (0, Some(1))
-            }
-            Some('{') => match self.braces()? {
-                Some(range) => range,
-                None => return Ok(atom),
-            },
-            _ => return Ok(atom),
-        };
-        if matches!(atom, Node::Start | Node::End) {
-            return Err(self.invalid("Dangling meta character"));
-        }
-        let greedy = match self.peek() {
-            Some('?') => {
-                self.pos += 1;
-                false
-            }
-            Some('+') => return Err(RegexError::Unsupported("possessive quantifiers".into())),
-            _ => true,
-        };
-        if let Some(c) = self.peek()
-            && matches!(c, '*' | '+' | '?')
-        {
-            return Err(self.invalid("Dangling meta character"));
-        }
-        Ok(Node::Repeat {
-            node: Box::new(atom),
-            min,
-            max,
-            greedy,
-        })
-    }
-
-    /// Parses `{n}`, `{n,}` or `{n,m}` at the cursor.
-    fn braces(&mut self) -> Result<Option<(u32, Option<u32>)>, RegexError> {
-        let rest: String = self.chars[self.pos..].iter().collect();
-        let Some(close) = rest.find('}') else {
-            return Err(self.invalid("Unclosed counted closure"));
-        };
-        let inner = &rest[1..close];
-        let parse = |s: &str| s.trim().parse::<u32>().ok();
-        let range = match inner.split_once(',') {
-            None => parse(inner).map(|n| (n, Some(n))),
-            Some((a, "")) => parse(a).map(|n| (n, None)),
-            Some((a, b)) => match (parse(a), parse(b)) {
-                (Some(a), Some(b)) if a <= b => Some((a, Some(b))),
-                _ => None,
-            },
-        };
-        if let Some((min, max)) = range
-            && (min > MAX_REPEAT || max.is_some_and(|m| m > MAX_REPEAT))
-        {
-            return Err(RegexError::Unsupported(format!(
-                "counted repetitions above {MAX_REPEAT}"
-            )));
-        }
-        match range {
-            Some(r) => {
-                self.pos += rest[..=close].chars().count();
-                Ok(Some(r))
-            }
-            None => Err(self.invalid("Illegal repetition range")),
-        }
-    }
-
-    fn atom(&mut self) -> Result<Node, RegexError> {
-        let Some(c) = self.peek() else {
-            return Err(self.invalid("Unexpected end of pattern"));
-        };
-        self.pos += 1;
-        match c {
-            '.' => Ok(Node::Any),
-            '^' => Ok(Node::Start),
-            '$' => Ok(Node::End),
-            '*' | '+' | '?' => Err(self.invalid(&format!("Dangling meta character '{c}'"))),
-            '{' => Err(self.invalid("Illegal repetition")),
-            '(' => {
-                if self.peek() == Some('?') {
-                    if self.chars.get(self.pos + 1) == Some(&':') {
-                        self.pos += 2;
-                    } else {
-                        return Err(RegexError::Unsupported(
-                            "look-around, named groups or inline flags".into(),
-                        ));
-                    }
-                }
-                let inner = self.alternation()?;
-                if self.peek() != Some(')') {
-                    return Err(self.invalid("Unclosed group"));
-                }
-                self.pos += 1;
-                Ok(Node::Group(Box::new(inner)))
-            }
-            '[' => self.class(),
-            '\\' => self.escape(false).map(|e| match e {
-                Escaped::Char(c) => Node::Char(c),
-                Escaped::Class(item) => Node::Class {
-                    items: vec![item],
-                    negated: false,
+fn stacked_quantifier(ast: &Ast) -> Option<Stacked> {
+    match ast {
+        Ast::Repetition(r) => match &*r.ast {
+            Ast::Repetition(inner) => Some(
+                if r.op.kind == RepetitionKind::OneOrMore && r.greedy && inner.greedy {
+                    Stacked::Possessive
+                } else {
+                    Stacked::Dangling(r.op.span.start.offset)
                 },
-            }),
-            c => Ok(Node::Char(c)),
-        }
-    }
-
-    fn escape(&mut self, in_class: bool) -> Result<Escaped, RegexError> {
-        let Some(c) = self.peek() else {
-            return Err(self.invalid("Unexpected internal error (trailing backslash)"));
-        };
-        self.pos += 1;
-        Ok(match c {
-            'd' => Escaped::Class(ClassItem::Digit(true)),
-            'D' => Escaped::Class(ClassItem::Digit(false)),
-            'w' => Escaped::Class(ClassItem::Word(true)),
-            'W' => Escaped::Class(ClassItem::Word(false)),
-            's' => Escaped::Class(ClassItem::Space(true)),
-            'S' => Escaped::Class(ClassItem::Space(false)),
-            't' => Escaped::Char('\t'),
-            'n' => Escaped::Char('\n'),
-            'r' => Escaped::Char('\r'),
-            c if c.is_ascii_alphanumeric() => {
-                let _ = in_class;
-                return Err(RegexError::Unsupported(format!("the escape '\\{c}'")));
-            }
-            c => Escaped::Char(c),
-        })
-    }
-
-    fn class(&mut self) -> Result<Node, RegexError> {
-        let mut items = Vec::new();
-        let negated = self.peek() == Some('^');
-        if negated {
-            self.pos += 1;
-        }
-        let mut first = true;
-        loop {
-            let Some(c) = self.peek() else {
-                return Err(self.invalid("Unclosed character class"));
-            };
-            self.pos += 1;
-            let lo = match c {
-                ']' if !first => break,
-                '[' => {
-                    return Err(RegexError::Unsupported(
-                        "nested character classes".to_owned(),
-                    ));
-                }
-                '&' if self.peek() == Some('&') => {
-                    return Err(RegexError::Unsupported("class intersections".to_owned()));
-                }
-                '\\' => match self.escape(true)? {
-                    Escaped::Class(item) => {
-                        items.push(item);
-                        first = false;
-                        continue;
-                    }
-                    Escaped::Char(c) => c,
-                },
-                c => c,
-            };
-            first = false;
-            // A range `lo-hi`, unless the '-' is last in the class.
-            if self.peek() == Some('-') && self.chars.get(self.pos + 1).is_some_and(|&c| c != ']') {
-                self.pos += 1;
-                let hi = match self.peek() {
-                    Some('\\') => {
-                        self.pos += 1;
-                        match self.escape(true)? {
-                            Escaped::Char(c) => c,
-                            Escaped::Class(_) => {
-                                return Err(self.invalid("Illegal character range"));
-                            }
-                        }
-                    }
-                    Some(c) => {
-                        self.pos += 1;
-                        c
-                    }
-                    None => return Err(self.invalid("Unclosed character class")),
-                };
-                if hi < lo {
-                    return Err(self.invalid("Illegal character range"));
-                }
-                items.push(ClassItem::Range(lo, hi));
-            } else {
-                items.push(ClassItem::Range(lo, lo));
-            }
-        }
-        Ok(Node::Class { items, negated })
+            ),
+            inner => stacked_quantifier(inner),
+        },
+        Ast::Group(g) => stacked_quantifier(&g.ast),
+        Ast::Alternation(a) => a.asts.iter().find_map(stacked_quantifier),
+        Ast::Concat(c) => c.asts.iter().find_map(stacked_quantifier),
+        _ => None,
     }
 }
 
-enum Escaped {
-    Char(char),
-    Class(ClassItem),
-}
-
-struct Matcher<'a> {
-    text: &'a [char],
-    ci: bool,
-    steps: Cell<u64>,
-}
-
-impl Matcher<'_> {
-    fn eq(&self, a: char, b: char) -> bool {
-        a == b || (self.ci && a.to_lowercase().eq(b.to_lowercase()))
-    }
-
-    fn class_has(&self, items: &[ClassItem], c: char) -> bool {
-        items.iter().any(|item| match *item {
-            ClassItem::Range(lo, hi) => {
-                (lo..=hi).contains(&c)
-                    || (self.ci
-                        && c.to_lowercase()
-                            .chain(c.to_uppercase())
-                            .any(|x| (lo..=hi).contains(&x)))
-            }
-            ClassItem::Digit(yes) => c.is_ascii_digit() == yes,
-            ClassItem::Word(yes) => (c.is_ascii_alphanumeric() || c == '_') == yes,
-            ClassItem::Space(yes) => matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c') == yes,
-        })
-    }
-
-    /// Matches `node` at `pos`, calling `k` with each end position until `k` accepts.
-    fn node(&self, node: &Node, pos: usize, k: &mut dyn FnMut(usize) -> bool) -> bool {
-        let steps = self.steps.get() + 1;
-        self.steps.set(steps);
-        if steps > STEP_BUDGET {
-            return false;
+/// A parse error of `pattern` at byte `at` as [`RegexError`], in one line (`<what> near index
+/// <i>`, as the messages of Java's `PatternSyntaxException` read).
+fn classify(pattern: &str, kind: &AstErrorKind, at: usize) -> RegexError {
+    let text = |len: usize| pattern[at..].chars().take(len).collect::<String>();
+    match kind {
+        AstErrorKind::UnsupportedLookAround => RegexError::Unsupported("look-around".into()),
+        AstErrorKind::UnsupportedBackreference => RegexError::Unsupported("back-references".into()),
+        AstErrorKind::EscapeUnrecognized => {
+            RegexError::Unsupported(format!("the escape '{}'", text(2)))
         }
-        match node {
-            Node::Char(c) => match self.text.get(pos) {
-                Some(&t) if self.eq(*c, t) => k(pos + 1),
-                _ => false,
-            },
-            Node::Any => match self.text.get(pos) {
-                Some(&t) if t != '\n' && t != '\r' => k(pos + 1),
-                _ => false,
-            },
-            Node::Class { items, negated } => match self.text.get(pos) {
-                Some(&t) if self.class_has(items, t) != *negated => k(pos + 1),
-                _ => false,
-            },
-            Node::Start => pos == 0 && k(pos),
-            Node::End => pos == self.text.len() && k(pos),
-            Node::Group(inner) => self.node(inner, pos, k),
-            Node::Concat(items) => self.concat(items, pos, k),
-            Node::Alt(branches) => branches.iter().any(|b| self.node(b, pos, k)),
-            Node::Repeat {
-                node,
-                min,
-                max,
-                greedy,
-            } => self.repeat(node, *min, *max, *greedy, 0, pos, k),
+        AstErrorKind::FlagUnrecognized => RegexError::Unsupported(format!(
+            "the group or flag '(?{}' (atomic groups, Java-only flags)",
+            text(1)
+        )),
+        AstErrorKind::NestLimitExceeded(limit) => {
+            RegexError::Unsupported(format!("patterns nested more than {limit} deep"))
         }
-    }
-
-    fn concat(&self, items: &[Node], pos: usize, k: &mut dyn FnMut(usize) -> bool) -> bool {
-        match items.split_first() {
-            None => k(pos),
-            Some((first, rest)) => self.node(first, pos, &mut |p| self.concat(rest, p, k)),
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn repeat(
-        &self,
-        node: &Node,
-        min: u32,
-        max: Option<u32>,
-        greedy: bool,
-        count: u32,
-        pos: usize,
-        k: &mut dyn FnMut(usize) -> bool,
-    ) -> bool {
-        if self.steps.get() > STEP_BUDGET {
-            return false;
-        }
-        let can_more = max.is_none_or(|m| count < m);
-        let more = |k: &mut dyn FnMut(usize) -> bool| {
-            can_more
-                && self.node(node, pos, &mut |p| {
-                    // An empty iteration cannot make progress: stop there.
-                    p != pos && self.repeat(node, min, max, greedy, count + 1, p, k)
-                })
-        };
-        if count < min {
-            // Mandatory iterations; allow an empty match to satisfy the minimum.
-            return self.node(node, pos, &mut |p| {
-                self.repeat(node, min, max, greedy, count + 1, p, k)
-            });
-        }
-        if greedy {
-            more(k) || k(pos)
-        } else {
-            // Lazy: try to stop here first, then take one more iteration.
-            let stopped = k(pos);
-            stopped || more(k)
-        }
+        kind => RegexError::Invalid(format!("{kind} near index {at}")),
     }
 }
 
@@ -509,11 +164,15 @@ mod tests {
     use super::*;
 
     fn full(p: &str, t: &str) -> bool {
-        Regex::new(p).unwrap().full_match(t).unwrap()
+        Regex::new(p, Mode::Full).unwrap().is_match(t)
     }
 
     fn find(p: &str, t: &str) -> bool {
-        Regex::new(p).unwrap().find(t).unwrap()
+        Regex::new(p, Mode::Find).unwrap().is_match(t)
+    }
+
+    fn error(p: &str) -> RegexError {
+        Regex::new(p, Mode::Find).unwrap_err()
     }
 
     #[test]
@@ -540,6 +199,15 @@ mod tests {
         assert!(!full("x{2,3}", "xxxx"));
         assert!(full("[a-c-]+", "a-c"));
         assert!(full("(a*)*b", "aaab"));
+        // A full match is of the whole alternation, not of its first branch.
+        assert!(full("a|ab", "ab"));
+        // Java constructs the regex crate shares.
+        assert!(full("\\bvm-\\w+\\b", "vm-01254"));
+        assert!(full("\\p{L}+-\\d+", "vm-01254"));
+        assert!(full("(?<kind>vm|host)-(?i:X)1", "host-x1"));
+        assert!(full("[a-z&&[^aeiou]]+", "vmnc"));
+        // `.` stops at line breaks, `\r` included (Java).
+        assert!(!full("a.b", "a\rb") && !full("a.b", "a\nb"));
     }
 
     #[test]
@@ -553,32 +221,70 @@ mod tests {
 
     #[test]
     fn invalid_and_unsupported_patterns_are_reported() {
-        assert!(matches!(Regex::new("(ab"), Err(RegexError::Invalid(_))));
-        assert!(matches!(Regex::new("ab)"), Err(RegexError::Invalid(_))));
-        assert!(matches!(Regex::new("*a"), Err(RegexError::Invalid(_))));
-        assert!(matches!(Regex::new("[ab"), Err(RegexError::Invalid(_))));
-        assert!(matches!(Regex::new("a{3,1}"), Err(RegexError::Invalid(_))));
+        for invalid in [
+            "(ab",
+            "ab)",
+            "*a",
+            "[ab",
+            "a{3,1}",
+            "a**",
+            "(x|a+{2})",
+            "(?i",
+        ] {
+            assert!(
+                matches!(error(invalid), RegexError::Invalid(_)),
+                "{invalid}: {:?}",
+                error(invalid)
+            );
+        }
+        assert_eq!(error("(ab").to_string(), "unclosed group near index 0");
+        assert!(matches!(error("\\p{Foo}"), RegexError::Invalid(m) if m.contains("index 0")));
+        assert_eq!(
+            error("a**").to_string(),
+            "Dangling meta character near index 2"
+        );
+        // One `?` after a quantifier is the lazy form, in both syntaxes.
+        assert!(find("a*?b", "aab") && find("(?:a*)*b", "aab"));
+        for (unsupported, what) in [
+            ("(?=a)", "look-around"),
+            ("a(?<!b)", "look-around"),
+            ("(a)\\1", "back-references"),
+            ("a++", "possessive"),
+            ("a{2}+", "possessive"),
+            ("(x|[ab]?+)", "possessive"),
+            ("(?>ab)", "atomic groups"),
+            ("\\Qa.b\\E", "the escape '\\Q'"),
+            ("ab\\Z", "the escape '\\Z'"),
+        ] {
+            let e = error(unsupported);
+            assert!(
+                matches!(&e, RegexError::Unsupported(m) if m.contains(what)),
+                "{unsupported}: {e:?}"
+            );
+            assert!(e.to_string().contains("does not support"), "{e}");
+        }
+        // Also in full-match mode (Warp 10 selectors), checked on the pattern as written.
         assert!(matches!(
-            Regex::new("(?=a)"),
+            Regex::new("(?=vm)", Mode::Full),
             Err(RegexError::Unsupported(_))
         ));
         assert!(matches!(
-            Regex::new("\\bx"),
-            Err(RegexError::Unsupported(_))
+            Regex::new("a)(b", Mode::Full),
+            Err(RegexError::Invalid(_))
         ));
-        assert!(matches!(
-            Regex::new("(a)\\1"),
-            Err(RegexError::Unsupported(_))
-        ));
-        assert!(matches!(Regex::new("a++"), Err(RegexError::Unsupported(_))));
-        let e = Regex::new("\\p{L}").unwrap_err().to_string();
-        assert!(e.contains("does not support"), "{e}");
     }
 
+    /// What a backtracking matcher takes exponential time over is linear here: no budget, no
+    /// error, the right answer.
     #[test]
-    fn pathological_patterns_hit_the_budget_instead_of_hanging() {
-        let r = Regex::new("(a|a)*(a|a)*(a|a)*(a|a)*c").unwrap();
-        let text = "a".repeat(40);
-        assert!(r.full_match(&text).is_err());
+    fn pathological_patterns_match_in_linear_time() {
+        let r = Regex::new("(a|a)*(a|a)*(a|a)*(a|a)*c", Mode::Full).unwrap();
+        let text = "a".repeat(10_000);
+        assert!(!r.is_match(&text));
+        assert!(r.is_match(&(text + "c")));
+        assert!(matches!(
+            Regex::new("(a{1000}){1000}", Mode::Find),
+            Err(RegexError::Unsupported(m)) if m.contains("large")
+        ));
     }
 }
