@@ -3,9 +3,6 @@
 //! columns; these functions are the reference the unit tests pin down, and the forecast runs
 //! here on the fitted sums the queries return.
 
-/// Milliseconds in a day.
-pub const DAY_MS: f64 = 86_400_000.0;
-
 /// The percentile used everywhere in the report: linear interpolation between the two closest
 /// ranks (`(n - 1) * q`, "type 7" of Hyndman and Fan), the definition of polars'
 /// `QuantileMethod::Linear`, DuckDB's `quantile_cont` and numpy's default. `None` for no values.

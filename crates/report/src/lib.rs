@@ -1,10 +1,28 @@
-//! `vscope-etl report`: the capacity-planning report over a dataset the pipeline wrote.
+//! vscope-report: the capacity-planning report (`vscope-etl report`) over a dataset the
+//! pipeline wrote.
 //!
 //! Reads the Hive-partitioned Parquet with polars lazy scans (the period becomes a `date`
 //! partition filter plus a `ts` predicate in the scan, only the needed columns are read, and
 //! every statistic is a grouped aggregation, so no table is loaded whole), builds the sections
 //! (summary, hosts, VMs, datastores), and writes them as self-contained HTML with SVG charts,
-//! Markdown, CSV and JSON. Compiled only with the `report` feature (polars).
+//! Markdown, CSV and JSON.
+//!
+//! # Layout
+//! - [`data`]: the dataset (which tables a sink holds, local or copied from an object store),
+//!   lazy scans with the period pushed down, the grouped statistics.
+//! - [`sections`]: the report's sections built from those statistics.
+//! - [`stats`]: percentile, trend and forecast in plain Rust (the reference the tests pin).
+//! - [`model`]: the report as tables of cells, the one thing every format renders.
+//! - [`render`]: HTML, Markdown, CSV and JSON.
+//! - [`svg`]: the charts, as inline SVG.
+//!
+//! # Why a crate of its own
+//! polars is the heaviest dependency of the workspace (minutes of a cold build): it is built
+//! for this crate only, and only when vscope-etl's `report` feature (on by default) asks for
+//! it. The report reads what the pipeline wrote and nothing else: it takes the day and the
+//! inventory tables from `vscope-core`, and the object store of an S3 sink from its caller,
+//! which opens it with the pipeline's own sink settings ([`Location::Store`]), so it needs
+//! nothing of the ETL crate, which depends on it.
 
 pub mod data;
 pub mod model;
@@ -15,9 +33,8 @@ pub mod svg;
 
 use std::path::{Path, PathBuf};
 
+pub use data::Location;
 pub use render::Format;
-
-use crate::load::store::S3Options;
 
 /// How the percentiles are defined, printed in every report.
 pub const PERCENTILE_DOC: &str = "p95 = 95th percentile with linear interpolation between the closest ranks ((n-1)*0.95, \
@@ -128,18 +145,14 @@ impl Default for ReportOptions {
     }
 }
 
-/// Opens the dataset at `url` (local path, `file://` or `s3://`), copying from S3 only the
-/// date partitions of the period when one is given.
-pub async fn open(
-    url: &str,
-    s3: &S3Options,
-    opts: &ReportOptions,
-) -> Result<data::Dataset, ReportError> {
+/// Opens the dataset at `location`, copying from an object store only the date partitions of
+/// the period when one is given.
+pub async fn open(location: Location, opts: &ReportOptions) -> Result<data::Dataset, ReportError> {
     let dates = match (opts.from_ms, opts.to_ms) {
         (Some(f), Some(t)) if t > f => Some(data::date_bounds(f, t)),
         _ => None,
     };
-    data::Dataset::open(url, s3, dates).await
+    data::Dataset::open(location, dates).await
 }
 
 /// Writes the report in `formats` into `out` (created); returns the files written.

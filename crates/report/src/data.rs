@@ -3,18 +3,23 @@
 //! pushed down (date partitions pruned, `ts` filtered in the scan) and only the needed columns
 //! read, and the grouped statistics the sections are built from.
 //!
-//! An S3 sink is read through the crate's own `object_store` client (already built for the
-//! pipeline's sink): only the objects of the needed tables whose `date=` partition overlaps the
-//! period are copied to a private local directory, then scanned like a local sink. This avoids
-//! polars' `cloud`/`aws` features and their build cost.
+//! An S3 sink is read through the `object_store` client the caller opens for it (vscope-etl's
+//! own, already built for the pipeline's sink, with the sink's settings): only the objects of
+//! the needed tables whose `date=` partition overlaps the period are copied to a private local
+//! directory, then scanned like a local sink. This avoids polars' `cloud`/`aws` features and
+//! their build cost.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use object_store::ObjectStore;
 
 use polars::prelude::*;
 
 use super::ReportError;
-use crate::load::store::{S3Options, Sink};
+use vscope_core::schema::INVENTORY_TABLES;
+use vscope_core::semantics::time::{DAY_MS, date_string};
 
 /// Which object a table describes: its metric label column is the object's name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -94,7 +99,7 @@ fn polars_err(what: &str) -> impl Fn(PolarsError) -> ReportError + '_ {
 
 /// The `date=` partition values `[first, last]` that can hold points of `[from_ms, to_ms)`.
 pub fn date_bounds(from_ms: i64, to_ms: i64) -> (String, String) {
-    let day = |ms: i64| crate::load::partition::date_string(ms.div_euclid(86_400_000) * 86_400_000);
+    let day = |ms: i64| date_string(ms.div_euclid(DAY_MS) * DAY_MS);
     (day(from_ms), day(to_ms - 1))
 }
 
@@ -110,25 +115,40 @@ fn key_in_dates(key: &str, bounds: Option<&(String, String)>) -> bool {
     }
 }
 
-/// The inventory snapshot tables (`vscope-etl inventory`), copied whole from S3.
-const INVENTORY_TABLES: [&str; 3] = ["filers", "hosts", "vms"];
-
 /// Table directories that are never data (ledger, manifests, staging).
 fn is_data_dir(name: &str) -> bool {
     !(name.starts_with('_') || name.starts_with('.'))
 }
 
+/// Where a dataset is.
+pub enum Location {
+    /// A local directory: a path or a `file://` URL.
+    Local(String),
+    /// An object store (an S3 sink), opened by the caller with the sink's settings.
+    Store {
+        /// The store.
+        store: Arc<dyn ObjectStore>,
+        /// The sink's key prefix in the store (empty for its root).
+        prefix: object_store::path::Path,
+        /// The sink as the user wrote it (`s3://bucket/prefix`), for messages.
+        url: String,
+    },
+}
+
 impl Dataset {
-    /// Opens a local sink directory or `file://` URL; `s3://bucket/prefix` URLs copy the
-    /// objects whose date partition overlaps `dates` (all when `None`) with `s3` settings.
+    /// Opens a local sink directory, or copies from an object store the objects whose date
+    /// partition overlaps `dates` (all when `None`).
     pub async fn open(
-        url: &str,
-        s3: &S3Options,
+        location: Location,
         dates: Option<(String, String)>,
     ) -> Result<Dataset, ReportError> {
-        if url.starts_with("s3://") {
-            return Dataset::download(url, s3, dates).await;
-        }
+        let url = match location {
+            Location::Local(url) => url,
+            Location::Store { store, prefix, url } => {
+                return Dataset::download(store.as_ref(), prefix, &url, dates).await;
+            }
+        };
+        let url = url.as_str();
         let root = PathBuf::from(url.strip_prefix("file://").unwrap_or(url));
         if !root.is_dir() {
             return Err(ReportError::NoDataset(format!(
@@ -147,13 +167,13 @@ impl Dataset {
     }
 
     async fn download(
+        store: &dyn ObjectStore,
+        prefix: object_store::path::Path,
         url: &str,
-        s3: &S3Options,
         dates: Option<(String, String)>,
     ) -> Result<Dataset, ReportError> {
         use futures::StreamExt;
         use object_store::ObjectStoreExt;
-        let sink = Sink::open_with(url, s3).map_err(|e| ReportError::Store(e.to_string()))?;
         let scratch = std::env::temp_dir().join(format!(
             "vscope-report-{}-{:08x}",
             std::process::id(),
@@ -169,7 +189,6 @@ impl Dataset {
             path: scratch.display().to_string(),
             source: e,
         })?;
-        let prefix = sink.prefix.clone();
         let strip = |key: &str| -> String {
             let p = prefix.as_ref();
             if p.is_empty() {
@@ -185,7 +204,7 @@ impl Dataset {
         } else {
             Some(&prefix)
         };
-        let mut listing = sink.store.list(list_prefix);
+        let mut listing = store.list(list_prefix);
         let mut copied = 0usize;
         while let Some(meta) = listing.next().await {
             let meta = meta.map_err(|e| ReportError::Store(format!("list {url}: {e}")))?;
@@ -207,8 +226,7 @@ impl Dataset {
                 })?;
             }
             // Stream each object to disk chunk by chunk: memory stays one chunk.
-            let mut body = sink
-                .store
+            let mut body = store
                 .get(&meta.location)
                 .await
                 .map_err(|e| ReportError::Store(format!("get {}: {e}", meta.location)))?
@@ -371,7 +389,7 @@ impl Dataset {
         if let Some(dt) = t.schema.get("date") {
             let (first, last) = date_bounds(from_ms, to_ms);
             let (lo, hi) = if *dt == DataType::Date {
-                let days = |ms: i64| lit(ms.div_euclid(86_400_000) as i32).cast(DataType::Date);
+                let days = |ms: i64| lit(ms.div_euclid(DAY_MS) as i32).cast(DataType::Date);
                 (days(from_ms), days(to_ms - 1))
             } else {
                 (lit(first), lit(last))
@@ -690,7 +708,7 @@ pub fn trend_sums(
     by.extend(labels.iter().map(|l| col(*l)));
     let y_col = if t.kind == Kind::Raw { "value" } else { "avg" };
     let x = ((col("ts").cast(DataType::Int64) - lit(from_ms)).cast(DataType::Float64)
-        / lit(super::stats::DAY_MS))
+        / lit(DAY_MS as f64))
     .alias("x");
     let lf = ds
         .period_scan(t, &[metric], from_ms, to_ms)?

@@ -9,9 +9,10 @@ use serde_json::json;
 use super::data::{self, Component, Dataset, Kind, SeriesKey, Stats, TableInfo};
 use super::model::{Cell, Column, Report, Section, Table};
 use super::render::utc;
-use super::stats::{DAY_MS, Fit, Forecast, forecast};
+use super::stats::{Fit, Forecast, forecast};
 use super::svg::{BarChart, Line, LineChart, Scatter};
 use super::{PERCENTILE_DOC, ReportError, ReportOptions};
+use vscope_core::semantics::time::DAY_MS;
 
 const HOST_CPU: &str = "vscope.host.cpu.usage.perc";
 const HOST_RAM: &str = "vscope.host.mem.usage.perc";
@@ -605,7 +606,7 @@ fn filers(
         None => BTreeMap::new(),
     };
     let hourly = data::hourly_means(ds, t, FILER_USED, from, to)?;
-    let end_day = (to - from) as f64 / DAY_MS;
+    let end_day = (to - from) as f64 / DAY_MS as f64;
     let mut table = Table {
         name: "datastore_forecast".into(),
         title: "Datastores: used space, linear trend and forecast of the day they fill up".into(),
@@ -655,7 +656,7 @@ fn filers(
             Forecast::Unknown if capacity.is_none() => (None, None, "unknown capacity".into()),
             Forecast::Unknown => (None, None, "too few points".into()),
             Forecast::InDays(d) => {
-                let date = utc(to + (d * DAY_MS) as i64)[..10].to_string();
+                let date = utc(to + (d * DAY_MS as f64) as i64)[..10].to_string();
                 (
                     Some(d),
                     Some(date.clone()),
@@ -716,7 +717,12 @@ fn filers(
                     name: format!("{name} trend (R² {:.2})", f.r2),
                     points: [first_t, to]
                         .iter()
-                        .map(|t| (*t, (f.at((t - from) as f64 / DAY_MS) - base) / KB_PER_GB))
+                        .map(|t| {
+                            (
+                                *t,
+                                (f.at((t - from) as f64 / DAY_MS as f64) - base) / KB_PER_GB,
+                            )
+                        })
                         .collect(),
                     dashed: true,
                     colour: i,
@@ -877,7 +883,7 @@ fn summary(
     let mut kv = |k: &str, v: Cell| summary.rows.push(vec![Cell::Text(k.into()), v]);
     kv("period_from", Cell::Text(utc(from)));
     kv("period_to", Cell::Text(utc(to)));
-    kv("period_days", Cell::Num((to - from) as f64 / DAY_MS));
+    kv("period_days", Cell::Num((to - from) as f64 / DAY_MS as f64));
     kv(
         "sources",
         Cell::Text(
@@ -930,7 +936,7 @@ fn summary(
             "Period {} to {} (UTC, {:.1} days). Data completeness {}: {} of {} expected points in {} series, {} gaps.",
             utc(from),
             utc(to),
-            (to - from) as f64 / DAY_MS,
+            (to - from) as f64 / DAY_MS as f64,
             overall.map_or("n/a".into(), |p| format!("{p:.2} %")),
             present_total,
             exp_total,

@@ -4,6 +4,8 @@
 
 use std::fmt::Write;
 
+use vscope_core::semantics::time::{DAY_MS, HOUR_MS};
+
 /// Colours of successive series (colour-blind friendly, Okabe-Ito).
 const PALETTE: [&str; 8] = [
     "#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000",
@@ -289,20 +291,14 @@ impl LineChart<'_> {
         }
         // Time ticks: whole UTC days when the range spans several, else whole hours.
         let span = x1 - x0;
-        let step = [
-            3_600_000i64,
-            6 * 3_600_000,
-            86_400_000,
-            7 * 86_400_000,
-            30 * 86_400_000,
-        ]
-        .into_iter()
-        .find(|s| span / s <= 8)
-        .unwrap_or(90 * 86_400_000);
+        let step = [HOUR_MS, 6 * HOUR_MS, DAY_MS, 7 * DAY_MS, 30 * DAY_MS]
+            .into_iter()
+            .find(|s| span / s <= 8)
+            .unwrap_or(90 * DAY_MS);
         let mut t = (x0 + step - 1).div_euclid(step) * step;
         while t <= x1 {
             let x = sx(t);
-            let fmt = if step >= 86_400_000 {
+            let fmt = if step >= DAY_MS {
                 "%Y-%m-%d"
             } else {
                 "%m-%d %H:%M"
