@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (README: "Two commands"). Idempotent; safe on a fresh clone.
 # - makes .venv (ignored) with the Python tools the tests read our output with (DuckDB);
-# - checks formatting and lints (warnings are errors);
-# - runs every Rust test (unit, property, end-to-end against the simulator, DuckDB checks).
+# - checks formatting, unused dependencies, lints (warnings are errors), the build without the
+#   `report` feature, and the API docs (warnings are errors), on every crate of the workspace;
+# - runs every Rust test of every crate (unit, property, end-to-end against the simulator,
+#   DuckDB checks).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/vscope-etl/target}"
@@ -12,13 +14,31 @@ scripts/setup-python.sh
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
+
+# Unused dependencies: cargo-machete reads the sources, builds nothing (well under a second).
+# Installed once into the cache (about 1.5 min on 2 cores), pinned.
+tools="$HOME/.cache/vscope-etl/tools"
+machete_version=0.9.2
+if ! "$tools/bin/cargo-machete" --version 2>/dev/null | grep -q "$machete_version"; then
+    echo "== installing cargo-machete $machete_version into $tools"
+    cargo install cargo-machete --version "$machete_version" --locked --quiet --root "$tools"
+fi
+echo "== cargo machete (unused dependencies)"
+"$tools/bin/cargo-machete"
+
 echo "== cargo clippy"
-cargo clippy --all-targets --quiet -- -D warnings
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+# Everything but the report crate, without the `report` feature (no polars): type-check only.
+echo "== cargo check --no-default-features"
+cargo check --workspace --exclude vscope-report --no-default-features --all-targets --quiet
+echo "== cargo doc"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+
 echo "== cargo test"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
-VSCOPE_TEST_PYTHON="$PWD/.venv/bin/python" cargo test --all-targets 2>&1 | tee "$log"
+VSCOPE_TEST_PYTHON="$PWD/.venv/bin/python" cargo test --workspace --all-targets 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 # One closing line for the whole suite (every test binary's counts added up).

@@ -197,6 +197,8 @@ pub struct SimArgs {
     /// Inject failures on /api/query, KIND[:ARG][@WHEN] (repeat), e.g. 503@first=2,
     /// 429:7@every=5, cut@first=1, fetch-limit:1h, bad-token, transient=0.1 (docs/reliability.md).
     #[arg(long = "fault", value_name = "FAULT")]
+    // The doc comment is the flag's help text: `KIND[:ARG][@WHEN]` is syntax, not a link.
+    #[allow(rustdoc::broken_intra_doc_links)]
     pub faults: Vec<crate::sim::FaultRule>,
     /// Seed of the fault draws (transient=P, @rate=P).
     #[arg(long, default_value_t = 0)]

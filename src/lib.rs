@@ -3,7 +3,6 @@
 //!
 //! # Layout
 //! - [`config`]: pipeline files, validated before any I/O.
-//! - [`catalogue`] and [`schema`]: the vScope metrics and the declared output tables.
 //! - [`plan`]: windows on a fixed grid and the work units in each.
 //! - [`extract`]: the HTTP client, retries, `dps` decoding.
 //! - [`transform`]: series into Arrow batches, client-side rollups.
@@ -12,11 +11,20 @@
 //! - [`preflight`]: `vscope-etl check` and the token check every run does first.
 //! - [`ovh`]: OVHcloud API v6 (signed calls): the live inventory snapshots (`filers`, `hosts`,
 //!   `vms`), inventory-based series discovery, and the metrics token.
-//! - [`semantics`]: OpenTSDB time formats, durations, downsample specs, aggregators, rollups.
-//! - [`sim`]: a faithful simulator of the vScope endpoints, for tests and the demo pipeline, and
-//!   a replay mode serving pre-rendered answers (`sim --replay`, for `benches/e2e.sh`).
-//! - `report` (feature `report`): the capacity-planning report over a dataset (polars).
-//! - [`dialect`], [`secret`], [`error`], [`cli`]: shared pieces.
+//! - `report` (feature `report`): the capacity report of `vscope-report`, with an S3 sink
+//!   opened like the pipeline's.
+//! - [`error`], [`cli`]: shared pieces.
+//!
+//! Re-exported from the other crates of the workspace, under the paths this crate has always
+//! used: [`catalogue`], [`schema`], [`dialect`], [`semantics`], [`secret`] (`vscope-core`: the
+//! vScope metrics, the declared output tables, OpenTSDB semantics; no I/O) and [`sim`]
+//! (`vscope-sim`: the simulator of the vScope endpoints and of API v6, for tests and the demo
+//! pipeline, and a replay mode for `benches/e2e.sh`).
+//!
+//! # Why this crate
+//! It is the application: everything that does I/O for an export (HTTP, files, object stores)
+//! and the binary. It depends on the core, the simulator and (feature `report`) the report;
+//! none of them depends on it.
 
 pub mod cli;
 pub mod config;

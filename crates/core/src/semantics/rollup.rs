@@ -315,7 +315,7 @@ impl Rollup {
     /// Cost: one pass, no allocation per bucket. Values are copied into one scratch buffer
     /// (allocated once per call) only when a percentile or `median` is asked for, and then the
     /// bucket is not sorted: the order statistics each of them reads are selected
-    /// ([`select_order_statistics`]), which gives the same values, bit for bit.
+    /// (`select_order_statistics`), which gives the same values, bit for bit.
     pub fn apply_into(&self, ts: &[i64], values: &[Option<f64>], out: &mut RollupOutput) {
         let percentiles: Vec<f64> = self
             .aggregates
