@@ -7,7 +7,7 @@ vScope VM metrics assigned round-robin, tags datacenter (40 values) / vm / env, 
 with Python's shortest round-trip repr (e.g. ``30900550.95``, ``4.3``). ``--days 10`` gives the
 10x variant (10 windows of one day).
 
-Layout written under OUT (what ``vscope-etl sim --replay OUT`` serves, see src/sim/replay.rs):
+Layout written under OUT (what ``vscope-etl sim --replay OUT`` serves, see crates/sim/src/replay.rs):
 
 * ``lookup/<metric>.json``: the ``/api/search/lookup`` answer of the metric (every series).
 * ``query/<metric>/<datacenter>/<start_ms>-<end_ms>.json``: the ``/api/query`` answer to

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzes the parsers that read server or user input, each for a bounded time:
 #   dps_decoder      /api/query answers (src/extract/decode.rs)
-#   downsample_spec  downsample specs, OpenTSDB and Erlenmeyer rules (src/semantics/downsample.rs)
+#   downsample_spec  downsample specs, OpenTSDB and Erlenmeyer rules (crates/core/src/semantics/downsample.rs)
 #   partition_path   the Hive partition-path encoder (src/load/partition.rs)
 #
 # Usage: scripts/fuzz.sh [SECONDS_PER_TARGET]   (default 60)

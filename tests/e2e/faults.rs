@@ -26,7 +26,7 @@ const END: &str = "2026-11-01T06:00:00Z";
 const NAME: &str = "faults";
 
 /// A small in-process simulator source: `extra` goes in `[source]`, `sim_extra` in
-/// `[source.sim]`, `faults` are fault rules (`src/sim/faults.rs`).
+/// `[source.sim]`, `faults` are fault rules (`crates/sim/src/faults.rs`).
 fn source(extra: &str, sim_extra: &str, faults: &[&str]) -> String {
     let list: Vec<String> = faults.iter().map(|f| format!("\"{f}\"")).collect();
     format!(
