@@ -4,7 +4,7 @@
 # - checks formatting, unused dependencies, lints (warnings are errors), the build without the
 #   `report` feature, and the API docs (warnings are errors), on every crate of the workspace;
 # - runs every Rust test of every crate (unit, property, end-to-end against the simulator,
-#   DuckDB checks).
+#   DuckDB checks, the examples of the API docs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/vscope-etl/target}"
@@ -40,6 +40,9 @@ trap 'rm -f "$log"' EXIT
 set +e
 VSCOPE_TEST_PYTHON="$PWD/.venv/bin/python" cargo test --workspace --all-targets 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
+# The examples of the API docs, which --all-targets leaves out (a few seconds).
+cargo test --workspace --doc 2>&1 | tee -a "$log"
+[ "${PIPESTATUS[0]}" = 0 ] || status=1
 set -e
 # One closing line for the whole suite (every test binary's counts added up).
 awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"

@@ -344,7 +344,7 @@ impl Aggregator {
     /// when computing many aggregates of the same values use [`percentile_of_sorted`].
     ///
     /// ```
-    /// use vscope_etl::semantics::Aggregator;
+    /// use vscope_core::semantics::Aggregator;
     /// assert_eq!(Aggregator::Dev.aggregate(&[1.0, 2.0]), Some(0.5));
     /// assert_eq!(Aggregator::Sum.aggregate(&[f64::NAN, 2.0]), Some(2.0));
     /// assert_eq!(Aggregator::Median.aggregate(&[1.0, 2.0, 3.0, 4.0]), Some(3.0));
@@ -587,7 +587,7 @@ impl<'de> serde::Deserialize<'de> for Aggregator {
 /// (each yields its own output point). Never panics.
 ///
 /// ```
-/// use vscope_etl::semantics::{Aggregator, aggregate_series};
+/// use vscope_core::semantics::{Aggregator, aggregate_series};
 /// let a = vec![(0, 40.0), (10, 50.0), (30, 70.0)];
 /// let b = vec![(10, 37.0), (20, 48.0)];
 /// let sum = aggregate_series(&[a, b], Aggregator::Sum);

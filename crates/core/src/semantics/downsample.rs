@@ -434,7 +434,7 @@ impl fmt::Display for DownsampleSpec {
 /// `i64::MIN`; a non-positive interval returns `ts_ms` unchanged rather than panicking.
 ///
 /// ```
-/// use vscope_etl::semantics::downsample::bucket_start;
+/// use vscope_core::semantics::downsample::bucket_start;
 /// assert_eq!(bucket_start(1_388_550_980_000, 36 * 60_000), 1_388_549_520_000);
 /// assert_eq!(bucket_start(-1, 1000), -1000);
 /// ```
@@ -647,7 +647,7 @@ fn bucketize(
 ///   buckets never match and every bucket is filled: that is OpenTSDB's behaviour too.
 ///
 /// ```
-/// use vscope_etl::semantics::downsample::{downsample, DownsampleSpec};
+/// use vscope_core::semantics::downsample::{downsample, DownsampleSpec};
 /// let spec: DownsampleSpec = "100ms-sum-nan".parse().unwrap();
 /// let out = downsample(&[600, 625, 800], &[1.0, 1.0, 1.0], &spec, 500, 900);
 /// assert_eq!(out[1], (600, 2.0));
@@ -794,7 +794,7 @@ fn erlenmeyer_reduce(function: Aggregator, values: &mut Vec<f64>) -> Option<f64>
 /// refuses it, see [`DownsampleSpec::parse_ovh`]).
 ///
 /// ```
-/// use vscope_etl::semantics::{Aggregator, downsample::{downsample_erlenmeyer, DownsampleSpec}};
+/// use vscope_core::semantics::{Aggregator, downsample::{downsample_erlenmeyer, DownsampleSpec}};
 /// let spec = DownsampleSpec::parse_ovh("20m-max-nan").unwrap();
 /// let end = 1_564_494_591_000;
 /// let out = downsample_erlenmeyer(&[end - 1], &[7.0], &spec, Aggregator::Max, end - 3_600_000, end);

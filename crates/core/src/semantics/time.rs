@@ -287,7 +287,7 @@ impl TimeError {
 /// window and rollup sizes, so that one string means the same thing everywhere.
 ///
 /// ```
-/// use vscope_etl::semantics::time::parse_duration;
+/// use vscope_core::semantics::time::parse_duration;
 /// assert_eq!(parse_duration("15m"), Ok(900_000));
 /// assert!(parse_duration("1j").is_err());
 /// ```
@@ -347,7 +347,7 @@ pub fn parse_duration_parts(s: &str) -> Result<(i64, DurationUnit), TimeError> {
 ///    OpenTSDB's quirk, kept on purpose: `1355961603.41` is `135596160341`, not `...3410`.
 ///
 /// ```
-/// use vscope_etl::semantics::time::parse_time;
+/// use vscope_core::semantics::time::parse_time;
 /// assert_eq!(parse_time("1355961600", 0), Ok(1_355_961_600_000));
 /// assert_eq!(parse_time("1h-ago", 7_200_000), Ok(3_600_000));
 /// assert_eq!(parse_time("2026-11-01T00:00:00Z", 0), Ok(1_793_491_200_000));
@@ -398,7 +398,7 @@ pub fn parse_time(s: &str, now_ms: i64) -> Result<i64, TimeError> {
 /// the simulator answers with (OpenTSDB reads `1960/01/01` or `3000y-ago` as negative times).
 ///
 /// ```
-/// use vscope_etl::semantics::time::{parse_export_time, TimeError};
+/// use vscope_core::semantics::time::{parse_export_time, TimeError};
 /// assert_eq!(parse_export_time("1970/01/01", 0), Ok(0));
 /// assert!(matches!(
 ///     parse_export_time("3000y-ago", 1_793_491_200_000),
