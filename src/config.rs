@@ -855,7 +855,7 @@ fn validate_source(
         None => None,
         Some(o) => Some(validate_ovh(o, url == "sim", env)?),
     };
-    // The token is fetched through API v6 at start (`pipeline::connect`).
+    // The token is fetched through API v6 at start (`run::connect`).
     let token_from_api = token.is_empty() && ovh.as_ref().is_some_and(|o| o.user_id.is_some());
     if src.sim.is_some() && url != "sim" {
         return Err(invalid(

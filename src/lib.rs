@@ -8,7 +8,7 @@
 //! - [`extract`]: the HTTP client, retries, `dps` decoding.
 //! - [`transform`]: series into Arrow batches, client-side rollups.
 //! - [`load`]: Parquet through `object_store`, the ledger and run manifests.
-//! - [`pipeline`]: the run that ties the stages together.
+//! - [`run`]: the run that ties the stages together: session, plan, window, commit.
 //! - [`preflight`]: `vscope-etl check` and the token check every run does first.
 //! - [`ovh`]: OVHcloud API v6 (signed calls): the live inventory snapshots (`filers`, `hosts`,
 //!   `vms`), inventory-based series discovery, and the metrics token.
@@ -26,11 +26,11 @@ pub mod error;
 pub mod extract;
 pub mod load;
 pub mod ovh;
-pub mod pipeline;
 pub mod plan;
 pub mod preflight;
 #[cfg(feature = "report")]
 pub mod report;
+pub mod run;
 pub mod schema;
 pub mod secret;
 pub mod semantics;

@@ -17,7 +17,7 @@ use vscope_etl::cli::{
 };
 use vscope_etl::config;
 use vscope_etl::error::{EXIT_CONFIG, EXIT_OK, Error};
-use vscope_etl::pipeline::{self, Progress, ProgressFn, RunOptions};
+use vscope_etl::run::{self, Progress, ProgressFn, RunOptions};
 use vscope_etl::sim::SimConfig;
 
 fn main() -> ExitCode {
@@ -42,7 +42,7 @@ fn main() -> ExitCode {
     };
     let code = runtime.block_on(async {
         match cli.command {
-            Command::Run(args) => run(args).await,
+            Command::Run(args) => run_command(args).await,
             Command::Plan(args) => plan(args).await,
             Command::Validate(args) => validate(args),
             Command::Check(args) => check(args).await,
@@ -160,7 +160,7 @@ fn progress_display(enabled: bool) -> (ProgressFn, ProgressBar) {
     (f, bar)
 }
 
-async fn run(args: RunArgs) -> u8 {
+async fn run_command(args: RunArgs) -> u8 {
     let pipeline = match config::load(&args.pipeline) {
         Ok(p) => p,
         Err(e) => return report(&e.into()),
@@ -185,7 +185,7 @@ async fn run(args: RunArgs) -> u8 {
         );
     }
     let (progress, bar) = progress_display(!args.json && std::io::stderr().is_terminal());
-    let result = pipeline::run(&pipeline, &opts, progress, cancel_on_signal()).await;
+    let result = run::run(&pipeline, &opts, progress, cancel_on_signal()).await;
     bar.finish_and_clear();
     match result {
         Err(e) => report(&e),
@@ -285,7 +285,7 @@ async fn plan(args: PlanArgs) -> u8 {
             Err(code) => return code,
         },
     };
-    let conn = match pipeline::connect(&pipeline).await {
+    let conn = match run::connect(&pipeline).await {
         Ok(c) => c,
         Err(e) => return report(&e),
     };
@@ -308,14 +308,14 @@ async fn plan(args: PlanArgs) -> u8 {
     // Inventory discovery plans from the live objects.
     let inventory = match (&conn.ovh, pipeline.source.discovery) {
         (Some(api), config::Discovery::Inventory) => {
-            match pipeline::fetch_inventory(&pipeline, api, now).await {
+            match run::fetch_inventory(&pipeline, api, now).await {
                 Ok(inv) => Some(inv),
                 Err(e) => return report(&Error::Ovh(e)),
             }
         }
         _ => None,
     };
-    match pipeline::build_plan(
+    match run::build_plan(
         &pipeline,
         &conn.client,
         &opts,

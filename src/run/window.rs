@@ -1,0 +1,324 @@
+//! Window: its units fetched with bounded concurrency and consumed in plan order, each metric
+//! written to the table files as it completes; one abort path for every failure.
+
+use std::collections::BTreeMap;
+
+use futures::StreamExt;
+use tokio::sync::watch;
+
+use super::commit::StagedWindow;
+use super::files::TableWindowWriter;
+use super::parts::{PartsFailed, write_parts};
+use super::unit::{UnitAnswer, fetch_unit, unit_request};
+use super::{Progress, RunCtx};
+use crate::extract::retry::FailureClass;
+use crate::extract::server_rollup::SeriesRollup;
+use crate::extract::{DecodeStats, FetchError, SeriesData};
+use crate::load::Sink;
+use crate::load::writer::{StagedFile, WriteError, WrittenFile};
+use crate::ovh::inventory::SeenSeries;
+use crate::plan::{Unit, Window};
+use crate::schema::raw_table_decl;
+use crate::semantics::rollup::RollupOutput;
+use crate::semantics::time::format_rfc3339;
+use crate::transform::{compare_series, sort_series};
+
+pub(super) enum WindowResult {
+    /// Every unit succeeded: the window's files are complete under their staging keys.
+    Staged(StagedWindow),
+    /// The window was published and committed: its files.
+    Written(Vec<WrittenFile>),
+    /// A unit failed; nothing of the window was published.
+    Failed,
+    /// The token was refused: stop the run.
+    AuthRefused(FetchError),
+    /// A signal arrived.
+    Cancelled,
+    /// Writing failed.
+    WriteFailed(WriteError),
+}
+
+pub(super) struct WindowOutcome {
+    pub(super) result: WindowResult,
+    pub(super) failures: Vec<(Unit, String)>,
+    /// Units whose data was fully fetched and handed to the writers (the manifest's
+    /// `units_done`): every part of a split answer written, and the series of the unit's metric
+    /// appended to every table. Counted whatever happens to the window afterwards (a later
+    /// unit's failure, a write or publish failure), never for a unit that failed, nor for one
+    /// fetched but not yet handed over when its window was abandoned.
+    pub(super) units_done: usize,
+    pub(super) series: u64,
+    pub(super) stats: DecodeStats,
+    pub(super) seen: SeenSeries,
+}
+
+pub(super) async fn process_window(
+    ctx: &RunCtx<'_>,
+    window: &Window,
+    cancel: &mut watch::Receiver<bool>,
+) -> WindowOutcome {
+    let plan = ctx.plan;
+    let units = plan.units();
+    let client = ctx.client;
+    let mut outcome = WindowOutcome {
+        result: WindowResult::Failed,
+        failures: Vec::new(),
+        units_done: 0,
+        series: 0,
+        stats: DecodeStats::default(),
+        seen: SeenSeries::default(),
+    };
+    let mut writers: Vec<TableWindowWriter> = ctx
+        .pipeline
+        .tables
+        .iter()
+        .map(|t| TableWindowWriter::new(t, ctx, window, String::new()))
+        .collect();
+    // Each fetch (HTTP and decode) is its own task, so answers are decoded on the other cores
+    // while this task transforms and writes; `buffered` bounds how many are in flight.
+    let mut fetches = futures::stream::iter(units)
+        .map(|unit| {
+            let request = unit_request(ctx, &unit, window);
+            let task = AbortOnDrop(tokio::spawn(fetch_unit(client.clone(), request)));
+            async move { (unit, task.join().await) }
+        })
+        .buffered(ctx.pipeline.source.concurrency);
+
+    // Complete files of the parts of split answers, published with the window.
+    let mut staged: Vec<StagedFile> = Vec::new();
+    let mut current: Option<usize> = None;
+    let mut pending: Vec<SeriesData> = Vec::new();
+    // Server-computed rollup rows of the current metric, per table index.
+    let mut pending_rollups: BTreeMap<usize, Vec<SeriesRollup>> = BTreeMap::new();
+    // Client-side rollups of `pending`, per table index, in the order of `pending`.
+    let mut pending_rolled: BTreeMap<usize, Vec<RollupOutput>> = BTreeMap::new();
+    // Units of the current metric fetched whole (the parts of a split one written): done once
+    // `pending` is handed to the writers (see `WindowOutcome::units_done`).
+    let mut pending_units = 0;
+    loop {
+        let next = tokio::select! {
+            biased;
+            _ = cancel.changed() => None,
+            n = fetches.next() => Some(n),
+        };
+        let Some(next) = next else {
+            abort_all(writers, staged, ctx.sink).await;
+            outcome.result = WindowResult::Cancelled;
+            return outcome;
+        };
+        let (boundary, item) = match next {
+            Some((unit, r)) => (current.is_some_and(|c| c != unit.metric), Some((unit, r))),
+            None => (true, None),
+        };
+        if boundary && let Some(m) = current.take() {
+            let metric_plan = &plan.metrics[m];
+            let labels = raw_table_decl(metric_plan.component).label_columns();
+            sort_with_rollups(&mut pending, &mut pending_rolled, &labels);
+            for rows in pending_rollups.values_mut() {
+                rows.sort_by(|a, b| compare_series(&a.0, &b.0, &labels));
+            }
+            for &t in &metric_plan.tables {
+                let appended = match (pending_rollups.get(&t), pending_rolled.get(&t)) {
+                    (Some(rows), _) => writers[t].append_rollup_rows(rows).await,
+                    (None, Some(rolled)) => writers[t].append_rolled(&pending, rolled).await,
+                    (None, None) => writers[t].append(&pending).await,
+                };
+                if let Err(e) = appended {
+                    abort_all(writers, staged, ctx.sink).await;
+                    outcome.result = WindowResult::WriteFailed(e);
+                    return outcome;
+                }
+            }
+            pending.clear();
+            pending_rollups.clear();
+            pending_rolled.clear();
+            outcome.units_done += std::mem::take(&mut pending_units);
+        }
+        let Some((unit, result)) = item else { break };
+        match result {
+            Ok(UnitAnswer {
+                raw,
+                rollups,
+                rolled,
+                parts,
+            }) => {
+                let mut stats = raw.stats;
+                for (_, r) in &rollups {
+                    stats.add(&r.stats);
+                }
+                (ctx.progress)(&Progress::UnitDone {
+                    points: stats.points,
+                });
+                outcome.stats.add(&stats);
+                // Series seen: the raw answer's, or (rollup tables only) the first rollup's.
+                let from_rollup: Vec<SeriesData>;
+                let seen = match rollups.first() {
+                    // A split answer's series are counted over its parts.
+                    _ if parts.is_some() => &raw.series,
+                    Some((_, r)) if raw.series.is_empty() => {
+                        from_rollup = r.series.iter().map(|(s, _)| s.clone()).collect();
+                        &from_rollup
+                    }
+                    _ => &raw.series,
+                };
+                outcome.series += seen.len() as u64;
+                if ctx.track_series {
+                    let m = &plan.metrics[unit.metric];
+                    outcome
+                        .seen
+                        .record(&m.metric, m.component, unit.datacenter.as_deref(), seen);
+                }
+                current = Some(unit.metric);
+                pending.extend(raw.series);
+                for (t, rows) in rolled {
+                    pending_rolled.entry(t).or_default().extend(rows);
+                }
+                for (t, r) in rollups {
+                    pending_rollups.entry(t).or_default().extend(r.series);
+                }
+                if let Some(parts) = parts {
+                    // Too large to take whole: each part goes to its own files as it comes.
+                    let written = write_parts(ctx, window, &unit, parts, &mut staged, cancel).await;
+                    match written {
+                        Ok(seen) => {
+                            outcome.stats.add(&seen.stats);
+                            outcome.series += seen.series;
+                            outcome.seen.merge(seen.seen);
+                            pending_units += 1;
+                        }
+                        Err(PartsFailed::Cancelled) => {
+                            abort_all(writers, staged, ctx.sink).await;
+                            outcome.result = WindowResult::Cancelled;
+                            return outcome;
+                        }
+                        Err(PartsFailed::Write(e)) => {
+                            abort_all(writers, staged, ctx.sink).await;
+                            outcome.result = WindowResult::WriteFailed(e);
+                            return outcome;
+                        }
+                        Err(PartsFailed::Fetch(e)) => {
+                            let failed = fail_unit(ctx, window, unit, e, &mut outcome);
+                            abort_all(writers, staged, ctx.sink).await;
+                            outcome.result = failed;
+                            return outcome;
+                        }
+                    }
+                } else {
+                    pending_units += 1;
+                }
+            }
+            Err(e) => {
+                let failed = fail_unit(ctx, window, unit, e, &mut outcome);
+                abort_all(writers, staged, ctx.sink).await;
+                outcome.result = failed;
+                return outcome;
+            }
+        }
+    }
+    // Every unit succeeded: complete every file under its staging key; the commit stage
+    // publishes them.
+    let mut dirs: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut writers = writers.into_iter();
+    while let Some(w) = writers.next() {
+        dirs.entry(w.spec.name.clone())
+            .or_insert_with(|| w.partition_dirs());
+        match w.finish().await {
+            Ok(files) => staged.extend(files),
+            Err(e) => {
+                abort_all(writers.collect(), staged, ctx.sink).await;
+                outcome.result = WindowResult::WriteFailed(e);
+                return outcome;
+            }
+        }
+    }
+    outcome.result = WindowResult::Staged(StagedWindow {
+        files: staged,
+        dirs,
+    });
+    outcome
+}
+
+/// Records a failed unit (logged with why) and says what it means for the window: the run
+/// stops on an authentication failure, the window is not committed otherwise.
+pub(super) fn fail_unit(
+    ctx: &RunCtx<'_>,
+    window: &Window,
+    unit: Unit,
+    e: FetchError,
+    outcome: &mut WindowOutcome,
+) -> WindowResult {
+    tracing::error!(
+        metric = %ctx.plan.metrics[unit.metric].metric,
+        datacenter = ?unit.datacenter,
+        window = %format_rfc3339(window.start_ms),
+        error = %e,
+        "unit failed; its window will not be committed"
+    );
+    let auth = e.class() == FailureClass::Auth;
+    outcome.failures.push((unit, e.to_string()));
+    if auth {
+        WindowResult::AuthRefused(e)
+    } else {
+        WindowResult::Failed
+    }
+}
+
+/// A spawned fetch that is cancelled when its window is abandoned.
+pub(super) struct AbortOnDrop<T>(pub(super) tokio::task::JoinHandle<T>);
+
+impl<T> AbortOnDrop<T> {
+    pub(super) async fn join(mut self) -> T {
+        match (&mut self.0).await {
+            Ok(v) => v,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => panic!("a fetch task was cancelled while awaited: {e}"),
+        }
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Abandons a window: every open file is aborted, every staged one removed.
+pub(super) async fn abort_all(
+    writers: Vec<TableWindowWriter<'_>>,
+    staged: Vec<StagedFile>,
+    sink: &Sink,
+) {
+    for w in writers {
+        w.abort().await;
+    }
+    for f in staged {
+        f.discard(sink).await;
+    }
+}
+
+/// Sorts `series` as [`sort_series`] does, and each table's rollups in `rolled` (one per
+/// series, in the order of `series`) along with them.
+pub(super) fn sort_with_rollups(
+    series: &mut Vec<SeriesData>,
+    rolled: &mut BTreeMap<usize, Vec<RollupOutput>>,
+    labels: &[&str],
+) {
+    if rolled.is_empty() {
+        sort_series(series, labels);
+        return;
+    }
+    let mut order: Vec<usize> = (0..series.len()).collect();
+    order.sort_by(|&a, &b| compare_series(&series[a], &series[b], labels));
+    pub(super) fn permute<T>(items: &mut Vec<T>, order: &[usize]) {
+        let mut slots: Vec<Option<T>> = items.drain(..).map(Some).collect();
+        items.extend(
+            order
+                .iter()
+                .map(|&i| slots[i].take().expect("a permutation")),
+        );
+    }
+    permute(series, &order);
+    for rows in rolled.values_mut() {
+        permute(rows, &order);
+    }
+}
