@@ -52,40 +52,119 @@ pub(super) struct WindowOutcome {
     pub(super) seen: SeenSeries,
 }
 
+impl WindowOutcome {
+    fn new() -> WindowOutcome {
+        WindowOutcome {
+            result: WindowResult::Failed,
+            failures: Vec::new(),
+            units_done: 0,
+            series: 0,
+            stats: DecodeStats::default(),
+            seen: SeenSeries::default(),
+        }
+    }
+}
+
+/// Fetches and writes one window: units in plan order, each metric's series handed to the
+/// table files as soon as its units are in; every file completed under its staging key for the
+/// commit stage. Whatever stops the window (a unit, a write, a signal) goes through one abort:
+/// every open file aborted, every staged one removed.
 pub(super) async fn process_window(
     ctx: &RunCtx<'_>,
     window: &Window,
     cancel: &mut watch::Receiver<bool>,
 ) -> WindowOutcome {
-    let plan = ctx.plan;
-    let units = plan.units();
-    let client = ctx.client;
-    let mut outcome = WindowOutcome {
-        result: WindowResult::Failed,
-        failures: Vec::new(),
-        units_done: 0,
-        series: 0,
-        stats: DecodeStats::default(),
-        seen: SeenSeries::default(),
+    let mut outcome = WindowOutcome::new();
+    let mut files = WindowFiles {
+        writers: ctx
+            .pipeline
+            .tables
+            .iter()
+            .map(|t| TableWindowWriter::new(t, ctx, window, String::new()))
+            .collect(),
+        staged: Vec::new(),
     };
-    let mut writers: Vec<TableWindowWriter> = ctx
-        .pipeline
-        .tables
-        .iter()
-        .map(|t| TableWindowWriter::new(t, ctx, window, String::new()))
-        .collect();
+    outcome.result = match fill_window(ctx, window, cancel, &mut files, &mut outcome).await {
+        Ok(()) => match files.finish(ctx.sink).await {
+            Ok(staged) => WindowResult::Staged(staged),
+            Err(e) => WindowResult::WriteFailed(e),
+        },
+        Err(stop) => {
+            files.abort(ctx.sink).await;
+            stop
+        }
+    };
+    outcome
+}
+
+/// The files of a window being written: one writer per table, and the complete files of the
+/// parts of split answers, waiting under their staging keys.
+struct WindowFiles<'a> {
+    writers: Vec<TableWindowWriter<'a>>,
+    staged: Vec<StagedFile>,
+}
+
+impl WindowFiles<'_> {
+    /// Completes every table's files under their staging keys; on failure, nothing is left.
+    async fn finish(self, sink: &Sink) -> Result<StagedWindow, WriteError> {
+        let WindowFiles {
+            writers,
+            mut staged,
+        } = self;
+        let mut dirs: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut writers = writers.into_iter();
+        while let Some(w) = writers.next() {
+            dirs.entry(w.spec.name.clone())
+                .or_insert_with(|| w.partition_dirs());
+            match w.finish().await {
+                Ok(files) => staged.extend(files),
+                Err(e) => {
+                    WindowFiles {
+                        writers: writers.collect(),
+                        staged,
+                    }
+                    .abort(sink)
+                    .await;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(StagedWindow {
+            files: staged,
+            dirs,
+        })
+    }
+
+    /// Abandons the window: every open file aborted, every staged one removed.
+    async fn abort(self, sink: &Sink) {
+        for w in self.writers {
+            w.abort().await;
+        }
+        for f in self.staged {
+            f.discard(sink).await;
+        }
+    }
+}
+
+/// The body of [`process_window`]: `Err` says why the window stops (the caller aborts it).
+async fn fill_window(
+    ctx: &RunCtx<'_>,
+    window: &Window,
+    cancel: &mut watch::Receiver<bool>,
+    files: &mut WindowFiles<'_>,
+    outcome: &mut WindowOutcome,
+) -> Result<(), WindowResult> {
+    let plan = ctx.plan;
+    let client = ctx.client;
     // Each fetch (HTTP and decode) is its own task, so answers are decoded on the other cores
     // while this task transforms and writes; `buffered` bounds how many are in flight.
-    let mut fetches = futures::stream::iter(units)
+    let mut fetches = futures::stream::iter(plan.units())
         .map(|unit| {
             let request = unit_request(ctx, &unit, window);
             let task = AbortOnDrop(tokio::spawn(fetch_unit(client.clone(), request)));
             async move { (unit, task.join().await) }
         })
         .buffered(ctx.pipeline.source.concurrency);
-
-    // Complete files of the parts of split answers, published with the window.
-    let mut staged: Vec<StagedFile> = Vec::new();
     let mut current: Option<usize> = None;
     let mut pending: Vec<SeriesData> = Vec::new();
     // Server-computed rollup rows of the current metric, per table index.
@@ -102,9 +181,7 @@ pub(super) async fn process_window(
             n = fetches.next() => Some(n),
         };
         let Some(next) = next else {
-            abort_all(writers, staged, ctx.sink).await;
-            outcome.result = WindowResult::Cancelled;
-            return outcome;
+            return Err(WindowResult::Cancelled);
         };
         let (boundary, item) = match next {
             Some((unit, r)) => (current.is_some_and(|c| c != unit.metric), Some((unit, r))),
@@ -118,124 +195,80 @@ pub(super) async fn process_window(
                 rows.sort_by(|a, b| compare_series(&a.0, &b.0, &labels));
             }
             for &t in &metric_plan.tables {
+                let writer = &mut files.writers[t];
                 let appended = match (pending_rollups.get(&t), pending_rolled.get(&t)) {
-                    (Some(rows), _) => writers[t].append_rollup_rows(rows).await,
-                    (None, Some(rolled)) => writers[t].append_rolled(&pending, rolled).await,
-                    (None, None) => writers[t].append(&pending).await,
+                    (Some(rows), _) => writer.append_rollup_rows(rows).await,
+                    (None, Some(rolled)) => writer.append_rolled(&pending, rolled).await,
+                    (None, None) => writer.append(&pending).await,
                 };
-                if let Err(e) = appended {
-                    abort_all(writers, staged, ctx.sink).await;
-                    outcome.result = WindowResult::WriteFailed(e);
-                    return outcome;
-                }
+                appended.map_err(WindowResult::WriteFailed)?;
             }
             pending.clear();
             pending_rollups.clear();
             pending_rolled.clear();
             outcome.units_done += std::mem::take(&mut pending_units);
         }
-        let Some((unit, result)) = item else { break };
-        match result {
-            Ok(UnitAnswer {
-                raw,
-                rollups,
-                rolled,
-                parts,
-            }) => {
-                let mut stats = raw.stats;
-                for (_, r) in &rollups {
-                    stats.add(&r.stats);
-                }
-                (ctx.progress)(&Progress::UnitDone {
-                    points: stats.points,
-                });
-                outcome.stats.add(&stats);
-                // Series seen: the raw answer's, or (rollup tables only) the first rollup's.
-                let from_rollup: Vec<SeriesData>;
-                let seen = match rollups.first() {
-                    // A split answer's series are counted over its parts.
-                    _ if parts.is_some() => &raw.series,
-                    Some((_, r)) if raw.series.is_empty() => {
-                        from_rollup = r.series.iter().map(|(s, _)| s.clone()).collect();
-                        &from_rollup
-                    }
-                    _ => &raw.series,
-                };
-                outcome.series += seen.len() as u64;
-                if ctx.track_series {
-                    let m = &plan.metrics[unit.metric];
-                    outcome
-                        .seen
-                        .record(&m.metric, m.component, unit.datacenter.as_deref(), seen);
-                }
-                current = Some(unit.metric);
-                pending.extend(raw.series);
-                for (t, rows) in rolled {
-                    pending_rolled.entry(t).or_default().extend(rows);
-                }
-                for (t, r) in rollups {
-                    pending_rollups.entry(t).or_default().extend(r.series);
-                }
-                if let Some(parts) = parts {
-                    // Too large to take whole: each part goes to its own files as it comes.
-                    let written = write_parts(ctx, window, &unit, parts, &mut staged, cancel).await;
-                    match written {
-                        Ok(seen) => {
-                            outcome.stats.add(&seen.stats);
-                            outcome.series += seen.series;
-                            outcome.seen.merge(seen.seen);
-                            pending_units += 1;
-                        }
-                        Err(PartsFailed::Cancelled) => {
-                            abort_all(writers, staged, ctx.sink).await;
-                            outcome.result = WindowResult::Cancelled;
-                            return outcome;
-                        }
-                        Err(PartsFailed::Write(e)) => {
-                            abort_all(writers, staged, ctx.sink).await;
-                            outcome.result = WindowResult::WriteFailed(e);
-                            return outcome;
-                        }
-                        Err(PartsFailed::Fetch(e)) => {
-                            let failed = fail_unit(ctx, window, unit, e, &mut outcome);
-                            abort_all(writers, staged, ctx.sink).await;
-                            outcome.result = failed;
-                            return outcome;
-                        }
-                    }
-                } else {
-                    pending_units += 1;
-                }
-            }
-            Err(e) => {
-                let failed = fail_unit(ctx, window, unit, e, &mut outcome);
-                abort_all(writers, staged, ctx.sink).await;
-                outcome.result = failed;
-                return outcome;
-            }
+        let Some((unit, result)) = item else {
+            return Ok(());
+        };
+        let UnitAnswer {
+            raw,
+            rollups,
+            rolled,
+            parts,
+        } = match result {
+            Ok(answer) => answer,
+            Err(e) => return Err(fail_unit(ctx, window, unit, e, outcome)),
+        };
+        let mut stats = raw.stats;
+        for (_, r) in &rollups {
+            stats.add(&r.stats);
         }
-    }
-    // Every unit succeeded: complete every file under its staging key; the commit stage
-    // publishes them.
-    let mut dirs: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut writers = writers.into_iter();
-    while let Some(w) = writers.next() {
-        dirs.entry(w.spec.name.clone())
-            .or_insert_with(|| w.partition_dirs());
-        match w.finish().await {
-            Ok(files) => staged.extend(files),
-            Err(e) => {
-                abort_all(writers.collect(), staged, ctx.sink).await;
-                outcome.result = WindowResult::WriteFailed(e);
-                return outcome;
+        (ctx.progress)(&Progress::UnitDone {
+            points: stats.points,
+        });
+        outcome.stats.add(&stats);
+        // Series seen: the raw answer's, or (rollup tables only) the first rollup's.
+        let from_rollup: Vec<SeriesData>;
+        let seen = match rollups.first() {
+            // A split answer's series are counted over its parts.
+            _ if parts.is_some() => &raw.series,
+            Some((_, r)) if raw.series.is_empty() => {
+                from_rollup = r.series.iter().map(|(s, _)| s.clone()).collect();
+                &from_rollup
             }
+            _ => &raw.series,
+        };
+        outcome.series += seen.len() as u64;
+        if ctx.track_series {
+            let m = &plan.metrics[unit.metric];
+            outcome
+                .seen
+                .record(&m.metric, m.component, unit.datacenter.as_deref(), seen);
         }
+        current = Some(unit.metric);
+        pending.extend(raw.series);
+        for (t, rows) in rolled {
+            pending_rolled.entry(t).or_default().extend(rows);
+        }
+        for (t, r) in rollups {
+            pending_rollups.entry(t).or_default().extend(r.series);
+        }
+        if let Some(parts) = parts {
+            // Too large to take whole: each part goes to its own files as it comes.
+            let seen = write_parts(ctx, window, &unit, parts, &mut files.staged, cancel)
+                .await
+                .map_err(|failed| match failed {
+                    PartsFailed::Cancelled => WindowResult::Cancelled,
+                    PartsFailed::Write(e) => WindowResult::WriteFailed(e),
+                    PartsFailed::Fetch(e) => fail_unit(ctx, window, unit.clone(), e, outcome),
+                })?;
+            outcome.stats.add(&seen.stats);
+            outcome.series += seen.series;
+            outcome.seen.merge(seen.seen);
+        }
+        pending_units += 1;
     }
-    outcome.result = WindowResult::Staged(StagedWindow {
-        files: staged,
-        dirs,
-    });
-    outcome
 }
 
 /// Records a failed unit (logged with why) and says what it means for the window: the run
@@ -279,20 +312,6 @@ impl<T> AbortOnDrop<T> {
 impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
         self.0.abort();
-    }
-}
-
-/// Abandons a window: every open file is aborted, every staged one removed.
-pub(super) async fn abort_all(
-    writers: Vec<TableWindowWriter<'_>>,
-    staged: Vec<StagedFile>,
-    sink: &Sink,
-) {
-    for w in writers {
-        w.abort().await;
-    }
-    for f in staged {
-        f.discard(sink).await;
     }
 }
 
