@@ -16,11 +16,12 @@
 //! - [`sim`]: a faithful simulator of the vScope endpoints, for tests and the demo pipeline, and
 //!   a replay mode serving pre-rendered answers (`sim --replay`, for `benches/e2e.sh`).
 //! - `report` (feature `report`): the capacity-planning report over a dataset (polars).
-//! - [`dialect`], [`secret`], [`error`], [`cli`]: shared pieces.
+//! - [`dialect`], [`secret`], [`error`], [`cli`], [`cpu`]: shared pieces.
 
 pub mod catalogue;
 pub mod cli;
 pub mod config;
+pub mod cpu;
 pub mod dialect;
 pub mod error;
 pub mod extract;

@@ -130,7 +130,7 @@ impl<'a> TableWindowWriter<'a> {
         // Rollups of every series are computed first, on every core (each series alone, so
         // the result does not depend on the split), then appended in order.
         let rolled: Vec<RollupOutput> = match &self.spec.rollup {
-            Some(rollup) => rollup_all(rollup, series),
+            Some(rollup) => crate::cpu::off_async(|| rollup_all(rollup, series)),
             None => Vec::new(),
         };
         self.append_rolled(series, &rolled).await

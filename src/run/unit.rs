@@ -162,7 +162,11 @@ pub(super) async fn fetch_unit(
     let rolled = req
         .client_rollups
         .iter()
-        .map(|(t, rollup)| (*t, raw.series.iter().map(|s| rollup.of(s)).collect()))
+        .map(|(t, rollup)| {
+            let rolled =
+                crate::cpu::off_async(|| raw.series.iter().map(|s| rollup.of(s)).collect());
+            (*t, rolled)
+        })
         .collect();
     Ok(UnitAnswer {
         raw,
