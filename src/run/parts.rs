@@ -6,7 +6,7 @@ use tokio::sync::watch;
 use super::files::TableWindowWriter;
 use super::unit::RawParts;
 use super::{Progress, RunCtx};
-use crate::extract::client::RawPiece;
+use crate::extract::split::RawPiece;
 use crate::extract::{DecodeStats, FetchError};
 use crate::load::writer::{StagedFile, WriteError};
 use crate::ovh::inventory::SeenSeries;

@@ -7,9 +7,9 @@ use tokio::sync::mpsc;
 
 use super::RunCtx;
 use super::window::AbortOnDrop;
-use crate::extract::client::{RawPiece, SplitRequest};
 use crate::extract::retry::FailureClass;
 use crate::extract::server_rollup::{self, ServerRollupAnswer};
+use crate::extract::split::{RawPiece, SplitRequest};
 use crate::extract::{FetchError, MetricsClient, RawAnswer};
 use crate::plan::{KnownSeries, Unit, Window};
 use crate::schema::raw_table_decl;
