@@ -165,15 +165,6 @@ async fn fill_window(
             async move { (unit, task.join().await) }
         })
         .buffered(ctx.pipeline.source.concurrency);
-    let mut current: Option<usize> = None;
-    let mut pending: Vec<SeriesData> = Vec::new();
-    // Server-computed rollup rows of the current metric, per table index.
-    let mut pending_rollups: BTreeMap<usize, Vec<SeriesRollup>> = BTreeMap::new();
-    // Client-side rollups of `pending`, per table index, in the order of `pending`.
-    let mut pending_rolled: BTreeMap<usize, Vec<RollupOutput>> = BTreeMap::new();
-    // Units of the current metric fetched whole (the parts of a split one written): done once
-    // `pending` is handed to the writers (see `WindowOutcome::units_done`).
-    let mut pending_units = 0;
     loop {
         let next = tokio::select! {
             biased;
@@ -183,32 +174,7 @@ async fn fill_window(
         let Some(next) = next else {
             return Err(WindowResult::Cancelled);
         };
-        let (boundary, item) = match next {
-            Some((unit, r)) => (current.is_some_and(|c| c != unit.metric), Some((unit, r))),
-            None => (true, None),
-        };
-        if boundary && let Some(m) = current.take() {
-            let metric_plan = &plan.metrics[m];
-            let labels = raw_table_decl(metric_plan.component).label_columns();
-            sort_with_rollups(&mut pending, &mut pending_rolled, &labels);
-            for rows in pending_rollups.values_mut() {
-                rows.sort_by(|a, b| compare_series(&a.0, &b.0, &labels));
-            }
-            for &t in &metric_plan.tables {
-                let writer = &mut files.writers[t];
-                let appended = match (pending_rollups.get(&t), pending_rolled.get(&t)) {
-                    (Some(rows), _) => writer.append_rollup_rows(rows).await,
-                    (None, Some(rolled)) => writer.append_rolled(&pending, rolled).await,
-                    (None, None) => writer.append(&pending).await,
-                };
-                appended.map_err(WindowResult::WriteFailed)?;
-            }
-            pending.clear();
-            pending_rollups.clear();
-            pending_rolled.clear();
-            outcome.units_done += std::mem::take(&mut pending_units);
-        }
-        let Some((unit, result)) = item else {
+        let Some((unit, result)) = next else {
             return Ok(());
         };
         let UnitAnswer {
@@ -240,19 +206,12 @@ async fn fill_window(
             _ => &raw.series,
         };
         outcome.series += seen.len() as u64;
+        let metric_plan = &plan.metrics[unit.metric];
         if ctx.track_series {
-            let m = &plan.metrics[unit.metric];
+            let m = metric_plan;
             outcome
                 .seen
                 .record(&m.metric, m.component, unit.datacenter.as_deref(), seen);
-        }
-        current = Some(unit.metric);
-        pending.extend(raw.series);
-        for (t, rows) in rolled {
-            pending_rolled.entry(t).or_default().extend(rows);
-        }
-        for (t, r) in rollups {
-            pending_rollups.entry(t).or_default().extend(r.series);
         }
         if let Some(parts) = parts {
             // Too large to take whole: each part goes to its own files as it comes.
@@ -267,8 +226,43 @@ async fn fill_window(
             outcome.series += seen.series;
             outcome.seen.merge(seen.seen);
         }
-        pending_units += 1;
+        // The unit's rows go to the files now: units come in the files' sort order (metric,
+        // then datacenter, the first label), so a unit sorted on its own follows the one
+        // before it, and memory holds one unit's series, not a metric's over every datacenter.
+        append_unit(files, metric_plan, raw.series, rolled, rollups).await?;
+        outcome.units_done += 1;
     }
+}
+
+/// Appends one unit's series (sorted, with their client-side rollups) and server-side rollup
+/// rows to every table of its metric.
+async fn append_unit(
+    files: &mut WindowFiles<'_>,
+    metric_plan: &crate::plan::MetricPlan,
+    mut series: Vec<SeriesData>,
+    rolled: Vec<(usize, Vec<RollupOutput>)>,
+    rollups: Vec<(usize, crate::extract::server_rollup::ServerRollupAnswer)>,
+) -> Result<(), WindowResult> {
+    let labels = raw_table_decl(metric_plan.component).label_columns();
+    let mut rolled: BTreeMap<usize, Vec<RollupOutput>> = rolled.into_iter().collect();
+    sort_with_rollups(&mut series, &mut rolled, &labels);
+    let mut server_rows: BTreeMap<usize, Vec<SeriesRollup>> = rollups
+        .into_iter()
+        .map(|(t, answer)| (t, answer.series))
+        .collect();
+    for rows in server_rows.values_mut() {
+        rows.sort_by(|a, b| compare_series(&a.0, &b.0, &labels));
+    }
+    for &t in &metric_plan.tables {
+        let writer = &mut files.writers[t];
+        let appended = match (server_rows.get(&t), rolled.get(&t)) {
+            (Some(rows), _) => writer.append_rollup_rows(rows).await,
+            (None, Some(rolled)) => writer.append_rolled(&series, rolled).await,
+            (None, None) => writer.append(&series).await,
+        };
+        appended.map_err(WindowResult::WriteFailed)?;
+    }
+    Ok(())
 }
 
 /// Records a failed unit (logged with why) and says what it means for the window: the run
