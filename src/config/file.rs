@@ -42,6 +42,7 @@ pub(super) struct SourceFile {
     #[serde(default = "default_min_split")]
     pub(super) min_split: String,
     pub(super) max_answer_size: Option<String>,
+    pub(super) memory_limit: Option<String>,
     #[serde(default)]
     pub(super) query_downsample: bool,
     #[serde(default = "default_gzip")]

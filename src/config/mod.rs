@@ -23,7 +23,10 @@ use crate::semantics::time::parse_export_time;
 use crate::sim::SimConfig;
 
 pub use validate::check_server_downsampling;
-pub use values::{DEFAULT_MAX_ANSWER_BYTES, S3_MAX_PART_SIZE, S3_MIN_PART_SIZE, expand_env};
+pub use values::{
+    DEFAULT_MAX_ANSWER_BYTES, DEFAULT_MEMORY_LIMIT_BYTES, S3_MAX_PART_SIZE, S3_MIN_PART_SIZE,
+    expand_env,
+};
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -146,7 +149,12 @@ pub struct Source {
     pub discovery: Discovery,
     /// Smallest window a too-large answer may be split into.
     pub min_split_ms: i64,
-    /// `source.max_answer_size`: the largest answer body read whole (default 64 MiB). A larger
+    /// `source.memory_limit` (default 384 MiB): what the answers of a run (being read,
+    /// decoded, or waiting for the writer) may hold at once; a unit that does not fit waits
+    /// (`crate::run` budget). The files being written are not counted.
+    pub memory_limit_bytes: usize,
+    /// `source.max_answer_size`: the largest answer body read whole (default 64 MiB, at most a
+    /// quarter of `source.memory_limit` unless given). A larger
     /// `/api/query` answer is cut off and its window split, the parts written as separate files
     /// (`-s<i>of<n>`), so memory stays bounded however many points a series has.
     pub max_answer_bytes: usize,

@@ -5,8 +5,9 @@ use std::collections::BTreeSet;
 
 use super::file::{OvhFile, PipelineFile, ScopeFile, SinkFile, SourceFile, TableFile};
 use super::values::{
-    DEFAULT_MAX_ANSWER_BYTES, URL_UNSET_HINT, byte_size, duration_ms, expand, expand_env,
-    parse_duration_or_zero, part_size, retry_budget, std_duration,
+    DEFAULT_MAX_ANSWER_BYTES, DEFAULT_MEMORY_LIMIT_BYTES, MIN_MEMORY_LIMIT_BYTES, URL_UNSET_HINT,
+    byte_size, duration_ms, expand, expand_env, parse_duration_or_zero, part_size, retry_budget,
+    std_duration,
 };
 use super::{
     ConfigError, DAY_MS, DialectChoice, Discovery, Endpoint, OvhEndpoint, OvhSpec, PartitionKey,
@@ -239,6 +240,35 @@ pub(super) fn validate_source(
             ));
         }
     };
+    // What answers may hold at once; one answer (its JSON and its decoded points, about twice
+    // its size) must fit in half of it, or the budget could not be kept.
+    let memory_limit_bytes = match &src.memory_limit {
+        None => DEFAULT_MEMORY_LIMIT_BYTES,
+        Some(v) => byte_size("source.memory_limit", v)?,
+    };
+    if memory_limit_bytes < MIN_MEMORY_LIMIT_BYTES {
+        return Err(invalid(
+            "source.memory_limit",
+            format!(
+                "{memory_limit_bytes} bytes is below the 16MiB a run needs for its answers \
+                 (e.g. \"384MiB\" for a 512 MiB pod)"
+            ),
+        ));
+    }
+    let max_answer_bytes = match &src.max_answer_size {
+        None => DEFAULT_MAX_ANSWER_BYTES.min(memory_limit_bytes / 4),
+        Some(v) => byte_size("source.max_answer_size", v)?,
+    };
+    if max_answer_bytes > memory_limit_bytes / 2 {
+        return Err(invalid(
+            "source.max_answer_size",
+            format!(
+                "{max_answer_bytes} bytes is more than half of source.memory_limit \
+                 ({memory_limit_bytes} bytes): an answer and its decoded points would not fit; \
+                 lower it or raise source.memory_limit"
+            ),
+        ));
+    }
     Ok(Source {
         endpoint,
         token,
@@ -255,10 +285,8 @@ pub(super) fn validate_source(
         },
         discovery,
         min_split_ms: duration_ms("source.min_split", &src.min_split)?,
-        max_answer_bytes: match &src.max_answer_size {
-            None => DEFAULT_MAX_ANSWER_BYTES,
-            Some(v) => byte_size("source.max_answer_size", v)?,
-        },
+        memory_limit_bytes,
+        max_answer_bytes,
         query_downsample: src.query_downsample,
         gzip: src.gzip,
         ovh,

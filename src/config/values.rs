@@ -105,6 +105,13 @@ pub(super) fn parse_duration_or_zero(key: &str, value: &str) -> Result<i64, Conf
     }
 }
 
+/// Default `source.memory_limit`: what the answers of a run may hold at once, leaving room in
+/// a 512 MiB pod for the program and the files being written.
+pub const DEFAULT_MEMORY_LIMIT_BYTES: usize = 384 << 20;
+
+/// Smallest `source.memory_limit`.
+pub const MIN_MEMORY_LIMIT_BYTES: usize = 16 << 20;
+
 /// Default `source.max_answer_size`: 64 MiB of JSON, about 2.7 M points.
 pub const DEFAULT_MAX_ANSWER_BYTES: usize = 64 << 20;
 

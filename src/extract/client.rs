@@ -714,6 +714,7 @@ mod tests {
             discovery: Discovery::Lookup,
             min_split_ms: 60_000,
             max_answer_bytes: crate::config::DEFAULT_MAX_ANSWER_BYTES,
+            memory_limit_bytes: crate::config::DEFAULT_MEMORY_LIMIT_BYTES,
             query_downsample: false,
             gzip: true,
             ovh: None,

@@ -13,6 +13,7 @@
 //! - `window`, `unit`, `parts`, `files`: one window fetched and written under staging keys;
 //! - `commit`: each staged window published and recorded; the manifest.
 
+mod budget;
 mod commit;
 mod files;
 mod parts;
@@ -118,6 +119,10 @@ struct RunCtx<'a> {
     progress: ProgressFn,
     /// Record the series received, for the inventory reconciliation.
     track_series: bool,
+    /// What answers may hold at once (`source.memory_limit`).
+    budget: Arc<budget::MemoryBudget>,
+    /// What units of each metric brought, to reserve memory for the next ones.
+    estimates: Arc<budget::Estimates>,
 }
 
 /// Runs a pipeline: the whole extract-transform-load of its range, window by window.
@@ -267,6 +272,8 @@ async fn run_leased(
         throttled: 0,
         throttle_wait_seconds: 0.0,
         min_in_flight: 0,
+        memory_waits: 0,
+        memory_reserved_peak_mb: 0.0,
         bytes_received: 0,
         bytes_on_wire: 0,
         points: DecodeStats::default(),
@@ -298,6 +305,8 @@ async fn run_leased(
         },
         progress: progress.clone(),
         track_series: inventory.is_some(),
+        budget: budget::MemoryBudget::new(pipeline.source.memory_limit_bytes as u64),
+        estimates: Arc::new(budget::Estimates::default()),
     };
     // A fresh ledger's origin is where this run starts, not the first window it manages to
     // commit: otherwise a failed first window would lie before the origin and no incremental
@@ -411,6 +420,15 @@ async fn run_leased(
                 });
             }
         }
+    }
+    manifest.memory_waits = ctx.budget.waits();
+    manifest.memory_reserved_peak_mb = ctx.budget.peak() as f64 / (1024.0 * 1024.0);
+    if manifest.memory_waits > 0 {
+        tracing::info!(
+            waits = manifest.memory_waits,
+            limit_mb = ctx.budget.limit() >> 20,
+            "units waited for memory (source.memory_limit) before their requests"
+        );
     }
     if let (Some(inv), Some(report)) = (&inventory, inventory_report.as_mut()) {
         let failed: Vec<(String, Option<String>)> = manifest

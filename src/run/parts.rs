@@ -38,7 +38,7 @@ pub(super) async fn write_parts<'a>(
     ctx: &'a RunCtx<'a>,
     window: &Window,
     unit: &Unit,
-    mut parts: RawParts,
+    parts: RawParts,
     staged: &mut Vec<StagedFile>,
     cancel: &mut watch::Receiver<bool>,
 ) -> std::result::Result<PartsSeen, PartsFailed> {
@@ -51,6 +51,7 @@ pub(super) async fn write_parts<'a>(
         .copied()
         .filter(|&t| !(server_side && ctx.pipeline.tables[t].rollup.is_some()))
         .collect();
+    let (mut rx, task) = parts.start();
     let mut seen = PartsSeen {
         stats: DecodeStats::default(),
         series: 0,
@@ -62,14 +63,14 @@ pub(super) async fn write_parts<'a>(
         let next = tokio::select! {
             biased;
             _ = cancel.changed() => return Err(PartsFailed::Cancelled),
-            p = parts.rx.recv() => p,
+            p = rx.recv() => p,
         };
         let piece = match next {
             Some(Ok(piece)) => piece,
             Some(Err(e)) => return Err(PartsFailed::Fetch(e)),
             // The fetch task ended: every part was sent (a panic there is raised here).
             None => {
-                parts.task.join().await;
+                task.join().await;
                 break;
             }
         };

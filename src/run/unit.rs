@@ -49,12 +49,36 @@ pub(super) struct UnitAnswer {
     pub(super) parts: Option<RawParts>,
 }
 
-/// The parts of a split raw answer ([`MetricsClient::query_raw_split`]). The channel holds
-/// one part, and the task waits for room before fetching the next, so at most two parts are
-/// in memory: the one being written and the next.
+/// A raw answer too large to take whole, to be fetched in parts
+/// ([`MetricsClient::query_raw_split`]) when the writer comes to its unit ([`RawParts::start`]):
+/// only the unit being written fetches parts, so however many split units are in flight,
+/// memory holds two parts (the one being written and the next).
 pub(super) struct RawParts {
-    pub(super) rx: mpsc::Receiver<std::result::Result<RawPiece, FetchError>>,
-    pub(super) task: AbortOnDrop<()>,
+    client: MetricsClient,
+    request: SplitRequest,
+    first_error: FetchError,
+}
+
+impl RawParts {
+    /// Starts fetching the parts, in time order, into a channel of one: the task waits for
+    /// room before fetching the next.
+    pub(super) fn start(
+        self,
+    ) -> (
+        mpsc::Receiver<std::result::Result<RawPiece, FetchError>>,
+        AbortOnDrop<()>,
+    ) {
+        let (tx, rx) = mpsc::channel(1);
+        let RawParts {
+            client,
+            request,
+            first_error,
+        } = self;
+        let task = AbortOnDrop(tokio::spawn(async move {
+            client.query_raw_split(request, first_error, &tx).await;
+        }));
+        (rx, task)
+    }
 }
 
 /// The requests of one unit: the raw query when a table of its metric needs raw points, and
@@ -129,19 +153,17 @@ pub(super) async fn fetch_unit(
                     tracing::info!(metric, datacenter = ?dc, error = %e,
                         "opaque server error while the token works: taking it for a fetch limit");
                 }
-                let (tx, rx) = mpsc::channel(1);
-                let request = SplitRequest {
-                    metric: metric.clone(),
-                    datacenter: req.datacenter.clone(),
-                    range,
-                    align_ms: req.split_align_ms,
-                    series: req.series.clone(),
-                };
-                let client = client.clone();
-                let task = AbortOnDrop(tokio::spawn(async move {
-                    client.query_raw_split(request, e, &tx).await;
-                }));
-                parts = Some(RawParts { rx, task });
+                parts = Some(RawParts {
+                    client: client.clone(),
+                    request: SplitRequest {
+                        metric: metric.clone(),
+                        datacenter: req.datacenter.clone(),
+                        range,
+                        align_ms: req.split_align_ms,
+                        series: req.series.clone(),
+                    },
+                    first_error: e,
+                });
                 RawAnswer::default()
             }
             Err(e) => return Err(e),
@@ -178,7 +200,7 @@ pub(super) async fn fetch_unit(
 
 /// Least common multiple of two positive durations.
 pub(super) fn lcm(a: i64, b: i64) -> i64 {
-    pub(super) fn gcd(a: i64, b: i64) -> i64 {
+    fn gcd(a: i64, b: i64) -> i64 {
         if b == 0 { a } else { gcd(b, a % b) }
     }
     a / gcd(a, b) * b

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use futures::StreamExt;
 use tokio::sync::watch;
 
+use super::budget::{BYTES_PER_POINT_DECODED, BYTES_PER_POINT_IN_FLIGHT, BYTES_PER_SERIES};
 use super::commit::StagedWindow;
 use super::files::TableWindowWriter;
 use super::parts::{PartsFailed, write_parts};
@@ -158,14 +159,32 @@ async fn fill_window(
     let client = ctx.client;
     // Each fetch (HTTP and decode) is its own task, so answers are decoded on the other cores
     // while this task transforms and writes; `buffered` bounds how many are in flight.
-    let mut fetches = futures::stream::iter(plan.units())
-        .map(|unit| {
+    // Each one first reserves the memory its answer should take (the budget, `budget.rs`):
+    // a unit that does not fit waits for earlier ones to be written.
+    let mut fetches = futures::stream::iter(plan.units().into_iter().enumerate())
+        .map(|(position, unit)| {
             let request = unit_request(ctx, &unit, window);
-            let task = AbortOnDrop(tokio::spawn(fetch_unit(client.clone(), request)));
-            async move { (unit, task.join().await) }
+            let estimate = estimate_bytes(ctx, &unit, window);
+            let (budget, estimates) = (ctx.budget.clone(), ctx.estimates.clone());
+            let span = window.fetch_end_ms - window.start_ms;
+            let metric = request.metric.clone();
+            let client = client.clone();
+            let task = AbortOnDrop(tokio::spawn(async move {
+                let mut reservation = budget.reserve(position as u64, estimate).await;
+                let answer = fetch_unit(client, request).await;
+                if let Ok(a) = &answer {
+                    estimates.record(&metric, a.raw.series.len(), span, a.raw.stats.points);
+                    // The answer body is freed: what waits for the writer is decoded.
+                    reservation.resize(held_bytes(a));
+                }
+                (answer, reservation)
+            }));
+            async move { (position, unit, task.join().await) }
         })
         .buffered(ctx.pipeline.source.concurrency);
+    let mut writer_at = 0u64;
     loop {
+        ctx.budget.writer_at(writer_at);
         let next = tokio::select! {
             biased;
             _ = cancel.changed() => None,
@@ -174,9 +193,11 @@ async fn fill_window(
         let Some(next) = next else {
             return Err(WindowResult::Cancelled);
         };
-        let Some((unit, result)) = next else {
+        let Some((position, unit, (result, _reservation))) = next else {
             return Ok(());
         };
+        debug_assert_eq!(position as u64, writer_at);
+        writer_at += 1;
         let UnitAnswer {
             raw,
             rollups,
@@ -232,6 +253,43 @@ async fn fill_window(
         append_unit(files, metric_plan, raw.series, rolled, rollups).await?;
         outcome.units_done += 1;
     }
+}
+
+/// What a unit's answer should hold while it is read and decoded, from what earlier units of
+/// its metric brought per series and millisecond (`budget::Estimates`), capped by what one
+/// answer can hold (`source.max_answer_size` of JSON and its decoded points).
+fn estimate_bytes(ctx: &RunCtx<'_>, unit: &crate::plan::Unit, window: &Window) -> u64 {
+    let m = &ctx.plan.metrics[unit.metric];
+    let series = m
+        .known_series(unit.datacenter.as_deref())
+        .map(|k| k.rows.len())
+        .or_else(|| {
+            let dcs = m.datacenters.as_ref().map_or(1, |d| d.len().max(1));
+            m.series.map(|n| n.div_ceil(dcs))
+        })
+        .unwrap_or(1);
+    let span = window.fetch_end_ms - window.start_ms;
+    let points = ctx.estimates.points(&m.metric, series, span);
+    let one_answer = 2 * ctx.pipeline.source.max_answer_bytes as u64;
+    (points * BYTES_PER_POINT_IN_FLIGHT + series as u64 * BYTES_PER_SERIES).min(one_answer)
+}
+
+/// What a decoded answer holds while it waits for the writer.
+fn held_bytes(answer: &UnitAnswer) -> u64 {
+    let rollup_rows: u64 = answer
+        .rollups
+        .iter()
+        .map(|(_, r)| r.stats.points)
+        .sum::<u64>()
+        + answer
+            .rolled
+            .iter()
+            .flat_map(|(_, rows)| rows)
+            .map(|r| r.bucket_ts.len() as u64)
+            .sum::<u64>();
+    answer.raw.stats.points * BYTES_PER_POINT_DECODED
+        + answer.raw.series.len() as u64 * BYTES_PER_SERIES
+        + rollup_rows * 4 * BYTES_PER_POINT_DECODED
 }
 
 /// Appends one unit's series (sorted, with their client-side rollups) and server-side rollup
