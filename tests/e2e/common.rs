@@ -643,3 +643,17 @@ pub fn kill_while_publishing_then_rerun(
     assert!(out.status.success(), "{what}, rerun: {}", describe(&out));
     what
 }
+
+/// The run's own peak resident memory in MiB, from the `peak_rss_mb=` of its `run finished`
+/// log line (`RUST_LOG=vscope_etl=info`): `VmHWM`, which `exec` resets. (`wait4`'s
+/// `ru_maxrss` would also count the test process the run was spawned from, whose memory it
+/// shares until `exec`.)
+pub fn logged_peak_rss_mb(stderr: &[u8]) -> f64 {
+    let log = String::from_utf8_lossy(stderr);
+    log.lines()
+        .find(|l| l.contains("run finished"))
+        .and_then(|l| l.split("peak_rss_mb=").nth(1))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.trim_matches('"').parse().ok())
+        .unwrap_or_else(|| panic!("no peak_rss_mb in the run's log: {log}"))
+}
