@@ -12,6 +12,8 @@
 #   benches/e2e.sh            # 2000 series x 1 day at 20 s = 8.64 M points
 #   benches/e2e.sh --10x      # 10 days (86.4 M points): memory must stay flat; peers skipped
 #                             #   unless --peers is given too
+#   benches/e2e.sh --pcc      # the PCC-scale case instead (benches/pcc.sh: one day, window 1d,
+#                             #   1,000 and 10,000 VMs; a `pcc vms=… peak_rss_mb=…` line each)
 #   options: --no-peers, --peers, --no-build, --runs N (vscope-etl runs, best kept; default 3),
 #            --peer-runs N (default 1), --gzip (the replay server answers gzip, as nginx does in
 #            front of the real endpoint; default plain: over loopback the bytes are free and
@@ -38,6 +40,7 @@ PEER_RUNS=1
 GZIP=0
 while [ $# -gt 0 ]; do
   case "$1" in
+    --pcc) shift; exec "$(dirname "$0")/pcc.sh" "$@" ;;
     --10x) DAYS=10 ;;
     --peers) PEERS=1 ;;
     --no-peers) PEERS=0 ;;

@@ -7,13 +7,13 @@
 //! - [`extract`]: the HTTP client, retries, `dps` decoding.
 //! - [`transform`]: series into Arrow batches, client-side rollups.
 //! - [`load`]: Parquet through `object_store`, the ledger and run manifests.
-//! - [`pipeline`]: the run that ties the stages together.
+//! - [`run`]: the run that ties the stages together: session, plan, window, commit.
 //! - [`preflight`]: `vscope-etl check` and the token check every run does first.
 //! - [`ovh`]: OVHcloud API v6 (signed calls): the live inventory snapshots (`filers`, `hosts`,
 //!   `vms`), inventory-based series discovery, and the metrics token.
 //! - `report` (feature `report`): the capacity report of `vscope-report`, with an S3 sink
 //!   opened like the pipeline's.
-//! - [`error`], [`cli`]: shared pieces.
+//! - [`error`], [`cli`], [`cpu`]: shared pieces.
 //!
 //! Re-exported from the other crates of the workspace, under the paths this crate has always
 //! used: [`catalogue`], [`schema`], [`dialect`], [`semantics`], [`secret`] (`vscope-core`: the
@@ -28,15 +28,16 @@
 
 pub mod cli;
 pub mod config;
+pub mod cpu;
 pub mod error;
 pub mod extract;
 pub mod load;
 pub mod ovh;
-pub mod pipeline;
 pub mod plan;
 pub mod preflight;
 #[cfg(feature = "report")]
 pub mod report;
+pub mod run;
 pub mod transform;
 
 // The pure core (crates/core), under the paths the modules here have always used.

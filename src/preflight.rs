@@ -27,8 +27,8 @@ use crate::config::Pipeline;
 use crate::error::{EXIT_AUTH, EXIT_CONFIG, EXIT_FAILED_UNITS, EXIT_OK, Error};
 use crate::extract::MetricsClient;
 use crate::extract::retry::FailureClass;
-use crate::pipeline::{Connection, RunOptions, build_plan, connect, fetch_inventory};
 use crate::plan::pipeline_metrics;
+use crate::run::{Connection, RunOptions, build_plan, connect, fetch_inventory};
 
 /// Erlenmeyer's datapoint cap per sub-query (`20000000 LIMIT`, `reference/api.md` §2.3): the
 /// only fetch limit of the real endpoint that is documented.

@@ -1,6 +1,7 @@
 //! Extract: talking to the OpenTSDB-compatible endpoint and decoding its answers.
 //!
-//! - [`client`]: requests, retries, splitting of too-large windows.
+//! - [`client`]: requests and retries; [`error`]: what they fail with; [`split`]: answers too
+//!   large to take whole, fetched in pieces.
 //! - [`body`]: answer bodies read under a cap on their decoded size, gzip or plain.
 //! - [`decode`]: `dps` straight into columns (fast path: the hand-rolled `scan` module).
 //! - [`retry`]: failure classes and backoff.
@@ -12,12 +13,15 @@
 pub mod body;
 pub mod client;
 pub mod decode;
+pub mod error;
 pub mod ratelimit;
 pub mod retry;
 mod scan;
 pub mod series_group;
 pub mod server_rollup;
+pub mod split;
 pub mod throttle;
 
-pub use client::{FetchError, MetricsClient, RawAnswer};
+pub use client::{MetricsClient, RawAnswer};
 pub use decode::{DecodeStats, SeriesData};
+pub use error::FetchError;

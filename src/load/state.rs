@@ -397,6 +397,13 @@ pub struct Manifest {
     /// (`source.concurrency` when it never did).
     #[serde(default)]
     pub min_in_flight: usize,
+    /// Units that waited for memory (`source.memory_limit`) before their request was sent.
+    #[serde(default)]
+    pub memory_waits: u64,
+    /// The most memory the answers held at once, in MiB (reserved against
+    /// `source.memory_limit`; the files being written are not counted).
+    #[serde(default)]
+    pub memory_reserved_peak_mb: f64,
     /// Bytes of the metrics answers read whole (2xx), decoded: what the JSON decoder was given.
     pub bytes_received: u64,
     /// Body bytes received from the metrics endpoint as they crossed the network (compressed

@@ -606,6 +606,14 @@ fn run_parallel<J: Send>(
     jobs: Vec<J>,
     f: impl Fn(J) -> Result<(), ParquetError> + Sync,
 ) -> Result<(), ParquetError> {
+    crate::cpu::off_async(|| run_jobs(jobs, f))
+}
+
+/// [`run_parallel`]'s body, on the calling thread and its helpers.
+fn run_jobs<J: Send>(
+    jobs: Vec<J>,
+    f: impl Fn(J) -> Result<(), ParquetError> + Sync,
+) -> Result<(), ParquetError> {
     let threads = encode_threads().min(jobs.len());
     if threads <= 1 {
         return jobs.into_iter().try_for_each(f);

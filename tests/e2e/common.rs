@@ -576,3 +576,84 @@ impl Drop for AnswerServer {
         }
     }
 }
+
+/// `run PIPELINE --json --now NOW` with extra environment and flags.
+pub fn run_pipeline_at(p: &Path, now: &str, env: &[(&str, &str)], flags: &[&str]) -> Output {
+    let mut cmd = bin();
+    cmd.args(["run", p.to_str().unwrap(), "--json", "--now", now])
+        .args(flags)
+        .env_remove("RUST_LOG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("binary runs")
+}
+
+/// Every row of each table by content (series, ts, values; the partition folders left out, so
+/// another partitioning holds the same rows), sorted: one list per table.
+pub fn rows_by_content(root: &Path, tables: &[&str]) -> Vec<Vec<String>> {
+    tables
+        .iter()
+        .map(|t| {
+            let mut rows: Vec<String> = table_rows(root, t)
+                .into_iter()
+                .map(|r| {
+                    r.split_once('|')
+                        .map_or(r.clone(), |(_, rest)| rest.to_string())
+                })
+                .collect();
+            rows.sort();
+            rows
+        })
+        .collect()
+}
+
+/// One round of the publication crash tests (issue 16, item 3): optionally a clean run first
+/// (`recut`: the next run then re-cuts committed windows with `--force --start START`), a run
+/// whose answers are split by a fetch-limit fault, killed after `crash_after` publication steps
+/// (`VSCOPE_ETL_TEST_CRASH_AFTER`; a run with fewer steps finishes), then a plain incremental
+/// run, which must succeed. `pipeline(sim_extra)` writes the pipeline file. Returns a label for
+/// messages; the caller compares the dataset with a clean run.
+pub fn kill_while_publishing_then_rerun(
+    pipeline: &dyn Fn(&str) -> PathBuf,
+    crash_after: u32,
+    recut: bool,
+    start: &str,
+    now: &str,
+) -> String {
+    let what = format!("crash after step {crash_after}, recut {recut}");
+    let flags: &[&str] = if recut {
+        let out = run_pipeline_at(&pipeline(""), now, &[], &[]);
+        assert!(out.status.success(), "{what}: {}", describe(&out));
+        &["--force", "--start", start]
+    } else {
+        &[]
+    };
+    let crash = crash_after.to_string();
+    let out = run_pipeline_at(
+        &pipeline("faults = [\"fetch-limit:3h\"]"),
+        now,
+        &[("VSCOPE_ETL_TEST_CRASH_AFTER", &crash)],
+        flags,
+    );
+    if out.status.code() != Some(137) {
+        assert!(out.status.success(), "{what}: {}", describe(&out));
+    }
+    let out = run_pipeline_at(&pipeline(""), now, &[], &[]);
+    assert!(out.status.success(), "{what}, rerun: {}", describe(&out));
+    what
+}
+
+/// The run's own peak resident memory in MiB, from the `peak_rss_mb=` of its `run finished`
+/// log line (`RUST_LOG=vscope_etl=info`): `VmHWM`, which `exec` resets. (`wait4`'s
+/// `ru_maxrss` would also count the test process the run was spawned from, whose memory it
+/// shares until `exec`.)
+pub fn logged_peak_rss_mb(stderr: &[u8]) -> f64 {
+    let log = String::from_utf8_lossy(stderr);
+    log.lines()
+        .find(|l| l.contains("run finished"))
+        .and_then(|l| l.split("peak_rss_mb=").nth(1))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.trim_matches('"').parse().ok())
+        .unwrap_or_else(|| panic!("no peak_rss_mb in the run's log: {log}"))
+}

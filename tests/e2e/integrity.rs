@@ -39,35 +39,16 @@ fn local_sink(dir: &Path, partition_by: &str) -> String {
     )
 }
 
-/// Runs the binary on a pipeline file; extra environment and flags.
 fn run_with(p: &Path, env: &[(&str, &str)], flags: &[&str]) -> std::process::Output {
-    let mut cmd = bin();
-    cmd.args(["run", p.to_str().unwrap(), "--json", "--now", NOW])
-        .args(flags)
-        .env_remove("RUST_LOG");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("binary runs")
+    run_pipeline_at(p, NOW, env, flags)
 }
 
-/// Every row of the raw and rollup tables by content (series, ts, values), whatever the files
-/// and partition folders: one sorted list per table.
-fn rows_by_content(root: &Path) -> BTreeMap<String, Vec<String>> {
+/// Rows by content of the standard tables, by table name.
+fn rows_by_table(root: &Path) -> BTreeMap<String, Vec<String>> {
     TABLE_NAMES
         .iter()
-        .map(|t| {
-            let mut rows: Vec<String> = table_rows(root, t)
-                .into_iter()
-                // Drop the partition folders: another partitioning holds the same rows.
-                .map(|r| {
-                    r.split_once('|')
-                        .map_or(r.clone(), |(_, rest)| rest.to_string())
-                })
-                .collect();
-            rows.sort();
-            (t.to_string(), rows)
-        })
+        .map(|t| t.to_string())
+        .zip(rows_by_content(root, &TABLE_NAMES))
         .collect()
 }
 
@@ -86,7 +67,7 @@ fn clean_rows() -> &'static BTreeMap<String, Vec<String>> {
         );
         let out = run_with(&p, &[], &[]);
         assert!(out.status.success(), "{}", describe(&out));
-        let rows = rows_by_content(&dir.path().join("out"));
+        let rows = rows_by_table(&dir.path().join("out"));
         assert!(
             rows.values().all(|r| !r.is_empty()),
             "the clean run wrote every table"
@@ -96,7 +77,7 @@ fn clean_rows() -> &'static BTreeMap<String, Vec<String>> {
 }
 
 fn assert_clean(root: &Path, what: &str) {
-    let got = rows_by_content(root);
+    let got = rows_by_table(root);
     for (t, want) in clean_rows() {
         let rows = &got[t];
         let first_diff = rows.iter().zip(want).position(|(a, b)| a != b);
@@ -336,25 +317,7 @@ fn a_run_killed_anywhere_in_a_publication_is_repaired_by_the_next_run() {
                     &local_sink(dir.path(), "[\"date\"]"),
                 )
             };
-            let flags: &[&str] = if recut {
-                let out = run_with(&p(""), &[], &[]);
-                assert!(out.status.success(), "{}", describe(&out));
-                &["--force", "--start", START]
-            } else {
-                &[]
-            };
-            let crash = crash_after.to_string();
-            let out = run_with(
-                &p("faults = [\"fetch-limit:3h\"]"),
-                &[("VSCOPE_ETL_TEST_CRASH_AFTER", &crash)],
-                flags,
-            );
-            let what = format!("crash after step {crash_after}, recut {recut}");
-            if out.status.code() != Some(137) {
-                assert!(out.status.success(), "{what}: {}", describe(&out));
-            }
-            let out = run_with(&p(""), &[], &[]);
-            assert!(out.status.success(), "{what}, rerun: {}", describe(&out));
+            let what = kill_while_publishing_then_rerun(&p, crash_after, recut, START, NOW);
             assert_clean(&root, &what);
             assert!(
                 !root.join("_state/crash.publish.json").exists(),

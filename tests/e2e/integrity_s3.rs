@@ -36,14 +36,7 @@ fn sink_toml(endpoint: &str, bucket: &str, prefix: &str) -> String {
 }
 
 fn run_with(p: &Path, env: &[(&str, &str)], flags: &[&str]) -> std::process::Output {
-    let mut cmd = bin();
-    cmd.args(["run", p.to_str().unwrap(), "--json", "--now", NOW])
-        .args(flags)
-        .env_remove("RUST_LOG");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("binary runs")
+    run_pipeline_at(p, NOW, env, flags)
 }
 
 /// The table objects under `prefix`, downloaded into `dir` (same relative paths), so the local
@@ -69,19 +62,8 @@ fn download(moto: &MotoServer, prefix: &str, dir: &Path) {
     });
 }
 
-/// Rows by content of every table (partition folders left out), sorted.
 fn rows(root: &Path) -> Vec<Vec<String>> {
-    TABLE_NAMES
-        .iter()
-        .map(|t| {
-            let mut r: Vec<String> = table_rows(root, t)
-                .into_iter()
-                .map(|r| r.split_once('|').map_or(r.clone(), |(_, x)| x.to_string()))
-                .collect();
-            r.sort();
-            r
-        })
-        .collect()
+    rows_by_content(root, &TABLE_NAMES)
 }
 
 fn clean_rows() -> &'static Vec<Vec<String>> {
@@ -140,25 +122,10 @@ fn runs_killed_while_publishing_on_s3_are_repaired_by_the_next_run() {
             let sink = sink_toml(&moto.endpoint, &moto.bucket, &prefix);
             write_pipeline_with_sink(dir.path(), "crash", &source(sim), SCOPE, TABLES, &sink)
         };
-        let flags: &[&str] = if recut {
-            let out = run_with(&p(""), &[], &[]);
-            assert!(out.status.success(), "{}", describe(&out));
-            &["--force", "--start", "2026-11-01T00:00:00Z"]
-        } else {
-            &[]
-        };
-        let crash = crash_after.to_string();
-        let out = run_with(
-            &p("faults = [\"fetch-limit:3h\"]"),
-            &[("VSCOPE_ETL_TEST_CRASH_AFTER", &crash)],
-            flags,
+        let what = format!(
+            "S3, {}",
+            kill_while_publishing_then_rerun(&p, crash_after, recut, "2026-11-01T00:00:00Z", NOW)
         );
-        let what = format!("S3, crash after step {crash_after}, recut {recut}");
-        if out.status.code() != Some(137) {
-            assert!(out.status.success(), "{what}: {}", describe(&out));
-        }
-        let out = run_with(&p(""), &[], &[]);
-        assert!(out.status.success(), "{what}, rerun: {}", describe(&out));
         assert_clean_on_s3(&moto, &prefix, &what);
     }
 }

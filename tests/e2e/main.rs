@@ -9,6 +9,7 @@ mod faults;
 mod integrity;
 mod integrity_s3;
 mod inventory;
+mod memory;
 mod pipeline;
 mod real_endpoint;
 #[cfg(feature = "report")]

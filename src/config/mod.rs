@@ -1,0 +1,373 @@
+//! Pipeline files (`pipelines/*.toml`, design §5): the serde model of what a user writes
+//! (unknown keys rejected) and its validation into a [`Pipeline`] that the planner trusts.
+//!
+//! Everything here runs without network access, so `vscope-etl validate` can check a file in CI.
+//!
+//! - [`file`]: the serde model of the file and the defaults of its keys;
+//! - `values`: `${VAR}` expansion, durations, sizes, the retry budget;
+//! - `validate`: the checks that turn a file into a [`Pipeline`];
+//! - this module: the validated model the rest of the program uses.
+
+mod file;
+mod validate;
+mod values;
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::catalogue::Component;
+use crate::dialect::Dialect;
+use crate::secret::Secret;
+use crate::semantics::rollup::Rollup;
+use crate::semantics::time::{DAY_MS, parse_export_time};
+use crate::sim::SimConfig;
+
+pub use validate::check_server_downsampling;
+pub use values::{
+    DEFAULT_MAX_ANSWER_BYTES, DEFAULT_MEMORY_LIMIT_BYTES, S3_MAX_PART_SIZE, S3_MIN_PART_SIZE,
+    expand_env,
+};
+
+/// A pipeline file that cannot be used, with the key at fault and what is allowed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read pipeline file {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// TOML syntax, a wrong type or an unknown key (the message names the key and the line).
+    #[error("pipeline file {path} is not valid: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// The TOML parser's message (it names the key, line and column).
+        message: String,
+    },
+    /// A key holds a value that is not allowed.
+    #[error("{key}: {message}")]
+    Invalid {
+        /// Dotted key, e.g. `scope.window` or `table[1].aggregates`.
+        key: String,
+        /// What is wrong and what is allowed.
+        message: String,
+    },
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// What the user writes.
+
+/// A validated pipeline.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    /// Pipeline name: names the ledger (`_state/<name>.json`) and is recorded in every file.
+    pub name: String,
+    /// Where the history comes from.
+    pub source: Source,
+    /// Which time range and metrics.
+    pub scope: Scope,
+    /// Output tables, in file order.
+    pub tables: Vec<TableSpec>,
+    /// Where files go.
+    pub sink: SinkSpec,
+}
+
+/// The metrics endpoint: the built-in simulator, a real URL, or the one the token comes with.
+#[derive(Debug, Clone)]
+pub enum Endpoint {
+    /// `url = "sim"`: start the simulator in-process on loopback.
+    Sim(Box<SimConfig>),
+    /// An OpenTSDB-compatible base URL, e.g. `https://opentsdb.gra1-ovh.metrics.ovh.net`.
+    Url(url::Url),
+    /// No `source.url`: the `opentsdbEndpoint` of the `metricsToken` answer, known once the
+    /// token is fetched through API v6 at start. Only valid when the token comes from there
+    /// (`[source.ovh] user_id` set, `source.token` empty), which validation checks.
+    FromToken,
+}
+
+/// How the dialect is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DialectChoice {
+    /// Probe the server (`/api/version` missing means `ovh`).
+    Auto,
+    /// Use this one.
+    Fixed(Dialect),
+}
+
+/// How the planner learns which series exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Discovery {
+    /// `/api/search/lookup` per metric; one unit per (metric, datacenter, window).
+    Lookup,
+    /// The live objects of API v6 (`[source.ovh]`): one unit per (metric, datacenter holding
+    /// objects of the metric's component, window), with no request to the metrics server.
+    Inventory,
+    /// No discovery: one unit per (metric, window) fetching every series of the metric.
+    None,
+}
+
+/// Source settings.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// The endpoint.
+    pub endpoint: Endpoint,
+    /// Read token, sent as the HTTP Basic password.
+    pub token: Secret,
+    /// Server dialect.
+    pub dialect: DialectChoice,
+    /// Requests in flight at most.
+    pub concurrency: usize,
+    /// Requests started per second at most (0 = unlimited).
+    pub requests_per_second: f64,
+    /// Whole-request deadline (headers and body).
+    pub timeout: Duration,
+    /// TCP/TLS connect deadline.
+    pub connect_timeout: Duration,
+    /// Attempts per request before a unit fails.
+    pub max_attempts: u32,
+    /// Retries the whole run may spend (`source.retry_budget`: retries per successful request
+    /// such as `0.5`, or a count such as `50`; `"unlimited"`). Default: 0.5 per success plus 10.
+    /// Throttled answers (429) never spend it.
+    pub retry_budget: crate::extract::retry::RetryBudget,
+    /// The run's deadline, from its start (`source.deadline`): no request starts after it and
+    /// windows not done by then are deferred to the next run. `None`: no deadline.
+    pub deadline: Option<Duration>,
+    /// Series discovery mode.
+    pub discovery: Discovery,
+    /// Smallest window a too-large answer may be split into.
+    pub min_split_ms: i64,
+    /// `source.memory_limit` (default 384 MiB): what the answers of a run (being read,
+    /// decoded, or waiting for the writer) may hold at once; a unit that does not fit waits
+    /// (`crate::run` budget). The files being written are not counted.
+    pub memory_limit_bytes: usize,
+    /// `source.max_answer_size`: the largest answer body read whole (default 64 MiB, at most a
+    /// quarter of `source.memory_limit` unless given). A larger
+    /// `/api/query` answer is cut off and its window split, the parts written as separate files
+    /// (`-s<i>of<n>`), so memory stays bounded however many points a series has.
+    pub max_answer_bytes: usize,
+    /// `source.query_downsample`: rollup tables are filled from downsampled queries (one per
+    /// aggregate) instead of client-side rollups of the raw points, so a pipeline of rollup
+    /// tables only never downloads raw points. Refused for aggregates the server computes
+    /// differently ([`crate::extract::server_rollup::server_exact`]).
+    pub query_downsample: bool,
+    /// `source.gzip` (default true): every request to the metrics endpoint and to API v6 says
+    /// `Accept-Encoding: gzip`, so JSON answers travel compressed (3.5 times fewer bytes on the
+    /// demo day with nginx's default compression level).
+    /// `false` for a proxy that mangles compressed answers; a gzip answer is decoded either way.
+    pub gzip: bool,
+    /// `[source.ovh]`: OVHcloud API v6 for the live inventory and the metrics token.
+    pub ovh: Option<OvhSpec>,
+}
+
+impl Source {
+    /// The dialect when the pipeline fixes it; `None` for `auto` (known after detection).
+    pub fn fixed_dialect(&self) -> Option<Dialect> {
+        match self.dialect {
+            DialectChoice::Fixed(d) => Some(d),
+            DialectChoice::Auto => None,
+        }
+    }
+
+    /// The endpoint as a user knows it, for messages: the URL (which never holds credentials:
+    /// the token travels as the Basic password), or "the built-in simulator".
+    pub fn endpoint_text(&self) -> String {
+        match &self.endpoint {
+            Endpoint::Url(u) => u.to_string(),
+            Endpoint::Sim(_) => "the built-in simulator (source.url = \"sim\")".to_string(),
+            Endpoint::FromToken => {
+                "the endpoint of the metrics token (its opentsdbEndpoint, source.url unset)"
+                    .to_string()
+            }
+        }
+    }
+
+    /// The configuration of the in-process simulator (`url = "sim"`), `None` for a real URL.
+    ///
+    /// The simulator trusts the pipeline: it requires the configured token, and serves API v6
+    /// with the `[source.ovh]` credentials and service name. When the token is empty and
+    /// `[source.ovh]` points at the simulator with a `user_id`, the simulator requires the token
+    /// it issues through `metricsToken`, so a run proves it fetched it.
+    pub fn sim_config(&self) -> Option<SimConfig> {
+        let Endpoint::Sim(cfg) = &self.endpoint else {
+            return None;
+        };
+        let mut cfg = (**cfg).clone();
+        if !self.token.is_empty() {
+            cfg.token = Some(self.token.expose().to_string());
+        }
+        if let Some(o) = &self.ovh
+            && o.endpoint == OvhEndpoint::Sim
+        {
+            cfg.service_name = o.service_name.clone();
+            cfg.ovh_application_key = o.credentials.application_key.clone();
+            cfg.ovh_application_secret = o.credentials.application_secret.expose().to_string();
+            cfg.ovh_consumer_key = o.credentials.consumer_key.expose().to_string();
+            if self.token.is_empty() && o.user_id.is_some() {
+                cfg.token = Some(cfg.issued_token());
+            }
+        }
+        Some(cfg)
+    }
+}
+
+/// Where OVHcloud API v6 is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OvhEndpoint {
+    /// The in-process simulator of `source.url = "sim"` (its `/1.0` API).
+    Sim,
+    /// A base URL: a region's (`ovh-eu` → `https://eu.api.ovh.com/1.0`) or any other.
+    Url(url::Url),
+}
+
+/// `[source.ovh]`, validated: the live inventory and the metrics token through API v6.
+#[derive(Debug, Clone)]
+pub struct OvhSpec {
+    /// Where API v6 is.
+    pub endpoint: OvhEndpoint,
+    /// Application key, application secret and consumer key.
+    pub credentials: crate::ovh::Credentials,
+    /// The PCC's serviceName, e.g. `pcc-37-187-228-180`.
+    pub service_name: String,
+    /// The PCC user whose metrics token `run` fetches when `source.token` is empty.
+    pub user_id: Option<i64>,
+}
+
+/// Time range and metric selection. Times are kept as written and resolved at run time, since
+/// `now` and `7d-ago` move.
+#[derive(Debug, Clone)]
+pub struct Scope {
+    /// Range start as written (RFC 3339, unix seconds or ms, OpenTSDB relative).
+    pub start: String,
+    /// Range end (exclusive) as written.
+    pub end: String,
+    /// Extraction and commit unit; divides a day or is whole days.
+    pub window_ms: i64,
+    /// Metric globs over the catalogue.
+    pub metrics: Vec<String>,
+    /// Re-fetched on every incremental run.
+    pub lateness_ms: i64,
+    /// Data younger than this is not fetched yet (the server may still be writing it).
+    pub settle_ms: i64,
+}
+
+impl Scope {
+    /// Resolves `start`/`end` against `now_ms`; neither may be before 1970
+    /// ([`parse_export_time`]).
+    pub fn resolve_range(&self, now_ms: i64) -> Result<(i64, i64), ConfigError> {
+        let start = export_time("scope.start", &self.start, now_ms)?;
+        let end = export_time("scope.end", &self.end, now_ms)?;
+        if end <= start {
+            return Err(invalid(
+                "scope.end",
+                format!(
+                    "'{}' is not after scope.start '{}': the range is empty",
+                    self.end, self.start
+                ),
+            ));
+        }
+        Ok((start, end))
+    }
+}
+
+/// A time of the export given under `key` (`scope.start`, `--end`...): [`parse_export_time`],
+/// its error naming the key.
+pub fn export_time(key: &str, value: &str, now_ms: i64) -> Result<i64, ConfigError> {
+    parse_export_time(value, now_ms).map_err(|e| invalid(key, e.to_string()))
+}
+
+/// One output table.
+#[derive(Debug, Clone)]
+pub struct TableSpec {
+    /// Table name (a folder of the sink).
+    pub name: String,
+    /// The component all its metrics describe.
+    pub component: Component,
+    /// Metric names feeding it, sorted.
+    pub metrics: Vec<String>,
+    /// Client-side rollup, when `downsample` is set.
+    pub rollup: Option<Rollup>,
+}
+
+/// A path partition level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartitionKey {
+    /// `metric=<name>`.
+    Metric,
+    /// `date=YYYY-MM-DD` (UTC date of `ts`).
+    Date,
+}
+
+impl SinkSpec {
+    /// `partition_by` as names (`["metric", "date"]`), as the ledger records it.
+    pub fn partition_names(&self) -> Vec<String> {
+        self.partition_by
+            .iter()
+            .map(|k| k.name().to_string())
+            .collect()
+    }
+}
+
+impl PartitionKey {
+    /// The name in pipeline files and in the ledger.
+    pub fn name(self) -> &'static str {
+        match self {
+            PartitionKey::Metric => "metric",
+            PartitionKey::Date => "date",
+        }
+    }
+}
+
+/// Sink settings.
+#[derive(Debug, Clone)]
+pub struct SinkSpec {
+    /// Path, `file://` URL or `s3://bucket/prefix`.
+    pub url: String,
+    /// Partition levels, ending with `date`.
+    pub partition_by: Vec<PartitionKey>,
+    /// ZSTD level for data pages.
+    pub zstd_level: i32,
+    /// Rows per Parquet row group at most (bounds writer memory).
+    pub row_group_rows: usize,
+    /// How long a run's lease lasts without renewal (a crashed run blocks others this long).
+    pub lease_ttl_ms: i64,
+    /// S3 settings (`[sink.s3]`); unset ones come from the `AWS_*` environment.
+    pub s3: crate::load::store::S3Options,
+}
+
+/// Reads and validates a pipeline file, reading `${VAR}` from the process environment.
+pub fn load(path: &Path) -> Result<Pipeline, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    parse(&text, &path.display().to_string(), &|name| {
+        std::env::var(name).ok()
+    })
+}
+
+/// Parses and validates pipeline text; `env` resolves `${VAR}` references.
+pub fn parse(
+    text: &str,
+    origin: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Pipeline, ConfigError> {
+    let file: file::PipelineFile = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        path: origin.to_string(),
+        message: e.to_string(),
+    })?;
+    validate::validate(file, env)
+}
+
+#[cfg(test)]
+mod tests;

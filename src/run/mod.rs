@@ -1,0 +1,464 @@
+//! The run: plan → extract → transform → load → commit, one window at a time.
+//!
+//! Inside a window, units (one `/api/query` per metric and datacenter) are fetched with bounded
+//! concurrency and consumed in plan order, so rows reach each table already sorted and memory
+//! holds one metric's answers at a time, not the whole window. A window's files are completed
+//! only when every unit of the window succeeded; then the ledger records it. A failed unit
+//! aborts its window's uploads (nothing half-written becomes visible) and the run goes on with
+//! the next window.
+//!
+//! The module reads in the order things happen:
+//! - [`session`]: the clients, once per run;
+//! - [`plan`]: windows and discovery;
+//! - `window`, `unit`, `parts`, `files`: one window fetched and written under staging keys;
+//! - `commit`: each staged window published and recorded; the manifest.
+
+mod budget;
+mod commit;
+mod files;
+mod parts;
+pub mod plan;
+pub mod session;
+mod unit;
+mod window;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::watch;
+
+use crate::config::Pipeline;
+use crate::error::{EXIT_FAILED_UNITS, EXIT_OK, Error, Result};
+use crate::extract::{DecodeStats, MetricsClient};
+use crate::load::Sink;
+use crate::load::lease::Lease;
+use crate::load::publish::{CrashPoint, Journal};
+use crate::load::state::{FailedUnit, Ledger, Manifest};
+use crate::load::writer::FileSettings;
+use crate::ovh::inventory::{SeenSeries, reconcile};
+use crate::plan::{Plan, Shard};
+use crate::semantics::time::{format_rfc3339, format_window_stamp};
+
+use commit::{CommitError, Committer, finish_manifest};
+pub use plan::build_plan;
+use session::refresh_inventory;
+pub use session::{Connection, connect, fetch_inventory};
+use window::{WindowResult, process_window};
+
+/// Run-time choices that are not part of the pipeline (flags).
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Overrides `scope.start`.
+    pub start: Option<String>,
+    /// Overrides `scope.end`.
+    pub end: Option<String>,
+    /// Handle only this shard of the windows.
+    pub shard: Option<Shard>,
+    /// Plan only: no data request, no file.
+    pub dry_run: bool,
+    /// Re-fetch windows the ledger already holds as committed and complete.
+    pub force: bool,
+    /// The clock, for reproducible runs and tests (`--now`); the system clock when `None`.
+    pub now_ms: Option<i64>,
+}
+
+/// Progress notifications, for a terminal display.
+#[derive(Debug, Clone)]
+pub enum Progress {
+    /// The plan is known.
+    Planned {
+        /// Windows to process.
+        windows: usize,
+        /// Units in all windows.
+        units: usize,
+    },
+    /// A unit's answer was received and decoded.
+    UnitDone {
+        /// Points it brought.
+        points: u64,
+    },
+    /// Points of one part of a split answer were received (the unit itself is reported once,
+    /// by [`Progress::UnitDone`]).
+    Points {
+        /// Points the part brought.
+        points: u64,
+    },
+    /// A window ended.
+    WindowDone {
+        /// Its start.
+        start_ms: i64,
+        /// Whether it was committed.
+        committed: bool,
+    },
+}
+
+/// Receives [`Progress`] events.
+pub type ProgressFn = Arc<dyn Fn(&Progress) + Send + Sync>;
+
+/// What a run did.
+#[derive(Debug)]
+pub struct RunReport {
+    /// The manifest (also written to the sink unless dry-run).
+    pub manifest: Manifest,
+    /// Where the manifest was written.
+    pub manifest_path: Option<String>,
+    /// The plan executed.
+    pub plan: Plan,
+    /// Process exit code: 0, or 1 when units failed or the run was stopped.
+    pub exit_code: u8,
+}
+
+/// Per-run shared state for window processing.
+struct RunCtx<'a> {
+    pipeline: &'a Pipeline,
+    client: &'a MetricsClient,
+    sink: &'a Sink,
+    plan: &'a Plan,
+    settings: FileSettings,
+    progress: ProgressFn,
+    /// Record the series received, for the inventory reconciliation.
+    track_series: bool,
+    /// What answers may hold at once (`source.memory_limit`).
+    budget: Arc<budget::MemoryBudget>,
+    /// What units of each metric brought, to reserve memory for the next ones.
+    estimates: Arc<budget::Estimates>,
+}
+
+/// Runs a pipeline: the whole extract-transform-load of its range, window by window.
+/// `cancel` turning true (SIGINT/SIGTERM) stops the run after aborting the current window.
+pub async fn run(
+    pipeline: &Pipeline,
+    opts: &RunOptions,
+    progress: ProgressFn,
+    mut cancel: watch::Receiver<bool>,
+) -> Result<RunReport> {
+    let started = Instant::now();
+    let started_at = chrono::Utc::now();
+    let now_ms = opts.now_ms.unwrap_or_else(|| started_at.timestamp_millis());
+    let run_id = format!("{}-{:08x}", format_window_stamp(now_ms), fastrand::u32(..));
+    let sink = Sink::open_with(&pipeline.sink.url, &pipeline.sink.s3)?.for_pipeline(&pipeline.name);
+    let conn = connect(pipeline).await?;
+    // Is the token accepted? One tiny query, before discovery or any write, so that a refused
+    // token (even behind an opaque 500) ends the run at once with exit 3.
+    crate::preflight::check_token(pipeline, &conn.client, now_ms).await?;
+    // One run per pipeline and sink at a time; a dry run writes nothing and needs no lease.
+    let mut lease = if opts.dry_run {
+        None
+    } else {
+        Some(Lease::acquire(&sink, &pipeline.name, &run_id, pipeline.sink.lease_ttl_ms).await?)
+    };
+    let crash = CrashPoint::from_env();
+    let mut ledger = Ledger::load(&sink, &pipeline.name).await?;
+    let table_names: Vec<String> = pipeline.tables.iter().map(|t| t.name.clone()).collect();
+    // Refused at once when another pipeline owns a table; claimed once there is something to
+    // commit (a run that finds nothing writes nothing).
+    crate::load::owner::claim_tables(&sink, &pipeline.name, &table_names, false)
+        .await
+        .map_err(Error::Owner)?;
+    if lease.is_some() {
+        // A publication a killed run left half done is completed (or its window cleared)
+        // before anything else, and before the staging folder is emptied.
+        if let Some(journal) = Journal::load(&sink, &pipeline.name).await? {
+            let completed = journal.recover(&sink, &mut ledger, &crash).await?;
+            tracing::warn!(
+                window = %Ledger::window_key(journal.window.start_ms, journal.window.end_ms),
+                completed,
+                "finished the publication an interrupted run left"
+            );
+        }
+        let removed = sink.remove_leftovers().await?;
+        if removed > 0 {
+            tracing::warn!(
+                removed,
+                "removed temporary files left by an interrupted run"
+            );
+        }
+        // The tables, and the staging folder where the parts of split answers are staged.
+        let dirs: Vec<&str> = pipeline
+            .tables
+            .iter()
+            .map(|t| t.name.as_str())
+            .chain([sink.staging_dir.as_str()])
+            .collect();
+        let aborted = sink.abort_orphan_uploads(&dirs).await?;
+        if aborted > 0 {
+            tracing::warn!(
+                aborted,
+                "aborted multipart uploads left by an interrupted run"
+            );
+        }
+    }
+    let result = run_leased(
+        pipeline,
+        opts,
+        progress,
+        &mut cancel,
+        &sink,
+        &conn,
+        lease.as_mut(),
+        Committer {
+            ledger,
+            crash,
+            run_id: run_id.clone(),
+            replaced_later: BTreeMap::new(),
+        },
+        now_ms,
+        started,
+    )
+    .await;
+    if let Some(l) = lease
+        && let Err(e) = l.release().await
+    {
+        tracing::warn!(error = %e, "could not release the run lease; it expires by itself");
+    }
+    if let Some(sim) = conn.sim {
+        sim.shutdown().await;
+    }
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_leased(
+    pipeline: &Pipeline,
+    opts: &RunOptions,
+    progress: ProgressFn,
+    cancel: &mut watch::Receiver<bool>,
+    sink: &Sink,
+    conn: &Connection,
+    mut lease: Option<&mut Lease>,
+    mut committer: Committer,
+    now_ms: i64,
+    started: Instant,
+) -> Result<RunReport> {
+    let client = &conn.client;
+    let run_id = committer.run_id.clone();
+    let (inventory, mut inventory_report) =
+        refresh_inventory(pipeline, conn, sink, opts, now_ms).await?;
+    let plan = build_plan(
+        pipeline,
+        client,
+        opts,
+        Some(&committer.ledger),
+        now_ms,
+        inventory.as_ref(),
+    )
+    .await?;
+    progress(&Progress::Planned {
+        windows: plan.windows.len(),
+        units: plan.total_units(),
+    });
+
+    let mut manifest = Manifest {
+        run_id: run_id.clone(),
+        pipeline: pipeline.name.clone(),
+        tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        dialect: client.dialect().to_string(),
+        started: format_rfc3339(now_ms),
+        finished: String::new(),
+        seconds: 0.0,
+        range_start: format_rfc3339(plan.range_start_ms),
+        range_end: format_rfc3339(plan.range_end_ms),
+        windows_planned: plan.windows.len(),
+        windows_committed: 0,
+        windows_deferred: 0,
+        units_planned: plan.total_units(),
+        units_done: 0,
+        series_discovered: plan.series_discovered(),
+        series: 0,
+        requests: 0,
+        retries: 0,
+        splits: 0,
+        throttled: 0,
+        throttle_wait_seconds: 0.0,
+        min_in_flight: 0,
+        memory_waits: 0,
+        memory_reserved_peak_mb: 0.0,
+        bytes_received: 0,
+        bytes_on_wire: 0,
+        points: DecodeStats::default(),
+        files: Vec::new(),
+        failures: Vec::new(),
+        aborted: None,
+        inventory: None,
+    };
+    if opts.dry_run {
+        manifest.inventory = inventory_report;
+        finish_manifest(&mut manifest, client, started);
+        return Ok(RunReport {
+            manifest,
+            manifest_path: None,
+            plan,
+            exit_code: EXIT_OK,
+        });
+    }
+
+    let ctx = RunCtx {
+        pipeline,
+        client,
+        sink,
+        plan: &plan,
+        settings: FileSettings {
+            pipeline: pipeline.name.clone(),
+            zstd_level: pipeline.sink.zstd_level,
+            row_group_rows: pipeline.sink.row_group_rows,
+        },
+        progress: progress.clone(),
+        track_series: inventory.is_some(),
+        budget: budget::MemoryBudget::new(pipeline.source.memory_limit_bytes as u64),
+        estimates: Arc::new(budget::Estimates::default()),
+    };
+    // A fresh ledger's origin is where this run starts, not the first window it manages to
+    // commit: otherwise a failed first window would lie before the origin and no incremental
+    // run would ever retry it (tests/e2e/faults.rs, a permanent error in the first window).
+    if committer.ledger.origin_ms.is_none() {
+        committer.ledger.origin_ms = plan.windows.first().map(|w| w.start_ms);
+    }
+    if !plan.windows.is_empty() {
+        let tables: Vec<String> = pipeline.tables.iter().map(|t| t.name.clone()).collect();
+        crate::load::owner::claim_tables(sink, &pipeline.name, &tables, true)
+            .await
+            .map_err(Error::Owner)?;
+    }
+    committer.replaced_later = plan
+        .supersede
+        .iter()
+        .map(|(k, starts)| (k.clone(), starts.iter().copied().collect()))
+        .collect();
+    let mut seen = SeenSeries::default();
+    for (i, window) in plan.windows.iter().enumerate() {
+        if *cancel.borrow() {
+            manifest.aborted = Some("stopped by a signal before all windows were processed".into());
+            break;
+        }
+        if client.limits().deadline_passed() {
+            // source.deadline: what is left is deferred to the next run, which resumes from
+            // the ledger; nothing of it was started, so nothing partial exists.
+            manifest.windows_deferred = plan.windows.len() - i;
+            manifest.aborted = Some(format!(
+                "run deadline (source.deadline) reached: {} window(s) deferred to the next run",
+                manifest.windows_deferred
+            ));
+            break;
+        }
+        let outcome = process_window(&ctx, window, cancel).await;
+        manifest.series += outcome.series;
+        manifest.points.add(&outcome.stats);
+        manifest.units_done += outcome.units_done;
+        seen.merge(outcome.seen);
+        let window_start = format_rfc3339(window.start_ms);
+        let window_end = format_rfc3339(window.end_ms);
+        for (unit, err) in &outcome.failures {
+            manifest.failures.push(FailedUnit {
+                metric: plan.metrics[unit.metric].metric.clone(),
+                datacenter: unit.datacenter.clone(),
+                window_start: window_start.clone(),
+                window_end: window_end.clone(),
+                error: err.clone(),
+            });
+        }
+        let result = match outcome.result {
+            WindowResult::Staged(staged) => {
+                match committer.commit(&ctx, window, staged).await {
+                    Ok(files) => WindowResult::Written(files),
+                    Err(CommitError::Window(e)) => WindowResult::WriteFailed(e),
+                    Err(CommitError::Fatal(e)) => {
+                        // The publication or the ledger cannot be trusted to go on: stop, the
+                        // next run completes or clears what was journaled.
+                        manifest.aborted = Some(format!("publishing stopped the run: {e}"));
+                        manifest.inventory = inventory_report.take();
+                        finish_manifest(&mut manifest, client, started);
+                        let _ = manifest.save(sink).await;
+                        return Err(e);
+                    }
+                }
+            }
+            other => other,
+        };
+        match result {
+            WindowResult::Staged(_) => unreachable!("published above"),
+            WindowResult::Written(files) => {
+                manifest.files.extend(files);
+                if let Some(l) = lease.as_deref_mut() {
+                    l.renew().await?;
+                }
+                manifest.windows_committed += 1;
+                progress(&Progress::WindowDone {
+                    start_ms: window.start_ms,
+                    committed: true,
+                });
+            }
+            WindowResult::Failed => {
+                progress(&Progress::WindowDone {
+                    start_ms: window.start_ms,
+                    committed: false,
+                });
+            }
+            WindowResult::AuthRefused(e) => {
+                manifest.aborted = Some(format!("authentication refused: {e}"));
+                manifest.inventory = inventory_report.take();
+                finish_manifest(&mut manifest, client, started);
+                manifest.save(sink).await?;
+                return Err(Error::Auth(e));
+            }
+            WindowResult::Cancelled => {
+                manifest.aborted =
+                    Some("stopped by a signal; the current window was abandoned".into());
+                break;
+            }
+            WindowResult::WriteFailed(e) => {
+                manifest.failures.push(FailedUnit {
+                    metric: "*".into(),
+                    datacenter: None,
+                    window_start: format_rfc3339(window.start_ms),
+                    window_end: format_rfc3339(window.end_ms),
+                    error: e.to_string(),
+                });
+                progress(&Progress::WindowDone {
+                    start_ms: window.start_ms,
+                    committed: false,
+                });
+            }
+        }
+    }
+    manifest.memory_waits = ctx.budget.waits();
+    manifest.memory_reserved_peak_mb = ctx.budget.peak() as f64 / (1024.0 * 1024.0);
+    if manifest.memory_waits > 0 {
+        tracing::info!(
+            waits = manifest.memory_waits,
+            limit_mb = ctx.budget.limit() >> 20,
+            "units waited for memory (source.memory_limit) before their requests"
+        );
+    }
+    if let (Some(inv), Some(report)) = (&inventory, inventory_report.as_mut()) {
+        let failed: Vec<(String, Option<String>)> = manifest
+            .failures
+            .iter()
+            .map(|f| (f.metric.clone(), f.datacenter.clone()))
+            .collect();
+        report.reconciliation = reconcile(inv, &plan.metrics, &seen, &failed);
+        if let Some(r) = &report.reconciliation
+            && r.missing_on_server_count + r.not_in_inventory_count > 0
+        {
+            tracing::warn!(
+                missing_on_server = r.missing_on_server_count,
+                not_in_inventory = r.not_in_inventory_count,
+                "the live inventory and the metrics server disagree (listed in the manifest)"
+            );
+        }
+    }
+    manifest.inventory = inventory_report;
+    finish_manifest(&mut manifest, client, started);
+    let manifest_path = manifest.save(sink).await?;
+    let exit_code = if manifest.failures.is_empty() && manifest.aborted.is_none() {
+        EXIT_OK
+    } else {
+        EXIT_FAILED_UNITS
+    };
+    Ok(RunReport {
+        manifest,
+        manifest_path: Some(manifest_path),
+        plan,
+        exit_code,
+    })
+}
