@@ -19,3 +19,4 @@ mod s3_multipart;
 mod scheduled;
 mod server_downsample;
 mod spark;
+mod write_side;
