@@ -9,6 +9,7 @@
 //! - [`load`]: Parquet through `object_store`, the ledger and run manifests.
 //! - [`run`]: the run that ties the stages together: session, plan, window, commit.
 //! - [`preflight`]: `vscope-etl check` and the token check every run does first.
+//! - [`commands`]: `vscope-etl inventory` and `vscope-etl token` (API v6, no run).
 //! - [`ovh`]: OVHcloud API v6 (signed calls): the live inventory snapshots (`filers`, `hosts`,
 //!   `vms`), inventory-based series discovery, and the metrics token.
 //! - `report` (feature `report`): the capacity report of `vscope-report`, with an S3 sink
@@ -27,6 +28,7 @@
 //! none of them depends on it.
 
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod cpu;
 pub mod error;

@@ -315,7 +315,7 @@ async fn plan(args: PlanArgs) -> u8 {
     let now = opts
         .now_ms
         .unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
-    if let Err(e) = vscope_etl::preflight::check_token(&pipeline, &conn.client, now).await {
+    if let Err(e) = vscope_etl::run::check_token(&pipeline, &conn.client, now).await {
         return report(&e);
     }
     // The plan of a real run depends on the ledger (incremental runs, skipped windows): the
@@ -444,7 +444,7 @@ async fn inventory(args: InventoryArgs) -> u8 {
         Ok(n) => n,
         Err(code) => return code,
     };
-    match vscope_etl::ovh::inventory_command(&pipeline, now).await {
+    match vscope_etl::commands::inventory_command(&pipeline, now).await {
         Err(e) => report(&e),
         Ok(r) => {
             if args.json {
@@ -478,7 +478,7 @@ async fn token(args: TokenArgs) -> u8 {
         Ok(p) => p,
         Err(e) => return report(&e.into()),
     };
-    match vscope_etl::ovh::token_command(&pipeline).await {
+    match vscope_etl::commands::token_command(&pipeline).await {
         Err(e) => report(&e),
         Ok((user_id, t)) => {
             if args.export {

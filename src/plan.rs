@@ -8,6 +8,7 @@
 
 use crate::catalogue::{Catalogue, Component};
 use crate::config::Pipeline;
+pub use crate::extract::series_group::KnownSeries;
 use crate::semantics::time::format_rfc3339;
 
 /// One extraction and commit unit of time, half-open `[start_ms, end_ms)`.
@@ -109,16 +110,6 @@ pub struct SplitValues {
     /// Per datacenter: the labels every discovered series there has, and each series' values of
     /// them, in that order.
     pub by_datacenter: std::collections::BTreeMap<String, std::sync::Arc<KnownSeries>>,
-}
-
-/// The discovered series of one (metric, datacenter), as rows of label values.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct KnownSeries {
-    /// The labels, in catalogue order. A label some discovered series lacks is left out: a tag
-    /// filter on it would drop that series.
-    pub labels: Vec<String>,
-    /// One row per series: its values of `labels`.
-    pub rows: Vec<Vec<String>>,
 }
 
 impl SplitValues {

@@ -27,8 +27,7 @@ use crate::config::Pipeline;
 use crate::error::{EXIT_AUTH, EXIT_CONFIG, EXIT_FAILED_UNITS, EXIT_OK, Error};
 use crate::extract::MetricsClient;
 use crate::extract::retry::FailureClass;
-use crate::plan::pipeline_metrics;
-use crate::run::{Connection, RunOptions, build_plan, connect, fetch_inventory};
+use crate::run::{Connection, RunOptions, build_plan, check_token, connect, fetch_inventory};
 
 /// Erlenmeyer's datapoint cap per sub-query (`20000000 LIMIT`, `reference/api.md` §2.3): the
 /// only fetch limit of the real endpoint that is documented.
@@ -123,30 +122,6 @@ fn fix_for(e: &Error) -> Option<String> {
             Some("check source.url (scheme, host, region) and that this machine reaches it".into())
         }
         _ => None,
-    }
-}
-
-/// The cheap pre-flight every run does: one query over one second of the first metric of the
-/// scope, just before `now - scope.settle`, to learn whether the token is accepted before any
-/// discovery or extraction. A refusal (401/403, the bad-token text, or an opaque `ovh` 500 even
-/// for this query) is [`Error::Auth`]; any other failure is only logged here (the run meets it
-/// again, with retries, where it matters).
-pub async fn check_token(
-    pipeline: &Pipeline,
-    client: &MetricsClient,
-    now_ms: i64,
-) -> Result<(), Error> {
-    let Some(metric) = pipeline_metrics(pipeline).into_iter().next() else {
-        return Ok(());
-    };
-    let at = now_ms - pipeline.scope.settle_ms - 1000;
-    match client.probe_token(&metric.metric, None, at).await {
-        Ok(()) => Ok(()),
-        Err(e) if e.class() == FailureClass::Auth => Err(Error::Auth(e)),
-        Err(e) => {
-            tracing::warn!(error = %e, metric = %metric.metric, "the token check query failed; going on");
-            Ok(())
-        }
     }
 }
 

@@ -9,6 +9,7 @@
 //! - this module: the validated model the rest of the program uses.
 
 mod file;
+mod types;
 mod validate;
 mod values;
 
@@ -22,6 +23,7 @@ use crate::semantics::rollup::Rollup;
 use crate::semantics::time::{DAY_MS, parse_export_time};
 use crate::sim::SimConfig;
 
+pub use types::{BUDGET_FLOOR, Credentials, RetryBudget, S3Options};
 pub use validate::check_server_downsampling;
 pub use values::{
     DEFAULT_MAX_ANSWER_BYTES, DEFAULT_MEMORY_LIMIT_BYTES, S3_MAX_PART_SIZE, S3_MIN_PART_SIZE,
@@ -139,7 +141,7 @@ pub struct Source {
     /// Retries the whole run may spend (`source.retry_budget`: retries per successful request
     /// such as `0.5`, or a count such as `50`; `"unlimited"`). Default: 0.5 per success plus 10.
     /// Throttled answers (429) never spend it.
-    pub retry_budget: crate::extract::retry::RetryBudget,
+    pub retry_budget: RetryBudget,
     /// The run's deadline, from its start (`source.deadline`): no request starts after it and
     /// windows not done by then are deferred to the next run. `None`: no deadline.
     pub deadline: Option<Duration>,
@@ -159,7 +161,7 @@ pub struct Source {
     /// `source.query_downsample`: rollup tables are filled from downsampled queries (one per
     /// aggregate) instead of client-side rollups of the raw points, so a pipeline of rollup
     /// tables only never downloads raw points. Refused for aggregates the server computes
-    /// differently ([`crate::extract::server_rollup::server_exact`]).
+    /// differently ([`vscope_core::semantics::aggregator::server_exact`]).
     pub query_downsample: bool,
     /// `source.gzip` (default true): every request to the metrics endpoint and to API v6 says
     /// `Accept-Encoding: gzip`, so JSON answers travel compressed (3.5 times fewer bytes on the
@@ -236,7 +238,7 @@ pub struct OvhSpec {
     /// Where API v6 is.
     pub endpoint: OvhEndpoint,
     /// Application key, application secret and consumer key.
-    pub credentials: crate::ovh::Credentials,
+    pub credentials: Credentials,
     /// The PCC's serviceName, e.g. `pcc-37-187-228-180`.
     pub service_name: String,
     /// The PCC user whose metrics token `run` fetches when `source.token` is empty.
@@ -342,7 +344,7 @@ pub struct SinkSpec {
     /// How long a run's lease lasts without renewal (a crashed run blocks others this long).
     pub lease_ttl_ms: i64,
     /// S3 settings (`[sink.s3]`); unset ones come from the `AWS_*` environment.
-    pub s3: crate::load::store::S3Options,
+    pub s3: S3Options,
 }
 
 /// Reads and validates a pipeline file, reading `${VAR}` from the process environment.

@@ -238,7 +238,7 @@ fn window_must_divide_a_day_and_buckets_the_window() {
 
 #[test]
 fn retry_budget_deadline_and_sim_faults_are_read_and_checked() {
-    use crate::extract::retry::RetryBudget;
+    use crate::config::RetryBudget;
     let with =
         |extra: &str| parse_str(&BASE.replace("url = \"sim\"", &format!("url = \"sim\"\n{extra}")));
     let p = parse_str(BASE).unwrap();

@@ -70,7 +70,7 @@ pub fn check_server_downsampling(
             continue;
         };
         for &aggregate in &rollup.aggregates {
-            if let Err(why) = crate::extract::server_rollup::server_exact(dialect, aggregate) {
+            if let Err(why) = vscope_core::semantics::aggregator::server_exact(dialect, aggregate) {
                 return Err(invalid(
                     "source.query_downsample",
                     format!(
@@ -310,13 +310,13 @@ pub(super) fn validate_ovh(
     };
     let endpoint = match explicit("endpoint", o.endpoint)? {
         Some(e) => OvhEndpoint::Url(
-            crate::ovh::sign::resolve_endpoint(&e)
+            vscope_core::ovh::sign::resolve_endpoint(&e)
                 .map_err(|m| invalid("source.ovh.endpoint", m))?,
         ),
         None if sim => OvhEndpoint::Sim,
         None => match env("OVH_ENDPOINT").filter(|v| !v.trim().is_empty()) {
             Some(e) => OvhEndpoint::Url(
-                crate::ovh::sign::resolve_endpoint(&e)
+                vscope_core::ovh::sign::resolve_endpoint(&e)
                     .map_err(|m| invalid("source.ovh.endpoint", format!("OVH_ENDPOINT: {m}")))?,
             ),
             None => {
@@ -344,7 +344,7 @@ pub(super) fn validate_ovh(
         }
         Ok(v.trim().to_string())
     };
-    let credentials = crate::ovh::Credentials {
+    let credentials = crate::config::Credentials {
         application_key: key(
             "application_key",
             o.application_key,
@@ -620,7 +620,7 @@ pub(super) fn validate_sink(
     }
     let lease_ttl_ms = duration_ms("sink.lease_ttl", &sink.lease_ttl)?;
     let s3 = match sink.s3 {
-        None => crate::load::store::S3Options::default(),
+        None => crate::config::S3Options::default(),
         Some(s3) => {
             if !url.starts_with("s3://") {
                 return Err(invalid(
@@ -640,7 +640,7 @@ pub(super) fn validate_sink(
                     ));
                 }
             };
-            crate::load::store::S3Options {
+            crate::config::S3Options {
                 endpoint: opt("sink.s3.endpoint", s3.endpoint)?,
                 region: opt("sink.s3.region", s3.region)?,
                 access_key_id: opt("sink.s3.access_key_id", s3.access_key_id)?.map(Secret::new),

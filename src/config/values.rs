@@ -204,8 +204,8 @@ pub(super) fn byte_size(key: &str, value: &str) -> Result<usize, ConfigError> {
 /// whole count of retries (0 turns retries off run-wide), or `"unlimited"`.
 pub(super) fn retry_budget(
     value: Option<&toml::Value>,
-) -> Result<crate::extract::retry::RetryBudget, ConfigError> {
-    use crate::extract::retry::RetryBudget;
+) -> Result<crate::config::RetryBudget, ConfigError> {
+    use crate::config::RetryBudget;
     let bad = || {
         invalid(
             "source.retry_budget",

@@ -15,6 +15,7 @@ pub mod client;
 pub mod decode;
 pub mod error;
 pub mod ratelimit;
+mod raw;
 pub mod retry;
 mod scan;
 pub mod series_group;

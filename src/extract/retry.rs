@@ -177,29 +177,7 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     Some(when.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
-/// How many retries a whole run may spend (`source.retry_budget`).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum RetryBudget {
-    /// No run-wide limit (only the per-request attempt cap).
-    Unlimited,
-    /// At most this many retries in the run.
-    Count(u64),
-    /// Retries may be at most this many per successful request so far, plus [`BUDGET_FLOOR`]:
-    /// a server that answers most requests is ridden out whatever the run's size, one that is
-    /// down (no success) gets the floor and no more.
-    Ratio(f64),
-}
-
-/// Retries a [`RetryBudget::Ratio`] always allows, whatever the number of requests so far.
-pub const BUDGET_FLOOR: u64 = 10;
-
-impl Default for RetryBudget {
-    /// One retry per two successful requests, plus the floor: a server failing a fifth of its
-    /// answers needs a quarter of a retry per success, a dead one stops the run after 10.
-    fn default() -> RetryBudget {
-        RetryBudget::Ratio(0.5)
-    }
-}
+pub use crate::config::{BUDGET_FLOOR, RetryBudget};
 
 /// Run-wide limits shared by every clone of a client: the retry budget and the deadline.
 #[derive(Debug)]

@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 
-use super::decode::{Dps, PointValue, RawSeries, value_of_str};
+use super::raw::{Dps, PointValue, RawSeries, overflowing_number, value_of_str};
 
 /// serde_json's recursion limit is 128; deeper input goes to serde_json, which decides.
 const MAX_DEPTH: usize = 100;
@@ -462,7 +462,7 @@ impl<'a> Scanner<'a> {
         let text = &self.b[start..self.i];
         match serde_json::from_slice::<f64>(text) {
             Ok(v) => Some(v),
-            Err(_) => super::decode::overflowing_number(text),
+            Err(_) => overflowing_number(text),
         }
     }
 

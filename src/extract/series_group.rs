@@ -316,6 +316,16 @@ fn balanced_half(counts: &BTreeMap<char, usize>, total: usize) -> BTreeSet<char>
     chars
 }
 
+/// The discovered series of one (metric, datacenter), as rows of label values.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KnownSeries {
+    /// The labels, in catalogue order. A label some discovered series lacks is left out: a tag
+    /// filter on it would drop that series.
+    pub labels: Vec<String>,
+    /// One row per series: its values of `labels`.
+    pub rows: Vec<Vec<String>>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,9 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::dialect::Dialect;
 use crate::extract::{DecodeStats, FetchError, MetricsClient, SeriesData};
-use crate::semantics::aggregator::Aggregator;
 use crate::semantics::rollup::{Rollup, RollupColumn, RollupOutput};
 
 /// One series' rollup rows, as the server computed them: the series (`ts`/`values` empty; its
@@ -28,43 +26,7 @@ pub struct ServerRollupAnswer {
     pub stats: DecodeStats,
 }
 
-/// Whether `dialect` computes `aggregate` inside one bucket exactly as our client-side rollup
-/// does, and if not, why. OpenTSDB's downsamplers are our reference implementation, so all
-/// agree there (every downsampling function, `ep*` included: OpenTSDB's downsampler computes
-/// them on the same double path as ours). On OVH (Erlenmeyer → Warp 10):
-/// - `pfsum`, `median`, `mult`, `diff`, `squareSum` and the `ep*` estimators do not exist
-///   (Erlenmeyer's `downsamplerToBucketizer` lacks them and answers "Downsampling operator 'X'
-///   is not available");
-/// - percentiles are nearest-rank (`p50` of 1..=4 is 2, OpenTSDB says 2.5) and `dev` is the
-///   sample standard deviation (Bessel);
-/// - `zimsum`, `mimmin`, `mimmax` map to `bucketizer.sum`, `.min`, `.max`, the same as `sum`,
-///   `min`, `max` within one series, so they are exact.
-///
-/// A pipeline that asked the refused ones server-side would fail or silently get other
-/// numbers than the same table computed client-side; config validation refuses it instead
-/// (see `reference/api.md` §2.2, §2.3).
-pub fn server_exact(dialect: Dialect, aggregate: Aggregator) -> Result<(), &'static str> {
-    match dialect {
-        Dialect::Opentsdb => Ok(()),
-        Dialect::Ovh
-            if aggregate.percentile().is_some() && !aggregate.is_supported_by_ovh_downsample() =>
-        {
-            Err(
-                "Erlenmeyer has no such downsampling function (it offers p50 … p999 only, computed by nearest rank)",
-            )
-        }
-        Dialect::Ovh if aggregate.percentile().is_some() => Err(
-            "Warp 10 computes percentiles by nearest rank, not OpenTSDB's estimation, so the values would differ from a client-side rollup",
-        ),
-        Dialect::Ovh if aggregate == Aggregator::Dev => Err(
-            "Warp 10 computes the sample standard deviation (n - 1), not OpenTSDB's population one",
-        ),
-        Dialect::Ovh if !aggregate.is_supported_by_ovh_downsample() => Err(
-            "Erlenmeyer has no such downsampling function (it offers avg, sum, zimsum, min, max, mimmin, mimmax, count, first, last, dev, p50 … p999)",
-        ),
-        Dialect::Ovh => Ok(()),
-    }
-}
+pub use vscope_core::semantics::aggregator::server_exact;
 
 /// Asks the server for every aggregate of `rollup` over `range` (bounds multiples of the
 /// bucket) for `metric`'s series (one datacenter when given), grouped on `labels`, and joins
@@ -152,6 +114,8 @@ fn join_aggregates(rollup: &Rollup, per_aggregate: Vec<Vec<SeriesData>>) -> Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dialect::Dialect;
+    use crate::semantics::aggregator::Aggregator;
 
     fn series(vm: &str, points: &[(i64, Option<f64>)]) -> SeriesData {
         SeriesData {

@@ -43,7 +43,7 @@ pub struct SplitRequest {
     pub align_ms: i64,
     /// The series discovery found in this unit, how series are split; `None` when nothing is
     /// known of them (no discovery), so only time is split.
-    pub series: Option<Arc<crate::plan::KnownSeries>>,
+    pub series: Option<Arc<super::series_group::KnownSeries>>,
 }
 
 /// One piece of a split query: `[start, end)` of one group of series, the `index`-th (from 0)

@@ -18,6 +18,7 @@ pub mod publish;
 pub mod runs;
 pub mod state;
 pub mod store;
+pub mod store_error;
 pub mod uploads;
 pub mod writer;
 

@@ -1,5 +1,5 @@
-//! The ledger (`_state/<pipeline>.json`: which windows are committed, and the watermark) and
-//! run manifests (`_runs/<run-id>.json`: what one run planned, wrote and failed).
+//! The ledger (`_state/<pipeline>.json`: which windows are committed, and the watermark). The
+//! run manifest (`_runs/<run-id>.json`) is the run's own record: `crate::run::manifest`.
 //!
 //! A window is recorded only after its files for every table are written, so the ledger never
 //! claims data that is not there; a crash before that leaves the window to the next run.
@@ -9,8 +9,6 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::store::{Sink, StoreError};
-use super::writer::WrittenFile;
-use crate::extract::DecodeStats;
 use crate::semantics::time::{format_rfc3339, format_window_stamp};
 
 /// Ledger format version, bumped on incompatible changes.
@@ -325,128 +323,6 @@ pub enum LedgerError {
         /// Why.
         message: String,
     },
-}
-
-/// A work unit that failed, named so a person can rerun or investigate it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct FailedUnit {
-    /// Metric.
-    pub metric: String,
-    /// Datacenter filter, if any.
-    pub datacenter: Option<String>,
-    /// Window start (RFC 3339).
-    pub window_start: String,
-    /// Window end (RFC 3339).
-    pub window_end: String,
-    /// Why (server messages scrubbed of secrets).
-    pub error: String,
-}
-
-/// What one run did; written to `_runs/<run-id>.json` at the end of every run.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Manifest {
-    /// Run id (start time and a random suffix).
-    pub run_id: String,
-    /// Pipeline name.
-    pub pipeline: String,
-    /// vscope-etl version.
-    pub tool_version: String,
-    /// Dialect used.
-    pub dialect: String,
-    /// Run start (RFC 3339).
-    pub started: String,
-    /// Run end (RFC 3339).
-    pub finished: String,
-    /// Wall time.
-    pub seconds: f64,
-    /// Requested range start (RFC 3339), after widening to whole windows.
-    pub range_start: String,
-    /// Requested range end (RFC 3339).
-    pub range_end: String,
-    /// Windows planned.
-    pub windows_planned: usize,
-    /// Windows committed.
-    pub windows_committed: usize,
-    /// Windows not started because the run deadline (`source.deadline`) passed; the next run
-    /// picks them up from the ledger.
-    #[serde(default)]
-    pub windows_deferred: usize,
-    /// Work units planned.
-    pub units_planned: usize,
-    /// Work units whose data was fully fetched and handed to the writers (every part of a
-    /// split answer written): counted even when their window then failed to commit (see
-    /// `windows_committed` and `failures`), never for a failed unit.
-    pub units_done: usize,
-    /// Series discovered.
-    pub series_discovered: usize,
-    /// Series received.
-    pub series: u64,
-    /// HTTP requests (retries included).
-    pub requests: u64,
-    /// Retries.
-    pub retries: u64,
-    /// Window splits after too-large answers.
-    pub splits: u64,
-    /// Answers that were 429 (the server throttled): waited out, never counted as failures.
-    #[serde(default)]
-    pub throttled: u64,
-    /// Seconds requests spent waiting after a 429, summed over requests.
-    #[serde(default)]
-    pub throttle_wait_seconds: f64,
-    /// The fewest requests in flight the client slowed down to while the server throttled
-    /// (`source.concurrency` when it never did).
-    #[serde(default)]
-    pub min_in_flight: usize,
-    /// Units that waited for memory (`source.memory_limit`) before their request was sent.
-    #[serde(default)]
-    pub memory_waits: u64,
-    /// The most memory the answers held at once, in MiB (reserved against
-    /// `source.memory_limit`; the files being written are not counted).
-    #[serde(default)]
-    pub memory_reserved_peak_mb: f64,
-    /// Bytes of the metrics answers read whole (2xx), decoded: what the JSON decoder was given.
-    pub bytes_received: u64,
-    /// Body bytes received from the metrics endpoint as they crossed the network (compressed
-    /// when the server answered gzip), for every answer read, refused, cut or error page
-    /// included (such as the 404 of `/api/version` when `source.dialect = "auto"` finds OVH's
-    /// endpoint). Without gzip and without such failures, equal to `bytes_received`.
-    #[serde(default)]
-    pub bytes_on_wire: u64,
-    /// What the decoder did with each point.
-    pub points: DecodeStats,
-    /// Files written.
-    pub files: Vec<WrittenFile>,
-    /// Units that failed.
-    pub failures: Vec<FailedUnit>,
-    /// Why the run stopped early, if it did.
-    pub aborted: Option<String>,
-    /// The live inventory snapshot (`[source.ovh]`): objects, files, and the series the
-    /// inventory has but the metrics server does not, and the reverse.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub inventory: Option<crate::ovh::InventoryReport>,
-}
-
-impl Manifest {
-    /// Writes the manifest to `_runs/<run_id>.json`.
-    pub async fn save(&self, sink: &Sink) -> Result<String, StoreError> {
-        let path = format!("_runs/{}.json", self.run_id);
-        sink.put(
-            &path,
-            serde_json::to_vec_pretty(self).expect("manifest serializes"),
-        )
-        .await?;
-        Ok(path)
-    }
-
-    /// Total rows written.
-    pub fn rows(&self) -> u64 {
-        self.files.iter().map(|f| f.rows).sum()
-    }
-
-    /// Total bytes written.
-    pub fn bytes_written(&self) -> u64 {
-        self.files.iter().map(|f| f.bytes).sum()
-    }
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey, AwsAuthorizer};
 use object_store::client::{HttpRequest, HttpRequestBody};
 
-use super::store::StoreError;
+use super::store_error::StoreError;
 
 /// One upload started and never completed nor aborted.
 #[derive(Debug, Clone, PartialEq, Eq)]

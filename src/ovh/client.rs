@@ -18,6 +18,7 @@ use reqwest::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use serde::de::DeserializeOwned;
 
 use super::sign::signature;
+use crate::config::Credentials;
 use crate::extract::body::{
     BodyDecoder, BodyError, Encoding, ReadError, accept_encoding, content_encoding, read_body,
 };
@@ -26,7 +27,6 @@ use crate::extract::retry::{
     AttemptError, FailureClass, GaveUp, RetryBudget, RetryPolicy, RunLimits, classify_status,
     retry_loop,
 };
-use crate::secret::Secret;
 
 /// The access rules a consumer key needs for everything vscope-etl calls; printed when a call
 /// is refused, so the user can request a key that works in one go.
@@ -42,28 +42,6 @@ const AUTH_ERROR_CODES: [&str; 6] = [
     "NOT_GRANTED_CALL",
     "FORBIDDEN",
 ];
-
-/// Application key, application secret and consumer key of one API v6 application.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Credentials {
-    /// Application key (`X-Ovh-Application`). Not a secret by itself, but kept out of logs.
-    pub application_key: String,
-    /// Application secret: signs requests, never sent.
-    pub application_secret: Secret,
-    /// Consumer key: the user's grant to this application (`X-Ovh-Consumer`).
-    pub consumer_key: Secret,
-}
-
-impl std::fmt::Debug for Credentials {
-    /// Redacts all three values: even the application key identifies the account.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials")
-            .field("application_key", &"<redacted>")
-            .field("application_secret", &self.application_secret)
-            .field("consumer_key", &self.consumer_key)
-            .finish()
-    }
-}
 
 /// Timeouts and retry settings of the client (taken from `[source]`, like the metrics client).
 #[derive(Debug, Clone)]
@@ -825,6 +803,7 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::secret::Secret;
 
     #[test]
     fn credential_codes_are_auth_whatever_the_status() {

@@ -18,16 +18,12 @@ pub mod snapshot;
 // The object model and the signature are shared with the simulator (crates/core).
 pub use vscope_core::ovh::{model, sign};
 
-pub use client::{ClientSettings, Credentials, OvhClient, OvhError};
+pub use crate::config::Credentials;
+pub use client::{ClientSettings, OvhClient, OvhError};
 pub use inventory::{Inventory, InventoryReport};
 
-use crate::config::{ConfigError, OvhEndpoint, OvhSpec, Pipeline, Source};
-use crate::error::{Error, Result};
-use crate::load::Sink;
-use crate::load::lease::Lease;
+use crate::config::{OvhEndpoint, OvhSpec, Pipeline, Source};
 use crate::load::writer::FileSettings;
-use crate::semantics::time::format_window_stamp;
-use crate::sim::SimHandle;
 use model::MetricsToken;
 
 /// Builds the API v6 client of `spec` with the timeouts and retry settings of `source`.
@@ -148,107 +144,6 @@ pub fn metrics_endpoint(
             Ok(url)
         }
     }
-}
-
-/// API v6 of a pipeline for the commands that need nothing else: the client, its settings and
-/// the in-process simulator behind it when `source.url = "sim"`.
-#[derive(Debug)]
-pub struct ApiSession {
-    /// The client.
-    pub client: OvhClient,
-    /// `[source.ovh]`.
-    pub spec: OvhSpec,
-    sim: Option<SimHandle>,
-}
-
-impl ApiSession {
-    /// Starts the simulator if the pipeline uses it and builds the client. A pipeline without
-    /// `[source.ovh]` is a configuration error (exit code 2).
-    pub async fn open(pipeline: &Pipeline) -> Result<ApiSession> {
-        let source = &pipeline.source;
-        let Some(spec) = source.ovh.clone() else {
-            return Err(Error::Config(ConfigError::Invalid {
-                key: "source.ovh".into(),
-                message: "is not set: the live inventory and the metrics token come from \
-                          OVHcloud API v6; add [source.ovh] with endpoint, application_key, \
-                          application_secret, consumer_key and service_name"
-                    .into(),
-            }));
-        };
-        let sim = match (&spec.endpoint, source.sim_config()) {
-            (OvhEndpoint::Sim, Some(cfg)) => Some(
-                crate::sim::start(cfg, ([127, 0, 0, 1], 0).into())
-                    .await
-                    .map_err(Error::Sim)?,
-            ),
-            _ => None,
-        };
-        let base = sim.as_ref().map(SimHandle::base_url);
-        let client = build_client(source, &spec, base.as_deref()).map_err(Error::Ovh)?;
-        Ok(ApiSession { client, spec, sim })
-    }
-
-    /// Stops the in-process simulator, if any.
-    pub async fn close(self) {
-        if let Some(sim) = self.sim {
-            sim.shutdown().await;
-        }
-    }
-}
-
-/// `vscope-etl inventory`: takes a snapshot of the PCC and writes the `filers`, `hosts` and
-/// `vms` tables to the pipeline's sink, under the pipeline's lease (so it never races a run's
-/// clean-up of staged files). `now_ms` stamps the snapshot (the system clock when `None`).
-pub async fn inventory_command(
-    pipeline: &Pipeline,
-    now_ms: Option<i64>,
-) -> Result<InventoryReport> {
-    let now_ms = now_ms.unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
-    let snapshot_ms = now_ms.div_euclid(1000) * 1000;
-    let sink = Sink::open_with(&pipeline.sink.url, &pipeline.sink.s3)?.for_pipeline(&pipeline.name);
-    let session = ApiSession::open(pipeline).await?;
-    let result = async {
-        let inventory = Inventory::fetch(
-            &session.client,
-            &session.spec.service_name,
-            pipeline.source.concurrency,
-            snapshot_ms,
-        )
-        .await
-        .map_err(Error::Ovh)?;
-        let run_id = format!(
-            "inventory-{}-{:08x}",
-            format_window_stamp(now_ms),
-            fastrand::u32(..)
-        );
-        let lease =
-            Lease::acquire(&sink, &pipeline.name, &run_id, pipeline.sink.lease_ttl_ms).await?;
-        let written = snapshot::write(&sink, &inventory, &file_settings(pipeline)).await;
-        if let Err(e) = lease.release().await {
-            tracing::warn!(error = %e, "could not release the lease; it expires by itself");
-        }
-        let mut report = InventoryReport::of(&inventory, &session.client);
-        report.files = written?;
-        Ok(report)
-    }
-    .await;
-    session.close().await;
-    result
-}
-
-/// `vscope-etl token`: the metrics token of `[source.ovh] user_id` (or of `admin`), and the
-/// user id used.
-pub async fn token_command(pipeline: &Pipeline) -> Result<(i64, MetricsToken)> {
-    let session = ApiSession::open(pipeline).await?;
-    let result = metrics_token(
-        &session.client,
-        &session.spec.service_name,
-        session.spec.user_id,
-    )
-    .await
-    .map_err(Error::Ovh);
-    session.close().await;
-    result
 }
 
 /// The file settings of a pipeline's snapshot files (as for its metric files).

@@ -5,11 +5,12 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::RunCtx;
+use super::manifest::Manifest;
 use crate::error::Error;
 use crate::extract::MetricsClient;
 use crate::load::partition::part_file_name;
 use crate::load::publish::{CrashPoint, JOURNAL_VERSION, Journal, Move, PublishError};
-use crate::load::state::{CommittedWindow, Ledger, Manifest, TableWindow};
+use crate::load::state::{CommittedWindow, Ledger, TableWindow};
 use crate::load::writer::{StagedFile, WriteError, WrittenFile};
 use crate::plan::Window;
 use crate::semantics::time::format_rfc3339;

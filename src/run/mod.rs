@@ -16,9 +16,11 @@
 mod budget;
 mod commit;
 mod files;
+pub mod manifest;
 mod parts;
 pub mod plan;
 pub mod session;
+mod task;
 mod unit;
 mod window;
 
@@ -34,16 +36,17 @@ use crate::extract::{DecodeStats, MetricsClient};
 use crate::load::Sink;
 use crate::load::lease::Lease;
 use crate::load::publish::{CrashPoint, Journal};
-use crate::load::state::{FailedUnit, Ledger, Manifest};
+use crate::load::state::Ledger;
 use crate::load::writer::FileSettings;
 use crate::ovh::inventory::{SeenSeries, reconcile};
 use crate::plan::{Plan, Shard};
 use crate::semantics::time::{format_rfc3339, format_window_stamp};
+use manifest::{FailedUnit, Manifest};
 
 use commit::{CommitError, Committer, finish_manifest};
 pub use plan::build_plan;
 use session::refresh_inventory;
-pub use session::{Connection, connect, fetch_inventory};
+pub use session::{Connection, check_token, connect, fetch_inventory};
 use window::{WindowResult, process_window};
 
 /// Run-time choices that are not part of the pipeline (flags).
@@ -141,7 +144,7 @@ pub async fn run(
     let conn = connect(pipeline).await?;
     // Is the token accepted? One tiny query, before discovery or any write, so that a refused
     // token (even behind an opaque 500) ends the run at once with exit 3.
-    crate::preflight::check_token(pipeline, &conn.client, now_ms).await?;
+    session::check_token(pipeline, &conn.client, now_ms).await?;
     // One run per pipeline and sink at a time; a dry run writes nothing and needs no lease.
     let mut lease = if opts.dry_run {
         None

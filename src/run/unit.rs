@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use super::RunCtx;
-use super::window::AbortOnDrop;
+use super::task::AbortOnDrop;
 use crate::extract::retry::FailureClass;
 use crate::extract::server_rollup::{self, ServerRollupAnswer};
 use crate::extract::split::{RawPiece, SplitRequest};

@@ -10,6 +10,7 @@ use super::budget::{BYTES_PER_POINT_DECODED, BYTES_PER_POINT_IN_FLIGHT, BYTES_PE
 use super::commit::StagedWindow;
 use super::files::TableWindowWriter;
 use super::parts::{PartsFailed, write_parts};
+use super::task::AbortOnDrop;
 use super::unit::{UnitAnswer, fetch_unit, unit_request};
 use super::{Progress, RunCtx};
 use crate::extract::retry::FailureClass;
@@ -345,25 +346,6 @@ pub(super) fn fail_unit(
         WindowResult::AuthRefused(e)
     } else {
         WindowResult::Failed
-    }
-}
-
-/// A spawned fetch that is cancelled when its window is abandoned.
-pub(super) struct AbortOnDrop<T>(pub(super) tokio::task::JoinHandle<T>);
-
-impl<T> AbortOnDrop<T> {
-    pub(super) async fn join(mut self) -> T {
-        match (&mut self.0).await {
-            Ok(v) => v,
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(e) => panic!("a fetch task was cancelled while awaited: {e}"),
-        }
-    }
-}
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 

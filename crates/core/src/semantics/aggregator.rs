@@ -41,6 +41,8 @@
 //! smallest positive double, which made `mimmax` of negative series return ~0).
 
 use std::fmt;
+
+use crate::dialect::Dialect;
 use std::str::FromStr;
 
 /// An OpenTSDB aggregation function, by its OpenTSDB name: the 35 names OpenTSDB 2.4.1
@@ -641,6 +643,44 @@ pub fn aggregate_series(series: &[Vec<(i64, f64)>], agg: Aggregator) -> Vec<(i64
         }
     }
     out
+}
+
+/// Whether `dialect` computes `aggregate` inside one bucket exactly as our client-side rollup
+/// does, and if not, why. OpenTSDB's downsamplers are our reference implementation, so all
+/// agree there (every downsampling function, `ep*` included: OpenTSDB's downsampler computes
+/// them on the same double path as ours). On OVH (Erlenmeyer → Warp 10):
+/// - `pfsum`, `median`, `mult`, `diff`, `squareSum` and the `ep*` estimators do not exist
+///   (Erlenmeyer's `downsamplerToBucketizer` lacks them and answers "Downsampling operator 'X'
+///   is not available");
+/// - percentiles are nearest-rank (`p50` of 1..=4 is 2, OpenTSDB says 2.5) and `dev` is the
+///   sample standard deviation (Bessel);
+/// - `zimsum`, `mimmin`, `mimmax` map to `bucketizer.sum`, `.min`, `.max`, the same as `sum`,
+///   `min`, `max` within one series, so they are exact.
+///
+/// A pipeline that asked the refused ones server-side would fail or silently get other
+/// numbers than the same table computed client-side; config validation refuses it instead
+/// (see `reference/api.md` §2.2, §2.3).
+pub fn server_exact(dialect: Dialect, aggregate: Aggregator) -> Result<(), &'static str> {
+    match dialect {
+        Dialect::Opentsdb => Ok(()),
+        Dialect::Ovh
+            if aggregate.percentile().is_some() && !aggregate.is_supported_by_ovh_downsample() =>
+        {
+            Err(
+                "Erlenmeyer has no such downsampling function (it offers p50 … p999 only, computed by nearest rank)",
+            )
+        }
+        Dialect::Ovh if aggregate.percentile().is_some() => Err(
+            "Warp 10 computes percentiles by nearest rank, not OpenTSDB's estimation, so the values would differ from a client-side rollup",
+        ),
+        Dialect::Ovh if aggregate == Aggregator::Dev => Err(
+            "Warp 10 computes the sample standard deviation (n - 1), not OpenTSDB's population one",
+        ),
+        Dialect::Ovh if !aggregate.is_supported_by_ovh_downsample() => Err(
+            "Erlenmeyer has no such downsampling function (it offers avg, sum, zimsum, min, max, mimmin, mimmax, count, first, last, dev, p50 … p999)",
+        ),
+        Dialect::Ovh => Ok(()),
+    }
 }
 
 #[cfg(test)]
