@@ -32,17 +32,11 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use axum::Router;
-use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::any;
-use bytes::Bytes;
-use std::sync::Arc;
 
 use super::SimConfig;
 use super::model::{DcObjects, Pcc, PccObjects, VmObject};
-use super::server::Shared;
 use vscope_core::ovh::model::{Datacenter, Filer, Host, UnitAndValue, User, Vm, VmFiler};
 use vscope_core::ovh::sign::{signature, signatures_equal};
 
@@ -99,14 +93,6 @@ impl Api {
             query_ids: AtomicU64::new(0),
         }
     }
-}
-
-/// The `/1.0` routes, merged into the simulator's router (full paths, so the handler sees the
-/// URL exactly as the client signed it).
-pub(crate) fn routes() -> Router<Arc<Shared>> {
-    Router::new()
-        .route("/1.0", any(handle))
-        .route("/1.0/{*path}", any(handle))
 }
 
 /// An API v6 error answer.
@@ -169,20 +155,22 @@ fn answer(api: &Api, status: StatusCode, body: String) -> Response {
     resp
 }
 
-async fn handle(
-    State(shared): State<Arc<Shared>>,
-    method: Method,
-    headers: HeaderMap,
-    uri: Uri,
-    body: Bytes,
+/// Answers one API v6 request: the server time, or an authenticated (signed) call routed to
+/// the PCC's objects.
+pub(crate) fn handle(
+    api: &Api,
+    pcc: &Pcc,
+    method: &Method,
+    headers: &HeaderMap,
+    uri: &Uri,
+    body: &[u8],
 ) -> Response {
-    let api = &shared.api;
     let path = uri.path().strip_prefix("/1.0").unwrap_or(uri.path());
-    if path == "/auth/time" && method == Method::GET {
+    if path == "/auth/time" && *method == Method::GET {
         return answer(api, StatusCode::OK, now_secs().to_string());
     }
-    let result = authenticate(api, &method, &headers, &uri, &body, path)
-        .and_then(|()| route(api, &shared.pcc, &method, &headers, path, uri.query()));
+    let result = authenticate(api, method, headers, uri, body, path)
+        .and_then(|()| route(api, pcc, method, headers, path, uri.query()));
     match result {
         Ok(json) => answer(api, StatusCode::OK, json),
         Err(e) => answer(api, e.status, e.body()),

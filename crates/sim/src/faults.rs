@@ -49,9 +49,10 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
+use super::error::ApiError;
+use super::fetch_limit::too_large;
 use super::model::mix;
-use super::server::{ApiError, Shared};
-use super::warp::WarpError;
+use super::warp::{ErrorMode, WarpError};
 use vscope_core::dialect::Dialect;
 use vscope_core::hash::stable_hash;
 
@@ -252,6 +253,19 @@ fn parse_ms(d: &str) -> Result<i64, String> {
     vscope_core::semantics::time::parse_duration(d).map_err(|e| e.to_string())
 }
 
+/// How the server answers, for the faults that imitate its own errors, and where injected
+/// faults are counted.
+pub(crate) struct Answering<'a> {
+    /// The server's dialect.
+    pub(crate) dialect: Dialect,
+    /// How Erlenmeyer relays Warp 10's errors (`ovh`).
+    pub(crate) errors: ErrorMode,
+    /// The server's datapoint limit, for the `fetch-limit` fault.
+    pub(crate) max_fetch_points: u64,
+    /// The server's `faults` counter.
+    pub(crate) injected: &'a AtomicU64,
+}
+
 /// A fault plan at run time: the rules, the seed and the counters that make `first`/`every`
 /// and `rate` work.
 pub(crate) struct Faults {
@@ -304,8 +318,8 @@ impl Faults {
     /// Runs one request through the plan: either the handler's answer or a fault (counted in
     /// the server's `faults` counter). Warp 10's errors are relayed in the server's `errors`
     /// mode, like the real ones.
-    pub(crate) async fn apply(&self, shared: &Shared, req: Request, next: Next) -> Response {
-        let dialect = shared.dialect;
+    pub(crate) async fn apply(&self, server: Answering<'_>, req: Request, next: Next) -> Response {
+        let dialect = server.dialect;
         let (parts, body) = req.into_parts();
         let bytes = match axum::body::to_bytes(body, MAX_REQUEST_BYTES).await {
             Ok(b) => b,
@@ -327,7 +341,7 @@ impl Faults {
         let Some(fault) = self.pick(n, key, attempt, range) else {
             return next.run(req).await;
         };
-        shared.counters.faults.fetch_add(1, Ordering::Relaxed);
+        server.injected.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(?fault, request = n, attempt, "simulator: injecting a fault");
         match fault {
             Fault::TooMany(ra) => {
@@ -353,7 +367,7 @@ impl Faults {
             }
             Fault::Status(500) => match dialect {
                 // What Erlenmeyer relays when Warp 10's storage times out.
-                Dialect::Ovh => WarpError::socket_timeout().relay(shared.errors),
+                Dialect::Ovh => WarpError::socket_timeout().relay(server.errors),
                 Dialect::Opentsdb => {
                     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
                 }
@@ -423,10 +437,13 @@ impl Faults {
                 resp
             }
             // The real count is unknown here: one point over the limit.
-            Fault::FetchLimit(_) => {
-                super::query::too_large(shared, shared.max_fetch_points.saturating_add(1))
-                    .into_response(dialect)
-            }
+            Fault::FetchLimit(_) => too_large(
+                dialect,
+                server.errors,
+                server.max_fetch_points,
+                server.max_fetch_points.saturating_add(1),
+            )
+            .into_response(dialect),
             Fault::BadRequest => match dialect {
                 Dialect::Opentsdb => {
                     ApiError::bad_request(format!("No such name for 'metrics': '{metric}'"))
@@ -452,7 +469,7 @@ impl Faults {
                 ApiError::new(StatusCode::FORBIDDEN, "Forbidden").into_response(dialect)
             }
             Fault::BadToken => match dialect {
-                Dialect::Ovh => WarpError::invalid_token().relay(shared.errors),
+                Dialect::Ovh => WarpError::invalid_token().relay(server.errors),
                 Dialect::Opentsdb => {
                     ApiError::new(StatusCode::UNAUTHORIZED, "Not authorized: invalid token")
                 }

@@ -3,9 +3,14 @@
 //! `vscope-etl sim` runs it in the foreground).
 //!
 //! # Layout
-//! - `server`: the metrics API router (`/api/*`), per-request state, the counters.
+//! Modules import downwards only (no cycle): `server` routes to the handlers, which read
+//! `state`; `state` holds what the lower modules build.
+//! - `server`: the router (`/api/*`, `/1.0`), authentication, the fault middleware.
+//! - `state`: what every handler reads, built once per server, and the request counters.
+//! - `error`: the per-dialect error answer; `fetch_limit`: the over-the-limit answer.
 //! - `query`: `/api/query`: parsing, filters, the OpenTSDB and Erlenmeyer computations.
 //! - `discovery`: `/api/search/lookup`, `/api/suggest`, the other metadata endpoints.
+//! - `index`: the UIDs and name sets OpenTSDB would have built for the PCC.
 //! - `warp`: Warp 10's fetch range, fetch limit and errors ([`ErrorMode`], [`FetchStart`]).
 //! - `ovh_time`: Erlenmeyer's time parser.
 //! - `format`: numbers as OpenTSDB (Java) and Erlenmeyer (Go) print them.
@@ -104,15 +109,19 @@
 
 mod apiv6;
 mod discovery;
+mod error;
 mod faults;
+mod fetch_limit;
 mod format;
 mod gzip;
+mod index;
 mod model;
 mod ovh_time;
 mod query;
 mod regex;
 mod replay;
 mod server;
+mod state;
 mod warp;
 
 #[cfg(test)]
@@ -134,7 +143,7 @@ pub use model::{DcObjects, FilerObject, HostObject, Pcc, PccObjects, SimSeries, 
 pub use replay::serve_replay_until;
 pub use warp::{ERLENMEYER_FETCH_LIMIT, ErrorMode, FetchStart};
 
-use server::{Counters, Shared};
+use state::{Counters, Shared};
 use vscope_core::dialect::Dialect;
 
 /// How long [`SimHandle::shutdown`] waits for open connections to finish before it aborts them.

@@ -30,7 +30,7 @@ use axum::routing::any;
 use serde::Deserialize;
 use tokio::net::TcpListener;
 
-use super::server::ApiError;
+use super::error::ApiError;
 use vscope_core::dialect::Dialect;
 
 struct Replay {

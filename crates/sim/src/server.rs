@@ -7,189 +7,29 @@
 //!
 //! # Fault injection
 //! Every request passes through [`count_requests`], a middleware that sees the request before
-//! any handler. When [`SimConfig::faults`] has rules, `/api/query` requests go through
+//! any handler. When [`SimConfig::faults`](crate::SimConfig::faults) has rules, `/api/query` requests go through
 //! [`Faults::apply`](super::faults::Faults) there, which answers with the handler's response or
 //! an injected failure (`faults.rs`).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{RawQuery, Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use bytes::Bytes;
 
-use super::SimConfig;
-use super::discovery::{self, Index};
-use super::format::push_str;
-use super::model::Pcc;
+use super::discovery;
+use super::error::ApiError;
+use super::faults::Answering;
 use super::query::{self, Output};
-use super::warp::{ErrorMode, FetchStart};
+use super::state::Shared;
 use vscope_core::dialect::Dialect;
-
-/// Request counters, shared between the server and its [`SimHandle`](super::SimHandle).
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    pub(crate) requests: AtomicU64,
-    pub(crate) queries: AtomicU64,
-    pub(crate) series: AtomicU64,
-    pub(crate) points: AtomicU64,
-    pub(crate) faults: AtomicU64,
-}
-
-/// Everything a handler needs; built once per server and shared read-only. No `Debug`: it
-/// holds the token.
-pub(crate) struct Shared {
-    pub(crate) dialect: Dialect,
-    pub(crate) token: Option<String>,
-    pub(crate) pcc: Pcc,
-    pub(crate) index: Index,
-    pub(crate) counters: Arc<Counters>,
-    /// The OVHcloud API v6 side (`/1.0`), over the same PCC.
-    pub(crate) api: super::apiv6::Api,
-    /// Injected failures on `/api/query`, if any were asked for.
-    pub(crate) faults: Option<super::faults::Faults>,
-    /// How Erlenmeyer relays Warp 10's execution errors (`ovh`).
-    pub(crate) errors: ErrorMode,
-    /// Datapoints one sub-query may fetch before the server refuses it.
-    pub(crate) max_fetch_points: u64,
-    /// Whether Warp 10's FETCH keeps a point stamped exactly on the start (`ovh`).
-    pub(crate) fetch_start: FetchStart,
-    /// gzip answers to requests that accept them ([`SimConfig::gzip`]).
-    pub(crate) gzip: bool,
-}
-
-impl Shared {
-    /// Builds the model and its name tables from `config`.
-    pub(crate) fn new(config: &SimConfig) -> Shared {
-        let pcc = Pcc::new(config);
-        let index = Index::new(&pcc);
-        let api = super::apiv6::Api::new(config, &pcc);
-        Shared {
-            dialect: config.dialect,
-            token: config.token.clone(),
-            pcc,
-            index,
-            counters: Arc::default(),
-            api,
-            faults: super::faults::Faults::new(&config.faults, config.fault_seed),
-            errors: config.errors,
-            max_fetch_points: config.max_fetch_points,
-            fetch_start: config.fetch_start,
-            gzip: config.gzip,
-        }
-    }
-}
-
-/// An error answer, rendered per dialect by [`ApiError::into_response`]: OpenTSDB's JSON error
-/// object, or Erlenmeyer's `http.Error` plain text (message and a newline).
-#[derive(Debug)]
-pub(crate) struct ApiError {
-    status: StatusCode,
-    message: String,
-    details: Option<String>,
-    allow: Option<&'static str>,
-    /// A body sent verbatim with this content type, for the few answers that are neither.
-    raw: Option<&'static str>,
-}
-
-impl ApiError {
-    /// An error with `status` and `message`.
-    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            message: message.into(),
-            details: None,
-            allow: None,
-            raw: None,
-        }
-    }
-
-    /// A 400 with `message`.
-    pub(crate) fn bad_request(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, message)
-    }
-
-    /// A body sent as is, whatever the dialect.
-    pub(crate) fn raw(
-        status: StatusCode,
-        content_type: &'static str,
-        body: impl Into<String>,
-    ) -> ApiError {
-        ApiError {
-            raw: Some(content_type),
-            ..ApiError::new(status, body)
-        }
-    }
-
-    /// Adds OpenTSDB's `details` field (ignored by the text dialect).
-    pub(crate) fn with_details(mut self, details: impl Into<String>) -> ApiError {
-        self.details = Some(details.into());
-        self
-    }
-
-    /// Adds an `Allow` header.
-    pub(crate) fn with_allow(mut self, allow: &'static str) -> ApiError {
-        self.allow = Some(allow);
-        self
-    }
-
-    /// The status, for tests that check an error before it is rendered.
-    #[cfg(test)]
-    pub(crate) fn status(&self) -> StatusCode {
-        self.status
-    }
-
-    /// The message (the text body in `ovh`), for tests.
-    #[cfg(test)]
-    pub(crate) fn message(&self) -> &str {
-        &self.message
-    }
-
-    /// The HTTP answer in `dialect`'s format.
-    pub(crate) fn into_response(self, dialect: Dialect) -> Response {
-        let (content_type, body) = match (self.raw, dialect) {
-            (Some(ct), _) => (ct, self.message),
-            (None, Dialect::Ovh) => ("text/plain; charset=utf-8", format!("{}\n", self.message)),
-            (None, Dialect::Opentsdb) => {
-                let mut body = String::from("{\"error\":{\"code\":");
-                body.push_str(&self.status.as_u16().to_string());
-                body.push_str(",\"message\":");
-                push_str(&mut body, &self.message);
-                if let Some(d) = &self.details {
-                    body.push_str(",\"details\":");
-                    push_str(&mut body, d);
-                }
-                body.push_str("}}");
-                ("application/json; charset=UTF-8", body)
-            }
-        };
-        let mut resp = (self.status, body).into_response();
-        let headers = resp.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-        if dialect == Dialect::Ovh && self.raw.is_none() {
-            headers.insert(
-                header::X_CONTENT_TYPE_OPTIONS,
-                HeaderValue::from_static("nosniff"),
-            );
-        }
-        if let Some(allow) = self.allow {
-            headers.insert(header::ALLOW, HeaderValue::from_static(allow));
-        }
-        if self.status == StatusCode::UNAUTHORIZED && dialect == Dialect::Opentsdb {
-            headers.insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"vscope-sim\""),
-            );
-        }
-        resp
-    }
-}
 
 /// Builds the router of one simulator; gzip, when on, wraps everything (faults included), as
 /// nginx sits in front of the real endpoint.
@@ -206,7 +46,8 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         r = r.route("/api/version", any(version));
     }
     let r = r
-        .merge(super::apiv6::routes())
+        .route("/1.0", any(api_v6))
+        .route("/1.0/{*path}", any(api_v6))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             Arc::clone(&shared),
@@ -220,9 +61,29 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
 async fn count_requests(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
     shared.counters.requests.fetch_add(1, Ordering::Relaxed);
     match &shared.faults {
-        Some(faults) if req.uri().path() == "/api/query" => faults.apply(&shared, req, next).await,
+        Some(faults) if req.uri().path() == "/api/query" => {
+            let answering = Answering {
+                dialect: shared.dialect,
+                errors: shared.errors,
+                max_fetch_points: shared.max_fetch_points,
+                injected: &shared.counters.faults,
+            };
+            faults.apply(answering, req, next).await
+        }
         _ => next.run(req).await,
     }
+}
+
+/// OVHcloud API v6 (`/1.0`, full paths, so that the handler sees the URL exactly as the client
+/// signed it).
+async fn api_v6(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
+    super::apiv6::handle(&shared.api, &shared.pcc, &method, &headers, &uri, &body)
 }
 
 /// The query string as decoded pairs, in order.

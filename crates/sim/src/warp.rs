@@ -41,7 +41,7 @@ use std::str::FromStr;
 
 use axum::http::StatusCode;
 
-use super::server::ApiError;
+use super::error::ApiError;
 
 /// Datapoints one sub-query may fetch on OVH: Erlenmeyer's `DUP AUTHENTICATE 20000000 LIMIT`
 /// (`executeQuery`, `proto/opentsdb/query.go`). The default of

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 use super::{RateOptions, RawFilter, RawRequest, RawSub};
+use crate::error::ApiError;
 use crate::ovh_time;
-use crate::server::ApiError;
 
 /// How strictly JSON types are checked: Jackson coerces, Go refuses.
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -13,9 +13,9 @@
 //! | unknown metric | `400 No such name for 'metrics': 'X'` | `200 []` |
 //! | stored points fetched | `[start, end]` for raw points (the hour-widened scan bounds otherwise) | Warp 10's FETCH, before any BUCKETIZE: `(start, end]` (Warp up to 2.2, the default) or `[start, end]` (2.3+), see [`FetchStart`](super::FetchStart); with second-precision times, a start of `S*1000 - 1` ms keeps the point at `S` s |
 //! | `aggregator: none` | raw points; `rate` and `downsample` are applied per series | raw points; `downsample` and `rate` are ignored |
-//! | other aggregators | downsample (epoch-aligned, scan bounds), rate, lerp group-by ([`vscope_core::semantics`]) | end-aligned BUCKETIZE + fill ([`downsample_erlenmeyer`]), REDUCE by tick, rate |
+//! | other aggregators | downsample (epoch-aligned, scan bounds), rate, lerp group-by ([`vscope_core::semantics`]) | end-aligned BUCKETIZE + fill ([`downsample_erlenmeyer`](vscope_core::semantics::downsample::downsample_erlenmeyer)), REDUCE by tick, rate |
 //! | output | aggregated-away keys in `aggregateTags`, integers for raw integer data, Java double format | `query.index`, group-by keys in `aggregateTags`, Go float format, keys sorted, empty series dropped |
-//! | too many points | `413` JSON, `...our limit of N data points...` | Warp's `FETCHDOUBLE exceeded limit of N datapoints, current count is M` 500, or the opaque HEAD text ([`ErrorMode`]) |
+//! | too many points | `413` JSON, `...our limit of N data points...` | Warp's `FETCHDOUBLE exceeded limit of N datapoints, current count is M` 500, or the opaque HEAD text ([`ErrorMode`](crate::warp::ErrorMode)) |
 //!
 //! What the simulator cannot compute (aggregators outside [`Aggregator`], Warp 10's `RESETS`)
 //! is refused with a 400 that says so, never answered with made-up numbers.
@@ -27,14 +27,14 @@ mod ovh;
 
 use std::collections::BTreeMap;
 
-use super::server::{ApiError, Shared};
+use super::error::ApiError;
+use super::state::Shared;
 use vscope_core::dialect::Dialect;
 use vscope_core::semantics::Aggregator;
 use vscope_core::semantics::downsample::DownsampleSpec;
 
 use json::{parse_lenient, parse_m, parse_strict};
 use opentsdb::plan_opentsdb;
-pub(crate) use opentsdb::too_large;
 pub(crate) use output::Output;
 use ovh::plan_ovh;
 

@@ -2,13 +2,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use axum::http::StatusCode;
-
 use super::{Compute, OPENTSDB_AGGREGATORS, Plan, ROW_SPAN_MS, RawRequest, SubPlan};
+use crate::error::ApiError;
+use crate::fetch_limit::too_large;
 use crate::model::Pcc;
 use crate::regex::{Mode, Regex, RegexError};
-use crate::server::{ApiError, Shared};
-use crate::warp::WarpError;
+use crate::state::Shared;
 use vscope_core::dialect::Dialect;
 use vscope_core::semantics::Aggregator;
 use vscope_core::semantics::downsample::DownsampleSpec;
@@ -468,25 +467,8 @@ pub(super) fn check_limit(
     for &i in series {
         total = total.saturating_add(shared.pcc.max_points(i, from, to));
         if total > limit {
-            return Err(too_large(shared, total));
+            return Err(too_large(shared.dialect, shared.errors, limit, total));
         }
     }
     Ok(())
-}
-
-/// The answer of each server to a sub-query over its datapoint limit, having counted `count`
-/// points: OpenTSDB's 413 (`QueryRpc`, `reference/api.md` §1.10), or Warp 10's FETCH limit
-/// error as Erlenmeyer relays it (a 500, [`WarpError::relay`]). Also the `fetch-limit` fault.
-pub(crate) fn too_large(shared: &Shared, count: u64) -> ApiError {
-    let limit = shared.max_fetch_points;
-    match shared.dialect {
-        Dialect::Opentsdb => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "Sorry, you have attempted to fetch more than our limit of {limit} data points. \
-                 Please try filtering using more tags or decrease your time range."
-            ),
-        ),
-        Dialect::Ovh => WarpError::fetch_limit(limit, count).relay(shared.errors),
-    }
 }

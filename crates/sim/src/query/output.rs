@@ -11,7 +11,7 @@ use super::opentsdb::row_start;
 use super::{CHUNK_BYTES, Compute, Plan, ROW_SPAN_MS, RateOptions};
 use crate::format::{push_go_float, push_int, push_java_double, push_str};
 use crate::model::Pcc;
-use crate::server::Shared;
+use crate::state::Shared;
 use vscope_core::dialect::Dialect;
 use vscope_core::semantics::downsample::{FillPolicy, downsample, downsample_erlenmeyer};
 use vscope_core::semantics::{Aggregator, aggregate_series};

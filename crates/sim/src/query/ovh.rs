@@ -7,9 +7,10 @@ use axum::http::StatusCode;
 
 use super::opentsdb::{check_limit, group, not_implemented};
 use super::{Compute, OVH_AGGREGATORS, Plan, RawRequest, SubPlan};
+use crate::error::ApiError;
 use crate::ovh_time;
 use crate::regex::{Mode, Regex, RegexError};
-use crate::server::{ApiError, Shared};
+use crate::state::Shared;
 use crate::warp::{ErrorMode, WarpError};
 use vscope_core::dialect::Dialect;
 use vscope_core::semantics::Aggregator;
