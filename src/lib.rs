@@ -16,6 +16,11 @@
 //!   opened like the pipeline's.
 //! - [`error`], [`cli`], [`cpu`]: shared pieces.
 //!
+//! Modules import downwards only, in the order a run uses them: [`config`] → [`extract`] →
+//! [`plan`], [`transform`] → [`load`] → [`ovh`] → [`run`] → [`preflight`], [`commands`]. The
+//! stages report their own typed errors; [`error::Error`] gathers them for the edge (run,
+//! preflight, commands, the binary), and no stage imports it.
+//!
 //! Re-exported from the other crates of the workspace, under the paths this crate has always
 //! used: [`catalogue`], [`schema`], [`dialect`], [`semantics`], [`secret`] (`vscope-core`: the
 //! vScope metrics, the declared output tables, OpenTSDB semantics; no I/O) and [`sim`]
