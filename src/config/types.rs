@@ -49,7 +49,7 @@ pub struct S3Options {
     /// Sign requests with `UNSIGNED-PAYLOAD` (some S3-compatible servers need it).
     pub unsigned_payload: bool,
     /// Bytes buffered per file before it goes up as a multipart upload, and the size of each
-    /// part (`None`: [`DEFAULT_PART_SIZE`]). A file no larger is one PUT.
+    /// part (`None`: 10 MiB, `load::store::DEFAULT_PART_SIZE`). A file no larger is one PUT.
     pub part_size: Option<usize>,
 }
 
