@@ -10,9 +10,18 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/vscope-etl/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
+# Each step says how long the one before took, so a slow CI run tells where its time went.
+step_name="" step_start=$SECONDS
+step() {
+    if [ -n "$step_name" ]; then echo "   ($step_name: $((SECONDS - step_start)) s)"; fi
+    step_name=$1 step_start=$SECONDS
+    echo "== $1"
+}
+
+step "python tools (.venv)"
 scripts/setup-python.sh
 
-echo "== cargo fmt --check"
+step "cargo fmt --check"
 cargo fmt --all -- --check
 
 # Unused dependencies: cargo-machete reads the sources, builds nothing (well under a second).
@@ -20,21 +29,21 @@ cargo fmt --all -- --check
 tools="$HOME/.cache/vscope-etl/tools"
 machete_version=0.9.2
 if ! "$tools/bin/cargo-machete" --version 2>/dev/null | grep -q "$machete_version"; then
-    echo "== installing cargo-machete $machete_version into $tools"
+    step "installing cargo-machete $machete_version into $tools"
     cargo install cargo-machete --version "$machete_version" --locked --quiet --root "$tools"
 fi
-echo "== cargo machete (unused dependencies)"
+step "cargo machete (unused dependencies)"
 "$tools/bin/cargo-machete"
 
-echo "== cargo clippy"
+step "cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 # Everything but the report crate, without the `report` feature (no polars): type-check only.
-echo "== cargo check --no-default-features"
+step "cargo check --no-default-features"
 cargo check --workspace --exclude vscope-report --no-default-features --all-targets --quiet
-echo "== cargo doc"
+step "cargo doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 
-echo "== cargo test"
+step "cargo test"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
@@ -46,4 +55,5 @@ cargo test --workspace --doc 2>&1 | tee -a "$log"
 set -e
 # One closing line for the whole suite (every test binary's counts added up).
 awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+step "done: $SECONDS s in all"
 exit "$status"
