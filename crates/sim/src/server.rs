@@ -338,16 +338,8 @@ async fn aggregators(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    let q = pairs(raw);
     // Erlenmeyer only checks that a token is present: no Warp 10 call validates it here.
-    if let Err(e) = authenticate(&shared, &headers, &q) {
-        return e.into_response(shared.dialect);
-    }
-    json(
-        shared.dialect,
-        StatusCode::OK,
-        discovery::aggregators(shared.dialect),
-    )
+    fixed_answer(&shared, &headers, raw, discovery::aggregators)
 }
 
 async fn config_filters(
@@ -355,15 +347,20 @@ async fn config_filters(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    let q = pairs(raw);
-    if let Err(e) = authenticate(&shared, &headers, &q) {
+    fixed_answer(&shared, &headers, raw, discovery::config_filters)
+}
+
+/// A listing that depends only on the dialect, behind the same token check as every route.
+fn fixed_answer(
+    shared: &Shared,
+    headers: &HeaderMap,
+    raw: Option<String>,
+    listing: fn(Dialect) -> String,
+) -> Response {
+    if let Err(e) = authenticate(shared, headers, &pairs(raw)) {
         return e.into_response(shared.dialect);
     }
-    json(
-        shared.dialect,
-        StatusCode::OK,
-        discovery::config_filters(shared.dialect),
-    )
+    json(shared.dialect, StatusCode::OK, listing(shared.dialect))
 }
 
 async fn version(
