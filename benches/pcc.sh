@@ -6,22 +6,28 @@
 #
 #   benches/pcc.sh                 # both sizes
 #   benches/pcc.sh --vms 1000      # one size (repeatable)
-#   options: --no-build, --memory-limit SIZE (source.memory_limit, default the pipeline default)
+#   options: --no-build, --memory-limit SIZE, --max-answer-size SIZE (source.memory_limit and
+#   source.max_answer_size; default the pipeline defaults)
 #
 # Prints one last line per size:
 #   pcc vms=… series=… points=… points_per_s=… peak_rss_mb=… memory_waits=… files=…
 # peak RSS is /usr/bin/time's maximum RSS of the run (the simulator is another process).
+# BIN=path/to/vscope-etl runs another build (e.g. an older release, to compare; its manifest may
+# have no memory_waits: printed n/a); SIM_BIN serves the data (default BIN), PCC_WORK is where
+# the output goes (default .bench/pcc), so that two builds can be compared on the same data.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 SIZES=()
 BUILD=1
 LIMIT=""
+ANSWER=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --vms) SIZES+=("$2"); shift ;;
     --no-build) BUILD=0 ;;
     --memory-limit) LIMIT=$2; shift ;;
+    --max-answer-size) ANSWER=$2; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -29,12 +35,13 @@ done
 [ ${#SIZES[@]} -gt 0 ] || SIZES=(1000 10000)
 
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-BIN=$TARGET/release/vscope-etl
-if [ "$BUILD" = 1 ]; then
+BIN=${BIN:-$TARGET/release/vscope-etl}
+if [ "$BUILD" = 1 ] && [ "$BIN" = "$TARGET/release/vscope-etl" ]; then
   echo "== cargo build --release --no-default-features"
   cargo build --release --no-default-features --quiet
 fi
-WORK=$ROOT/.bench/pcc
+SIM_BIN=${SIM_BIN:-$BIN}
+WORK=${PCC_WORK:-$ROOT/.bench/pcc}
 mkdir -p "$WORK"
 echo "== machine: $(nproc) CPU, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load $(cut -d' ' -f1-3 /proc/loadavg)"
 
@@ -42,7 +49,7 @@ LINES=()
 for vms in "${SIZES[@]}"; do
   per_dc=$((vms / 2))
   rm -rf "$WORK/out-$vms" "$WORK/sim-$vms.url"
-  "$BIN" sim --listen 127.0.0.1:0 --datacenters 2 --hosts 20 --vms "$per_dc" --filers 2 \
+  "$SIM_BIN" sim --listen 127.0.0.1:0 --datacenters 2 --hosts 20 --vms "$per_dc" --filers 2 \
     --step 20 --token bench >"$WORK/sim-$vms.url" 2>/dev/null &
   SIM=$!
   trap 'kill $SIM 2>/dev/null || true' EXIT
@@ -56,6 +63,7 @@ token = "bench"
 dialect = "ovh"
 requests_per_second = 0
 $([ -n "$LIMIT" ] && echo "memory_limit = \"$LIMIT\"")
+$([ -n "$ANSWER" ] && echo "max_answer_size = \"$ANSWER\"")
 [scope]
 start = "2026-11-01T00:00:00Z"
 end = "2026-11-02T00:00:00Z"
@@ -89,7 +97,7 @@ import json, sys
 s = json.load(open(sys.argv[1])); m = json.load(open(sys.argv[2]))
 print(f"pcc vms={sys.argv[3]} series={s['series']} points={s['points']} "
       f"points_per_s={s['points'] / s['seconds']:.0f} peak_rss_mb={float(sys.argv[4]):.1f} "
-      f"memory_waits={m['memory_waits']} files={s['files']} seconds={s['seconds']:.1f}")
+      f"memory_waits={m.get('memory_waits', 'n/a')} files={s['files']} seconds={s['seconds']:.1f}")
 PY
 )
   echo "$LINE"
