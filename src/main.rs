@@ -167,8 +167,11 @@ fn progress_display(enabled: bool) -> (ProgressFn, ProgressBar) {
 /// raises its mmap threshold so later ones come from those arenas, where they fragment: the peak
 /// RSS of a day with ten times the VMs grew from 70 to 115 MB although what was live did not
 /// (`tests/e2e/memory.rs`). A fixed 1 MiB mmap threshold returns large buffers to the system
-/// when freed, and two arenas keep some parallelism (67 to 90 MB, same time). A user's
-/// `MALLOC_MMAP_THRESHOLD_` or `MALLOC_ARENA_MAX` wins.
+/// when freed, and two arenas keep some parallelism (67 to 90 MB, same time). A lower threshold
+/// trades speed for memory: at 64 KiB a 1,000-VM day (`benches/pcc.sh`) peaked at 430-550 MB
+/// instead of 610-820 MB, but `benches/e2e.sh` lost 30 % of its speed (8.8 instead of
+/// 12.3 M points/s: mid-size buffers mapped and unmapped by the thousand); 256 KiB lost as much
+/// and saved nothing. A user's `MALLOC_MMAP_THRESHOLD_` or `MALLOC_ARENA_MAX` wins.
 fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
