@@ -251,7 +251,7 @@ pub(super) fn validate_source(
             "source.memory_limit",
             format!(
                 "{memory_limit_bytes} bytes is below the 16MiB a run needs for its answers \
-                 (e.g. \"384MiB\" for a 512 MiB pod)"
+                 (the default is \"384MiB\"; docs/operations.md, \"Sizing a pod\")"
             ),
         ));
     }
