@@ -54,9 +54,15 @@ pub struct RangeArgs {
     /// Range end (exclusive), overriding scope.end.
     #[arg(long)]
     pub end: Option<String>,
-    /// Only handle shard I of N (windows k with k mod N = I), e.g. 0/4.
-    #[arg(long, value_name = "I/N")]
-    pub shard: Option<Shard>,
+    /// Only handle shard I of N (windows k with k mod N = I), e.g. 0/4; `auto`: I (and N where
+    /// the scheduler gives it) from a Kubernetes Indexed Job, an AWS Batch array job or a Cloud
+    /// Run job (docs/operations.md).
+    #[arg(long, value_name = "I/N|auto")]
+    pub shard: Option<ShardArg>,
+    /// Number of shards for `--shard auto` where the scheduler does not pass it (Kubernetes: the
+    /// Job's `completions`).
+    #[arg(long, env = "VSCOPE_SHARDS", value_name = "N")]
+    pub shards: Option<u32>,
     /// Pretend the clock says this (RFC 3339 or unix time): reproducible runs and tests.
     #[arg(long, hide = true)]
     pub now: Option<String>,
@@ -271,4 +277,196 @@ pub struct ReportArgs {
     /// Print the optimised polars query plans (pushdown) on stderr.
     #[arg(long)]
     pub explain: bool,
+}
+
+/// `--shard`: a fixed share, or `auto` to take it from the batch scheduler running this process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShardArg {
+    /// `I/N` as typed.
+    Fixed(Shard),
+    /// Resolved by [`RangeArgs::resolve_shard`] from the scheduler's environment variables.
+    Auto,
+}
+
+impl std::str::FromStr for ShardArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<ShardArg, String> {
+        if s.trim().eq_ignore_ascii_case("auto") {
+            return Ok(ShardArg::Auto);
+        }
+        s.parse()
+            .map(ShardArg::Fixed)
+            .map_err(|e: String| format!("{e}, or auto"))
+    }
+}
+
+/// Where a scheduler puts a task's index and, when it does, the number of tasks. Kubernetes
+/// sets `JOB_COMPLETION_INDEX` in the pods of an Indexed Job (kubernetes.io, "Indexed Job for
+/// Parallel Processing with Static Work Assignment") but not the number of completions; AWS
+/// Batch sets `AWS_BATCH_JOB_ARRAY_INDEX` and `AWS_BATCH_JOB_ARRAY_SIZE` in array jobs
+/// (AWS Batch user guide, "job environment variables"); Cloud Run jobs set
+/// `CLOUD_RUN_TASK_INDEX` and `CLOUD_RUN_TASK_COUNT`.
+const SCHEDULERS: [(&str, &str, Option<&str>); 3] = [
+    ("a Kubernetes Indexed Job", "JOB_COMPLETION_INDEX", None),
+    (
+        "an AWS Batch array job",
+        "AWS_BATCH_JOB_ARRAY_INDEX",
+        Some("AWS_BATCH_JOB_ARRAY_SIZE"),
+    ),
+    (
+        "a Cloud Run job",
+        "CLOUD_RUN_TASK_INDEX",
+        Some("CLOUD_RUN_TASK_COUNT"),
+    ),
+];
+
+impl RangeArgs {
+    /// The share of the work this process does: `--shard I/N` as given, `--shard auto` from
+    /// the first scheduler variable set (Kubernetes, AWS Batch, Cloud Run), the count from the
+    /// scheduler or else `--shards` / `VSCOPE_SHARDS`. `env` reads a variable (`std::env::var`
+    /// in the binary). `Err` is the message for a configuration error (exit 2), naming the fix.
+    pub fn resolve_shard(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<Shard>, String> {
+        let shard = match self.shard {
+            None => return Ok(None),
+            Some(ShardArg::Fixed(shard)) => shard,
+            Some(ShardArg::Auto) => {
+                let Some((scheduler, index_var, count_var)) = SCHEDULERS
+                    .iter()
+                    .find(|(_, index_var, _)| env(index_var).is_some())
+                else {
+                    return Err(format!(
+                        "--shard auto: none of {} is set, so this is not a task of an indexed \
+                         job; run it as one, or give --shard I/N",
+                        SCHEDULERS.map(|s| s.1).join(", ")
+                    ));
+                };
+                let index = number(index_var, env(index_var))?;
+                let count = match count_var {
+                    Some(var) => number(var, env(var))?,
+                    None => self.shards.ok_or_else(|| {
+                        format!(
+                            "--shard auto: {scheduler} gives this task's index ({index_var}) \
+                             but not the number of tasks: set VSCOPE_SHARDS (or --shards) to \
+                             the job's completions"
+                        )
+                    })?,
+                };
+                if count == 0 || index >= count {
+                    return Err(format!(
+                        "--shard auto: index {index} ({index_var}) is not below the number of \
+                         tasks, {count}: check the job's completions and VSCOPE_SHARDS"
+                    ));
+                }
+                Shard { index, count }
+            }
+        };
+        match self.shards {
+            Some(n) if n != shard.count => Err(format!(
+                "the shard is {}/{} but VSCOPE_SHARDS (or --shards) says {n} shards: make them \
+                 agree",
+                shard.index, shard.count
+            )),
+            _ => Ok(Some(shard)),
+        }
+    }
+}
+
+/// A scheduler variable as a number.
+fn number(var: &str, value: Option<String>) -> Result<u32, String> {
+    let value = value.unwrap_or_default();
+    value
+        .trim()
+        .parse()
+        .map_err(|_| format!("--shard auto: {var} = '{value}' is not a task number"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn range(shard: &str, shards: Option<u32>) -> RangeArgs {
+        RangeArgs {
+            start: None,
+            end: None,
+            shard: Some(shard.parse().unwrap()),
+            shards,
+            now: None,
+        }
+    }
+
+    fn resolve(args: &RangeArgs, vars: &[(&str, &str)]) -> Result<Option<Shard>, String> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        args.resolve_shard(|k| vars.get(k).cloned())
+    }
+
+    fn shard(index: u32, count: u32) -> Option<Shard> {
+        Some(Shard { index, count })
+    }
+
+    #[test]
+    fn auto_reads_each_schedulers_variables() {
+        let auto = range("auto", Some(4));
+        assert_eq!(
+            resolve(&auto, &[("JOB_COMPLETION_INDEX", "3")]),
+            Ok(shard(3, 4))
+        );
+        let auto = range("AUTO", None);
+        assert_eq!(
+            resolve(
+                &auto,
+                &[
+                    ("AWS_BATCH_JOB_ARRAY_INDEX", "1"),
+                    ("AWS_BATCH_JOB_ARRAY_SIZE", "2")
+                ]
+            ),
+            Ok(shard(1, 2))
+        );
+        assert_eq!(
+            resolve(
+                &auto,
+                &[("CLOUD_RUN_TASK_INDEX", "0"), ("CLOUD_RUN_TASK_COUNT", "5")]
+            ),
+            Ok(shard(0, 5))
+        );
+    }
+
+    #[test]
+    fn auto_refuses_what_it_cannot_resolve_and_names_the_fix() {
+        let err = resolve(&range("auto", None), &[("JOB_COMPLETION_INDEX", "0")]).unwrap_err();
+        assert!(err.contains("VSCOPE_SHARDS"), "{err}");
+        let err = resolve(&range("auto", Some(2)), &[]).unwrap_err();
+        assert!(
+            err.contains("JOB_COMPLETION_INDEX") && err.contains("--shard I/N"),
+            "{err}"
+        );
+        let err = resolve(&range("auto", Some(2)), &[("JOB_COMPLETION_INDEX", "2")]).unwrap_err();
+        assert!(err.contains("not below"), "{err}");
+        let err = resolve(&range("auto", Some(2)), &[("JOB_COMPLETION_INDEX", "x")]).unwrap_err();
+        assert!(err.contains("'x'"), "{err}");
+        let vars = [("CLOUD_RUN_TASK_INDEX", "0"), ("CLOUD_RUN_TASK_COUNT", "3")];
+        let err = resolve(&range("auto", Some(2)), &vars).unwrap_err();
+        assert!(err.contains("make them agree"), "{err}");
+    }
+
+    #[test]
+    fn a_fixed_shard_ignores_the_scheduler_but_not_a_disagreeing_count() {
+        let vars = [("JOB_COMPLETION_INDEX", "3")];
+        assert_eq!(resolve(&range("1/2", None), &vars), Ok(shard(1, 2)));
+        assert_eq!(resolve(&range("1/2", Some(2)), &vars), Ok(shard(1, 2)));
+        assert!(resolve(&range("1/2", Some(3)), &vars).is_err());
+        assert!("2/2".parse::<ShardArg>().unwrap_err().ends_with("or auto"));
+        let none = RangeArgs {
+            shard: None,
+            ..range("auto", Some(2))
+        };
+        assert_eq!(resolve(&none, &vars), Ok(None));
+    }
 }

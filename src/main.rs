@@ -73,6 +73,19 @@ fn parse_now(now: Option<&str>) -> Result<Option<i64>, u8> {
     }
 }
 
+/// `--shard` (and `--shard auto`'s scheduler variables); an error is reported and gives the
+/// configuration exit code.
+fn resolve_shard(
+    range: &vscope_etl::cli::RangeArgs,
+) -> Result<Option<vscope_etl::plan::Shard>, u8> {
+    range
+        .resolve_shard(|var| std::env::var(var).ok())
+        .map_err(|e| {
+            eprintln!("error: {e}");
+            EXIT_CONFIG
+        })
+}
+
 fn report(err: &Error) -> u8 {
     eprintln!("error: {err}");
     err.exit_code()
@@ -191,10 +204,14 @@ async fn run_command(args: RunArgs) -> u8 {
         Ok(p) => p,
         Err(e) => return report(&e.into()),
     };
+    let shard = match resolve_shard(&args.range) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
     let opts = RunOptions {
         start: args.range.start,
         end: args.range.end,
-        shard: args.range.shard,
+        shard,
         dry_run: args.dry_run,
         force: args.force,
         now_ms: match parse_now(args.range.now.as_deref()) {
@@ -300,10 +317,14 @@ async fn plan(args: PlanArgs) -> u8 {
         Ok(p) => p,
         Err(e) => return report(&e.into()),
     };
+    let shard = match resolve_shard(&args.range) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
     let opts = RunOptions {
         start: args.range.start,
         end: args.range.end,
-        shard: args.range.shard,
+        shard,
         dry_run: true,
         force: false,
         now_ms: match parse_now(args.range.now.as_deref()) {

@@ -170,3 +170,72 @@ fn killed_runs_then_a_rerun_give_the_clean_dataset() {
     );
     assert!(!root.join("_state/crash.lease").exists(), "lease released");
 }
+
+/// `--shard auto` as the pods of a Kubernetes Indexed Job see it (`JOB_COMPLETION_INDEX`, and
+/// `VSCOPE_SHARDS` for the count), the indexes run one after another (`parallelism: 1`: today
+/// the shards of a pipeline share one lease): together they write the single run's files byte
+/// for byte, a second round changes nothing, and a pod that lacks the count stops with exit 2
+/// before writing anything.
+#[test]
+fn indexed_job_shards_run_in_turn_write_the_single_runs_files() {
+    let end = "2026-11-01T12:00:00Z";
+    let now = "2026-11-01T12:05:00Z";
+    let sharded = tempfile::tempdir().unwrap();
+    let p = pipeline(sharded.path(), "shards", end);
+    let root = sharded.path().join("out");
+
+    let out = run_pipeline_at(
+        &p,
+        now,
+        &[("JOB_COMPLETION_INDEX", "0")],
+        &["--shard", "auto"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("VSCOPE_SHARDS"),
+        "the fix is named: {stderr}"
+    );
+    assert!(!root.exists(), "nothing written before the shard is known");
+
+    let pod = |index: &str| {
+        let out = run_pipeline_at(
+            &p,
+            now,
+            &[("JOB_COMPLETION_INDEX", index), ("VSCOPE_SHARDS", "2")],
+            &["--shard", "auto"],
+        );
+        assert!(out.status.success(), "index {index}: {}", describe(&out));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    for index in ["0", "1"] {
+        let summary = pod(index);
+        assert_eq!(
+            summary["windows_planned"], 3,
+            "index {index}: every other of the six 2h windows"
+        );
+    }
+    assert_eq!(
+        ledger(&root, "shards")["watermark"],
+        end,
+        "every window done"
+    );
+
+    let once = tempfile::tempdir().unwrap();
+    // Same pipeline name: it is recorded in every file's metadata.
+    run_at(&pipeline(once.path(), "shards", end), now, &[]);
+    let single = dataset(&once.path().join("out"), &TABLE_NAMES);
+    assert!(!single.is_empty());
+    assert!(
+        dataset(&root, &TABLE_NAMES) == single,
+        "the shards' files are the single run's"
+    );
+
+    for index in ["0", "1"] {
+        pod(index);
+    }
+    assert!(
+        dataset(&root, &TABLE_NAMES) == single,
+        "a second round leaves the same files"
+    );
+}
