@@ -2,7 +2,8 @@
 # Creates .venv (ignored) with the Python tools the tests use to read what we write, the way
 # users do: DuckDB (+ its httpfs extension from PyPI, since extensions cannot be downloaded
 # here), moto's S3 server (a real S3-compatible server on loopback), and pyspark (Spark reads
-# the dataset; needs Java 17, which the machine has). Idempotent: installs only what is missing.
+# the dataset; needs Java 17, which the machine has), and kubernetes-validate (the manifests of
+# deploy/kubernetes against Kubernetes' schemas). Idempotent: installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=.venv
@@ -19,6 +20,10 @@ fi
 if [ ! -x "$VENV/bin/moto_server" ] || ! "$PY" -c 'import boto3, flask' 2>/dev/null; then
   echo "== installing moto[server]"
   pip_install 'moto[server]==5.2.5'
+fi
+if ! "$PY" -c 'import kubernetes_validate' 2>/dev/null; then
+  echo "== installing kubernetes-validate (Kubernetes' schemas, for deploy/kubernetes)"
+  pip_install 'kubernetes-validate==1.37.0'
 fi
 if ! "$PY" -c 'import pyspark' 2>/dev/null; then
   echo "== installing pyspark (large: about a minute)"
