@@ -27,6 +27,14 @@ pub struct LeaseRecord {
     pub expires_ms: i64,
     /// Expiry (RFC 3339), for people.
     pub expires: String,
+    /// The holder's boot (Linux `/proc/sys/kernel/random/boot_id`): after a reboot the same
+    /// host name and pid are another process. Absent in leases of older versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_id: Option<String>,
+    /// The holder's start time (clock ticks since boot, `/proc/<pid>/stat` field 22): a pid
+    /// reused by a later process has another. Absent in leases of older versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_ticks: Option<u64>,
 }
 
 /// The lease could not be taken.
@@ -79,12 +87,43 @@ fn host_name() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
-/// True when `record` was taken on this host by a process that no longer exists (Linux).
+fn boot_id() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+/// A process as `/proc/<pid>/stat` shows it: its state letter and start time (ticks since
+/// boot), or `None` when there is no such process. The command name (field 2) may hold spaces
+/// and parentheses, so fields are counted after its last `)`.
+fn process_stat(pid: u32) -> Option<(char, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let mut fields = after_name.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    // Field 3 is the state; field 22, the start time, is 19 further.
+    let start_ticks = fields.nth(18)?.parse().ok()?;
+    Some((state, start_ticks))
+}
+
+/// True when `record` was taken on this host by a process that no longer runs (Linux): gone,
+/// a zombie (killed, not yet reaped by its parent, e.g. a container's init that never reaps),
+/// or another process since (the host rebooted, or the pid was reused: another start time).
 fn holder_is_dead_here(record: &LeaseRecord) -> bool {
-    record.host == host_name()
-        && record.pid != std::process::id()
-        && std::path::Path::new("/proc/self").exists()
-        && !std::path::Path::new(&format!("/proc/{}", record.pid)).exists()
+    if record.host != host_name()
+        || record.pid == std::process::id()
+        || !std::path::Path::new("/proc/self").exists()
+    {
+        return false;
+    }
+    if record.boot_id.is_some() && record.boot_id != boot_id() {
+        return true;
+    }
+    match process_stat(record.pid) {
+        None => true,
+        Some(('Z' | 'X', _)) => true,
+        Some((_, started)) => record.start_ticks.is_some_and(|t| t != started),
+    }
 }
 
 fn store_err(operation: &'static str, path: &str, source: object_store::Error) -> StoreError {
@@ -138,6 +177,8 @@ impl Lease {
             acquired: format_rfc3339(now),
             expires_ms: now + ttl_ms,
             expires: format_rfc3339(now + ttl_ms),
+            boot_id: boot_id(),
+            start_ticks: process_stat(std::process::id()).map(|(_, t)| t),
         };
         for _ in 0..5 {
             let now = chrono::Utc::now().timestamp_millis();
@@ -310,11 +351,87 @@ mod tests {
             acquired: "x".into(),
             expires_ms: i64::MAX,
             expires: "later".into(),
+            boot_id: None,
+            start_ticks: None,
         };
         sink.put(&Lease::path("p"), serde_json::to_vec(&dead).unwrap())
             .await
             .unwrap();
         (dir, sink)
+    }
+
+    /// A holder record for process `pid` of this host, as `acquire` writes it.
+    fn record_of(pid: u32) -> LeaseRecord {
+        LeaseRecord {
+            run_id: "holder".into(),
+            host: host_name(),
+            pid,
+            acquired: "x".into(),
+            expires_ms: i64::MAX,
+            expires: "later".into(),
+            boot_id: boot_id(),
+            start_ticks: process_stat(pid).map(|(_, t)| t),
+        }
+    }
+
+    /// A live holder is alive; the same pid with another start time (a reused pid) or another
+    /// boot is not; a killed holder its parent has not reaped yet (a zombie) is dead; so is a
+    /// pid that no longer exists. Leases of older versions (no boot id, no start time) are
+    /// judged by the pid alone.
+    #[test]
+    fn a_holder_is_alive_only_as_the_same_running_process() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let live = record_of(child.id());
+        assert!(live.start_ticks.is_some(), "start time read from /proc");
+        assert!(!holder_is_dead_here(&live), "a running holder");
+        let old_format = LeaseRecord {
+            boot_id: None,
+            start_ticks: None,
+            ..live.clone()
+        };
+        assert!(!holder_is_dead_here(&old_format));
+        let reused = LeaseRecord {
+            start_ticks: live.start_ticks.map(|t| t + 1),
+            ..live.clone()
+        };
+        assert!(holder_is_dead_here(&reused), "a reused pid");
+        let rebooted = LeaseRecord {
+            boot_id: Some("another-boot".into()),
+            ..live.clone()
+        };
+        assert!(holder_is_dead_here(&rebooted), "another boot");
+
+        child.kill().unwrap();
+        // Killed but not reaped: a zombie until `wait`.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while process_stat(child.id()).is_some_and(|(state, _)| state != 'Z') {
+            assert!(std::time::Instant::now() < deadline, "the child never died");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(holder_is_dead_here(&live), "a zombie holder is dead");
+        assert!(
+            holder_is_dead_here(&old_format),
+            "whatever the lease's version"
+        );
+        child.wait().unwrap();
+        assert!(holder_is_dead_here(&live), "a reaped holder is dead");
+    }
+
+    #[test]
+    fn process_stat_reads_a_command_name_with_spaces_and_parentheses() {
+        let dir = tempfile::tempdir().unwrap();
+        let odd = dir.path().join("a) b (c");
+        std::fs::copy("/bin/sleep", &odd).unwrap();
+        let mut child = std::process::Command::new(&odd).arg("30").spawn().unwrap();
+        let (state, started) = process_stat(child.id()).expect("a running process");
+        assert!(matches!(state, 'R' | 'S' | 'D'), "{state}");
+        let (_, mine) = process_stat(std::process::id()).unwrap();
+        assert!(started >= mine, "started after this test process");
+        child.kill().unwrap();
+        child.wait().unwrap();
     }
 
     #[tokio::test]
