@@ -170,6 +170,7 @@ impl Lease {
         let path = Lease::path(pipeline);
         let key = sink.key(&path);
         let _local_lock = lock_local_state(sink).await?;
+        let (boot, start_ticks) = (boot_id(), process_stat(std::process::id()).map(|(_, t)| t));
         let record = |now: i64| LeaseRecord {
             run_id: run_id.to_string(),
             host: host_name(),
@@ -177,8 +178,8 @@ impl Lease {
             acquired: format_rfc3339(now),
             expires_ms: now + ttl_ms,
             expires: format_rfc3339(now + ttl_ms),
-            boot_id: boot_id(),
-            start_ticks: process_stat(std::process::id()).map(|(_, t)| t),
+            boot_id: boot.clone(),
+            start_ticks,
         };
         for _ in 0..5 {
             let now = chrono::Utc::now().timestamp_millis();

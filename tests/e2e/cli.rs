@@ -29,19 +29,10 @@ fn every_command_has_help() {
 #[test]
 fn shipped_pipelines_validate() {
     let root = env!("CARGO_MANIFEST_DIR");
-    let out = bin()
-        .args([
-            "validate",
-            &format!("{root}/pipelines/demo.toml"),
-            &format!("{root}/pipelines/vscope.toml"),
-        ])
-        .env("VSCOPE_METRICS_TOKEN", "test-token-value")
-        .env(
-            "VSCOPE_OPENTSDB_ENDPOINT",
-            "https://opentsdb.gra1-ovh.metrics.ovh.net",
-        )
-        .output()
-        .unwrap();
+    let out = validate_with_token_env(&[
+        &format!("{root}/pipelines/demo.toml"),
+        &format!("{root}/pipelines/vscope.toml"),
+    ]);
     assert!(out.status.success(), "{}", describe(&out));
     assert!(!stdout(&out).contains("test-token-value"));
     // Without the token variable, the real pipeline names the variable and the key.

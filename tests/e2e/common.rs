@@ -246,6 +246,21 @@ pub fn describe(out: &Output) -> String {
     )
 }
 
+/// `vscope-etl validate PATHS…` with the variables the real pipelines read set to test values
+/// (`VSCOPE_METRICS_TOKEN` = `test-token-value`, which must never be printed back).
+pub fn validate_with_token_env(paths: &[&str]) -> Output {
+    bin()
+        .arg("validate")
+        .args(paths)
+        .env("VSCOPE_METRICS_TOKEN", "test-token-value")
+        .env(
+            "VSCOPE_OPENTSDB_ENDPOINT",
+            "https://opentsdb.gra1-ovh.metrics.ovh.net",
+        )
+        .output()
+        .unwrap()
+}
+
 /// The test virtualenv's Python (made by scripts/setup-python.sh), with a clear failure when
 /// it is missing rather than a silent skip.
 pub fn venv_python() -> String {

@@ -65,16 +65,9 @@ fn the_mounted_pipeline_validates_and_the_indexed_job_agrees_with_itself() {
     let toml = config["data"]["pipeline.toml"].as_str().unwrap();
     let path = dir.path().join("pipeline.toml");
     std::fs::write(&path, toml).unwrap();
-    let out = bin()
-        .args(["validate", path.to_str().unwrap()])
-        .env("VSCOPE_METRICS_TOKEN", "test-token-value")
-        .env(
-            "VSCOPE_OPENTSDB_ENDPOINT",
-            "https://opentsdb.gra1-ovh.metrics.ovh.net",
-        )
-        .output()
-        .unwrap();
+    let out = validate_with_token_env(&[path.to_str().unwrap()]);
     assert!(out.status.success(), "{}", describe(&out));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("test-token-value"));
 
     let job = manifest("indexed-job.yaml");
     let spec = &job["spec"];
@@ -105,16 +98,15 @@ fn the_mounted_pipeline_validates_and_the_indexed_job_agrees_with_itself() {
         spec["parallelism"], 1,
         "the shards of a pipeline share one lease today: one at a time"
     );
-    for (name, action) in [
-        ("indexed-job.yaml", "FailIndex"),
-        ("cronjob.yaml", "FailJob"),
+    let cron = manifest("cronjob.yaml");
+    for (name, job_spec, action) in [
+        ("indexed-job.yaml", spec, "FailIndex"),
+        (
+            "cronjob.yaml",
+            &cron["spec"]["jobTemplate"]["spec"],
+            "FailJob",
+        ),
     ] {
-        let m = manifest(name);
-        let job_spec = if name == "cronjob.yaml" {
-            &m["spec"]["jobTemplate"]["spec"]
-        } else {
-            &m["spec"]
-        };
         let rule = &job_spec["podFailurePolicy"]["rules"][0];
         assert_eq!(rule["action"], action, "{name}");
         assert_eq!(
