@@ -60,8 +60,27 @@ pub async fn read_body(
     Ok(())
 }
 
+/// [`read_body`] for a [`BodyDecoder::streaming`] decoder: the decoded bytes go to `sink` as
+/// they come ([`BodyDecoder::push_to`]), and the end of a gzip stream is checked.
+pub async fn stream_body(
+    resp: &mut reqwest::Response,
+    decoder: &mut BodyDecoder,
+    wire: &AtomicU64,
+    sink: &mut (dyn FnMut(&[u8]) -> bool + Send),
+) -> Result<(), ReadError> {
+    while let Some(chunk) = resp.chunk().await.map_err(ReadError::Transport)? {
+        wire.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        decoder.push_to(&chunk, sink).map_err(ReadError::Body)?;
+    }
+    decoder.check_complete().map_err(ReadError::Body)
+}
+
 /// Initial buffer when the decoded size is unknown.
 const INITIAL_CAPACITY: usize = 64 << 10;
+
+/// Inflated bytes handed on at once by a streaming decoder ([`BodyDecoder::streaming`]): what
+/// it holds of a gzip body, whatever the body's size.
+const STREAM_BLOCK: usize = 128 << 10;
 
 /// Longest gzip member header accepted (an optional extra field of up to 64 KiB, a file name
 /// and a comment; servers send 10 bytes).
@@ -116,6 +135,10 @@ pub enum BodyError {
         /// What is wrong.
         message: String,
     },
+    /// The reader the decoded bytes were handed to refused them ([`BodyDecoder::push_to`]);
+    /// it knows why.
+    #[error("the answer's reader stopped")]
+    Stopped,
     /// The body ended before the end of its gzip stream (a body cut short).
     #[error(
         "the gzip body ended before its end of stream ({wire} bytes received, {decoded} decoded)"
@@ -142,7 +165,44 @@ pub struct BodyDecoder {
     out: Vec<u8>,
     limit: usize,
     wire: u64,
+    /// Decoded bytes already handed on ([`BodyDecoder::push_to`]): they count against the cap.
+    handed: usize,
     gzip: Option<Box<GzipState>>,
+}
+
+/// Where decoded bytes go: kept in `buf` (the whole body), or, with a sink, handed on each
+/// time `buf` fills and at the end of each chunk.
+struct Out<'a, 's> {
+    buf: &'a mut Vec<u8>,
+    limit: usize,
+    handed: &'a mut usize,
+    sink: Option<&'s mut dyn FnMut(&[u8]) -> bool>,
+}
+
+impl Out<'_, '_> {
+    /// Decoded bytes so far, handed on or held.
+    fn total(&self) -> usize {
+        *self.handed + self.buf.len()
+    }
+
+    /// Hands what `buf` holds to the sink (with one), once it is known to be within the cap.
+    fn flush(&mut self) -> Result<(), BodyError> {
+        let total = self.total();
+        let Some(sink) = self.sink.as_mut() else {
+            return Ok(());
+        };
+        if total > self.limit {
+            return Err(BodyError::TooLarge { limit: self.limit });
+        }
+        if !self.buf.is_empty() {
+            if !sink(self.buf) {
+                return Err(BodyError::Stopped);
+            }
+            *self.handed += self.buf.len();
+            self.buf.clear();
+        }
+        Ok(())
+    }
 }
 
 /// Where the gzip reader is in the stream.
@@ -202,33 +262,77 @@ impl BodyDecoder {
             out: Vec::with_capacity(capacity),
             limit,
             wire: 0,
+            handed: 0,
             gzip,
         }
+    }
+
+    /// A decoder that keeps no body: its decoded bytes are handed on as they come
+    /// ([`BodyDecoder::push_to`]), a plain chunk as received, a gzip body in blocks of at most
+    /// 128 KiB, so what it holds does not depend on the size of the answer.
+    pub fn streaming(encoding: Encoding, limit: usize) -> BodyDecoder {
+        let mut decoder = BodyDecoder::new(encoding, limit, Some(0));
+        if encoding == Encoding::Gzip {
+            decoder.out = Vec::with_capacity(STREAM_BLOCK.min(limit.saturating_add(1)));
+        }
+        decoder
     }
 
     /// Takes the next chunk read from the connection. After an error the decoder must not be
     /// fed again; what was decoded so far stays readable ([`BodyDecoder::decoded`]).
     pub fn push(&mut self, chunk: &[u8]) -> Result<(), BodyError> {
+        self.push_into(chunk, None)
+    }
+
+    /// Takes the next chunk read from the connection and hands what it decodes to `sink`
+    /// before returning (`false` from the sink stops the reading: [`BodyError::Stopped`]).
+    /// Nothing past the cap is ever handed on.
+    pub fn push_to(
+        &mut self,
+        chunk: &[u8],
+        sink: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> Result<(), BodyError> {
+        self.push_into(chunk, Some(sink))
+    }
+
+    fn push_into(
+        &mut self,
+        chunk: &[u8],
+        sink: Option<&mut dyn FnMut(&[u8]) -> bool>,
+    ) -> Result<(), BodyError> {
         self.wire += chunk.len() as u64;
+        let mut out = Out {
+            buf: &mut self.out,
+            limit: self.limit,
+            handed: &mut self.handed,
+            sink,
+        };
         match self.gzip.as_deref_mut() {
-            None => push_identity(&mut self.out, self.limit, chunk),
-            Some(g) => g.push(chunk, &mut self.out, self.limit, self.wire),
+            None => push_identity(&mut out, chunk),
+            Some(g) => {
+                g.push(chunk, &mut out, self.wire)?;
+                out.flush()
+            }
         }
     }
 
-    /// The whole decoded body, once the connection has delivered everything: a gzip body must
-    /// have ended with a complete, checked member.
-    pub fn finish(self) -> Result<Vec<u8>, BodyError> {
+    /// That the body is complete, once the connection has delivered everything: a gzip body
+    /// must have ended with a complete, checked member.
+    pub fn check_complete(&self) -> Result<(), BodyError> {
         match self.gzip.as_deref() {
-            None => Ok(self.out),
-            Some(g) if g.stage == Stage::Header && g.pending.is_empty() && g.members > 0 => {
-                Ok(self.out)
-            }
+            None => Ok(()),
+            Some(g) if g.stage == Stage::Header && g.pending.is_empty() && g.members > 0 => Ok(()),
             Some(_) => Err(BodyError::Truncated {
                 wire: self.wire,
-                decoded: self.out.len() as u64,
+                decoded: (self.handed + self.out.len()) as u64,
             }),
         }
+    }
+
+    /// The whole decoded body, once the connection has delivered everything
+    /// ([`BodyDecoder::check_complete`]).
+    pub fn finish(self) -> Result<Vec<u8>, BodyError> {
+        self.check_complete().map(|()| self.out)
     }
 
     /// What was decoded so far (at most `limit` bytes of it matter): the start of an error
@@ -244,15 +348,28 @@ impl BodyDecoder {
 }
 
 /// Appends a plain chunk: up to the cap, then [`BodyError::TooLarge`] (the start is kept for
-/// error pages). The buffer doubles as needed, never past the cap.
-fn push_identity(out: &mut Vec<u8>, limit: usize, chunk: &[u8]) -> Result<(), BodyError> {
-    let needed = out.len().saturating_add(chunk.len());
-    let take = chunk.len().min(limit - out.len());
-    if needed.min(limit) > out.capacity() {
-        let grown = (out.capacity() * 2).max(needed).min(limit);
-        out.reserve_exact(grown - out.len());
+/// error pages). The buffer doubles as needed, never past the cap. With a sink, the chunk is
+/// handed on as it is, unless it goes past the cap.
+fn push_identity(out: &mut Out<'_, '_>, chunk: &[u8]) -> Result<(), BodyError> {
+    let limit = out.limit;
+    let needed = out.total().saturating_add(chunk.len());
+    if let Some(sink) = out.sink.as_mut() {
+        if needed > limit {
+            return Err(BodyError::TooLarge { limit });
+        }
+        if !sink(chunk) {
+            return Err(BodyError::Stopped);
+        }
+        *out.handed = needed;
+        return Ok(());
     }
-    out.extend_from_slice(&chunk[..take]);
+    let buf = &mut *out.buf;
+    let take = chunk.len().min(limit - buf.len());
+    if needed.min(limit) > buf.capacity() {
+        let grown = (buf.capacity() * 2).max(needed).min(limit);
+        buf.reserve_exact(grown - buf.len());
+    }
+    buf.extend_from_slice(&chunk[..take]);
     if needed > limit {
         return Err(BodyError::TooLarge { limit });
     }
@@ -263,8 +380,7 @@ impl GzipState {
     fn push(
         &mut self,
         mut input: &[u8],
-        out: &mut Vec<u8>,
-        limit: usize,
+        out: &mut Out<'_, '_>,
         wire: u64,
     ) -> Result<(), BodyError> {
         let corrupt = |message: String| BodyError::Corrupt { wire, message };
@@ -299,29 +415,36 @@ impl GzipState {
                         }
                     }
                 }
-                Stage::Deflate => self.inflate(input, out, limit, wire)?,
+                Stage::Deflate => self.inflate(input, out, wire)?,
                 Stage::Trailer => self.trailer(input, wire)?,
             };
         }
         Ok(())
     }
 
-    /// Inflates `input` into `out`, growing it up to `limit + 1` bytes; returns the input left
-    /// after the end of the deflate stream (the trailer and beyond), empty otherwise.
+    /// Inflates `input` into `out`, growing its buffer up to `limit + 1` bytes (or, with a
+    /// sink, handing the buffer on each time it is full); returns the input left after the end
+    /// of the deflate stream (the trailer and beyond), empty otherwise.
     fn inflate<'a>(
         &mut self,
         mut input: &'a [u8],
-        out: &mut Vec<u8>,
-        limit: usize,
+        out: &mut Out<'_, '_>,
         wire: u64,
     ) -> Result<&'a [u8], BodyError> {
+        let limit = out.limit;
         let ceiling = limit.saturating_add(1);
         loop {
-            if out.len() == out.capacity() {
-                // Never full at the ceiling: that is one byte over the cap, refused below.
-                let grown = (out.capacity() * 2).max(INITIAL_CAPACITY).min(ceiling);
-                out.reserve_exact(grown - out.len());
+            if out.buf.len() == out.buf.capacity() {
+                if out.sink.is_some() && !out.buf.is_empty() {
+                    out.flush()?;
+                } else {
+                    // Never full at the ceiling: that is one byte over the cap, refused below.
+                    let grown = (out.buf.capacity() * 2).max(INITIAL_CAPACITY).min(ceiling);
+                    out.buf.reserve_exact(grown - out.buf.len());
+                }
             }
+            let handed = *out.handed;
+            let out = &mut *out.buf;
             let (in_before, len_before) = (self.inflate.total_in(), out.len());
             let status = self
                 .inflate
@@ -333,7 +456,7 @@ impl GzipState {
             let used = (self.inflate.total_in() - in_before) as usize;
             input = &input[used..];
             self.crc.update(&out[len_before..]);
-            if out.len() > limit {
+            if handed + out.len() > limit {
                 return Err(BodyError::TooLarge { limit });
             }
             if status == Status::StreamEnd {

@@ -14,14 +14,16 @@ use serde::Deserialize;
 
 use super::body::{
     BodyDecoder, BodyError, Encoding, ReadError, accept_encoding, content_encoding, read_body,
+    stream_body,
 };
-use super::decode::{DecodeError, DecodeStats, SeriesData, decode_query_answer};
+use super::decode::{DecodeError, DecodeStats, SeriesData};
 use super::error::FetchError;
 use super::ratelimit::RateLimiter;
 use super::retry::{
     AttemptError, FailureClass, GaveUp, RetryPolicy, RunLimits, classify, retry_loop,
 };
 use super::series_group::SeriesGroup;
+use super::stream::AnswerStream;
 use super::throttle::Throttle;
 use crate::config::Source;
 use crate::dialect::Dialect;
@@ -229,7 +231,7 @@ impl MetricsClient {
             .send_with_retry(
                 "/api/version",
                 || self.authed(self.http.get(url.clone())),
-                |_| Ok(()),
+                whole(|_| Ok(())),
             )
             .await;
         let version_error = match result {
@@ -256,7 +258,7 @@ impl MetricsClient {
             .send_with_retry(
                 "/api/query",
                 || self.post_json(&url, &body),
-                |bytes| {
+                whole(|bytes| {
                     probe_marks(bytes).map_err(|message| FetchError::Decode {
                         endpoint: "/api/query",
                         source: DecodeError::Malformed {
@@ -265,7 +267,7 @@ impl MetricsClient {
                                 .into_owned(),
                         },
                     })
-                },
+                }),
             )
             .await?;
         match marks {
@@ -291,7 +293,7 @@ impl MetricsClient {
         self.send_with_retry(
             "/api/search/lookup",
             || self.post_json(&url, &body),
-            |bytes| {
+            whole(|bytes| {
                 let answer: LookupAnswer =
                     serde_json::from_slice(bytes).map_err(|e| FetchError::Decode {
                         endpoint: "/api/search/lookup",
@@ -302,7 +304,7 @@ impl MetricsClient {
                         },
                     })?;
                 Ok(answer.results.into_iter().map(|r| r.tags).collect())
-            },
+            }),
         )
         .await
     }
@@ -368,19 +370,15 @@ impl MetricsClient {
         self.send_with_retry(
             "/api/query",
             || self.post_json(&url, &body),
-            |bytes| {
-                let (mut series, stats) = decode_query_answer(bytes, start_ms, end_ms, metric)
-                    .map_err(|source| FetchError::Decode {
-                        endpoint: "/api/query",
-                        source,
-                    })?;
-                if let Some(g) = group.filter(|g| !g.is_all()) {
-                    series.retain(|s| g.contains(&s.tags));
-                }
-                Ok(RawAnswer { series, stats })
-            },
+            || Streamed::new(start_ms, end_ms, metric),
         )
         .await
+        .map(|mut answer| {
+            if let Some(g) = group.filter(|g| !g.is_all()) {
+                answer.series.retain(|s| g.contains(&s.tags));
+            }
+            answer
+        })
     }
 
     /// Asks for one second of `metric` (one datacenter), a query far too small for any fetch
@@ -460,49 +458,43 @@ impl MetricsClient {
         })
         .to_string();
         let url = self.url("/api/query");
-        self.send_with_retry(
-            "/api/query",
-            || self.post_json(&url, &body),
-            |bytes| {
-                let (mut series, stats) = decode_query_answer(bytes, i64::MIN, i64::MAX, metric)
-                    .map_err(|source| FetchError::Decode {
-                        endpoint: "/api/query",
-                        source,
-                    })?;
-                for s in &mut series {
-                    for t in &mut s.ts {
-                        *t += shift;
-                    }
-                    // Keep buckets inside the requested range only.
-                    let keep: Vec<bool> =
-                        s.ts.iter().map(|t| *t >= start_ms && *t < end_ms).collect();
-                    let mut i = 0;
-                    s.ts.retain(|_| {
-                        i += 1;
-                        keep[i - 1]
-                    });
-                    let mut j = 0;
-                    s.values.retain(|_| {
-                        j += 1;
-                        keep[j - 1]
-                    });
-                }
-                series.retain(|s| !s.ts.is_empty());
-                Ok(RawAnswer { series, stats })
-            },
-        )
-        .await
+        let RawAnswer { mut series, stats } = self
+            .send_with_retry(
+                "/api/query",
+                || self.post_json(&url, &body),
+                || Streamed::new(i64::MIN, i64::MAX, metric),
+            )
+            .await?;
+        for s in &mut series {
+            for t in &mut s.ts {
+                *t += shift;
+            }
+            // Keep buckets inside the requested range only.
+            let keep: Vec<bool> = s.ts.iter().map(|t| *t >= start_ms && *t < end_ms).collect();
+            let mut i = 0;
+            s.ts.retain(|_| {
+                i += 1;
+                keep[i - 1]
+            });
+            let mut j = 0;
+            s.values.retain(|_| {
+                j += 1;
+                keep[j - 1]
+            });
+        }
+        series.retain(|s| !s.ts.is_empty());
+        Ok(RawAnswer { series, stats })
     }
 
     /// Sends a request, retrying transient failures (including undecodable 200 bodies) per the
     /// policy and the run limits ([`retry_loop`]); other failures return at once. Each attempt's
     /// timeout is `source.timeout`, cut to the time left before the run deadline.
-    async fn send_with_retry<T>(
+    async fn send_with_retry<R: ReadAnswer>(
         &self,
         endpoint: &'static str,
         build: impl Fn() -> reqwest::RequestBuilder,
-        parse: impl Fn(&Bytes) -> Result<T, FetchError>,
-    ) -> Result<T, FetchError> {
+        reader: impl Fn() -> R,
+    ) -> Result<R::Output, FetchError> {
         let mut rng = fastrand::Rng::new();
         let attempt = |_n: u32, left: Option<std::time::Duration>| {
             let mut rb = build();
@@ -510,15 +502,15 @@ impl MetricsClient {
             if let Some(left) = left {
                 rb = rb.timeout(self.timeout.min(left));
             }
-            let parse = &parse;
+            let reader = &reader;
             async move {
                 // A place among the requests allowed in flight first, then a start slot: both
                 // shrink while the server throttles.
                 let _in_flight = self.throttle.enter().await;
                 self.limiter.acquire_slowed(self.throttle.slowdown()).await;
                 self.stats.requests.fetch_add(1, Ordering::Relaxed);
-                let (error, retry_after) = match self.send_once(endpoint, rb).await {
-                    Ok(bytes) => match parse(&bytes) {
+                let (error, retry_after) = match self.send_once(endpoint, rb, reader()).await {
+                    Ok(read) => match read.finish() {
                         Ok(v) => {
                             self.throttle.on_success();
                             return Ok(v);
@@ -582,11 +574,14 @@ impl MetricsClient {
             })
     }
 
-    async fn send_once(
+    /// One attempt: the request, and a 2xx answer's body read into `reader` (its result is
+    /// the caller's to take), or the error with the server's `Retry-After`.
+    async fn send_once<R: ReadAnswer>(
         &self,
         endpoint: &'static str,
         rb: reqwest::RequestBuilder,
-    ) -> Result<Bytes, (FetchError, Option<String>)> {
+        mut reader: R,
+    ) -> Result<R, (FetchError, Option<String>)> {
         let transport = |e: reqwest::Error| (self.transport_error(endpoint, &e), None);
         let resp = rb.send().await.map_err(transport)?;
         let status = resp.status();
@@ -596,14 +591,10 @@ impl MetricsClient {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         if status.is_success() {
-            let bytes = self
-                .read_capped(endpoint, resp)
+            self.read_capped(endpoint, resp, &mut reader)
                 .await
                 .map_err(|e| (e, None))?;
-            self.stats
-                .bytes
-                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-            return Ok(bytes);
+            return Ok(reader);
         }
         // An error page: its start is all we keep (decoded when gzip; an unknown encoding is
         // shown as it came).
@@ -640,16 +631,18 @@ impl MetricsClient {
     }
 
     /// Reads a successful answer of at most `source.max_answer_size` decoded bytes, gzip or
-    /// plain: a larger one (announced by `Content-Length`, or seen while decoding) is dropped
-    /// unread past the limit, so one huge answer, or a gzip bomb, cannot take the memory of the
-    /// run. The announced length is the size on the wire (compressed when gzip); gzip never
-    /// makes data more than a few bytes per 64 KiB longer, so an announced size over the
-    /// limit is an answer over it. Every chunk received counts in `bytes_on_wire`.
-    async fn read_capped(
+    /// plain, into `reader` as it comes: a larger one (announced by `Content-Length`, or seen
+    /// while decoding) is dropped unread past the limit, so one huge answer, or a gzip bomb,
+    /// cannot take the memory of the run. The announced length is the size on the wire
+    /// (compressed when gzip); gzip never makes data more than a few bytes per 64 KiB longer,
+    /// so an announced size over the limit is an answer over it. Every chunk received counts
+    /// in `bytes_on_wire`; the decoded bytes handed to the reader in `bytes`.
+    async fn read_capped<R: ReadAnswer>(
         &self,
         endpoint: &'static str,
         mut resp: reqwest::Response,
-    ) -> Result<Bytes, FetchError> {
+        reader: &mut R,
+    ) -> Result<(), FetchError> {
         let limit = self.max_answer_bytes;
         let announced = resp.content_length();
         let too_large = |announced| FetchError::AnswerTooLarge {
@@ -667,12 +660,99 @@ impl MetricsClient {
             source => FetchError::Body { endpoint, source },
         };
         let encoding = content_encoding(resp.headers()).map_err(body_error)?;
-        let mut body = BodyDecoder::new(encoding, limit, announced);
-        match read_body(&mut resp, &mut body, &self.stats.bytes_on_wire).await {
-            Ok(()) => body.finish().map(Bytes::from).map_err(body_error),
+        let mut body = BodyDecoder::streaming(encoding, limit);
+        let mut refused = None;
+        let mut sink = |decoded: &[u8]| {
+            self.stats
+                .bytes
+                .fetch_add(decoded.len() as u64, Ordering::Relaxed);
+            match reader.push(decoded) {
+                Ok(()) => true,
+                Err(e) => {
+                    refused = Some(e);
+                    false
+                }
+            }
+        };
+        let read = stream_body(&mut resp, &mut body, &self.stats.bytes_on_wire, &mut sink).await;
+        match read {
+            Ok(()) => Ok(()),
+            Err(ReadError::Body(BodyError::Stopped)) => {
+                Err(refused.expect("the reader says why it stopped"))
+            }
             Err(ReadError::Transport(e)) => Err(self.transport_error(endpoint, &e)),
             Err(ReadError::Body(e)) => Err(body_error(e)),
         }
+    }
+}
+
+/// How a successful answer's body is read: each piece of the decoded body as it comes off the
+/// connection, then the result once the body is complete.
+trait ReadAnswer: Send {
+    type Output;
+    /// The next decoded bytes; an error stops the reading (the attempt fails with it).
+    fn push(&mut self, decoded: &[u8]) -> Result<(), FetchError>;
+    /// The result, once every byte was pushed.
+    fn finish(self) -> Result<Self::Output, FetchError>;
+}
+
+/// Small answers (`/api/version`, lookups, the dialect probe): gathered whole, then parsed.
+struct Whole<F> {
+    body: Vec<u8>,
+    parse: F,
+}
+
+/// A [`Whole`] reader for each attempt, parsing with `parse`.
+fn whole<T, F>(parse: F) -> impl Fn() -> Whole<F>
+where
+    F: Fn(&Bytes) -> Result<T, FetchError> + Copy,
+{
+    move || Whole {
+        body: Vec::new(),
+        parse,
+    }
+}
+
+impl<T, F: Fn(&Bytes) -> Result<T, FetchError> + Send> ReadAnswer for Whole<F> {
+    type Output = T;
+
+    fn push(&mut self, decoded: &[u8]) -> Result<(), FetchError> {
+        self.body.extend_from_slice(decoded);
+        Ok(())
+    }
+
+    fn finish(self) -> Result<T, FetchError> {
+        (self.parse)(&Bytes::from(self.body))
+    }
+}
+
+/// `/api/query` answers: decoded series by series as the body streams in ([`AnswerStream`]),
+/// so memory holds the decoded columns, not the JSON.
+struct Streamed(AnswerStream);
+
+impl Streamed {
+    fn new(start_ms: i64, end_ms: i64, metric: &str) -> Streamed {
+        Streamed(AnswerStream::new(start_ms, end_ms, Some(metric)))
+    }
+}
+
+impl ReadAnswer for Streamed {
+    type Output = RawAnswer;
+
+    fn push(&mut self, decoded: &[u8]) -> Result<(), FetchError> {
+        self.0.push(decoded).map_err(query_decode_error)
+    }
+
+    fn finish(self) -> Result<RawAnswer, FetchError> {
+        let (series, stats) = self.0.finish().map_err(query_decode_error)?;
+        Ok(RawAnswer { series, stats })
+    }
+}
+
+fn query_decode_error(source: DecodeError) -> FetchError {
+    FetchError::Decode {
+        endpoint: "/api/query",
+        source,
     }
 }
 

@@ -9,6 +9,7 @@
 //! counted.
 
 use super::raw::{RawSeries, overflowing_number};
+use super::stream::AnswerStream;
 
 pub use vscope_core::series::SeriesData;
 
@@ -97,52 +98,16 @@ pub fn decode_query_response(
     decode(body, start_ms, end_ms, None)
 }
 
+/// The whole body through [`AnswerStream`], as one piece.
 fn decode(
     body: &[u8],
     start_ms: i64,
     end_ms: i64,
     asked: Option<&str>,
 ) -> Result<(Vec<SeriesData>, DecodeStats), DecodeError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(DecodeError::Empty);
-    }
-    // The hand-rolled scanner takes the plain shape; serde_json decides everything else.
-    let raw: Vec<RawSeries> = match super::scan::scan(body) {
-        Some(raw) => raw,
-        None => serde_path(body).map_err(|message| DecodeError::Malformed {
-            message,
-            snippet: String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
-        })?,
-    };
-    let mut stats = DecodeStats::default();
-    let mut out = Vec::with_capacity(raw.len());
-    for s in raw {
-        // A `{"statsSummary":...}` element (showSummary) has no metric: not a series.
-        let Some(metric) = s.metric else { continue };
-        if let Some(asked) = asked.filter(|&a| a != metric) {
-            return Err(DecodeError::WrongMetric {
-                asked: asked.to_string(),
-                answered: metric,
-            });
-        }
-        let mut dps = s.dps;
-        stats.null_values += dps.null_values;
-        stats.invalid_values += dps.invalid_values;
-        let (ts, values, dropped, dups) = normalize(&mut dps.ts, &mut dps.values, start_ms, end_ms);
-        stats.out_of_window += dropped;
-        stats.duplicates += dups;
-        stats.points += ts.len() as u64;
-        if ts.is_empty() {
-            continue;
-        }
-        out.push(SeriesData {
-            metric,
-            tags: s.tags,
-            ts,
-            values,
-        });
-    }
-    Ok((out, stats))
+    let mut stream = AnswerStream::new(start_ms, end_ms, asked);
+    stream.push(body)?;
+    stream.finish()
 }
 
 /// The serde path: serde_json reads the body; when it refuses it, and `dps` values hold bare
@@ -152,7 +117,7 @@ fn decode(
 /// (`reference/api.md` §1.5) and the body read again, so they become a null value (`NaN`) or an
 /// invalid value (the others) instead of failing the unit on every run. Bare words anywhere
 /// else stay malformed. The error message is serde_json's, placed in the original body.
-fn serde_path(body: &[u8]) -> Result<Vec<RawSeries>, String> {
+pub(super) fn serde_path(body: &[u8]) -> Result<Vec<RawSeries>, String> {
     let first = match serde_json::from_slice(body) {
         Ok(raw) => return Ok(raw),
         Err(e) => e,
@@ -362,7 +327,7 @@ fn quoted_value(token: &[u8]) -> Option<&'static [u8]> {
 
 /// Clips to `[start, end)`, sorts by time (stable, so among equal times the later one received
 /// stays last) and keeps the last of each run of equal times.
-fn normalize(
+pub(super) fn normalize(
     ts: &mut Vec<i64>,
     values: &mut Vec<Option<f64>>,
     start_ms: i64,
@@ -672,6 +637,66 @@ mod tests {
         Ok(())
     }
 
+    /// The streamed decoder, fed `body` in pieces cut at `cuts`, reads what serde_json reads
+    /// from the whole body: both refuse it, or both give the same series, value bits and
+    /// counters.
+    fn check_stream_agrees(body: &[u8], cuts: &[usize]) -> Result<(), TestCaseError> {
+        let mut stream = AnswerStream::new(0, i64::MAX, None);
+        let mut from = 0;
+        let mut pieces: Vec<usize> = cuts.iter().map(|c| c % (body.len() + 1)).collect();
+        pieces.sort_unstable();
+        pieces.push(body.len());
+        let mut streamed = Ok(());
+        for to in pieces {
+            streamed = stream.push(&body[from..to]);
+            from = to;
+            if streamed.is_err() {
+                break;
+            }
+        }
+        let streamed = streamed.and_then(|()| stream.finish());
+        let whole = if body.iter().all(u8::is_ascii_whitespace) {
+            Err("empty".to_string())
+        } else {
+            serde_path(body)
+        };
+        let text = String::from_utf8_lossy(body);
+        match (streamed, whole) {
+            (Err(_), Err(_)) => {}
+            (Ok(_), Err(e)) => {
+                prop_assert!(false, "streamed accepts what serde refuses ({e}): {text}")
+            }
+            (Err(e), Ok(_)) => {
+                prop_assert!(false, "streamed refuses what serde reads ({e}): {text}")
+            }
+            (Ok((series, stats)), Ok(raw)) => {
+                let mut expected = Vec::new();
+                let (mut nulls, mut invalid) = (0, 0);
+                for mut r in raw.into_iter().filter(|r| r.metric.is_some()) {
+                    nulls += r.dps.null_values;
+                    invalid += r.dps.invalid_values;
+                    let (ts, values, _, _) =
+                        normalize(&mut r.dps.ts, &mut r.dps.values, 0, i64::MAX);
+                    if !ts.is_empty() {
+                        expected.push((r.metric, r.tags, ts, values));
+                    }
+                }
+                prop_assert_eq!(series.len(), expected.len(), "{}", text);
+                for (s, (metric, tags, ts, values)) in series.iter().zip(&expected) {
+                    prop_assert_eq!(Some(&s.metric), metric.as_ref());
+                    prop_assert_eq!(&s.tags, tags);
+                    prop_assert_eq!(&s.ts, ts);
+                    let bits = |v: &[Option<f64>]| {
+                        v.iter().map(|x| x.map(f64::to_bits)).collect::<Vec<_>>()
+                    };
+                    prop_assert_eq!(bits(&s.values), bits(values));
+                }
+                prop_assert_eq!((stats.null_values, stats.invalid_values), (nulls, invalid));
+            }
+        }
+        Ok(())
+    }
+
     /// A JSON number in one of the many ways servers print them.
     fn number_strategy() -> impl Strategy<Value = String> {
         prop_oneof![
@@ -833,6 +858,27 @@ mod tests {
             let i = pos.index(b.len());
             if cut { b.truncate(i); } else { b[i] = byte; }
             check_scanner_agrees(&b)?;
+        }
+
+        /// Decoded as it streams in, in pieces cut anywhere, an answer reads as serde_json
+        /// reads it whole.
+        #[test]
+        fn streamed_answers_equal_serde_json_on_the_whole_body(
+            body in answer_strategy(), cuts in proptest::collection::vec(any::<usize>(), 0..8),
+        ) {
+            check_stream_agrees(body.as_bytes(), &cuts)?;
+        }
+
+        /// Same on corrupted answers (one byte changed or cut): both refuse, or both agree.
+        #[test]
+        fn streamed_answers_equal_serde_json_on_corrupted_answers(
+            body in answer_strategy(), pos in any::<prop::sample::Index>(), byte in any::<u8>(),
+            cut in any::<bool>(), cuts in proptest::collection::vec(any::<usize>(), 0..8),
+        ) {
+            let mut b = body.into_bytes();
+            let i = pos.index(b.len());
+            if cut { b.truncate(i); } else { b[i] = byte; }
+            check_stream_agrees(&b, &cuts)?;
         }
 
         #[test]

@@ -3,7 +3,8 @@
 //! - [`client`]: requests and retries; [`error`]: what they fail with; [`split`]: answers too
 //!   large to take whole, fetched in pieces.
 //! - [`body`]: answer bodies read under a cap on their decoded size, gzip or plain.
-//! - [`decode`]: `dps` straight into columns (fast path: the hand-rolled `scan` module).
+//! - [`decode`]: `dps` straight into columns (fast path: the hand-rolled `scan` module);
+//!   [`stream`]: the same, series by series while the body streams in.
 //! - [`retry`]: failure classes and backoff.
 //! - [`series_group`]: tag-filter groups that cover every series, for answers too large by time.
 //! - [`ratelimit`]: request start spacing.
@@ -21,6 +22,7 @@ mod scan;
 pub mod series_group;
 pub mod server_rollup;
 pub mod split;
+pub mod stream;
 pub mod throttle;
 
 pub use client::{MetricsClient, RawAnswer};

@@ -26,7 +26,10 @@ const POW10: [f64; 23] = [
     1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
 ];
 
-/// Scans `body`; `None` means "not the plain shape, ask serde_json".
+/// Scans `body` whole; `None` means "not the plain shape, ask serde_json". The decoder reads
+/// answers element by element ([`series_at`], from `super::stream`); this whole-body form is
+/// what the property tests hold against serde_json.
+#[cfg(test)]
 pub(super) fn scan(body: &[u8]) -> Option<Vec<RawSeries>> {
     let mut p = Scanner {
         b: body,
@@ -53,6 +56,25 @@ pub(super) fn scan(body: &[u8]) -> Option<Vec<RawSeries>> {
     }
     p.ws();
     (p.i == body.len()).then_some(out)
+}
+
+/// Scans one series object starting at `body[at]`: the series and the offset just past its
+/// closing brace, or `None` when the bytes there are not a whole series of the plain shape
+/// (cut short by the end of `body`, or odd: the caller tells which). `points_hint` carries
+/// the size of the last series read to the next one (the series of one answer are alike).
+pub(super) fn series_at(
+    body: &[u8],
+    at: usize,
+    points_hint: &mut usize,
+) -> Option<(RawSeries, usize)> {
+    let mut p = Scanner {
+        b: body,
+        i: at,
+        points_hint: *points_hint,
+    };
+    let series = p.series()?;
+    *points_hint = p.points_hint;
+    Some((series, p.i))
 }
 
 struct Scanner<'a> {

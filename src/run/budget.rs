@@ -20,13 +20,10 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
-/// Bytes a point costs while its answer is read and decoded: the JSON (about 21 bytes a point
-/// from vScope, `reference/performance.md`; 23 in `benches/pcc.sh`) and the decoded columns
-/// (24).
-pub const BYTES_PER_POINT_IN_FLIGHT: u64 = 48;
-
-/// Bytes a decoded point costs while it waits for the writer: its timestamp (8) and its value,
-/// an `Option<f64>` (16: the tag and its padding).
+/// Bytes a decoded point costs, from its request until the writer took it: its timestamp (8)
+/// and its value, an `Option<f64>` (16: the tag and its padding). The answer's JSON (about 21
+/// bytes a point) is not counted: it is decoded as it streams in (`extract::stream`), and
+/// only about one series of it is held at a time.
 pub const BYTES_PER_POINT_DECODED: u64 = 24;
 
 /// What a decoded series costs besides its points (its tags and vectors).

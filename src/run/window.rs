@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use futures::StreamExt;
 use tokio::sync::watch;
 
-use super::budget::{BYTES_PER_POINT_DECODED, BYTES_PER_POINT_IN_FLIGHT, BYTES_PER_SERIES};
+use super::budget::{BYTES_PER_POINT_DECODED, BYTES_PER_SERIES};
 use super::commit::StagedWindow;
 use super::files::TableWindowWriter;
 use super::parts::{PartsFailed, write_parts};
@@ -175,7 +175,7 @@ async fn fill_window(
                 let answer = fetch_unit(client, request).await;
                 if let Ok(a) = &answer {
                     estimates.record(&metric, a.raw.series.len(), span, a.raw.stats.points);
-                    // The answer body is freed: what waits for the writer is decoded.
+                    // What waits for the writer: the decoded points, as many as were counted.
                     reservation.resize(held_bytes(a));
                 }
                 (answer, reservation)
@@ -272,7 +272,7 @@ fn estimate_bytes(ctx: &RunCtx<'_>, unit: &crate::plan::Unit, window: &Window) -
     let span = window.fetch_end_ms - window.start_ms;
     let points = ctx.estimates.points(&m.metric, series, span);
     let one_answer = 2 * ctx.pipeline.source.max_answer_bytes as u64;
-    (points * BYTES_PER_POINT_IN_FLIGHT + series as u64 * BYTES_PER_SERIES).min(one_answer)
+    (points * BYTES_PER_POINT_DECODED + series as u64 * BYTES_PER_SERIES).min(one_answer)
 }
 
 /// What a decoded answer holds while it waits for the writer.
