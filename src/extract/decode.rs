@@ -11,7 +11,7 @@
 use super::raw::{RawSeries, overflowing_number};
 use super::stream::AnswerStream;
 
-pub use vscope_core::series::SeriesData;
+pub use vscope_core::series::{SeriesData, value_of};
 
 /// What the decoder did with input that was not a plain in-window point. Each counter has one
 /// documented rule, so the manifest can say exactly what happened to every point received:
@@ -329,10 +329,10 @@ fn quoted_value(token: &[u8]) -> Option<&'static [u8]> {
 /// stays last) and keeps the last of each run of equal times.
 pub(super) fn normalize(
     ts: &mut Vec<i64>,
-    values: &mut Vec<Option<f64>>,
+    values: &mut Vec<f64>,
     start_ms: i64,
     end_ms: i64,
-) -> (Vec<i64>, Vec<Option<f64>>, u64, u64) {
+) -> (Vec<i64>, Vec<f64>, u64, u64) {
     let total = ts.len();
     let sorted = ts.windows(2).all(|w| w[0] < w[1]);
     let (mut out_ts, mut out_v);
@@ -374,6 +374,11 @@ mod tests {
     use proptest::prelude::*;
     use std::collections::BTreeMap;
 
+    /// Held values as what they mean (NaN is no value).
+    fn opt(values: &[f64]) -> Vec<Option<f64>> {
+        values.iter().map(|&v| value_of(v)).collect()
+    }
+
     fn decode(body: &str) -> (Vec<SeriesData>, DecodeStats) {
         decode_query_response(body.as_bytes(), 0, i64::MAX).unwrap()
     }
@@ -389,7 +394,7 @@ mod tests {
         assert_eq!(s[0].tags.get("env").map(String::as_str), Some("prod"));
         assert_eq!(s[0].ts, [1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000]);
         assert_eq!(
-            s[0].values,
+            opt(&s[0].values),
             [
                 Some(1.0),
                 Some(2.5),
@@ -412,7 +417,7 @@ mod tests {
             "dps":{"1000":1,"2000":2.5,"3000":"NaN","4000":null,"5000":-0.25e2}},{"metric":"m","dps":[[1,2]]}]"#;
         let fast = super::super::scan::scan(plain).expect("plain shape");
         assert_eq!(fast[0].dps.ts, [1000, 2000, 3000, 4000, 5000]);
-        assert_eq!(fast[0].dps.values[4], Some(-25.0));
+        assert_eq!(fast[0].dps.values[4], -25.0);
         assert_eq!(fast[1].dps.ts, [1]);
         // An escape, a duplicate field, trailing garbage: the scanner gives up...
         for odd in [
@@ -435,7 +440,7 @@ mod tests {
         let (s, _) =
             decode(r#"[{"metric":"m","tags":{},"dps":[[1000,1],[2000,"NaN"],[3000,3.5]]}]"#);
         assert_eq!(s[0].ts, [1000, 2000, 3000]);
-        assert_eq!(s[0].values, [Some(1.0), None, Some(3.5)]);
+        assert_eq!(opt(&s[0].values), [Some(1.0), None, Some(3.5)]);
     }
 
     /// Bare `NaN`, `Infinity`, `-Infinity` (what Jackson writes with quoting off, and Python's
@@ -469,7 +474,7 @@ mod tests {
                 assert_eq!(s.len(), 1, "{path}: {body}");
                 assert_eq!(s[0].metric, "m");
                 assert_eq!(s[0].ts, [1, 2, 3, 4, 5, 6, 7], "{path}: {body}");
-                assert_eq!(s[0].values, expected_values, "{path}: {body}");
+                assert_eq!(opt(&s[0].values), expected_values, "{path}: {body}");
                 assert_eq!(st.null_values, 1, "{path}: NaN is a null value: {body}");
                 assert_eq!(
                     st.invalid_values, 4,
@@ -517,7 +522,7 @@ mod tests {
         // An overflowing number where a value is ignored is skipped, as serde_json skips it.
         let (s, _) =
             decode(r#"[{"metric":"m","tags":{},"query":{"x":1e999},"dps":[[1,NaN,1e999]]}]"#);
-        assert_eq!(s[0].values, [None]);
+        assert_eq!(opt(&s[0].values), [None]);
     }
 
     /// A malformed answer that also holds bare words is reported where the original body is
@@ -584,7 +589,7 @@ mod tests {
             r#"[{"metric":"m","tags":{},"dps":{"10000":9,"5000":1,"9000":2,"4000":0,"9000":3}}]"#;
         let (s, st) = decode_query_response(body.as_bytes(), 5000, 10000).unwrap();
         assert_eq!(s[0].ts, [5000, 9000]);
-        assert_eq!(s[0].values, [Some(1.0), Some(3.0)]);
+        assert_eq!(opt(&s[0].values), [Some(1.0), Some(3.0)]);
         assert_eq!(st.out_of_window, 2);
         assert_eq!(st.duplicates, 1);
     }
@@ -622,8 +627,7 @@ mod tests {
                 prop_assert_eq!(&f.metric, &s.metric);
                 prop_assert_eq!(&f.tags, &s.tags);
                 prop_assert_eq!(&f.dps.ts, &s.dps.ts);
-                let bits =
-                    |v: &[Option<f64>]| v.iter().map(|x| x.map(f64::to_bits)).collect::<Vec<_>>();
+                let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                 prop_assert_eq!(
                     bits(&f.dps.values),
                     bits(&s.dps.values),
@@ -686,9 +690,7 @@ mod tests {
                     prop_assert_eq!(Some(&s.metric), metric.as_ref());
                     prop_assert_eq!(&s.tags, tags);
                     prop_assert_eq!(&s.ts, ts);
-                    let bits = |v: &[Option<f64>]| {
-                        v.iter().map(|x| x.map(f64::to_bits)).collect::<Vec<_>>()
-                    };
+                    let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                     prop_assert_eq!(bits(&s.values), bits(values));
                 }
                 prop_assert_eq!((stats.null_values, stats.invalid_values), (nulls, invalid));
@@ -832,7 +834,7 @@ mod tests {
                 }
             }
             let got: BTreeMap<i64, Option<f64>> = s.iter()
-                .flat_map(|s| s.ts.iter().copied().zip(s.values.iter().copied()))
+                .flat_map(|s| s.ts.iter().copied().zip(opt(&s.values)))
                 .collect();
             prop_assert_eq!(&got, &expected);
             prop_assert_eq!(st.points as usize, expected.len());

@@ -26,5 +26,5 @@ pub mod stream;
 pub mod throttle;
 
 pub use client::{MetricsClient, RawAnswer};
-pub use decode::{DecodeStats, SeriesData};
+pub use decode::{DecodeStats, SeriesData, value_of};
 pub use error::FetchError;

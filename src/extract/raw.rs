@@ -22,7 +22,8 @@ pub(super) struct RawSeries {
 #[derive(Default)]
 pub(super) struct Dps {
     pub(super) ts: Vec<i64>,
-    pub(super) values: Vec<Option<f64>>,
+    /// NaN for no value ([`super::decode::SeriesData::values`]).
+    pub(super) values: Vec<f64>,
     pub(super) null_values: u64,
     pub(super) invalid_values: u64,
 }
@@ -52,14 +53,14 @@ impl Dps {
     pub(super) fn push(&mut self, ts: i64, v: PointValue) {
         self.ts.push(ts);
         match v {
-            PointValue::Number(x) if x.is_finite() => self.values.push(Some(x)),
+            PointValue::Number(x) if x.is_finite() => self.values.push(x),
             PointValue::Number(_) | PointValue::Invalid => {
                 self.invalid_values += 1;
-                self.values.push(None);
+                self.values.push(f64::NAN);
             }
             PointValue::Null => {
                 self.null_values += 1;
-                self.values.push(None);
+                self.values.push(f64::NAN);
             }
         }
     }

@@ -209,7 +209,10 @@ impl<'a> Scanner<'a> {
     }
 
     fn dps(&mut self) -> Option<Dps> {
-        let mut dps = Dps::with_capacity(self.points_hint);
+        // A little more than the last series had: series of one answer differ by a point or
+        // two (the window's edges), and one point over an exact capacity would double the
+        // columns (measured with heaptrack at 1,000 VMs: 172 MB of columns for 90 MB of points).
+        let mut dps = Dps::with_capacity(self.points_hint + self.points_hint / 32 + 8);
         let dps = self.dps_into(&mut dps).map(|()| dps)?;
         self.points_hint = dps.len();
         Some(dps)

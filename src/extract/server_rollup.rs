@@ -74,7 +74,7 @@ fn join_aggregates(rollup: &Rollup, per_aggregate: Vec<Vec<SeriesData>>) -> Vec<
                 .entry((s.metric, s.tags))
                 .or_insert_with(|| vec![BTreeMap::new(); n]);
             for (t, v) in s.ts.into_iter().zip(s.values) {
-                if let Some(v) = v {
+                if !v.is_nan() {
                     slot[a].insert(t, v);
                 }
             }
@@ -122,7 +122,7 @@ mod tests {
             metric: "m".into(),
             tags: [("vm".to_string(), vm.to_string())].into(),
             ts: points.iter().map(|p| p.0).collect(),
-            values: points.iter().map(|p| p.1).collect(),
+            values: points.iter().map(|p| p.1.unwrap_or(f64::NAN)).collect(),
         }
     }
 

@@ -1082,7 +1082,7 @@ mod tests {
             tags,
             ts: (0..points as i64).map(|t| 20_000 * t).collect(),
             values: (0..points)
-                .map(|t| (t % 5 != 3).then_some(t as f64 / 4.0))
+                .map(|t| if t % 5 != 3 { t as f64 / 4.0 } else { f64::NAN })
                 .collect(),
         }
     }

@@ -687,7 +687,13 @@ mod tests {
             tags,
             ts: (0..n as i64).map(|t| 1000 * t).collect(),
             values: (0..n)
-                .map(|t| (t % 7 != 0).then_some(i as f64 + t as f64 / 8.0))
+                .map(|t| {
+                    if t % 7 != 0 {
+                        i as f64 + t as f64 / 8.0
+                    } else {
+                        f64::NAN
+                    }
+                })
                 .collect(),
         }
     }
@@ -747,8 +753,8 @@ mod tests {
                 if !vm.is_null(r) {
                     assert_eq!(vm.value(r), s.tags["vm"]);
                 }
-                assert_eq!(value.is_null(r), s.values[t].is_none());
-                if let Some(v) = s.values[t] {
+                assert_eq!(value.is_null(r), s.values[t].is_nan());
+                if let Some(v) = crate::extract::value_of(s.values[t]) {
                     assert_eq!(value.value(r), v);
                 }
                 let entries = tags.value(r);

@@ -476,7 +476,7 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             ts: vec![1],
-            values: vec![Some(1.0)],
+            values: vec![1.0],
         }
     }
 

@@ -21,10 +21,10 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
 /// Bytes a decoded point costs, from its request until the writer took it: its timestamp (8)
-/// and its value, an `Option<f64>` (16: the tag and its padding). The answer's JSON (about 21
+/// and its value (8, NaN for none: `SeriesData::values`). The answer's JSON (about 21
 /// bytes a point) is not counted: it is decoded as it streams in (`extract::stream`), and
 /// only about one series of it is held at a time.
-pub const BYTES_PER_POINT_DECODED: u64 = 24;
+pub const BYTES_PER_POINT_DECODED: u64 = 16;
 
 /// What a decoded series costs besides its points (its tags and vectors).
 pub const BYTES_PER_SERIES: u64 = 512;

@@ -21,7 +21,7 @@ use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 
 use crate::catalogue::Component;
-use crate::extract::SeriesData;
+use crate::extract::{SeriesData, value_of};
 use crate::schema::{UTC, raw_schema, raw_table_decl, rollup_schema};
 use crate::semantics::rollup::{Rollup, RollupColumn, RollupOutput};
 
@@ -359,8 +359,8 @@ impl RawBatchBuilder {
     /// Appends the points `range` of `series`.
     pub fn append(&mut self, series: &SeriesData, range: Range<usize>) {
         self.ts.extend_from_slice(&series.ts[range.clone()]);
-        for v in &series.values[range.clone()] {
-            self.values.append_option(*v);
+        for &v in &series.values[range.clone()] {
+            self.values.append_option(value_of(v));
         }
         self.keys.append_n(series, range.len());
     }
@@ -475,7 +475,7 @@ mod tests {
             metric: metric.into(),
             tags,
             ts,
-            values,
+            values: values.into_iter().map(|v| v.unwrap_or(f64::NAN)).collect(),
         }
     }
 

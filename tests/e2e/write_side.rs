@@ -455,7 +455,7 @@ fn second_keys_are_dropped_as_out_of_window() {
     let (series, stats) = decode_query_response(body, start, end).unwrap();
     assert_eq!(series.len(), 1);
     assert_eq!(series[0].ts, [1_700_000_000_123, 1_700_000_059_999]);
-    assert_eq!(series[0].values, [Some(4.0), Some(5.0)]);
+    assert_eq!(series[0].values, [4.0, 5.0]);
     assert_eq!(
         stats.out_of_window, 4,
         "three second keys and the end itself"

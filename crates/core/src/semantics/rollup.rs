@@ -302,8 +302,8 @@ impl Rollup {
 
     /// Rolls up one series and appends the rows to `out`.
     ///
-    /// `ts` must be ascending and unique; `values[i]` is the value at `ts[i]`, `None` (or NaN)
-    /// for a null point, which is skipped. One row is appended per bucket holding at least one
+    /// `ts` must be ascending and unique; `values[i]` is the value at `ts[i]`, NaN for a null
+    /// point ([`crate::series::SeriesData::values`]), which is skipped. One row is appended per bucket holding at least one
     /// non-null value, stamped with the bucket start ([`bucket_start`]); empty buckets get no
     /// row (the table is sparse, like OpenTSDB's default fill). If the lengths differ, the
     /// extra tail of the longer slice is ignored. Unsorted input does not panic but may give
@@ -316,7 +316,7 @@ impl Rollup {
     /// (allocated once per call) only when a percentile or `median` is asked for, and then the
     /// bucket is not sorted: the order statistics each of them reads are selected
     /// (`select_order_statistics`), which gives the same values, bit for bit.
-    pub fn apply_into(&self, ts: &[i64], values: &[Option<f64>], out: &mut RollupOutput) {
+    pub fn apply_into(&self, ts: &[i64], values: &[f64], out: &mut RollupOutput) {
         let percentiles: Vec<f64> = self
             .aggregates
             .iter()
@@ -344,7 +344,8 @@ impl Rollup {
         let points = ts
             .iter()
             .zip(values)
-            .filter_map(|(&t, v)| v.filter(|v| !v.is_nan()).map(|v| (t, v)));
+            .filter(|(_, v)| !v.is_nan())
+            .map(|(&t, &v)| (t, v));
         for (t, v) in points {
             match &mut current {
                 Some((start, end, acc)) if t >= *start && i128::from(t) < *end => acc.push(v),
@@ -464,13 +465,13 @@ mod tests {
     }
 
     /// The slow reference: group by bucket, then [`Aggregator::aggregate`] per bucket.
-    fn reference(rollup: &Rollup, ts: &[i64], values: &[Option<f64>]) -> RollupOutput {
+    fn reference(rollup: &Rollup, ts: &[i64], values: &[f64]) -> RollupOutput {
         let mut out = rollup.output();
         let mut buckets: Vec<(i64, Vec<f64>)> = Vec::new();
-        for (&t, v) in ts.iter().zip(values) {
-            let Some(v) = v.filter(|v| !v.is_nan()) else {
+        for (&t, &v) in ts.iter().zip(values) {
+            if v.is_nan() {
                 continue;
-            };
+            }
             let b = bucket_start(t, rollup.interval_ms);
             match buckets.last_mut() {
                 Some((lb, vs)) if *lb == b => vs.push(v),
@@ -549,7 +550,7 @@ mod tests {
             base + HOUR + 5,
             base + 3 * HOUR,
         ];
-        let values = [Some(1.0), None, Some(3.0), Some(10.0), Some(f64::NAN)];
+        let values = [1.0, f64::NAN, 3.0, 10.0, f64::NAN];
         let mut out = rollup.output();
         rollup.apply_into(&ts, &values, &mut out);
         assert_eq!(out.bucket_ts, vec![base, base + HOUR]);
@@ -589,7 +590,7 @@ mod tests {
     fn one_bucket(aggs: &[Aggregator], values: &[f64]) -> Vec<RollupColumn> {
         let rollup = Rollup::new(HOUR, aggs.to_vec()).unwrap();
         let ts: Vec<i64> = (0..values.len() as i64).map(|i| i * 1000).collect();
-        let vs: Vec<Option<f64>> = values.iter().copied().map(Some).collect();
+        let vs: Vec<f64> = values.to_vec();
         let out = rollup.of(&crate::series::SeriesData {
             metric: "m".into(),
             tags: Default::default(),
@@ -673,11 +674,7 @@ mod tests {
     fn negative_timestamps_floor_and_mismatched_lengths_do_not_panic() {
         let rollup = Rollup::new(1000, vec![Aggregator::Sum]).unwrap();
         let mut out = rollup.output();
-        rollup.apply_into(
-            &[-1500, -1, 0, 999],
-            &[Some(1.0), Some(2.0), Some(4.0)],
-            &mut out,
-        );
+        rollup.apply_into(&[-1500, -1, 0, 999], &[1.0, 2.0, 4.0], &mut out);
         assert_eq!(out.bucket_ts, vec![-2000, -1000, 0]);
         assert_eq!(
             out.columns[0],
@@ -687,7 +684,7 @@ mod tests {
             bucket_ts: vec![],
             columns: vec![],
         };
-        rollup.apply_into(&[i64::MIN, i64::MAX], &[Some(1.0), Some(2.0)], &mut wrong);
+        rollup.apply_into(&[i64::MIN, i64::MAX], &[1.0, 2.0], &mut wrong);
         assert_eq!(wrong.bucket_ts.len(), 2);
     }
 
@@ -708,7 +705,7 @@ mod tests {
             i64::MAX - 806,
             i64::MAX,
         ];
-        let values: Vec<Option<f64>> = (0..ts.len()).map(|i| Some(i as f64)).collect();
+        let values: Vec<f64> = (0..ts.len()).map(|i| i as f64).collect();
         for interval in [1, 1000, HOUR, i64::MAX] {
             let rollup = Rollup::new(interval, all_rollup_aggregates()).unwrap();
             let mut out = rollup.output();
@@ -722,17 +719,16 @@ mod tests {
     }
 
     /// A series: strictly ascending timestamps (from positive gaps) and values with nulls.
-    fn series() -> impl Strategy<Value = (Vec<i64>, Vec<Option<f64>>)> {
+    fn series() -> impl Strategy<Value = (Vec<i64>, Vec<f64>)> {
         (
             -10_000_000_i64..10_000_000,
             proptest::collection::vec(
                 (
                     1_i64..400_000,
                     prop_oneof![
-                        1 => Just(None),
-                        1 => Just(Some(f64::NAN)),
-                        8 => (-1e6_f64..1e6).prop_map(Some),
-                        1 => (0_i32..4).prop_map(|v| Some(f64::from(v))),
+                        2 => Just(f64::NAN),
+                        8 => -1e6_f64..1e6,
+                        1 => (0_i32..4).prop_map(f64::from),
                     ],
                 ),
                 0..200,
