@@ -180,7 +180,10 @@ fn progress_display(enabled: bool) -> (ProgressFn, ProgressBar) {
 /// raises its mmap threshold so later ones come from those arenas, where they fragment: the peak
 /// RSS of a day with ten times the VMs grew from 70 to 115 MB although what was live did not
 /// (`tests/e2e/memory.rs`). A fixed 1 MiB mmap threshold returns large buffers to the system
-/// when freed, and two arenas keep some parallelism (67 to 90 MB, same time). A lower threshold
+/// when freed, and one arena keeps freed columns for the next answer, whichever thread decodes
+/// it (two arenas: 67 to 90 MB, same time; once answers were decoded as they stream in, one
+/// arena instead of two took a 1,000-VM day from 259-291 to 223-226 MB at the same speed,
+/// `benches/pcc.sh`, 128 MiB budget). A lower threshold
 /// trades speed for memory: at 64 KiB a 1,000-VM day (`benches/pcc.sh`) peaked at 430-550 MB
 /// instead of 610-820 MB, but `benches/e2e.sh` lost 30 % of its speed (8.8 instead of
 /// 12.3 M points/s: mid-size buffers mapped and unmapped by the thousand); 256 KiB lost as much
@@ -194,7 +197,7 @@ fn tune_allocator() {
         }
         if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
             // SAFETY: as above.
-            unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) };
+            unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
         }
     }
 }

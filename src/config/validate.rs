@@ -240,8 +240,9 @@ pub(super) fn validate_source(
             ));
         }
     };
-    // What answers may hold at once; one answer (its JSON and its decoded points, about twice
-    // its size) must fit in half of it, or the budget could not be kept.
+    // What answers may hold at once; one answer's decoded points (about three quarters of its
+    // JSON, which is decoded as it streams in) must fit in half of it, or the budget could not
+    // be kept.
     let memory_limit_bytes = match &src.memory_limit {
         None => DEFAULT_MEMORY_LIMIT_BYTES,
         Some(v) => byte_size("source.memory_limit", v)?,
@@ -251,12 +252,12 @@ pub(super) fn validate_source(
             "source.memory_limit",
             format!(
                 "{memory_limit_bytes} bytes is below the 16MiB a run needs for its answers \
-                 (the default is \"384MiB\"; docs/operations.md, \"Sizing a pod\")"
+                 (the default is \"128MiB\"; docs/operations.md, \"Sizing a pod\")"
             ),
         ));
     }
     let max_answer_bytes = match &src.max_answer_size {
-        None => DEFAULT_MAX_ANSWER_BYTES.min(memory_limit_bytes / 4),
+        None => DEFAULT_MAX_ANSWER_BYTES.min(memory_limit_bytes / 2),
         Some(v) => byte_size("source.max_answer_size", v)?,
     };
     if max_answer_bytes > memory_limit_bytes / 2 {
@@ -264,8 +265,8 @@ pub(super) fn validate_source(
             "source.max_answer_size",
             format!(
                 "{max_answer_bytes} bytes is more than half of source.memory_limit \
-                 ({memory_limit_bytes} bytes): an answer and its decoded points would not fit; \
-                 lower it or raise source.memory_limit"
+                 ({memory_limit_bytes} bytes): the decoded points of one answer would not fit \
+                 beside the others; lower it or raise source.memory_limit"
             ),
         ));
     }

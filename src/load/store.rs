@@ -18,6 +18,11 @@ pub use crate::config::S3Options;
 /// the last, and a bound on what one open file holds in memory.
 pub const DEFAULT_PART_SIZE: usize = 10 * 1024 * 1024;
 
+/// Buffer per file of a local sink before its bytes go to the staging file: parts have no
+/// minimum size on a disk, and ten files open at 10 MiB each were 100 MB of a run's memory
+/// for nothing (issue 18).
+pub const LOCAL_WRITE_BUFFER: usize = 1024 * 1024;
+
 /// Where files go: an object store and the prefix all keys live under.
 #[derive(Debug, Clone)]
 pub struct Sink {
@@ -143,7 +148,7 @@ impl Sink {
             prefix: Path::default(),
             display: url.to_string(),
             local_root: Some(dir),
-            part_size: s3.part_size.unwrap_or(DEFAULT_PART_SIZE),
+            part_size: LOCAL_WRITE_BUFFER,
             uploads: None,
             staging_dir: STAGING_DIR.to_string(),
         })

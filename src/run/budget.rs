@@ -125,7 +125,6 @@ impl Reservation {
     }
 
     /// Bytes held.
-    #[cfg(test)]
     pub fn bytes(&self) -> u64 {
         self.bytes
     }

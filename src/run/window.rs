@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use futures::StreamExt;
 use tokio::sync::watch;
 
-use super::budget::{BYTES_PER_POINT_DECODED, BYTES_PER_SERIES};
+use super::budget::{BYTES_PER_POINT_DECODED, BYTES_PER_SERIES, Reservation};
 use super::commit::StagedWindow;
 use super::files::TableWindowWriter;
 use super::parts::{PartsFailed, write_parts};
@@ -194,7 +194,7 @@ async fn fill_window(
         let Some(next) = next else {
             return Err(WindowResult::Cancelled);
         };
-        let Some((position, unit, (result, _reservation))) = next else {
+        let Some((position, unit, (result, mut reservation))) = next else {
             return Ok(());
         };
         debug_assert_eq!(position as u64, writer_at);
@@ -251,7 +251,15 @@ async fn fill_window(
         // The unit's rows go to the files now: units come in the files' sort order (metric,
         // then datacenter, the first label), so a unit sorted on its own follows the one
         // before it, and memory holds one unit's series, not a metric's over every datacenter.
-        append_unit(files, metric_plan, raw.series, rolled, rollups).await?;
+        append_unit(
+            files,
+            metric_plan,
+            raw.series,
+            rolled,
+            rollups,
+            &mut reservation,
+        )
+        .await?;
         outcome.units_done += 1;
     }
 }
@@ -293,14 +301,22 @@ fn held_bytes(answer: &UnitAnswer) -> u64 {
         + rollup_rows * 4 * BYTES_PER_POINT_DECODED
 }
 
+/// Series appended to every table of their metric at a time, then freed: what a unit gives
+/// back to the memory budget as it is written, so the next units' requests start before the
+/// whole unit is written (batches and row groups are cut by rows, not by these chunks, so the
+/// files are the same bytes).
+const APPEND_CHUNK_SERIES: usize = 256;
+
 /// Appends one unit's series (sorted, with their client-side rollups) and server-side rollup
-/// rows to every table of its metric.
+/// rows to every table of its metric, `APPEND_CHUNK_SERIES` series at a time, each chunk's
+/// points given back to `reservation` once every table has them.
 async fn append_unit(
     files: &mut WindowFiles<'_>,
     metric_plan: &crate::plan::MetricPlan,
     mut series: Vec<SeriesData>,
     rolled: Vec<(usize, Vec<RollupOutput>)>,
     rollups: Vec<(usize, crate::extract::server_rollup::ServerRollupAnswer)>,
+    reservation: &mut Reservation,
 ) -> Result<(), WindowResult> {
     let labels = raw_table_decl(metric_plan.component).label_columns();
     let mut rolled: BTreeMap<usize, Vec<RollupOutput>> = rolled.into_iter().collect();
@@ -313,15 +329,44 @@ async fn append_unit(
         rows.sort_by(|a, b| compare_series(&a.0, &b.0, &labels));
     }
     for &t in &metric_plan.tables {
-        let writer = &mut files.writers[t];
-        let appended = match (server_rows.get(&t), rolled.get(&t)) {
-            (Some(rows), _) => writer.append_rollup_rows(rows).await,
-            (None, Some(rolled)) => writer.append_rolled(&series, rolled).await,
-            (None, None) => writer.append(&series).await,
-        };
-        appended.map_err(WindowResult::WriteFailed)?;
+        if let Some(rows) = server_rows.get(&t) {
+            let writer = &mut files.writers[t];
+            writer
+                .append_rollup_rows(rows)
+                .await
+                .map_err(WindowResult::WriteFailed)?;
+        }
     }
-    Ok(())
+    let mut held = reservation.bytes();
+    let mut start = 0;
+    let mut rest = series.into_iter();
+    loop {
+        let chunk: Vec<SeriesData> = rest.by_ref().take(APPEND_CHUNK_SERIES).collect();
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        let range = start..start + chunk.len();
+        start = range.end;
+        for &t in metric_plan
+            .tables
+            .iter()
+            .filter(|t| !server_rows.contains_key(t))
+        {
+            let writer = &mut files.writers[t];
+            let appended = match rolled.get(&t) {
+                Some(rolled) => writer.append_rolled(&chunk, &rolled[range.clone()]).await,
+                None => writer.append(&chunk).await,
+            };
+            appended.map_err(WindowResult::WriteFailed)?;
+        }
+        let freed: u64 = chunk
+            .iter()
+            .map(|s| s.ts.len() as u64 * BYTES_PER_POINT_DECODED + BYTES_PER_SERIES)
+            .sum();
+        drop(chunk);
+        held = held.saturating_sub(freed);
+        reservation.resize(held);
+    }
 }
 
 /// Records a failed unit (logged with why) and says what it means for the window: the run
