@@ -97,7 +97,7 @@ END_MS=$("$PY" -c "import json;print(json.load(open('$DATA/meta.json'))['end_ms'
 
 # --- the binary
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-BIN=$TARGET/release/vscope-etl
+BIN=${BIN:-$TARGET/release/vscope-etl}
 if [ "$BUILD" = 1 ]; then
   echo "== cargo build --release --no-default-features"
   cargo build --release --no-default-features --quiet

@@ -149,12 +149,12 @@ pub struct Source {
     pub discovery: Discovery,
     /// Smallest window a too-large answer may be split into.
     pub min_split_ms: i64,
-    /// `source.memory_limit` (default 384 MiB): what the answers of a run (being read,
-    /// decoded, or waiting for the writer) may hold at once; a unit that does not fit waits
+    /// `source.memory_limit` (default 128 MiB): what the answers of a run (their decoded
+    /// points, from the request until the writer took them) may hold at once; a unit that does not fit waits
     /// (`crate::run` budget). The files being written are not counted.
     pub memory_limit_bytes: usize,
-    /// `source.max_answer_size`: the largest answer body read whole (default 64 MiB, at most a
-    /// quarter of `source.memory_limit` unless given). A larger
+    /// `source.max_answer_size`: the largest answer body read whole (default 64 MiB, at most
+    /// half of `source.memory_limit` unless given). A larger
     /// `/api/query` answer is cut off and its window split, the parts written as separate files
     /// (`-s<i>of<n>`), so memory stays bounded however many points a series has.
     pub max_answer_bytes: usize,

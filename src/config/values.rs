@@ -107,7 +107,7 @@ pub(super) fn parse_duration_or_zero(key: &str, value: &str) -> Result<i64, Conf
 
 /// Default `source.memory_limit`: what the answers of a run may hold at once. The program, the
 /// files being written and the allocator's slack come on top (docs/operations.md, "Sizing a
-/// pod": a 1,000-VM day peaks at 430-553 MB with this default).
+/// pod": a 1,000-VM day peaks at 224-228 MB with this default).
 pub const DEFAULT_MEMORY_LIMIT_BYTES: usize = 128 << 20;
 
 /// Smallest `source.memory_limit`.

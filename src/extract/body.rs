@@ -170,13 +170,16 @@ pub struct BodyDecoder {
     gzip: Option<Box<GzipState>>,
 }
 
+/// Takes decoded bytes as they come; `false` stops the reading ([`BodyError::Stopped`]).
+pub type Sink<'s> = &'s mut dyn FnMut(&[u8]) -> bool;
+
 /// Where decoded bytes go: kept in `buf` (the whole body), or, with a sink, handed on each
 /// time `buf` fills and at the end of each chunk.
 struct Out<'a, 's> {
     buf: &'a mut Vec<u8>,
     limit: usize,
     handed: &'a mut usize,
-    sink: Option<&'s mut dyn FnMut(&[u8]) -> bool>,
+    sink: Option<Sink<'s>>,
 }
 
 impl Out<'_, '_> {
@@ -295,11 +298,7 @@ impl BodyDecoder {
         self.push_into(chunk, Some(sink))
     }
 
-    fn push_into(
-        &mut self,
-        chunk: &[u8],
-        sink: Option<&mut dyn FnMut(&[u8]) -> bool>,
-    ) -> Result<(), BodyError> {
+    fn push_into(&mut self, chunk: &[u8], sink: Option<Sink<'_>>) -> Result<(), BodyError> {
         self.wire += chunk.len() as u64;
         let mut out = Out {
             buf: &mut self.out,

@@ -4,7 +4,7 @@
 //!
 //! The answer is a JSON array of series. [`AnswerStream`] keeps the bytes not yet decoded. Each
 //! element is read by the hand-rolled scanner (`scan::series_at`) once about as many bytes as
-//! the previous element took have come; when the scanner stops short, [`element_end`] finds
+//! the previous element took have come; when the scanner stops short, `element_end` finds
 //! where the element ends (strings and nesting): not there yet, the stream waits for twice as
 //! many bytes; there, the element is not of the plain shape and serde_json reads it on its
 //! own (as `[element]`), its error message moved back to the element's place in the whole body
