@@ -99,15 +99,35 @@ impl AnswerStream {
             let take = (SNIPPET_BYTES - self.head.len()).min(bytes.len());
             self.head.extend_from_slice(&bytes[..take]);
         }
-        self.buf.extend_from_slice(bytes);
-        self.advance(false)?;
+        if self.buf.is_empty() && self.state != State::Whole {
+            // Nothing held: the piece is read where it lies, and only what it leaves (the
+            // start of an element) is copied.
+            self.at = 0;
+            let read = self.advance(bytes, false);
+            let done = if self.state == State::Whole {
+                0
+            } else {
+                self.at
+            };
+            self.consumed(&bytes[..done]);
+            self.buf.extend_from_slice(&bytes[done..]);
+            self.at -= done;
+            return read;
+        }
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.extend_from_slice(bytes);
+        let read = self.advance(&buf, false);
+        self.buf = buf;
+        read?;
         self.compact();
         Ok(())
     }
 
     /// The series and counters of the whole answer, once every byte was pushed.
     pub fn finish(mut self) -> Result<(Vec<SeriesData>, DecodeStats), DecodeError> {
-        self.advance(true)?;
+        let buf = std::mem::take(&mut self.buf);
+        self.advance(&buf, true)?;
+        self.buf = buf;
         match self.state {
             State::Start => return Err(DecodeError::Empty),
             State::Whole => {
@@ -119,7 +139,7 @@ impl AnswerStream {
             }
             State::FirstOrEnd | State::Element | State::CommaOrEnd => {
                 let end = self.buf.len();
-                return Err(self.malformed_at("EOF while parsing a list", end, 0));
+                return Err(self.malformed_at(&self.buf, "EOF while parsing a list", end, 0));
             }
             State::Done => {}
         }
@@ -129,15 +149,16 @@ impl AnswerStream {
         }
     }
 
-    /// Decodes what `buf` holds from `at`, as far as it goes; `finishing`: nothing more will
-    /// come, so an element is tried whatever its size.
-    fn advance(&mut self, finishing: bool) -> Result<(), DecodeError> {
+    /// Decodes what `data` (the bytes held, `buf`, or a piece read in place) holds from `at`,
+    /// as far as it goes; `finishing`: nothing more will come, so an element is tried whatever
+    /// its size.
+    fn advance(&mut self, data: &[u8], finishing: bool) -> Result<(), DecodeError> {
         loop {
             if self.state == State::Whole {
                 return Ok(());
             }
-            self.skip_whitespace();
-            let Some(&c) = self.buf.get(self.at) else {
+            self.skip_whitespace(data);
+            let Some(&c) = data.get(self.at) else {
                 return Ok(());
             };
             match (self.state, c) {
@@ -151,13 +172,13 @@ impl AnswerStream {
                     self.state = State::Done;
                 }
                 (State::Element, b']') => {
-                    return Err(self.malformed_at("trailing comma", self.at, 1));
+                    return Err(self.malformed_at(data, "trailing comma", self.at, 1));
                 }
                 (State::FirstOrEnd | State::Element, b',') => {
-                    return Err(self.malformed_at("expected value", self.at, 1));
+                    return Err(self.malformed_at(data, "expected value", self.at, 1));
                 }
                 (State::FirstOrEnd | State::Element, _) => {
-                    if !self.element(finishing)? {
+                    if !self.element(data, finishing)? {
                         return Ok(());
                     }
                     self.state = State::CommaOrEnd;
@@ -167,10 +188,10 @@ impl AnswerStream {
                     self.state = State::Element;
                 }
                 (State::CommaOrEnd, _) => {
-                    return Err(self.malformed_at("expected `,` or `]`", self.at, 1));
+                    return Err(self.malformed_at(data, "expected `,` or `]`", self.at, 1));
                 }
                 (State::Done, _) => {
-                    return Err(self.malformed_at("trailing characters", self.at, 1));
+                    return Err(self.malformed_at(data, "trailing characters", self.at, 1));
                 }
                 (State::Whole, _) => unreachable!("returned above"),
             }
@@ -178,30 +199,30 @@ impl AnswerStream {
     }
 
     /// Decodes the element at `at` if it is all there: `Ok(false)` to wait for more bytes.
-    fn element(&mut self, finishing: bool) -> Result<bool, DecodeError> {
-        let available = self.buf.len() - self.at;
+    fn element(&mut self, data: &[u8], finishing: bool) -> Result<bool, DecodeError> {
+        let available = data.len() - self.at;
         if !finishing && available < self.want {
             return Ok(false);
         }
-        if let Some((raw, end)) = scan::series_at(&self.buf, self.at, &mut self.points_hint) {
+        if let Some((raw, end)) = scan::series_at(data, self.at, &mut self.points_hint) {
             self.want = end - self.at;
             self.at = end;
             self.keep(raw);
             return Ok(true);
         }
         // Not read by the scanner: cut short, or not of the plain shape.
-        let Some(len) = element_end(&self.buf[self.at..]) else {
+        let Some(len) = element_end(&data[self.at..]) else {
             if finishing {
                 // The body ends inside the element: serde_json says where and in what.
-                let message = serde_element(&self.buf[self.at..], false)
+                let message = serde_element(&data[self.at..], false)
                     .err()
                     .unwrap_or_else(|| "EOF while parsing a list".into());
-                return Err(self.relocated(&message, self.at));
+                return Err(self.relocated(data, &message, self.at));
             }
             self.want = available.saturating_mul(2);
             return Ok(false);
         };
-        let element = self.buf[self.at..self.at + len].trim_ascii_end();
+        let element = data[self.at..self.at + len].trim_ascii_end();
         match serde_element(element, true) {
             Ok(raw) => {
                 self.want = len;
@@ -211,7 +232,7 @@ impl AnswerStream {
                 }
                 Ok(true)
             }
-            Err(message) => Err(self.relocated(&message, self.at)),
+            Err(message) => Err(self.relocated(data, &message, self.at)),
         }
     }
 
@@ -246,9 +267,8 @@ impl AnswerStream {
         }
     }
 
-    fn skip_whitespace(&mut self) {
-        while self
-            .buf
+    fn skip_whitespace(&mut self, data: &[u8]) {
+        while data
             .get(self.at)
             .is_some_and(|c| matches!(c, b' ' | b'\n' | b'\r' | b'\t'))
         {
@@ -262,21 +282,29 @@ impl AnswerStream {
         if self.state == State::Whole || self.at == 0 || self.at * 2 < self.buf.len() {
             return;
         }
-        let done = &self.buf[..self.at];
-        let lines = done.iter().filter(|&&c| c == b'\n').count();
-        if lines > 0 {
-            self.base_line += lines;
-            let last = done.iter().rposition(|&c| c == b'\n').expect("counted");
-            self.base_line_start = self.base + last + 1;
-        }
-        self.base += self.at;
+        let buf = std::mem::take(&mut self.buf);
+        self.consumed(&buf[..self.at]);
+        self.buf = buf;
         self.buf.drain(..self.at);
         self.at = 0;
     }
 
-    /// The line (from 1) and the column (from 0) of `buf[at]` in the body.
-    fn position(&self, at: usize) -> (usize, usize) {
-        let before = &self.buf[..at];
+    /// Moves the start of what is held past `done`, the bytes decoded, keeping the line count
+    /// for error messages (answers are usually one line: memchr finds none, fast).
+    fn consumed(&mut self, done: &[u8]) {
+        let lines = memchr::memchr_iter(b'\n', done).count();
+        if lines > 0 {
+            self.base_line += lines;
+            let last = memchr::memrchr(b'\n', done).expect("counted");
+            self.base_line_start = self.base + last + 1;
+        }
+        self.base += done.len();
+    }
+
+    /// The line (from 1) and the column (from 0) of `data[at]` in the body (`data` starts at
+    /// byte `base`).
+    fn position(&self, data: &[u8], at: usize) -> (usize, usize) {
+        let before = &data[..at];
         let lines = before.iter().filter(|&&c| c == b'\n').count();
         let line_start = match before.iter().rposition(|&c| c == b'\n') {
             Some(last) => self.base + last + 1,
@@ -287,8 +315,8 @@ impl AnswerStream {
 
     /// A malformed-answer error with `what` at `buf[at]`; `column_shift` 1 names the byte
     /// itself (serde_json's column once it has read the byte), 0 the place before it.
-    fn malformed_at(&self, what: &str, at: usize, column_shift: usize) -> DecodeError {
-        let (line, column) = self.position(at);
+    fn malformed_at(&self, data: &[u8], what: &str, at: usize, column_shift: usize) -> DecodeError {
+        let (line, column) = self.position(data, at);
         self.malformed(format!(
             "{what} at line {line} column {}",
             column + column_shift
@@ -297,11 +325,11 @@ impl AnswerStream {
 
     /// serde_json's `message` about `[element]`, the element starting at `buf[at]`, with its
     /// position moved to the element's place in the body.
-    fn relocated(&self, message: &str, at: usize) -> DecodeError {
+    fn relocated(&self, data: &[u8], message: &str, at: usize) -> DecodeError {
         let Some((what, line, column)) = split_position(message) else {
             return self.malformed(message.to_string());
         };
-        let (element_line, element_column) = self.position(at);
+        let (element_line, element_column) = self.position(data, at);
         // `[element]` has the `[` before the element on its first line.
         let (line, column) = if line == 1 {
             (element_line, (element_column + column).saturating_sub(1))
