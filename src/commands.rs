@@ -84,8 +84,9 @@ pub async fn inventory_command(
             format_window_stamp(now_ms),
             fastrand::u32(..)
         );
-        let lease =
-            Lease::acquire(&sink, &pipeline.name, &run_id, pipeline.sink.lease_ttl_ms).await?;
+        let lease = Lease::acquire(&sink, &pipeline.name, &run_id, pipeline.sink.lease_ttl_ms)
+            .await?
+            .keep();
         let written = snapshot::write(&sink, &inventory, &file_settings(pipeline)).await;
         if let Err(e) = lease.release().await {
             tracing::warn!(error = %e, "could not release the lease; it expires by itself");

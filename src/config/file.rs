@@ -193,7 +193,7 @@ pub(super) fn default_row_group_rows() -> usize {
     1 << 20
 }
 pub(super) fn default_lease_ttl() -> String {
-    "30m".into()
+    "2m".into()
 }
 pub(super) fn default_checksum() -> String {
     "none".into()

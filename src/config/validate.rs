@@ -620,6 +620,12 @@ pub(super) fn validate_sink(
         return Err(invalid("sink.row_group_rows", "must be at least 1024"));
     }
     let lease_ttl_ms = duration_ms("sink.lease_ttl", &sink.lease_ttl)?;
+    if lease_ttl_ms < 3_000 {
+        return Err(invalid(
+            "sink.lease_ttl",
+            "must be at least 3s: the heartbeat renews the lease every third of it (default 2m)",
+        ));
+    }
     let s3 = match sink.s3 {
         None => crate::config::S3Options::default(),
         Some(s3) => {

@@ -1,8 +1,10 @@
 //! The run lease: at most one run of a pipeline writes to a sink at a time (a CronJob can fire
 //! twice). The lease is an object `_state/<pipeline>.lease` created with a conditional put
-//! (`PutMode::Create`), so exactly one of several racing runs wins. It carries an expiry, renewed
-//! after every window, so a run that crashed blocks the next one only until then; a lease whose
-//! holder was on this host and is no longer alive is taken over at once. A takeover replaces
+//! (`PutMode::Create`), so exactly one of several racing runs wins. It carries an expiry
+//! (`sink.lease_ttl`, 2 minutes by default), renewed by a heartbeat ([`LeaseKeeper`]) every third
+//! of it, so a run that crashed blocks the next one at most that long, whatever host the next
+//! one runs on (in a CronJob every pod is a new host); a lease whose holder was on this host and
+//! is no longer alive is taken over at once. A takeover replaces
 //! the stale lease with a conditional update on S3 (`PutMode::Update` with its e-tag); local
 //! disk has none, so there takeovers and renewals run under a `flock` of `_state`.
 
@@ -55,8 +57,9 @@ pub enum LeaseError {
     },
     /// The lease expired and another run took it over while this one was still running.
     #[error(
-        "this run's lease {path} was taken over (now held by {}): the run outlived sink.lease_ttl; \
-         raise lease_ttl above the longest window's duration",
+        "this run's lease {path} was taken over (now held by {}): it was not renewed within \
+         sink.lease_ttl (the process stalled, or the sink refused the renewals); this run \
+         stops without committing more, the next one resumes from the ledger",
         .holder.as_deref().unwrap_or("nobody")
     )]
     Lost {
@@ -64,6 +67,21 @@ pub enum LeaseError {
         path: String,
         /// The run holding it now, if any.
         holder: Option<String>,
+    },
+    /// The heartbeat could not renew the lease for longer than its time-to-live: another run
+    /// may hold it now, so this one must not commit anything more.
+    #[error(
+        "this run could not renew its lease {path} for {seconds} s, longer than sink.lease_ttl \
+         (last error: {last}); another run may have taken it over, so this run stops without \
+         committing more; check the sink's availability, the next run resumes from the ledger"
+    )]
+    Expired {
+        /// The lease key.
+        path: String,
+        /// Seconds since the last renewal.
+        seconds: i64,
+        /// Why the renewals failed.
+        last: String,
     },
     /// The store failed.
     #[error(transparent)]
@@ -286,6 +304,11 @@ impl Lease {
         Ok(())
     }
 
+    /// Keeps the lease alive from now on: see [`LeaseKeeper`].
+    pub fn keep(self) -> LeaseKeeper {
+        LeaseKeeper::start(self)
+    }
+
     /// Gives the lease back (deletes it if it is still ours).
     pub async fn release(self) -> Result<(), LeaseError> {
         if let Some(bytes) = self.sink.get_opt(&self.path).await? {
@@ -295,6 +318,108 @@ impl Lease {
             }
         }
         Ok(())
+    }
+}
+
+/// A held lease renewed by a background task every third of its time-to-live, so that a run of
+/// any length keeps it while a dead one loses it within the time-to-live. The run asks
+/// [`LeaseKeeper::check`] before each commit: once the lease was taken over, or could not be
+/// renewed for longer than its time-to-live (a sink that refuses the renewals, a stalled
+/// process), nothing more is committed. Failed renewals are retried at the next beat.
+#[derive(Debug)]
+pub struct LeaseKeeper {
+    lease: std::sync::Arc<tokio::sync::Mutex<Lease>>,
+    beat: std::sync::Arc<std::sync::Mutex<Beat>>,
+    path: String,
+    ttl_ms: i64,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// What the heartbeat knows.
+#[derive(Debug)]
+struct Beat {
+    /// When the lease was last renewed (or taken), ms since the epoch.
+    renewed_ms: i64,
+    /// The last renewal's error, if it failed.
+    last_error: Option<String>,
+    /// Taken over by this run (its id), if another run holds it now.
+    lost_to: Option<Option<String>>,
+}
+
+impl LeaseKeeper {
+    fn start(lease: Lease) -> LeaseKeeper {
+        let ttl_ms = lease.ttl_ms.max(3);
+        let path = lease.path.clone();
+        let beat = std::sync::Arc::new(std::sync::Mutex::new(Beat {
+            renewed_ms: chrono::Utc::now().timestamp_millis(),
+            last_error: None,
+            lost_to: None,
+        }));
+        let lease = std::sync::Arc::new(tokio::sync::Mutex::new(lease));
+        let (held, state) = (lease.clone(), beat.clone());
+        let period = std::time::Duration::from_millis((ttl_ms / 3) as u64);
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(period).await;
+                let renewed = held.lock().await.renew().await;
+                let mut b = state.lock().expect("beat lock");
+                match renewed {
+                    Ok(()) => {
+                        b.renewed_ms = chrono::Utc::now().timestamp_millis();
+                        b.last_error = None;
+                    }
+                    Err(LeaseError::Lost { holder, .. }) => {
+                        b.lost_to = Some(holder);
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not renew the run lease; trying again at the next beat");
+                        b.last_error = Some(e.to_string());
+                    }
+                }
+            }
+        });
+        LeaseKeeper {
+            lease,
+            beat,
+            path,
+            ttl_ms,
+            task,
+        }
+    }
+
+    /// `Ok` while the lease is this run's: not taken over, and renewed within its
+    /// time-to-live.
+    pub fn check(&self) -> Result<(), LeaseError> {
+        let b = self.beat.lock().expect("beat lock");
+        if let Some(holder) = &b.lost_to {
+            return Err(LeaseError::Lost {
+                path: self.path.clone(),
+                holder: holder.clone(),
+            });
+        }
+        let since = chrono::Utc::now().timestamp_millis() - b.renewed_ms;
+        if since > self.ttl_ms {
+            return Err(LeaseError::Expired {
+                path: self.path.clone(),
+                seconds: since / 1000,
+                last: b
+                    .last_error
+                    .clone()
+                    .unwrap_or_else(|| "no renewal ran (the process stalled)".into()),
+            });
+        }
+        Ok(())
+    }
+
+    /// Stops the heartbeat and gives the lease back (deletes it if it is still ours).
+    pub async fn release(self) -> Result<(), LeaseError> {
+        self.task.abort();
+        let _ = self.task.await;
+        match std::sync::Arc::try_unwrap(self.lease) {
+            Ok(lease) => lease.into_inner().release().await,
+            Err(_) => unreachable!("the heartbeat task held the only other reference"),
+        }
     }
 }
 
@@ -451,6 +576,50 @@ mod tests {
         let err = slow.renew().await.unwrap_err();
         assert!(matches!(err, LeaseError::Lost { .. }), "{err}");
         assert!(err.to_string().contains("new"), "{err}");
+    }
+
+    /// The heartbeat keeps a short lease alive for longer than its time-to-live, and a run
+    /// that tries to take it meanwhile is refused.
+    #[tokio::test]
+    async fn the_heartbeat_keeps_a_short_lease() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = Sink::open(dir.path().to_str().unwrap()).unwrap();
+        let keeper = Lease::acquire(&sink, "p", "kept", 300)
+            .await
+            .unwrap()
+            .keep();
+        tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+        keeper.check().unwrap();
+        let held = Lease::acquire(&sink, "p", "other", 300).await.unwrap_err();
+        assert!(matches!(held, LeaseError::Held { .. }), "{held}");
+        keeper.release().await.unwrap();
+        assert!(sink.get_opt(&Lease::path("p")).await.unwrap().is_none());
+    }
+
+    /// A lease taken over (here: rewritten by another run, as a takeover after expiry does)
+    /// is seen at the next beat, and `check` names the new holder: the run must not commit.
+    #[tokio::test]
+    async fn a_kept_lease_taken_over_fails_the_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = Sink::open(dir.path().to_str().unwrap()).unwrap();
+        let keeper = Lease::acquire(&sink, "p", "kept", 300)
+            .await
+            .unwrap()
+            .keep();
+        let mut other = record_of(1);
+        other.run_id = "usurper".into();
+        std::fs::write(
+            dir.path().join(Lease::path("p")),
+            serde_json::to_vec(&other).unwrap(),
+        )
+        .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        let err = keeper.check().unwrap_err();
+        assert!(matches!(err, LeaseError::Lost { .. }), "{err}");
+        assert!(err.to_string().contains("usurper"), "{err}");
+        keeper.release().await.unwrap();
+        // Not ours: left to its holder.
+        assert!(sink.get_opt(&Lease::path("p")).await.unwrap().is_some());
     }
 
     /// Sixteen runs racing to take over a dead holder's lease on local disk: exactly one

@@ -34,7 +34,7 @@ use crate::config::Pipeline;
 use crate::error::{EXIT_FAILED_UNITS, EXIT_OK, Error, Result};
 use crate::extract::{DecodeStats, MetricsClient};
 use crate::load::Sink;
-use crate::load::lease::Lease;
+use crate::load::lease::{Lease, LeaseKeeper};
 use crate::load::publish::{CrashPoint, Journal};
 use crate::load::state::Ledger;
 use crate::load::writer::FileSettings;
@@ -146,10 +146,15 @@ pub async fn run(
     // token (even behind an opaque 500) ends the run at once with exit 3.
     session::check_token(pipeline, &conn.client, now_ms).await?;
     // One run per pipeline and sink at a time; a dry run writes nothing and needs no lease.
-    let mut lease = if opts.dry_run {
+    // Kept alive by a heartbeat from now on (`LeaseKeeper`).
+    let lease = if opts.dry_run {
         None
     } else {
-        Some(Lease::acquire(&sink, &pipeline.name, &run_id, pipeline.sink.lease_ttl_ms).await?)
+        Some(
+            Lease::acquire(&sink, &pipeline.name, &run_id, pipeline.sink.lease_ttl_ms)
+                .await?
+                .keep(),
+        )
     };
     let crash = CrashPoint::from_env();
     let mut ledger = Ledger::load(&sink, &pipeline.name).await?;
@@ -199,7 +204,7 @@ pub async fn run(
         &mut cancel,
         &sink,
         &conn,
-        lease.as_mut(),
+        lease.as_ref(),
         Committer {
             ledger,
             crash,
@@ -229,7 +234,7 @@ async fn run_leased(
     cancel: &mut watch::Receiver<bool>,
     sink: &Sink,
     conn: &Connection,
-    mut lease: Option<&mut Lease>,
+    lease: Option<&LeaseKeeper>,
     mut committer: Committer,
     now_ms: i64,
     started: Instant,
@@ -362,6 +367,17 @@ async fn run_leased(
         }
         let result = match outcome.result {
             WindowResult::Staged(staged) => {
+                // Never commit under a lease this run may no longer hold.
+                if let Some(Err(e)) = lease.map(LeaseKeeper::check) {
+                    for f in staged.files {
+                        f.discard(sink).await;
+                    }
+                    manifest.aborted = Some(format!("the run lease was lost: {e}"));
+                    manifest.inventory = inventory_report.take();
+                    finish_manifest(&mut manifest, client, started);
+                    let _ = manifest.save(sink).await;
+                    return Err(e.into());
+                }
                 match committer.commit(&ctx, window, staged).await {
                     Ok(files) => WindowResult::Written(files),
                     Err(CommitError::Window(e)) => WindowResult::WriteFailed(e),
@@ -382,9 +398,6 @@ async fn run_leased(
             WindowResult::Staged(_) => unreachable!("published above"),
             WindowResult::Written(files) => {
                 manifest.files.extend(files);
-                if let Some(l) = lease.as_deref_mut() {
-                    l.renew().await?;
-                }
                 manifest.windows_committed += 1;
                 progress(&Progress::WindowDone {
                     start_ms: window.start_ms,

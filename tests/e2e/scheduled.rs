@@ -239,3 +239,61 @@ fn indexed_job_shards_run_in_turn_write_the_single_runs_files() {
         "a second round leaves the same files"
     );
 }
+
+/// Issue 19: a pod killed (SIGKILL) while it holds the lease, on another node, blocks the next
+/// run at most `sink.lease_ttl` after its last heartbeat, not for a fixed half hour: the next
+/// run is refused while the lease is fresh and takes it over once it has expired.
+#[test]
+fn a_run_killed_on_another_host_blocks_the_next_one_at_most_the_lease_ttl() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(dir.path(), "hb", "2026-11-08T00:00:00Z");
+    let mut text = std::fs::read_to_string(&p).unwrap();
+    text.push_str("lease_ttl = \"3s\"\n");
+    std::fs::write(&p, text).unwrap();
+    let lease = dir.path().join("out/_state/hb.lease");
+    let args = ["run", p.to_str().unwrap(), "--now", "2026-11-08T00:05:00Z"];
+    let mut child = bin()
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed a while after it took the lease: the heartbeat renewed it in between.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !lease.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never took its lease"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&lease).unwrap()).unwrap();
+    // As if the pod had run on another node: no same-host shortcut.
+    record["host"] = "another-node".into();
+    std::fs::write(&lease, serde_json::to_vec(&record).unwrap()).unwrap();
+    let expires_ms = record["expires_ms"].as_i64().unwrap();
+    let now_ms = || chrono::Utc::now().timestamp_millis();
+    assert!(
+        expires_ms - now_ms() <= 3_000,
+        "the lease lasts at most its TTL from the last heartbeat: {record}"
+    );
+    if expires_ms - now_ms() > 500 {
+        let refused = run(&args);
+        assert_eq!(refused.status.code(), Some(1), "{}", describe(&refused));
+        assert!(
+            String::from_utf8_lossy(&refused.stderr).contains("another run of this pipeline"),
+            "{}",
+            describe(&refused)
+        );
+    }
+    while now_ms() <= expires_ms {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let next = run(&args);
+    assert!(next.status.success(), "{}", describe(&next));
+    assert!(!lease.exists(), "released at the end");
+}
