@@ -53,7 +53,7 @@ pub enum LeaseError {
         /// The lease key.
         path: String,
         /// The current holder.
-        holder: LeaseRecord,
+        holder: Box<LeaseRecord>,
     },
     /// The lease expired and another run took it over while this one was still running.
     #[error(
@@ -231,7 +231,7 @@ impl Lease {
             if !stale {
                 return Err(LeaseError::Held {
                     path,
-                    holder: holder.expect("checked above"),
+                    holder: Box::new(holder.expect("checked above")),
                 });
             }
             tracing::warn!(lease = %path, holder = ?holder, "taking over an expired or orphaned lease");
