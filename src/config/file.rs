@@ -29,6 +29,8 @@ pub(super) struct SourceFile {
     pub(super) concurrency: usize,
     #[serde(default = "default_rps")]
     pub(super) requests_per_second: f64,
+    #[serde(default = "default_shard_rate")]
+    pub(super) shard_rate: String,
     #[serde(default = "default_timeout")]
     pub(super) timeout: String,
     #[serde(default = "default_connect_timeout")]
@@ -147,6 +149,9 @@ pub(super) fn default_concurrency() -> usize {
 }
 pub(super) fn default_rps() -> f64 {
     20.0
+}
+pub(super) fn default_shard_rate() -> String {
+    "share".into()
 }
 pub(super) fn default_timeout() -> String {
     "120s".into()

@@ -98,6 +98,22 @@ pub enum Endpoint {
     FromToken,
 }
 
+impl Pipeline {
+    /// The pipeline as one of `shards` shards runs it: with `source.shard_rate = "share"` (the
+    /// default) it starts at most its share of `source.requests_per_second`, so that N pods of
+    /// an Indexed Job ask the endpoint, which limits the read token, no faster than one
+    /// process would.
+    pub fn for_shards(&self, shards: u32) -> std::borrow::Cow<'_, Pipeline> {
+        let s = &self.source;
+        if shards <= 1 || s.shard_rate == ShardRate::Each || s.requests_per_second == 0.0 {
+            return std::borrow::Cow::Borrowed(self);
+        }
+        let mut shared = self.clone();
+        shared.source.requests_per_second = s.requests_per_second / f64::from(shards);
+        std::borrow::Cow::Owned(shared)
+    }
+}
+
 /// How the dialect is chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DialectChoice {
@@ -119,6 +135,18 @@ pub enum Discovery {
     None,
 }
 
+/// Whose limit `source.requests_per_second` is when the run is one shard of several
+/// (`--shard I/N`, `--shard auto`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShardRate {
+    /// The read token's (the default): the N shards of a job share it, each starting at most
+    /// `requests_per_second / N` requests a second, as one process would.
+    Share,
+    /// Each shard's own: N shards may start N times as many (tokens of their own, or a server
+    /// known to take it).
+    Each,
+}
+
 /// Source settings.
 #[derive(Debug, Clone)]
 pub struct Source {
@@ -132,6 +160,9 @@ pub struct Source {
     pub concurrency: usize,
     /// Requests started per second at most (0 = unlimited).
     pub requests_per_second: f64,
+    /// `source.shard_rate`: whether shards share `requests_per_second` (default) or each
+    /// has it ([`ShardRate`]).
+    pub shard_rate: ShardRate,
     /// Whole-request deadline (headers and body).
     pub timeout: Duration,
     /// TCP/TLS connect deadline.

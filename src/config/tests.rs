@@ -636,3 +636,29 @@ fn empty_range_is_an_error() {
     .to_string();
     assert!(err.contains("scope.end"), "{err}");
 }
+
+/// Issue 19: the shards of a job share the token's request rate unless told otherwise; an
+/// unlimited rate stays unlimited; an unknown choice is refused naming the key.
+#[test]
+fn shards_share_the_request_rate_unless_each_is_asked() {
+    let base = BASE.replace("url = \"sim\"", "url = \"sim\"\nrequests_per_second = 20");
+    let p = parse_str(&base).unwrap();
+    assert_eq!(p.source.shard_rate, ShardRate::Share);
+    assert_eq!(p.for_shards(1).source.requests_per_second, 20.0);
+    assert_eq!(p.for_shards(4).source.requests_per_second, 5.0);
+    let each = parse_str(&base.replace(
+        "requests_per_second = 20",
+        "requests_per_second = 20\nshard_rate = \"each\"",
+    ))
+    .unwrap();
+    assert_eq!(each.for_shards(4).source.requests_per_second, 20.0);
+    let unlimited =
+        parse_str(&base.replace("requests_per_second = 20", "requests_per_second = 0")).unwrap();
+    assert_eq!(unlimited.for_shards(4).source.requests_per_second, 0.0);
+    let err = parse_str(&base.replace(
+        "requests_per_second = 20",
+        "requests_per_second = 20\nshard_rate = \"all\"",
+    ))
+    .unwrap_err();
+    assert!(err.to_string().contains("source.shard_rate"), "{err}");
+}

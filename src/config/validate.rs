@@ -216,6 +216,19 @@ pub(super) fn validate_source(
             "must be a number >= 0 (0 = unlimited)",
         ));
     }
+    let shard_rate = match src.shard_rate.as_str() {
+        "share" => crate::config::ShardRate::Share,
+        "each" => crate::config::ShardRate::Each,
+        other => {
+            return Err(invalid(
+                "source.shard_rate",
+                format!(
+                    "'{other}' is not one of share (the shards of a job share \
+                     requests_per_second, the default), each"
+                ),
+            ));
+        }
+    };
     if src.max_attempts == 0 || src.max_attempts > 20 {
         return Err(invalid(
             "source.max_attempts",
@@ -276,6 +289,7 @@ pub(super) fn validate_source(
         dialect,
         concurrency: src.concurrency,
         requests_per_second: src.requests_per_second,
+        shard_rate,
         timeout: std_duration("source.timeout", &src.timeout)?,
         connect_timeout: std_duration("source.connect_timeout", &src.connect_timeout)?,
         max_attempts: src.max_attempts,

@@ -786,6 +786,7 @@ mod tests {
             dialect: DialectChoice::Auto,
             concurrency: 4,
             requests_per_second: 0.0,
+            shard_rate: crate::config::ShardRate::Share,
             timeout: std::time::Duration::from_secs(30),
             connect_timeout: std::time::Duration::from_secs(5),
             max_attempts: 2,

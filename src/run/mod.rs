@@ -138,6 +138,9 @@ pub async fn run(
 ) -> Result<RunReport> {
     let started = Instant::now();
     let started_at = chrono::Utc::now();
+    // One shard of several: its share of the token's request rate (`source.shard_rate`).
+    let shared = pipeline.for_shards(opts.shard.map_or(1, |s| s.count));
+    let pipeline = shared.as_ref();
     let now_ms = opts.now_ms.unwrap_or_else(|| started_at.timestamp_millis());
     let run_id = format!("{}-{:08x}", format_window_stamp(now_ms), fastrand::u32(..));
     let sink = Sink::open_with(&pipeline.sink.url, &pipeline.sink.s3)?.for_pipeline(&pipeline.name);
