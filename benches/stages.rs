@@ -20,7 +20,7 @@ use std::hint::black_box;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use vscope_etl::catalogue::Component;
 use vscope_etl::extract::SeriesData;
-use vscope_etl::extract::decode::decode_query_response;
+use vscope_etl::extract::stream::decode_query_response;
 use vscope_etl::load::Sink;
 use vscope_etl::load::writer::{FileSettings, PartWriter, WrittenFile, writer_properties};
 use vscope_etl::schema::raw_schema;

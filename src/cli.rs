@@ -34,6 +34,9 @@ pub enum Command {
     Check(CheckArgs),
     /// Snapshot the live filers, hosts and VMs (OVHcloud API v6, [source.ovh]) into the sink.
     Inventory(InventoryArgs),
+    /// What the sink holds for a pipeline's range: per window (and shard) committed, open or
+    /// missing, the watermark, who holds the lease. Reads the sink only.
+    Status(StatusArgs),
     /// Get the vScope read token and endpoints through OVHcloud API v6 ([source.ovh]).
     Token(TokenArgs),
     /// List the vScope metric catalogue.
@@ -102,6 +105,28 @@ pub struct PlanArgs {
 pub struct CheckArgs {
     /// Pipeline file (TOML).
     pub pipeline: PathBuf,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Pretend the clock says this (RFC 3339 or unix time), for tests.
+    #[arg(long, hide = true)]
+    pub now: Option<String>,
+}
+
+/// `status` flags.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Pipeline file (TOML).
+    pub pipeline: PathBuf,
+    /// Range start, overriding scope.start (RFC 3339, unix time, or e.g. 2h-ago).
+    #[arg(long)]
+    pub start: Option<String>,
+    /// Range end (exclusive), overriding scope.end.
+    #[arg(long)]
+    pub end: Option<String>,
+    /// Show the windows split into N shards, as `run --shard I/N` splits them.
+    #[arg(long, env = "VSCOPE_SHARDS", value_name = "N", default_value_t = 1)]
+    pub shards: u32,
     /// Print the report as JSON on stdout.
     #[arg(long)]
     pub json: bool,

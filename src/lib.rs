@@ -10,6 +10,7 @@
 //! - [`run`]: the run that ties the stages together: session, plan, window, commit.
 //! - [`preflight`]: `vscope-etl check` and the token check every run does first.
 //! - [`commands`]: `vscope-etl inventory` and `vscope-etl token` (API v6, no run).
+//! - [`status`]: `vscope-etl status` (the ledger and the lease, read from the sink).
 //! - [`ovh`]: OVHcloud API v6 (signed calls): the live inventory snapshots (`filers`, `hosts`,
 //!   `vms`), inventory-based series discovery, and the metrics token.
 //! - `report` (feature `report`): the capacity report of `vscope-report`, with an S3 sink
@@ -17,7 +18,8 @@
 //! - [`error`], [`cli`], [`cpu`]: shared pieces.
 //!
 //! Modules import downwards only, in the order a run uses them: [`config`] → [`extract`] →
-//! [`plan`], [`transform`] → [`load`] → [`ovh`] → [`run`] → [`preflight`], [`commands`]. The
+//! [`plan`], [`transform`] → [`load`] → [`ovh`] → [`run`] → [`preflight`], [`commands`],
+//! [`status`]. The
 //! stages report their own typed errors; [`error::Error`] gathers them for the edge (run,
 //! preflight, commands, the binary), and no stage imports it.
 //!
@@ -45,6 +47,7 @@ pub mod preflight;
 #[cfg(feature = "report")]
 pub mod report;
 pub mod run;
+pub mod status;
 pub mod transform;
 
 // The pure core (crates/core), under the paths the modules here have always used.

@@ -12,8 +12,8 @@ use tokio::sync::watch;
 
 use vscope_etl::catalogue::Catalogue;
 use vscope_etl::cli::{
-    CheckArgs, Cli, Command, InventoryArgs, MetricsArgs, PlanArgs, RunArgs, SimArgs, TokenArgs,
-    ValidateArgs,
+    CheckArgs, Cli, Command, InventoryArgs, MetricsArgs, PlanArgs, RunArgs, SimArgs, StatusArgs,
+    TokenArgs, ValidateArgs,
 };
 use vscope_etl::config;
 use vscope_etl::error::{EXIT_CONFIG, EXIT_OK, Error};
@@ -48,6 +48,7 @@ fn main() -> ExitCode {
             Command::Validate(args) => validate(args),
             Command::Check(args) => check(args).await,
             Command::Inventory(args) => inventory(args).await,
+            Command::Status(args) => status(args).await,
             Command::Token(args) => token(args).await,
             Command::Metrics(args) => metrics(args),
             Command::Sim(args) => sim(args).await,
@@ -460,6 +461,41 @@ fn metrics(args: MetricsArgs) -> u8 {
         );
     }
     EXIT_OK
+}
+
+/// `vscope-etl status`: exit 0 with the report, whatever it shows (missing windows are the next
+/// run's to fetch); 2 for a bad pipeline or range, 1 when the sink cannot be read.
+async fn status(args: StatusArgs) -> u8 {
+    let pipeline = match config::load(&args.pipeline) {
+        Ok(p) => p,
+        Err(e) => return report(&e.into()),
+    };
+    let now = match parse_now(args.now.as_deref()) {
+        Ok(n) => n.unwrap_or_else(|| chrono::Utc::now().timestamp_millis()),
+        Err(code) => return code,
+    };
+    let shown = vscope_etl::status::status(
+        &pipeline,
+        args.start.as_deref(),
+        args.end.as_deref(),
+        args.shards,
+        now,
+    )
+    .await;
+    match shown {
+        Err(e) => report(&e),
+        Ok(r) if args.json => {
+            println!(
+                "{}",
+                serde_json::to_string(&r).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+            );
+            0
+        }
+        Ok(r) => {
+            print!("{r}");
+            0
+        }
+    }
 }
 
 async fn inventory(args: InventoryArgs) -> u8 {

@@ -14,6 +14,8 @@
 pub mod body;
 pub mod client;
 pub mod decode;
+#[cfg(test)]
+mod decode_tests;
 pub mod error;
 pub mod ratelimit;
 mod raw;

@@ -1,5 +1,5 @@
 //! A hand-rolled scanner for the common shape of an `/api/query` answer: the fast path of
-//! [`super::decode::decode_query_response`].
+//! [`super::stream::decode_query_response`].
 //!
 //! It reads the body in one pass straight into the per-series columns (`ts`, `values`), with no
 //! token tree, no per-point allocation and no per-key string: timestamps are parsed from the key

@@ -21,6 +21,41 @@ use super::scan;
 /// Bytes of the start of the body kept for error messages.
 const SNIPPET_BYTES: usize = 200;
 
+/// Decodes the answer to a query for `metric`, keeping points with `start_ms <= ts < end_ms`:
+/// [`decode_query_response`], plus the check that every series of the answer (with points in
+/// the window or not) is of `metric` ([`DecodeError::WrongMetric`] otherwise). So rows always
+/// carry the metric the unit asked for, never a name only the server gave.
+pub fn decode_query_answer(
+    body: &[u8],
+    start_ms: i64,
+    end_ms: i64,
+    metric: &str,
+) -> Result<(Vec<SeriesData>, DecodeStats), DecodeError> {
+    decode(body, start_ms, end_ms, Some(metric))
+}
+
+/// Decodes an `/api/query` body, keeping points with `start_ms <= ts < end_ms`, whatever
+/// metrics its series name (see [`decode_query_answer`] for the answer to one query).
+pub fn decode_query_response(
+    body: &[u8],
+    start_ms: i64,
+    end_ms: i64,
+) -> Result<(Vec<SeriesData>, DecodeStats), DecodeError> {
+    decode(body, start_ms, end_ms, None)
+}
+
+/// The whole body through [`AnswerStream`], as one piece.
+fn decode(
+    body: &[u8],
+    start_ms: i64,
+    end_ms: i64,
+    asked: Option<&str>,
+) -> Result<(Vec<SeriesData>, DecodeStats), DecodeError> {
+    let mut stream = AnswerStream::new(start_ms, end_ms, asked);
+    stream.push(body)?;
+    stream.finish()
+}
+
 /// An `/api/query` answer being decoded as its bytes come: [`AnswerStream::push`] each piece
 /// of the decoded body (after gzip), then [`AnswerStream::finish`].
 #[derive(Debug)]

@@ -111,7 +111,7 @@ async fn serves_recorded_answers_and_refuses_the_rest() {
     .unwrap();
     assert_eq!(one.status(), 200);
     let (series, _) =
-        crate::extract::decode::decode_query_response(&one.bytes().await.unwrap(), 0, 101).unwrap();
+        crate::extract::stream::decode_query_response(&one.bytes().await.unwrap(), 0, 101).unwrap();
     assert_eq!(series.len(), 1);
     let all = post(
         "/api/query",
@@ -120,7 +120,7 @@ async fn serves_recorded_answers_and_refuses_the_rest() {
     .await
     .unwrap();
     let (series, _) =
-        crate::extract::decode::decode_query_response(&all.bytes().await.unwrap(), 0, 101).unwrap();
+        crate::extract::stream::decode_query_response(&all.bytes().await.unwrap(), 0, 101).unwrap();
     assert_eq!(series.len(), 2);
     let missing = post(
         "/api/query",

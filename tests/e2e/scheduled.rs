@@ -208,12 +208,45 @@ fn indexed_job_shards_run_in_turn_write_the_single_runs_files() {
         assert!(out.status.success(), "index {index}: {}", describe(&out));
         serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
     };
+    let status = |json: bool| {
+        let mut args = vec!["status", p.to_str().unwrap(), "--shards", "2", "--now", now];
+        if json {
+            args.push("--json");
+        }
+        let out = run(&args);
+        assert!(out.status.success(), "{}", describe(&out));
+        out
+    };
     for index in ["0", "1"] {
         let summary = pod(index);
         assert_eq!(
             summary["windows_planned"], 3,
             "index {index}: every other of the six 2h windows"
         );
+        if index == "0" {
+            // `status` tells which shard left what: shard 1's windows are missing.
+            let s: serde_json::Value = serde_json::from_slice(&status(true).stdout).unwrap();
+            assert_eq!(
+                (&s["committed"], &s["missing"]),
+                (&3.into(), &3.into()),
+                "{s}"
+            );
+            for w in s["windows"].as_array().unwrap() {
+                let expected = if w["shard"] == 0 {
+                    "committed"
+                } else {
+                    "missing"
+                };
+                assert_eq!(w["state"], expected, "{w}");
+            }
+            assert!(s["lease"].is_null(), "released: {s}");
+            let human = String::from_utf8_lossy(&status(false).stdout).into_owned();
+            assert!(
+                human.contains("shard 1/2: 0 committed, 0 open, 3 missing"),
+                "{human}"
+            );
+            assert!(human.contains("lease: free"), "{human}");
+        }
     }
     assert_eq!(
         ledger(&root, "shards")["watermark"],
@@ -282,6 +315,18 @@ fn a_run_killed_on_another_host_blocks_the_next_one_at_most_the_lease_ttl() {
         "the lease lasts at most its TTL from the last heartbeat: {record}"
     );
     if expires_ms - now_ms() > 500 {
+        // `status` names the holder and says until when.
+        let shown = run(&[
+            "status",
+            p.to_str().unwrap(),
+            "--now",
+            "2026-11-08T00:05:00Z",
+        ]);
+        let text = String::from_utf8_lossy(&shown.stdout).into_owned();
+        assert!(
+            text.contains("lease: held by run") && text.contains("another-node"),
+            "{text}"
+        );
         let refused = run(&args);
         assert_eq!(refused.status.code(), Some(1), "{}", describe(&refused));
         assert!(

@@ -382,7 +382,7 @@ proptest::proptest! {
         extra_tag in "[a-z]{1,3}",
     ) {
         use vscope_etl::catalogue::Component;
-        use vscope_etl::extract::decode::decode_query_response;
+        use vscope_etl::extract::stream::decode_query_response;
         let (start, end) = (1_793_491_200_000i64, 1_793_491_200_000 + 3_600_000);
         let base = start - 1_800_000;
         let dps: Vec<String> = points
@@ -449,7 +449,7 @@ proptest::proptest! {
 /// counted, never stored at a wrong time. Values around 10^10 and 10^12 are both tested.
 #[test]
 fn second_keys_are_dropped_as_out_of_window() {
-    use vscope_etl::extract::decode::decode_query_response;
+    use vscope_etl::extract::stream::decode_query_response;
     let (start, end) = (1_700_000_000_000i64, 1_700_000_060_000);
     let body = br#"[{"metric":"m","tags":{},"dps":{"1700000000":1,"1700000030":2,"9999999999":3,"1700000000123":4,"1700000059999":5,"1700000060000":6}}]"#;
     let (series, stats) = decode_query_response(body, start, end).unwrap();
