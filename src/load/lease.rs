@@ -71,15 +71,15 @@ pub enum LeaseError {
     /// The heartbeat could not renew the lease for longer than its time-to-live: another run
     /// may hold it now, so this one must not commit anything more.
     #[error(
-        "this run could not renew its lease {path} for {seconds} s, longer than sink.lease_ttl \
+        "this run could not renew its lease {path} for {millis} ms, longer than sink.lease_ttl \
          (last error: {last}); another run may have taken it over, so this run stops without \
          committing more; check the sink's availability, the next run resumes from the ledger"
     )]
     Expired {
         /// The lease key.
         path: String,
-        /// Seconds since the last renewal.
-        seconds: i64,
+        /// Milliseconds since the last renewal.
+        millis: i64,
         /// Why the renewals failed.
         last: String,
     },
@@ -291,12 +291,25 @@ impl Lease {
             (Some(v), false) => PutMode::Update(v.clone()),
             _ => PutMode::Overwrite,
         };
-        let r = self
+        let r = match self
             .sink
             .store
             .put_opts(&key, body, PutOptions::from(mode))
             .await
-            .map_err(|e| store_err("renew", &self.path, e))?;
+        {
+            Ok(r) => r,
+            // S3: the lease changed since this run last wrote it (its e-tag no longer
+            // matches): another run took it over (found by the heartbeat test on S3).
+            Err(object_store::Error::Precondition { .. }) => {
+                let current = self.sink.get_opt(&self.path).await?;
+                let holder = current.and_then(|b| serde_json::from_slice::<LeaseRecord>(&b).ok());
+                return Err(LeaseError::Lost {
+                    path: self.path.clone(),
+                    holder: holder.map(|h| h.run_id),
+                });
+            }
+            Err(e) => return Err(store_err("renew", &self.path, e).into()),
+        };
         self.version = Some(UpdateVersion {
             e_tag: r.e_tag,
             version: r.version,
@@ -402,7 +415,7 @@ impl LeaseKeeper {
         if since > self.ttl_ms {
             return Err(LeaseError::Expired {
                 path: self.path.clone(),
-                seconds: since / 1000,
+                millis: since,
                 last: b
                     .last_error
                     .clone()

@@ -287,3 +287,48 @@ fn assert_rows_as_served(
         assert_eq!(facts[*table]["duplicates"], 0, "{table}");
     }
 }
+
+/// Issue 19, the heartbeat on a real S3 server: renewals are conditional updates (the e-tag of
+/// the last write), so a 600 ms lease is kept for three times its TTL while another run is
+/// refused; once another run has rewritten it (a takeover after expiry), the next beat's
+/// conditional update fails and `check` says the lease is lost; release then leaves the
+/// other run's lease alone.
+#[test]
+fn the_lease_heartbeat_renews_on_s3_and_sees_a_takeover() {
+    use vscope_etl::load::lease::{Lease, LeaseError};
+    let moto = MotoServer::start("heartbeat");
+    let sink = moto.sink("hb");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let keeper = Lease::acquire(&sink, "p", "kept", 600)
+            .await
+            .unwrap()
+            .keep();
+        tokio::time::sleep(std::time::Duration::from_millis(1800)).await;
+        keeper.check().unwrap();
+        let refused = Lease::acquire(&sink, "p", "other", 600).await.unwrap_err();
+        assert!(matches!(refused, LeaseError::Held { .. }), "{refused}");
+        // Another run's lease replaces it, as a takeover does.
+        let path = Lease::path("p");
+        let mut record: serde_json::Value =
+            serde_json::from_slice(&sink.get_opt(&path).await.unwrap().unwrap()).unwrap();
+        record["run_id"] = "usurper".into();
+        sink.put(&path, serde_json::to_vec(&record).unwrap())
+            .await
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let lost = keeper.check().unwrap_err();
+        assert!(
+            matches!(lost, LeaseError::Lost { .. }),
+            "the conditional renewal failed: {lost}"
+        );
+        keeper.release().await.unwrap();
+        let left: serde_json::Value =
+            serde_json::from_slice(&sink.get_opt(&path).await.unwrap().unwrap()).unwrap();
+        assert_eq!(left["run_id"], "usurper", "not ours: left to its holder");
+    });
+}
