@@ -205,3 +205,83 @@ fn killed_s3_runs_leave_nothing_visible_and_the_rerun_cleans_up() {
         "lease released"
     );
 }
+
+/// Issue 19, pod eviction on S3: SIGTERM while multipart uploads are open (a stalled answer
+/// holds the run in its second window) stops the run within the grace period, and the run
+/// itself aborts its open uploads and releases its lease: nothing pending, nothing partial
+/// visible. The rerun ends with the local sink's dataset byte for byte.
+#[test]
+fn sigterm_with_open_multipart_uploads_aborts_them_and_releases_the_lease() {
+    use std::process::Stdio;
+    let moto = MotoServer::start_with_env("sigterm", &MOTO_ENV);
+    let dir = tempfile::tempdir().unwrap();
+    // Row groups of 1,024 rows go to the upload as they fill, so uploads are open mid-window.
+    let rows = "row_group_rows = 1024\n";
+    let stalled = format!("{SIM}\nfaults = [\"stall:120s@requests=60\"]");
+    // `row_group_rows` belongs to `[sink]`, before the `[sink.s3]` table.
+    let (url, s3) = moto
+        .sink_toml("t")
+        .split_once('\n')
+        .map(|(u, s)| (u.to_string(), s.to_string()))
+        .unwrap();
+    let sink = format!("{url}\n{rows}{s3}part_size = \"{PART_SIZE}\"\nallow_small_parts = true\n");
+    let p = write_pipeline_with_sink(dir.path(), "evicted", &stalled, SCOPE, TABLES, &sink);
+    let now = "2026-11-03T00:00:00Z";
+    let mut child = bin()
+        .args(["run", p.to_str().unwrap(), "--now", now])
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while moto.pending_uploads("t/").is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no multipart upload was ever open"
+        );
+        if child.try_wait().unwrap().is_some() {
+            let out = child.wait_with_output().unwrap();
+            panic!("the run ended first: {}", describe(&out));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let t0 = std::time::Instant::now();
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        t0.elapsed() < Duration::from_secs(30),
+        "stopped within Kubernetes' grace period: {:?}",
+        t0.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert_eq!(
+        moto.pending_uploads("t/"),
+        Vec::<String>::new(),
+        "the run aborted its own uploads"
+    );
+    assert!(
+        !moto.keys().iter().any(|k| k.ends_with(".lease")),
+        "lease released"
+    );
+
+    // The rerun (no stall) completes; the local sink with the same settings is the reference.
+    let clean = write_pipeline_with_sink(dir.path(), "evicted", SIM, SCOPE, TABLES, &sink);
+    let again = run(&["run", clean.to_str().unwrap(), "--now", now]);
+    assert!(again.status.success(), "{}", describe(&again));
+    let local = tempfile::tempdir().unwrap();
+    let local_sink = format!("url = \"{}\"\n{rows}", local.path().join("out").display());
+    let lp = write_pipeline_with_sink(local.path(), "evicted", SIM, SCOPE, TABLES, &local_sink);
+    let reference = run(&["run", lp.to_str().unwrap(), "--now", now]);
+    assert!(reference.status.success(), "{}", describe(&reference));
+    let expected = dataset(&local.path().join("out"), &TABLE_NAMES);
+    assert!(!expected.is_empty());
+    assert!(
+        s3_dataset(&moto, "t") == expected,
+        "after SIGTERM and a rerun, S3 holds the local sink's files"
+    );
+}
