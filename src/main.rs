@@ -389,13 +389,20 @@ async fn plan(args: PlanArgs) -> u8 {
     }
 }
 
+/// The pipeline at `path` and the clock (`--now`, else the system's); an error is reported
+/// and gives the exit code.
+fn pipeline_and_clock(
+    path: &std::path::Path,
+    now: Option<&str>,
+) -> Result<(config::Pipeline, i64), u8> {
+    let pipeline = config::load(path).map_err(|e| report(&e.into()))?;
+    let now = parse_now(now)?.unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
+    Ok((pipeline, now))
+}
+
 async fn check(args: CheckArgs) -> u8 {
-    let pipeline = match config::load(&args.pipeline) {
+    let (pipeline, now) = match pipeline_and_clock(&args.pipeline, args.now.as_deref()) {
         Ok(p) => p,
-        Err(e) => return report(&e.into()),
-    };
-    let now = match parse_now(args.now.as_deref()) {
-        Ok(n) => n.unwrap_or_else(|| chrono::Utc::now().timestamp_millis()),
         Err(code) => return code,
     };
     let result = vscope_etl::preflight::check(&pipeline, now).await;
@@ -466,12 +473,8 @@ fn metrics(args: MetricsArgs) -> u8 {
 /// `vscope-etl status`: exit 0 with the report, whatever it shows (missing windows are the next
 /// run's to fetch); 2 for a bad pipeline or range, 1 when the sink cannot be read.
 async fn status(args: StatusArgs) -> u8 {
-    let pipeline = match config::load(&args.pipeline) {
+    let (pipeline, now) = match pipeline_and_clock(&args.pipeline, args.now.as_deref()) {
         Ok(p) => p,
-        Err(e) => return report(&e.into()),
-    };
-    let now = match parse_now(args.now.as_deref()) {
-        Ok(n) => n.unwrap_or_else(|| chrono::Utc::now().timestamp_millis()),
         Err(code) => return code,
     };
     let shown = vscope_etl::status::status(

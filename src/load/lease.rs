@@ -591,16 +591,22 @@ mod tests {
         assert!(err.to_string().contains("new"), "{err}");
     }
 
-    /// The heartbeat keeps a short lease alive for longer than its time-to-live, and a run
-    /// that tries to take it meanwhile is refused.
-    #[tokio::test]
-    async fn the_heartbeat_keeps_a_short_lease() {
+    /// A local sink and the lease of pipeline `p` taken by run `kept` for 300 ms, kept alive.
+    async fn kept_local_lease() -> (tempfile::TempDir, Sink, LeaseKeeper) {
         let dir = tempfile::tempdir().unwrap();
         let sink = Sink::open(dir.path().to_str().unwrap()).unwrap();
         let keeper = Lease::acquire(&sink, "p", "kept", 300)
             .await
             .unwrap()
             .keep();
+        (dir, sink, keeper)
+    }
+
+    /// The heartbeat keeps a short lease alive for longer than its time-to-live, and a run
+    /// that tries to take it meanwhile is refused.
+    #[tokio::test]
+    async fn the_heartbeat_keeps_a_short_lease() {
+        let (_dir, sink, keeper) = kept_local_lease().await;
         tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
         keeper.check().unwrap();
         let held = Lease::acquire(&sink, "p", "other", 300).await.unwrap_err();
@@ -613,12 +619,7 @@ mod tests {
     /// is seen at the next beat, and `check` names the new holder: the run must not commit.
     #[tokio::test]
     async fn a_kept_lease_taken_over_fails_the_check() {
-        let dir = tempfile::tempdir().unwrap();
-        let sink = Sink::open(dir.path().to_str().unwrap()).unwrap();
-        let keeper = Lease::acquire(&sink, "p", "kept", 300)
-            .await
-            .unwrap()
-            .keep();
+        let (dir, sink, keeper) = kept_local_lease().await;
         let mut other = record_of(1);
         other.run_id = "usurper".into();
         std::fs::write(
