@@ -636,6 +636,23 @@ mod tests {
         assert!(sink.get_opt(&Lease::path("p")).await.unwrap().is_some());
     }
 
+    /// Renewals that keep failing (here the `_state` folder became a file) make the lease
+    /// expire for the run once its time-to-live has passed since the last renewal: `check`
+    /// says so, with the store's error, so the run commits nothing more.
+    #[tokio::test]
+    async fn renewals_failing_past_the_ttl_expire_the_lease_for_the_run() {
+        let (dir, _sink, keeper) = kept_local_lease().await;
+        let state = dir.path().join("_state");
+        std::fs::remove_dir_all(&state).unwrap();
+        std::fs::write(&state, b"not a folder").unwrap();
+        keeper.check().unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+        let err = keeper.check().unwrap_err();
+        assert!(matches!(err, LeaseError::Expired { .. }), "{err}");
+        assert!(err.to_string().contains("last error"), "{err}");
+        let _ = keeper.release().await;
+    }
+
     /// Sixteen runs racing to take over a dead holder's lease on local disk: exactly one
     /// wins, the others are told who holds it, and nothing else is left in `_state`.
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -139,8 +139,9 @@ fn assert_nothing_committed(r: &RunResult) {
     let ledger = r.root.join(format!("_state/{NAME}.json"));
     if let Ok(text) = std::fs::read_to_string(&ledger) {
         let l: serde_json::Value = serde_json::from_str(&text).unwrap();
+        // `windows` is a map by window key (it was read as an array here, which never failed).
         assert!(
-            l["windows"].as_array().is_none_or(|w| w.is_empty()),
+            l["windows"].as_object().is_none_or(|w| w.is_empty()),
             "ledger covers windows: {l}"
         );
     }
@@ -601,6 +602,55 @@ fn sigterm_stops_the_run_cleanly_and_a_rerun_completes() {
     let again = run_in(dir.path(), &source("", "", &[]), &[]);
     assert_eq!(again.code(), Some(0), "{}", again.describe());
     assert_same_as_clean(&again, "after SIGTERM");
+}
+
+/// Issue 19: a run whose lease another run has taken over (here: rewritten while the run waits
+/// on a stalled answer) sees it at its next heartbeat and commits nothing more: exit 1, the
+/// manifest says why, no window in the ledger or the tables, the other run's lease left alone.
+#[test]
+fn a_run_whose_lease_was_taken_over_commits_nothing_more() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(dir.path(), &source("", "", &["stall:6s@requests=2"]));
+    let mut text = std::fs::read_to_string(&p).unwrap();
+    text.push_str("lease_ttl = \"3s\"\n");
+    std::fs::write(&p, text).unwrap();
+    let root = dir.path().join("out");
+    let lease = root.join(format!("_state/{NAME}.lease"));
+    let t0 = Instant::now();
+    let child = bin()
+        .args(["run", p.to_str().unwrap(), "--json", "--now", NOW])
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    while !lease.exists() {
+        assert!(t0.elapsed() < Duration::from_secs(30), "no lease taken");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&lease).unwrap()).unwrap();
+    record["run_id"] = "usurper".into();
+    std::fs::write(&lease, serde_json::to_vec(&record).unwrap()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let r = RunResult {
+        out,
+        elapsed: t0.elapsed(),
+        root,
+    };
+    assert_eq!(r.code(), Some(1), "{}", r.describe());
+    let m = r.manifest();
+    assert!(
+        m["aborted"].as_str().unwrap().contains("lease was lost"),
+        "{m}"
+    );
+    assert_nothing_committed(&r);
+    let left: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&lease).unwrap()).unwrap();
+    assert_eq!(
+        left["run_id"], "usurper",
+        "the other run's lease is left alone"
+    );
 }
 
 /// Case 19, the second signal: after a first SIGTERM the run is stopping (here still in its
