@@ -41,7 +41,8 @@ pub struct ClientStats {
     pub retries: AtomicU64,
     /// Windows split in halves after a too-large answer.
     pub splits: AtomicU64,
-    /// Bytes of the 2xx answer bodies read whole, decoded: what the JSON decoder was given.
+    /// Decoded bytes of 2xx answer bodies handed to their reader as they streamed in (what the
+    /// JSON decoder was given; an answer cut short counts what came of it).
     pub bytes: AtomicU64,
     /// Body bytes received from the network, as sent (compressed when gzip), for every answer
     /// read: taken, refused, cut short or error pages.

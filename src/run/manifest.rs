@@ -84,7 +84,8 @@ pub struct Manifest {
     /// `source.memory_limit`; the files being written are not counted).
     #[serde(default)]
     pub memory_reserved_peak_mb: f64,
-    /// Bytes of the metrics answers read whole (2xx), decoded: what the JSON decoder was given.
+    /// Decoded bytes of the metrics answers (2xx) handed to the JSON decoder as they streamed in
+    /// (an answer cut short counts what came of it).
     pub bytes_received: u64,
     /// Body bytes received from the metrics endpoint as they crossed the network (compressed
     /// when the server answered gzip), for every answer read, refused, cut or error page
