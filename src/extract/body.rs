@@ -9,7 +9,11 @@
 //! of flate2. Here each chunk read from the connection is counted
 //! ([`BodyDecoder::wire_bytes`]), then inflated straight into the answer buffer, which never
 //! grows past `limit + 1` bytes: a gzip bomb (a few KiB that inflate to GiB) stops at the cap
-//! like any other too-large answer, without ever holding more than the cap in memory.
+//! like any other too-large answer, without ever holding more than the cap in memory. A
+//! streaming decoder ([`BodyDecoder::streaming`], used for every successful answer) holds no
+//! body at all: it hands each chunk, or each 128 KiB inflated block, to the answer's reader
+//! (`/api/query` answers are decoded series by series, `super::stream`), the cap still counted
+//! on the decoded bytes.
 //!
 //! The inflater is flate2's low-level [`Decompress`] (raw deflate; the zlib-rs backend, which
 //! the Parquet reader of polars already builds). The gzip framing around it (RFC 1952: the
