@@ -284,6 +284,12 @@ pub struct PartWriter {
     bytes: u64,
 }
 
+/// Parts of one file uploaded at once. object_store's default is 8: on a link slower than the
+/// encoder, a file would hold up to 8 parts (80 MiB at the default `sink.s3.part_size`) beside
+/// the one filling, for each file open; 2 keep an upload going while the next part fills, and
+/// bound a file to three parts (issue 18, docs/operations.md "Sizing a pod").
+const PARTS_IN_FLIGHT: usize = 2;
+
 /// Threads that encode the columns of one batch: the machine's parallelism, at most 8.
 pub fn encode_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
@@ -326,7 +332,8 @@ impl PartWriter {
         props: WriterProperties,
     ) -> Result<PartWriter, WriteError> {
         let target = staging.as_deref().unwrap_or(&relative);
-        let out = BufWriter::with_capacity(sink.store.clone(), sink.key(target), sink.part_size);
+        let out = BufWriter::with_capacity(sink.store.clone(), sink.key(target), sink.part_size)
+            .with_max_concurrency(PARTS_IN_FLIGHT);
         let row_group_rows = props.max_row_group_row_count().unwrap_or(1 << 20).max(1);
         let buf = SharedBuf::default();
         let parquet_err = |source| WriteError::Parquet {
