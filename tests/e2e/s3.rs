@@ -59,6 +59,17 @@ fn s3_sink_holds_exactly_what_the_simulator_served() {
             serde_json::json!(["2026-11-01", "2026-11-02"])
         );
     }
+    // `status` reads the same ledger from S3: both 2h windows committed, the lease free.
+    let status = run(&["status", p.to_str().unwrap(), "--json"]);
+    assert!(status.status.success(), "{}", describe(&status));
+    let s: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(
+        (&s["committed"], &s["missing"]),
+        (&2.into(), &0.into()),
+        "{s}"
+    );
+    assert_eq!(s["watermark"], end, "{s}");
+    assert!(s["lease"].is_null(), "{s}");
 }
 
 #[test]
