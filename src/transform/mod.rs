@@ -359,8 +359,14 @@ impl RawBatchBuilder {
     /// Appends the points `range` of `series`.
     pub fn append(&mut self, series: &SeriesData, range: Range<usize>) {
         self.ts.extend_from_slice(&series.ts[range.clone()]);
-        for &v in &series.values[range.clone()] {
-            self.values.append_option(value_of(v));
+        let values = &series.values[range.clone()];
+        if values.iter().any(|v| v.is_nan()) {
+            for &v in values {
+                self.values.append_option(value_of(v));
+            }
+        } else {
+            // The usual run: no missing value, copied whole.
+            self.values.append_slice(values);
         }
         self.keys.append_n(series, range.len());
     }
