@@ -74,6 +74,18 @@ fn write(dir: &Path, source: &str) -> PathBuf {
     write_pipeline(dir, NAME, source, START, END, "2h", TABLES)
 }
 
+/// Starts `run` on the pipeline `p` (JSON summary, the tests' clock), its output piped: for the
+/// tests that act on the process while it runs.
+fn spawn_run(p: &Path) -> std::process::Child {
+    bin()
+        .args(["run", p.to_str().unwrap(), "--json", "--now", NOW])
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 fn run_in(dir: &Path, source: &str, env: &[(&str, &str)]) -> RunResult {
     run_in_with(dir, source, env, &[])
 }
@@ -566,13 +578,7 @@ fn sigterm_stops_the_run_cleanly_and_a_rerun_completes() {
         dir.path(),
         &source("timeout = \"120s\"", "", &["stall:120s@requests=2"]),
     );
-    let child = bin()
-        .args(["run", p.to_str().unwrap(), "--json", "--now", NOW])
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_run(&p);
     std::thread::sleep(Duration::from_millis(1500));
     let t0 = Instant::now();
     let kill = std::process::Command::new("kill")
@@ -617,13 +623,7 @@ fn a_run_whose_lease_was_taken_over_commits_nothing_more() {
     let root = dir.path().join("out");
     let lease = root.join(format!("_state/{NAME}.lease"));
     let t0 = Instant::now();
-    let child = bin()
-        .args(["run", p.to_str().unwrap(), "--json", "--now", NOW])
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_run(&p);
     while !lease.exists() {
         assert!(t0.elapsed() < Duration::from_secs(30), "no lease taken");
         std::thread::sleep(Duration::from_millis(20));
