@@ -93,15 +93,12 @@ pub async fn status(
     let (range_start, range_end) = scope.resolve_range(now_ms)?;
     let sink = Sink::open_with(&pipeline.sink.url, &pipeline.sink.s3)?;
     let ledger = Ledger::load(&sink, &pipeline.name).await?;
-    let lease = match sink.get_opt(&Lease::path(&pipeline.name)).await? {
-        Some(bytes) => serde_json::from_slice::<LeaseRecord>(&bytes)
-            .ok()
-            .map(|record| LeaseStatus {
-                expired: record.expires_ms <= now_ms,
-                record,
-            }),
-        None => None,
-    };
+    let lease = Lease::holder(&sink, &pipeline.name)
+        .await?
+        .map(|record| LeaseStatus {
+            expired: record.expires_ms <= now_ms,
+            record,
+        });
     let shards = shards.max(1);
     let window_ms = scope.window_ms;
     let windows: Vec<WindowStatus> = plan_windows(range_start, range_end, window_ms, now_ms, None)

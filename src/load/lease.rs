@@ -275,9 +275,7 @@ impl Lease {
         if self.sink.local_root.is_some() {
             // No conditional update on local disk: check under the lock that it is still ours
             // (a run that outlived its lease may have been taken over).
-            let current = self.sink.get_opt(&self.path).await?;
-            let holder = current.and_then(|b| serde_json::from_slice::<LeaseRecord>(&b).ok());
-            match holder {
+            match read_holder(&self.sink, &self.path).await? {
                 Some(h) if h.run_id == self.record.run_id => {}
                 other => {
                     return Err(LeaseError::Lost {
@@ -301,8 +299,7 @@ impl Lease {
             // S3: the lease changed since this run last wrote it (its e-tag no longer
             // matches): another run took it over (found by the heartbeat test on S3).
             Err(object_store::Error::Precondition { .. }) => {
-                let current = self.sink.get_opt(&self.path).await?;
-                let holder = current.and_then(|b| serde_json::from_slice::<LeaseRecord>(&b).ok());
+                let holder = read_holder(&self.sink, &self.path).await?;
                 return Err(LeaseError::Lost {
                     path: self.path.clone(),
                     holder: holder.map(|h| h.run_id),
@@ -324,14 +321,25 @@ impl Lease {
 
     /// Gives the lease back (deletes it if it is still ours).
     pub async fn release(self) -> Result<(), LeaseError> {
-        if let Some(bytes) = self.sink.get_opt(&self.path).await? {
-            let current: Option<LeaseRecord> = serde_json::from_slice(&bytes).ok();
-            if current.is_some_and(|c| c.run_id == self.record.run_id) {
-                self.sink.delete_if_exists(&self.path).await?;
-            }
+        let current = read_holder(&self.sink, &self.path).await?;
+        if current.is_some_and(|c| c.run_id == self.record.run_id) {
+            self.sink.delete_if_exists(&self.path).await?;
         }
         Ok(())
     }
+
+    /// Who holds the lease of `pipeline` now, as the sink has it (`None`: nobody, or a record
+    /// a crash left unreadable), for `vscope-etl status`.
+    pub async fn holder(sink: &Sink, pipeline: &str) -> Result<Option<LeaseRecord>, StoreError> {
+        read_holder(sink, &Lease::path(pipeline)).await
+    }
+}
+
+/// The record at `path` (`None`: no object, or one that does not parse, as a crash while
+/// writing it leaves).
+async fn read_holder(sink: &Sink, path: &str) -> Result<Option<LeaseRecord>, StoreError> {
+    let bytes = sink.get_opt(path).await?;
+    Ok(bytes.and_then(|b| serde_json::from_slice(&b).ok()))
 }
 
 /// A held lease renewed by a background task every third of its time-to-live, so that a run of

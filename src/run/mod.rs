@@ -229,6 +229,23 @@ pub async fn run(
     result
 }
 
+/// Ends a run before its windows are done: the manifest says `why`, carries the inventory
+/// report and the run's counters, and is saved. The save's result is the caller's: a stop with
+/// a worse error to report ignores it.
+async fn save_stopped(
+    manifest: &mut Manifest,
+    inventory: Option<crate::ovh::InventoryReport>,
+    client: &MetricsClient,
+    started: Instant,
+    sink: &Sink,
+    why: String,
+) -> std::result::Result<String, crate::load::store::StoreError> {
+    manifest.aborted = Some(why);
+    manifest.inventory = inventory;
+    finish_manifest(manifest, client, started);
+    manifest.save(sink).await
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn run_leased(
     pipeline: &Pipeline,
@@ -375,10 +392,16 @@ async fn run_leased(
                     for f in staged.files {
                         f.discard(sink).await;
                     }
-                    manifest.aborted = Some(format!("the run lease was lost: {e}"));
-                    manifest.inventory = inventory_report.take();
-                    finish_manifest(&mut manifest, client, started);
-                    let _ = manifest.save(sink).await;
+                    let why = format!("the run lease was lost: {e}");
+                    let _ = save_stopped(
+                        &mut manifest,
+                        inventory_report.take(),
+                        client,
+                        started,
+                        sink,
+                        why,
+                    )
+                    .await;
                     return Err(e.into());
                 }
                 match committer.commit(&ctx, window, staged).await {
@@ -387,10 +410,16 @@ async fn run_leased(
                     Err(CommitError::Fatal(e)) => {
                         // The publication or the ledger cannot be trusted to go on: stop, the
                         // next run completes or clears what was journaled.
-                        manifest.aborted = Some(format!("publishing stopped the run: {e}"));
-                        manifest.inventory = inventory_report.take();
-                        finish_manifest(&mut manifest, client, started);
-                        let _ = manifest.save(sink).await;
+                        let why = format!("publishing stopped the run: {e}");
+                        let _ = save_stopped(
+                            &mut manifest,
+                            inventory_report.take(),
+                            client,
+                            started,
+                            sink,
+                            why,
+                        )
+                        .await;
                         return Err(e);
                     }
                 }
@@ -414,10 +443,16 @@ async fn run_leased(
                 });
             }
             WindowResult::AuthRefused(e) => {
-                manifest.aborted = Some(format!("authentication refused: {e}"));
-                manifest.inventory = inventory_report.take();
-                finish_manifest(&mut manifest, client, started);
-                manifest.save(sink).await?;
+                let why = format!("authentication refused: {e}");
+                save_stopped(
+                    &mut manifest,
+                    inventory_report.take(),
+                    client,
+                    started,
+                    sink,
+                    why,
+                )
+                .await?;
                 return Err(Error::Auth(e));
             }
             WindowResult::Cancelled => {
