@@ -124,9 +124,10 @@ pub struct StatusArgs {
     /// Range end (exclusive), overriding scope.end.
     #[arg(long)]
     pub end: Option<String>,
-    /// Show the windows split into N shards, as `run --shard I/N` splits them.
-    #[arg(long, env = "VSCOPE_SHARDS", value_name = "N", default_value_t = 1)]
-    pub shards: u32,
+    /// The shard count of the sharded runs (`run --shard I/N`) whose missing shards are listed
+    /// per window (default: the count found in the shards' marks).
+    #[arg(long, env = "VSCOPE_SHARDS", value_name = "N")]
+    pub shards: Option<u32>,
     /// Print the report as JSON on stdout.
     #[arg(long)]
     pub json: bool,

@@ -43,6 +43,9 @@ pub enum Error {
     /// A window's publication could not be completed (the next run completes or clears it).
     #[error(transparent)]
     Publish(#[from] crate::load::publish::PublishError),
+    /// A shard's marks of the windows it staged cannot be read.
+    #[error(transparent)]
+    Mark(#[from] crate::load::shards::MarkError),
     /// A table of the pipeline belongs to another pipeline in this sink.
     #[error(transparent)]
     Owner(crate::load::owner::OwnerError),

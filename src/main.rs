@@ -249,6 +249,8 @@ async fn run_command(args: RunArgs) -> u8 {
                     "exit_code": r.exit_code,
                     "windows_planned": m.windows_planned,
                     "windows_committed": m.windows_committed,
+                    "windows_staged": m.windows_staged,
+                    "shard": m.shard,
                     "units_planned": m.units_planned,
                     "units_done": m.units_done,
                     "series": m.series,
@@ -283,6 +285,14 @@ async fn run_command(args: RunArgs) -> u8 {
                     m.windows_planned,
                     m.seconds
                 );
+                if m.windows_staged > 0 {
+                    eprintln!(
+                        "shard {}: {} window(s) staged, published by the last shard to stage \
+                         them (`vscope-etl status` shows which shards are missing)",
+                        m.shard.as_deref().unwrap_or("?"),
+                        m.windows_staged
+                    );
+                }
                 if m.throttled > 0 {
                     eprintln!(
                         "the server throttled {} request(s) (429); requests waited {:.1} s in all, \
@@ -371,6 +381,7 @@ async fn plan(args: PlanArgs) -> u8 {
         &conn.client,
         &opts,
         ledger.as_ref(),
+        &Default::default(),
         now,
         inventory.as_ref(),
     )

@@ -30,14 +30,50 @@ impl Window {
     }
 }
 
-/// Which share of the windows this process handles (`--shard I/N`): window `k` of the grid goes
-/// to shard `k mod N`, so shards never write the same file.
+/// Which share of the work this process handles (`--shard I/N`): the units of every window
+/// (metric × datacenter × window) are dealt to the N shards by a stable hash
+/// ([`Shard::owns`]), so any range, even one window, spreads over all of them, every process
+/// agrees on who does what, and a shard run again does the same units. Each shard writes its
+/// own files (`…-h<I>of<N>.parquet`); a window is published when all N shards have staged it
+/// ([`crate::load::shards`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shard {
     /// This shard, `0..count`.
     pub index: u32,
     /// Number of shards.
     pub count: u32,
+}
+
+impl Shard {
+    /// The shard of `count` that fetches `metric` in `datacenter` for the window starting at
+    /// `window_start_ms`: a stable hash (FNV-1a, the same on every machine and version) mod N.
+    /// The window is part of the hash so that a large metric does not land on the same shard in
+    /// every window.
+    pub fn of_unit(
+        metric: &str,
+        datacenter: Option<&str>,
+        window_start_ms: i64,
+        count: u32,
+    ) -> u32 {
+        let h = vscope_core::hash::StableHasher::new()
+            .write(metric.as_bytes())
+            .write(&[0])
+            .write(datacenter.unwrap_or("").as_bytes())
+            .write(&[0])
+            .write(&window_start_ms.to_le_bytes())
+            .finish();
+        (h % u64::from(count.max(1))) as u32
+    }
+
+    /// True when this shard fetches that unit ([`Shard::of_unit`]).
+    pub fn owns(&self, metric: &str, datacenter: Option<&str>, window_start_ms: i64) -> bool {
+        Shard::of_unit(metric, datacenter, window_start_ms, self.count) == self.index
+    }
+
+    /// More than one shard: the run stages its windows for publication by the last shard.
+    pub fn is_split(&self) -> bool {
+        self.count > 1
+    }
 }
 
 impl std::str::FromStr for Shard {
@@ -58,18 +94,11 @@ impl std::str::FromStr for Shard {
 /// The windows covering `[range_start, range_end)`: grid cells of `window_ms` from the cell
 /// holding `range_start` to the cell holding `range_end - 1`. A cell is fetched up to
 /// `min(cell end, now)` (whole seconds); cells entirely after `now` are left out.
-pub fn plan_windows(
-    range_start: i64,
-    range_end: i64,
-    window_ms: i64,
-    now_ms: i64,
-    shard: Option<Shard>,
-) -> Vec<Window> {
+pub fn plan_windows(range_start: i64, range_end: i64, window_ms: i64, now_ms: i64) -> Vec<Window> {
     let first = range_start.div_euclid(window_ms);
     let last = (range_end - 1).div_euclid(window_ms);
     let now_s = now_ms.div_euclid(1000) * 1000;
     (first..=last)
-        .filter(|k| shard.is_none_or(|s| k.rem_euclid(s.count as i64) == s.index as i64))
         .map(|k| {
             let start_ms = k * window_ms;
             let end_ms = start_ms + window_ms;
@@ -224,6 +253,22 @@ impl Plan {
             .collect()
     }
 
+    /// The units of the window starting at `window_start_ms` that `shard` fetches (all of
+    /// them without a shard), in plan order.
+    pub fn units_of(&self, window_start_ms: i64, shard: Option<Shard>) -> Vec<Unit> {
+        let mut units = self.units();
+        if let Some(s) = shard {
+            units.retain(|u| {
+                s.owns(
+                    &self.metrics[u.metric].metric,
+                    u.datacenter.as_deref(),
+                    window_start_ms,
+                )
+            });
+        }
+        units
+    }
+
     /// Units in all windows.
     pub fn total_units(&self) -> usize {
         self.units().len() * self.windows.len()
@@ -315,7 +360,7 @@ mod tests {
 
     #[test]
     fn windows_are_grid_cells_covering_the_range() {
-        let w = plan_windows(H / 2, 3 * H, H, i64::MAX, None);
+        let w = plan_windows(H / 2, 3 * H, H, i64::MAX);
         let bounds: Vec<(i64, i64)> = w.iter().map(|w| (w.start_ms, w.end_ms)).collect();
         assert_eq!(bounds, [(0, H), (H, 2 * H), (2 * H, 3 * H)]);
         assert!(w.iter().all(Window::complete));
@@ -323,20 +368,35 @@ mod tests {
 
     #[test]
     fn now_cuts_the_open_window_and_drops_future_ones() {
-        let w = plan_windows(0, 5 * H, H, H + 1234, None);
+        let w = plan_windows(0, 5 * H, H, H + 1234);
         assert_eq!(w.len(), 2);
         assert_eq!(w[1].fetch_end_ms, H + 1000);
         assert!(!w[1].complete());
     }
 
     #[test]
-    fn shards_split_windows_without_overlap() {
-        let all = plan_windows(0, 10 * H, H, i64::MAX, None);
-        let mut joined: Vec<Window> = (0..3)
-            .flat_map(|i| plan_windows(0, 10 * H, H, i64::MAX, Some(Shard { index: i, count: 3 })))
-            .collect();
-        joined.sort_by_key(|w| w.start_ms);
-        assert_eq!(joined, all);
+    fn shards_deal_every_unit_to_exactly_one_and_spread_one_window() {
+        let metrics: Vec<String> = (0..20).map(|i| format!("vscope.m{i}")).collect();
+        for count in [1u32, 2, 3, 4] {
+            let mut per_shard = vec![0usize; count as usize];
+            for m in &metrics {
+                for dc in [Some("dc1"), Some("dc2"), None] {
+                    let owners: Vec<u32> = (0..count)
+                        .filter(|&i| Shard { index: i, count }.owns(m, dc, 7 * H))
+                        .collect();
+                    assert_eq!(owners.len(), 1, "{m} {dc:?} of {count}");
+                    assert_eq!(owners[0], Shard::of_unit(m, dc, 7 * H, count));
+                    per_shard[owners[0] as usize] += 1;
+                }
+            }
+            // 60 units of one window: every shard gets some.
+            assert!(per_shard.iter().all(|&n| n > 0), "{per_shard:?}");
+        }
+        // Stable: the same unit goes to the same shard on every machine and version.
+        assert_eq!(
+            Shard::of_unit("vscope.vm.cpu.usage", Some("dc1"), 0, 4),
+            Shard::of_unit("vscope.vm.cpu.usage", Some("dc1"), 0, 4)
+        );
         assert!("3/3".parse::<Shard>().is_err());
         assert_eq!(
             "1/4".parse::<Shard>().unwrap(),
@@ -350,7 +410,7 @@ mod tests {
             start in -10_000_000_000i64..10_000_000_000, len in 1i64..500_000_000, w_idx in 0usize..4,
         ) {
             let window = [60_000, H, 6 * H, 24 * H][w_idx];
-            let ws = plan_windows(start, start + len, window, i64::MAX, None);
+            let ws = plan_windows(start, start + len, window, i64::MAX);
             prop_assert!(ws[0].start_ms <= start);
             prop_assert!(ws.last().unwrap().end_ms >= start + len);
             for pair in ws.windows(2) {

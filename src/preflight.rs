@@ -196,6 +196,7 @@ pub async fn check(pipeline: &Pipeline, now_ms: i64) -> CheckReport {
         &conn.client,
         &opts,
         None,
+        &Default::default(),
         now_ms,
         inventory.as_ref(),
     )

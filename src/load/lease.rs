@@ -263,6 +263,28 @@ impl Lease {
         }))
     }
 
+    /// Takes the lease like [`Lease::acquire`], waiting up to `max_wait` while another run holds
+    /// it (polled every 50-300 ms): for the short steps shards of one run take it for, one after
+    /// the other. Past `max_wait`, the holder is reported ([`LeaseError::Held`]).
+    pub async fn acquire_waiting(
+        sink: &Sink,
+        pipeline: &str,
+        run_id: &str,
+        ttl_ms: i64,
+        max_wait: std::time::Duration,
+    ) -> Result<Lease, LeaseError> {
+        let deadline = tokio::time::Instant::now() + max_wait;
+        loop {
+            match Lease::acquire(sink, pipeline, run_id, ttl_ms).await {
+                Err(LeaseError::Held { .. }) if tokio::time::Instant::now() < deadline => {
+                    let pause = std::time::Duration::from_millis(fastrand::u64(50..300));
+                    tokio::time::sleep(pause).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Extends the lease by its time-to-live from now.
     pub async fn renew(&mut self) -> Result<(), LeaseError> {
         let now = chrono::Utc::now().timestamp_millis();
@@ -332,6 +354,46 @@ impl Lease {
     /// a crash left unreadable), for `vscope-etl status`.
     pub async fn holder(sink: &Sink, pipeline: &str) -> Result<Option<LeaseRecord>, StoreError> {
         read_holder(sink, &Lease::path(pipeline)).await
+    }
+}
+
+/// The leases of `pipeline`'s shards (`_state/<pipeline>.s<I>of<N>.lease`, taken by
+/// `--shard I/N` runs) as the sink holds them, by shard (`I/N`), expired ones included: for
+/// `vscope-etl status`, and for an unsharded run (the shard, the lease key, its record), which must not run while shards do
+/// ([`LeaseRecord::is_live`]).
+pub async fn shard_holders(
+    sink: &Sink,
+    pipeline: &str,
+) -> Result<Vec<(String, String, LeaseRecord)>, StoreError> {
+    let prefix = format!("{pipeline}.s");
+    let mut holders = Vec::new();
+    for name in sink.list_dir("_state").await? {
+        let Some(tag) = name
+            .strip_prefix(&prefix)
+            .and_then(|r| r.strip_suffix(".lease"))
+        else {
+            continue;
+        };
+        let Some((i, n)) = tag.split_once("of") else {
+            continue;
+        };
+        let (Ok(i), Ok(n)) = (i.parse::<u32>(), n.parse::<u32>()) else {
+            continue;
+        };
+        let path = format!("_state/{name}");
+        if let Some(record) = read_holder(sink, &path).await? {
+            holders.push((format!("{i}/{n}"), path, record));
+        }
+    }
+    holders.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(holders)
+}
+
+impl LeaseRecord {
+    /// True when the lease still binds at `now_ms`: not expired, and not left by a process of
+    /// this host that is gone.
+    pub fn is_live(&self, now_ms: i64) -> bool {
+        self.expires_ms > now_ms && !holder_is_dead_here(self)
     }
 }
 

@@ -10,12 +10,14 @@
 //! - [`publish`]: a window's files made visible, the old cut removed and the ledger written as
 //!   one journaled step (`_state/<pipeline>.publish.json`).
 //! - [`owner`]: which pipeline a table of the sink belongs to.
+//! - [`shards`]: what each shard of a sharded run staged for a window, until one publishes it.
 
 pub mod lease;
 pub mod owner;
 pub mod partition;
 pub mod publish;
 pub mod runs;
+pub mod shards;
 pub mod state;
 pub mod store;
 pub mod store_error;

@@ -56,6 +56,11 @@ pub struct Journal {
     pub replaces: Vec<String>,
     /// The ledger entry recorded at the end.
     pub window: CommittedWindow,
+    /// Shard marks of the window ([`crate::load::shards`]), deleted once the ledger is written
+    /// (or when the publication is given up, so that every shard fetches the window again).
+    /// Empty for an unsharded run's window that no shard marked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub marks: Vec<String>,
 }
 
 /// A publication failed.
@@ -197,6 +202,9 @@ impl Journal {
         ledger.commit(self.window.clone());
         ledger.save(sink).await?;
         crash.step();
+        for m in &self.marks {
+            sink.delete_if_exists(m).await.map_err(&err)?;
+        }
         sink.delete_if_exists(&Journal::path(&self.pipeline))
             .await
             .map_err(&err)?;
@@ -243,7 +251,8 @@ impl Journal {
             .iter()
             .flat_map(|m| [&m.from, &m.to])
             .chain(&self.removals)
-            .chain(&claimed);
+            .chain(&claimed)
+            .chain(&self.marks);
         for f in all {
             sink.delete_if_exists(f).await.map_err(&err)?;
         }

@@ -228,6 +228,38 @@ impl Sink {
         Ok(removed)
     }
 
+    /// A shard's start-of-run clean-up: removes every object of the staging folder except
+    /// `keep` (the files its marks still hand to the other shards), the store's own `#N` files
+    /// there included. Nothing outside the folder is touched: other shards write next to it.
+    pub async fn remove_staged_except(
+        &self,
+        keep: &std::collections::BTreeSet<String>,
+    ) -> Result<usize, StoreError> {
+        let mut removed = 0;
+        for path in self.list_below(&self.staging_dir).await? {
+            if !keep.contains(&path) {
+                self.delete_if_exists(&path).await?;
+                removed += 1;
+            }
+        }
+        // The local store does not list its own `<name>#N` files: removed by name.
+        if let Some(root) = &self.local_root
+            && let Ok(entries) = std::fs::read_dir(root.join(&self.staging_dir))
+        {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.contains('#') && entry.path().is_file() {
+                    std::fs::remove_file(entry.path()).map_err(|source| StoreError::Io {
+                        path: entry.path().display().to_string(),
+                        source,
+                    })?;
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+
     /// Aborts the incomplete multipart uploads under each of `dirs` (relative to the sink, e.g.
     /// the pipeline's table folders): what runs killed mid-file left on S3. Only the lease
     /// holder calls this, and only for its own tables, so no live upload is hurt. Returns how
@@ -475,6 +507,38 @@ impl Sink {
                 source,
             }),
         }
+    }
+
+    /// The keys (relative to the sink) of every object below the folder `relative`, at any
+    /// depth (none when it does not exist).
+    pub async fn list_below(&self, relative: &str) -> Result<Vec<String>, StoreError> {
+        use futures::TryStreamExt;
+        let key = self.key(relative);
+        let listed: Result<Vec<object_store::ObjectMeta>, _> =
+            self.store.list(Some(&key)).try_collect().await;
+        let objects = match listed {
+            Ok(o) => o,
+            Err(object_store::Error::NotFound { .. }) => Vec::new(),
+            Err(source) => {
+                return Err(StoreError::Object {
+                    operation: "list",
+                    path: key.to_string(),
+                    source,
+                });
+            }
+        };
+        let skip = self.prefix.parts().count();
+        Ok(objects
+            .into_iter()
+            .map(|o| {
+                o.location
+                    .parts()
+                    .skip(skip)
+                    .map(|p| p.as_ref().to_string())
+                    .collect::<Vec<_>>()
+                    .join("/")
+            })
+            .collect())
     }
 
     /// Deletes an object if it exists.

@@ -52,6 +52,12 @@ pub enum WriteError {
         "publishing the window failed ({0}); its files were removed and the next run fetches it again"
     )]
     Unpublished(String),
+    /// A shard's window could not be handed to the other shards (its mark not written, or the
+    /// pipeline lease for that step not obtained): the shard's staged files were removed.
+    #[error(
+        "{0}; this shard's files of the window were removed and its next run fetches them again"
+    )]
+    NotStaged(String),
     /// A file an earlier run wrote for this window, and this run did not write again, could not
     /// be listed or removed (left, it would double or resurrect rows: the window is not
     /// committed, so the next run tries again).

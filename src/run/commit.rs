@@ -20,6 +20,23 @@ use crate::semantics::time::format_rfc3339;
 pub(super) struct StagedWindow {
     pub(super) files: Vec<StagedFile>,
     pub(super) dirs: BTreeMap<String, Vec<String>>,
+    /// Sharded runs: the marks of every shard whose files are published together (deleted
+    /// with the publication), and files of marks of another cut (another shard count) to
+    /// remove. Empty for an unsharded run.
+    pub(super) marks: Vec<String>,
+    pub(super) stale: Vec<String>,
+}
+
+impl StagedWindow {
+    /// An unsharded run's window.
+    pub(super) fn of_run(files: Vec<StagedFile>, dirs: BTreeMap<String, Vec<String>>) -> Self {
+        StagedWindow {
+            files,
+            dirs,
+            marks: Vec::new(),
+            stale: Vec::new(),
+        }
+    }
 }
 
 /// Why a window could not be committed.
@@ -57,18 +74,27 @@ impl Committer {
         staged: StagedWindow,
     ) -> std::result::Result<Vec<WrittenFile>, CommitError> {
         let sink = ctx.sink;
-        let StagedWindow { files, dirs } = staged;
+        let StagedWindow {
+            files,
+            dirs,
+            marks,
+            stale,
+        } = staged;
         let fresh: std::collections::BTreeSet<String> =
             files.iter().map(|f| f.file.path.clone()).collect();
-        let (removals, replaces) = match self.superseded(ctx, window, &dirs, &fresh).await {
+        let (mut removals, replaces) = match self.superseded(ctx, window, &dirs, &fresh).await {
             Ok(r) => r,
             Err(e) => {
-                for f in files {
-                    f.discard(sink).await;
+                // Other shards' files stay staged under their marks for the next try.
+                if marks.is_empty() {
+                    for f in files {
+                        f.discard(sink).await;
+                    }
                 }
                 return Err(CommitError::Window(WriteError::Cleanup(e)));
             }
         };
+        removals.extend(stale);
         let mut tables: BTreeMap<String, TableWindow> = dirs
             .keys()
             .map(|t| (t.clone(), TableWindow::default()))
@@ -111,6 +137,7 @@ impl Committer {
                 tables,
                 partition_by: Some(ctx.pipeline.sink.partition_names()),
             },
+            marks,
         };
         match journal.publish(sink, &mut self.ledger, &self.crash).await {
             Ok(()) => Ok(written),
@@ -157,8 +184,12 @@ impl Committer {
                 replaces.push(k.clone());
             } else if let Some(waiting) = self.replaced_later.get_mut(k) {
                 // Larger than this window (the window size shrank): removed with the last of
-                // this run's windows that cover it (the plan holds them all).
+                // this run's windows that cover it (the plan holds them all). A covering
+                // window already in the ledger (committed by this run, or by another shard of a
+                // sharded one, which publishes windows this process never commits) is done.
+                let size = window.end_ms - window.start_ms;
                 waiting.remove(&window.start_ms);
+                waiting.retain(|s| self.ledger.get(*s, s + size).is_none());
                 if waiting.is_empty() {
                     removals.extend(old.files().cloned());
                     replaces.push(k.clone());

@@ -51,6 +51,14 @@ pub struct Manifest {
     /// picks them up from the ledger.
     #[serde(default)]
     pub windows_deferred: usize,
+    /// Sharded runs (`--shard I/N`): windows this shard staged and marked, left for the last
+    /// shard to publish (see `vscope-etl status`); each is in the dataset once every shard has
+    /// staged it.
+    #[serde(default)]
+    pub windows_staged: usize,
+    /// Sharded runs: which shard this run was (`I/N`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
     /// Work units planned.
     pub units_planned: usize,
     /// Work units whose data was fully fetched and handed to the writers (every part of a

@@ -20,6 +20,7 @@ pub mod manifest;
 mod parts;
 pub mod plan;
 pub mod session;
+mod shard_commit;
 mod task;
 mod unit;
 mod window;
@@ -36,6 +37,7 @@ use crate::extract::{DecodeStats, MetricsClient};
 use crate::load::Sink;
 use crate::load::lease::{Lease, LeaseKeeper};
 use crate::load::publish::{CrashPoint, Journal};
+use crate::load::shards::{ShardMark, shard_tag};
 use crate::load::state::Ledger;
 use crate::load::writer::FileSettings;
 use crate::ovh::inventory::{SeenSeries, reconcile};
@@ -47,6 +49,7 @@ use commit::{CommitError, Committer, finish_manifest};
 pub use plan::build_plan;
 use session::refresh_inventory;
 pub use session::{Connection, check_token, connect, fetch_inventory};
+use shard_commit::ShardCommit;
 use window::{WindowResult, process_window};
 
 /// Run-time choices that are not part of the pipeline (flags).
@@ -56,7 +59,7 @@ pub struct RunOptions {
     pub start: Option<String>,
     /// Overrides `scope.end`.
     pub end: Option<String>,
-    /// Handle only this shard of the windows.
+    /// Handle only this shard's units of every window (`--shard I/N`, [`Shard::owns`]).
     pub shard: Option<Shard>,
     /// Plan only: no data request, no file.
     pub dry_run: bool,
@@ -126,6 +129,11 @@ struct RunCtx<'a> {
     budget: Arc<budget::MemoryBudget>,
     /// What units of each metric brought, to reserve memory for the next ones.
     estimates: Arc<budget::Estimates>,
+    /// A shard of a sharded run: fetches only its units ([`Shard::owns`]) and hands its
+    /// windows to the last shard ([`shard_commit`]). `None` for a run of the whole pipeline.
+    shard: Option<Shard>,
+    /// Added to the name of every window file: `-h<I>of<N>` for a shard, else nothing.
+    file_suffix: String,
 }
 
 /// Runs a pipeline: the whole extract-transform-load of its range, window by window.
@@ -143,18 +151,40 @@ pub async fn run(
     let pipeline = shared.as_ref();
     let now_ms = opts.now_ms.unwrap_or_else(|| started_at.timestamp_millis());
     let run_id = format!("{}-{:08x}", format_window_stamp(now_ms), fastrand::u32(..));
-    let sink = Sink::open_with(&pipeline.sink.url, &pipeline.sink.s3)?.for_pipeline(&pipeline.name);
+    // A shard has a lease and a staging folder of its own (`<pipeline>.s<I>of<N>`): shards of
+    // one run work side by side, and only their commit steps take the pipeline's lease.
+    let shard = opts.shard.filter(Shard::is_split);
+    let lease_name = match shard {
+        Some(s) => format!("{}.{}", pipeline.name, shard_tag(s.index, s.count)),
+        None => pipeline.name.clone(),
+    };
+    let sink = Sink::open_with(&pipeline.sink.url, &pipeline.sink.s3)?.for_pipeline(&lease_name);
     let conn = connect(pipeline).await?;
     // Is the token accepted? One tiny query, before discovery or any write, so that a refused
     // token (even behind an opaque 500) ends the run at once with exit 3.
     session::check_token(pipeline, &conn.client, now_ms).await?;
     // One run per pipeline and sink at a time; a dry run writes nothing and needs no lease.
     // Kept alive by a heartbeat from now on (`LeaseKeeper`).
+    if shard.is_none() && !opts.dry_run {
+        // A whole-pipeline run would remove what running shards write: refused while one does.
+        let now = chrono::Utc::now().timestamp_millis();
+        if let Some((_, path, holder)) = crate::load::lease::shard_holders(&sink, &pipeline.name)
+            .await?
+            .into_iter()
+            .find(|(_, _, h)| h.is_live(now))
+        {
+            return Err(crate::load::lease::LeaseError::Held {
+                path,
+                holder: Box::new(holder),
+            }
+            .into());
+        }
+    }
     let lease = if opts.dry_run {
         None
     } else {
         Some(
-            Lease::acquire(&sink, &pipeline.name, &run_id, pipeline.sink.lease_ttl_ms)
+            Lease::acquire(&sink, &lease_name, &run_id, pipeline.sink.lease_ttl_ms)
                 .await?
                 .keep(),
         )
@@ -167,7 +197,12 @@ pub async fn run(
     crate::load::owner::claim_tables(&sink, &pipeline.name, &table_names, false)
         .await
         .map_err(Error::Owner)?;
-    if lease.is_some() {
+    let mut staged_before = std::collections::BTreeSet::new();
+    if lease.is_some()
+        && let Some(s) = shard
+    {
+        staged_before = clean_shard_staging(&sink, &pipeline.name, s).await?;
+    } else if lease.is_some() {
         // A publication a killed run left half done is completed (or its window cleared)
         // before anything else, and before the staging folder is emptied.
         if let Some(journal) = Journal::load(&sink, &pipeline.name).await? {
@@ -208,6 +243,7 @@ pub async fn run(
         &sink,
         &conn,
         lease.as_ref(),
+        &staged_before,
         Committer {
             ledger,
             crash,
@@ -227,6 +263,46 @@ pub async fn run(
         sim.shutdown().await;
     }
     result
+}
+
+/// A shard's start: removes what its killed runs left in its staging folder, except the files
+/// its marks still hand to the other shards, and aborts its orphan uploads. Returns the starts
+/// of the windows it staged whole and that wait for the others (done for this shard).
+async fn clean_shard_staging(
+    sink: &Sink,
+    pipeline: &str,
+    shard: Shard,
+) -> Result<std::collections::BTreeSet<i64>> {
+    let mine: Vec<ShardMark> = ShardMark::all(sink, pipeline)
+        .await?
+        .into_iter()
+        .filter(|m| m.shard == shard.index && m.shards == shard.count)
+        .collect();
+    let keep = mine
+        .iter()
+        .flat_map(|m| m.files.iter().map(|f| f.staging.clone()))
+        .collect();
+    let removed = sink.remove_staged_except(&keep).await?;
+    if removed > 0 {
+        tracing::warn!(
+            removed,
+            "removed staged files left by an interrupted run of this shard"
+        );
+    }
+    let aborted = sink
+        .abort_orphan_uploads(&[sink.staging_dir.as_str()])
+        .await?;
+    if aborted > 0 {
+        tracing::warn!(
+            aborted,
+            "aborted multipart uploads left by an interrupted run of this shard"
+        );
+    }
+    Ok(mine
+        .iter()
+        .filter(|m| m.complete)
+        .map(|m| m.start_ms)
+        .collect())
 }
 
 /// Ends a run before its windows are done: the manifest says `why`, carries the inventory
@@ -255,12 +331,14 @@ async fn run_leased(
     sink: &Sink,
     conn: &Connection,
     lease: Option<&LeaseKeeper>,
+    staged_before: &std::collections::BTreeSet<i64>,
     mut committer: Committer,
     now_ms: i64,
     started: Instant,
 ) -> Result<RunReport> {
     let client = &conn.client;
     let run_id = committer.run_id.clone();
+    let shard = opts.shard.filter(Shard::is_split);
     let (inventory, mut inventory_report) =
         refresh_inventory(pipeline, conn, sink, opts, now_ms).await?;
     let plan = build_plan(
@@ -268,13 +346,20 @@ async fn run_leased(
         client,
         opts,
         Some(&committer.ledger),
+        staged_before,
         now_ms,
         inventory.as_ref(),
     )
     .await?;
+    // A shard's units: its share of every window's.
+    let units_planned: usize = plan
+        .windows
+        .iter()
+        .map(|w| plan.units_of(w.start_ms, shard).len())
+        .sum();
     progress(&Progress::Planned {
         windows: plan.windows.len(),
-        units: plan.total_units(),
+        units: units_planned,
     });
 
     let mut manifest = Manifest {
@@ -290,7 +375,9 @@ async fn run_leased(
         windows_planned: plan.windows.len(),
         windows_committed: 0,
         windows_deferred: 0,
-        units_planned: plan.total_units(),
+        windows_staged: 0,
+        shard: shard.map(|s| format!("{}/{}", s.index, s.count)),
+        units_planned,
         units_done: 0,
         series_discovered: plan.series_discovered(),
         series: 0,
@@ -332,9 +419,13 @@ async fn run_leased(
             row_group_rows: pipeline.sink.row_group_rows,
         },
         progress: progress.clone(),
-        track_series: inventory.is_some(),
+        // A shard sees only its units: reconciling them against the whole inventory would
+        // report every other shard's series as missing.
+        track_series: inventory.is_some() && shard.is_none(),
         budget: budget::MemoryBudget::new(pipeline.source.memory_limit_bytes as u64),
         estimates: Arc::new(budget::Estimates::default()),
+        shard,
+        file_suffix: shard.map_or_else(String::new, |s| format!("-h{}of{}", s.index, s.count)),
     };
     // A fresh ledger's origin is where this run starts, not the first window it manages to
     // commit: otherwise a failed first window would lie before the origin and no incremental
@@ -404,8 +495,22 @@ async fn run_leased(
                     .await;
                     return Err(e.into());
                 }
-                match committer.commit(&ctx, window, staged).await {
-                    Ok(files) => WindowResult::Written(files),
+                let committed =
+                    match shard {
+                        None => committer
+                            .commit(&ctx, window, staged)
+                            .await
+                            .map(WindowResult::Written),
+                        Some(s) => committer
+                            .commit_shard(&ctx, window, staged, s)
+                            .await
+                            .map(|c| match c {
+                                ShardCommit::Published(files) => WindowResult::Written(files),
+                                ShardCommit::Waiting(missing) => WindowResult::Marked(missing),
+                            }),
+                    };
+                match committed {
+                    Ok(result) => result,
                     Err(CommitError::Window(e)) => WindowResult::WriteFailed(e),
                     Err(CommitError::Fatal(e)) => {
                         // The publication or the ledger cannot be trusted to go on: stop, the
@@ -434,6 +539,18 @@ async fn run_leased(
                 progress(&Progress::WindowDone {
                     start_ms: window.start_ms,
                     committed: true,
+                });
+            }
+            WindowResult::Marked(missing) => {
+                tracing::info!(
+                    window = %commit::window_label(window),
+                    waiting_for = ?missing,
+                    "window staged; published when the other shards have staged it"
+                );
+                manifest.windows_staged += 1;
+                progress(&Progress::WindowDone {
+                    start_ms: window.start_ms,
+                    committed: false,
                 });
             }
             WindowResult::Failed => {
@@ -484,7 +601,9 @@ async fn run_leased(
             "units waited for memory (source.memory_limit) before their requests"
         );
     }
-    if let (Some(inv), Some(report)) = (&inventory, inventory_report.as_mut()) {
+    if let (Some(inv), Some(report), true) =
+        (&inventory, inventory_report.as_mut(), ctx.track_series)
+    {
         let failed: Vec<(String, Option<String>)> = manifest
             .failures
             .iter()

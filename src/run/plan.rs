@@ -20,15 +20,21 @@ use crate::plan::{Plan, SplitValues, Window, pipeline_metrics, plan_windows};
 /// at the watermark minus `scope.lateness` (so late points are picked up, and any window after
 /// the watermark that failed before is retried). Committed, complete windows that end before the
 /// re-fetch horizon are skipped unless `force` is set, so a backfill never redoes finished work.
-/// Windows are fetched only up to `now - scope.settle`.
+/// A shard of a sharded run (`--shard I/N`) skips every window committed whole (no lateness
+/// re-fetch: see below). Windows are fetched only up to `now - scope.settle`.
 ///
 /// With `source.discovery = "inventory"`, `inventory` (from [`super::fetch_inventory`]) gives the
 /// datacenters of each metric instead of `/api/search/lookup`.
+///
+/// `staged`: the starts of the windows this shard (of a sharded run) has already staged whole
+/// and that wait for the other shards ([`crate::load::shards`]): done for this shard, like
+/// committed ones.
 pub async fn build_plan(
     pipeline: &Pipeline,
     client: &MetricsClient,
     opts: &RunOptions,
     ledger: Option<&Ledger>,
+    staged: &std::collections::BTreeSet<i64>,
     now_ms: i64,
     inventory: Option<&Inventory>,
 ) -> Result<Plan> {
@@ -75,16 +81,22 @@ pub async fn build_plan(
     let tables: Vec<String> = pipeline.tables.iter().map(|t| t.name.clone()).collect();
     let layout = pipeline.sink.partition_names();
     let fetch_horizon = now_ms - scope.settle_ms;
-    let mut windows: Vec<Window> =
-        plan_windows(start, end, scope.window_ms, fetch_horizon, opts.shard)
-            .into_iter()
-            .filter(|w| {
-                // Done: committed whole, for every table of the pipeline (a table added since is
-                // backfilled), with today's partitioning, whatever the window size was then.
-                let done = ledger.is_some_and(|l| l.covers(w.start_ms, w.end_ms, &tables, &layout));
-                opts.force || !done || w.end_ms > refetch_from
-            })
-            .collect();
+    let sharded = opts.shard.filter(crate::plan::Shard::is_split);
+    let mut windows: Vec<Window> = plan_windows(start, end, scope.window_ms, fetch_horizon)
+        .into_iter()
+        .filter(|w| {
+            // Done: committed whole, for every table of the pipeline (a table added since is
+            // backfilled), with today's partitioning, whatever the window size was then.
+            let done = staged.contains(&w.start_ms)
+                || ledger.is_some_and(|l| l.covers(w.start_ms, w.end_ms, &tables, &layout));
+            // Shards re-fetch a window committed whole only with --force: a shard rerun
+            // after its round (a retried pod) would otherwise stage again, alone, a window
+            // the round already published, and no other shard would come to publish it.
+            // Open windows are re-fetched by every shard, as by a single run.
+            let late = w.end_ms > refetch_from && sharded.is_none();
+            opts.force || !done || late
+        })
+        .collect();
     let supersede = match ledger {
         Some(l) => cover_other_cuts(l, &mut windows, scope.window_ms, fetch_horizon),
         None => BTreeMap::new(),
@@ -198,7 +210,7 @@ pub(super) fn cover_other_cuts(
             if !overlaps {
                 continue;
             }
-            let cover = plan_windows(old.start_ms, old.end_ms, window_ms, fetch_horizon, None);
+            let cover = plan_windows(old.start_ms, old.end_ms, window_ms, fetch_horizon);
             for c in &cover {
                 if !windows.iter().any(|w| w.start_ms == c.start_ms) {
                     windows.push(*c);

@@ -153,7 +153,9 @@ pub(super) async fn refresh_inventory(
     match fetch_inventory(pipeline, api, now_ms).await {
         Ok(inventory) => {
             let mut report = InventoryReport::of(&inventory, api);
-            if !opts.dry_run {
+            // One snapshot per run: of a sharded run, shard 0 writes it.
+            let writes = opts.shard.is_none_or(|s| s.index == 0);
+            if !opts.dry_run && writes {
                 report.files = crate::ovh::snapshot::write(
                     sink,
                     &inventory,

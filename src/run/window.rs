@@ -30,6 +30,8 @@ pub(super) enum WindowResult {
     Staged(StagedWindow),
     /// The window was published and committed: its files.
     Written(Vec<WrittenFile>),
+    /// A shard's part of the window is staged and marked; the last of these shards publishes it.
+    Marked(Vec<u32>),
     /// A unit failed; nothing of the window was published.
     Failed,
     /// The token was refused: stop the run.
@@ -82,7 +84,7 @@ pub(super) async fn process_window(
             .pipeline
             .tables
             .iter()
-            .map(|t| TableWindowWriter::new(t, ctx, window, String::new()))
+            .map(|t| TableWindowWriter::new(t, ctx, window, ctx.file_suffix.clone()))
             .collect(),
         staged: Vec::new(),
     };
@@ -131,10 +133,7 @@ impl WindowFiles<'_> {
                 }
             }
         }
-        Ok(StagedWindow {
-            files: staged,
-            dirs,
-        })
+        Ok(StagedWindow::of_run(staged, dirs))
     }
 
     /// Abandons the window: every open file aborted, every staged one removed.
@@ -162,7 +161,9 @@ async fn fill_window(
     // while this task transforms and writes; `buffered` bounds how many are in flight.
     // Each one first reserves the memory its answer should take (the budget, `budget.rs`):
     // a unit that does not fit waits for earlier ones to be written.
-    let mut fetches = futures::stream::iter(plan.units().into_iter().enumerate())
+    // A shard of a sharded run fetches only its units of the window (`Shard::owns`).
+    let units = plan.units_of(window.start_ms, ctx.shard);
+    let mut fetches = futures::stream::iter(units.into_iter().enumerate())
         .map(|(position, unit)| {
             let request = unit_request(ctx, &unit, window);
             let estimate = estimate_bytes(ctx, &unit, window);

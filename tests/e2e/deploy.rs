@@ -95,8 +95,8 @@ fn the_mounted_pipeline_validates_and_the_indexed_job_agrees_with_itself() {
         "VSCOPE_SHARDS must equal completions"
     );
     assert_eq!(
-        spec["parallelism"], 1,
-        "the shards of a pipeline share one lease today: one at a time"
+        spec["parallelism"], spec["completions"],
+        "the shards of a pipeline run side by side"
     );
     let cron = manifest("cronjob.yaml");
     for (name, job_spec, action) in [

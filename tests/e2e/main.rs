@@ -19,5 +19,6 @@ mod s3;
 mod s3_multipart;
 mod scheduled;
 mod server_downsample;
+mod shards;
 mod spark;
 mod write_side;

@@ -1,0 +1,241 @@
+//! Shard commit: a shard of a sharded run hands its staged window to the others, and the shard
+//! that completes the set publishes the whole window ([`crate::load::shards`]).
+//!
+//! The step runs under the pipeline lease, taken for a moment (a shard holds its own lease,
+//! `<pipeline>.s<I>of<N>`, for the whole run): it completes a publication a killed shard left,
+//! reads the ledger and the window's marks, and either publishes every shard's files as one
+//! journaled window, exactly as an unsharded run publishes its own, or records this shard's mark
+//! and leaves the window to the last shard.
+
+use std::time::Duration;
+
+use super::RunCtx;
+use super::commit::{CommitError, Committer, StagedWindow};
+use crate::error::Error;
+use crate::load::lease::Lease;
+use crate::load::publish::Journal;
+use crate::load::shards::{MARK_VERSION, MarkedFile, ShardMark};
+use crate::load::state::Ledger;
+use crate::load::writer::{StagedFile, WriteError, WrittenFile};
+use crate::plan::{Shard, Window};
+use crate::semantics::time::format_rfc3339;
+
+/// What became of a shard's staged window.
+pub(super) enum ShardCommit {
+    /// This shard completed the set: the window is published and committed (all shards' files).
+    Published(Vec<WrittenFile>),
+    /// Marked: the window waits for these shards.
+    Waiting(Vec<u32>),
+}
+
+/// How long a shard waits for the pipeline lease for one commit step: another shard's step
+/// takes a moment, but a dead holder's lease blocks until it expires (`sink.lease_ttl`), and an
+/// unsharded run holds it for its whole run.
+fn lease_wait(ttl_ms: i64) -> Duration {
+    Duration::from_millis(ttl_ms.max(0) as u64) + Duration::from_secs(30)
+}
+
+/// A digest of every unit of `window` as this process planned it (all shards' units): shards
+/// publish together only what they planned alike.
+pub(super) fn units_digest(ctx: &RunCtx<'_>, window: &Window) -> String {
+    let mut h = vscope_core::hash::StableHasher::new();
+    for u in ctx.plan.units() {
+        h = h
+            .write(ctx.plan.metrics[u.metric].metric.as_bytes())
+            .write(&[0])
+            .write(u.datacenter.as_deref().unwrap_or("").as_bytes())
+            .write(&[1]);
+    }
+    format!("{:016x}-{}", h.finish(), window.start_ms)
+}
+
+impl Committer {
+    /// Hands this shard's `staged` files of `window` over: under the pipeline lease, publishes
+    /// the window if every other shard of the cut has marked it, else marks it for them.
+    pub(super) async fn commit_shard(
+        &mut self,
+        ctx: &RunCtx<'_>,
+        window: &Window,
+        staged: StagedWindow,
+        shard: Shard,
+    ) -> Result<ShardCommit, CommitError> {
+        let sink = ctx.sink;
+        let pipeline = &ctx.pipeline.name;
+        let mine = ShardMark {
+            version: MARK_VERSION,
+            pipeline: pipeline.clone(),
+            shard: shard.index,
+            shards: shard.count,
+            run_id: self.run_id.clone(),
+            staged_at: format_rfc3339(chrono::Utc::now().timestamp_millis()),
+            start_ms: window.start_ms,
+            end_ms: window.end_ms,
+            fetched_until_ms: window.fetch_end_ms,
+            complete: window.complete(),
+            units_digest: units_digest(ctx, window),
+            files: staged
+                .files
+                .iter()
+                .map(|f| MarkedFile {
+                    staging: f
+                        .staging
+                        .clone()
+                        .expect("window files are always staged before publication"),
+                    file: f.file.clone(),
+                })
+                .collect(),
+            dirs: staged.dirs.clone(),
+        };
+        let lease = match Lease::acquire_waiting(
+            sink,
+            pipeline,
+            &self.run_id,
+            ctx.pipeline.sink.lease_ttl_ms,
+            lease_wait(ctx.pipeline.sink.lease_ttl_ms),
+        )
+        .await
+        {
+            Ok(l) => l.keep(),
+            Err(e) => {
+                for f in staged.files {
+                    f.discard(sink).await;
+                }
+                return Err(CommitError::Window(WriteError::NotStaged(format!(
+                    "the pipeline lease for handing the window to the other shards was not \
+                     obtained: {e}"
+                ))));
+            }
+        };
+        let result = self.commit_shard_leased(ctx, window, staged, mine).await;
+        if let Err(e) = lease.release().await {
+            tracing::warn!(error = %e, "could not release the pipeline lease; it expires by itself");
+        }
+        result
+    }
+
+    async fn commit_shard_leased(
+        &mut self,
+        ctx: &RunCtx<'_>,
+        window: &Window,
+        staged: StagedWindow,
+        mine: ShardMark,
+    ) -> Result<ShardCommit, CommitError> {
+        let sink = ctx.sink;
+        let pipeline = &ctx.pipeline.name;
+        // What a killed shard (or run) left half published is completed first, against the
+        // ledger as it is now (other shards commit windows this process never saw).
+        self.ledger = Ledger::load(sink, pipeline)
+            .await
+            .map_err(|e| CommitError::Fatal(Error::Ledger(e)))?;
+        if let Some(journal) = Journal::load(sink, pipeline)
+            .await
+            .map_err(|e| CommitError::Fatal(Error::Publish(e)))?
+        {
+            let completed = journal
+                .recover(sink, &mut self.ledger, &self.crash)
+                .await
+                .map_err(|e| CommitError::Fatal(Error::Publish(e)))?;
+            tracing::warn!(
+                completed,
+                "finished the publication an interrupted run left"
+            );
+        }
+        let marks = match ShardMark::of_window(sink, pipeline, window.start_ms, window.end_ms).await
+        {
+            Ok(m) => m,
+            Err(e) => {
+                for f in staged.files {
+                    f.discard(sink).await;
+                }
+                return Err(CommitError::Window(WriteError::NotStaged(e.to_string())));
+            }
+        };
+        let (mut peers, mut stale) = (Vec::new(), Vec::new());
+        let mut replaced_own = Vec::new();
+        for m in marks {
+            if m.shards == mine.shards && m.shard == mine.shard {
+                replaced_own.push(m); // this shard's earlier mark of the window
+            } else if m.shards == mine.shards && m.units_digest == mine.units_digest {
+                peers.push(m);
+            } else {
+                stale.push(m);
+            }
+        }
+        let missing: Vec<u32> = (0..mine.shards)
+            .filter(|i| *i != mine.shard && !peers.iter().any(|p| p.shard == *i))
+            .collect();
+        // The staged files of this shard's earlier mark are replaced by today's.
+        let own_old: Vec<String> = replaced_own
+            .iter()
+            .flat_map(|m| m.files.iter().map(|f| f.staging.clone()))
+            .collect();
+        if !missing.is_empty() {
+            if let Err(e) = mine.save(sink).await {
+                for f in staged.files {
+                    f.discard(sink).await;
+                }
+                return Err(CommitError::Window(WriteError::NotStaged(format!(
+                    "the shard mark {} could not be written: {e}",
+                    mine.path()
+                ))));
+            }
+            for f in &own_old {
+                if let Err(e) = sink.delete_if_exists(f).await {
+                    tracing::warn!(path = %f, error = %e, "removing a replaced staged file failed");
+                }
+            }
+            return Ok(ShardCommit::Waiting(missing));
+        }
+        // The last shard: publish every shard's files as one window.
+        let fetch_end_ms = peers
+            .iter()
+            .map(|p| p.fetched_until_ms)
+            .chain([window.fetch_end_ms])
+            .min()
+            .unwrap_or(window.fetch_end_ms);
+        // An open window (any shard's part fetched short of its end) stays open.
+        let whole = Window {
+            fetch_end_ms,
+            ..*window
+        };
+        let mut files = staged.files;
+        let mut dirs = staged.dirs;
+        for p in &peers {
+            files.extend(p.files.iter().map(|f| StagedFile {
+                staging: Some(f.staging.clone()),
+                file: f.file.clone(),
+            }));
+            for (table, ds) in &p.dirs {
+                let entry = dirs.entry(table.clone()).or_default();
+                entry.extend(ds.iter().cloned());
+                entry.sort();
+                entry.dedup();
+            }
+        }
+        let marks: Vec<String> = peers
+            .iter()
+            .chain(&stale)
+            .chain(&replaced_own)
+            .map(ShardMark::path)
+            .chain([mine.path()])
+            .collect();
+        let stale_files: Vec<String> = stale
+            .iter()
+            .flat_map(|m| m.files.iter().map(|f| f.staging.clone()))
+            .chain(own_old)
+            .collect();
+        let written = self
+            .commit(
+                ctx,
+                &whole,
+                StagedWindow {
+                    files,
+                    dirs,
+                    marks,
+                    stale: stale_files,
+                },
+            )
+            .await?;
+        Ok(ShardCommit::Published(written))
+    }
+}
