@@ -256,6 +256,10 @@ pub struct SimArgs {
     /// see `benches/gen_answers.py`). Other data flags are ignored.
     #[arg(long, value_name = "DIR")]
     pub replay: Option<std::path::PathBuf>,
+    /// With --replay: answer 429 (Retry-After: 1) past R queries per second and token, a
+    /// request budget for benchmarks of sharded runs (OVH documents no limit).
+    #[arg(long, value_name = "R", requires = "replay")]
+    pub token_rate: Option<f64>,
 }
 
 /// `report` flags.

@@ -93,7 +93,12 @@ fn report(err: &Error) -> u8 {
 }
 
 /// `sim --replay DIR`: serves recorded answers; prints the URL first, like `sim`.
-async fn sim_replay(dir: std::path::PathBuf, gzip: bool, listen: std::net::SocketAddr) -> u8 {
+async fn sim_replay(
+    dir: std::path::PathBuf,
+    gzip: bool,
+    token_rate: Option<f64>,
+    listen: std::net::SocketAddr,
+) -> u8 {
     let Some((listener, addr)) = bind_announced(listen).await else {
         return EXIT_CONFIG;
     };
@@ -104,7 +109,7 @@ async fn sim_replay(dir: std::path::PathBuf, gzip: bool, listen: std::net::Socke
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    match vscope_etl::sim::serve_replay_until(dir, gzip, listener, shutdown).await {
+    match vscope_etl::sim::serve_replay_until(dir, gzip, token_rate, listener, shutdown).await {
         Ok(()) => EXIT_OK,
         Err(e) => {
             eprintln!("error: replay failed: {e}");
@@ -581,7 +586,7 @@ async fn token(args: TokenArgs) -> u8 {
 
 async fn sim(args: SimArgs) -> u8 {
     if let Some(dir) = args.replay {
-        return sim_replay(dir, !args.no_gzip, args.listen).await;
+        return sim_replay(dir, !args.no_gzip, args.token_rate, args.listen).await;
     }
     let defaults = SimConfig::default();
     let mut ovh_access_rules = Vec::new();

@@ -392,10 +392,16 @@ mod tests {
             // 60 units of one window: every shard gets some.
             assert!(per_shard.iter().all(|&n| n > 0), "{per_shard:?}");
         }
-        // Stable: the same unit goes to the same shard on every machine and version.
+        // Stable: the same unit goes to the same shard on every machine and version (FNV-1a of
+        // metric NUL datacenter NUL window start as 8 little-endian bytes, computed by hand).
+        assert_eq!(Shard::of_unit("vscope.vm.cpu.usage", Some("dc1"), 0, 4), 1);
         assert_eq!(
-            Shard::of_unit("vscope.vm.cpu.usage", Some("dc1"), 0, 4),
-            Shard::of_unit("vscope.vm.cpu.usage", Some("dc1"), 0, 4)
+            Shard::of_unit("vscope.host.cpu.usage", Some("dc2"), 1_793_491_200_000, 4),
+            2
+        );
+        assert_eq!(
+            Shard::of_unit("vscope.host.cpu.usage", Some("dc2"), 1_793_491_200_000, 3),
+            0
         );
         assert!("3/3".parse::<Shard>().is_err());
         assert_eq!(

@@ -372,7 +372,15 @@ mod tests {
                         "t/date=1970-01-01/day-s1.parquet",
                     ],
                 ),
+                // The two shards' marks that handed these files over.
+                marks: vec![
+                    "_state/p.shards/w/0of2.json".into(),
+                    "_state/p.shards/w/1of2.json".into(),
+                ],
             };
+            for m in &journal.marks {
+                put(&sink, m).await;
+            }
             // Stop after `crash_after` steps: write the journal and do that many steps.
             sink.put(&Journal::path("p"), serde_json::to_vec(&journal).unwrap())
                 .await
@@ -404,6 +412,10 @@ mod tests {
             let l = Ledger::load(&sink, "p").await.unwrap();
             assert_eq!(l.windows.len(), 1, "after {crash_after}");
             assert!(l.get(0, D).is_some());
+            assert!(
+                sink.list_below("_state/p.shards").await.unwrap().is_empty(),
+                "marks deleted"
+            );
         }
     }
 
@@ -435,7 +447,9 @@ mod tests {
             removals: vec!["t/old.parquet".into()],
             replaces: vec![],
             window: window(0, 1000, &["t/a.parquet", "t/b.parquet"]),
+            marks: vec!["_state/p.shards/w/0of2.json".into()],
         };
+        put(&sink, &journal.marks[0]).await;
         sink.put(&Journal::path("p"), serde_json::to_vec(&journal).unwrap())
             .await
             .unwrap();
@@ -445,6 +459,8 @@ mod tests {
             .unwrap();
         assert!(!completed);
         assert!(sink.list_dir("t").await.unwrap().is_empty());
+        // The shards' marks go too: every shard fetches the window again.
+        assert!(sink.list_below("_state/p.shards").await.unwrap().is_empty());
         assert!(Ledger::load(&sink, "p").await.unwrap().windows.is_empty());
         assert!(Journal::load(&sink, "p").await.unwrap().is_none());
     }

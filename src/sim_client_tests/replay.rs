@@ -35,6 +35,7 @@ async fn answers_are_gzip_when_accepted_unless_turned_off() {
         let server = tokio::spawn(serve_replay_until(
             dir.path().into(),
             gzip,
+            None,
             listener,
             async {
                 let _ = rx.await;
@@ -92,6 +93,7 @@ async fn serves_recorded_answers_and_refuses_the_rest() {
     let server = tokio::spawn(serve_replay_until(
         dir.path().into(),
         true,
+        None,
         listener,
         async {
             let _ = rx.await;
@@ -137,6 +139,54 @@ async fn serves_recorded_answers_and_refuses_the_rest() {
         .await
         .unwrap();
     assert_eq!(nope.status(), 400);
+    let _ = tx.send(());
+    server.await.unwrap().unwrap();
+}
+
+/// `--token-rate R`: R queries a second per token (a bucket R deep), then 429 with
+/// `Retry-After: 1`; another token has its own budget, and the bucket refills with time.
+#[tokio::test]
+async fn a_token_rate_answers_429_past_the_budget_of_each_token() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "query/m/dc1/0-100.json",
+        r#"[{"metric":"m","tags":{"datacenter":"dc1"},"dps":{"1":1}}]"#,
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/api/query", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve_replay_until(
+        dir.path().into(),
+        false,
+        Some(2.0),
+        listener,
+        async {
+            let _ = rx.await;
+        },
+    ));
+    let http = reqwest::Client::new();
+    let ask = |token: &'static str| {
+        http.post(&url)
+            .basic_auth("read", Some(token))
+            .body(r#"{"start":0,"end":100,"queries":[{"metric":"m"}]}"#)
+            .send()
+    };
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        statuses.push(ask("a").await.unwrap().status().as_u16());
+    }
+    // (A token comes back every 500 ms: the three requests take far less.)
+    assert_eq!(statuses, [200, 200, 429]);
+    let refused = ask("a").await.unwrap();
+    assert_eq!(refused.headers()[header::RETRY_AFTER], "1");
+    assert_eq!(ask("b").await.unwrap().status(), 200, "a budget per token");
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert_eq!(
+        ask("a").await.unwrap().status(),
+        200,
+        "refilled at 5 per second"
+    );
     let _ = tx.send(());
     server.await.unwrap().unwrap();
 }

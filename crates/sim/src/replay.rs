@@ -16,6 +16,13 @@
 //! Like the simulator, it answers gzip to requests that accept it (`gzip.rs`: streamed in
 //! pieces, never compressed whole) unless started with `gzip` off (`sim --replay DIR
 //! --no-gzip`), so a benchmark can measure the client with and without decompression.
+//!
+//! With a request budget per token (`sim --replay DIR --token-rate R`), `/api/query` answers
+//! `429 Too Many Requests` (`Retry-After: 1`) to a token that asked more than R queries in the
+//! last second (a token bucket of R per second, R deep, per `Authorization` header). OVH
+//! documents no rate limit for the endpoint (shared/reference/api.md, "Limits"); this is the
+//! limit a benchmark of sharded runs assumes, to show that N shards sharing one token are
+//! bounded by its budget (`source.shard_rate`), not by the ETL.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -35,13 +42,43 @@ use vscope_core::dialect::Dialect;
 
 struct Replay {
     dir: PathBuf,
+    /// Query budget per token and second (`--token-rate`), `None`: unlimited.
+    budget: Option<TokenBudget>,
+}
+
+/// A token bucket per token: `rate` requests a second, at most `rate` at once.
+struct TokenBudget {
+    rate: f64,
+    buckets: std::sync::Mutex<std::collections::HashMap<String, (f64, std::time::Instant)>>,
+    refused: std::sync::atomic::AtomicU64,
+}
+
+impl TokenBudget {
+    /// Takes one request from `token`'s bucket; false when it is empty.
+    fn take(&self, token: &str) -> bool {
+        let now = std::time::Instant::now();
+        let mut buckets = self.buckets.lock().expect("not poisoned");
+        let (level, at) = buckets.entry(token.to_string()).or_insert((self.rate, now));
+        *level = (*level + now.duration_since(*at).as_secs_f64() * self.rate).min(self.rate);
+        *at = now;
+        if *level >= 1.0 {
+            *level -= 1.0;
+            true
+        } else {
+            self.refused
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            false
+        }
+    }
 }
 
 /// Serves the recorded answers of `dir` on `listener` until `shutdown` completes; with `gzip`,
-/// compressed for requests that accept it.
+/// compressed for requests that accept it; with `token_rate`, at most that many queries per
+/// second and token (the rest answered 429).
 pub async fn serve_replay_until(
     dir: PathBuf,
     gzip: bool,
+    token_rate: Option<f64>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
@@ -54,13 +91,27 @@ pub async fn serve_replay_until(
             ),
         ));
     }
-    axum::serve(listener, replay_router(dir, gzip))
+    let budget = token_rate.filter(|r| *r > 0.0).map(|rate| TokenBudget {
+        rate,
+        buckets: Default::default(),
+        refused: Default::default(),
+    });
+    let replay = Arc::new(Replay { dir, budget });
+    let served = axum::serve(listener, replay_router(Arc::clone(&replay), gzip))
         .with_graceful_shutdown(shutdown)
-        .await
+        .await;
+    if let Some(b) = &replay.budget {
+        eprintln!(
+            "replay: {} quer(ies) refused with 429 (over {} per second and token)",
+            b.refused.load(std::sync::atomic::Ordering::Relaxed),
+            b.rate
+        );
+    }
+    served
 }
 
-/// The router of a replay server over `dir`.
-fn replay_router(dir: PathBuf, gzip: bool) -> Router {
+/// The router of a replay server.
+fn replay_router(replay: Arc<Replay>, gzip: bool) -> Router {
     let router = Router::new()
         .route("/api/query", any(query))
         .route("/api/search/lookup", any(lookup))
@@ -68,7 +119,7 @@ fn replay_router(dir: PathBuf, gzip: bool) -> Router {
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "Endpoint not found").into_response(DIALECT)
         })
-        .with_state(Arc::new(Replay { dir }));
+        .with_state(replay);
     if gzip {
         super::gzip::layer(router)
     } else {
@@ -163,7 +214,21 @@ struct Filter {
     filter: String,
 }
 
-async fn query(State(r): State<Arc<Replay>>, body: Bytes) -> Response {
+async fn query(State(r): State<Arc<Replay>>, headers: header::HeaderMap, body: Bytes) -> Response {
+    if let Some(budget) = &r.budget {
+        let token = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !budget.take(token) {
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(header::RETRY_AFTER, "1")],
+                "Too Many Requests",
+            )
+                .into_response();
+        }
+    }
     let req: QueryBody = match serde_json::from_slice(&body) {
         Ok(q) => q,
         Err(e) => return bad_request(format!("invalid query body: {e}")),
