@@ -265,18 +265,22 @@ impl Lease {
 
     /// Takes the lease like [`Lease::acquire`], waiting up to `max_wait` while another run holds
     /// it (polled every 50-300 ms): for the short steps shards of one run take it for, one after
-    /// the other. Past `max_wait`, the holder is reported ([`LeaseError::Held`]).
+    /// the other. Past `max_wait`, or once `cancel` turns true (a signal: the pod has 30 s to
+    /// stop), the holder is reported ([`LeaseError::Held`]).
     pub async fn acquire_waiting(
         sink: &Sink,
         pipeline: &str,
         run_id: &str,
         ttl_ms: i64,
         max_wait: std::time::Duration,
+        cancel: &tokio::sync::watch::Receiver<bool>,
     ) -> Result<Lease, LeaseError> {
         let deadline = tokio::time::Instant::now() + max_wait;
         loop {
             match Lease::acquire(sink, pipeline, run_id, ttl_ms).await {
-                Err(LeaseError::Held { .. }) if tokio::time::Instant::now() < deadline => {
+                Err(LeaseError::Held { .. })
+                    if tokio::time::Instant::now() < deadline && !*cancel.borrow() =>
+                {
                     let pause = std::time::Duration::from_millis(fastrand::u64(50..300));
                     tokio::time::sleep(pause).await;
                 }

@@ -495,20 +495,19 @@ async fn run_leased(
                     .await;
                     return Err(e.into());
                 }
-                let committed =
-                    match shard {
-                        None => committer
-                            .commit(&ctx, window, staged)
-                            .await
-                            .map(WindowResult::Written),
-                        Some(s) => committer
-                            .commit_shard(&ctx, window, staged, s)
-                            .await
-                            .map(|c| match c {
-                                ShardCommit::Published(files) => WindowResult::Written(files),
-                                ShardCommit::Waiting(missing) => WindowResult::Marked(missing),
-                            }),
-                    };
+                let committed = match shard {
+                    None => committer
+                        .commit(&ctx, window, staged)
+                        .await
+                        .map(WindowResult::Written),
+                    Some(s) => committer
+                        .commit_shard(&ctx, window, staged, s, cancel)
+                        .await
+                        .map(|c| match c {
+                            ShardCommit::Published(files) => WindowResult::Written(files),
+                            ShardCommit::Waiting(missing) => WindowResult::Marked(missing),
+                        }),
+                };
                 match committed {
                     Ok(result) => result,
                     Err(CommitError::Window(e)) => WindowResult::WriteFailed(e),

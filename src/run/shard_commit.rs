@@ -58,6 +58,7 @@ impl Committer {
         window: &Window,
         staged: StagedWindow,
         shard: Shard,
+        cancel: &tokio::sync::watch::Receiver<bool>,
     ) -> Result<ShardCommit, CommitError> {
         let sink = ctx.sink;
         let pipeline = &ctx.pipeline.name;
@@ -92,6 +93,7 @@ impl Committer {
             &self.run_id,
             ctx.pipeline.sink.lease_ttl_ms,
             lease_wait(ctx.pipeline.sink.lease_ttl_ms),
+            cancel,
         )
         .await
         {
