@@ -386,6 +386,26 @@ impl MotoServer {
             .unwrap()
     }
 
+    /// Copies every object below `prefix` into `dest` (same relative paths), so the local
+    /// readers apply; returns their keys (relative to `prefix`).
+    pub fn download(&self, prefix: &str, dest: &Path) -> Vec<String> {
+        let sink = self.sink(prefix);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let keys = sink.list_below("").await.unwrap();
+            for k in &keys {
+                let bytes = sink.get_opt(k).await.unwrap().unwrap();
+                let path = dest.join(k);
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(path, bytes).unwrap();
+            }
+            keys
+        })
+    }
+
     /// The `[sink]` table body for `s3://bucket/prefix` on this server.
     pub fn sink_toml(&self, prefix: &str) -> String {
         format!(

@@ -39,29 +39,6 @@ fn run_with(p: &Path, env: &[(&str, &str)], flags: &[&str]) -> std::process::Out
     run_pipeline_at(p, NOW, env, flags)
 }
 
-/// The table objects under `prefix`, downloaded into `dir` (same relative paths), so the local
-/// readers apply.
-fn download(moto: &MotoServer, prefix: &str, dir: &Path) {
-    let sink = moto.sink(prefix);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        for table in TABLE_NAMES {
-            let mut list = sink.store.list(Some(&sink.key(table)));
-            while let Some(meta) = list.next().await {
-                let key = meta.unwrap().location;
-                let bytes = sink.store.get(&key).await.unwrap().bytes().await.unwrap();
-                let relative = key.as_ref().strip_prefix(&format!("{prefix}/")).unwrap();
-                let path = dir.join(relative);
-                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-                std::fs::write(path, bytes).unwrap();
-            }
-        }
-    });
-}
-
 fn rows(root: &Path) -> Vec<Vec<String>> {
     rows_by_content(root, &TABLE_NAMES)
 }
@@ -80,7 +57,7 @@ fn clean_rows() -> &'static Vec<Vec<String>> {
 
 fn assert_clean_on_s3(moto: &MotoServer, prefix: &str, what: &str) {
     let dir = tempfile::tempdir().unwrap();
-    download(moto, prefix, dir.path());
+    moto.download(prefix, dir.path());
     let got = rows(dir.path());
     for (i, (g, w)) in got.iter().zip(clean_rows()).enumerate() {
         assert!(

@@ -333,25 +333,6 @@ fn ledger_windows(root: &Path) -> usize {
         .map_or(0, |l| l["windows"].as_object().map_or(0, |w| w.len()))
 }
 
-/// Copies every object of `prefix` on the S3 server into `dest` (to read it like a local sink).
-fn download(moto: &MotoServer, prefix: &str, dest: &Path) -> Vec<String> {
-    let sink = moto.sink(prefix);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let keys = sink.list_below("").await.unwrap();
-        for k in &keys {
-            let bytes = sink.get_opt(k).await.unwrap().unwrap();
-            let path = dest.join(k);
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(path, bytes).unwrap();
-        }
-        keys
-    })
-}
-
 #[test]
 fn shards_side_by_side_on_s3_write_the_single_runs_rows() {
     let single = single_run_rows(START, END, NOW);
@@ -363,7 +344,7 @@ fn shards_side_by_side_on_s3_write_the_single_runs_rows() {
         let first = indexed_job(&p, count, NOW, &[]);
         assert_eq!(sum(&first, "windows_committed"), 6, "{count}: {first:?}");
         let copy = tempfile::tempdir().unwrap();
-        let keys = download(&moto, &prefix, copy.path());
+        let keys = moto.download(&prefix, copy.path());
         assert_eq!(
             rows_by_content(copy.path(), &TABLE_NAMES),
             single,
@@ -378,7 +359,7 @@ fn shards_side_by_side_on_s3_write_the_single_runs_rows() {
         let files = dataset(copy.path(), &TABLE_NAMES);
         indexed_job(&p, count, NOW, &[]);
         let again = tempfile::tempdir().unwrap();
-        let keys_again = download(&moto, &prefix, again.path());
+        let keys_again = moto.download(&prefix, again.path());
         assert!(
             dataset(again.path(), &TABLE_NAMES) == files,
             "{count}: second round on S3"
