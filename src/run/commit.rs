@@ -60,6 +60,10 @@ pub(super) struct Committer {
     /// are removed with the last window of this run that overlaps them; the starts of the
     /// windows still to commit, by ledger key.
     pub(super) replaced_later: BTreeMap<String, std::collections::BTreeSet<i64>>,
+    /// Sharded runs: windows whose interrupted publication could not be completed (staged files
+    /// lost) and was given up, with every shard's mark: each shard must run them again, so the
+    /// run reports them as failures (exit 1).
+    pub(super) abandoned: Vec<(i64, i64)>,
 }
 
 impl Committer {

@@ -189,8 +189,13 @@ pub async fn run(
                 .keep(),
         )
     };
-    let crash = CrashPoint::from_env();
-    let mut ledger = Ledger::load(&sink, &pipeline.name).await?;
+    let mut committer = Committer {
+        ledger: Ledger::load(&sink, &pipeline.name).await?,
+        crash: CrashPoint::from_env(),
+        run_id: run_id.clone(),
+        replaced_later: BTreeMap::new(),
+        abandoned: Vec::new(),
+    };
     let table_names: Vec<String> = pipeline.tables.iter().map(|t| t.name.clone()).collect();
     // Refused at once when another pipeline owns a table; claimed once there is something to
     // commit (a run that finds nothing writes nothing).
@@ -201,12 +206,19 @@ pub async fn run(
     if lease.is_some()
         && let Some(s) = shard
     {
+        // A publication a killed shard left half done is completed first (its staged files
+        // are in the journal, not in a mark: the clean-up below would remove them).
+        committer
+            .recover_publication(&sink, pipeline, Some(&cancel))
+            .await?;
         staged_before = clean_shard_staging(&sink, &pipeline.name, s).await?;
     } else if lease.is_some() {
         // A publication a killed run left half done is completed (or its window cleared)
         // before anything else, and before the staging folder is emptied.
         if let Some(journal) = Journal::load(&sink, &pipeline.name).await? {
-            let completed = journal.recover(&sink, &mut ledger, &crash).await?;
+            let completed = journal
+                .recover(&sink, &mut committer.ledger, &committer.crash)
+                .await?;
             tracing::warn!(
                 window = %Ledger::window_key(journal.window.start_ms, journal.window.end_ms),
                 completed,
@@ -244,12 +256,7 @@ pub async fn run(
         &conn,
         lease.as_ref(),
         &staged_before,
-        Committer {
-            ledger,
-            crash,
-            run_id: run_id.clone(),
-            replaced_later: BTreeMap::new(),
-        },
+        committer,
         now_ms,
         started,
     )
@@ -590,6 +597,18 @@ async fn run_leased(
                 });
             }
         }
+    }
+    for (start_ms, end_ms) in std::mem::take(&mut committer.abandoned) {
+        manifest.failures.push(FailedUnit {
+            metric: "*".into(),
+            datacenter: None,
+            window_start: format_rfc3339(start_ms),
+            window_end: format_rfc3339(end_ms),
+            error: "an interrupted publication of this window could not be completed (its \
+                    staged files are gone): the window and every shard's part of it were \
+                    cleared; run every shard again"
+                .into(),
+        });
     }
     manifest.memory_waits = ctx.budget.waits();
     manifest.memory_reserved_peak_mb = ctx.budget.peak() as f64 / (1024.0 * 1024.0);

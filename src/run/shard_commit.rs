@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use super::RunCtx;
 use super::commit::{CommitError, Committer, StagedWindow};
+use crate::config::Pipeline;
 use crate::error::Error;
+use crate::load::Sink;
 use crate::load::lease::Lease;
 use crate::load::publish::Journal;
 use crate::load::shards::{MARK_VERSION, MarkedFile, ShardMark};
@@ -50,6 +52,53 @@ pub(super) fn units_digest(ctx: &RunCtx<'_>, window: &Window) -> String {
 }
 
 impl Committer {
+    /// A shard's start: takes the pipeline lease for a moment and completes the publication a
+    /// killed shard left ([`Committer::recover_leased`]).
+    pub(super) async fn recover_publication(
+        &mut self,
+        sink: &Sink,
+        pipeline: &Pipeline,
+        cancel: Option<&tokio::sync::watch::Receiver<bool>>,
+    ) -> Result<(), Error> {
+        let never = tokio::sync::watch::channel(false).1;
+        let lease = Lease::acquire_waiting(
+            sink,
+            &pipeline.name,
+            &self.run_id,
+            pipeline.sink.lease_ttl_ms,
+            lease_wait(pipeline.sink.lease_ttl_ms),
+            cancel.unwrap_or(&never),
+        )
+        .await?
+        .keep();
+        let result = self.recover_leased(sink, &pipeline.name).await;
+        if let Err(e) = lease.release().await {
+            tracing::warn!(error = %e, "could not release the pipeline lease; it expires by itself");
+        }
+        result
+    }
+
+    /// Under the pipeline lease: reloads the ledger (other shards commit windows this process
+    /// never saw) and carries out a publication journal a killed shard or run left. One that
+    /// cannot be completed (its staged files are gone) clears its window and every shard's mark
+    /// of it: recorded in `abandoned`, since every shard must fetch it again.
+    async fn recover_leased(&mut self, sink: &Sink, pipeline: &str) -> Result<(), Error> {
+        self.ledger = Ledger::load(sink, pipeline).await?;
+        if let Some(journal) = Journal::load(sink, pipeline).await? {
+            let completed = journal.recover(sink, &mut self.ledger, &self.crash).await?;
+            let window = (journal.window.start_ms, journal.window.end_ms);
+            tracing::warn!(
+                window = %Ledger::window_key(window.0, window.1),
+                completed,
+                "finished the publication an interrupted run left"
+            );
+            if !completed {
+                self.abandoned.push(window);
+            }
+        }
+        Ok(())
+    }
+
     /// Hands this shard's `staged` files of `window` over: under the pipeline lease, publishes
     /// the window if every other shard of the cut has marked it, else marks it for them.
     pub(super) async fn commit_shard(
@@ -126,22 +175,9 @@ impl Committer {
         let pipeline = &ctx.pipeline.name;
         // What a killed shard (or run) left half published is completed first, against the
         // ledger as it is now (other shards commit windows this process never saw).
-        self.ledger = Ledger::load(sink, pipeline)
+        self.recover_leased(sink, pipeline)
             .await
-            .map_err(|e| CommitError::Fatal(Error::Ledger(e)))?;
-        if let Some(journal) = Journal::load(sink, pipeline)
-            .await
-            .map_err(|e| CommitError::Fatal(Error::Publish(e)))?
-        {
-            let completed = journal
-                .recover(sink, &mut self.ledger, &self.crash)
-                .await
-                .map_err(|e| CommitError::Fatal(Error::Publish(e)))?;
-            tracing::warn!(
-                completed,
-                "finished the publication an interrupted run left"
-            );
-        }
+            .map_err(CommitError::Fatal)?;
         let marks = match ShardMark::of_window(sink, pipeline, window.start_ms, window.end_ms).await
         {
             Ok(m) => m,

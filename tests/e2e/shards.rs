@@ -122,6 +122,18 @@ fn assert_clean_after(root: &Path, count: u32, windows: usize) {
     }
 }
 
+/// The tables under `root` hold exactly `want` (a failure prints sizes, not rows).
+fn assert_same_rows(root: &Path, want: &[Vec<String>], what: &str) {
+    let got = rows_by_content(root, &TABLE_NAMES);
+    let sizes = |t: &[Vec<String>]| t.iter().map(Vec::len).collect::<Vec<_>>();
+    assert!(
+        got == want,
+        "{what}: rows per table {:?}, expected {:?}",
+        sizes(&got),
+        sizes(want)
+    );
+}
+
 fn single_run_rows(start: &str, end: &str, now: &str) -> Vec<Vec<String>> {
     let once = tempfile::tempdir().unwrap();
     let out = run_pipeline_at(&local_pipeline(once.path(), start, end), now, &[], &[]);
@@ -153,10 +165,10 @@ fn one_two_or_four_shards_side_by_side_write_the_single_runs_rows() {
         }
         assert_eq!(sum(&first, "units_planned"), units_of_one, "{first:?}");
         assert_eq!(sum(&first, "units_done"), units_of_one, "{first:?}");
-        assert_eq!(
-            rows_by_content(&root, &TABLE_NAMES),
-            single,
-            "{count} shard(s): the single run's rows, none twice, none missing"
+        assert_same_rows(
+            &root,
+            &single,
+            &format!("{count} shard(s): the single run's rows, none twice, none missing"),
         );
         assert_clean_after(&root, count, 6);
         assert_eq!(ledger(&root)["watermark"], END);
@@ -203,25 +215,16 @@ fn a_one_window_range_spreads_over_the_shards_and_another_count_replaces_the_cut
     assert_eq!(w["complete"], false, "the window is open: {l}");
     let done = "2026-11-01T14:05:00Z";
     indexed_job(&p, 2, done, &[]);
-    assert_eq!(
-        rows_by_content(&root, &TABLE_NAMES),
-        single_run_rows(start, end, done)
-    );
+    assert_same_rows(&root, &single_run_rows(start, end, done), "after the round");
     assert_clean_after(&root, 2, 1);
 
     indexed_job(&p, 4, done, &["--force"]);
-    assert_eq!(
-        rows_by_content(&root, &TABLE_NAMES),
-        single_run_rows(start, end, done)
-    );
+    assert_same_rows(&root, &single_run_rows(start, end, done), "after the round");
     assert_clean_after(&root, 4, 1);
     // And back to one process: its files replace the shards'.
     let out = run_pipeline_at(&p, done, &[], &["--force"]);
     assert!(out.status.success(), "{}", describe(&out));
-    assert_eq!(
-        rows_by_content(&root, &TABLE_NAMES),
-        single_run_rows(start, end, done)
-    );
+    assert_same_rows(&root, &single_run_rows(start, end, done), "after the round");
     for t in TABLE_NAMES {
         for f in parquet_files(&root, t) {
             assert!(
@@ -319,10 +322,7 @@ fn a_shard_killed_on_another_node_is_rerun_within_the_ttl_and_the_dataset_is_who
         started_after_expiry_ms < 15_000,
         "{started_after_expiry_ms} ms after expiry"
     );
-    assert_eq!(
-        rows_by_content(&root, &TABLE_NAMES),
-        single_run_rows(start, end, now)
-    );
+    assert_same_rows(&root, &single_run_rows(start, end, now), "after the round");
     assert_clean_after(&root, 2, 36);
 }
 
@@ -345,11 +345,7 @@ fn shards_side_by_side_on_s3_write_the_single_runs_rows() {
         assert_eq!(sum(&first, "windows_committed"), 6, "{count}: {first:?}");
         let copy = tempfile::tempdir().unwrap();
         let keys = moto.download(&prefix, copy.path());
-        assert_eq!(
-            rows_by_content(copy.path(), &TABLE_NAMES),
-            single,
-            "{count} on S3"
-        );
+        assert_same_rows(copy.path(), &single, &format!("{count} on S3"));
         assert_clean_after(copy.path(), count, 6);
         assert!(
             moto.pending_uploads(&format!("{prefix}/")).is_empty(),
@@ -371,5 +367,48 @@ fn shards_side_by_side_on_s3_write_the_single_runs_rows() {
                 .collect::<Vec<_>>()
         };
         assert_eq!(data(&keys), data(&keys_again));
+    }
+}
+
+/// The last shard killed at every step of its publication of a window (journal written, each
+/// move, each removal, ledger written): the pipeline lease it held is taken over at once (same
+/// host, dead), the journal is completed by the next step, and the dataset is the single run's.
+#[test]
+fn the_last_shard_killed_while_publishing_leaves_a_window_the_rerun_completes() {
+    let single = single_run_rows(START, END, NOW);
+    for crash_after in [1u32, 2, 4, 7] {
+        let dir = tempfile::tempdir().unwrap();
+        let p = local_pipeline(dir.path(), START, END);
+        let root = dir.path().join("out");
+        // Shard 0 first: it marks every window; shard 1 then publishes each one.
+        let out = spawn_pod(&p, 0, 2, NOW, &[]).wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", describe(&out));
+        let crashed = bin()
+            .args([
+                "run",
+                p.to_str().unwrap(),
+                "--json",
+                "--now",
+                NOW,
+                "--shard",
+                "1/2",
+            ])
+            .env("VSCOPE_ETL_TEST_CRASH_AFTER", crash_after.to_string())
+            .output()
+            .unwrap();
+        assert!(
+            !crashed.status.success(),
+            "{crash_after}: {}",
+            describe(&crashed)
+        );
+        assert!(
+            root.join("_state/shards.publish.json").exists(),
+            "{crash_after}: the journal stays for the next step"
+        );
+        let out = spawn_pod(&p, 1, 2, NOW, &[]).wait_with_output().unwrap();
+        assert!(out.status.success(), "{crash_after}: {}", describe(&out));
+        assert_same_rows(&root, &single, &format!("after step {crash_after}"));
+        assert_clean_after(&root, 2, 6);
+        assert!(!root.join("_state/shards.publish.json").exists());
     }
 }
