@@ -209,7 +209,7 @@ pub async fn run(
         // A publication a killed shard left half done is completed first (its staged files
         // are in the journal, not in a mark: the clean-up below would remove them).
         committer
-            .recover_publication(&sink, pipeline, Some(&cancel))
+            .recover_publication(&sink, pipeline, &cancel)
             .await?;
         staged_before = clean_shard_staging(&sink, &pipeline.name, s).await?;
     } else if lease.is_some() {

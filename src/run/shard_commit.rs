@@ -14,7 +14,7 @@ use super::commit::{CommitError, Committer, StagedWindow};
 use crate::config::Pipeline;
 use crate::error::Error;
 use crate::load::Sink;
-use crate::load::lease::Lease;
+use crate::load::lease::{Lease, LeaseError, LeaseKeeper};
 use crate::load::publish::Journal;
 use crate::load::shards::{MARK_VERSION, MarkedFile, ShardMark};
 use crate::load::state::Ledger;
@@ -30,16 +30,33 @@ pub(super) enum ShardCommit {
     Waiting(Vec<u32>),
 }
 
-/// How long a shard waits for the pipeline lease for one commit step: another shard's step
-/// takes a moment, but a dead holder's lease blocks until it expires (`sink.lease_ttl`), and an
-/// unsharded run holds it for its whole run.
-fn lease_wait(ttl_ms: i64) -> Duration {
-    Duration::from_millis(ttl_ms.max(0) as u64) + Duration::from_secs(30)
+/// Takes the pipeline lease for one step of a shard, kept by a heartbeat until released. A shard
+/// waits for it while another holds it: another shard's step takes a moment, but a dead holder's
+/// lease blocks until it expires (`sink.lease_ttl`), so the wait is the TTL and 30 s more; a
+/// signal ends the wait.
+async fn pipeline_lease(
+    sink: &Sink,
+    pipeline: &Pipeline,
+    run_id: &str,
+    cancel: &tokio::sync::watch::Receiver<bool>,
+) -> Result<LeaseKeeper, LeaseError> {
+    let ttl_ms = pipeline.sink.lease_ttl_ms;
+    let wait = Duration::from_millis(ttl_ms.max(0) as u64) + Duration::from_secs(30);
+    Lease::acquire_waiting(sink, &pipeline.name, run_id, ttl_ms, wait, cancel)
+        .await
+        .map(Lease::keep)
 }
 
-/// A digest of every unit of `window` as this process planned it (all shards' units): shards
-/// publish together only what they planned alike.
-pub(super) fn units_digest(ctx: &RunCtx<'_>, window: &Window) -> String {
+/// Gives the pipeline lease back after a shard's step.
+async fn release(lease: LeaseKeeper) {
+    if let Err(e) = lease.release().await {
+        tracing::warn!(error = %e, "could not release the pipeline lease; it expires by itself");
+    }
+}
+
+/// A digest of the units of every window as this process planned them (all shards' units):
+/// shards publish together only what they planned alike.
+fn units_digest(ctx: &RunCtx<'_>) -> String {
     let mut h = vscope_core::hash::StableHasher::new();
     for u in ctx.plan.units() {
         h = h
@@ -48,7 +65,7 @@ pub(super) fn units_digest(ctx: &RunCtx<'_>, window: &Window) -> String {
             .write(u.datacenter.as_deref().unwrap_or("").as_bytes())
             .write(&[1]);
     }
-    format!("{:016x}-{}", h.finish(), window.start_ms)
+    format!("{:016x}", h.finish())
 }
 
 impl Committer {
@@ -58,23 +75,11 @@ impl Committer {
         &mut self,
         sink: &Sink,
         pipeline: &Pipeline,
-        cancel: Option<&tokio::sync::watch::Receiver<bool>>,
+        cancel: &tokio::sync::watch::Receiver<bool>,
     ) -> Result<(), Error> {
-        let never = tokio::sync::watch::channel(false).1;
-        let lease = Lease::acquire_waiting(
-            sink,
-            &pipeline.name,
-            &self.run_id,
-            pipeline.sink.lease_ttl_ms,
-            lease_wait(pipeline.sink.lease_ttl_ms),
-            cancel.unwrap_or(&never),
-        )
-        .await?
-        .keep();
+        let lease = pipeline_lease(sink, pipeline, &self.run_id, cancel).await?;
         let result = self.recover_leased(sink, &pipeline.name).await;
-        if let Err(e) = lease.release().await {
-            tracing::warn!(error = %e, "could not release the pipeline lease; it expires by itself");
-        }
+        release(lease).await;
         result
     }
 
@@ -122,7 +127,7 @@ impl Committer {
             end_ms: window.end_ms,
             fetched_until_ms: window.fetch_end_ms,
             complete: window.complete(),
-            units_digest: units_digest(ctx, window),
+            units_digest: units_digest(ctx),
             files: staged
                 .files
                 .iter()
@@ -136,17 +141,8 @@ impl Committer {
                 .collect(),
             dirs: staged.dirs.clone(),
         };
-        let lease = match Lease::acquire_waiting(
-            sink,
-            pipeline,
-            &self.run_id,
-            ctx.pipeline.sink.lease_ttl_ms,
-            lease_wait(ctx.pipeline.sink.lease_ttl_ms),
-            cancel,
-        )
-        .await
-        {
-            Ok(l) => l.keep(),
+        let lease = match pipeline_lease(sink, ctx.pipeline, &self.run_id, cancel).await {
+            Ok(l) => l,
             Err(e) => {
                 for f in staged.files {
                     f.discard(sink).await;
@@ -158,9 +154,7 @@ impl Committer {
             }
         };
         let result = self.commit_shard_leased(ctx, window, staged, mine).await;
-        if let Err(e) = lease.release().await {
-            tracing::warn!(error = %e, "could not release the pipeline lease; it expires by itself");
-        }
+        release(lease).await;
         result
     }
 
