@@ -120,6 +120,8 @@ pub(super) struct SinkFile {
     pub(super) row_group_rows: usize,
     #[serde(default = "default_lease_ttl")]
     pub(super) lease_ttl: String,
+    #[serde(default = "default_table_format")]
+    pub(super) table_format: String,
     pub(super) s3: Option<S3File>,
 }
 
@@ -196,6 +198,9 @@ pub(super) fn default_zstd_level() -> i32 {
 }
 pub(super) fn default_row_group_rows() -> usize {
     1 << 20
+}
+pub(super) fn default_table_format() -> String {
+    "parquet".into()
 }
 pub(super) fn default_lease_ttl() -> String {
     "2m".into()

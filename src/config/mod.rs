@@ -374,8 +374,21 @@ pub struct SinkSpec {
     pub row_group_rows: usize,
     /// How long a run's lease lasts without renewal (a crashed run blocks others this long).
     pub lease_ttl_ms: i64,
+    /// How each table directory is laid out ([`TableFormat`]).
+    pub table_format: TableFormat,
     /// S3 settings (`[sink.s3]`); unset ones come from the `AWS_*` environment.
     pub s3: S3Options,
+}
+
+/// `sink.table_format`: what a reader opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableFormat {
+    /// Hive-partitioned Parquet files (`table/date=…/part-….parquet`), read by globbing them:
+    /// a window being rewritten is replaced file by file.
+    Parquet,
+    /// The same files, and a Delta Lake log per table (`table/_delta_log/`): readers open one
+    /// atomic snapshot per commit, with time travel ([`crate::load::delta`]).
+    Delta,
 }
 
 /// Reads and validates a pipeline file, reading `${VAR}` from the process environment.

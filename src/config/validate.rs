@@ -640,6 +640,16 @@ pub(super) fn validate_sink(
             "must be at least 3s: the heartbeat renews the lease every third of it (default 2m)",
         ));
     }
+    let table_format = match sink.table_format.as_str() {
+        "parquet" => crate::config::TableFormat::Parquet,
+        "delta" => crate::config::TableFormat::Delta,
+        other => {
+            return Err(invalid(
+                "sink.table_format",
+                format!("'{other}' is not one of parquet, delta"),
+            ));
+        }
+    };
     let s3 = match sink.s3 {
         None => crate::config::S3Options::default(),
         Some(s3) => {
@@ -685,6 +695,7 @@ pub(super) fn validate_sink(
         zstd_level: sink.zstd_level,
         row_group_rows: sink.row_group_rows,
         lease_ttl_ms,
+        table_format,
         s3,
     })
 }

@@ -10,8 +10,10 @@
 //! - [`publish`]: a window's files made visible, the old cut removed and the ledger written as
 //!   one journaled step (`_state/<pipeline>.publish.json`).
 //! - [`owner`]: which pipeline a table of the sink belongs to.
+//! - [`delta`]: the Delta Lake log of each table (`sink.table_format = "delta"`).
 //! - [`shards`]: what each shard of a sharded run staged for a window, until one publishes it.
 
+pub mod delta;
 pub mod lease;
 pub mod owner;
 pub mod partition;
