@@ -37,6 +37,9 @@ pub enum Command {
     /// What the sink holds for a pipeline's range: per window (and shard) committed, open or
     /// missing, the watermark, who holds the lease. Reads the sink only.
     Status(StatusArgs),
+    /// Delta tables: delete the data files no longer listed by a table's latest version and
+    /// older than the retention period (time travel within it keeps working).
+    Vacuum(VacuumArgs),
     /// Get the vScope read token and endpoints through OVHcloud API v6 ([source.ovh]).
     Token(TokenArgs),
     /// List the vScope metric catalogue.
@@ -57,7 +60,8 @@ pub struct RangeArgs {
     /// Range end (exclusive), overriding scope.end.
     #[arg(long)]
     pub end: Option<String>,
-    /// Only handle shard I of N (windows k with k mod N = I), e.g. 0/4; `auto`: I (and N where
+    /// Only handle shard I of N (its share of every window's units, dealt by a stable hash;
+    /// the last shard to stage a window publishes it), e.g. 0/4; `auto`: I (and N where
     /// the scheduler gives it) from a Kubernetes Indexed Job, an AWS Batch array job or a Cloud
     /// Run job (docs/operations.md).
     #[arg(long, value_name = "I/N|auto")]
@@ -111,6 +115,23 @@ pub struct CheckArgs {
     /// Pretend the clock says this (RFC 3339 or unix time), for tests.
     #[arg(long, hide = true)]
     pub now: Option<String>,
+}
+
+/// `vacuum` flags.
+#[derive(Debug, Args)]
+pub struct VacuumArgs {
+    /// Pipeline file (TOML).
+    pub pipeline: PathBuf,
+    /// Keep unreferenced files younger than this (time travel and readers of older versions
+    /// need them), e.g. 7d (Delta's default), 24h, 0.
+    #[arg(long, default_value = "7d", value_name = "DURATION")]
+    pub retain: String,
+    /// Only list what would be deleted.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `status` flags.

@@ -43,6 +43,9 @@ pub enum Error {
     /// A window's publication could not be completed (the next run completes or clears it).
     #[error(transparent)]
     Publish(#[from] crate::load::publish::PublishError),
+    /// A Delta table's log cannot be read or written (maintenance commands).
+    #[error(transparent)]
+    Delta(#[from] crate::load::delta::DeltaError),
     /// A shard's marks of the windows it staged cannot be read.
     #[error(transparent)]
     Mark(#[from] crate::load::shards::MarkError),

@@ -41,6 +41,7 @@ pub mod cpu;
 pub mod error;
 pub mod extract;
 pub mod load;
+pub mod maintenance;
 pub mod ovh;
 pub mod plan;
 pub mod preflight;

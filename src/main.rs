@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use vscope_etl::catalogue::Catalogue;
 use vscope_etl::cli::{
     CheckArgs, Cli, Command, InventoryArgs, MetricsArgs, PlanArgs, RunArgs, SimArgs, StatusArgs,
-    TokenArgs, ValidateArgs,
+    TokenArgs, VacuumArgs, ValidateArgs,
 };
 use vscope_etl::config;
 use vscope_etl::error::{EXIT_CONFIG, EXIT_OK, Error};
@@ -49,6 +49,7 @@ fn main() -> ExitCode {
             Command::Check(args) => check(args).await,
             Command::Inventory(args) => inventory(args).await,
             Command::Status(args) => status(args).await,
+            Command::Vacuum(args) => vacuum(args).await,
             Command::Token(args) => token(args).await,
             Command::Metrics(args) => metrics(args),
             Command::Sim(args) => sim(args).await,
@@ -484,6 +485,47 @@ fn metrics(args: MetricsArgs) -> u8 {
         );
     }
     EXIT_OK
+}
+
+/// `vscope-etl vacuum`: exit 0 with what was deleted (or would be, `--dry-run`); 2 for a pipeline
+/// whose tables are not Delta tables or a bad `--retain`; 1 when the lease is held or the sink
+/// fails.
+async fn vacuum(args: VacuumArgs) -> u8 {
+    let (pipeline, now) = match pipeline_and_clock(&args.pipeline, None) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let retain_ms = match config::flag_duration_ms("--retain", &args.retain) {
+        Ok(r) => r,
+        Err(e) => return report(&e.into()),
+    };
+    match vscope_etl::maintenance::vacuum(&pipeline, retain_ms, now, args.dry_run).await {
+        Err(e) => report(&e),
+        Ok(reports) if args.json => {
+            println!("{}", serde_json::json!({ "tables": reports }));
+            EXIT_OK
+        }
+        Ok(reports) => {
+            let verb = if args.dry_run {
+                "would delete"
+            } else {
+                "deleted"
+            };
+            for r in &reports {
+                println!(
+                    "{}: version {}, {} file(s) listed; {verb} {} unreferenced file(s) ({} bytes); \
+                     kept {} younger than --retain",
+                    r.table,
+                    r.version,
+                    r.referenced,
+                    r.deleted.len(),
+                    r.deleted_bytes,
+                    r.kept_recent
+                );
+            }
+            EXIT_OK
+        }
+    }
 }
 
 /// `vscope-etl status`: exit 0 with the report, whatever it shows (missing windows are the next

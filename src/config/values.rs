@@ -96,6 +96,12 @@ pub(super) fn duration_ms(key: &str, value: &str) -> Result<i64, ConfigError> {
     parse_duration(value).map_err(|e| invalid(key, e.to_string()))
 }
 
+/// A duration given on the command line (`--retain 7d`), checked under the flag's name; `0` is
+/// allowed.
+pub fn flag_duration_ms(flag: &str, value: &str) -> Result<i64, ConfigError> {
+    parse_duration_or_zero(flag, value)
+}
+
 /// Like [`duration_ms`] but also accepts `"0"` (OpenTSDB durations cannot be zero).
 pub(super) fn parse_duration_or_zero(key: &str, value: &str) -> Result<i64, ConfigError> {
     if value.trim() == "0" {

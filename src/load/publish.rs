@@ -61,6 +61,11 @@ pub struct Journal {
     /// Empty for an unsharded run's window that no shard marked.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub marks: Vec<String>,
+    /// `sink.table_format = "delta"`: one commit per table, made after the files are in place
+    /// and before the ledger ([`crate::load::delta`]); the replaced files of those tables are
+    /// then kept (older versions read them) until `vacuum`, not deleted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub delta: Vec<crate::load::delta::TableCommit>,
 }
 
 /// A publication failed.
@@ -89,6 +94,15 @@ pub enum PublishError {
     /// The ledger could not be written (or changed under the run).
     #[error(transparent)]
     Ledger(#[from] LedgerError),
+    /// A Delta commit could not be made (the files are in place; the next run completes the
+    /// publication from the journal).
+    #[error("publishing window {window}: {source}")]
+    Delta {
+        /// The window key.
+        window: String,
+        /// What failed.
+        source: Box<crate::load::delta::DeltaError>,
+    },
     /// The journal is not one this version can read.
     #[error(
         "the publication journal {path} is not readable ({message}); move it aside, then run again with --force over its window"
@@ -192,8 +206,17 @@ impl Journal {
                 });
             }
         }
-        for r in &self.removals {
+        for r in self.removals.iter().filter(|r| !self.kept_by_delta(r)) {
             sink.delete_if_exists(r).await.map_err(&err)?;
+            crash.step();
+        }
+        for c in &self.delta {
+            crate::load::delta::commit_table(sink, c)
+                .await
+                .map_err(|source| PublishError::Delta {
+                    window: self.key(),
+                    source: Box::new(source),
+                })?;
             crash.step();
         }
         for k in &self.replaces {
@@ -209,6 +232,15 @@ impl Journal {
             .await
             .map_err(&err)?;
         Ok(())
+    }
+
+    /// True for a file of a Delta table this publication commits to: its older versions may
+    /// still list it, so it stays until `vacuum`.
+    fn kept_by_delta(&self, path: &str) -> bool {
+        self.delta.iter().any(|c| {
+            path.strip_prefix(c.table.as_str())
+                .is_some_and(|r| r.starts_with('/'))
+        })
     }
 
     /// What the next run does with a journal a killed run left: completes it; if that cannot
@@ -246,12 +278,14 @@ impl Journal {
             .filter_map(|k| ledger.windows.get(k))
             .flat_map(|w| w.files().cloned().collect::<Vec<_>>())
             .collect();
+        // A Delta table still lists the old cut (no commit was made: a publication is given up
+        // only before its commits), so those files stay; the new ones were never committed.
         let all = self
             .moves
             .iter()
             .flat_map(|m| [&m.from, &m.to])
-            .chain(&self.removals)
-            .chain(&claimed)
+            .chain(self.removals.iter().filter(|r| !self.kept_by_delta(r)))
+            .chain(claimed.iter().filter(|r| !self.kept_by_delta(r)))
             .chain(&self.marks);
         for f in all {
             sink.delete_if_exists(f).await.map_err(&err)?;
@@ -373,6 +407,7 @@ mod tests {
                     ],
                 ),
                 // The two shards' marks that handed these files over.
+                delta: Vec::new(),
                 marks: vec![
                     "_state/p.shards/w/0of2.json".into(),
                     "_state/p.shards/w/1of2.json".into(),
@@ -448,6 +483,7 @@ mod tests {
             replaces: vec![],
             window: window(0, 1000, &["t/a.parquet", "t/b.parquet"]),
             marks: vec!["_state/p.shards/w/0of2.json".into()],
+            delta: Vec::new(),
         };
         put(&sink, &journal.marks[0]).await;
         sink.put(&Journal::path("p"), serde_json::to_vec(&journal).unwrap())

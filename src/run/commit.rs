@@ -6,8 +6,11 @@ use std::time::Instant;
 
 use super::RunCtx;
 use super::manifest::Manifest;
+use crate::config::TableFormat;
 use crate::error::Error;
 use crate::extract::MetricsClient;
+use crate::load::delta::actions::Txn;
+use crate::load::delta::{AddedFile, Snapshot, TableCommit};
 use crate::load::partition::part_file_name;
 use crate::load::publish::{CrashPoint, JOURNAL_VERSION, Journal, Move, PublishError};
 use crate::load::state::{CommittedWindow, Ledger, TableWindow};
@@ -122,6 +125,20 @@ impl Committer {
             t.files.sort();
         }
         written.sort_by(|a, b| a.path.cmp(&b.path));
+        let delta = match ctx.pipeline.sink.table_format {
+            TableFormat::Parquet => Vec::new(),
+            TableFormat::Delta => match delta_commits(ctx, &written, &removals).await {
+                Ok(c) => c,
+                Err(e) => {
+                    if marks.is_empty() {
+                        for m in &moves {
+                            let _ = sink.delete_if_exists(&m.from).await;
+                        }
+                    }
+                    return Err(CommitError::Window(WriteError::Unpublished(e.to_string())));
+                }
+            },
+        };
         let journal = Journal {
             version: JOURNAL_VERSION,
             pipeline: ctx.pipeline.name.clone(),
@@ -142,6 +159,7 @@ impl Committer {
                 partition_by: Some(ctx.pipeline.sink.partition_names()),
             },
             marks,
+            delta,
         };
         match journal.publish(sink, &mut self.ledger, &self.crash).await {
             Ok(()) => Ok(written),
@@ -155,6 +173,11 @@ impl Committer {
                     }
                     Err(PublishError::Ledger(e)) => {
                         return Err(CommitError::Fatal(Error::Ledger(e)));
+                    }
+                    // Some tables may have the commit already: the window cannot be given up
+                    // (its files are listed); the next run completes the journal.
+                    Err(e @ PublishError::Delta { .. }) => {
+                        return Err(CommitError::Fatal(Error::Publish(e)));
                     }
                     Err(e) => e.to_string(),
                 };
@@ -222,6 +245,63 @@ impl Committer {
         }
         Ok((removals.into_iter().collect(), replaces))
     }
+}
+
+/// The Delta commit of each table the publication touches (`sink.table_format = "delta"`):
+/// its added files, the files it replaces, and the next transaction version of the pipeline
+/// there.
+async fn delta_commits(
+    ctx: &RunCtx<'_>,
+    written: &[WrittenFile],
+    removals: &[String],
+) -> Result<Vec<TableCommit>, crate::load::delta::DeltaError> {
+    let app = crate::load::delta::app_id(&ctx.pipeline.name);
+    let in_table = |path: &str, table: &str| {
+        path.strip_prefix(table)
+            .and_then(|r| r.strip_prefix('/'))
+            .map(str::to_string)
+    };
+    let mut commits = Vec::new();
+    for spec in &ctx.pipeline.tables {
+        let adds: Vec<AddedFile> = written
+            .iter()
+            .filter_map(|f| {
+                in_table(&f.path, &spec.name).map(|path| AddedFile {
+                    path,
+                    size: f.bytes,
+                    rows: f.rows,
+                })
+            })
+            .collect();
+        let removes: Vec<String> = removals
+            .iter()
+            .filter_map(|r| in_table(r, &spec.name))
+            .collect();
+        if adds.is_empty() && removes.is_empty() {
+            continue;
+        }
+        let snap = Snapshot::load(ctx.sink, &spec.name).await?;
+        let schema = match &spec.rollup {
+            None => crate::schema::raw_schema(spec.component),
+            Some(r) => crate::schema::rollup_schema(spec.component, &r.aggregates),
+        };
+        let partition_columns = ctx.pipeline.sink.partition_names();
+        commits.push(TableCommit {
+            table: spec.name.clone(),
+            txn: Txn {
+                version: snap.txns.get(&app).copied().unwrap_or(0) + 1,
+                app_id: app.clone(),
+                last_updated: None,
+            },
+            adds,
+            removes,
+            data_change: true,
+            operation: "WRITE".into(),
+            schema_string: crate::load::delta::schema::schema_string(&schema, &partition_columns),
+            partition_columns,
+        });
+    }
+    Ok(commits)
 }
 
 /// `[start, end)` of a window, for messages.

@@ -54,7 +54,7 @@ pub(super) struct TableWindowWriter<'a> {
     pub(super) window: Window,
     pub(super) schema: arrow::datatypes::SchemaRef,
     /// Added to the file name: empty for the window's file, `-s<i>of<n>` for a part of a split
-    /// answer.
+    /// answer (then the run's own suffix, [`RunCtx`]'s `file_suffix`).
     pub(super) suffix: String,
     pub(super) partitions: BTreeMap<String, PartitionState>,
 }
@@ -89,7 +89,10 @@ impl<'a> TableWindowWriter<'a> {
         );
         let name = part_file_name(self.window.start_ms, self.window.end_ms);
         let stem = name.trim_end_matches(".parquet");
-        format!("{dir}/{stem}{}.parquet", self.suffix)
+        format!(
+            "{dir}/{stem}{}{}.parquet",
+            self.suffix, self.ctx.file_suffix
+        )
     }
 
     pub(super) fn state(

@@ -132,7 +132,9 @@ struct RunCtx<'a> {
     /// A shard of a sharded run: fetches only its units ([`Shard::owns`]) and hands its
     /// windows to the last shard ([`shard_commit`]). `None` for a run of the whole pipeline.
     shard: Option<Shard>,
-    /// Added to the name of every window file: `-h<I>of<N>` for a shard, else nothing.
+    /// Added to the name of every file: `-h<I>of<N>` for a shard, then, for Delta tables,
+    /// `-r<run>` (a file is never rewritten in place there: readers of older versions read it);
+    /// else nothing, so a rerun rewrites the same names.
     file_suffix: String,
 }
 
@@ -270,6 +272,17 @@ pub async fn run(
         sim.shutdown().await;
     }
     result
+}
+
+/// The suffix of every file name of a run (see `RunCtx::file_suffix`).
+fn file_suffix(pipeline: &Pipeline, shard: Option<Shard>, run_id: &str) -> String {
+    let mut suffix = shard.map_or_else(String::new, |s| format!("-h{}of{}", s.index, s.count));
+    if pipeline.sink.table_format == crate::config::TableFormat::Delta {
+        // The run id's random part: unique per run.
+        let tag = run_id.rsplit('-').next().unwrap_or(run_id);
+        suffix.push_str(&format!("-r{tag}"));
+    }
+    suffix
 }
 
 /// A shard's start: removes what its killed runs left in its staging folder, except the files
@@ -432,7 +445,7 @@ async fn run_leased(
         budget: budget::MemoryBudget::new(pipeline.source.memory_limit_bytes as u64),
         estimates: Arc::new(budget::Estimates::default()),
         shard,
-        file_suffix: shard.map_or_else(String::new, |s| format!("-h{}of{}", s.index, s.count)),
+        file_suffix: file_suffix(pipeline, shard, &run_id),
     };
     // A fresh ledger's origin is where this run starts, not the first window it manages to
     // commit: otherwise a failed first window would lie before the origin and no incremental

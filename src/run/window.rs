@@ -84,7 +84,7 @@ pub(super) async fn process_window(
             .pipeline
             .tables
             .iter()
-            .map(|t| TableWindowWriter::new(t, ctx, window, ctx.file_suffix.clone()))
+            .map(|t| TableWindowWriter::new(t, ctx, window, String::new()))
             .collect(),
         staged: Vec::new(),
     };

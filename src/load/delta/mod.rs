@@ -29,6 +29,7 @@
 pub mod actions;
 pub mod checkpoint;
 pub mod schema;
+pub mod vacuum;
 
 use std::collections::BTreeMap;
 
@@ -365,11 +366,12 @@ async fn commit_on(
                     snap.apply(a);
                 }
                 snap.version = version;
-                if version > 0 && version % checkpoint::CHECKPOINT_INTERVAL == 0 {
-                    if let Err(e) = write_checkpoint(sink, &snap).await {
-                        tracing::warn!(table = %c.table, version, error = %e,
-                            "could not write a Delta checkpoint; readers replay the commits");
-                    }
+                if version > 0
+                    && version % checkpoint::CHECKPOINT_INTERVAL == 0
+                    && let Err(e) = write_checkpoint(sink, &snap).await
+                {
+                    tracing::warn!(table = %c.table, version, error = %e,
+                        "could not write a Delta checkpoint; readers replay the commits");
                 }
                 return Ok(Committed::Version(version));
             }
