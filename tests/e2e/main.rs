@@ -4,6 +4,7 @@
 mod cli;
 mod common;
 mod data_fidelity;
+mod delta;
 mod deploy;
 mod duckdb;
 mod faults;
