@@ -37,6 +37,9 @@ pub enum Command {
     /// What the sink holds for a pipeline's range: per window (and shard) committed, open or
     /// missing, the watermark, who holds the lease. Reads the sink only.
     Status(StatusArgs),
+    /// Delta tables: merge the window, shard and part files of each (table, day) into files of
+    /// a target size, committed as a rewrite (same rows); readers never see it half done.
+    Compact(CompactArgs),
     /// Delta tables: delete the data files no longer listed by a table's latest version and
     /// older than the retention period (time travel within it keeps working).
     Vacuum(VacuumArgs),
@@ -115,6 +118,26 @@ pub struct CheckArgs {
     /// Pretend the clock says this (RFC 3339 or unix time), for tests.
     #[arg(long, hide = true)]
     pub now: Option<String>,
+}
+
+/// `compact` flags.
+#[derive(Debug, Args)]
+pub struct CompactArgs {
+    /// Pipeline file (TOML).
+    pub pipeline: PathBuf,
+    /// Only this table.
+    #[arg(long)]
+    pub table: Option<String>,
+    /// Only days before this one (a date or time; default: the ledger's watermark minus
+    /// scope.lateness, so that no run rewrites a compacted day by itself).
+    #[arg(long, value_name = "DATE")]
+    pub until: Option<String>,
+    /// About this many bytes per merged file.
+    #[arg(long, default_value = "128MiB", value_name = "SIZE")]
+    pub target_size: String,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `vacuum` flags.

@@ -12,8 +12,8 @@ use tokio::sync::watch;
 
 use vscope_etl::catalogue::Catalogue;
 use vscope_etl::cli::{
-    CheckArgs, Cli, Command, InventoryArgs, MetricsArgs, PlanArgs, RunArgs, SimArgs, StatusArgs,
-    TokenArgs, VacuumArgs, ValidateArgs,
+    CheckArgs, Cli, Command, CompactArgs, InventoryArgs, MetricsArgs, PlanArgs, RunArgs, SimArgs,
+    StatusArgs, TokenArgs, VacuumArgs, ValidateArgs,
 };
 use vscope_etl::config;
 use vscope_etl::error::{EXIT_CONFIG, EXIT_OK, Error};
@@ -50,6 +50,7 @@ fn main() -> ExitCode {
             Command::Inventory(args) => inventory(args).await,
             Command::Status(args) => status(args).await,
             Command::Vacuum(args) => vacuum(args).await,
+            Command::Compact(args) => compact(args).await,
             Command::Token(args) => token(args).await,
             Command::Metrics(args) => metrics(args),
             Command::Sim(args) => sim(args).await,
@@ -485,6 +486,54 @@ fn metrics(args: MetricsArgs) -> u8 {
         );
     }
     EXIT_OK
+}
+
+/// `vscope-etl compact`: exit 0 with what was merged; 2 for a pipeline whose tables are not
+/// Delta tables or a bad flag; 1 when the lease is held or the sink fails.
+async fn compact(args: CompactArgs) -> u8 {
+    let (pipeline, now) = match pipeline_and_clock(&args.pipeline, None) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let target_bytes = match config::flag_byte_size("--target-size", &args.target_size) {
+        Ok(b) => b as u64,
+        Err(e) => return report(&e.into()),
+    };
+    let until_ms = match args
+        .until
+        .as_deref()
+        .map(|u| config::export_time("--until", u, now))
+    {
+        None => None,
+        Some(Ok(t)) => Some(t),
+        Some(Err(e)) => return report(&e.into()),
+    };
+    let opts = vscope_etl::maintenance::compact::CompactOptions {
+        table: args.table,
+        until_ms,
+        target_bytes,
+    };
+    match vscope_etl::maintenance::compact(&pipeline, &opts).await {
+        Err(e) => report(&e),
+        Ok(r) if args.json => {
+            println!("{}", serde_json::to_string(&r).unwrap_or_default());
+            EXIT_OK
+        }
+        Ok(r) => {
+            println!(
+                "compacted {} day(s): {} file(s) into {}, {} rows, {:.1} s",
+                r.days.len(),
+                r.files_before,
+                r.files_after,
+                r.rows,
+                r.seconds
+            );
+            for (day, why) in &r.skipped {
+                println!("skipped {day}: {why}");
+            }
+            EXIT_OK
+        }
+    }
 }
 
 /// `vscope-etl vacuum`: exit 0 with what was deleted (or would be, `--dry-run`); 2 for a pipeline

@@ -27,7 +27,7 @@ pub use types::{BUDGET_FLOOR, Credentials, RetryBudget, S3Options};
 pub use validate::check_server_downsampling;
 pub use values::{
     DEFAULT_MAX_ANSWER_BYTES, DEFAULT_MEMORY_LIMIT_BYTES, S3_MAX_PART_SIZE, S3_MIN_PART_SIZE,
-    expand_env, flag_duration_ms,
+    expand_env, flag_byte_size, flag_duration_ms,
 };
 
 /// A pipeline file that cannot be used, with the key at fault and what is allowed.

@@ -102,6 +102,11 @@ pub fn flag_duration_ms(flag: &str, value: &str) -> Result<i64, ConfigError> {
     parse_duration_or_zero(flag, value)
 }
 
+/// A byte size given on the command line (`--target-size 128MiB`), checked under the flag's name.
+pub fn flag_byte_size(flag: &str, value: &str) -> Result<usize, ConfigError> {
+    byte_size(flag, value)
+}
+
 /// Like [`duration_ms`] but also accepts `"0"` (OpenTSDB durations cannot be zero).
 pub(super) fn parse_duration_or_zero(key: &str, value: &str) -> Result<i64, ConfigError> {
     if value.trim() == "0" {

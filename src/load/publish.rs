@@ -66,6 +66,11 @@ pub struct Journal {
     /// then kept (older versions read them) until `vacuum`, not deleted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub delta: Vec<crate::load::delta::TableCommit>,
+    /// Delta tables: files of the tables (not the staging or state folders) are never deleted
+    /// by a publication, even one whose commit is deferred to a later window's: older versions
+    /// list them; `vacuum` deletes them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keep_table_files: bool,
 }
 
 /// A publication failed.
@@ -234,13 +239,14 @@ impl Journal {
         Ok(())
     }
 
-    /// True for a file of a Delta table this publication commits to: its older versions may
-    /// still list it, so it stays until `vacuum`.
+    /// True for a file of a Delta table ([`Journal::keep_table_files`]): older versions may list
+    /// it, so it stays until `vacuum`. Table files are the ones outside the sink's `_` folders.
     fn kept_by_delta(&self, path: &str) -> bool {
-        self.delta.iter().any(|c| {
-            path.strip_prefix(c.table.as_str())
-                .is_some_and(|r| r.starts_with('/'))
-        })
+        (self.keep_table_files && !path.starts_with('_'))
+            || self
+                .delta
+                .iter()
+                .any(|c| path.starts_with(&format!("{}/", c.table)))
     }
 
     /// What the next run does with a journal a killed run left: completes it; if that cannot
@@ -408,6 +414,7 @@ mod tests {
                 ),
                 // The two shards' marks that handed these files over.
                 delta: Vec::new(),
+                keep_table_files: false,
                 marks: vec![
                     "_state/p.shards/w/0of2.json".into(),
                     "_state/p.shards/w/1of2.json".into(),
@@ -484,6 +491,7 @@ mod tests {
             window: window(0, 1000, &["t/a.parquet", "t/b.parquet"]),
             marks: vec!["_state/p.shards/w/0of2.json".into()],
             delta: Vec::new(),
+            keep_table_files: false,
         };
         put(&sink, &journal.marks[0]).await;
         sink.put(&Journal::path("p"), serde_json::to_vec(&journal).unwrap())

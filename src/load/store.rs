@@ -447,6 +447,20 @@ impl Sink {
         }
     }
 
+    /// The size in bytes of an object.
+    pub async fn size_of(&self, relative: &str) -> Result<u64, StoreError> {
+        let key = self.key(relative);
+        self.store
+            .head(&key)
+            .await
+            .map(|m| m.size)
+            .map_err(|source| StoreError::Object {
+                operation: "head",
+                path: key.to_string(),
+                source,
+            })
+    }
+
     /// Writes a small object in one PUT (atomic on every store).
     pub async fn put(&self, relative: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
         let key = self.key(relative);

@@ -52,6 +52,9 @@ pub enum WriteError {
         "publishing the window failed ({0}); its files were removed and the next run fetches it again"
     )]
     Unpublished(String),
+    /// `compact` could not read or merge a partition's files.
+    #[error("compacting: {0}")]
+    Compact(String),
     /// A shard's window could not be handed to the other shards (its mark not written, or the
     /// pipeline lease for that step not obtained): the shard's staged files were removed.
     #[error(

@@ -42,6 +42,21 @@ impl StagedWindow {
     }
 }
 
+/// What the publication of a window replaces ([`Committer::superseded`]).
+pub(super) struct Superseded {
+    /// Files of other cuts of its time range.
+    pub(super) removals: Vec<String>,
+    /// Ledger windows it replaces.
+    pub(super) replaces: Vec<String>,
+    /// A larger ledger window (an older window size, or a compacted day) covers it and still
+    /// waits for other windows of this run: with Delta tables, this window's commit waits too,
+    /// so that readers never see the old cut and part of the new one together.
+    pub(super) deferred: bool,
+    /// With the last window of such a larger one: the files of the windows of this run inside
+    /// it, committed to Delta with this one.
+    pub(super) siblings: Vec<String>,
+}
+
 /// Why a window could not be committed.
 pub(super) enum CommitError {
     /// This window only: its staged files were discarded, nothing of it became visible; the
@@ -89,7 +104,12 @@ impl Committer {
         } = staged;
         let fresh: std::collections::BTreeSet<String> =
             files.iter().map(|f| f.file.path.clone()).collect();
-        let (mut removals, replaces) = match self.superseded(ctx, window, &dirs, &fresh).await {
+        let Superseded {
+            mut removals,
+            replaces,
+            deferred,
+            siblings,
+        } = match self.superseded(ctx, window, &dirs, &fresh).await {
             Ok(r) => r,
             Err(e) => {
                 // Other shards' files stay staged under their marks for the next try.
@@ -127,7 +147,8 @@ impl Committer {
         written.sort_by(|a, b| a.path.cmp(&b.path));
         let delta = match ctx.pipeline.sink.table_format {
             TableFormat::Parquet => Vec::new(),
-            TableFormat::Delta => match delta_commits(ctx, &written, &removals).await {
+            TableFormat::Delta if deferred => Vec::new(),
+            TableFormat::Delta => match delta_commits(ctx, &written, &siblings, &removals).await {
                 Ok(c) => c,
                 Err(e) => {
                     if marks.is_empty() {
@@ -160,6 +181,7 @@ impl Committer {
             },
             marks,
             delta,
+            keep_table_files: ctx.pipeline.sink.table_format == TableFormat::Delta,
         };
         match journal.publish(sink, &mut self.ledger, &self.crash).await {
             Ok(()) => Ok(written),
@@ -198,10 +220,11 @@ impl Committer {
         window: &Window,
         dirs: &BTreeMap<String, Vec<String>>,
         fresh: &std::collections::BTreeSet<String>,
-    ) -> std::result::Result<(Vec<String>, Vec<String>), crate::load::store::StoreError> {
+    ) -> std::result::Result<Superseded, crate::load::store::StoreError> {
         let key = Ledger::window_key(window.start_ms, window.end_ms);
         let mut removals = std::collections::BTreeSet::new();
         let mut replaces = Vec::new();
+        let (mut deferred, mut siblings) = (false, Vec::new());
         for (k, old) in self.ledger.overlapping(window.start_ms, window.end_ms) {
             let inside = old.start_ms >= window.start_ms && old.end_ms <= window.end_ms;
             if *k == key {
@@ -220,6 +243,20 @@ impl Committer {
                 if waiting.is_empty() {
                     removals.extend(old.files().cloned());
                     replaces.push(k.clone());
+                    // The windows of this run inside it, committed before this one.
+                    siblings.extend(
+                        self.ledger
+                            .overlapping(old.start_ms, old.end_ms)
+                            .filter(|(sk, w)| {
+                                **sk != key
+                                    && w.start_ms >= old.start_ms
+                                    && w.end_ms <= old.end_ms
+                                    && w.end_ms - w.start_ms == size
+                            })
+                            .flat_map(|(_, w)| w.files().cloned()),
+                    );
+                } else {
+                    deferred = true;
                 }
             }
         }
@@ -243,7 +280,12 @@ impl Committer {
         for r in &removals {
             tracing::info!(path = %r, "removing a file of another cut of this window");
         }
-        Ok((removals.into_iter().collect(), replaces))
+        Ok(Superseded {
+            removals: removals.into_iter().collect(),
+            replaces,
+            deferred,
+            siblings,
+        })
     }
 }
 
@@ -253,8 +295,22 @@ impl Committer {
 async fn delta_commits(
     ctx: &RunCtx<'_>,
     written: &[WrittenFile],
+    siblings: &[String],
     removals: &[String],
 ) -> Result<Vec<TableCommit>, crate::load::delta::DeltaError> {
+    // The files of windows whose commit waited for this one (their rows are not known here:
+    // no statistics for them).
+    let mut all: Vec<WrittenFile> = written.to_vec();
+    for path in siblings {
+        let size = ctx.sink.size_of(path).await?;
+        all.push(WrittenFile {
+            path: path.clone(),
+            table: path.split('/').next().unwrap_or_default().to_string(),
+            rows: 0,
+            bytes: size,
+        });
+    }
+    let written = &all;
     let app = crate::load::delta::app_id(&ctx.pipeline.name);
     let in_table = |path: &str, table: &str| {
         path.strip_prefix(table)

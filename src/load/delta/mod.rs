@@ -342,7 +342,9 @@ async fn commit_on(
                 size: a.size as i64,
                 modification_time: now,
                 data_change: c.data_change,
-                stats: Some(format!(r#"{{"numRecords":{}}}"#, a.rows)),
+                // Rows are known for the files a run wrote, not for those it picks up from
+                // a deferred commit (0): no statistics rather than wrong ones.
+                stats: (a.rows > 0).then(|| format!(r#"{{"numRecords":{}}}"#, a.rows)),
             }));
         }
         let version = snap.version + 1;

@@ -3,6 +3,9 @@
 //! runs during a run or a shard's publication (whose files are in the table before its commit
 //! lists them); a run started meanwhile is refused (exit 1) and its scheduler retries it.
 
+pub mod compact;
+mod merge;
+
 use crate::config::{ConfigError, Pipeline, TableFormat};
 use crate::error::Result;
 use crate::load::Sink;
@@ -57,4 +60,26 @@ pub async fn vacuum(
     }
     result?;
     Ok(reports)
+}
+
+/// Compacts the pipeline's Delta tables ([`compact::compact`]) under its lease.
+pub async fn compact(
+    pipeline: &Pipeline,
+    opts: &compact::CompactOptions,
+) -> Result<compact::CompactReport> {
+    require_delta(pipeline, "compact")?;
+    let sink = pipeline_sink(pipeline)?;
+    let run_id = format!(
+        "{}-{:08x}",
+        crate::semantics::time::format_window_stamp(chrono::Utc::now().timestamp_millis()),
+        fastrand::u32(..)
+    );
+    let lease = Lease::acquire(&sink, &pipeline.name, &run_id, pipeline.sink.lease_ttl_ms)
+        .await?
+        .keep();
+    let result = compact::compact(pipeline, &sink, opts, &run_id).await;
+    if let Err(e) = lease.release().await {
+        tracing::warn!(error = %e, "could not release the pipeline lease; it expires by itself");
+    }
+    result
 }

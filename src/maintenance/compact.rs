@@ -1,0 +1,386 @@
+//! `vscope-etl compact`: the window, shard and part files of each (table, day) partition of a
+//! Delta table merged into files of a target size, sorted as a single file would be
+//! ([`super::merge`]), committed as `remove` + `add` with `dataChange = false`.
+//!
+//! A day is compacted whole, through the same journaled publication a run uses
+//! ([`crate::load::publish`]): the merged files are staged, then moved in, one Delta commit per
+//! table, and the ledger's windows of the day replaced by one ledger window of the day. A crash
+//! anywhere leaves the journal for the next run or compaction to complete, and readers only see
+//! the commit (before it, the old files; after it, the merged ones; the old files stay for time
+//! travel until `vacuum`). Idempotent: a partition with one file, or only merged files, is left.
+//!
+//! Only days that no run will rewrite by itself are compacted: wholly before `--until` (by
+//! default the ledger's watermark minus `scope.lateness`), every window committed whole, none
+//! staged by shards. A later `--force` over part of a compacted day re-fetches the whole day (the
+//! ledger's day window is of another size: `cover_other_cuts`), and its Delta commits wait for the
+//! day's last window, so readers never see the day both merged and rewritten.
+
+use std::collections::BTreeMap;
+
+use super::merge::Merger;
+use crate::config::{Pipeline, TableSpec};
+use crate::error::{Error, Result};
+use crate::load::Sink;
+use crate::load::delta::actions::Txn;
+use crate::load::delta::{AddedFile, Snapshot, TableCommit, app_id};
+use crate::load::partition::part_file_name;
+use crate::load::publish::{CrashPoint, JOURNAL_VERSION, Journal, Move};
+use crate::load::shards::ShardMark;
+use crate::load::state::{CommittedWindow, Ledger, TableWindow};
+use crate::load::writer::{FileSettings, PartWriter, WriteError, WrittenFile, writer_properties};
+use crate::semantics::time::{DAY_MS, format_rfc3339};
+
+/// What `compact` asks for.
+#[derive(Debug, Clone)]
+pub struct CompactOptions {
+    /// Only this table (all the pipeline's when `None`).
+    pub table: Option<String>,
+    /// Days before this one (ms, a day start) only; `None`: the watermark minus the lateness.
+    pub until_ms: Option<i64>,
+    /// Bytes per merged file, about.
+    pub target_bytes: u64,
+}
+
+/// What a compaction did.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct CompactReport {
+    /// Days compacted (`YYYY-MM-DD`).
+    pub days: Vec<String>,
+    /// Days left as they were, and why.
+    pub skipped: Vec<(String, String)>,
+    /// Files replaced.
+    pub files_before: usize,
+    /// Files written.
+    pub files_after: usize,
+    /// Rows rewritten.
+    pub rows: u64,
+    /// Seconds.
+    pub seconds: f64,
+}
+
+/// The name of a merged file: the day's window name, `-c<k>`, the compaction's tag.
+fn merged_name(day_ms: i64, k: usize, tag: &str) -> String {
+    let stem = part_file_name(day_ms, day_ms + DAY_MS);
+    format!("{}-c{k}-r{tag}.parquet", stem.trim_end_matches(".parquet"))
+}
+
+fn is_merged(path: &str) -> bool {
+    path.rsplit('/')
+        .next()
+        .is_some_and(|name| name.contains("-c") && name.contains("-r"))
+}
+
+/// Compacts the pipeline's Delta tables (the caller holds the pipeline's lease).
+pub async fn compact(
+    pipeline: &Pipeline,
+    sink: &Sink,
+    opts: &CompactOptions,
+    run_id: &str,
+) -> Result<CompactReport> {
+    let started = std::time::Instant::now();
+    let mut ledger = Ledger::load(sink, &pipeline.name).await?;
+    let crash = CrashPoint::from_env();
+    // A publication a killed run or compaction left is completed first.
+    if let Some(journal) = Journal::load(sink, &pipeline.name).await? {
+        journal.recover(sink, &mut ledger, &crash).await?;
+    }
+    let until = match opts.until_ms {
+        Some(u) => u,
+        None => match ledger.watermark_ms {
+            Some(w) => w - pipeline.scope.lateness_ms,
+            None => i64::MIN,
+        },
+    }
+    .div_euclid(DAY_MS)
+        * DAY_MS;
+    let tables: Vec<&TableSpec> = pipeline
+        .tables
+        .iter()
+        .filter(|t| opts.table.as_ref().is_none_or(|n| &t.name == n))
+        .collect();
+    if tables.is_empty() {
+        return Err(crate::config::ConfigError::Invalid {
+            key: "--table".into(),
+            message: format!(
+                "'{}' is not a table of pipeline {}",
+                opts.table.as_deref().unwrap_or_default(),
+                pipeline.name
+            ),
+        }
+        .into());
+    }
+    let marked: std::collections::BTreeSet<i64> = ShardMark::all(sink, &pipeline.name)
+        .await?
+        .iter()
+        .map(|m| m.start_ms.div_euclid(DAY_MS) * DAY_MS)
+        .collect();
+    let days: std::collections::BTreeSet<i64> = ledger
+        .windows
+        .values()
+        .map(|w| w.start_ms.div_euclid(DAY_MS) * DAY_MS)
+        .filter(|d| d + DAY_MS <= until)
+        .collect();
+    let all_tables: Vec<String> = pipeline.tables.iter().map(|t| t.name.clone()).collect();
+    let layout = pipeline.sink.partition_names();
+    let tag = run_id.rsplit('-').next().unwrap_or(run_id).to_string();
+    let mut report = CompactReport::default();
+    for day in days {
+        let label = format_rfc3339(day)[..10].to_string();
+        let inside: Vec<(String, CommittedWindow)> = ledger
+            .overlapping(day, day + DAY_MS)
+            .map(|(k, w)| (k.clone(), w.clone()))
+            .collect();
+        let why_not = if inside
+            .iter()
+            .any(|(_, w)| w.start_ms < day || w.end_ms > day + DAY_MS)
+        {
+            Some("its windows do not fit in the day (scope.window over a day)")
+        } else if !ledger.covers(day, day + DAY_MS, &all_tables, &layout) {
+            Some("not every window of the day is committed whole")
+        } else if marked.contains(&day) {
+            Some("shards have staged windows of the day that are not published yet")
+        } else {
+            None
+        };
+        if let Some(why) = why_not {
+            report.skipped.push((label, why.to_string()));
+            continue;
+        }
+        let Some(plan) = compact_day(pipeline, sink, &tables, day, &inside, opts, &tag).await?
+        else {
+            continue;
+        };
+        report.files_before += plan.replaced;
+        report.files_after += plan.journal.moves.len();
+        report.rows += plan.rows;
+        plan.journal.publish(sink, &mut ledger, &crash).await?;
+        report.days.push(label);
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// The journal of one day's compaction, its merged files staged; `None` when nothing in the
+/// day needs it.
+struct DayPlan {
+    journal: Journal,
+    replaced: usize,
+    rows: u64,
+}
+
+async fn compact_day(
+    pipeline: &Pipeline,
+    sink: &Sink,
+    tables: &[&TableSpec],
+    day: i64,
+    inside: &[(String, CommittedWindow)],
+    opts: &CompactOptions,
+    tag: &str,
+) -> Result<Option<DayPlan>> {
+    // The day's ledger window: every table's files and rows of its windows.
+    let mut merged_tables: BTreeMap<String, TableWindow> = BTreeMap::new();
+    for (_, w) in inside {
+        for (t, tw) in &w.tables {
+            let e = merged_tables.entry(t.clone()).or_default();
+            e.rows += tw.rows;
+            e.files.extend(tw.files.iter().cloned());
+        }
+    }
+    let settings = FileSettings {
+        pipeline: pipeline.name.clone(),
+        zstd_level: pipeline.sink.zstd_level,
+        row_group_rows: pipeline.sink.row_group_rows,
+    };
+    let (mut moves, mut removals, mut delta) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut replaced, mut rows) = (0, 0u64);
+    for spec in tables {
+        let Some(tw) = merged_tables.get_mut(&spec.name) else {
+            continue;
+        };
+        let mut by_dir: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for f in &tw.files {
+            let dir = f.rsplit_once('/').map_or("", |(d, _)| d).to_string();
+            by_dir.entry(dir).or_default().push(f.clone());
+        }
+        let mut adds = Vec::new();
+        let mut removes = Vec::new();
+        let mut kept = Vec::new();
+        for (dir, mut files) in by_dir {
+            files.sort();
+            if files.len() <= 1 || files.iter().all(|f| is_merged(f)) {
+                kept.extend(files);
+                continue;
+            }
+            let written = merge_partition(sink, spec, &settings, &dir, &files, day, opts, tag)
+                .await
+                .map_err(Error::Write)?;
+            rows += written.iter().map(|w| w.file.rows).sum::<u64>();
+            replaced += files.len();
+            for (staging, file) in written.iter().map(|w| (w.staging.clone(), w)) {
+                moves.push(Move {
+                    from: staging,
+                    to: file.file.path.clone(),
+                });
+                adds.push(AddedFile {
+                    path: in_table(&file.file.path, &spec.name),
+                    size: file.file.bytes,
+                    rows: file.file.rows,
+                });
+                kept.push(file.file.path.clone());
+            }
+            removes.extend(files.iter().map(|f| in_table(f, &spec.name)));
+            removals.extend(files);
+        }
+        if adds.is_empty() {
+            continue;
+        }
+        kept.sort();
+        tw.files = kept;
+        let snap = Snapshot::load(sink, &spec.name).await?;
+        let app = app_id(&pipeline.name);
+        let schema = match &spec.rollup {
+            None => crate::schema::raw_schema(spec.component),
+            Some(r) => crate::schema::rollup_schema(spec.component, &r.aggregates),
+        };
+        let partition_columns = pipeline.sink.partition_names();
+        delta.push(TableCommit {
+            table: spec.name.clone(),
+            txn: Txn {
+                version: snap.txns.get(&app).copied().unwrap_or(0) + 1,
+                app_id: app,
+                last_updated: None,
+            },
+            adds,
+            removes,
+            data_change: false,
+            operation: "OPTIMIZE".into(),
+            schema_string: crate::load::delta::schema::schema_string(&schema, &partition_columns),
+            partition_columns,
+        });
+    }
+    if delta.is_empty() {
+        return Ok(None);
+    }
+    let run_id = format!("compact-{tag}");
+    let journal = Journal {
+        version: JOURNAL_VERSION,
+        pipeline: pipeline.name.clone(),
+        run_id: run_id.clone(),
+        moves,
+        removals,
+        replaces: inside.iter().map(|(k, _)| k.clone()).collect(),
+        window: CommittedWindow {
+            start: format_rfc3339(day),
+            end: format_rfc3339(day + DAY_MS),
+            start_ms: day,
+            end_ms: day + DAY_MS,
+            fetched_until_ms: day + DAY_MS,
+            complete: true,
+            run_id,
+            committed_at: format_rfc3339(chrono::Utc::now().timestamp_millis()),
+            tables: merged_tables,
+            partition_by: Some(pipeline.sink.partition_names()),
+        },
+        marks: Vec::new(),
+        delta,
+        keep_table_files: true,
+    };
+    Ok(Some(DayPlan {
+        journal,
+        replaced,
+        rows,
+    }))
+}
+
+fn in_table(path: &str, table: &str) -> String {
+    path.strip_prefix(table)
+        .and_then(|r| r.strip_prefix('/'))
+        .unwrap_or(path)
+        .to_string()
+}
+
+/// A merged file, complete under its staging key.
+struct Merged {
+    staging: String,
+    file: WrittenFile,
+}
+
+/// Merges the sorted `files` of the partition folder `dir` into staged files of about
+/// `opts.target_bytes` each.
+#[allow(clippy::too_many_arguments)]
+async fn merge_partition(
+    sink: &Sink,
+    spec: &TableSpec,
+    settings: &FileSettings,
+    dir: &str,
+    files: &[String],
+    day: i64,
+    opts: &CompactOptions,
+    tag: &str,
+) -> std::result::Result<Vec<Merged>, WriteError> {
+    let schema = match &spec.rollup {
+        None => crate::schema::raw_schema(spec.component),
+        Some(r) => crate::schema::rollup_schema(spec.component, &r.aggregates),
+    };
+    let mut merger = Merger::open(sink, files)
+        .await
+        .map_err(|e| WriteError::Compact(e.to_string()))?;
+    // Rows per merged file, from the inputs' bytes per row.
+    let rows_per_file = if merger.input_bytes == 0 {
+        u64::MAX
+    } else {
+        (opts.target_bytes as u128 * merger.input_rows as u128 / merger.input_bytes as u128).max(1)
+            as u64
+    };
+    let mut done: Vec<Merged> = Vec::new();
+    let mut current: Option<PartWriter> = None;
+    let result = async {
+        while let Some(batch) = merger
+            .next_batch(65_536)
+            .await
+            .map_err(|e| WriteError::Compact(e.to_string()))?
+        {
+            if current.is_none() {
+                let path = format!("{dir}/{}", merged_name(day, done.len(), tag));
+                let props = writer_properties(&schema, settings, &spec.name, (day, day + DAY_MS));
+                current = Some(PartWriter::create_staged(
+                    sink,
+                    path,
+                    &spec.name,
+                    schema.clone(),
+                    props,
+                )?);
+            }
+            let w = current.as_mut().expect("opened above");
+            w.write(&batch).await?;
+            if w.rows() >= rows_per_file {
+                let f = current.take().expect("open").finish_staged().await?;
+                done.push(Merged {
+                    staging: f.staging.expect("staged"),
+                    file: f.file,
+                });
+            }
+        }
+        if let Some(w) = current.take() {
+            let f = w.finish_staged().await?;
+            done.push(Merged {
+                staging: f.staging.expect("staged"),
+                file: f.file,
+            });
+        }
+        Ok::<(), WriteError>(())
+    }
+    .await;
+    match result {
+        Ok(()) => Ok(done),
+        Err(e) => {
+            if let Some(w) = current.take() {
+                w.abort().await;
+            }
+            for m in done {
+                let _ = sink.delete_if_exists(&m.staging).await;
+            }
+            Err(e)
+        }
+    }
+}
