@@ -229,3 +229,179 @@ fn runs_killed_anywhere_never_leave_a_half_written_snapshot() {
     }
     assert_delta_equals_parquet(&droot, &proot, "after vacuum");
 }
+
+/// `tests/py/delta_facts.py sorted FILE`: rows of a file out of (series, ts) order.
+fn out_of_order(file: &Path) -> u64 {
+    let out = Command::new(venv_python())
+        .arg(format!(
+            "{}/tests/py/delta_facts.py",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .args(["sorted", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["out_of_order"].as_u64().unwrap()
+}
+
+fn compact(p: &Path, flags: &[&str]) -> serde_json::Value {
+    let mut args = vec!["compact", p.to_str().unwrap(), "--json"];
+    args.extend_from_slice(flags);
+    let out = run(&args);
+    assert!(out.status.success(), "{}", describe(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Two days of 2 h windows written to Delta and to plain Parquet by the same runs.
+fn two_days() -> (tempfile::TempDir, tempfile::TempDir, PathBuf, PathBuf) {
+    let (d, p) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let scope = SCOPE.replace("2026-11-02T00:00:00Z", "2026-11-03T00:00:00Z");
+    let sink = |dir: &Path, format: &str| {
+        format!(
+            "url = \"{}\"\ntable_format = \"{format}\"\n",
+            dir.join("out").display()
+        )
+    };
+    let delta =
+        write_pipeline_with_sink(d.path(), "d", SIM, &scope, TABLES, &sink(d.path(), "delta"));
+    let parquet = write_pipeline_with_sink(
+        p.path(),
+        "d",
+        SIM,
+        &scope,
+        TABLES,
+        &sink(p.path(), "parquet"),
+    );
+    for pipeline in [&delta, &parquet] {
+        run_ok(pipeline, "2026-11-03T03:00:00Z", &[]);
+    }
+    (d, p, delta, parquet)
+}
+
+#[test]
+fn compaction_merges_each_day_into_sorted_files_with_the_same_rows_and_history() {
+    let (d, p, delta, parquet) = two_days();
+    let (droot, proot) = (d.path().join("out"), p.path().join("out"));
+    let before = assert_delta_equals_parquet(&droot, &proot, "before compaction");
+    let files_before: Vec<u64> = TABLE_NAMES
+        .iter()
+        .map(|t| facts("delta", &droot, t, None)["files"].as_u64().unwrap())
+        .collect();
+    // By default only days no run rewrites by itself: the watermark (11-03) minus the 2 h
+    // lateness leaves 11-01.
+    let first = compact(&delta, &[]);
+    assert_eq!(first["days"], serde_json::json!(["2026-11-01"]), "{first}");
+    let all = compact(&delta, &["--until", "2026-11-03T00:00:00Z"]);
+    assert_eq!(all["days"], serde_json::json!(["2026-11-02"]), "{all}");
+    let after = assert_delta_equals_parquet(&droot, &proot, "after compaction");
+    for (i, t) in TABLE_NAMES.iter().enumerate() {
+        let f = facts("delta", &droot, t, None);
+        assert_eq!(
+            f["files"], 2,
+            "{t}: one file per day (was {})",
+            files_before[i]
+        );
+        assert_eq!(after[i], before[i] + 2, "{t}: one commit per day");
+        // Time travel: the version before compaction has the same rows.
+        let old = facts("delta", &droot, t, Some(before[i]));
+        assert_eq!(old["deltalake"], f["deltalake"], "{t}");
+        assert_eq!(old["files"].as_u64(), Some(files_before[i]));
+    }
+    for t in TABLE_NAMES {
+        for f in parquet_files(&droot, t) {
+            if f.to_string_lossy().contains("-c0-") {
+                assert_eq!(
+                    out_of_order(&f),
+                    0,
+                    "{f:?} is sorted like one window's file"
+                );
+            }
+        }
+    }
+    // Idempotent.
+    let again = compact(&delta, &["--until", "2026-11-03T00:00:00Z"]);
+    assert_eq!(again["days"], serde_json::json!([]), "{again}");
+    assert_eq!(
+        assert_delta_equals_parquet(&droot, &proot, "second compaction"),
+        after
+    );
+    // Rewriting part of a compacted day re-fetches the day, in one commit per table.
+    let force = [
+        "--force",
+        "--start",
+        "2026-11-01T04:00:00Z",
+        "--end",
+        "2026-11-01T06:00:00Z",
+    ];
+    let rewrite = run_ok(&delta, "2026-11-03T03:00:00Z", &force);
+    assert_eq!(rewrite["windows_committed"], 12, "the whole day: {rewrite}");
+    run_ok(&parquet, "2026-11-03T03:00:00Z", &force);
+    let rewritten = assert_delta_equals_parquet(&droot, &proot, "force over a compacted day");
+    for (i, t) in TABLE_NAMES.iter().enumerate() {
+        assert_eq!(
+            rewritten[i],
+            after[i] + 1,
+            "{t}: the day's windows in one commit"
+        );
+    }
+    let vac = run(&["vacuum", delta.to_str().unwrap(), "--retain", "0"]);
+    assert!(vac.status.success(), "{}", describe(&vac));
+    assert_delta_equals_parquet(&droot, &proot, "after vacuum");
+    // Plain Parquet: no log to commit a rewrite to.
+    let refused = run(&["compact", parquet.to_str().unwrap()]);
+    assert_eq!(refused.status.code(), Some(2), "{}", describe(&refused));
+}
+
+/// A compaction killed at every step of its publication, or at a random moment: readers see
+/// the day whole (old files or merged ones), and the next compaction completes it.
+#[test]
+fn a_compaction_killed_anywhere_leaves_whole_snapshots() {
+    let (d, p, delta, _parquet) = two_days();
+    let (droot, proot) = (d.path().join("out"), p.path().join("out"));
+    let until = ["--until", "2026-11-03T00:00:00Z"];
+    for crash_after in [1, 3, 6, 9, 12] {
+        let out = bin()
+            .args(["compact", delta.to_str().unwrap()])
+            .args(until)
+            .env("VSCOPE_ETL_TEST_CRASH_AFTER", crash_after.to_string())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{crash_after}: {}", describe(&out));
+        assert_delta_equals_parquet(
+            &droot,
+            &proot,
+            &format!("compaction killed at {crash_after}"),
+        );
+        // The next one completes what the killed one journaled, then goes on.
+        compact(&delta, &until);
+        assert_delta_equals_parquet(&droot, &proot, &format!("completed after {crash_after}"));
+        // Back to window files for the next round: a forced run rewrites both days.
+        run_ok(
+            &delta,
+            "2026-11-03T03:00:00Z",
+            &["--force", "--start", "2026-11-01T00:00:00Z"],
+        );
+    }
+    let args = [
+        "compact",
+        delta.to_str().unwrap(),
+        "--until",
+        "2026-11-03T00:00:00Z",
+    ];
+    run_and_kill(&args, std::time::Duration::from_millis(150));
+    assert_delta_equals_parquet(&droot, &proot, "compaction SIGKILLed");
+    compact(&delta, &until);
+    let vac = run(&["vacuum", delta.to_str().unwrap(), "--retain", "0"]);
+    assert!(vac.status.success(), "{}", describe(&vac));
+    for t in TABLE_NAMES {
+        let listed = facts("delta", &droot, t, None)["files"].as_u64().unwrap() as usize;
+        assert_eq!(
+            data_files(&droot, t),
+            listed,
+            "{t}: only listed files remain"
+        );
+        assert_eq!(listed, 2, "{t}: compacted");
+    }
+    assert_delta_equals_parquet(&droot, &proot, "after vacuum");
+}

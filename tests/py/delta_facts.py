@@ -3,6 +3,7 @@ Parquet layout, to compare them (tests/e2e/delta.rs).
 
     delta_facts.py delta SINK TABLE [VERSION]    # deltalake (delta-rs) and DuckDB's delta extension
     delta_facts.py parquet SINK TABLE            # read_parquet over TABLE/**/*.parquet
+    delta_facts.py sorted FILE                   # rows of one file out of (series, ts) order
 
 Prints one JSON object: per reader, the row count and an order-independent digest of every row
 (all columns but the partition column `date`, `ts` as epoch milliseconds, so the microseconds a
@@ -65,7 +66,27 @@ def parquet(sink, table):
     return {"parquet": digest(con, f"read_parquet('{files}', hive_partitioning = true)")}
 
 
+def unsorted(path):
+    """Rows of the file at PATH, in file order, that sort before the row above them by its
+    series (the string columns in schema order: metric, datacenter, the labels) and ts: a
+    merged file must have none, as a window's file has none."""
+    con = connect()
+    described = con.execute(f"DESCRIBE SELECT * FROM read_parquet('{path}')").fetchall()
+    labels = [c[0] for c in described if c[1] == "VARCHAR"]
+    key = ", ".join([f"coalesce({c}, '')" for c in labels] + ["ts"])
+    q = f"""
+        WITH t AS (SELECT row_number() OVER () AS rn, {", ".join(labels)}, epoch_ms(ts) AS ts
+                   FROM read_parquet('{path}'))
+        SELECT count(*) FILTER (WHERE prev > cur), count(*) FROM (
+            SELECT row({key}) AS cur, lag(row({key})) OVER (ORDER BY rn) AS prev FROM t)"""
+    bad, rows = con.execute(q).fetchone()
+    return {"out_of_order": bad, "rows": rows}
+
+
 def main():
+    if sys.argv[1] == "sorted":
+        print(json.dumps(unsorted(sys.argv[2])))
+        return
     kind, sink, table = sys.argv[1:4]
     version = int(sys.argv[4]) if len(sys.argv) > 4 else None
     facts = delta(sink, table, version) if kind == "delta" else parquet(sink, table)
