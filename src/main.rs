@@ -499,8 +499,15 @@ async fn compact(args: CompactArgs) -> u8 {
         Ok(b) => b as u64,
         Err(e) => return report(&e.into()),
     };
-    let until_ms = match args
-        .until
+    // A plain date is that day's start.
+    let until = args.until.map(|u| {
+        if u.len() == 10 && u.as_bytes()[4] == b'-' && u.as_bytes()[7] == b'-' {
+            format!("{u}T00:00:00Z")
+        } else {
+            u
+        }
+    });
+    let until_ms = match until
         .as_deref()
         .map(|u| config::export_time("--until", u, now))
     {

@@ -291,8 +291,9 @@ fn compaction_merges_each_day_into_sorted_files_with_the_same_rows_and_history()
     // By default only days no run rewrites by itself: the watermark (11-03) minus the 2 h
     // lateness leaves 11-01.
     let first = compact(&delta, &[]);
+    // (`--until` takes a plain date too: see the next call.)
     assert_eq!(first["days"], serde_json::json!(["2026-11-01"]), "{first}");
-    let all = compact(&delta, &["--until", "2026-11-03T00:00:00Z"]);
+    let all = compact(&delta, &["--until", "2026-11-03"]);
     assert_eq!(all["days"], serde_json::json!(["2026-11-02"]), "{all}");
     let after = assert_delta_equals_parquet(&droot, &proot, "after compaction");
     for (i, t) in TABLE_NAMES.iter().enumerate() {
@@ -404,4 +405,25 @@ fn a_compaction_killed_anywhere_leaves_whole_snapshots() {
         assert_eq!(listed, 2, "{t}: compacted");
     }
     assert_delta_equals_parquet(&droot, &proot, "after vacuum");
+}
+
+/// On S3 (moto): the log's conditional puts work there too, and the tables read the same.
+#[test]
+fn delta_tables_on_s3_read_like_the_parquet_layout() {
+    let moto = MotoServer::start("delta");
+    let (d, p) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // After the `url` line, before `[sink.s3]`.
+    let sink = moto
+        .sink_toml("lake")
+        .replacen('\n', "\ntable_format = \"delta\"\n", 1);
+    let delta = write_pipeline_with_sink(d.path(), "d", SIM, SCOPE, TABLES, &sink);
+    let parquet = pipeline(p.path(), "parquet");
+    let now = "2026-11-02T01:00:00Z";
+    run_ok(&delta, now, &[]);
+    run_ok(&delta, now, &["--force", "--start", "2026-11-01T10:00:00Z"]);
+    run_ok(&parquet, now, &[]);
+    let copy = tempfile::tempdir().unwrap();
+    moto.download("lake", copy.path());
+    let versions = assert_delta_equals_parquet(copy.path(), &p.path().join("out"), "on S3");
+    assert!(versions.iter().all(|v| *v == 11 + 7), "{versions:?}");
 }
