@@ -1,6 +1,6 @@
 //! `vscope-etl compact`: the window, shard and part files of each (table, day) partition of a
 //! Delta table merged into files of a target size, sorted as a single file would be
-//! ([`super::merge`]), committed as `remove` + `add` with `dataChange = false`.
+//! (`merge.rs`), committed as `remove` + `add` with `dataChange = false`.
 //!
 //! A day is compacted whole, through the same journaled publication a run uses
 //! ([`crate::load::publish`]): the merged files are staged, then moved in, one Delta commit per
