@@ -332,6 +332,16 @@ pub struct TableSpec {
     pub rollup: Option<Rollup>,
 }
 
+impl TableSpec {
+    /// The schema of the table's files: the component's raw columns, or its rollup's.
+    pub fn file_schema(&self) -> arrow::datatypes::SchemaRef {
+        match &self.rollup {
+            None => crate::schema::raw_schema(self.component),
+            Some(r) => crate::schema::rollup_schema(self.component, &r.aggregates),
+        }
+    }
+}
+
 /// A path partition level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PartitionKey {

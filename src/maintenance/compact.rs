@@ -21,8 +21,7 @@ use super::merge::Merger;
 use crate::config::{Pipeline, TableSpec};
 use crate::error::{Error, Result};
 use crate::load::Sink;
-use crate::load::delta::actions::Txn;
-use crate::load::delta::{AddedFile, Snapshot, TableCommit, app_id};
+use crate::load::delta::{AddedFile, TableCommit};
 use crate::load::partition::part_file_name;
 use crate::load::publish::{CrashPoint, JOURNAL_VERSION, Journal, Move};
 use crate::load::shards::ShardMark;
@@ -236,27 +235,7 @@ async fn compact_day(
         }
         kept.sort();
         tw.files = kept;
-        let snap = Snapshot::load(sink, &spec.name).await?;
-        let app = app_id(&pipeline.name);
-        let schema = match &spec.rollup {
-            None => crate::schema::raw_schema(spec.component),
-            Some(r) => crate::schema::rollup_schema(spec.component, &r.aggregates),
-        };
-        let partition_columns = pipeline.sink.partition_names();
-        delta.push(TableCommit {
-            table: spec.name.clone(),
-            txn: Txn {
-                version: snap.txns.get(&app).copied().unwrap_or(0) + 1,
-                app_id: app,
-                last_updated: None,
-            },
-            adds,
-            removes,
-            data_change: false,
-            operation: "OPTIMIZE".into(),
-            schema_string: crate::load::delta::schema::schema_string(&schema, &partition_columns),
-            partition_columns,
-        });
+        delta.push(TableCommit::next(sink, pipeline, spec, adds, removes, false).await?);
     }
     if delta.is_empty() {
         return Ok(None);
@@ -318,10 +297,7 @@ async fn merge_partition(
     opts: &CompactOptions,
     tag: &str,
 ) -> std::result::Result<Vec<Merged>, WriteError> {
-    let schema = match &spec.rollup {
-        None => crate::schema::raw_schema(spec.component),
-        Some(r) => crate::schema::rollup_schema(spec.component, &r.aggregates),
-    };
+    let schema = spec.file_schema();
     let mut merger = Merger::open(sink, files)
         .await
         .map_err(|e| WriteError::Compact(e.to_string()))?;

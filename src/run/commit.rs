@@ -9,8 +9,7 @@ use super::manifest::Manifest;
 use crate::config::TableFormat;
 use crate::error::Error;
 use crate::extract::MetricsClient;
-use crate::load::delta::actions::Txn;
-use crate::load::delta::{AddedFile, Snapshot, TableCommit};
+use crate::load::delta::{AddedFile, TableCommit};
 use crate::load::partition::part_file_name;
 use crate::load::publish::{CrashPoint, JOURNAL_VERSION, Journal, Move, PublishError};
 use crate::load::state::{CommittedWindow, Ledger, TableWindow};
@@ -311,7 +310,6 @@ async fn delta_commits(
         });
     }
     let written = &all;
-    let app = crate::load::delta::app_id(&ctx.pipeline.name);
     let in_table = |path: &str, table: &str| {
         path.strip_prefix(table)
             .and_then(|r| r.strip_prefix('/'))
@@ -336,26 +334,7 @@ async fn delta_commits(
         if adds.is_empty() && removes.is_empty() {
             continue;
         }
-        let snap = Snapshot::load(ctx.sink, &spec.name).await?;
-        let schema = match &spec.rollup {
-            None => crate::schema::raw_schema(spec.component),
-            Some(r) => crate::schema::rollup_schema(spec.component, &r.aggregates),
-        };
-        let partition_columns = ctx.pipeline.sink.partition_names();
-        commits.push(TableCommit {
-            table: spec.name.clone(),
-            txn: Txn {
-                version: snap.txns.get(&app).copied().unwrap_or(0) + 1,
-                app_id: app.clone(),
-                last_updated: None,
-            },
-            adds,
-            removes,
-            data_change: true,
-            operation: "WRITE".into(),
-            schema_string: crate::load::delta::schema::schema_string(&schema, &partition_columns),
-            partition_columns,
-        });
+        commits.push(TableCommit::next(ctx.sink, ctx.pipeline, spec, adds, removes, true).await?);
     }
     Ok(commits)
 }

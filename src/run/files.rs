@@ -9,7 +9,6 @@ use crate::extract::server_rollup::SeriesRollup;
 use crate::load::partition::{part_file_name, partition_dir};
 use crate::load::writer::{PartWriter, StagedFile, WriteError, writer_properties};
 use crate::plan::Window;
-use crate::schema::{raw_schema, rollup_schema};
 use crate::semantics::rollup::RollupOutput;
 use crate::transform::{DAY_MS, RawBatchBuilder, RollupBatchBuilder, day_runs};
 
@@ -66,10 +65,7 @@ impl<'a> TableWindowWriter<'a> {
         window: &Window,
         suffix: String,
     ) -> TableWindowWriter<'a> {
-        let schema = match &spec.rollup {
-            None => raw_schema(spec.component),
-            Some(r) => rollup_schema(spec.component, &r.aggregates),
-        };
+        let schema = spec.file_schema();
         TableWindowWriter {
             spec,
             ctx,

@@ -109,6 +109,14 @@ pub fn write_pipeline(
     path
 }
 
+/// The tables of [`TABLES`], by name.
+pub const TABLE_NAMES: [&str; 4] = [
+    "vm_metrics",
+    "host_metrics",
+    "filer_metrics",
+    "vm_metrics_1h",
+];
+
 /// The standard tables: the three raw tables and a 1h rollup of VM metrics.
 pub const TABLES: &str = r#"
 [[table]]

@@ -13,12 +13,6 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 
-const TABLE_NAMES: [&str; 4] = [
-    "vm_metrics",
-    "host_metrics",
-    "filer_metrics",
-    "vm_metrics_1h",
-];
 const NOW: &str = "2026-11-03T00:00:00Z";
 const START: &str = "2026-11-01T00:00:00Z";
 const END: &str = "2026-11-01T06:00:00Z";

@@ -13,12 +13,6 @@ use crate::common::*;
 const NOW: &str = "2026-11-03T00:00:00Z";
 const START: &str = "2026-11-01T00:00:00Z";
 const END: &str = "2026-11-02T00:00:00Z";
-const TABLE_NAMES: [&str; 4] = [
-    "vm_metrics",
-    "host_metrics",
-    "filer_metrics",
-    "vm_metrics_1h",
-];
 
 /// A small in-process simulator; `sim_extra` goes in `[source.sim]`.
 fn source(sim_extra: &str) -> String {

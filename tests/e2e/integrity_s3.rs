@@ -14,12 +14,6 @@ use crate::common::*;
 const NOW: &str = "2026-11-03T00:00:00Z";
 const SCOPE: &str =
     "start = \"2026-11-01T00:00:00Z\"\nend = \"2026-11-02T00:00:00Z\"\nwindow = \"6h\"";
-const TABLE_NAMES: [&str; 4] = [
-    "vm_metrics",
-    "host_metrics",
-    "filer_metrics",
-    "vm_metrics_1h",
-];
 
 fn source(sim_extra: &str) -> String {
     format!(

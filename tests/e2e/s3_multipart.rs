@@ -19,12 +19,6 @@ const PART_SIZE: &str = "64KiB";
 const SIM: &str = "url = \"sim\"\nrequests_per_second = 0\n[source.sim]\ndatacenters = 2\nhosts_per_datacenter = 1\nvms_per_datacenter = 12\nfilers_per_datacenter = 1";
 const SCOPE: &str =
     "start = \"2026-11-01T00:00:00Z\"\nend = \"2026-11-02T00:00:00Z\"\nwindow = \"6h\"";
-const TABLE_NAMES: [&str; 4] = [
-    "vm_metrics",
-    "host_metrics",
-    "filer_metrics",
-    "vm_metrics_1h",
-];
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()

@@ -7,12 +7,6 @@ use std::time::Duration;
 
 use crate::common::*;
 
-const TABLE_NAMES: [&str; 4] = [
-    "vm_metrics",
-    "host_metrics",
-    "filer_metrics",
-    "vm_metrics_1h",
-];
 const SIM: &str = "url = \"sim\"\nrequests_per_second = 0\n[source.sim]\ndatacenters = 1\nhosts_per_datacenter = 1\nvms_per_datacenter = 2\nfilers_per_datacenter = 1";
 
 fn pipeline(dir: &Path, name: &str, end: &str) -> std::path::PathBuf {

@@ -10,12 +10,6 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 
-const TABLE_NAMES: [&str; 4] = [
-    "vm_metrics",
-    "host_metrics",
-    "filer_metrics",
-    "vm_metrics_1h",
-];
 /// Two datacenters: 20 metrics × 2 = 40 units per window to deal.
 const SIM: &str = "url = \"sim\"\nrequests_per_second = 0\n[source.sim]\ndatacenters = 2\nhosts_per_datacenter = 2\nvms_per_datacenter = 3\nfilers_per_datacenter = 1";
 const START: &str = "2026-11-01T00:00:00Z";

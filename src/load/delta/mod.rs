@@ -251,6 +251,38 @@ pub struct TableCommit {
     pub partition_columns: Vec<String>,
 }
 
+impl TableCommit {
+    /// The next commit of `pipeline` to the table of `spec` (the transaction version one past
+    /// the pipeline's last one there): a run's `WRITE` (`data_change`) or a compaction's
+    /// `OPTIMIZE`.
+    pub async fn next(
+        sink: &Sink,
+        pipeline: &crate::config::Pipeline,
+        spec: &crate::config::TableSpec,
+        adds: Vec<AddedFile>,
+        removes: Vec<String>,
+        data_change: bool,
+    ) -> Result<TableCommit, DeltaError> {
+        let snap = Snapshot::load(sink, &spec.name).await?;
+        let app = app_id(&pipeline.name);
+        let partition_columns = pipeline.sink.partition_names();
+        Ok(TableCommit {
+            table: spec.name.clone(),
+            txn: Txn {
+                version: snap.txns.get(&app).copied().unwrap_or(0) + 1,
+                app_id: app,
+                last_updated: None,
+            },
+            adds,
+            removes,
+            data_change,
+            operation: if data_change { "WRITE" } else { "OPTIMIZE" }.into(),
+            schema_string: schema::schema_string(&spec.file_schema(), &partition_columns),
+            partition_columns,
+        })
+    }
+}
+
 /// A file a commit adds.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
 pub struct AddedFile {
