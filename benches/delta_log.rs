@@ -41,6 +41,7 @@ fn commit(window: u64, previous: Option<u64>) -> TableCommit {
                 path,
                 size: 5_000_000,
                 rows: 400_000,
+                stats: None,
             })
             .collect(),
         removes: previous.map(files).unwrap_or_default(),

@@ -205,6 +205,7 @@ mod tests {
                     table: "t".into(),
                     rows: 3,
                     bytes: 10,
+                    stats: None,
                 },
             }],
             dirs: BTreeMap::from([("t".into(), vec!["t/date=1970-01-01".into()])]),

@@ -87,6 +87,10 @@ pub struct WrittenFile {
     pub rows: u64,
     /// Size in bytes.
     pub bytes: u64,
+    /// Its column statistics as a Delta `add` carries them ([`crate::load::delta::stats`]),
+    /// from the footer the writer computed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stats: Option<String>,
 }
 
 /// What goes into every file's key-value metadata and how it is encoded.
@@ -552,13 +556,14 @@ impl PartWriter {
     /// (then it is not visible until [`StagedFile::publish`]). On error the upload is aborted.
     pub async fn finish_staged(mut self) -> Result<StagedFile, WriteError> {
         match self.finish_inner().await {
-            Ok(()) => Ok(StagedFile {
+            Ok(stats) => Ok(StagedFile {
                 staging: self.staging,
                 file: WrittenFile {
                     bytes: self.bytes,
                     path: self.relative,
                     table: self.table,
                     rows: self.rows,
+                    stats,
                 },
             }),
             Err(e) => {
@@ -572,9 +577,17 @@ impl PartWriter {
         }
     }
 
-    async fn finish_inner(&mut self) -> Result<(), WriteError> {
+    async fn finish_inner(&mut self) -> Result<Option<String>, WriteError> {
         self.close_row_group().await?;
-        self.file.finish().map_err(|e| self.parquet_err(e))?;
+        let meta = self.file.finish().map_err(|e| self.parquet_err(e))?;
+        let timestamps: Vec<&str> = self
+            .declared
+            .fields()
+            .iter()
+            .filter(|f| matches!(f.data_type(), arrow::datatypes::DataType::Timestamp(..)))
+            .map(|f| f.name().as_str())
+            .collect();
+        let stats = crate::load::delta::stats::file_stats(&meta, &timestamps);
         self.upload().await?;
         let done = async {
             self.out.flush().await?;
@@ -582,6 +595,7 @@ impl PartWriter {
             self.out.shutdown().await
         };
         done.await
+            .map(|()| Some(stats))
             .map_err(|e| self.parquet_err(ParquetError::External(Box::new(e))))
     }
 

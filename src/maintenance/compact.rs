@@ -224,6 +224,7 @@ async fn compact_day(
                     path: in_table(&file.file.path, &spec.name),
                     size: file.file.bytes,
                     rows: file.file.rows,
+                    stats: file.file.stats.clone(),
                 });
                 kept.push(file.file.path.clone());
             }

@@ -307,6 +307,7 @@ async fn delta_commits(
             table: path.split('/').next().unwrap_or_default().to_string(),
             rows: 0,
             bytes: size,
+            stats: None,
         });
     }
     let written = &all;
@@ -324,6 +325,7 @@ async fn delta_commits(
                     path,
                     size: f.bytes,
                     rows: f.rows,
+                    stats: f.stats.clone(),
                 })
             })
             .collect();

@@ -29,6 +29,7 @@
 pub mod actions;
 pub mod checkpoint;
 pub mod schema;
+pub mod stats;
 pub mod vacuum;
 
 use std::collections::BTreeMap;
@@ -292,6 +293,9 @@ pub struct AddedFile {
     pub size: u64,
     /// Rows.
     pub rows: u64,
+    /// Its column statistics ([`stats::file_stats`]), when the writer gave them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stats: Option<String>,
 }
 
 /// What [`commit_table`] did.
@@ -374,9 +378,12 @@ async fn commit_on(
                 size: a.size as i64,
                 modification_time: now,
                 data_change: c.data_change,
-                // Rows are known for the files a run wrote, not for those it picks up from
-                // a deferred commit (0): no statistics rather than wrong ones.
-                stats: (a.rows > 0).then(|| format!(r#"{{"numRecords":{}}}"#, a.rows)),
+                // Known for the files a process wrote; a deferred commit's earlier files
+                // (rows 0, no stats) go without rather than with wrong ones.
+                stats: a
+                    .stats
+                    .clone()
+                    .or_else(|| (a.rows > 0).then(|| format!(r#"{{"numRecords":{}}}"#, a.rows))),
             }));
         }
         let version = snap.version + 1;

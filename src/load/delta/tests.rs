@@ -14,6 +14,7 @@ fn commit(table: &str, version: i64, adds: &[&str], removes: &[&str]) -> TableCo
                 path: (*p).into(),
                 size: 10,
                 rows: 3,
+                stats: None,
             })
             .collect(),
         removes: removes.iter().map(|p| (*p).to_string()).collect(),
