@@ -101,6 +101,31 @@ fn delta_tables_hold_the_parquet_layouts_rows_through_lateness_force_and_time_tr
             &format!("{now} {flags:?}"),
         ));
     }
+    // Every add carries the file's statistics (rows, min/max of ts and the labels).
+    let first =
+        std::fs::read_to_string(droot.join("vm_metrics/_delta_log/00000000000000000000.json"))
+            .unwrap();
+    for line in first.lines().filter(|l| l.starts_with("{\"add\"")) {
+        let add: serde_json::Value = serde_json::from_str(line).unwrap();
+        let stats: serde_json::Value =
+            serde_json::from_str(add["add"]["stats"].as_str().unwrap()).unwrap();
+        assert!(stats["numRecords"].as_u64().unwrap() > 0, "{stats}");
+        assert!(
+            stats["minValues"]["ts"]
+                .as_str()
+                .unwrap()
+                .starts_with("2026-11-01T"),
+            "{stats}"
+        );
+        assert!(
+            stats["maxValues"]["vm"]
+                .as_str()
+                .unwrap()
+                .starts_with("vm-"),
+            "{stats}"
+        );
+        assert_eq!(stats["nullCount"]["ts"], 0, "{stats}");
+    }
     // One commit per published window and table: 12 windows, then 2 re-fetched, then 3 forced.
     assert!(versions[2][0] > versions[1][0] && versions[1][0] > versions[0][0]);
     let log = droot.join("vm_metrics/_delta_log");
