@@ -304,6 +304,18 @@ pub struct SimArgs {
     /// request budget for benchmarks of sharded runs (OVH documents no limit).
     #[arg(long, value_name = "R", requires = "replay")]
     pub token_rate: Option<f64>,
+    /// With --replay: send the answers through a link of this rate (e.g. 100Mbit), shared by
+    /// all connections (benches/wire.sh; this machine cannot use tc netem).
+    #[arg(long, value_name = "RATE", requires = "replay")]
+    pub link_rate: Option<String>,
+    /// With --link-rate: the round-trip time each request waits before its answer starts.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "20ms",
+        requires = "link_rate"
+    )]
+    pub link_rtt: String,
 }
 
 /// `report` flags.

@@ -99,6 +99,7 @@ async fn sim_replay(
     dir: std::path::PathBuf,
     gzip: bool,
     token_rate: Option<f64>,
+    link: Option<std::sync::Arc<vscope_etl::sim::link::Link>>,
     listen: std::net::SocketAddr,
 ) -> u8 {
     let Some((listener, addr)) = bind_announced(listen).await else {
@@ -111,7 +112,8 @@ async fn sim_replay(
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    match vscope_etl::sim::serve_replay_until(dir, gzip, token_rate, listener, shutdown).await {
+    match vscope_etl::sim::serve_replay_until(dir, gzip, token_rate, link, listener, shutdown).await
+    {
         Ok(()) => EXIT_OK,
         Err(e) => {
             eprintln!("error: replay failed: {e}");
@@ -684,7 +686,27 @@ async fn token(args: TokenArgs) -> u8 {
 
 async fn sim(args: SimArgs) -> u8 {
     if let Some(dir) = args.replay {
-        return sim_replay(dir, !args.no_gzip, args.token_rate, args.listen).await;
+        let link = match &args.link_rate {
+            None => None,
+            Some(rate) => {
+                let bits = match vscope_etl::sim::link::parse_rate(rate) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        eprintln!("error: --link-rate {e}");
+                        return EXIT_CONFIG;
+                    }
+                };
+                let rtt_ms = match config::flag_duration_ms("--link-rtt", &args.link_rtt) {
+                    Ok(ms) => ms,
+                    Err(e) => return report(&e.into()),
+                };
+                Some(vscope_etl::sim::link::Link::new(
+                    bits,
+                    std::time::Duration::from_millis(rtt_ms.max(0) as u64),
+                ))
+            }
+        };
+        return sim_replay(dir, !args.no_gzip, args.token_rate, link, args.listen).await;
     }
     let defaults = SimConfig::default();
     let mut ovh_access_rules = Vec::new();

@@ -36,6 +36,7 @@ async fn answers_are_gzip_when_accepted_unless_turned_off() {
             dir.path().into(),
             gzip,
             None,
+            None,
             listener,
             async {
                 let _ = rx.await;
@@ -93,6 +94,7 @@ async fn serves_recorded_answers_and_refuses_the_rest() {
     let server = tokio::spawn(serve_replay_until(
         dir.path().into(),
         true,
+        None,
         None,
         listener,
         async {
@@ -160,6 +162,7 @@ async fn a_token_rate_answers_429_past_the_budget_of_each_token() {
         dir.path().into(),
         false,
         Some(2.0),
+        None,
         listener,
         async {
             let _ = rx.await;

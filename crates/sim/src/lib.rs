@@ -115,6 +115,7 @@ mod fetch_limit;
 mod format;
 mod gzip;
 mod index;
+pub mod link;
 mod model;
 mod ovh_time;
 mod query;

@@ -74,11 +74,13 @@ impl TokenBudget {
 
 /// Serves the recorded answers of `dir` on `listener` until `shutdown` completes; with `gzip`,
 /// compressed for requests that accept it; with `token_rate`, at most that many queries per
-/// second and token (the rest answered 429).
+/// second and token (the rest answered 429); with `link`, through a shaped link
+/// ([`super::link`]).
 pub async fn serve_replay_until(
     dir: PathBuf,
     gzip: bool,
     token_rate: Option<f64>,
+    link: Option<Arc<super::link::Link>>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
@@ -97,9 +99,17 @@ pub async fn serve_replay_until(
         refused: Default::default(),
     });
     let replay = Arc::new(Replay { dir, budget });
-    let served = axum::serve(listener, replay_router(Arc::clone(&replay), gzip))
+    let mut router = replay_router(Arc::clone(&replay), gzip);
+    if let Some(link) = &link {
+        // Outside gzip: the link carries the compressed bytes.
+        router = super::link::layer(router, Arc::clone(link));
+    }
+    let served = axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await;
+    if let Some(link) = &link {
+        eprintln!("replay: {} body bytes through the shaped link", link.sent());
+    }
     if let Some(b) = &replay.budget {
         eprintln!(
             "replay: {} quer(ies) refused with 429 (over {} per second and token)",
