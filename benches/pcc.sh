@@ -6,8 +6,9 @@
 #
 #   benches/pcc.sh                 # both sizes
 #   benches/pcc.sh --vms 1000      # one size (repeatable)
-#   options: --no-build, --memory-limit SIZE, --max-answer-size SIZE (source.memory_limit and
-#   source.max_answer_size; default the pipeline defaults)
+#   options: --no-build, --memory-limit SIZE, --max-answer-size SIZE, --concurrency N
+#   (source.memory_limit, source.max_answer_size and source.concurrency; default the pipeline
+#   defaults)
 #
 # Prints one last line per size:
 #   pcc vms=… series=… points=… points_per_s=… peak_rss_mb=… memory_waits=… files=…
@@ -22,12 +23,14 @@ SIZES=()
 BUILD=1
 LIMIT=""
 ANSWER=""
+CONC=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --vms) SIZES+=("$2"); shift ;;
     --no-build) BUILD=0 ;;
     --memory-limit) LIMIT=$2; shift ;;
     --max-answer-size) ANSWER=$2; shift ;;
+    --concurrency) CONC=$2; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -64,6 +67,7 @@ dialect = "ovh"
 requests_per_second = 0
 $([ -n "$LIMIT" ] && echo "memory_limit = \"$LIMIT\"")
 $([ -n "$ANSWER" ] && echo "max_answer_size = \"$ANSWER\"")
+$([ -n "$CONC" ] && echo "concurrency = $CONC")
 [scope]
 start = "2026-11-01T00:00:00Z"
 end = "2026-11-02T00:00:00Z"

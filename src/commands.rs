@@ -74,7 +74,10 @@ pub async fn inventory_command(
         let inventory = Inventory::fetch(
             &session.client,
             &session.spec.service_name,
-            pipeline.source.concurrency,
+            pipeline
+                .source
+                .concurrency
+                .min(crate::ovh::API_V6_MAX_IN_FLIGHT),
             snapshot_ms,
         )
         .await

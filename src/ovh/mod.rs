@@ -22,6 +22,11 @@ pub use crate::config::Credentials;
 pub use client::{ClientSettings, OvhClient, OvhError};
 pub use inventory::{Inventory, InventoryReport};
 
+/// API v6 calls in flight at most (the inventory), whatever `source.concurrency` says: API v6 is
+/// the account's API, shared with everything else the account runs, and an inventory is a few
+/// hundred small calls.
+pub const API_V6_MAX_IN_FLIGHT: usize = 8;
+
 use crate::config::{OvhEndpoint, OvhSpec, Pipeline, Source};
 use crate::load::writer::FileSettings;
 use model::MetricsToken;

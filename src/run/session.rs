@@ -121,7 +121,10 @@ pub async fn fetch_inventory(
     Inventory::fetch(
         api,
         service_name,
-        pipeline.source.concurrency,
+        pipeline
+            .source
+            .concurrency
+            .min(crate::ovh::API_V6_MAX_IN_FLIGHT),
         now_ms.div_euclid(1000) * 1000,
     )
     .await
