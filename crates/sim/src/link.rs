@@ -6,7 +6,7 @@
 //!
 //! - **bandwidth**: every answer's bytes (after gzip: what crosses the wire) go through one token
 //!   bucket shared by all connections, `rate` bytes a second, with a small burst
-//!   ([`BURST_BYTES`], a link's queue), in pieces of at most [`PIECE_BYTES`];
+//!   (64 KiB, a link's queue), in pieces of at most 16 KiB;
 //! - **latency**: each request waits one round trip before its answer starts (the request's way
 //!   out and the first byte's way back).
 //!
