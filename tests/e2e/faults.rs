@@ -306,7 +306,9 @@ fn empty_and_html_success_bodies_fail_after_the_attempt_cap() {
         ("empty", "empty response body"),
         ("html", "body starts with: <!DOCTYPE html>"),
     ] {
-        let (_dir, r) = run_fresh(&source("max_attempts = 3", "", &[fault]));
+        // Four in flight: with every answer bad, more units at once would spend the run's retry
+        // budget before the first unit reaches its attempt cap (a failure too, but another one).
+        let (_dir, r) = run_fresh(&source("max_attempts = 3\nconcurrency = 4", "", &[fault]));
         assert_eq!(r.code(), Some(1), "{fault}\n{}", r.describe());
         let m = r.manifest();
         let failures = m["failures"].as_array().unwrap();
