@@ -70,50 +70,15 @@ if [ "$BUILD" = 1 ]; then
 fi
 [ -x "$BIN" ] || { echo "no binary at $BIN (build it or drop --no-build)" >&2; exit 1; }
 
-# start_replay NAME [--token-rate R]: a replay server; sets URL and appends its pid to PIDS.
-PIDS=()
-trap 'for p in "${PIDS[@]}"; do kill -INT "$p" 2>/dev/null || true; done' EXIT
-start_replay() {
-  local name=$1; shift
-  local url_file=$OUT/$name.url
-  rm -f "$url_file"
-  "$BIN" sim --replay "$DATA" --listen 127.0.0.1:0 --no-gzip "$@" >"$url_file" 2>"$OUT/$name.log" &
-  PIDS+=($!)
-  for _ in $(seq 600); do [ -s "$url_file" ] && break; sleep 0.05; done
-  URL=$(head -n1 "$url_file")
-  [ -n "$URL" ] || { echo "the replay server did not start:"; cat "$OUT/$name.log"; exit 1; }
-}
-
-pipeline() { # url sink rate shard_rate
-  cat <<EOF
-name = "shards"
-[source]
-url = "$1"
-dialect = "opentsdb"
-concurrency = 8
-requests_per_second = $3
-shard_rate = "$4"
-timeout = "300s"
-[scope]
-start = "$START_MS"
-end = "$END_MS"
-window = "1d"
-metrics = ["vscope.vm.*"]
-[[table]]
-name = "vm_metrics"
-metrics = ["vscope.vm.*"]
-[sink]
-url = "$2"
-partition_by = ["date"]
-EOF
-}
+source benches/replay-lib.sh
 
 # backfill LABEL URL N RATE SHARD_RATE: N shard processes at once; sets WALL (s), THROTTLED.
 backfill() {
   local label=$1 url=$2 n=$3 rate=$4 shard_rate=$5
   local sink=$OUT/$label
   rm -rf "$sink"
-  pipeline "$url" "$sink" "$rate" "$shard_rate" >"$OUT/$label.toml"
+  replay_pipeline shards "$url" "$sink" "concurrency = 8" "requests_per_second = $rate" \
+    "shard_rate = \"$shard_rate\"" >"$OUT/$label.toml"
   local t0 t1 pids=()
   t0=$(date +%s.%N)
   for i in $(seq 0 $((n - 1))); do
@@ -143,8 +108,8 @@ EOF
 BUDGET_S=$(echo "$ANSWERS / $RATE" | bc -l)
 echo "== $ANSWERS queries; budget $RATE queries/s per token: at least $(printf %.1f "$BUDGET_S") s"
 declare -A LIMITED UNLIMITED
-start_replay limited --token-rate "$RATE"
-LIMITED_URL=$URL
+start_replay limited --no-gzip --token-rate "$RATE"
+LIMITED_URL=$REPLAY_URL
 for n in $SHARDS; do
   backfill "limited-n$n" "$LIMITED_URL" "$n" "$RATE" share
   LIMITED[$n]=$WALL
@@ -152,9 +117,10 @@ done
 backfill "limited-each-n4" "$LIMITED_URL" 4 "$RATE" each
 EACH_WALL=$WALL
 EACH_THROTTLED=$THROTTLED
-start_replay unlimited
+start_replay unlimited --no-gzip
+UNLIMITED_URL=$REPLAY_URL
 for n in $SHARDS; do
-  backfill "unlimited-n$n" "$URL" "$n" 0 share
+  backfill "unlimited-n$n" "$UNLIMITED_URL" "$n" 0 share
   UNLIMITED[$n]=$WALL
 done
 

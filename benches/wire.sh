@@ -5,20 +5,20 @@
 # its own answers (`sim --replay --link-rate --link-rtt`, crates/sim/src/link.rs): one token
 # bucket for every connection at the link's rate, and a round trip before each answer starts.
 #
-# Runs: plain JSON and gzip at the pipeline defaults (concurrency 8), then gzip at other
+# Runs: plain JSON and gzip at the pipeline default (16 requests in flight), then gzip at other
 # concurrencies, to see what keeps the link full. Prints per run: wall time, points/s, bytes on
 # the wire per point, link utilisation (bytes on the wire / (wall x rate)); ends with one line
 #   wire points_per_s_plain=… points_per_s_gzip=… gzip_speedup=…x link_busy_pct=… wire_bytes_per_point=…
 # (link_busy_pct and wire_bytes_per_point of the gzip run at the defaults).
 #
-#   benches/wire.sh [--rate 100Mbit] [--rtt 20ms] [--no-build] [--sweep "1 4 16"]
+#   benches/wire.sh [--rate 100Mbit] [--rtt 20ms] [--no-build] [--sweep "1 4 8"]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 RATE=100Mbit
 RTT=20ms
 BUILD=1
-SWEEP="1 4 16"
+SWEEP="1 4 8"
 while [ $# -gt 0 ]; do
   case "$1" in
     --rate) RATE=$2; shift ;;
@@ -50,42 +50,19 @@ m=re.fullmatch(r'([0-9.]+)(bit|kbit|Mbit|Gbit)', '$RATE')
 print(float(m.group(1))*{'bit':1,'kbit':1e3,'Mbit':1e6,'Gbit':1e9}[m.group(2)])")
 echo "== machine: $(nproc) CPU, load $(cut -d' ' -f1-3 /proc/loadavg); link $RATE, RTT $RTT"
 
-PIDS=()
-trap 'for p in "${PIDS[@]}"; do kill -INT "$p" 2>/dev/null || true; done' EXIT
-start_replay() { # name flags...
-  local name=$1; shift
-  "$BIN" sim --replay "$DATA" --listen 127.0.0.1:0 --link-rate "$RATE" --link-rtt "$RTT" "$@" \
-    >"$OUT/$name.url" 2>"$OUT/$name.log" &
-  PIDS+=($!)
-  for _ in $(seq 600); do [ -s "$OUT/$name.url" ] && break; sleep 0.05; done
-  head -n1 "$OUT/$name.url"
-}
-PLAIN_URL=$(start_replay plain --no-gzip)
-GZIP_URL=$(start_replay gzip)
+source benches/replay-lib.sh
+LINK=(--link-rate "$RATE" --link-rtt "$RTT")
+start_replay plain "${LINK[@]}" --no-gzip
+PLAIN_URL=$REPLAY_URL
+start_replay gzip "${LINK[@]}"
+GZIP_URL=$REPLAY_URL
 
 # run LABEL URL CONCURRENCY: sets PPS, BPP, BUSY
 run() {
   local label=$1 url=$2 conc=$3
   rm -rf "$OUT/$label"
-  cat >"$OUT/$label.toml" <<TOML
-name = "wire"
-[source]
-url = "$url"
-dialect = "opentsdb"
-concurrency = $conc
-requests_per_second = 0
-timeout = "300s"
-[scope]
-start = "$START_MS"
-end = "$END_MS"
-window = "1d"
-metrics = ["vscope.vm.*"]
-[[table]]
-name = "vm_metrics"
-metrics = ["vscope.vm.*"]
-[sink]
-url = "$OUT/$label"
-TOML
+  replay_pipeline wire "$url" "$OUT/$label" "concurrency = $conc" "requests_per_second = 0" \
+    >"$OUT/$label.toml"
   local t0 t1
   t0=$(date +%s.%N)
   "$BIN" run "$OUT/$label.toml" --json >"$OUT/$label.json" 2>"$OUT/$label.log"
@@ -102,9 +79,9 @@ PY
     "$label" "$conc" "$PPS" "$BPP" "$BUSY"
 }
 
-run plain "$PLAIN_URL" 8
+run plain "$PLAIN_URL" 16
 PLAIN_PPS=$PPS
-run gzip "$GZIP_URL" 8
+run gzip "$GZIP_URL" 16
 GZIP_PPS=$PPS; GZIP_BUSY=$BUSY; GZIP_BPP=$BPP
 for c in $SWEEP; do
   run "gzip-c$c" "$GZIP_URL" "$c"
