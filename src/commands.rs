@@ -91,9 +91,7 @@ pub async fn inventory_command(
             .await?
             .keep();
         let written = snapshot::write(&sink, &inventory, &file_settings(pipeline)).await;
-        if let Err(e) = lease.release().await {
-            tracing::warn!(error = %e, "could not release the lease; it expires by itself");
-        }
+        lease.release_or_warn().await;
         let mut report = InventoryReport::of(&inventory, &session.client);
         report.files = written?;
         Ok(report)

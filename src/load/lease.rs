@@ -499,6 +499,15 @@ impl LeaseKeeper {
         Ok(())
     }
 
+    /// [`LeaseKeeper::release`] at the end of a run or a step, where a failure only delays the
+    /// next holder until the lease expires: logged, not returned.
+    pub async fn release_or_warn(self) {
+        let path = self.path.clone();
+        if let Err(e) = self.release().await {
+            tracing::warn!(lease = %path, error = %e, "could not release the lease; it expires by itself");
+        }
+    }
+
     /// Stops the heartbeat and gives the lease back (deletes it if it is still ours).
     pub async fn release(self) -> Result<(), LeaseError> {
         self.task.abort();

@@ -55,9 +55,7 @@ pub async fn vacuum(
             }
         }
     }
-    if let Err(e) = lease.release().await {
-        tracing::warn!(error = %e, "could not release the pipeline lease; it expires by itself");
-    }
+    lease.release_or_warn().await;
     result?;
     Ok(reports)
 }
@@ -78,8 +76,6 @@ pub async fn compact(
         .await?
         .keep();
     let result = compact::compact(pipeline, &sink, opts, &run_id).await;
-    if let Err(e) = lease.release().await {
-        tracing::warn!(error = %e, "could not release the pipeline lease; it expires by itself");
-    }
+    lease.release_or_warn().await;
     result
 }

@@ -263,10 +263,8 @@ pub async fn run(
         started,
     )
     .await;
-    if let Some(l) = lease
-        && let Err(e) = l.release().await
-    {
-        tracing::warn!(error = %e, "could not release the run lease; it expires by itself");
+    if let Some(l) = lease {
+        l.release_or_warn().await;
     }
     if let Some(sim) = conn.sim {
         sim.shutdown().await;

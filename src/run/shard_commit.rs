@@ -47,13 +47,6 @@ async fn pipeline_lease(
         .map(Lease::keep)
 }
 
-/// Gives the pipeline lease back after a shard's step.
-async fn release(lease: LeaseKeeper) {
-    if let Err(e) = lease.release().await {
-        tracing::warn!(error = %e, "could not release the pipeline lease; it expires by itself");
-    }
-}
-
 /// A digest of the units of every window as this process planned them (all shards' units):
 /// shards publish together only what they planned alike.
 fn units_digest(ctx: &RunCtx<'_>) -> String {
@@ -79,7 +72,7 @@ impl Committer {
     ) -> Result<(), Error> {
         let lease = pipeline_lease(sink, pipeline, &self.run_id, cancel).await?;
         let result = self.recover_leased(sink, &pipeline.name).await;
-        release(lease).await;
+        lease.release_or_warn().await;
         result
     }
 
@@ -154,7 +147,7 @@ impl Committer {
             }
         };
         let result = self.commit_shard_leased(ctx, window, staged, mine).await;
-        release(lease).await;
+        lease.release_or_warn().await;
         result
     }
 
