@@ -202,16 +202,9 @@ impl Lease {
         for _ in 0..5 {
             let now = chrono::Utc::now().timestamp_millis();
             let mine = record(now);
-            let body =
-                PutPayload::from(serde_json::to_vec_pretty(&mine).expect("lease serializes"));
-            match sink
-                .store
-                .put_opts(&key, body, PutOptions::from(PutMode::Create))
-                .await
-            {
-                Ok(r) => return Ok(Lease::held(sink, path, mine, ttl_ms, r)),
-                Err(object_store::Error::AlreadyExists { .. }) => {}
-                Err(e) => return Err(store_err("create", &path, e).into()),
+            let body = serde_json::to_vec_pretty(&mine).expect("lease serializes");
+            if let Some(r) = sink.create(&path, body).await? {
+                return Ok(Lease::held(sink, path, mine, ttl_ms, r));
             }
             // Someone holds it: is it still valid?
             let existing = match sink.store.get(&key).await {

@@ -6,7 +6,6 @@
 //! conditional put (one of two racing runs wins), and a run of another pipeline refuses to
 //! start (exit 2) naming the owner and the fix.
 
-use object_store::{PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
 
 use super::store::{Sink, StoreError};
@@ -91,27 +90,11 @@ pub async fn claim_tables(
                         pipeline: pipeline.to_string(),
                         claimed: format_rfc3339(chrono::Utc::now().timestamp_millis()),
                     };
-                    let body = PutPayload::from(
-                        serde_json::to_vec_pretty(&mine).expect("claim serializes"),
-                    );
-                    let key = sink.key(&path);
-                    match sink
-                        .store
-                        .put_opts(&key, body, PutOptions::from(PutMode::Create))
-                        .await
-                    {
-                        Ok(_) => break,
-                        // Claimed by a racing run: read who won.
-                        Err(object_store::Error::AlreadyExists { .. }) => continue,
-                        Err(source) => {
-                            return Err(StoreError::Object {
-                                operation: "put",
-                                path: key.to_string(),
-                                source,
-                            }
-                            .into());
-                        }
+                    let body = serde_json::to_vec_pretty(&mine).expect("claim serializes");
+                    if sink.create(&path, body).await?.is_some() {
+                        break;
                     }
+                    // Claimed by a racing run: read who won.
                 }
             }
         }

@@ -344,6 +344,35 @@ impl Sink {
         }
     }
 
+    /// Creates the object only if there is none (`If-None-Match: *` on S3, a no-clobber rename
+    /// on disk): of racing writers exactly one gets `Some` (the new object's version), the
+    /// others `None`. What leases, table claims and Delta commits are made of.
+    pub async fn create(
+        &self,
+        relative: &str,
+        bytes: Vec<u8>,
+    ) -> Result<Option<object_store::PutResult>, StoreError> {
+        use object_store::{PutMode, PutOptions};
+        let key = self.key(relative);
+        match self
+            .store
+            .put_opts(
+                &key,
+                PutPayload::from(bytes),
+                PutOptions::from(PutMode::Create),
+            )
+            .await
+        {
+            Ok(r) => Ok(Some(r)),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(None),
+            Err(source) => Err(StoreError::Object {
+                operation: "create",
+                path: key.to_string(),
+                source,
+            }),
+        }
+    }
+
     /// Writes a small object only if it is still what was read: `expected` is its version then
     /// (`None`: it did not exist) and `previous` its bytes. Object stores check the version
     /// (`If-Match` / `If-None-Match`); local disk has no conditional update, so under the

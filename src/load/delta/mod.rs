@@ -34,8 +34,6 @@ pub mod vacuum;
 
 use std::collections::BTreeMap;
 
-use object_store::{PutMode, PutOptions, PutPayload};
-
 use super::store::{Sink, StoreError};
 use actions::{Action, Add, Format, Metadata, Protocol, Remove, Txn};
 
@@ -392,17 +390,11 @@ async fn commit_on(
             serde_json::to_writer(&mut body, l).expect("actions serialize");
             body.push(b'\n');
         }
-        let key = sink.key(&log_key(&c.table, &commit_name(version)));
         match sink
-            .store
-            .put_opts(
-                &key,
-                PutPayload::from(body),
-                PutOptions::from(PutMode::Create),
-            )
-            .await
+            .create(&log_key(&c.table, &commit_name(version)), body)
+            .await?
         {
-            Ok(_) => {
+            Some(_) => {
                 for a in lines {
                     snap.apply(a);
                 }
@@ -416,7 +408,7 @@ async fn commit_on(
                 }
                 return Ok(Committed::Version(version));
             }
-            Err(object_store::Error::AlreadyExists { .. }) => {
+            None => {
                 // Another writer took the version: read what it did, and retry on top of it
                 // unless it removed one of our files.
                 let before = snap.files.clone();
@@ -433,14 +425,6 @@ async fn commit_on(
                         path: gone,
                     });
                 }
-            }
-            Err(source) => {
-                return Err(StoreError::Object {
-                    operation: "put",
-                    path: key.to_string(),
-                    source,
-                }
-                .into());
             }
         }
     }
