@@ -246,7 +246,7 @@ impl Journal {
             || self
                 .delta
                 .iter()
-                .any(|c| path.starts_with(&format!("{}/", c.table)))
+                .any(|c| crate::load::delta::in_table(path, &c.table).is_some())
     }
 
     /// What the next run does with a journal a killed run left: completes it; if that cannot

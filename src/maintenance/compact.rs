@@ -21,7 +21,7 @@ use super::merge::Merger;
 use crate::config::{Pipeline, TableSpec};
 use crate::error::{Error, Result};
 use crate::load::Sink;
-use crate::load::delta::{AddedFile, TableCommit};
+use crate::load::delta::{AddedFile, TableCommit, in_table};
 use crate::load::partition::part_file_name;
 use crate::load::publish::{CrashPoint, JOURNAL_VERSION, Journal, Move};
 use crate::load::shards::ShardMark;
@@ -221,14 +221,14 @@ async fn compact_day(
                     to: file.file.path.clone(),
                 });
                 adds.push(AddedFile {
-                    path: in_table(&file.file.path, &spec.name),
+                    path: table_path(&file.file.path, spec),
                     size: file.file.bytes,
                     rows: file.file.rows,
                     stats: file.file.stats.clone(),
                 });
                 kept.push(file.file.path.clone());
             }
-            removes.extend(files.iter().map(|f| in_table(f, &spec.name)));
+            removes.extend(files.iter().map(|f| table_path(f, spec)));
             removals.extend(files);
         }
         if adds.is_empty() {
@@ -272,11 +272,9 @@ async fn compact_day(
     }))
 }
 
-fn in_table(path: &str, table: &str) -> String {
-    path.strip_prefix(table)
-        .and_then(|r| r.strip_prefix('/'))
-        .unwrap_or(path)
-        .to_string()
+/// A file of the table `spec` (the ledger lists only those) relative to its directory.
+fn table_path(path: &str, spec: &TableSpec) -> String {
+    in_table(path, &spec.name).unwrap_or(path).to_string()
 }
 
 /// A merged file, complete under its staging key.

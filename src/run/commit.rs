@@ -9,7 +9,7 @@ use super::manifest::Manifest;
 use crate::config::TableFormat;
 use crate::error::Error;
 use crate::extract::MetricsClient;
-use crate::load::delta::{AddedFile, TableCommit};
+use crate::load::delta::{AddedFile, TableCommit, in_table};
 use crate::load::partition::part_file_name;
 use crate::load::publish::{CrashPoint, JOURNAL_VERSION, Journal, Move, PublishError};
 use crate::load::state::{CommittedWindow, Ledger, TableWindow};
@@ -311,18 +311,13 @@ async fn delta_commits(
         });
     }
     let written = &all;
-    let in_table = |path: &str, table: &str| {
-        path.strip_prefix(table)
-            .and_then(|r| r.strip_prefix('/'))
-            .map(str::to_string)
-    };
     let mut commits = Vec::new();
     for spec in &ctx.pipeline.tables {
         let adds: Vec<AddedFile> = written
             .iter()
             .filter_map(|f| {
                 in_table(&f.path, &spec.name).map(|path| AddedFile {
-                    path,
+                    path: path.to_string(),
                     size: f.bytes,
                     rows: f.rows,
                     stats: f.stats.clone(),
@@ -331,7 +326,7 @@ async fn delta_commits(
             .collect();
         let removes: Vec<String> = removals
             .iter()
-            .filter_map(|r| in_table(r, &spec.name))
+            .filter_map(|r| in_table(r, &spec.name).map(str::to_string))
             .collect();
         if adds.is_empty() && removes.is_empty() {
             continue;

@@ -215,6 +215,12 @@ pub fn uri_path(relative: &str) -> String {
     out
 }
 
+/// `path` (relative to the sink) relative to the directory of `table`, when it is a file of
+/// that table: what a commit's `add` and `remove` name.
+pub fn in_table<'a>(path: &'a str, table: &str) -> Option<&'a str> {
+    path.strip_prefix(table)?.strip_prefix('/')
+}
+
 /// The partition values of a file from its folders (`metric=…/date=…`), unescaped.
 pub fn partition_values(relative: &str) -> BTreeMap<String, Option<String>> {
     relative
