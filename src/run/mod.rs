@@ -69,6 +69,14 @@ pub struct RunOptions {
     pub now_ms: Option<i64>,
 }
 
+impl RunOptions {
+    /// The shard, when the run is one of several (`--shard I/N` with N > 1): what makes it
+    /// stage its windows for the last shard instead of publishing them ([`shard_commit`]).
+    fn split_shard(&self) -> Option<Shard> {
+        self.shard.filter(Shard::is_split)
+    }
+}
+
 /// Progress notifications, for a terminal display.
 #[derive(Debug, Clone)]
 pub enum Progress {
@@ -155,7 +163,7 @@ pub async fn run(
     let run_id = format!("{}-{:08x}", format_window_stamp(now_ms), fastrand::u32(..));
     // A shard has a lease and a staging folder of its own (`<pipeline>.s<I>of<N>`): shards of
     // one run work side by side, and only their commit steps take the pipeline's lease.
-    let shard = opts.shard.filter(Shard::is_split);
+    let shard = opts.split_shard();
     let lease_name = match shard {
         Some(s) => format!("{}.{}", pipeline.name, shard_tag(s.index, s.count)),
         None => pipeline.name.clone(),
@@ -356,7 +364,7 @@ async fn run_leased(
 ) -> Result<RunReport> {
     let client = &conn.client;
     let run_id = committer.run_id.clone();
-    let shard = opts.shard.filter(Shard::is_split);
+    let shard = opts.split_shard();
     let (inventory, mut inventory_report) =
         refresh_inventory(pipeline, conn, sink, opts, now_ms).await?;
     let plan = build_plan(

@@ -81,7 +81,7 @@ pub async fn build_plan(
     let tables: Vec<String> = pipeline.tables.iter().map(|t| t.name.clone()).collect();
     let layout = pipeline.sink.partition_names();
     let fetch_horizon = now_ms - scope.settle_ms;
-    let sharded = opts.shard.filter(crate::plan::Shard::is_split);
+    let sharded = opts.split_shard();
     let mut windows: Vec<Window> = plan_windows(start, end, scope.window_ms, fetch_horizon)
         .into_iter()
         .filter(|w| {
