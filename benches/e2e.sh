@@ -112,15 +112,13 @@ fi
 [ -x "$BIN" ] || { echo "no binary at $BIN (build it or drop --no-build)" >&2; exit 1; }
 
 # --- the replay server
-URL_FILE=$WORK/replay.url
+mkdir -p "$OUT"
+source benches/replay-lib.sh
 REPLAY_FLAGS=()
 if [ "$GZIP" = 0 ]; then REPLAY_FLAGS+=(--no-gzip); fi
-"$BIN" sim --replay "$DATA" --listen 127.0.0.1:0 "${REPLAY_FLAGS[@]}" >"$URL_FILE" 2>"$WORK/replay.log" &
-REPLAY_PID=$!
-trap 'kill -INT $REPLAY_PID 2>/dev/null || true' EXIT
-for _ in $(seq 600); do [ -s "$URL_FILE" ] && break; sleep 0.05; done
-URL=$(head -n1 "$URL_FILE")
-[ -n "$URL" ] || { echo "the replay server did not start:"; cat "$WORK/replay.log"; exit 1; }
+start_replay replay "${REPLAY_FLAGS[@]}"
+URL=$REPLAY_URL
+REPLAY_PID=${REPLAY_PIDS[-1]}
 echo "== replay server $URL (pid $REPLAY_PID)"
 
 pipeline() { # name sink rollup(0/1)

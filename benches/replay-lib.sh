@@ -1,6 +1,6 @@
 # Shared by the benches that export the recorded bench answers (benches/gen_answers.py) served by
-# the replay server: `source benches/replay-lib.sh`, after setting BIN, DATA, OUT, START_MS and
-# END_MS.
+# the replay server (e2e.sh, shards.sh, wire.sh): `source benches/replay-lib.sh`, after setting BIN,
+# DATA, OUT (and START_MS, END_MS for replay_pipeline).
 
 REPLAY_PIDS=()
 trap 'for p in "${REPLAY_PIDS[@]}"; do kill -INT "$p" 2>/dev/null || true; done' EXIT
