@@ -14,6 +14,33 @@ fn write(dir: &Path, rel: &str, body: &str) {
     std::fs::write(p, body).unwrap();
 }
 
+/// A replay server of `dir` on an ephemeral port: its base URL, and its stop (which waits for
+/// the server to end cleanly).
+async fn start(
+    dir: &Path,
+    gzip: bool,
+    token_rate: Option<f64>,
+) -> (String, impl std::future::Future<Output = ()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve_replay_until(
+        dir.into(),
+        gzip,
+        token_rate,
+        None,
+        listener,
+        async {
+            let _ = rx.await;
+        },
+    ));
+    let stop = async move {
+        let _ = tx.send(());
+        server.await.unwrap().unwrap();
+    };
+    (base, stop)
+}
+
 /// Replayed answers go out gzip to requests that accept it (streamed, decoding to the
 /// recorded bytes), plain to the others, and plain to all with gzip off (`--no-gzip`).
 #[tokio::test]
@@ -29,19 +56,8 @@ async fn answers_are_gzip_when_accepted_unless_turned_off() {
     );
     write(dir.path(), "query/m/dc1/0-100.json", &recorded);
     for gzip in [true, false] {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/api/query", listener.local_addr().unwrap());
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve_replay_until(
-            dir.path().into(),
-            gzip,
-            None,
-            None,
-            listener,
-            async {
-                let _ = rx.await;
-            },
-        ));
+        let (base, stop) = start(dir.path(), gzip, None).await;
+        let url = format!("{base}/api/query");
         let body = r#"{"start":0,"end":100,"queries":[{"metric":"m"}]}"#;
         for accept in [true, false] {
             let mut rb = reqwest::Client::new().post(&url).body(body);
@@ -65,8 +81,7 @@ async fn answers_are_gzip_when_accepted_unless_turned_off() {
                 assert!(wire.len() * 3 < recorded.len(), "{} bytes", wire.len());
             }
         }
-        let _ = tx.send(());
-        server.await.unwrap().unwrap();
+        stop.await;
     }
 }
 
@@ -88,19 +103,7 @@ async fn serves_recorded_answers_and_refuses_the_rest() {
         "query/m/dc2/0-100.json",
         r#"[{"metric":"m","tags":{"datacenter":"dc2"},"dps":{"2":2}}]"#,
     );
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve_replay_until(
-        dir.path().into(),
-        true,
-        None,
-        None,
-        listener,
-        async {
-            let _ = rx.await;
-        },
-    ));
+    let (base, stop) = start(dir.path(), true, None).await;
     let http = reqwest::Client::new();
     let post = |path: &str, body: &str| {
         http.post(format!("{base}{path}"))
@@ -141,8 +144,7 @@ async fn serves_recorded_answers_and_refuses_the_rest() {
         .await
         .unwrap();
     assert_eq!(nope.status(), 400);
-    let _ = tx.send(());
-    server.await.unwrap().unwrap();
+    stop.await;
 }
 
 /// `--token-rate R`: R queries a second per token (a bucket R deep), then 429 with
@@ -155,19 +157,8 @@ async fn a_token_rate_answers_429_past_the_budget_of_each_token() {
         "query/m/dc1/0-100.json",
         r#"[{"metric":"m","tags":{"datacenter":"dc1"},"dps":{"1":1}}]"#,
     );
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/api/query", listener.local_addr().unwrap());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve_replay_until(
-        dir.path().into(),
-        false,
-        Some(2.0),
-        None,
-        listener,
-        async {
-            let _ = rx.await;
-        },
-    ));
+    let (base, stop) = start(dir.path(), false, Some(2.0)).await;
+    let url = format!("{base}/api/query");
     let http = reqwest::Client::new();
     let ask = |token: &'static str| {
         http.post(&url)
@@ -190,6 +181,5 @@ async fn a_token_rate_answers_429_past_the_budget_of_each_token() {
         200,
         "refilled at 2 per second"
     );
-    let _ = tx.send(());
-    server.await.unwrap().unwrap();
+    stop.await;
 }
