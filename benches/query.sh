@@ -6,21 +6,31 @@
 # VM's metrics over 30 days, the top 10 VMs by CPU p95 over the month, one metric for every VM
 # over one day, a join with the `vms` inventory. Per query and layout: best-of-3 time and the
 # bytes DuckDB read (the process's `rchar` from /proc/self/io: every byte read from the files,
-# page cache or not). Ends with one line
+# page cache or not, or from the sockets through httpfs). The queries run on local files, then
+# (unless --no-s3) through DuckDB's httpfs on a moto S3 server on loopback (a real S3 API;
+# moto is slower per request than a real store, so the S3 times weigh request counts).
+# Ends with one line (local files)
 #   query single_vm_bytes_pct=… vs_duckdb_default=…x vs_pyarrow_default=…x
 # (single_vm_bytes_pct: bytes the single-VM query reads of our layout, in % of the layout's
 # bytes; vs_*: over the four queries, the smallest ratio of their time to ours).
 #
-#   benches/query.sh [--vms N] [--no-build]     (VMs per datacenter, default 25: 30 M points; pyarrow holds the month in memory to write it)
+#   benches/query.sh [--vms N] [--no-build] [--no-s3]
+#     --vms N   VMs per datacenter, default 25 (30 M points); 250 is the 10x set (300 M points,
+#               about 1.5 GB in our layout; the S3 pass is skipped above 50: moto holds objects
+#               in memory)
+# Our layout is written anew each time (the binary may have changed); the default layouts are
+# made once from its rows and kept in .bench/query-N.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 VMS=25
 BUILD=1
+S3=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --vms) VMS=$2; shift ;;
     --no-build) BUILD=0 ;;
+    --no-s3) S3=0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -33,9 +43,8 @@ if [ "$BUILD" = 1 ]; then cargo build --release --no-default-features --quiet; f
 WORK=$ROOT/.bench/query-$VMS
 mkdir -p "$WORK"
 echo "== machine: $(nproc) CPU, load $(cut -d' ' -f1-3 /proc/loadavg)"
-if [ ! -f "$WORK/done" ]; then
-  rm -rf "$WORK/ours" "$WORK"/*.parquet
-  cat >"$WORK/p.toml" <<TOML
+rm -rf "$WORK/ours"
+cat >"$WORK/p.toml" <<TOML
 name = "query-bench"
 [source]
 url = "sim"
@@ -58,53 +67,45 @@ metrics = ["vscope.vm.*"]
 [sink]
 url = "$WORK/ours"
 TOML
-  echo "== exporting a month ($VMS VMs per datacenter, 60 s) with the inventory"
-  "$BIN" run "$WORK/p.toml" --now 2026-11-01T00:00:00Z --json >"$WORK/run.json" 2>"$WORK/run.log"
-  echo "== the default layouts (DuckDB COPY, pyarrow write_table)"
+echo "== exporting a month ($VMS VMs per datacenter, 60 s) with the inventory"
+"$BIN" run "$WORK/p.toml" --now 2026-11-01T00:00:00Z --json >"$WORK/run.json" 2>"$WORK/run.log"
+if [ ! -f "$WORK/defaults-done" ]; then
+  echo "== the default layouts (DuckDB COPY, pyarrow write_table), made once"
+  rm -f "$WORK"/*.parquet
   "$PY" - "$WORK" <<'PY'
-import sys, duckdb, pyarrow.parquet as pq
+import sys, duckdb, pyarrow as pa, pyarrow.dataset as ds, pyarrow.parquet as pq
 work = sys.argv[1]
 src = f"read_parquet('{work}/ours/vm_metrics/**/*.parquet', hive_partitioning = true)"
 duckdb.sql(f"COPY (SELECT * FROM {src}) TO '{work}/duckdb_default.parquet'")
-pq.write_table(pq.read_table(f"{work}/ours/vm_metrics"), f"{work}/pyarrow_default.parquet")
+# What `pq.write_table(whole_month)` writes (row groups of its default 1 Mi rows), fed a
+# row group at a time so that the 10x set need not fit in memory.
+rows = 1024 * 1024
+data = ds.dataset(f"{work}/ours/vm_metrics", partitioning="hive")
+pending = []
+with pq.ParquetWriter(f"{work}/pyarrow_default.parquet", data.schema) as w:
+    for batch in data.to_batches():
+        pending.append(batch)
+        if sum(b.num_rows for b in pending) >= rows:
+            t = pa.Table.from_batches(pending)
+            w.write_table(t.slice(0, rows))
+            pending = t.slice(rows).to_batches()
+    if pending:
+        w.write_table(pa.Table.from_batches(pending, schema=data.schema))
 PY
-  touch "$WORK/done"
+  touch "$WORK/defaults-done"
 fi
-
-"$PY" - "$WORK" <<'PY'
-import glob, json, os, sys, time
+"$PY" - "$WORK" "$S3" "$VMS" <<'PY'
+import glob, os, socket, subprocess, sys, time
 import duckdb
 
-work = sys.argv[1]
-layouts = {
-    "ours": f"read_parquet('{work}/ours/vm_metrics/**/*.parquet', hive_partitioning = true)",
-    "duckdb_default": f"read_parquet('{work}/duckdb_default.parquet')",
-    "pyarrow_default": f"read_parquet('{work}/pyarrow_default.parquet')",
+work, s3, vms_per_dc = sys.argv[1], sys.argv[2] == "1", int(sys.argv[3])
+files = {
+    "ours": sorted(glob.glob(f"{work}/ours/vm_metrics/**/*.parquet", recursive=True)),
+    "duckdb_default": [f"{work}/duckdb_default.parquet"],
+    "pyarrow_default": [f"{work}/pyarrow_default.parquet"],
 }
-sizes = {
-    "ours": sum(os.path.getsize(f) for f in glob.glob(f"{work}/ours/vm_metrics/**/*.parquet", recursive=True)),
-    "duckdb_default": os.path.getsize(f"{work}/duckdb_default.parquet"),
-    "pyarrow_default": os.path.getsize(f"{work}/pyarrow_default.parquet"),
-}
-vms = glob.glob(f"{work}/ours/vms/**/*.parquet", recursive=True)
-con = duckdb.connect()
-con.execute("SET TimeZone = 'UTC'")
-one_vm = con.execute(f"SELECT min(vm) FROM {layouts['ours']}").fetchone()[0]
-inventory = f"read_parquet({vms!r})"
-queries = {
-    "single VM, 30 days": "SELECT metric, date_trunc('hour', ts) AS h, avg(value) FROM {t} "
-                          f"WHERE vm = '{one_vm}' GROUP BY ALL",
-    "top 10 VMs by CPU p95": "SELECT vm, quantile_cont(value, 0.95) AS p95 FROM {t} "
-                             "WHERE metric = 'vscope.vm.cpu.usage.perc' GROUP BY vm "
-                             "ORDER BY p95 DESC LIMIT 10",
-    "one metric, every VM, one day": "SELECT vm, avg(value), max(value) FROM {t} "
-                                     "WHERE metric = 'vscope.vm.mem.usage.perc' AND "
-                                     "ts >= '2026-10-15 00:00:00+00' AND ts < '2026-10-16 00:00:00+00' "
-                                     "GROUP BY vm",
-    "join with the vms inventory": "SELECT i.name, avg(m.value) FROM {t} m JOIN "
-                                   f"(SELECT DISTINCT vm, name FROM {inventory}) i USING (vm) "
-                                   "WHERE m.metric = 'vscope.vm.cpu.usage.perc' GROUP BY 1",
-}
+inventory_files = sorted(glob.glob(f"{work}/ours/vms/**/*.parquet", recursive=True))
+sizes = {k: sum(os.path.getsize(f) for f in v) for k, v in files.items()}
 
 
 def rchar():
@@ -112,23 +113,98 @@ def rchar():
         return int(next(l for l in f if l.startswith("rchar")).split()[1])
 
 
-results = {}
-print(f"{'query':32} {'layout':16} {'best s':>8} {'MB read':>9} {'% of layout':>11}")
-for qname, q in queries.items():
+def queries(t, inventory, one_vm):
+    return {
+        "single VM, 30 days": f"SELECT metric, date_trunc('hour', ts) AS h, avg(value) FROM {t} "
+                              f"WHERE vm = '{one_vm}' GROUP BY ALL",
+        "top 10 VMs by CPU p95": f"SELECT vm, quantile_cont(value, 0.95) AS p95 FROM {t} "
+                                 "WHERE metric = 'vscope.vm.cpu.usage.perc' GROUP BY vm "
+                                 "ORDER BY p95 DESC LIMIT 10",
+        "one metric, every VM, one day": f"SELECT vm, avg(value), max(value) FROM {t} "
+                                         "WHERE metric = 'vscope.vm.mem.usage.perc' AND "
+                                         "ts >= '2026-10-15 00:00:00+00' AND ts < '2026-10-16 00:00:00+00' "
+                                         "GROUP BY vm",
+        "join with the vms inventory": f"SELECT i.name, avg(m.value) FROM {t} m JOIN "
+                                       f"(SELECT DISTINCT vm, name FROM {inventory}) i USING (vm) "
+                                       "WHERE m.metric = 'vscope.vm.cpu.usage.perc' GROUP BY 1",
+    }
+
+
+def measure(con, where, layouts, inventory):
+    """Best-of-3 time and bytes read of every query on every layout; prints a table."""
+    one_vm = con.execute(f"SELECT min(vm) FROM {layouts['ours']}").fetchone()[0]
+    results = {}
+    print(f"-- {where}")
+    print(f"{'query':32} {'layout':16} {'best s':>8} {'MB read':>9} {'% of layout':>11}")
     for lname, t in layouts.items():
-        sql = q.format(t=t)
-        times = []
-        for _ in range(3):
-            before = rchar()
-            start = time.perf_counter()
-            con.execute(sql).fetchall()
-            times.append(time.perf_counter() - start)
-            read = rchar() - before
-        results[(qname, lname)] = (min(times), read)
-        print(f"{qname:32} {lname:16} {min(times):8.3f} {read / 1e6:9.1f} {100 * read / sizes[lname]:10.1f}%")
+        for qname, sql in queries(t, inventory, one_vm).items():
+            times = []
+            for _ in range(3):
+                before = rchar()
+                start = time.perf_counter()
+                con.execute(sql).fetchall()
+                times.append(time.perf_counter() - start)
+                read = rchar() - before
+            results[(qname, lname)] = (min(times), read)
+    for qname in queries("", "", ""):
+        for lname in layouts:
+            best, read = results[(qname, lname)]
+            print(f"{qname:32} {lname:16} {best:8.3f} {read / 1e6:9.1f} {100 * read / sizes[lname]:10.1f}%")
+    ratio = lambda other: min(results[(q, other)][0] / results[(q, "ours")][0] for q in queries("", "", ""))
+    single = results[("single VM, 30 days", "ours")][1] / sizes["ours"] * 100
+    return single, ratio("duckdb_default"), ratio("pyarrow_default")
+
+
+def parquet(paths, hive):
+    return f"read_parquet({paths!r}{', hive_partitioning = true' if hive else ''})"
+
+
+con = duckdb.connect()
+con.execute("SET TimeZone = 'UTC'")
 print("layout sizes (MB):", {k: round(v / 1e6, 1) for k, v in sizes.items()})
-single = results[("single VM, 30 days", "ours")][1] / sizes["ours"] * 100
-ratio = lambda other: min(results[(q, other)][0] / results[(q, "ours")][0] for q in queries)
-print(f"query single_vm_bytes_pct={single:.1f} vs_duckdb_default={ratio('duckdb_default'):.2f}x "
-      f"vs_pyarrow_default={ratio('pyarrow_default'):.2f}x")
+local = measure(con, "local files", {
+    "ours": parquet(f"{work}/ours/vm_metrics/**/*.parquet", True),
+    "duckdb_default": parquet(files["duckdb_default"][0], False),
+    "pyarrow_default": parquet(files["pyarrow_default"][0], False),
+}, parquet(inventory_files, True))
+
+if s3 and vms_per_dc <= 50:
+    # moto (the S3 server of the tests) on a loopback port; DuckDB reads through httpfs, loaded
+    # from the PyPI package scripts/setup-python.sh installs.
+    import boto3
+    sock = socket.socket(); sock.bind(("127.0.0.1", 0)); port = sock.getsockname()[1]; sock.close()
+    moto = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "moto_server"),
+                             "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        endpoint = f"127.0.0.1:{port}"
+        s3c = boto3.client("s3", endpoint_url=f"http://{endpoint}", region_name="us-east-1",
+                           aws_access_key_id="bench", aws_secret_access_key="bench")
+        for _ in range(100):
+            try:
+                s3c.create_bucket(Bucket="bench")
+                break
+            except Exception:
+                time.sleep(0.2)
+        for paths in list(files.values()) + [inventory_files]:
+            for f in paths:
+                s3c.upload_file(f, "bench", os.path.relpath(f, work))
+        ext = glob.glob(os.path.join(os.path.dirname(duckdb.__file__), "..", "duckdb_ext",
+                                     "extensions", "v*", "*", "httpfs.duckdb_extension"))
+        con.execute(f"LOAD '{ext[0]}'")
+        con.execute(f"CREATE SECRET (TYPE s3, KEY_ID 'bench', SECRET 'bench', REGION 'us-east-1', "
+                    f"ENDPOINT '{endpoint}', URL_STYLE 'path', USE_SSL false)")
+        s3_inventory = parquet([f"s3://bench/{os.path.relpath(f, work)}" for f in inventory_files], True)
+        remote = measure(con, "S3 (moto) through httpfs", {
+            "ours": parquet("s3://bench/ours/vm_metrics/**/*.parquet", True),
+            "duckdb_default": parquet("s3://bench/duckdb_default.parquet", False),
+            "pyarrow_default": parquet("s3://bench/pyarrow_default.parquet", False),
+        }, s3_inventory)
+        print(f"query_s3 single_vm_bytes_pct={remote[0]:.1f} vs_duckdb_default={remote[1]:.2f}x "
+              f"vs_pyarrow_default={remote[2]:.2f}x")
+    finally:
+        moto.terminate()
+        moto.wait()
+print(f"query single_vm_bytes_pct={local[0]:.1f} vs_duckdb_default={local[1]:.2f}x "
+      f"vs_pyarrow_default={local[2]:.2f}x")
 PY
