@@ -130,26 +130,42 @@ def queries(t, inventory, one_vm):
     }
 
 
-def measure(con, where, layouts, inventory):
+def http_bytes(con):
+    """Bytes and requests of the ranged GETs httpfs made since the last call (DuckDB's HTTP log:
+    `rchar` does not count socket reads)."""
+    got = con.execute("SELECT coalesce(sum(CAST(response.headers['Content-Length'] AS BIGINT)), 0), "
+                      "count(*) FROM duckdb_logs_parsed('HTTP') WHERE request.type = 'GET'").fetchone()
+    con.execute("CALL truncate_duckdb_logs()")
+    return got
+
+
+def measure(con, where, layouts, inventory, remote=False):
     """Best-of-3 time and bytes read of every query on every layout; prints a table."""
     one_vm = con.execute(f"SELECT min(vm) FROM {layouts['ours']}").fetchone()[0]
     results = {}
     print(f"-- {where}")
-    print(f"{'query':32} {'layout':16} {'best s':>8} {'MB read':>9} {'% of layout':>11}")
+    print(f"{'query':32} {'layout':16} {'best s':>8} {'MB read':>9} {'% of layout':>11}"
+          + (" requests" if remote else ""))
     for lname, t in layouts.items():
         for qname, sql in queries(t, inventory, one_vm).items():
             times = []
+            requests = 0
             for _ in range(3):
+                if remote:
+                    http_bytes(con)
                 before = rchar()
                 start = time.perf_counter()
                 con.execute(sql).fetchall()
                 times.append(time.perf_counter() - start)
                 read = rchar() - before
-            results[(qname, lname)] = (min(times), read)
+                if remote:
+                    read, requests = http_bytes(con)
+            results[(qname, lname)] = (min(times), read, requests)
     for qname in queries("", "", ""):
         for lname in layouts:
-            best, read = results[(qname, lname)]
-            print(f"{qname:32} {lname:16} {best:8.3f} {read / 1e6:9.1f} {100 * read / sizes[lname]:10.1f}%")
+            best, read, requests = results[(qname, lname)]
+            print(f"{qname:32} {lname:16} {best:8.3f} {read / 1e6:9.1f} {100 * read / sizes[lname]:10.1f}%"
+                  + (f" {requests:6} GETs" if remote else ""))
     ratio = lambda other: min(results[(q, other)][0] / results[(q, "ours")][0] for q in queries("", "", ""))
     single = results[("single VM, 30 days", "ours")][1] / sizes["ours"] * 100
     return single, ratio("duckdb_default"), ratio("pyarrow_default")
@@ -194,12 +210,15 @@ if s3 and vms_per_dc <= 50:
         con.execute(f"LOAD '{ext[0]}'")
         con.execute(f"CREATE SECRET (TYPE s3, KEY_ID 'bench', SECRET 'bench', REGION 'us-east-1', "
                     f"ENDPOINT '{endpoint}', URL_STYLE 'path', USE_SSL false)")
+        # Every run reads from the store (no cache between the three), and logs its requests.
+        con.execute("SET enable_external_file_cache = false")
+        con.execute("CALL enable_logging('HTTP')")
         s3_inventory = parquet([f"s3://bench/{os.path.relpath(f, work)}" for f in inventory_files], True)
         remote = measure(con, "S3 (moto) through httpfs", {
             "ours": parquet("s3://bench/ours/vm_metrics/**/*.parquet", True),
             "duckdb_default": parquet("s3://bench/duckdb_default.parquet", False),
             "pyarrow_default": parquet("s3://bench/pyarrow_default.parquet", False),
-        }, s3_inventory)
+        }, s3_inventory, remote=True)
         print(f"query_s3 single_vm_bytes_pct={remote[0]:.1f} vs_duckdb_default={remote[1]:.2f}x "
               f"vs_pyarrow_default={remote[2]:.2f}x")
     finally:

@@ -304,6 +304,10 @@ pub struct SimArgs {
     /// request budget for benchmarks of sharded runs (OVH documents no limit).
     #[arg(long, value_name = "R", requires = "replay")]
     pub token_rate: Option<f64>,
+    /// With --replay: compress at this zlib level (1-9) instead of the one that matches
+    /// nginx's default `gzip_comp_level 1` (benches/wire.sh: what a tighter server gives).
+    #[arg(long, value_name = "N", requires = "replay", value_parser = clap::value_parser!(u32).range(1..=9))]
+    pub gzip_level: Option<u32>,
     /// With --replay: send the answers through a link of this rate (e.g. 100Mbit), shared by
     /// all connections (benches/wire.sh; this machine cannot use tc netem).
     #[arg(long, value_name = "RATE", requires = "replay")]

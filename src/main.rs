@@ -97,7 +97,7 @@ fn report(err: &Error) -> u8 {
 /// `sim --replay DIR`: serves recorded answers; prints the URL first, like `sim`.
 async fn sim_replay(
     dir: std::path::PathBuf,
-    gzip: bool,
+    gzip: Option<u32>,
     token_rate: Option<f64>,
     link: Option<std::sync::Arc<vscope_etl::sim::link::Link>>,
     listen: std::net::SocketAddr,
@@ -706,7 +706,9 @@ async fn sim(args: SimArgs) -> u8 {
                 ))
             }
         };
-        return sim_replay(dir, !args.no_gzip, args.token_rate, link, args.listen).await;
+        let gzip = (!args.no_gzip)
+            .then(|| (args.gzip_level).unwrap_or(vscope_etl::sim::GZIP_NGINX_DEFAULT_LEVEL));
+        return sim_replay(dir, gzip, args.token_rate, link, args.listen).await;
     }
     let defaults = SimConfig::default();
     let mut ovh_access_rules = Vec::new();

@@ -26,7 +26,7 @@ async fn start(
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(serve_replay_until(
         dir.into(),
-        gzip,
+        gzip.then_some(crate::sim::GZIP_NGINX_DEFAULT_LEVEL),
         token_rate,
         None,
         listener,

@@ -2,7 +2,8 @@
 //! it in front of the real endpoint: when the request says `Accept-Encoding: gzip`, answers
 //! with status 200, 403 or 404 whose length is unknown or at least 20 bytes (nginx's
 //! `gzip_min_length`) go out with `Content-Encoding: gzip`, chunked (no `Content-Length`),
-//! compressed about as tightly as nginx's default `gzip_comp_level 1` with zlib ([`LEVEL`]).
+//! compressed about as tightly as nginx's default `gzip_comp_level 1` with zlib
+//! ([`NGINX_DEFAULT_LEVEL`]; the replay server takes another level for benchmarks).
 //! Other answers (5xx, 401, 429, tiny bodies) stay plain, as nginx leaves them.
 //!
 //! The layer sits outside the fault injection (`faults.rs`): faults shape the plain answer and
@@ -35,14 +36,20 @@ const PIECE_BYTES: usize = 128 << 10;
 /// `deflate_quick` (static Huffman codes), whose output is a third larger than nginx's (zlib's)
 /// level 1 on our JSON (272 KB against 204 KB for a day of one metric, 754 KB of JSON); its
 /// level 2 is zlib's `deflate_fast`, within 4 % of nginx's (196 KB). Level 6 would give 175 KB.
-const LEVEL: u32 = 2;
+///
+/// Which level OVH's endpoint uses is not published: nginx's default is our assumption, and
+/// `sim --replay DIR --gzip-level N` serves at another (benches/wire.sh measures level 6 too).
+pub const NGINX_DEFAULT_LEVEL: u32 = 2;
 
 /// Answers shorter than this are not compressed (nginx's default `gzip_min_length`).
 const MIN_LENGTH: u64 = 20;
 
-/// Wraps `router` so that its answers are compressed for requests that accept gzip.
-pub(crate) fn layer<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
-    router.layer(middleware::from_fn(gzip_answers))
+/// Wraps `router` so that its answers are compressed at zlib `level` (1-9) for requests that
+/// accept gzip.
+pub(crate) fn layer<S: Clone + Send + Sync + 'static>(router: Router<S>, level: u32) -> Router<S> {
+    router.layer(middleware::from_fn(move |req: Request, next: Next| {
+        gzip_answers(req, next, level)
+    }))
 }
 
 /// True when `Accept-Encoding` lists `gzip` (or `x-gzip`) with a non-zero quality.
@@ -66,7 +73,7 @@ fn accepts_gzip(headers: &HeaderMap) -> bool {
 }
 
 /// The middleware: runs the request, then compresses the answer when nginx would.
-async fn gzip_answers(req: Request, next: Next) -> Response {
+async fn gzip_answers(req: Request, next: Next, level: u32) -> Response {
     let accepts = accepts_gzip(req.headers());
     let resp = next.run(req).await;
     if !accepts || !compressible(&resp) {
@@ -82,7 +89,7 @@ async fn gzip_answers(req: Request, next: Next) -> Response {
         .append(header::VARY, HeaderValue::from_static("Accept-Encoding"));
     Response::from_parts(
         parts,
-        Body::from_stream(gzip_stream(body.into_data_stream())),
+        Body::from_stream(gzip_stream(body.into_data_stream(), level)),
     )
 }
 
@@ -113,13 +120,13 @@ struct Compressing<S> {
 /// The gzip stream of the plain chunks of `inner`: one compressed piece per at most
 /// [`PIECE_BYTES`] of input, each sync-flushed; the member's trailer after the last chunk. An
 /// error of `inner` (a `cut` fault) is passed on at once, without a trailer.
-fn gzip_stream<S>(inner: S) -> impl Stream<Item = Result<Bytes, axum::Error>> + Send
+fn gzip_stream<S>(inner: S, level: u32) -> impl Stream<Item = Result<Bytes, axum::Error>> + Send
 where
     S: Stream<Item = Result<Bytes, axum::Error>> + Send + Unpin,
 {
     let state = Compressing {
         inner,
-        encoder: Some(GzEncoder::new(Vec::new(), Compression::new(LEVEL))),
+        encoder: Some(GzEncoder::new(Vec::new(), Compression::new(level))),
         pending: Bytes::new(),
     };
     futures::stream::unfold(state, |mut st| async move {
@@ -230,7 +237,7 @@ mod tests {
             Ok(Bytes::copy_from_slice(&text[..1000])),
             Ok(Bytes::copy_from_slice(&text[1000..])),
         ];
-        let pieces: Vec<Bytes> = gzip_stream(futures::stream::iter(chunks))
+        let pieces: Vec<Bytes> = gzip_stream(futures::stream::iter(chunks), NGINX_DEFAULT_LEVEL)
             .map(|r| r.unwrap())
             .collect()
             .await;
@@ -256,6 +263,40 @@ mod tests {
         );
     }
 
+    /// The level a replay server is given is the one it compresses at: level 6 is tighter
+    /// than the nginx-like default on the answers' JSON, and decodes to the same text.
+    #[tokio::test]
+    async fn a_higher_level_compresses_tighter_to_the_same_text() {
+        let text: Vec<u8> = (0..100_000u32)
+            .flat_map(|i| {
+                format!("\"{}\":{}.{},", 1_793_491_200 + i * 60, i % 97, i % 7).into_bytes()
+            })
+            .collect();
+        let mut sizes = Vec::new();
+        for level in [NGINX_DEFAULT_LEVEL, 6] {
+            let chunks = vec![Ok::<_, axum::Error>(Bytes::copy_from_slice(&text))];
+            let pieces: Vec<Bytes> = gzip_stream(futures::stream::iter(chunks), level)
+                .map(|r| r.unwrap())
+                .collect()
+                .await;
+            let mut decoder = Inflater::new();
+            for p in &pieces {
+                decoder.push(p).unwrap();
+            }
+            sizes.push(decoder.wire_bytes());
+            assert!(
+                decoder.finish().unwrap() == text,
+                "level {level} round trip"
+            );
+        }
+        assert!(
+            sizes[1] < sizes[0],
+            "level 6 {} vs default {}",
+            sizes[1],
+            sizes[0]
+        );
+    }
+
     /// An error of the inner stream ends the gzip stream at once, after what was compressed.
     #[tokio::test]
     async fn an_inner_error_cuts_the_stream_without_a_trailer() {
@@ -264,7 +305,9 @@ mod tests {
             Err(axum::Error::new(std::io::Error::other("cut"))),
         ];
         let items: Vec<Result<Bytes, axum::Error>> =
-            gzip_stream(futures::stream::iter(chunks)).collect().await;
+            gzip_stream(futures::stream::iter(chunks), NGINX_DEFAULT_LEVEL)
+                .collect()
+                .await;
         assert_eq!(items.len(), 2);
         let mut decoder = Inflater::new();
         decoder.push(items[0].as_ref().unwrap()).unwrap();

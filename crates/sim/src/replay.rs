@@ -72,13 +72,14 @@ impl TokenBudget {
     }
 }
 
-/// Serves the recorded answers of `dir` on `listener` until `shutdown` completes; with `gzip`,
-/// compressed for requests that accept it; with `token_rate`, at most that many queries per
+/// Serves the recorded answers of `dir` on `listener` until `shutdown` completes; with `gzip`
+/// (a zlib level, [`crate::GZIP_NGINX_DEFAULT_LEVEL`] as the simulator), compressed for
+/// requests that accept it; with `token_rate`, at most that many queries per
 /// second and token (the rest answered 429); with `link`, through a shaped link
 /// ([`super::link`]).
 pub async fn serve_replay_until(
     dir: PathBuf,
-    gzip: bool,
+    gzip: Option<u32>,
     token_rate: Option<f64>,
     link: Option<Arc<super::link::Link>>,
     listener: TcpListener,
@@ -121,7 +122,7 @@ pub async fn serve_replay_until(
 }
 
 /// The router of a replay server.
-fn replay_router(replay: Arc<Replay>, gzip: bool) -> Router {
+fn replay_router(replay: Arc<Replay>, gzip: Option<u32>) -> Router {
     let router = Router::new()
         .route("/api/query", any(query))
         .route("/api/search/lookup", any(lookup))
@@ -130,10 +131,9 @@ fn replay_router(replay: Arc<Replay>, gzip: bool) -> Router {
             ApiError::new(StatusCode::NOT_FOUND, "Endpoint not found").into_response(DIALECT)
         })
         .with_state(replay);
-    if gzip {
-        super::gzip::layer(router)
-    } else {
-        router
+    match gzip {
+        Some(level) => super::gzip::layer(router, level),
+        None => router,
     }
 }
 

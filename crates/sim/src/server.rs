@@ -54,7 +54,11 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             count_requests,
         ))
         .with_state(shared);
-    if gzip { super::gzip::layer(r) } else { r }
+    if gzip {
+        super::gzip::layer(r, super::gzip::NGINX_DEFAULT_LEVEL)
+    } else {
+        r
+    }
 }
 
 /// Counts every request and, when a fault plan is set, runs `/api/query` through it.
