@@ -4,11 +4,12 @@
 # written the way a user would otherwise get them: DuckDB `COPY ... TO` with its defaults and
 # pyarrow `write_table` with its defaults. Four analyst queries in DuckDB on each layout: one
 # VM's metrics over 30 days, the top 10 VMs by CPU p95 over the month, one metric for every VM
-# over one day, a join with the `vms` inventory. Per query and layout: best-of-3 time and the
-# bytes DuckDB read (the process's `rchar` from /proc/self/io: every byte read from the files,
-# page cache or not, or from the sockets through httpfs). The queries run on local files, then
-# (unless --no-s3) through DuckDB's httpfs on a moto S3 server on loopback (a real S3 API;
-# moto is slower per request than a real store, so the S3 times weigh request counts).
+# over one day, a join with the `vms` inventory. Per query and layout: the best of five times
+# (the layouts' runs interleaved, so a busy minute weighs on each alike) and the bytes DuckDB
+# read: on local files the process's `rchar` (/proc/self/io: every byte read from the files,
+# page cache or not); then (unless --no-s3) the same queries through DuckDB's httpfs on a moto
+# S3 server on loopback (a real S3 API), where the bytes and GET requests come from DuckDB's
+# HTTP log (moto is slower per request than a real store: the S3 times weigh request counts).
 # Ends with one line (local files)
 #   query single_vm_bytes_pct=… vs_duckdb_default=…x vs_pyarrow_default=…x
 # (single_vm_bytes_pct: bytes the single-VM query reads of our layout, in % of the layout's
@@ -142,25 +143,25 @@ def http_bytes(con):
 def measure(con, where, layouts, inventory, remote=False):
     """Best-of-3 time and bytes read of every query on every layout; prints a table."""
     one_vm = con.execute(f"SELECT min(vm) FROM {layouts['ours']}").fetchone()[0]
-    results = {}
+    # Runs interleave the layouts (ours, theirs, theirs, then ours again...) so that a busy
+    # minute of the machine weighs on every layout alike; best of five per query and layout.
+    timings = {}
     print(f"-- {where}")
     print(f"{'query':32} {'layout':16} {'best s':>8} {'MB read':>9} {'% of layout':>11}"
           + (" requests" if remote else ""))
-    for lname, t in layouts.items():
-        for qname, sql in queries(t, inventory, one_vm).items():
-            times = []
-            requests = 0
-            for _ in range(3):
+    for _ in range(5):
+        for lname, t in layouts.items():
+            for qname, sql in queries(t, inventory, one_vm).items():
                 if remote:
                     http_bytes(con)
                 before = rchar()
                 start = time.perf_counter()
                 con.execute(sql).fetchall()
-                times.append(time.perf_counter() - start)
-                read = rchar() - before
-                if remote:
-                    read, requests = http_bytes(con)
-            results[(qname, lname)] = (min(times), read, requests)
+                took = time.perf_counter() - start
+                read, requests = (http_bytes(con) if remote else (rchar() - before, 0))
+                best = timings.get((qname, lname), (took,))[0]
+                timings[(qname, lname)] = (min(best, took), read, requests)
+    results = timings
     for qname in queries("", "", ""):
         for lname in layouts:
             best, read, requests = results[(qname, lname)]
