@@ -15,23 +15,26 @@
 # (single_vm_bytes_pct: bytes the single-VM query reads of our layout, in % of the layout's
 # bytes; vs_*: over the four queries, the smallest ratio of their time to ours).
 #
-#   benches/query.sh [--vms N] [--no-build] [--no-s3]
+#   benches/query.sh [--vms N] [--no-build] [--no-s3] [--no-export]
 #     --vms N   VMs per datacenter, default 25 (30 M points); 250 is the 10x set (300 M points,
 #               about 1.5 GB in our layout; the S3 pass is skipped above 50: moto holds objects
 #               in memory)
-# Our layout is written anew each time (the binary may have changed); the default layouts are
-# made once from its rows and kept in .bench/query-N.
+#     --no-export  query the layout the last run wrote (same binary) instead of exporting anew
+# Our layout is written anew each time (the binary may have changed) unless --no-export; the
+# default layouts are made once from its rows and kept in .bench/query-N.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 VMS=25
 BUILD=1
 S3=1
+EXPORT=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --vms) VMS=$2; shift ;;
     --no-build) BUILD=0 ;;
     --no-s3) S3=0 ;;
+    --no-export) EXPORT=0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -44,8 +47,9 @@ if [ "$BUILD" = 1 ]; then cargo build --release --no-default-features --quiet; f
 WORK=$ROOT/.bench/query-$VMS
 mkdir -p "$WORK"
 echo "== machine: $(nproc) CPU, load $(cut -d' ' -f1-3 /proc/loadavg)"
-rm -rf "$WORK/ours"
-cat >"$WORK/p.toml" <<TOML
+if [ "$EXPORT" = 1 ] || [ ! -d "$WORK/ours" ]; then
+  rm -rf "$WORK/ours"
+  cat >"$WORK/p.toml" <<TOML
 name = "query-bench"
 [source]
 url = "sim"
@@ -68,8 +72,9 @@ metrics = ["vscope.vm.*"]
 [sink]
 url = "$WORK/ours"
 TOML
-echo "== exporting a month ($VMS VMs per datacenter, 60 s) with the inventory"
-"$BIN" run "$WORK/p.toml" --now 2026-11-01T00:00:00Z --json >"$WORK/run.json" 2>"$WORK/run.log"
+  echo "== exporting a month ($VMS VMs per datacenter, 60 s) with the inventory"
+  "$BIN" run "$WORK/p.toml" --now 2026-11-01T00:00:00Z --json >"$WORK/run.json" 2>"$WORK/run.log"
+fi
 if [ ! -f "$WORK/defaults-done" ]; then
   echo "== the default layouts (DuckDB COPY, pyarrow write_table), made once"
   rm -f "$WORK"/*.parquet
