@@ -12,6 +12,7 @@
 //! - `discovery`: `/api/search/lookup`, `/api/suggest`, the other metadata endpoints.
 //! - `index`: the UIDs and name sets OpenTSDB would have built for the PCC.
 //! - `warp`: Warp 10's fetch range, fetch limit and errors ([`ErrorMode`], [`FetchStart`]).
+//! - `warp10`: Warp 10's own `/api/v0/fetch` and `/api/v0/find`, for `source.protocol = "warp10"`.
 //! - `ovh_time`: Erlenmeyer's time parser.
 //! - `format`: numbers as OpenTSDB (Java) and Erlenmeyer (Go) print them.
 //! - `model`: the synthetic PCC and its series ([`Pcc`]).
@@ -46,7 +47,8 @@
 //! # Endpoints
 //! `/api/query`, `/api/search/lookup`, `/api/suggest`, `/api/aggregators`,
 //! `/api/config/filters`, and `/api/version` (`opentsdb` only). `/api/query/last` is not
-//! simulated. [`serve_replay_until`] (`vscope-etl sim --replay DIR`) serves pre-rendered answers
+//! simulated. Warp 10's `/api/v0/fetch` and `/api/v0/find`, at the root and under `/warp10`
+//! (`warp10.rs`), serve the same PCC to `source.protocol = "warp10"`. [`serve_replay_until`] (`vscope-etl sim --replay DIR`) serves pre-rendered answers
 //! instead, for benchmarks (`replay.rs`).
 //!
 //! The same server also serves the OVHcloud API v6 subset vscope-etl uses under `/1.0`
@@ -124,6 +126,7 @@ mod replay;
 mod server;
 mod state;
 mod warp;
+mod warp10;
 
 #[cfg(test)]
 mod tests;
@@ -143,6 +146,7 @@ pub use faults::{Fault, FaultParseError, FaultRule, RetryAfter, When};
 pub use model::{DcObjects, FilerObject, HostObject, Pcc, PccObjects, SimSeries, VmObject};
 pub use replay::serve_replay_until;
 pub use warp::{ERLENMEYER_FETCH_LIMIT, ErrorMode, FetchStart};
+pub use warp10::{FETCH_ERROR_PREFIX, TOKEN_HEADER};
 
 use state::{Counters, Shared};
 use vscope_core::dialect::Dialect;
