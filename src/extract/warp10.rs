@@ -137,8 +137,11 @@ impl MetricsClient {
     }
 }
 
+/// A series as `/api/v0/find` names it: its class and its labels.
+type Found = (String, BTreeMap<String, String>);
+
 /// The `(class, labels)` of each line of a find answer.
-fn parse_find(bytes: &[u8]) -> Result<Vec<(String, BTreeMap<String, String>)>, String> {
+fn parse_find(bytes: &[u8]) -> Result<Vec<Found>, String> {
     let mut out = Vec::new();
     for (n, line) in bytes.split(|&c| c == b'\n').enumerate() {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
