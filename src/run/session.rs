@@ -98,7 +98,7 @@ pub async fn connect(pipeline: &Pipeline) -> Result<Connection> {
         .with_limits(limits);
     let mut dialect_reason = "source.dialect".to_string();
     if source.protocol == Protocol::Warp10 {
-        dialect_reason = "source.protocol = \"warp10\" (Warp 10's own API, no dialect)".into();
+        dialect_reason = "source.protocol = \"warp10\"".into();
     } else if source.dialect == DialectChoice::Auto {
         let probe = pipeline_metrics(pipeline).first().map_or_else(
             || "vscope.host.cpu.usage.perc".to_string(),

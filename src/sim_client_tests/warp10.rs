@@ -134,3 +134,64 @@ async fn warp_failures_are_classified_like_the_opentsdb_ones() {
     assert_eq!(e.class(), FailureClass::TooLarge, "{e}");
     sim.shutdown().await;
 }
+
+/// The simulator's `/api/v0/exec` (the alternative the benchmark measures) holds the same
+/// points as `/api/v0/fetch` for one `FETCH`, refuses a script over WarpScript's default fetch
+/// limit unless it raises it with `LIMIT`, and refuses an unknown token in `AUTHENTICATE`.
+#[tokio::test]
+async fn exec_fetches_what_fetch_streams_under_warpscripts_limits() {
+    let sim = start_sim(60, &[]).await;
+    let http = reqwest::Client::new();
+    let (end_us, span_us) = ((DAY + 3_600_000) * 1000 - 1, 3_600_000_000i64);
+    let script = |auth: &str, limit: &str| {
+        format!(
+            "{auth}\n[ 'good' '{METRIC}' {{ 'datacenter' 'pcc-37-187-228-180_datacenter869' }} {end_us} {span_us} ] FETCH{limit}"
+        )
+    };
+    let exec = |body: String| {
+        let http = http.clone();
+        let url = format!("{}/warp10/api/v0/exec", sim.base_url());
+        async move {
+            let r = http.post(url).body(body).send().await.unwrap();
+            let status = r.status().as_u16();
+            let msg = r
+                .headers()
+                .get("X-Warp10-Error-Message")
+                .map(|v| v.to_str().unwrap().to_string());
+            (status, msg, r.text().await.unwrap())
+        }
+    };
+    let (status, _, body) = exec(script("'good' AUTHENTICATE 20000000 LIMIT", "")).await;
+    assert_eq!(status, 200, "{body}");
+    let stack: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let gts = stack[0].as_array().unwrap();
+    assert_eq!(gts.len(), 3);
+    let exec_points: usize = gts.iter().map(|g| g["v"].as_array().unwrap().len()).sum();
+    let fetched = client(&sim, Protocol::Warp10, "good")
+        .query_raw(
+            METRIC,
+            Some("pcc-37-187-228-180_datacenter869"),
+            DAY,
+            DAY + 3_600_000,
+        )
+        .await
+        .unwrap();
+    assert_eq!(exec_points as u64, fetched.stats.points);
+    // 30 days of 6 series at one point a minute: over 100 000 points without LIMIT.
+    let big = format!(
+        "[ 'good' '{METRIC}' {{ }} {end_us} {} ] FETCH",
+        30 * 86_400_000_000i64
+    );
+    let (status, msg, _) = exec(big).await;
+    assert_eq!(status, 500);
+    assert!(
+        msg.unwrap()
+            .contains("FETCH exceeded limit of 100000 datapoints")
+    );
+    let (status, msg, _) = exec(script("'nope' AUTHENTICATE", "")).await;
+    assert_eq!(status, 500);
+    assert!(msg.unwrap().contains("Invalid token"));
+    let (status, _, body) = exec(script("", " SIZE")).await;
+    assert_eq!(status, 400, "a script the simulator does not run: {body}");
+    sim.shutdown().await;
+}

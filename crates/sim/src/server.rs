@@ -45,7 +45,9 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v0/fetch", any(super::warp10::fetch))
         .route("/api/v0/find", any(super::warp10::find))
         .route("/warp10/api/v0/fetch", any(super::warp10::fetch))
-        .route("/warp10/api/v0/find", any(super::warp10::find));
+        .route("/warp10/api/v0/find", any(super::warp10::find))
+        .route("/api/v0/exec", any(super::warp10_exec::exec))
+        .route("/warp10/api/v0/exec", any(super::warp10_exec::exec));
     if shared.dialect == Dialect::Opentsdb {
         // Erlenmeyer does not implement /api/version: it falls through to the 404.
         r = r.route("/api/version", any(version));

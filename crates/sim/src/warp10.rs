@@ -109,7 +109,7 @@ impl Matcher {
 
 /// A parsed `class{label=value,label~re}` selector.
 #[derive(Debug)]
-struct Selector {
+pub(crate) struct Selector {
     class: Matcher,
     labels: Vec<(String, Matcher)>,
 }
@@ -117,7 +117,7 @@ struct Selector {
 impl Selector {
     /// Parses one selector as `EgressFetchHandler` and `GTSHelper.parseLabelsSelectors` do.
     /// Several space-separated selectors are refused (the simulator serves one).
-    fn parse(text: &str) -> Result<Selector, String> {
+    pub(crate) fn parse(text: &str) -> Result<Selector, String> {
         let text = text.trim();
         if text.split_whitespace().count() != 1 {
             return Err("the simulator serves a single selector per request".into());
@@ -146,7 +146,7 @@ impl Selector {
     }
 
     /// Indexes of the PCC's series the selector matches, in the PCC's order.
-    fn matching(&self, shared: &Shared) -> Vec<usize> {
+    pub(crate) fn matching(&self, shared: &Shared) -> Vec<usize> {
         let pcc = &shared.pcc;
         let ranges: Vec<std::ops::Range<usize>> = match &self.class {
             Matcher::Exact(c) => pcc.metric_series(c).into_iter().collect(),
