@@ -80,7 +80,7 @@ pub async fn connect(pipeline: &Pipeline) -> Result<Connection> {
             // The same token reads Warp 10 directly at its `warpEndpoint`.
             token.opentsdb_endpoint = token.warp_endpoint.clone();
         }
-        tracing::info!(user_id, opentsdb_endpoint = %token.opentsdb_endpoint,
+        tracing::info!(user_id, endpoint = %token.opentsdb_endpoint,
             "fetched the metrics read token through OVHcloud API v6");
         base = Some(crate::ovh::metrics_endpoint(base.as_ref(), &token).map_err(Error::Ovh)?);
         effective.token = token.token;

@@ -34,8 +34,11 @@
 //! independently: `429:1@rate=0.15` then `503@rate=0.2` give 429 to 15 % of requests and 503
 //! to 20 % of the rest (17 % of all).
 //!
-//! Faults apply to `/api/query` only: discovery, dialect detection and API v6 stay healthy, so
-//! a test isolates the extraction path.
+//! Faults apply to `/api/query` and to Warp 10's `/api/v0/fetch` only: discovery (lookup,
+//! find), dialect detection and API v6 stay healthy, so a test isolates the extraction path.
+//! On `/api/v0/fetch` the faults that differ between servers answer as Warp 10 does
+//! (`warp10_answer`: Jetty error pages, `403 Invalid token.` for `bad-token`); `fetch-limit`
+//! there stands for a limit in front of Warp, whose fetch endpoint has none of its own.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
