@@ -16,7 +16,8 @@
 # opentsdb (Erlenmeyer's `ovh` dialect), then through warp10, best wall time kept → a check that
 # both wrote byte-identical files → curl of `/api/v0/fetch` and `/api/v0/exec` for one (metric,
 # datacenter, day), plain and gzip → a table and a last line:
-#   warp points_per_s=… bytes_per_point=… opentsdb_points_per_s=… opentsdb_bytes_per_point=…
+#   warp points_per_s=… bytes_per_point=… cpu_s=… opentsdb_points_per_s=… opentsdb_bytes_per_point=…
+#   opentsdb_cpu_s=… (cpu_s: CPU seconds of the vscope-etl process alone, best run)
 #   fetch_plain_bytes_per_point=… exec_plain_bytes_per_point=… fetch_ttfb_s=… exec_ttfb_s=…
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -86,16 +87,20 @@ EOF
 pipeline opentsdb "$URL" "$OUT/opentsdb" >"$OUT/opentsdb.toml"
 pipeline warp10 "$URL/warp10" "$OUT/warp10" >"$OUT/warp10.toml"
 
-declare -A BEST
+declare -A BEST CPU
 for round in $(seq "$RUNS"); do
   for p in opentsdb warp10; do
     rm -rf "${OUT:?}/$p"
     t0=$(date +%s.%N)
-    "$BIN" run "$OUT/$p.toml" >"$OUT/$p.stdout" 2>"$OUT/$p.log" || { echo "$p failed:"; tail -20 "$OUT/$p.log"; exit 1; }
+    /usr/bin/time -f '%U %S' -o "$OUT/$p.cpu" "$BIN" run "$OUT/$p.toml" >"$OUT/$p.stdout" 2>"$OUT/$p.log" \
+      || { echo "$p failed:"; tail -20 "$OUT/$p.log"; exit 1; }
     t1=$(date +%s.%N)
     wall=$(echo "$t1 - $t0" | bc -l)
-    printf '   round %s %-9s %6.2f s\n' "$round" "$p" "$wall"
+    # CPU seconds of the export process alone (user + system), the simulator's not counted.
+    cpu=$(awk '{print $1 + $2}' "$OUT/$p.cpu")
+    printf '   round %s %-9s %6.2f s wall, %6.2f s CPU of vscope-etl\n' "$round" "$p" "$wall" "$cpu"
     if [ -z "${BEST[$p]:-}" ] || (( $(echo "$wall < ${BEST[$p]}" | bc -l) )); then BEST[$p]=$wall; fi
+    if [ -z "${CPU[$p]:-}" ] || (( $(echo "$cpu < ${CPU[$p]}" | bc -l) )); then CPU[$p]=$cpu; fi
   done
 done
 
@@ -151,14 +156,18 @@ trap - EXIT
 bpp() { echo "$1 / $2" | bc -l | xargs printf '%.2f'; }
 echo
 echo "day: $POINTS points of 2016 series; both protocols wrote byte-identical files"
-printf '%-10s %8s %10s %9s %12s %12s\n' protocol "wall s" "Mpts/s" requests "wire B/pt" "decoded B/pt"
-printf '%-10s %8.2f %10.2f %9s %12s %12s\n' opentsdb "${BEST[opentsdb]}" "$(echo "$POINTS / ${BEST[opentsdb]} / 1000000" | bc -l)" "$O_REQ" "$(bpp "$O_WIRE" "$POINTS")" "$(bpp "$O_RECV" "$POINTS")"
-printf '%-10s %8.2f %10.2f %9s %12s %12s\n' warp10 "${BEST[warp10]}" "$(echo "$POINTS / ${BEST[warp10]} / 1000000" | bc -l)" "$W_REQ" "$(bpp "$W_WIRE" "$POINTS")" "$(bpp "$W_RECV" "$POINTS")"
+printf '%-10s %8s %10s %8s %11s %9s %12s %12s\n' protocol "wall s" "Mpts/s" "CPU s" "Mpts/CPU s" requests "wire B/pt" "decoded B/pt"
+for p in opentsdb warp10; do
+  if [ "$p" = opentsdb ]; then req=$O_REQ; wire=$O_WIRE; recv=$O_RECV; else req=$W_REQ; wire=$W_WIRE; recv=$W_RECV; fi
+  printf '%-10s %8.2f %10.2f %8.2f %11.2f %9s %12s %12s\n' "$p" "${BEST[$p]}" \
+    "$(echo "$POINTS / ${BEST[$p]} / 1000000" | bc -l)" "${CPU[$p]}" \
+    "$(echo "$POINTS / ${CPU[$p]} / 1000000" | bc -l)" "$req" "$(bpp "$wire" "$POINTS")" "$(bpp "$recv" "$POINTS")"
+done
 echo "one unit ($METRIC, $DC, the day: $UNIT_POINTS points) through Warp 10:"
 printf '%-16s %11s %10s %9s %9s\n' endpoint "plain B/pt" "gzip B/pt" "ttfb s" "total s"
 printf '%-16s %11s %10s %9.3f %9.3f\n' /api/v0/fetch "$(bpp "$F_PLAIN" "$UNIT_POINTS")" "$(bpp "$F_GZ" "$UNIT_POINTS")" "$F_TTFB" "$F_TOTAL"
 printf '%-16s %11s %10s %9.3f %9.3f\n' /api/v0/exec "$(bpp "$E_PLAIN" "$UNIT_POINTS")" "$(bpp "$E_GZ" "$UNIT_POINTS")" "$E_TTFB" "$E_TOTAL"
-printf 'warp points_per_s=%.0f bytes_per_point=%s opentsdb_points_per_s=%.0f opentsdb_bytes_per_point=%s fetch_plain_bytes_per_point=%s exec_plain_bytes_per_point=%s fetch_ttfb_s=%.3f exec_ttfb_s=%.3f\n' \
-  "$(echo "$POINTS / ${BEST[warp10]}" | bc -l)" "$(bpp "$W_WIRE" "$POINTS")" \
-  "$(echo "$POINTS / ${BEST[opentsdb]}" | bc -l)" "$(bpp "$O_WIRE" "$POINTS")" \
+printf 'warp points_per_s=%.0f bytes_per_point=%s cpu_s=%s opentsdb_points_per_s=%.0f opentsdb_bytes_per_point=%s opentsdb_cpu_s=%s fetch_plain_bytes_per_point=%s exec_plain_bytes_per_point=%s fetch_ttfb_s=%.3f exec_ttfb_s=%.3f\n' \
+  "$(echo "$POINTS / ${BEST[warp10]}" | bc -l)" "$(bpp "$W_WIRE" "$POINTS")" "${CPU[warp10]}" \
+  "$(echo "$POINTS / ${BEST[opentsdb]}" | bc -l)" "$(bpp "$O_WIRE" "$POINTS")" "${CPU[opentsdb]}" \
   "$(bpp "$F_PLAIN" "$UNIT_POINTS")" "$(bpp "$E_PLAIN" "$UNIT_POINTS")" "$F_TTFB" "$E_TTFB"

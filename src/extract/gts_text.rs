@@ -218,6 +218,12 @@ impl GtsTextStream {
             return;
         };
         self.points_hint = cur.ts.len();
+        // Newest first, as Warp's store reads them: reversed in place, which leaves `normalize`
+        // a sorted series to clip instead of one to sort.
+        if cur.ts.windows(2).all(|w| w[0] > w[1]) {
+            cur.ts.reverse();
+            cur.values.reverse();
+        }
         let (ts, values, dropped, dups) =
             normalize(&mut cur.ts, &mut cur.values, self.start_ms, self.end_ms);
         self.stats.out_of_window += dropped;

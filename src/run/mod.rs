@@ -394,7 +394,7 @@ async fn run_leased(
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
         dialect: match client.protocol() {
             crate::config::Protocol::Opentsdb => client.dialect().to_string(),
-            crate::config::Protocol::Warp10 => "warp10".to_string(),
+            p @ crate::config::Protocol::Warp10 => p.as_str().to_string(),
         },
         started: format_rfc3339(now_ms),
         finished: String::new(),
