@@ -89,7 +89,7 @@ impl GtsTextStream {
         let mut rest = bytes;
         if !self.carry.is_empty() {
             // Complete the cut line first, then read the rest in place.
-            let Some(nl) = rest.iter().position(|&c| c == b'\n') else {
+            let Some(nl) = memchr::memchr(b'\n', rest) else {
                 self.carry.extend_from_slice(rest);
                 return Ok(());
             };
@@ -98,7 +98,7 @@ impl GtsTextStream {
             self.line(&line)?;
             rest = &rest[nl + 1..];
         }
-        while let Some(nl) = rest.iter().position(|&c| c == b'\n') {
+        while let Some(nl) = memchr::memchr(b'\n', rest) {
             self.line(&rest[..nl])?;
             rest = &rest[nl + 1..];
         }
@@ -244,12 +244,10 @@ impl GtsTextStream {
         if let Some(v) = parse_i64(text) {
             return v as f64;
         }
+        // Java's `Double.toString` forms (`4.38`, `1.0E7`, `NaN`, `Infinity`) all parse; a
+        // boolean (`T`), a string (`'...'`) or bytes (`b64:...`) do not.
         let parsed = std::str::from_utf8(text)
             .ok()
-            .filter(|t| {
-                t.bytes()
-                    .all(|c| c.is_ascii_digit() || b"+-.eEaNIinfty".contains(&c))
-            })
             .and_then(|t| t.parse::<f64>().ok());
         match parsed {
             Some(v) if v.is_finite() => v,
