@@ -85,6 +85,39 @@ async fn both_protocols_bring_the_same_points_boundaries_included() {
         assert!(a.iter().any(|s| s.1.last() == Some(&(end - 1000))));
         assert!(a.iter().all(|s| s.1.iter().all(|&t| t >= start && t < end)));
     }
+    // Series groups (how a unit too large at the smallest time slice is split): the same
+    // series through each protocol's filters (`regexp` there, a `~` selector here), and the
+    // two halves cover every series once.
+    let known: Vec<Vec<String>> = otsdb
+        .lookup(METRIC)
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| vec![t["vm"].clone()])
+        .collect();
+    let all = crate::extract::series_group::SeriesGroup::all(&["vm".to_string()]);
+    let (inside, outside) = all.split(&known).expect("6 VMs split");
+    let mut covered = 0;
+    for g in [&inside, &outside] {
+        let (s, e) = (DAY, DAY + 600_000);
+        let a = otsdb
+            .query_raw_group(METRIC, None, Some(g), s, e)
+            .await
+            .unwrap();
+        let b = warp
+            .query_raw_group(METRIC, None, Some(g), s, e)
+            .await
+            .unwrap();
+        let tags = |r: &crate::extract::RawAnswer| {
+            let mut t: Vec<_> = r.series.iter().map(|x| x.tags.clone()).collect();
+            t.sort();
+            t
+        };
+        assert!(!a.series.is_empty(), "{:?}", g.filters());
+        assert_eq!(tags(&a), tags(&b), "{:?}", g.filters());
+        covered += b.series.len();
+    }
+    assert_eq!(covered, 6);
     // Discovery: find and lookup know the same series.
     let mut l = otsdb.lookup(METRIC).await.unwrap();
     let mut f = warp.lookup(METRIC).await.unwrap();
