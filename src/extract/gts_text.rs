@@ -143,7 +143,8 @@ impl GtsTextStream {
             return Ok(());
         }
         if line.starts_with(ERROR_PREFIX) {
-            let text = percent_decode(&line[ERROR_PREFIX.len()..]);
+            // `URLEncoder` wrote the stack trace: `+` for a space.
+            let text = percent_decode(&line[ERROR_PREFIX.len()..]).replace('+', " ");
             let first = text.lines().next().unwrap_or("").to_string();
             return Err(self.malformed(format!(
                 "Warp 10 reported an error after its answer had started, so the answer is \
@@ -415,7 +416,7 @@ mod tests {
             .unwrap_err();
         assert!(
             e.to_string()
-                .contains("incomplete: java.io.IOException:+boom"),
+                .contains("incomplete: java.io.IOException: boom"),
             "{e}"
         );
         let mut d = GtsTextStream::new(0, 10, M);
