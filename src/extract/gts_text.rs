@@ -245,6 +245,9 @@ impl GtsTextStream {
         if let Some(v) = parse_i64(text) {
             return v as f64;
         }
+        if let Some(v) = fast_f64(text) {
+            return v;
+        }
         // Java's `Double.toString` forms (`4.38`, `1.0E7`, `NaN`, `Infinity`) all parse; a
         // boolean (`T`), a string (`'...'`) or bytes (`b64:...`) do not.
         let parsed = std::str::from_utf8(text)
@@ -288,6 +291,80 @@ pub(super) fn parse_name(name: &[u8]) -> Option<(String, BTreeMap<String, String
         tags.insert(percent_decode(&pair[..eq]), percent_decode(&pair[eq + 1..]));
     }
     Some((percent_decode(&name[..open]), tags))
+}
+
+/// Exact powers of ten representable in an f64 (10^0 ..= 10^22).
+const POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+/// `-?D+(.D+)?([eE]-?D+)?` as an f64 when Clinger's fast path applies (a mantissa of at most
+/// 2^53 and a power of ten within ±22: one exact operand each, so one correctly rounded
+/// multiplication or division gives exactly what `str::parse` gives); `None` otherwise, and
+/// the caller parses it the slow way. Java's `Double.toString` of a vScope value (`4.38`,
+/// `1.2345678E7`) nearly always takes it.
+#[inline]
+fn fast_f64(t: &[u8]) -> Option<f64> {
+    let neg = t.first() == Some(&b'-');
+    let mut i = usize::from(neg);
+    let mut mantissa: u64 = 0;
+    let mut digits = 0u32;
+    let int_start = i;
+    while let Some(&c) = t.get(i).filter(|c| c.is_ascii_digit()) {
+        mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(c - b'0'));
+        digits += 1;
+        i += 1;
+    }
+    if i == int_start {
+        return None;
+    }
+    let mut frac = 0i32;
+    if t.get(i) == Some(&b'.') {
+        i += 1;
+        let frac_start = i;
+        while let Some(&c) = t.get(i).filter(|c| c.is_ascii_digit()) {
+            mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(c - b'0'));
+            digits += 1;
+            i += 1;
+        }
+        frac = i32::try_from(i - frac_start).ok()?;
+        if frac == 0 {
+            return None;
+        }
+    }
+    let mut exp = 0i32;
+    if matches!(t.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        let eneg = t.get(i) == Some(&b'-');
+        i += usize::from(eneg);
+        let exp_start = i;
+        while let Some(&c) = t.get(i).filter(|c| c.is_ascii_digit()) {
+            if i - exp_start >= 4 {
+                return None;
+            }
+            exp = exp * 10 + i32::from(c - b'0');
+            i += 1;
+        }
+        if i == exp_start {
+            return None;
+        }
+        if eneg {
+            exp = -exp;
+        }
+    }
+    // 19 digits always fit a u64, so the wrapping arithmetic above never wrapped.
+    if i != t.len() || digits > 19 || mantissa > (1u64 << 53) {
+        return None;
+    }
+    let e10 = exp - frac;
+    let m = mantissa as f64;
+    let v = match e10 {
+        0..=22 => m * POW10[e10 as usize],
+        -22..=-1 => m / POW10[(-e10) as usize],
+        _ => return None,
+    };
+    Some(if neg { -v } else { v })
 }
 
 /// A decimal `i64` (optional sign), `None` for anything else.
@@ -434,6 +511,71 @@ mod tests {
             assert!(d.push(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
         assert_eq!(GtsTextStream::new(0, 10, M).finish().unwrap().0, vec![]);
+    }
+
+    /// The fast path gives exactly what `str::parse` gives, or leaves the text to it.
+    #[test]
+    fn fast_doubles_equal_the_standard_parse() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut taken = 0;
+        for n in 0..200_000u32 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let v = match n % 4 {
+                0 => (x % 10_000_000) as f64 / 1000.0,
+                1 => f64::from_bits(x >> 2),
+                2 => (x % 100_000) as f64 / 7.0,
+                _ => -((x % 1_000_000_000) as f64) * 1e-9,
+            };
+            let mut java = String::new();
+            push_java_like(&mut java, v);
+            for text in [java, format!("{v}"), format!("{v:e}")] {
+                let want: f64 = text.parse().unwrap();
+                if let Some(got) = fast_f64(text.as_bytes()) {
+                    taken += 1;
+                    assert_eq!(got.to_bits(), want.to_bits(), "{text}");
+                }
+            }
+        }
+        assert!(taken > 300_000, "the fast path serves most values: {taken}");
+        for bad in [
+            "",
+            "-",
+            ".5",
+            "5.",
+            "1e",
+            "1E+",
+            "1.0E12345",
+            "NaN",
+            "T",
+            "'4'",
+            "1.0.0",
+        ] {
+            assert_eq!(fast_f64(bad.as_bytes()), None, "{bad}");
+        }
+        assert!(fast_f64(b"-0.0").unwrap().is_sign_negative());
+    }
+
+    /// Java's `Double.toString` layout (what Warp prints): `4.38`, `1.2345678E7`, `1.0E-4`.
+    fn push_java_like(out: &mut String, v: f64) {
+        let abs = v.abs();
+        if abs == 0.0 || (1e-3..1e7).contains(&abs) {
+            let s = format!("{v}");
+            out.push_str(&s);
+            if !s.contains('.') {
+                out.push_str(".0");
+            }
+        } else {
+            let s = format!("{v:e}");
+            let (m, e) = s.split_once('e').unwrap();
+            out.push_str(m);
+            if !m.contains('.') {
+                out.push_str(".0");
+            }
+            out.push('E');
+            out.push_str(e);
+        }
     }
 
     #[test]
