@@ -382,7 +382,12 @@ fn parse_i64(raw: &[u8]) -> Option<i64> {
         if !c.is_ascii_digit() {
             return None;
         }
-        v = v.checked_mul(10)?.checked_add(i64::from(c - b'0'))?;
+        // 18 digits never overflow; only a 19th needs the checks.
+        v = if digits.len() <= 18 {
+            v * 10 + i64::from(c - b'0')
+        } else {
+            v.checked_mul(10)?.checked_add(i64::from(c - b'0'))?
+        };
     }
     Some(if neg { -v } else { v })
 }
@@ -511,6 +516,18 @@ mod tests {
             assert!(d.push(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
         assert_eq!(GtsTextStream::new(0, 10, M).finish().unwrap().0, vec![]);
+    }
+
+    #[test]
+    fn integers_parse_up_to_i64_and_refuse_the_rest() {
+        assert_eq!(parse_i64(b"1793491200000000"), Some(1_793_491_200_000_000));
+        assert_eq!(parse_i64(b"-42"), Some(-42));
+        assert_eq!(parse_i64(b"9223372036854775807"), Some(i64::MAX));
+        assert_eq!(parse_i64(b"9223372036854775808"), None);
+        assert_eq!(parse_i64(b"99999999999999999999"), None);
+        for bad in [&b""[..], b"-", b"1.0", b"1e3", b" 1"] {
+            assert_eq!(parse_i64(bad), None);
+        }
     }
 
     /// The fast path gives exactly what `str::parse` gives, or leaves the text to it.

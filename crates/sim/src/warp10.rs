@@ -42,6 +42,7 @@
 //! `sendError(status, reason)` gives Jetty's default HTML page, with the reason in the title and
 //! in a `<pre>`: [`jetty_error`]. The reason never quotes the token.
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -344,14 +345,15 @@ impl Iterator for TextAnswer {
                 if n > 0 {
                     out.push('=');
                 }
-                out.push_str(&(ts_ms * 1000).to_string());
-                out.push_str("// ");
+                // `write!` into the buffer: no allocation per point (the answer of a day holds
+                // millions).
+                let _ = write!(out, "{}// ", ts_ms * 1000);
                 if n == 0 {
                     push_class_labels(&mut out, &self.shared, index);
                     out.push(' ');
                 }
                 if integer {
-                    out.push_str(&(v as i64).to_string());
+                    let _ = write!(out, "{}", v as i64);
                 } else if v.is_nan() {
                     out.push_str("NaN");
                 } else {
