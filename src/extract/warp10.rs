@@ -14,6 +14,10 @@
 //! - Its text format is a line per point, decoded in place ([`GtsTextStream`]) with no JSON
 //!   tree, and the token travels in the `X-Warp10-Token` header, never in a script or a URL.
 //!
+//! Measured on the simulator (`benches/protocols.sh`, one unit of 310 k points): the same bytes
+//! either way (25.9 and 24.9 per point plain, 5.4 and 5.3 gzip), the first byte after 0.007 s
+//! from fetch against 0.060 s from exec.
+//!
 //! # The range
 //! `now` and `timespan` in microseconds keep `now - timespan < ts <= now` (`FETCH.computeTimeRange`:
 //! `startTs = endTs - timespan + 1`). Our windows are `[start, end)` in milliseconds, so we ask
