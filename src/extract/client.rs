@@ -633,12 +633,17 @@ impl MetricsClient {
         let text = String::from_utf8_lossy(page.decoded());
         // One line: error pages (a proxy's HTML) must not break the log into pieces.
         let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
-        let body = self.token.scrub(&text);
+        let mut body = self.token.scrub(&text);
         // Warp 10 read directly says what failed in its status and page, as OpenTSDB does:
         // no Erlenmeyer in between to make a 500 opaque or a refused token a 500.
         let rules = match self.protocol {
             Protocol::Opentsdb => self.dialect,
-            Protocol::Warp10 => Dialect::Opentsdb,
+            Protocol::Warp10 => {
+                if let Some(reason) = super::warp10::error_page_reason(&body) {
+                    body = reason;
+                }
+                Dialect::Opentsdb
+            }
         };
         let class = classify(status.as_u16(), &body, rules);
         Err((
