@@ -639,7 +639,7 @@ impl MetricsClient {
         let rules = match self.protocol {
             Protocol::Opentsdb => self.dialect,
             Protocol::Warp10 => {
-                if let Some(reason) = super::warp10::error_page_reason(&body) {
+                if let Some(reason) = error_page_reason(&body) {
                     body = reason;
                 }
                 Dialect::Opentsdb
@@ -791,6 +791,22 @@ fn query_decode_error(source: DecodeError) -> FetchError {
     }
 }
 
+/// The reason Warp 10 gave for a failed request, from Jetty's error page (`sendError(status,
+/// reason)` gives `<title>Error 403 Invalid token.</title>`): `Invalid token.`, so that the
+/// run's message says it in a few words instead of quoting HTML. `None` for any other body.
+fn error_page_reason(page: &str) -> Option<String> {
+    let start = page.find("<title>")? + "<title>".len();
+    let end = start + page[start..].find("</title>")?;
+    let title = page[start..end].trim();
+    // Jetty's titles are `Error <status> <reason>`; a proxy's page (nginx: `503 Service
+    // Temporarily Unavailable`) is not Warp's and stays as it is.
+    let reason = title
+        .strip_prefix("Error ")?
+        .trim_start_matches(|c: char| c.is_ascii_digit())
+        .trim_start();
+    (!reason.is_empty()).then(|| format!("Warp 10: {reason}"))
+}
+
 /// The start of an error page kept for the error message, in bytes.
 const ERROR_PAGE_BYTES: usize = 512;
 
@@ -848,6 +864,22 @@ mod tests {
         let tsd = br#"[{"metric":"m","tags":{},"dps":[[1,Infinity],[2,1e999]]}]"#;
         assert_eq!(probe_marks(tsd), Ok(Some(false)));
         assert!(probe_marks(br#"[{"metric":NaN}]"#).is_err());
+    }
+
+    #[test]
+    fn jetty_pages_are_read_for_their_reason() {
+        let page = "<html> <head> <meta http-equiv=\"Content-Type\" content=\"text/html\"/> \
+                    <title>Error 403 Invalid token.</title> </head> <body><h2>HTTP ERROR 403</h2>";
+        assert_eq!(
+            error_page_reason(page).as_deref(),
+            Some("Warp 10: Invalid token.")
+        );
+        assert_eq!(error_page_reason("<html>nginx</html>"), None);
+        assert_eq!(
+            error_page_reason("<title>503 Service Temporarily Unavailable</title>"),
+            None
+        );
+        assert_eq!(error_page_reason("<title>Error 500 </title>"), None);
     }
 
     /// An answer about another metric is not retried: the same request gets the same answer.

@@ -141,22 +141,6 @@ impl MetricsClient {
     }
 }
 
-/// The reason Warp 10 gave for a failed request, from Jetty's error page (`sendError(status,
-/// reason)` gives `<title>Error 403 Invalid token.</title>`): `Invalid token.`, so that the
-/// run's message says it in a few words instead of quoting HTML. `None` for any other body.
-pub fn error_page_reason(page: &str) -> Option<String> {
-    let start = page.find("<title>")? + "<title>".len();
-    let end = start + page[start..].find("</title>")?;
-    let title = page[start..end].trim();
-    // Jetty's titles are `Error <status> <reason>`; a proxy's page (nginx: `503 Service
-    // Temporarily Unavailable`) is not Warp's and stays as it is.
-    let reason = title
-        .strip_prefix("Error ")?
-        .trim_start_matches(|c: char| c.is_ascii_digit())
-        .trim_start();
-    (!reason.is_empty()).then(|| format!("Warp 10: {reason}"))
-}
-
 /// A series as `/api/v0/find` names it: its class and its labels.
 type Found = (String, BTreeMap<String, String>);
 
@@ -221,22 +205,6 @@ mod tests {
             selector("m", Some("dc 1"), Some(&g)),
             "m{datacenter=dc%201}"
         );
-    }
-
-    #[test]
-    fn jetty_pages_are_read_for_their_reason() {
-        let page = "<html> <head> <meta http-equiv=\"Content-Type\" content=\"text/html\"/> \
-                    <title>Error 403 Invalid token.</title> </head> <body><h2>HTTP ERROR 403</h2>";
-        assert_eq!(
-            error_page_reason(page).as_deref(),
-            Some("Warp 10: Invalid token.")
-        );
-        assert_eq!(error_page_reason("<html>nginx</html>"), None);
-        assert_eq!(
-            error_page_reason("<title>503 Service Temporarily Unavailable</title>"),
-            None
-        );
-        assert_eq!(error_page_reason("<title>Error 500 </title>"), None);
     }
 
     #[test]
