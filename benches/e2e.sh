@@ -14,6 +14,10 @@
 #                             #   unless --peers is given too
 #   benches/e2e.sh --pcc      # the PCC-scale case instead (benches/pcc.sh: one day, window 1d,
 #                             #   1,000 and 10,000 VMs; a `pcc vms=… peak_rss_mb=…` line each)
+#   benches/e2e.sh --warp     # only the protocol comparison (benches/protocols.sh: the same day
+#                             #   through opentsdb and warp10, and Warp's fetch against exec; a
+#                             #   `warp points_per_s=… bytes_per_point=…` line), which a full run
+#                             #   also ends with unless --no-warp
 #   options: --no-peers, --peers, --no-build, --runs N (vscope-etl runs, best kept; default 3),
 #            --peer-runs N (default 1), --gzip (the replay server answers gzip, as nginx does in
 #            front of the real endpoint; default plain: over loopback the bytes are free and
@@ -38,9 +42,12 @@ BUILD=1
 RUNS=3
 PEER_RUNS=1
 GZIP=0
+WARP=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --pcc) shift; exec "$(dirname "$0")/pcc.sh" "$@" ;;
+    --warp) shift; exec "$(dirname "$0")/protocols.sh" "$@" ;;
+    --no-warp) WARP=0 ;;
     --10x) DAYS=10 ;;
     --peers) PEERS=1 ;;
     --no-peers) PEERS=0 ;;
@@ -272,3 +279,10 @@ ratio() {
 printf 'e2e points_per_s=%.0f vs_duckdb=%s vs_orjson_pyarrow=%s peak_rss_mb=%s bytes_per_point=%.3f requests=%s series=%s rollup_overhead_pct=%.1f vs_duckdb_files=%s vs_orjson_pyarrow_files=%s\n' \
   "$PPS" "$(ratio duckdb)" "$(ratio orjson_pyarrow)" "${BEST_RSS[rust_raw]}" "$BPP" "$REQUESTS" "$SERIES" "$OVERHEAD" \
   "$(ratio duckdb_files)" "$(ratio orjson_pyarrow_files)"
+
+# --- the Warp line: the same synthetic day through both protocols (benches/protocols.sh)
+if [ "$WARP" = 1 ]; then
+  echo
+  echo "== protocols: opentsdb against warp10 (benches/protocols.sh)"
+  BIN=$BIN benches/protocols.sh --no-build --runs "$RUNS"
+fi

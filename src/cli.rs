@@ -270,7 +270,7 @@ pub struct SimArgs {
     /// Per datacenter, N VMs missing from API v6 and N API-only VMs with no series.
     #[arg(long, default_value_t = 0)]
     pub inventory_drift: usize,
-    /// Inject failures on /api/query, KIND[:ARG][@WHEN] (repeat), e.g. 503@first=2,
+    /// Inject failures on /api/query and /api/v0/fetch, KIND[:ARG][@WHEN] (repeat), e.g. 503@first=2,
     /// 429:7@every=5, cut@first=1, fetch-limit:1h, bad-token, transient=0.1 (docs/reliability.md).
     #[arg(long = "fault", value_name = "FAULT")]
     // The doc comment is the flag's help text: `KIND[:ARG][@WHEN]` is syntax, not a link.

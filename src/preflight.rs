@@ -142,13 +142,16 @@ pub async fn check(pipeline: &Pipeline, now_ms: i64) -> CheckReport {
             return report;
         }
     };
+    let speaks = match conn.client.protocol() {
+        crate::config::Protocol::Opentsdb => format!("dialect {}", conn.client.dialect()),
+        crate::config::Protocol::Warp10 => "the Warp 10 protocol".to_string(),
+    };
     report.push(
         "endpoint",
         Status::Ok,
         format!(
-            "{} answers; dialect {} ({}), in {:.1} s",
+            "{} answers; {speaks} ({}), in {:.1} s",
             pipeline.source.endpoint_text(),
-            conn.client.dialect(),
             conn.dialect_reason,
             t0.elapsed().as_secs_f64()
         ),

@@ -25,6 +25,8 @@ pub(super) struct SourceFile {
     pub(super) token: String,
     #[serde(default = "default_dialect")]
     pub(super) dialect: String,
+    #[serde(default)]
+    pub(super) protocol: Option<String>,
     #[serde(default = "default_concurrency")]
     pub(super) concurrency: usize,
     #[serde(default = "default_rps")]

@@ -123,6 +123,29 @@ pub enum DialectChoice {
     Fixed(Dialect),
 }
 
+/// Which API the points are read through (`source.protocol`). Same catalogue, work units,
+/// tables, files, ledger and manifest either way: only extraction differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protocol {
+    /// OpenTSDB's `/api/query` and `/api/search/lookup` (OVH: Erlenmeyer, a translation proxy
+    /// in front of Warp 10), in the configured or detected dialect.
+    #[default]
+    Opentsdb,
+    /// Warp 10's own `/api/v0/fetch` and `/api/v0/find`, with the same read token, at the
+    /// token's `warpEndpoint` (`crate::extract::warp10`).
+    Warp10,
+}
+
+impl Protocol {
+    /// The name used in pipeline files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Opentsdb => "opentsdb",
+            Protocol::Warp10 => "warp10",
+        }
+    }
+}
+
 /// How the planner learns which series exist.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Discovery {
@@ -154,8 +177,10 @@ pub struct Source {
     pub endpoint: Endpoint,
     /// Read token, sent as the HTTP Basic password.
     pub token: Secret,
-    /// Server dialect.
+    /// Server dialect (OpenTSDB protocol only).
     pub dialect: DialectChoice,
+    /// `source.protocol`: the API the points are read through ([`Protocol`]).
+    pub protocol: Protocol,
     /// Requests in flight at most.
     pub concurrency: usize,
     /// Requests started per second at most (0 = unlimited).

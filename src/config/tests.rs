@@ -662,3 +662,27 @@ fn shards_share_the_request_rate_unless_each_is_asked() {
     .unwrap_err();
     assert!(err.to_string().contains("source.shard_rate"), "{err}");
 }
+
+/// `source.protocol`: `opentsdb` by default, `warp10` on request, anything else refused with
+/// the key; Warp 10's fetch serves raw points only, so `query_downsample` needs `opentsdb`.
+#[test]
+fn the_protocol_is_opentsdb_unless_warp10_is_asked() {
+    assert_eq!(parse_str(BASE).unwrap().source.protocol, Protocol::Opentsdb);
+    let warp = BASE.replace("url = \"sim\"", "url = \"sim\"\nprotocol = \"warp10\"");
+    assert_eq!(parse_str(&warp).unwrap().source.protocol, Protocol::Warp10);
+    let bad = BASE.replace("url = \"sim\"", "url = \"sim\"\nprotocol = \"warp\"");
+    let e = parse_str(&bad).unwrap_err().to_string();
+    assert!(
+        e.contains("source.protocol") && e.contains("opentsdb, warp10"),
+        "{e}"
+    );
+    let both = warp.replace(
+        "protocol = \"warp10\"",
+        "protocol = \"warp10\"\nquery_downsample = true",
+    );
+    let e = parse_str(&both).unwrap_err().to_string();
+    assert!(
+        e.contains("source.query_downsample") && e.contains("protocol"),
+        "{e}"
+    );
+}

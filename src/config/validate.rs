@@ -105,6 +105,23 @@ pub(super) fn validate_source(
             )
         })?),
     };
+    let protocol = match src.protocol.as_deref() {
+        None | Some("opentsdb") => crate::config::Protocol::Opentsdb,
+        Some("warp10") => crate::config::Protocol::Warp10,
+        Some(other) => {
+            return Err(invalid(
+                "source.protocol",
+                format!("'{other}' is not one of opentsdb, warp10"),
+            ));
+        }
+    };
+    if protocol == crate::config::Protocol::Warp10 && src.query_downsample {
+        return Err(invalid(
+            "source.query_downsample",
+            "needs source.protocol = \"opentsdb\": Warp 10's /api/v0/fetch serves raw points \
+             only; rollup tables are computed from them client-side",
+        ));
+    }
     let token = Secret::new(expand_env(&src.token, "source.token", env)?);
     let ovh = match src.ovh {
         None => None,
@@ -287,6 +304,7 @@ pub(super) fn validate_source(
         endpoint,
         token,
         dialect,
+        protocol,
         concurrency: src.concurrency,
         requests_per_second: src.requests_per_second,
         shard_rate,

@@ -25,7 +25,7 @@ use super::retry::{
 use super::series_group::SeriesGroup;
 use super::stream::AnswerStream;
 use super::throttle::Throttle;
-use crate::config::Source;
+use crate::config::{Protocol, Source};
 use crate::dialect::Dialect;
 use crate::secret::Secret;
 
@@ -91,10 +91,12 @@ pub struct RawAnswer {
 /// Client of one metrics endpoint.
 #[derive(Debug, Clone)]
 pub struct MetricsClient {
-    http: reqwest::Client,
+    pub(super) http: reqwest::Client,
     base: url::Url,
-    token: Secret,
+    pub(super) token: Secret,
     dialect: Dialect,
+    /// The API the points are read through: OpenTSDB's, or Warp 10's own (`warp10.rs`).
+    protocol: Protocol,
     policy: RetryPolicy,
     limiter: Arc<RateLimiter>,
     throttle: Arc<Throttle>,
@@ -141,6 +143,7 @@ impl MetricsClient {
             base,
             token: source.token.clone(),
             dialect,
+            protocol: source.protocol,
             policy: RetryPolicy::new(source.max_attempts),
             limiter: Arc::new(RateLimiter::new(source.requests_per_second)),
             throttle: Arc::new(Throttle::new(source.concurrency)),
@@ -169,6 +172,11 @@ impl MetricsClient {
         self.dialect
     }
 
+    /// The API the points are read through.
+    pub fn protocol(&self) -> Protocol {
+        self.protocol
+    }
+
     /// Sets the dialect (after detection).
     pub fn set_dialect(&mut self, dialect: Dialect) {
         self.dialect = dialect;
@@ -195,7 +203,7 @@ impl MetricsClient {
         &self.limits
     }
 
-    fn url(&self, path: &str) -> url::Url {
+    pub(super) fn url(&self, path: &str) -> url::Url {
         let mut u = self.base.clone();
         let joined = format!("{}{}", u.path().trim_end_matches('/'), path);
         u.set_path(&joined);
@@ -280,8 +288,12 @@ impl MetricsClient {
         }
     }
 
-    /// The tag sets of every series of `metric` that the server knows (all datacenters).
+    /// The tag sets of every series of `metric` that the server knows (all datacenters):
+    /// `/api/search/lookup`, or Warp 10's `/api/v0/find` with `source.protocol = "warp10"`.
     pub async fn lookup(&self, metric: &str) -> Result<Vec<BTreeMap<String, String>>, FetchError> {
+        if self.protocol == Protocol::Warp10 {
+            return self.warp_find(metric).await;
+        }
         let body = serde_json::json!({
             "metric": metric,
             "tags": [{"key": "datacenter", "value": "*"}],
@@ -338,6 +350,17 @@ impl MetricsClient {
         start_ms: i64,
         end_ms: i64,
     ) -> Result<RawAnswer, FetchError> {
+        if self.protocol == Protocol::Warp10 {
+            return self
+                .warp_fetch(metric, datacenter, group, start_ms, end_ms)
+                .await
+                .map(|mut answer| {
+                    if let Some(g) = group.filter(|g| !g.is_all()) {
+                        answer.series.retain(|s| g.contains(&s.tags));
+                    }
+                    answer
+                });
+        }
         let mut filters = Vec::new();
         if let Some(dc) = datacenter {
             filters.push(serde_json::json!({"type": "literal_or", "tagk": "datacenter", "filter": dc, "groupBy": false}));
@@ -490,7 +513,7 @@ impl MetricsClient {
     /// Sends a request, retrying transient failures (including undecodable 200 bodies) per the
     /// policy and the run limits ([`retry_loop`]); other failures return at once. Each attempt's
     /// timeout is `source.timeout`, cut to the time left before the run deadline.
-    async fn send_with_retry<R: ReadAnswer>(
+    pub(super) async fn send_with_retry<R: ReadAnswer>(
         &self,
         endpoint: &'static str,
         build: impl Fn() -> reqwest::RequestBuilder,
@@ -610,8 +633,19 @@ impl MetricsClient {
         let text = String::from_utf8_lossy(page.decoded());
         // One line: error pages (a proxy's HTML) must not break the log into pieces.
         let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
-        let body = self.token.scrub(&text);
-        let class = classify(status.as_u16(), &body, self.dialect);
+        let mut body = self.token.scrub(&text);
+        // Warp 10 read directly says what failed in its status and page, as OpenTSDB does:
+        // no Erlenmeyer in between to make a 500 opaque or a refused token a 500.
+        let rules = match self.protocol {
+            Protocol::Opentsdb => self.dialect,
+            Protocol::Warp10 => {
+                if let Some(reason) = error_page_reason(&body) {
+                    body = reason;
+                }
+                Dialect::Opentsdb
+            }
+        };
+        let class = classify(status.as_u16(), &body, rules);
         Err((
             FetchError::Status {
                 endpoint,
@@ -689,7 +723,7 @@ impl MetricsClient {
 
 /// How a successful answer's body is read: each piece of the decoded body as it comes off the
 /// connection, then the result once the body is complete.
-trait ReadAnswer: Send {
+pub(super) trait ReadAnswer: Send {
     type Output;
     /// The next decoded bytes; an error stops the reading (the attempt fails with it).
     fn push(&mut self, decoded: &[u8]) -> Result<(), FetchError>;
@@ -698,13 +732,13 @@ trait ReadAnswer: Send {
 }
 
 /// Small answers (`/api/version`, lookups, the dialect probe): gathered whole, then parsed.
-struct Whole<F> {
+pub(super) struct Whole<F> {
     body: Vec<u8>,
     parse: F,
 }
 
 /// A [`Whole`] reader for each attempt, parsing with `parse`.
-fn whole<T, F>(parse: F) -> impl Fn() -> Whole<F>
+pub(super) fn whole<T, F>(parse: F) -> impl Fn() -> Whole<F>
 where
     F: Fn(&Bytes) -> Result<T, FetchError> + Copy,
 {
@@ -757,6 +791,22 @@ fn query_decode_error(source: DecodeError) -> FetchError {
     }
 }
 
+/// The reason Warp 10 gave for a failed request, from Jetty's error page (`sendError(status,
+/// reason)` gives `<title>Error 403 Invalid token.</title>`): `Invalid token.`, so that the
+/// run's message says it in a few words instead of quoting HTML. `None` for any other body.
+fn error_page_reason(page: &str) -> Option<String> {
+    let start = page.find("<title>")? + "<title>".len();
+    let end = start + page[start..].find("</title>")?;
+    let title = page[start..end].trim();
+    // Jetty's titles are `Error <status> <reason>`; a proxy's page (nginx: `503 Service
+    // Temporarily Unavailable`) is not Warp's and stays as it is.
+    let reason = title
+        .strip_prefix("Error ")?
+        .trim_start_matches(|c: char| c.is_ascii_digit())
+        .trim_start();
+    (!reason.is_empty()).then(|| format!("Warp 10: {reason}"))
+}
+
 /// The start of an error page kept for the error message, in bytes.
 const ERROR_PAGE_BYTES: usize = 512;
 
@@ -799,6 +849,7 @@ mod tests {
             memory_limit_bytes: crate::config::DEFAULT_MEMORY_LIMIT_BYTES,
             query_downsample: false,
             gzip: true,
+            protocol: Protocol::Opentsdb,
             ovh: None,
         }
     }
@@ -813,6 +864,22 @@ mod tests {
         let tsd = br#"[{"metric":"m","tags":{},"dps":[[1,Infinity],[2,1e999]]}]"#;
         assert_eq!(probe_marks(tsd), Ok(Some(false)));
         assert!(probe_marks(br#"[{"metric":NaN}]"#).is_err());
+    }
+
+    #[test]
+    fn jetty_pages_are_read_for_their_reason() {
+        let page = "<html> <head> <meta http-equiv=\"Content-Type\" content=\"text/html\"/> \
+                    <title>Error 403 Invalid token.</title> </head> <body><h2>HTTP ERROR 403</h2>";
+        assert_eq!(
+            error_page_reason(page).as_deref(),
+            Some("Warp 10: Invalid token.")
+        );
+        assert_eq!(error_page_reason("<html>nginx</html>"), None);
+        assert_eq!(
+            error_page_reason("<title>503 Service Temporarily Unavailable</title>"),
+            None
+        );
+        assert_eq!(error_page_reason("<title>Error 500 </title>"), None);
     }
 
     /// An answer about another metric is not retried: the same request gets the same answer.

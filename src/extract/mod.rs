@@ -10,6 +10,8 @@
 //! - [`ratelimit`]: request start spacing.
 //! - [`throttle`]: fewer requests in flight while the server throttles (AIMD).
 //! - [`server_rollup`]: rollup rows downsampled by the server (`source.query_downsample`).
+//! - [`warp10`]: the same points and discovery through Warp 10's own API
+//!   (`source.protocol = "warp10"`), decoded by [`gts_text`].
 
 pub mod body;
 pub mod client;
@@ -17,6 +19,7 @@ pub mod decode;
 #[cfg(test)]
 mod decode_tests;
 pub mod error;
+pub mod gts_text;
 pub mod ratelimit;
 mod raw;
 pub mod retry;
@@ -26,6 +29,7 @@ pub mod server_rollup;
 pub mod split;
 pub mod stream;
 pub mod throttle;
+pub mod warp10;
 
 pub use client::{MetricsClient, RawAnswer};
 pub use decode::{DecodeStats, SeriesData, value_of};

@@ -31,7 +31,8 @@ pub struct Manifest {
     pub pipeline: String,
     /// vscope-etl version.
     pub tool_version: String,
-    /// Dialect used.
+    /// Dialect used; `warp10` when the points were read through Warp 10's own API
+    /// (`source.protocol = "warp10"`, no OpenTSDB dialect).
     pub dialect: String,
     /// Run start (RFC 3339).
     pub started: String,

@@ -392,7 +392,10 @@ async fn run_leased(
         run_id: run_id.clone(),
         pipeline: pipeline.name.clone(),
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
-        dialect: client.dialect().to_string(),
+        dialect: match client.protocol() {
+            crate::config::Protocol::Opentsdb => client.dialect().to_string(),
+            p @ crate::config::Protocol::Warp10 => p.as_str().to_string(),
+        },
         started: format_rfc3339(now_ms),
         finished: String::new(),
         seconds: 0.0,

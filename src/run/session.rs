@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::RunOptions;
-use crate::config::{DialectChoice, Discovery, Endpoint, Pipeline};
+use crate::config::{DialectChoice, Discovery, Endpoint, Pipeline, Protocol};
 use crate::error::{Error, Result};
 use crate::extract::retry::FailureClass;
 use crate::extract::{FetchError, MetricsClient};
@@ -41,7 +41,13 @@ pub async fn connect(pipeline: &Pipeline) -> Result<Connection> {
             let handle = crate::sim::start(cfg, ([127, 0, 0, 1], 0).into())
                 .await
                 .map_err(Error::Sim)?;
-            let base = url::Url::parse(&handle.base_url()).expect("simulator URL is valid");
+            // Warp 10 is served under `/warp10`, as the `warpEndpoint` API v6 hands out.
+            let path = match source.protocol {
+                Protocol::Opentsdb => "",
+                Protocol::Warp10 => "/warp10",
+            };
+            let base = url::Url::parse(&format!("{}{path}", handle.base_url()))
+                .expect("simulator URL is valid");
             (Some(base), Some(handle))
         }
     };
@@ -67,10 +73,14 @@ pub async fn connect(pipeline: &Pipeline) -> Result<Connection> {
     if let (true, Some(api), Some(spec)) = (source.token.is_empty(), &ovh, &source.ovh)
         && spec.user_id.is_some()
     {
-        let (user_id, token) = crate::ovh::metrics_token(api, &spec.service_name, spec.user_id)
+        let (user_id, mut token) = crate::ovh::metrics_token(api, &spec.service_name, spec.user_id)
             .await
             .map_err(Error::Ovh)?;
-        tracing::info!(user_id, opentsdb_endpoint = %token.opentsdb_endpoint,
+        if source.protocol == Protocol::Warp10 {
+            // The same token reads Warp 10 directly at its `warpEndpoint`.
+            token.opentsdb_endpoint = token.warp_endpoint.clone();
+        }
+        tracing::info!(user_id, endpoint = %token.opentsdb_endpoint,
             "fetched the metrics read token through OVHcloud API v6");
         base = Some(crate::ovh::metrics_endpoint(base.as_ref(), &token).map_err(Error::Ovh)?);
         effective.token = token.token;
@@ -87,7 +97,9 @@ pub async fn connect(pipeline: &Pipeline) -> Result<Connection> {
         .map_err(Error::Fetch)?
         .with_limits(limits);
     let mut dialect_reason = "source.dialect".to_string();
-    if source.dialect == DialectChoice::Auto {
+    if source.protocol == Protocol::Warp10 {
+        dialect_reason = "source.protocol = \"warp10\"".into();
+    } else if source.dialect == DialectChoice::Auto {
         let probe = pipeline_metrics(pipeline).first().map_or_else(
             || "vscope.host.cpu.usage.perc".to_string(),
             |m| m.metric.clone(),

@@ -7,3 +7,4 @@ mod apiv6;
 mod faults;
 mod gzip;
 mod replay;
+mod warp10;

@@ -427,6 +427,32 @@ fn a_pipeline_with_api_v6_and_no_token_runs_end_to_end() {
     );
 }
 
+/// `source.protocol = "warp10"` with the token from API v6 and no `source.url`: the token's
+/// `warpEndpoint` (the simulator's `/warp10`) is read, with the issued token, and the table
+/// holds exactly what the simulator stores.
+#[test]
+fn without_source_url_warp10_reads_the_tokens_warp_endpoint() {
+    let sim = token_sim();
+    let dir = tempfile::tempdir().unwrap();
+    let source = format!(
+        "protocol = \"warp10\"\nrequests_per_second = 0\n[source.ovh]\nendpoint = \"{url}/1.0\"\n\
+         application_key = \"vscope-sim-ak\"\napplication_secret = \"${{TEST_OVH_SECRET}}\"\n\
+         consumer_key = \"${{TEST_OVH_CK}}\"\nservice_name = \"pcc-37-187-228-180\"\nuser_id = 1",
+        url = sim.url
+    );
+    let p = write_pipeline(dir.path(), "tokwarp", &source, START, END, "6h", VM_TABLE);
+    let out = with_keys(
+        bin().args(["run", p.to_str().unwrap(), "--json"]),
+        RIGHT_SECRET,
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+    let all = text(&out);
+    assert!(!all.contains("metrics-read-token-42"), "{all}");
+    let sink = dir.path().join("out");
+    assert_eq!(manifest(&sink)["dialect"], "warp10");
+    assert_vm_table_is_the_simulators(&sink);
+}
+
 #[test]
 fn without_source_url_the_token_endpoint_is_used() {
     // The metrics side requires the token API v6 issues, and its metricsToken answer names the

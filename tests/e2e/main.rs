@@ -22,4 +22,5 @@ mod scheduled;
 mod server_downsample;
 mod shards;
 mod spark;
+mod warp10;
 mod write_side;

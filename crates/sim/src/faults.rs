@@ -34,8 +34,11 @@
 //! independently: `429:1@rate=0.15` then `503@rate=0.2` give 429 to 15 % of requests and 503
 //! to 20 % of the rest (17 % of all).
 //!
-//! Faults apply to `/api/query` only: discovery, dialect detection and API v6 stay healthy, so
-//! a test isolates the extraction path.
+//! Faults apply to `/api/query` and to Warp 10's `/api/v0/fetch` only: discovery (lookup,
+//! find), dialect detection and API v6 stay healthy, so a test isolates the extraction path.
+//! On `/api/v0/fetch` the faults that differ between servers answer as Warp 10 does
+//! (`warp10_answer`: Jetty error pages, `403 Invalid token.` for `bad-token`); `fetch-limit`
+//! there stands for a limit in front of Warp, whose fetch endpoint has none of its own.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -256,6 +259,9 @@ fn parse_ms(d: &str) -> Result<i64, String> {
 /// How the server answers, for the faults that imitate its own errors, and where injected
 /// faults are counted.
 pub(crate) struct Answering<'a> {
+    /// The request is Warp 10's `/api/v0/fetch`: the faults that differ between servers
+    /// answer as Warp 10 does there ([`warp10_answer`]).
+    pub(crate) warp: bool,
     /// The server's dialect.
     pub(crate) dialect: Dialect,
     /// How Erlenmeyer relays Warp 10's errors (`ovh`).
@@ -264,6 +270,51 @@ pub(crate) struct Answering<'a> {
     pub(crate) max_fetch_points: u64,
     /// The server's `faults` counter.
     pub(crate) injected: &'a AtomicU64,
+}
+
+/// The range of a Warp 10 fetch in milliseconds: its `timespan` parameter (µs).
+fn warp_timespan_ms(query: Option<&str>) -> Option<i64> {
+    url::form_urlencoded::parse(query?.as_bytes())
+        .find(|(k, _)| k == "timespan")
+        .and_then(|(_, v)| v.parse::<i64>().ok())
+        .map(|us| us / 1000)
+}
+
+/// The faults whose answer is the server's own, as Warp 10's `/api/v0/fetch` gives them
+/// (`warp10.rs`): Jetty error pages for the statuses and the refused token (`403 Invalid
+/// token.`), `200` with an empty body for `no-data` (a fetch that selects nothing). `fetch-limit`
+/// answers what WarpScript's `FETCH` says over `warpscript.maxfetch` (`FETCH.java`: `exceeded
+/// limit of N datapoints`), in the `X-Warp10-Error-Message` header and the page: the fetch
+/// endpoint itself has no such limit in the public sources, so this stands for a limit a
+/// deployment puts in front of it. `None`: the fault is the same for every server (429, 502 to
+/// 504 proxy pages, cut, stall, empty, HTML).
+fn warp10_answer(fault: Fault, max_fetch_points: u64, path: &str) -> Option<Response> {
+    use super::warp10::jetty_error;
+    Some(match fault {
+        Fault::Status(500) => jetty_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            path,
+            "java.net.SocketTimeoutException: Read timed out",
+        ),
+        Fault::FetchLimit(_) => {
+            let text = format!(
+                "FETCH exceeded limit of {max_fetch_points} datapoints, current count is {}",
+                max_fetch_points.saturating_add(1)
+            );
+            let mut resp = jetty_error(StatusCode::INTERNAL_SERVER_ERROR, path, &text);
+            if let Ok(v) = HeaderValue::from_str(&text) {
+                resp.headers_mut().insert("X-Warp10-Error-Message", v);
+            }
+            resp
+        }
+        Fault::BadRequest => jetty_error(StatusCode::BAD_REQUEST, path, "Bad Request"),
+        Fault::NoData => (StatusCode::OK, Body::empty()).into_response(),
+        Fault::Unauthorized => jetty_error(StatusCode::UNAUTHORIZED, path, "Unauthorized"),
+        Fault::Forbidden | Fault::BadToken => {
+            jetty_error(StatusCode::FORBIDDEN, path, "Invalid token.")
+        }
+        _ => return None,
+    })
 }
 
 /// A fault plan at run time: the rules, the seed and the counters that make `first`/`every`
@@ -335,7 +386,11 @@ impl Faults {
             *a += 1;
             *a
         };
-        let range = query_range_ms(&bytes);
+        let range = if server.warp {
+            warp_timespan_ms(parts.uri.query())
+        } else {
+            query_range_ms(&bytes)
+        };
         let metric = first_metric(&bytes);
         let req = Request::from_parts(parts, Body::from(bytes));
         let Some(fault) = self.pick(n, key, attempt, range) else {
@@ -343,6 +398,11 @@ impl Faults {
         };
         server.injected.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(?fault, request = n, attempt, "simulator: injecting a fault");
+        if server.warp
+            && let Some(resp) = warp10_answer(fault, server.max_fetch_points, req.uri().path())
+        {
+            return resp;
+        }
         match fault {
             Fault::TooMany(ra) => {
                 let mut resp = ApiError::new(

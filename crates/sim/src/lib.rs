@@ -12,6 +12,8 @@
 //! - `discovery`: `/api/search/lookup`, `/api/suggest`, the other metadata endpoints.
 //! - `index`: the UIDs and name sets OpenTSDB would have built for the PCC.
 //! - `warp`: Warp 10's fetch range, fetch limit and errors ([`ErrorMode`], [`FetchStart`]).
+//! - `warp10`: Warp 10's own `/api/v0/fetch` and `/api/v0/find`, for `source.protocol = "warp10"`;
+//!   `warp10_exec`: `/api/v0/exec` for the one `FETCH` script the benchmark compares with it.
 //! - `ovh_time`: Erlenmeyer's time parser.
 //! - `format`: numbers as OpenTSDB (Java) and Erlenmeyer (Go) print them.
 //! - `model`: the synthetic PCC and its series ([`Pcc`]).
@@ -46,7 +48,9 @@
 //! # Endpoints
 //! `/api/query`, `/api/search/lookup`, `/api/suggest`, `/api/aggregators`,
 //! `/api/config/filters`, and `/api/version` (`opentsdb` only). `/api/query/last` is not
-//! simulated. [`serve_replay_until`] (`vscope-etl sim --replay DIR`) serves pre-rendered answers
+//! simulated. Warp 10's `/api/v0/fetch` and `/api/v0/find`, at the root and under `/warp10`
+//! (`warp10.rs`), serve the same PCC to `source.protocol = "warp10"`, and `/api/v0/exec` runs
+//! one `FETCH` script (`warp10_exec.rs`). [`serve_replay_until`] (`vscope-etl sim --replay DIR`) serves pre-rendered answers
 //! instead, for benchmarks (`replay.rs`).
 //!
 //! The same server also serves the OVHcloud API v6 subset vscope-etl uses under `/1.0`
@@ -124,6 +128,8 @@ mod replay;
 mod server;
 mod state;
 mod warp;
+mod warp10;
+mod warp10_exec;
 
 #[cfg(test)]
 mod tests;
@@ -144,6 +150,7 @@ pub use gzip::NGINX_DEFAULT_LEVEL as GZIP_NGINX_DEFAULT_LEVEL;
 pub use model::{DcObjects, FilerObject, HostObject, Pcc, PccObjects, SimSeries, VmObject};
 pub use replay::serve_replay_until;
 pub use warp::{ERLENMEYER_FETCH_LIMIT, ErrorMode, FetchStart};
+pub use warp10::{FETCH_ERROR_PREFIX, TOKEN_HEADER};
 
 use state::{Counters, Shared};
 use vscope_core::dialect::Dialect;

@@ -40,7 +40,14 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/api/search/lookup", any(lookup))
         .route("/api/suggest", any(suggest))
         .route("/api/aggregators", any(aggregators))
-        .route("/api/config/filters", any(config_filters));
+        .route("/api/config/filters", any(config_filters))
+        // Warp 10's own API, at the root and under the `warpEndpoint` API v6 hands out.
+        .route("/api/v0/fetch", any(super::warp10::fetch))
+        .route("/api/v0/find", any(super::warp10::find))
+        .route("/warp10/api/v0/fetch", any(super::warp10::fetch))
+        .route("/warp10/api/v0/find", any(super::warp10::find))
+        .route("/api/v0/exec", any(super::warp10_exec::exec))
+        .route("/warp10/api/v0/exec", any(super::warp10_exec::exec));
     if shared.dialect == Dialect::Opentsdb {
         // Erlenmeyer does not implement /api/version: it falls through to the 404.
         r = r.route("/api/version", any(version));
@@ -61,12 +68,16 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
     }
 }
 
-/// Counts every request and, when a fault plan is set, runs `/api/query` through it.
+/// Counts every request and, when a fault plan is set, runs `/api/query` and Warp 10's
+/// `/api/v0/fetch` through it.
 async fn count_requests(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
     shared.counters.requests.fetch_add(1, Ordering::Relaxed);
+    let path = req.uri().path();
+    let warp = path.ends_with("/api/v0/fetch");
     match &shared.faults {
-        Some(faults) if req.uri().path() == "/api/query" => {
+        Some(faults) if path == "/api/query" || warp => {
             let answering = Answering {
+                warp,
                 dialect: shared.dialect,
                 errors: shared.errors,
                 max_fetch_points: shared.max_fetch_points,
