@@ -901,7 +901,8 @@ mod tests {
     }
 
     /// The same batches written by `PartWriter` (runs for the dictionary columns) and by the
-    /// Arrow writer alone (every column row by row, the batches cast to the declared types).
+    /// Arrow writer alone (every column row by row, the batches cast to the declared types),
+    /// its row groups closed where ours are (ours also end where the metric changes).
     fn write_both(
         declared: &SchemaRef,
         batches: &[RecordBatch],
@@ -929,17 +930,27 @@ mod tests {
         });
         let mut reference =
             ArrowWriter::try_new(Vec::new(), declared.clone(), Some(props)).unwrap();
-        for b in batches {
-            let columns: Vec<ArrayRef> = b
-                .columns()
-                .iter()
-                .zip(declared.fields())
-                .map(|(c, f)| arrow::compute::cast(c, f.data_type()).unwrap())
-                .collect();
-            reference
-                .write(&RecordBatch::try_new(declared.clone(), columns).unwrap())
-                .unwrap();
+        let cast: Vec<RecordBatch> = batches
+            .iter()
+            .map(|b| {
+                let columns: Vec<ArrayRef> = b
+                    .columns()
+                    .iter()
+                    .zip(declared.fields())
+                    .map(|(c, f)| arrow::compute::cast(c, f.data_type()).unwrap())
+                    .collect();
+                RecordBatch::try_new(declared.clone(), columns).unwrap()
+            })
+            .collect();
+        let all = arrow::compute::concat_batches(declared, &cast).unwrap();
+        let mut offset = 0;
+        for group in read(&ours).1.row_groups() {
+            let rows = group.num_rows() as usize;
+            reference.write(&all.slice(offset, rows)).unwrap();
+            reference.flush().unwrap();
+            offset += rows;
         }
+        assert_eq!(offset, all.num_rows());
         (ours, Bytes::from(reference.into_inner().unwrap()))
     }
 
