@@ -198,8 +198,10 @@ pub enum TimeRemaining {
     NotEnoughData,
     /// The last bucket is already at or above the usable capacity.
     Already,
-    /// The trend is flat or falling, or reaches the capacity only after [`HORIZON_DAYS`].
+    /// The trend is flat or falling.
     Never,
+    /// The trend reaches the capacity only after [`HORIZON_DAYS`].
+    BeyondHorizon,
     /// The trend reaches the capacity `days` after the period end (0: the line is above it
     /// although the last bucket is not). `earliest` is where the band's upper edge reaches it,
     /// `latest` where its lower edge does (`None`: the lower edge does not within the horizon,
@@ -257,7 +259,7 @@ pub fn time_remaining(points: &[(f64, f64)], capacity: f64, end_day: f64) -> Tim
     let central = (capacity - tr.fit.intercept) / slope;
     let horizon = end_day + HORIZON_DAYS;
     if central > horizon {
-        return TimeRemaining::Never;
+        return TimeRemaining::BeyondHorizon;
     }
     let central = central.max(end_day);
     let earliest = first_crossing(|x| tr.band(x).1 - capacity, end_day, central);
@@ -445,7 +447,10 @@ mod tests {
         );
         // 1e-4 %/day from 10 %: 700,000 days away, beyond the horizon.
         let slow: Vec<(f64, f64)> = (0..30).map(|d| (d as f64, 10.0 + 1e-4 * d as f64)).collect();
-        assert_eq!(time_remaining(&slow, 80.0, 30.0), TimeRemaining::Never);
+        assert_eq!(
+            time_remaining(&slow, 80.0, 30.0),
+            TimeRemaining::BeyondHorizon
+        );
         // A small slope under large noise (±15 %, orthogonal to x: the slope is exactly 0.5): a
         // crossing, but the lower edge of the band never gets there.
         let noisy: Vec<(f64, f64)> = (0..11)

@@ -154,6 +154,9 @@ pub(super) fn filers(
         title: "Datastore growth since the period start (hourly mean) and linear trend",
         y_label: "used space growth (GB)",
         lines,
+        bands: Vec::new(),
+        marks: Vec::new(),
+        now: None,
     }
     .render();
     Ok(Section {

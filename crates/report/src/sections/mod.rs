@@ -5,6 +5,7 @@
 //! One module per section; this one holds what they share (metric names, the period, the
 //! findings) and [`build`], which runs them in reading order.
 
+mod capacity;
 mod filers;
 mod hosts;
 mod summary;
@@ -126,6 +127,16 @@ pub fn build(
     let (from, to) = period(ds, opts, &sources)?;
     let mut findings: Vec<Finding> = Vec::new();
     let mut sections = Vec::new();
+    // The planner's first questions (when does it run out, can it lose a host) come first.
+    sections.push(capacity::capacity(
+        ds,
+        host_src,
+        filer_src,
+        opts,
+        from,
+        to,
+        &mut findings,
+    )?);
     if let Some(t) = host_src {
         explain.push(format!(
             "-- hosts: {}\n{}",
