@@ -10,6 +10,7 @@
 //! # Layout
 //! - [`data`]: the dataset (which tables a sink holds, local or copied from an object store),
 //!   lazy scans with the period pushed down, the grouped statistics.
+//! - [`inventory`]: the VMs of the latest `vms` inventory snapshot (size, power state).
 //! - [`sections`]: the report's sections built from those statistics.
 //! - [`stats`]: percentile, trend and forecast in plain Rust (the reference the tests pin).
 //! - [`model`]: the report as tables of cells, the one thing every format renders.
@@ -25,6 +26,7 @@
 //! nothing of the ETL crate, which depends on it.
 
 pub mod data;
+pub mod inventory;
 pub mod model;
 pub mod render;
 pub mod sections;

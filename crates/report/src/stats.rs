@@ -184,8 +184,7 @@ impl Trend {
     /// The 95 % prediction band `(low, high)` at `x`.
     pub fn band(&self, x: f64) -> (f64, f64) {
         let n = self.fit.n as f64;
-        let half =
-            self.t * self.s * (1.0 + 1.0 / n + (x - self.mean_x).powi(2) / self.sxx).sqrt();
+        let half = self.t * self.s * (1.0 + 1.0 / n + (x - self.mean_x).powi(2) / self.sxx).sqrt();
         let y = self.fit.at(x);
         (y - half, y + half)
     }
@@ -427,7 +426,11 @@ mod tests {
         }
         // Without noise the band collapses onto the line.
         let exact: Vec<(f64, f64)> = (0..90).map(|d| (d as f64, 40.0 + 0.2 * d as f64)).collect();
-        let TimeRemaining::InDays { days, earliest, latest } = time_remaining(&exact, 80.0, 90.0)
+        let TimeRemaining::InDays {
+            days,
+            earliest,
+            latest,
+        } = time_remaining(&exact, 80.0, 90.0)
         else {
             panic!()
         };
@@ -446,7 +449,9 @@ mod tests {
             TimeRemaining::NotEnoughData
         );
         // 1e-4 %/day from 10 %: 700,000 days away, beyond the horizon.
-        let slow: Vec<(f64, f64)> = (0..30).map(|d| (d as f64, 10.0 + 1e-4 * d as f64)).collect();
+        let slow: Vec<(f64, f64)> = (0..30)
+            .map(|d| (d as f64, 10.0 + 1e-4 * d as f64))
+            .collect();
         assert_eq!(
             time_remaining(&slow, 80.0, 30.0),
             TimeRemaining::BeyondHorizon
@@ -454,7 +459,12 @@ mod tests {
         // A small slope under large noise (±15 %, orthogonal to x: the slope is exactly 0.5): a
         // crossing, but the lower edge of the band never gets there.
         let noisy: Vec<(f64, f64)> = (0..11)
-            .map(|d| (d as f64, 50.0 + 0.5 * d as f64 + if d % 2 == 0 { 15.0 } else { -15.0 }))
+            .map(|d| {
+                (
+                    d as f64,
+                    50.0 + 0.5 * d as f64 + if d % 2 == 0 { 15.0 } else { -15.0 },
+                )
+            })
             .collect();
         match time_remaining(&noisy, 79.0, 11.0) {
             TimeRemaining::InDays { latest, days, .. } => {

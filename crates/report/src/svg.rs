@@ -294,9 +294,9 @@ impl LineChart<'_> {
         );
         // Legend rows below the title.
         let per_row = 3usize;
-        let legend_rows = (self.lines.len() + self.bands.len())
-            .div_ceil(per_row)
-            .max(1);
+        let named = self.lines.iter().filter(|l| !l.name.is_empty()).count()
+            + self.bands.iter().filter(|b| !b.name.is_empty()).count();
+        let legend_rows = named.div_ceil(per_row).max(1);
         let top = top + 18.0 * legend_rows as f64;
         let h = h + 18.0 * legend_rows as f64;
         let (pw, ph) = (w - left - right, h - top - bottom);
@@ -304,6 +304,8 @@ impl LineChart<'_> {
         let sy = |y: f64| top + ph - (y - ylo) / (yhi - ylo) * ph;
         let mut o = String::new();
         header(&mut o, w, h, self.title);
+        // Lines and bands without a name stay out of the legend (e.g. each datastore's trend
+        // and band, drawn in its line's colour).
         let entries: Vec<_> = self
             .lines
             .iter()
@@ -313,6 +315,7 @@ impl LineChart<'_> {
                     .iter()
                     .map(|b| (shorten(&b.name, 34), colour(b.colour), false)),
             )
+            .filter(|e| !e.0.is_empty())
             .collect();
         for (r, chunk) in entries.chunks(per_row).enumerate() {
             legend(&mut o, chunk, left, 40.0 + 18.0 * r as f64);
@@ -330,10 +333,18 @@ impl LineChart<'_> {
         }
         // Time ticks: whole UTC days when the range spans several, else whole hours.
         let span = x1 - x0;
-        let step = [HOUR_MS, 6 * HOUR_MS, DAY_MS, 7 * DAY_MS, 30 * DAY_MS]
-            .into_iter()
-            .find(|s| span / s <= 8)
-            .unwrap_or(90 * DAY_MS);
+        let step = [
+            HOUR_MS,
+            6 * HOUR_MS,
+            DAY_MS,
+            2 * DAY_MS,
+            7 * DAY_MS,
+            14 * DAY_MS,
+            30 * DAY_MS,
+        ]
+        .into_iter()
+        .find(|s| span / s <= 8)
+        .unwrap_or(90 * DAY_MS);
         let mut t = (x0 + step - 1).div_euclid(step) * step;
         while t <= x1 {
             let x = sx(t);
@@ -359,7 +370,13 @@ impl LineChart<'_> {
             }
             let mut d = String::new();
             for (i, (x, _, hi)) in b.points.iter().enumerate() {
-                let _ = write!(d, "{}{:.1},{:.1}", if i == 0 { "M" } else { " L" }, sx(*x), sy(*hi));
+                let _ = write!(
+                    d,
+                    "{}{:.1},{:.1}",
+                    if i == 0 { "M" } else { " L" },
+                    sx(*x),
+                    sy(*hi)
+                );
             }
             for (x, lo, _) in b.points.iter().rev() {
                 let _ = write!(d, " L{:.1},{:.1}", sx(*x), sy(*lo));

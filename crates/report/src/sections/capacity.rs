@@ -154,7 +154,7 @@ fn forecast_lines(
         scale,
     } = p;
     out.0.push(Line {
-        name: name.to_string(),
+        name: name.trim_end_matches('/').to_string(),
         points: d.buckets.iter().map(|(b, v)| (*b, v * scale)).collect(),
         dashed: false,
         colour,
@@ -165,17 +165,26 @@ fn forecast_lines(
     let steps = 40;
     let span = to + ahead - first;
     let ts: Vec<i64> = (0..=steps).map(|i| first + span * i / steps).collect();
+    // A name ending in '/' asks for an unlabelled trend and band (many series on one chart).
+    let (name, quiet) = match name.strip_suffix('/') {
+        Some(n) => (n, true),
+        None => (name, false),
+    };
+    let sub = |what: &str| {
+        if quiet {
+            String::new()
+        } else {
+            format!("{name} {what}")
+        }
+    };
     out.0.push(Line {
-        name: format!("{name} trend"),
-        points: ts
-            .iter()
-            .map(|t| (*t, tr.fit.at(x(*t)) * scale))
-            .collect(),
+        name: sub("trend"),
+        points: ts.iter().map(|t| (*t, tr.fit.at(x(*t)) * scale)).collect(),
         dashed: true,
         colour,
     });
     out.1.push(Band {
-        name: format!("{name} 95 % band"),
+        name: sub("95 % band"),
         points: ts
             .iter()
             .map(|t| {
@@ -366,9 +375,9 @@ pub(super) fn capacity(
                     },
                     (&mut e.0, &mut e.1),
                 );
-                headroom.rows.push(n_plus_one(
-                    &dc, resource, usable, &hours, &hourly, metric,
-                ));
+                headroom
+                    .rows
+                    .push(n_plus_one(&dc, resource, usable, &hours, &hourly, metric));
             }
         }
         for (dc, (lines, bands, _, mut marks)) in per_dc {
@@ -488,10 +497,16 @@ fn datastores(
     let usable_pct = opts.usable_datastore;
     let mut table = Table {
         name: "datastore_time_remaining".into(),
-        title: format!("Time remaining per datastore: when used space reaches {usable_pct} % of the capacity"),
+        title: format!(
+            "Time remaining per datastore: when used space reaches {usable_pct} % of the capacity"
+        ),
         note: format!(
             "Used = {FILER_USED} (KB, shown in GB); model = least squares on the p95 of each {bucket_name} of the hourly mean used space, with a 95 % prediction band (see time_remaining). Capacity: {}.",
-            if opts.capacity_kb.is_some() { "--capacity" } else { "latest filers inventory snapshot" }
+            if opts.capacity_kb.is_some() {
+                "--capacity"
+            } else {
+                "latest filers inventory snapshot"
+            }
         ),
         source: Some(t.name.clone()),
         columns: [
@@ -568,7 +583,7 @@ fn datastores(
                 let scale = 100.0 / (c * KB_PER_GB);
                 let trend_kb = Trend::of_points(&d.points(from));
                 forecast_lines(
-                    &format!("{dc}/{name}"),
+                    &format!("{name}/"),
                     &d,
                     trend_kb.as_ref(),
                     Plot {
@@ -593,7 +608,7 @@ fn datastores(
     }
     let chart = (!lines.is_empty()).then(|| {
         LineChart {
-            title: "Datastores: used space in % of the capacity, trend and 95 % band",
+            title: "Datastores: used space in % of the capacity, trend (dashed) and 95 % band",
             y_label: "used p95 (% of capacity)",
             lines,
             bands,

@@ -8,6 +8,7 @@
 mod capacity;
 mod filers;
 mod hosts;
+mod rightsizing;
 mod summary;
 mod vms;
 
@@ -34,6 +35,8 @@ const VM_BW_R: &str = "vscope.vm.disk.bandwidth.read";
 const VM_BW_W: &str = "vscope.vm.disk.bandwidth.write";
 const VM_LAT_R: &str = "vscope.vm.disk.latency.read";
 const VM_LAT_W: &str = "vscope.vm.disk.latency.write";
+const VM_NET_RX: &str = "vscope.vm.net.rx";
+const VM_NET_TX: &str = "vscope.vm.net.tx";
 const FILER_USED: &str = "vscope.filer.datastore.diskspace.used";
 /// KB per GB (binary, as the metric's KB).
 const KB_PER_GB: f64 = 1024.0 * 1024.0;
@@ -127,6 +130,7 @@ pub fn build(
     let (from, to) = period(ds, opts, &sources)?;
     let mut findings: Vec<Finding> = Vec::new();
     let mut sections = Vec::new();
+    let mut vm_stats = None;
     // The planner's first questions (when does it run out, can it lose a host) come first.
     sections.push(capacity::capacity(
         ds,
@@ -151,11 +155,19 @@ pub fn build(
             t.name,
             data::explain_stats(ds, t, &[VM_CPU, VM_RAM], from, to)?
         ));
-        sections.push(vms::vms(ds, t, opts, from, to, &mut findings)?);
+        let (section, st) = vms::vms(ds, t, opts, from, to, &mut findings)?;
+        sections.push(section);
+        vm_stats = Some((t, st));
     }
     if let Some(t) = filer_src {
         sections.push(filers::filers(ds, t, opts, from, to, &mut findings)?);
     }
+    sections.push(rightsizing::rightsizing(
+        ds,
+        vm_stats.as_ref().map(|(t, st)| (*t, st)),
+        opts,
+        &mut findings,
+    )?);
     let (summary, appendix) = summary::summary(ds, opts, from, to, &sources, &mut findings)?;
     sections.insert(0, summary);
     sections.push(appendix);

@@ -2,10 +2,12 @@
 //! lists.
 
 use super::super::data::{self, Dataset, TableInfo};
+use super::super::data::{SeriesKey, Stats};
 use super::super::model::{Cell, Column, Section, Table};
 use super::super::svg::{BarChart, Scatter};
 use super::super::{ReportError, ReportOptions};
 use super::*;
+use std::collections::BTreeMap;
 
 pub(super) fn vms(
     ds: &Dataset,
@@ -14,11 +16,14 @@ pub(super) fn vms(
     from: i64,
     to: i64,
     findings: &mut Vec<Finding>,
-) -> Result<Section, ReportError> {
+) -> Result<(Section, BTreeMap<SeriesKey, Stats>), ReportError> {
     let metrics = [
         VM_CPU, VM_RAM, VM_READY, VM_IO_R, VM_IO_W, VM_BW_R, VM_BW_W, VM_LAT_R, VM_LAT_W,
     ];
-    let st = data::series_stats(ds, t, &metrics, from, to)?;
+    // Network too, read once here for the reclaimable VMs (rightsizing section).
+    let mut all = metrics.to_vec();
+    all.extend([VM_NET_RX, VM_NET_TX]);
+    let st = data::series_stats(ds, t, &all, from, to)?;
     let p95 = |m: &str, l: &[Option<String>]| stat(&st, m, l).and_then(|s| s.p95);
     let mut objs: Vec<(f64, Vec<Option<String>>)> = objects(&st, &metrics)
         .into_iter()
@@ -214,7 +219,7 @@ pub(super) fn vms(
         marker: Some((opts.ready_ms, format!("{} ms", opts.ready_ms))),
     }
     .render();
-    Ok(Section {
+    let section = Section {
         id: "vms".into(),
         title: "Virtual machines".into(),
         text: vec![format!(
@@ -225,5 +230,6 @@ pub(super) fn vms(
         )],
         charts: vec![scatter, ready_chart],
         tables: vec![usage, over, under],
-    })
+    };
+    Ok((section, st))
 }
