@@ -187,6 +187,19 @@ pub fn build(
             json!(opts.ready_ms),
         ),
         ("capacity_override_kb".into(), json!(opts.capacity_kb)),
+        ("usable_cpu_pct".into(), json!(opts.usable_cpu)),
+        ("usable_ram_pct".into(), json!(opts.usable_ram)),
+        ("usable_datastore_pct".into(), json!(opts.usable_datastore)),
+        ("trend_bucket_ms".into(), json!(capacity::bucket_ms(from, to))),
+        (
+            "time_remaining".into(),
+            json!(
+                "hourly means (host or datastore; a datacenter = the mean of its hosts' hourly means), p95 per trend bucket (a day, an hour under a week), ordinary least squares on x = days since the period start at the bucket start, 95 % prediction band fit ± t(0.975, n-2)·s·√(1 + 1/n + (x-x̄)²/Sxx); crossing of the usable capacity counted from the period end; 'already' = last bucket at or above it; 'never' = slope ≤ 0; 'beyond_horizon' = after 10 years; 'not enough data' = fewer than 3 buckets"
+            ),
+        ),
+        ("rightsize_on".into(), json!(opts.rightsize_on.name())),
+        ("idle_cpu_p95_below_pct".into(), json!(opts.idle_cpu)),
+        ("idle_net_p95_below".into(), json!(opts.idle_net)),
         ("percentile".into(), json!(PERCENTILE_DOC)),
         (
             "hours_above".into(),
