@@ -190,7 +190,10 @@ pub fn build(
         ("usable_cpu_pct".into(), json!(opts.usable_cpu)),
         ("usable_ram_pct".into(), json!(opts.usable_ram)),
         ("usable_datastore_pct".into(), json!(opts.usable_datastore)),
-        ("trend_bucket_ms".into(), json!(capacity::bucket_ms(from, to))),
+        (
+            "trend_bucket_ms".into(),
+            json!(capacity::bucket_ms(from, to)),
+        ),
         (
             "time_remaining".into(),
             json!(
