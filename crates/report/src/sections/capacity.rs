@@ -196,6 +196,14 @@ fn forecast_lines(
     });
 }
 
+/// One datacenter's demand chart: CPU and RAM lines, bands and usable-capacity lines.
+#[derive(Default)]
+struct DcChart {
+    lines: Vec<Line>,
+    bands: Vec<Band>,
+    marks: Vec<(f64, String)>,
+}
+
 /// How far past the period end a chart shows the forecast: the period's length, or up to
 /// four of them to reach a crossing.
 fn ahead_ms(from: i64, to: i64, tr: TimeRemaining) -> i64 {
@@ -306,8 +314,7 @@ pub(super) fn capacity(
             hourly.append(&mut data::hourly_means(ds, t, m, from, to)?);
         }
         // Per datacenter: the chart's lines and bands over both resources.
-        let mut per_dc: BTreeMap<String, (Vec<Line>, Vec<Band>, i64, Vec<(f64, String)>)> =
-            BTreeMap::new();
+        let mut per_dc: BTreeMap<String, DcChart> = BTreeMap::new();
         for (ri, (metric, resource, usable)) in [
             (HOST_CPU, "CPU", opts.usable_cpu),
             (HOST_RAM, "RAM", opts.usable_ram),
@@ -357,11 +364,9 @@ pub(super) fn capacity(
                 ];
                 row.extend(cells);
                 dc_table.rows.push(row);
-                let e = per_dc
-                    .entry(dc.clone())
-                    .or_insert_with(|| (Vec::new(), Vec::new(), 0, Vec::new()));
-                e.2 = e.2.max(ahead_ms(from, to, tr));
-                e.3.push((usable, format!("usable {resource} {usable} %")));
+                let e = per_dc.entry(dc.clone()).or_default();
+                e.marks
+                    .push((usable, format!("usable {resource} {usable} %")));
                 forecast_lines(
                     &format!("{resource} p95 per {bucket_name}"),
                     &d,
@@ -373,14 +378,22 @@ pub(super) fn capacity(
                         colour: ri,
                         scale: 1.0,
                     },
-                    (&mut e.0, &mut e.1),
+                    (&mut e.lines, &mut e.bands),
                 );
                 headroom
                     .rows
                     .push(n_plus_one(&dc, resource, usable, &hours, &hourly, metric));
             }
         }
-        for (dc, (lines, bands, _, mut marks)) in per_dc {
+        for (
+            dc,
+            DcChart {
+                lines,
+                bands,
+                mut marks,
+            },
+        ) in per_dc
+        {
             marks.dedup_by(|a, b| a.0 == b.0);
             if marks.len() == 1 {
                 marks[0].1 = format!("usable {} %", marks[0].0);
