@@ -10,6 +10,8 @@
 //! # Layout
 //! - [`data`]: the dataset (which tables a sink holds, local or copied from an object store),
 //!   lazy scans with the period pushed down, the grouped statistics.
+//! - [`layout`]: what a table's layout tells without a full scan (date partitions, time range,
+//!   metrics).
 //! - [`inventory`]: the VMs of the latest `vms` inventory snapshot (size, power state).
 //! - [`sections`]: the report's sections built from those statistics.
 //! - [`stats`]: percentile, trend and forecast in plain Rust (the reference the tests pin).
@@ -27,6 +29,7 @@
 
 pub mod data;
 pub mod inventory;
+pub mod layout;
 pub mod model;
 pub mod render;
 pub mod sections;

@@ -77,7 +77,7 @@ fn period(
     let (mut lo, mut hi) = (i64::MAX, i64::MIN);
     if opts.from_ms.is_none() || opts.to_ms.is_none() {
         for t in sources {
-            if let Some((a, b)) = data::ts_range(ds, t)? {
+            if let Some((a, b)) = super::layout::ts_range(ds, t)? {
                 lo = lo.min(a);
                 let end = match t.kind {
                     Kind::Rollup { bucket_ms } => b + bucket_ms,
