@@ -9,8 +9,9 @@
 # The datasets are written straight as the pipeline's Parquet layout by benches/report_data.py
 # (DuckDB, the test venv's python: VSCOPE_TEST_PYTHON or .venv/bin/python) and cached under
 # .bench/report/ (one directory per size; delete it to regenerate). Sizes on this layout: the
-# rollup year is 96 M VM rows (~1.2 GB, ~6 min to write); the raw year at 300 s is 1.16 G VM rows
-# (~2.5 GB, ~40 min on 2 cores): --raw-days makes a shorter raw period.
+# rollup year is 96 M VM rows (1.2 GB, 22 min to write on the shared 2-core machine); the raw
+# year at 300 s is 1.16 G VM rows (~2.5 GB, ~1.5 h at the 16 s a day measured there, 212 MB and
+# 8 min for 30 days): --raw-days makes a shorter raw period.
 #
 # Ends with one line:
 #   report rollup_s=… raw_s=… peak_rss_mb=… (vms=… days=… raw_days=… raw_step=…)
