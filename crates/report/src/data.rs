@@ -927,47 +927,6 @@ fn completeness_of(
         .collect())
 }
 
-/// The latest inventory capacity of each datastore, KB: `(datacenter, datastore) → KB`.
-pub fn filer_capacities(
-    ds: &Dataset,
-    t: &TableInfo,
-) -> Result<BTreeMap<(String, String), f64>, ReportError> {
-    let lf = ds.scan(&t.name)?.select([
-        col("snapshot_ts").cast(DataType::Int64).alias("s"),
-        col("datacenter"),
-        col("datastore"),
-        col("size_value"),
-        col("size_unit"),
-    ]);
-    let df = collect(lf, &t.name)?;
-    let (s, dc, dsn, v, u) = (
-        ints(&df, "s")?,
-        strings(&df, "datacenter")?,
-        strings(&df, "datastore")?,
-        floats(&df, "size_value")?,
-        strings(&df, "size_unit")?,
-    );
-    let mut latest: BTreeMap<(String, String), (i64, Option<f64>)> = BTreeMap::new();
-    for i in 0..df.height() {
-        let (Some(dc), Some(name)) = (dc[i].clone(), dsn[i].clone()) else {
-            continue;
-        };
-        let kb = match (v[i], u[i].as_deref()) {
-            (Some(v), Some(unit)) => super::unit_to_kb(unit).map(|f| v * f),
-            _ => None,
-        };
-        let s = s[i].unwrap_or(i64::MIN);
-        let e = latest.entry((dc, name)).or_insert((i64::MIN, None));
-        if s >= e.0 {
-            *e = (s, kb);
-        }
-    }
-    Ok(latest
-        .into_iter()
-        .filter_map(|(k, (_, kb))| kb.map(|kb| (k, kb)))
-        .collect())
-}
-
 /// The optimised query plan of a typical section query (`explain`), showing the pushed-down
 /// projection, the partition and `ts`/`metric` predicates inside the Parquet scan.
 pub fn explain_stats(

@@ -12,7 +12,8 @@
 //!   lazy scans with the period pushed down, the grouped statistics.
 //! - [`layout`]: what a table's layout tells without a full scan (date partitions, time range,
 //!   metrics).
-//! - [`inventory`]: the VMs of the latest `vms` inventory snapshot (size, power state).
+//! - [`inventory`]: the inventory tables: the VMs of the latest `vms` snapshot (size, power
+//!   state), the datastores' capacities of the `filers` one.
 //! - [`sections`]: the report's sections built from those statistics.
 //! - [`stats`]: percentile, trend and forecast in plain Rust (the reference the tests pin).
 //! - [`model`]: the report as tables of cells, the one thing every format renders.

@@ -503,7 +503,7 @@ fn datastores(
     let bucket_name = if bucket == DAY_MS { "day" } else { "hour" };
     let end_day = (to - from) as f64 / DAY_MS as f64;
     let capacities = match ds.inventory(data::Component::Filer) {
-        Some(inv) => data::filer_capacities(ds, inv)?,
+        Some(inv) => super::super::inventory::filer_capacities(ds, inv)?,
         None => BTreeMap::new(),
     };
     let hourly = data::hourly_means(ds, t, FILER_USED, from, to)?;

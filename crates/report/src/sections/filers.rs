@@ -22,7 +22,7 @@ pub(super) fn filers(
 ) -> Result<Section, ReportError> {
     let sums = data::trend_sums(ds, t, FILER_USED, from, to)?;
     let inventory = match ds.inventory(Component::Filer) {
-        Some(inv) => data::filer_capacities(ds, inv)?,
+        Some(inv) => super::super::inventory::filer_capacities(ds, inv)?,
         None => BTreeMap::new(),
     };
     let hourly = data::hourly_means(ds, t, FILER_USED, from, to)?;
