@@ -364,6 +364,24 @@ pub struct ReportArgs {
     /// Read the raw tables even where rollup tables exist.
     #[arg(long)]
     pub raw: bool,
+    /// Usable CPU of a datacenter, percent (time remaining, N+1 headroom, rightsizing target).
+    #[arg(long, default_value_t = 80.0)]
+    pub usable_cpu: f64,
+    /// Usable RAM of a datacenter, percent (as --usable-cpu).
+    #[arg(long, default_value_t = 80.0)]
+    pub usable_ram: f64,
+    /// Usable fill of a datastore, percent (its time remaining).
+    #[arg(long, default_value_t = 90.0)]
+    pub usable_datastore: f64,
+    /// Rightsize VMs on their usage p95 or their peak.
+    #[arg(long, default_value = "p95", value_parser = ["p95", "peak"])]
+    pub rightsize_on: String,
+    /// A VM is idle (reclaimable) when its CPU p95 is below this percent...
+    #[arg(long, default_value_t = 5.0)]
+    pub idle_cpu: f64,
+    /// ...and its network rx and tx p95 below this (vScope units).
+    #[arg(long, default_value_t = 1.0)]
+    pub idle_net: f64,
     /// Print the optimised polars query plans (pushdown) on stderr.
     #[arg(long)]
     pub explain: bool,

@@ -846,6 +846,15 @@ async fn report_command(args: vscope_etl::cli::ReportArgs) -> u8 {
         ready_ms: args.ready_ms,
         capacity_kb,
         raw_only: args.raw,
+        usable_cpu: args.usable_cpu,
+        usable_ram: args.usable_ram,
+        usable_datastore: args.usable_datastore,
+        rightsize_on: match report::Basis::parse(&args.rightsize_on) {
+            Ok(b) => b,
+            Err(e) => return fail(EXIT_CONFIG, e.to_string()),
+        },
+        idle_cpu: args.idle_cpu,
+        idle_net: args.idle_net,
     };
     let ds = match report::open(&url, &s3, &opts).await {
         Ok(d) => d,

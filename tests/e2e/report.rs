@@ -74,6 +74,10 @@ fn every_number_of_the_report_matches_duckdb() {
             "45",
             "--ready-ms",
             "150",
+            "--idle-cpu",
+            "30",
+            "--idle-net",
+            "1e12",
         ],
     );
     let t = &j["tables"];
@@ -84,7 +88,25 @@ fn every_number_of_the_report_matches_duckdb() {
     assert_eq!(t["host_usage"]["rows"].as_array().unwrap().len(), 4);
     assert_eq!(t["vm_usage"]["rows"].as_array().unwrap().len(), 8);
     assert_eq!(t["datastore_forecast"]["rows"].as_array().unwrap().len(), 2);
-    for list in ["vm_over_provisioned", "vm_under_provisioned"] {
+    assert_eq!(t["time_remaining"]["rows"].as_array().unwrap().len(), 4);
+    assert_eq!(t["headroom_n1"]["rows"].as_array().unwrap().len(), 4);
+    assert_eq!(
+        t["datastore_time_remaining"]["rows"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        t["rightsizing_summary"]["rows"].as_array().unwrap().len(),
+        2
+    );
+    for list in [
+        "vm_over_provisioned",
+        "vm_under_provisioned",
+        "rightsizing",
+        "reclaimable",
+    ] {
         assert!(
             !t[list]["rows"].as_array().unwrap().is_empty(),
             "{list} is empty: the check would prove little"
@@ -102,6 +124,24 @@ fn every_number_of_the_report_matches_duckdb() {
     let facts = duckdb_check(&sink, &out.join("report.json"));
     assert_eq!(facts["error_count"], 0, "{facts}");
     assert!(facts["checked"].as_u64().unwrap() > 500, "{facts}");
+
+    // Rightsizing on the peak, and the raw tables below.
+    let out_peak = dir.path().join("report-peak");
+    let j = report(
+        &sink,
+        &out_peak,
+        &[
+            "--format",
+            "json",
+            "--rightsize-on",
+            "peak",
+            "--usable-cpu",
+            "70",
+        ],
+    );
+    assert!(j["tables"]["rightsizing"]["rows"][0]["cpu_peak"].is_number());
+    let facts = duckdb_check(&sink, &out_peak.join("report.json"));
+    assert_eq!(facts["error_count"], 0, "{facts}");
 
     // The same on the raw VM table (--raw): exact percentiles of every point.
     let out_raw = dir.path().join("report-raw");
@@ -147,8 +187,12 @@ fn forecast_uses_inventory_capacity_and_the_known_growth() {
         assert!(out.join(f).is_file(), "{f} missing");
     }
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
-    assert!(html.matches("<svg").count() >= 5, "a chart per section");
+    assert!(html.matches("<svg").count() >= 8, "a chart per section");
     assert!(html.contains("time (UTC)") && html.contains("used space growth (GB)"));
+    // The capacity charts: history, trend, shaded band, usable capacity, period end.
+    assert!(html.contains("CPU and RAM demand, trend and 95 % band"));
+    assert!(html.contains("fill-opacity=\"0.18\"") && html.contains("usable 80 %"));
+    assert!(html.contains("period end"));
     for external in ["<script", "<link", " src=", "<img"] {
         assert!(!html.contains(external), "self-contained: {external}");
     }
@@ -193,6 +237,74 @@ fn forecast_uses_inventory_capacity_and_the_known_growth() {
         assert_eq!(row["capacity_source"], "--capacity");
     }
     assert_eq!(j["tables"]["findings"]["rows"][0]["severity"], "critical");
+}
+
+/// Time remaining of the datastores follows the simulator's known growth: with a usable
+/// capacity set 30 days of growth above a datastore's last p95, the forecast says about 30 days
+/// and the band holds it. Without a `vms` inventory snapshot, rightsizing says it needs one.
+#[test]
+fn time_remaining_follows_the_simulated_growth() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = dataset(dir.path());
+    let j = report(&sink, &dir.path().join("r1"), &["--format", "json"]);
+    let row = &j["tables"]["datastore_time_remaining"]["rows"][0];
+    let ds = row["datastore"].as_str().unwrap();
+    let pcc = Pcc::new(&sim_config(2, 2, 4, 1));
+    let index = pcc
+        .series()
+        .iter()
+        .position(|s| {
+            s.metric == "vscope.filer.datastore.diskspace.used"
+                && s.tags.get("datastore").map(String::as_str) == Some(ds)
+        })
+        .unwrap();
+    let slope = pcc.growth_kb_per_sec(index).unwrap() * 86_400.0 / KB_PER_GB;
+    let got = row["slope"].as_f64().unwrap();
+    assert!(
+        (got - slope).abs() < 0.05 * slope,
+        "slope {got}, simulator {slope}"
+    );
+    // Usable = 90 % of the capacity = last p95 + 30 days of the simulator's growth.
+    let usable_gb = row["last_p95"].as_f64().unwrap() + 30.0 * slope;
+    let capacity = format!("{}KB", (usable_gb / 0.9 * KB_PER_GB).round());
+    let j = report(
+        &sink,
+        &dir.path().join("r2"),
+        &["--format", "json", "--capacity", &capacity],
+    );
+    let row = &j["tables"]["datastore_time_remaining"]["rows"][0];
+    assert_eq!(row["datastore"], ds);
+    assert_eq!(row["status"], "in_days", "{row}");
+    let days = row["days_remaining"].as_f64().unwrap();
+    assert!((days - 30.0).abs() < 3.0, "{row}");
+    let truth = "2026-12-02"; // END + 30 days
+    let (early, late) = (
+        row["earliest_date"].as_str().unwrap(),
+        row["latest_date"].as_str().unwrap_or("9999-12-31"),
+    );
+    assert!(early <= truth && truth <= late, "{row}");
+    let facts = duckdb_check(&sink, &dir.path().join("r2/report.json"));
+    assert_eq!(facts["error_count"], 0, "{facts}");
+
+    // The same sink without its vms inventory table.
+    std::fs::remove_dir_all(sink.join("vms")).unwrap();
+    let out = dir.path().join("r3");
+    let j = report(&sink, &out, &["--format", "json,md"]);
+    assert!(
+        j["tables"]["rightsizing"]["rows"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        j["tables"]["rightsizing"]["source"],
+        serde_json::Value::Null
+    );
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        md.contains("Recommendations need a vms inventory snapshot"),
+        "{md}"
+    );
 }
 
 /// The report reads the S3 sink a pipeline wrote (sink and credentials from the pipeline file)

@@ -291,6 +291,13 @@ if "findings" in T:
     if len(rows) > 15:
         errors.append("more than 15 findings")
 
+# Capacity (time remaining, N+1) and rightsizing / reclaimable: tests/py/report_capacity.py.
+sys.path.insert(0, __import__("os").path.dirname(__file__))
+import report_capacity  # noqa: E402
+
+report_capacity.check_capacity(con, T, P, FROM, TO, period, src, is_rollup, check, errors)
+report_capacity.check_rightsizing(con, T, P, period, src, T.get("reclaimable", {}).get("source"), check, errors)
+
 # Every numeric cell must have been checked.
 cells = 0
 for name, t in T.items():

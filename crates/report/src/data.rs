@@ -326,10 +326,22 @@ impl Dataset {
         Ok(())
     }
 
-    /// A rollup's bucket: the smallest gap between distinct bucket starts of its first day.
+    /// A rollup's bucket: the smallest gap between distinct bucket starts of its first day
+    /// (its first `date=` partition when it has them).
     fn bucket_ms(&self, table: &str) -> Result<i64, ReportError> {
-        let df = self
-            .scan(table)?
+        // The first date partition is enough (and a year of timestamps is not read).
+        let lf = match super::layout::dates_in(&self.root.join(table)).first() {
+            Some(d) => LazyFrame::scan_parquet(
+                PlRefPath::new(format!(
+                    "{}/{table}/date={d}/**/*.parquet",
+                    self.root.display()
+                )),
+                ScanArgsParquet::default(),
+            )
+            .map_err(polars_err(table))?,
+            None => self.scan(table)?,
+        };
+        let df = lf
             .select([col("ts").cast(DataType::Int64).alias("t")])
             .unique(None, UniqueKeepStrategy::Any)
             .sort(["t"], SortMultipleOptions::default())
@@ -519,8 +531,8 @@ fn label_cols(t: &TableInfo) -> Vec<&'static str> {
         .collect()
 }
 
-fn keys_of(df: &DataFrame, labels: &[&str]) -> Result<Vec<SeriesKey>, ReportError> {
-    let metric = strings(df, "metric")?;
+/// The series keys of a per-metric query's result: `metric` and the label columns.
+fn keys_for(df: &DataFrame, labels: &[&str], metric: &str) -> Result<Vec<SeriesKey>, ReportError> {
     let cols: Vec<Vec<Option<String>>> = labels
         .iter()
         .map(|l| strings(df, l))
@@ -528,7 +540,7 @@ fn keys_of(df: &DataFrame, labels: &[&str]) -> Result<Vec<SeriesKey>, ReportErro
     Ok((0..df.height())
         .map(|i| {
             (
-                metric[i].clone().unwrap_or_default(),
+                metric.to_string(),
                 cols.iter().map(|c| c[i].clone()).collect(),
             )
         })
@@ -560,7 +572,8 @@ fn series_stats_of(
     to_ms: i64,
 ) -> Result<BTreeMap<SeriesKey, Stats>, ReportError> {
     let labels = label_cols(t);
-    let mut by: Vec<Expr> = vec![col("metric")];
+    // One metric per query: it is not a group key (a string per row less in memory).
+    let mut by: Vec<Expr> = Vec::new();
     by.extend(labels.iter().map(|l| col(*l)));
     let q95 = |e: Expr| e.quantile(lit(0.95), QuantileMethod::Linear);
     let aggs = match t.kind {
@@ -584,7 +597,7 @@ fn series_stats_of(
         .group_by(by)
         .agg(aggs);
     let df = collect(lf, &t.name)?;
-    let keys = keys_of(&df, &labels)?;
+    let keys = keys_for(&df, &labels, metrics[0])?;
     let (avg, p95, peak, points) = (
         floats(&df, "avg")?,
         floats(&df, "p95")?,
@@ -635,7 +648,8 @@ fn hours_above_of(
     threshold: f64,
 ) -> Result<BTreeMap<SeriesKey, f64>, ReportError> {
     let labels = label_cols(t);
-    let mut by: Vec<Expr> = vec![col("metric")];
+    // One metric per query: it is not a group key (a string per row less in memory).
+    let mut by: Vec<Expr> = Vec::new();
     by.extend(labels.iter().map(|l| col(*l)));
     let scan = ds.period_scan(t, metrics, from_ms, to_ms)?;
     let (lf, per_row) = match t.kind {
@@ -662,7 +676,7 @@ fn hours_above_of(
             .agg([len().cast(DataType::Int64).alias("n")]),
         &t.name,
     )?;
-    let keys = keys_of(&df, &labels)?;
+    let keys = keys_for(&df, &labels, metrics[0])?;
     let n = ints(&df, "n")?;
     Ok(keys
         .into_iter()
@@ -704,7 +718,8 @@ pub fn trend_sums(
     to_ms: i64,
 ) -> Result<BTreeMap<SeriesKey, TrendSums>, ReportError> {
     let labels = label_cols(t);
-    let mut by: Vec<Expr> = vec![col("metric")];
+    // One metric per query: it is not a group key (a string per row less in memory).
+    let mut by: Vec<Expr> = Vec::new();
     by.extend(labels.iter().map(|l| col(*l)));
     let y_col = if t.kind == Kind::Raw { "value" } else { "avg" };
     let x = ((col("ts").cast(DataType::Int64) - lit(from_ms)).cast(DataType::Float64)
@@ -745,7 +760,7 @@ pub fn trend_sums(
             col("t").max().alias("last_t"),
         ]);
     let df = collect(lf, &t.name)?;
-    let keys = keys_of(&df, &labels)?;
+    let keys = keys_for(&df, &labels, metric)?;
     let f = |n: &str| floats(&df, n);
     let (n, mx, my, sxx, sxy, syy, first, last, last_t) = (
         ints(&df, "n")?,
@@ -790,13 +805,14 @@ pub fn hourly_means(
     to_ms: i64,
 ) -> Result<BTreeMap<SeriesKey, Vec<(i64, f64)>>, ReportError> {
     let labels = label_cols(t);
-    let mut by: Vec<Expr> = vec![col("metric")];
+    // One metric per query: it is not a group key (a string per row less in memory).
+    let mut by: Vec<Expr> = Vec::new();
     by.extend(labels.iter().map(|l| col(*l)));
     let y_col = if t.kind == Kind::Raw { "value" } else { "avg" };
     let ms = col("ts").cast(DataType::Int64);
     let mut hby = by.clone();
     hby.push((ms.clone() - ms % lit(3_600_000i64)).alias("hour"));
-    let mut sort_cols: Vec<PlSmallStr> = vec!["metric".into()];
+    let mut sort_cols: Vec<PlSmallStr> = Vec::new();
     sort_cols.extend(labels.iter().map(|l| PlSmallStr::from(*l)));
     sort_cols.push("hour".into());
     let lf = ds
@@ -805,7 +821,7 @@ pub fn hourly_means(
         .agg([col(y_col).cast(DataType::Float64).mean().alias("v")])
         .sort(sort_cols, SortMultipleOptions::default());
     let df = collect(lf, &t.name)?;
-    let keys = keys_of(&df, &labels)?;
+    let keys = keys_for(&df, &labels, metric)?;
     let (hour, v) = (ints(&df, "hour")?, floats(&df, "v")?);
     let mut out: BTreeMap<SeriesKey, Vec<(i64, f64)>> = BTreeMap::new();
     for (i, k) in keys.into_iter().enumerate() {
@@ -831,22 +847,16 @@ pub struct Completeness {
     pub last_ms: i64,
 }
 
-/// Per-series step, point count and gaps of every series in `t` over the period: the distinct
-/// metrics first (a scan of the `metric` column only), then one query per metric, so memory
-/// holds one metric's timestamps at a time.
+/// Per-series step, point count and gaps of every series in `t` over the period: one query per
+/// metric ([`super::layout::metrics`]), so memory holds one metric's timestamps at a time.
 pub fn completeness(
     ds: &Dataset,
     t: &TableInfo,
     from_ms: i64,
     to_ms: i64,
 ) -> Result<BTreeMap<SeriesKey, Completeness>, ReportError> {
-    let lf = ds
-        .period_scan(t, &[], from_ms, to_ms)?
-        .select([col("metric")])
-        .unique(None, UniqueKeepStrategy::Any);
-    let df = collect(lf, &t.name)?;
     let mut out = BTreeMap::new();
-    for m in strings(&df, "metric")?.into_iter().flatten() {
+    for m in super::layout::metrics(ds, t)? {
         out.append(&mut completeness_of(ds, t, &m, from_ms, to_ms)?);
     }
     Ok(out)
@@ -860,7 +870,8 @@ fn completeness_of(
     to_ms: i64,
 ) -> Result<BTreeMap<SeriesKey, Completeness>, ReportError> {
     let labels = label_cols(t);
-    let mut by: Vec<Expr> = vec![col("metric")];
+    // One metric per query: it is not a group key (a string per row less in memory).
+    let mut by: Vec<Expr> = Vec::new();
     by.extend(labels.iter().map(|l| col(*l)));
     let present = if t.kind == Kind::Raw {
         col("value")
@@ -890,7 +901,7 @@ fn completeness_of(
             col("t").max().alias("last"),
         ]);
     let df = collect(lf, &t.name)?;
-    let keys = keys_of(&df, &labels)?;
+    let keys = keys_for(&df, &labels, metric)?;
     let (present, step, gaps, first, last) = (
         ints(&df, "present")?,
         floats(&df, "step")?,
@@ -913,63 +924,6 @@ fn completeness_of(
                 },
             )
         })
-        .collect())
-}
-
-/// The earliest and latest `ts` of a table (for a report without `--from`/`--to`).
-pub fn ts_range(ds: &Dataset, t: &TableInfo) -> Result<Option<(i64, i64)>, ReportError> {
-    let lf = ds.scan(&t.name)?.select([
-        col("ts").cast(DataType::Int64).min().alias("lo"),
-        col("ts").cast(DataType::Int64).max().alias("hi"),
-    ]);
-    let df = collect(lf, &t.name)?;
-    let (lo, hi) = (ints(&df, "lo")?, ints(&df, "hi")?);
-    Ok(
-        match (lo.first().copied().flatten(), hi.first().copied().flatten()) {
-            (Some(a), Some(b)) => Some((a, b)),
-            _ => None,
-        },
-    )
-}
-
-/// The latest inventory capacity of each datastore, KB: `(datacenter, datastore) → KB`.
-pub fn filer_capacities(
-    ds: &Dataset,
-    t: &TableInfo,
-) -> Result<BTreeMap<(String, String), f64>, ReportError> {
-    let lf = ds.scan(&t.name)?.select([
-        col("snapshot_ts").cast(DataType::Int64).alias("s"),
-        col("datacenter"),
-        col("datastore"),
-        col("size_value"),
-        col("size_unit"),
-    ]);
-    let df = collect(lf, &t.name)?;
-    let (s, dc, dsn, v, u) = (
-        ints(&df, "s")?,
-        strings(&df, "datacenter")?,
-        strings(&df, "datastore")?,
-        floats(&df, "size_value")?,
-        strings(&df, "size_unit")?,
-    );
-    let mut latest: BTreeMap<(String, String), (i64, Option<f64>)> = BTreeMap::new();
-    for i in 0..df.height() {
-        let (Some(dc), Some(name)) = (dc[i].clone(), dsn[i].clone()) else {
-            continue;
-        };
-        let kb = match (v[i], u[i].as_deref()) {
-            (Some(v), Some(unit)) => super::unit_to_kb(unit).map(|f| v * f),
-            _ => None,
-        };
-        let s = s[i].unwrap_or(i64::MIN);
-        let e = latest.entry((dc, name)).or_insert((i64::MIN, None));
-        if s >= e.0 {
-            *e = (s, kb);
-        }
-    }
-    Ok(latest
-        .into_iter()
-        .filter_map(|(k, (_, kb))| kb.map(|kb| (k, kb)))
         .collect())
 }
 

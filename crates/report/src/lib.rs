@@ -10,6 +10,10 @@
 //! # Layout
 //! - [`data`]: the dataset (which tables a sink holds, local or copied from an object store),
 //!   lazy scans with the period pushed down, the grouped statistics.
+//! - [`layout`]: what a table's layout tells without a full scan (date partitions, time range,
+//!   metrics).
+//! - [`inventory`]: the inventory tables: the VMs of the latest `vms` snapshot (size, power
+//!   state), the datastores' capacities of the `filers` one.
 //! - [`sections`]: the report's sections built from those statistics.
 //! - [`stats`]: percentile, trend and forecast in plain Rust (the reference the tests pin).
 //! - [`model`]: the report as tables of cells, the one thing every format renders.
@@ -25,6 +29,8 @@
 //! nothing of the ETL crate, which depends on it.
 
 pub mod data;
+pub mod inventory;
+pub mod layout;
 pub mod model;
 pub mod render;
 pub mod sections;
@@ -128,6 +134,51 @@ pub struct ReportOptions {
     pub capacity_kb: Option<f64>,
     /// Read raw tables even when rollups exist.
     pub raw_only: bool,
+    /// Usable share of a datacenter's CPU, percent: time remaining and N+1 headroom are
+    /// measured against it (vROps' "usable capacity" after buffer), and rightsizing aims a
+    /// VM's CPU at it.
+    pub usable_cpu: f64,
+    /// Usable share of a datacenter's RAM, percent (as `usable_cpu`).
+    pub usable_ram: f64,
+    /// Usable share of a datastore, percent: its time remaining is to this fill level.
+    pub usable_datastore: f64,
+    /// Which statistic of a VM's usage rightsizing sizes for.
+    pub rightsize_on: Basis,
+    /// A VM is idle (reclaimable) when its CPU p95 is below this percent...
+    pub idle_cpu: f64,
+    /// ...and both its network rx and tx p95 below this (vScope units, KB/s in API v6).
+    pub idle_net: f64,
+}
+
+/// The usage statistic rightsizing sizes a VM for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Basis {
+    /// The 95th percentile: sized for normal busy hours, the usual choice (vROps' default
+    /// "demand" is a percentile too).
+    P95,
+    /// The peak: sized so that even the busiest point fits, for VMs whose peaks matter.
+    Peak,
+}
+
+impl Basis {
+    /// Parses `p95` or `peak`.
+    pub fn parse(s: &str) -> Result<Basis, ReportError> {
+        match s {
+            "p95" => Ok(Basis::P95),
+            "peak" | "max" => Ok(Basis::Peak),
+            other => Err(ReportError::Invalid(format!(
+                "--rightsize-on '{other}': use p95 or peak"
+            ))),
+        }
+    }
+
+    /// The name in tables and parameters.
+    pub fn name(self) -> &'static str {
+        match self {
+            Basis::P95 => "p95",
+            Basis::Peak => "peak",
+        }
+    }
 }
 
 impl Default for ReportOptions {
@@ -141,6 +192,12 @@ impl Default for ReportOptions {
             ready_ms: 1000.0,
             capacity_kb: None,
             raw_only: false,
+            usable_cpu: 80.0,
+            usable_ram: 80.0,
+            usable_datastore: 90.0,
+            rightsize_on: Basis::P95,
+            idle_cpu: 5.0,
+            idle_net: 1.0,
         }
     }
 }

@@ -24,14 +24,18 @@ pub fn esc(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// A label of at most `max` characters: long ones keep their end (the object name) after "…".
+/// A label of at most `max` characters: a long one loses its middle ("dc-paris/…/host-12"),
+/// so that both the datacenter at its start and the object at its end stay readable.
 pub fn shorten(s: &str, max: usize) -> String {
     let n = s.chars().count();
-    if n <= max {
+    if n <= max || max < 3 {
         s.to_string()
     } else {
-        let tail: String = s.chars().skip(n - (max - 1)).collect();
-        format!("…{tail}")
+        let tail_len = (max - 1) / 2 + (max - 1) % 2;
+        let head_len = max - 1 - tail_len;
+        let head: String = s.chars().take(head_len).collect();
+        let tail: String = s.chars().skip(n - tail_len).collect();
+        format!("{head}…{tail}")
     }
 }
 
@@ -224,7 +228,18 @@ pub struct Line {
     pub colour: usize,
 }
 
-/// Lines over time with a UTC date axis.
+/// A shaded band over a UTC time axis (a prediction interval).
+pub struct Band {
+    /// Legend name.
+    pub name: String,
+    /// `(ms since epoch, low, high)`, ascending.
+    pub points: Vec<(i64, f64, f64)>,
+    /// Palette index.
+    pub colour: usize,
+}
+
+/// Lines over time with a UTC date axis, optional shaded bands, horizontal reference lines
+/// (thresholds) and a vertical one (the period end, where the forecast starts).
 pub struct LineChart<'a> {
     /// Chart title.
     pub title: &'a str,
@@ -232,19 +247,35 @@ pub struct LineChart<'a> {
     pub y_label: &'a str,
     /// The lines.
     pub lines: Vec<Line>,
+    /// Shaded bands, drawn under the lines.
+    pub bands: Vec<Band>,
+    /// Horizontal reference lines `(y, label)`.
+    pub marks: Vec<(f64, String)>,
+    /// A vertical reference line `(ms, label)`.
+    pub now: Option<(i64, String)>,
 }
 
 impl LineChart<'_> {
     /// Renders the chart as an `<svg>` element.
     pub fn render(&self) -> String {
         let (w, h, left, right, top, bottom) = (900.0, 420.0, 80.0, 45.0, 30.0, 60.0);
-        let pts = self.lines.iter().flat_map(|l| l.points.iter());
+        let pts = self.lines.iter().flat_map(|l| l.points.iter().copied());
+        let band_pts = self
+            .bands
+            .iter()
+            .flat_map(|b| b.points.iter().flat_map(|p| [(p.0, p.1), (p.0, p.2)]));
         let (mut x0, mut x1, mut y0, mut y1) = (i64::MAX, i64::MIN, f64::MAX, f64::MIN);
-        for (x, y) in pts {
-            x0 = x0.min(*x);
-            x1 = x1.max(*x);
-            y0 = y0.min(*y);
-            y1 = y1.max(*y);
+        for (x, y) in pts.chain(band_pts) {
+            x0 = x0.min(x);
+            x1 = x1.max(x);
+            y0 = y0.min(y);
+            y1 = y1.max(y);
+        }
+        if x0 <= x1 {
+            for (m, _) in &self.marks {
+                y0 = y0.min(*m);
+                y1 = y1.max(*m);
+            }
         }
         if x0 > x1 {
             (x0, x1, y0, y1) = (0, 1, 0.0, 1.0);
@@ -263,7 +294,9 @@ impl LineChart<'_> {
         );
         // Legend rows below the title.
         let per_row = 3usize;
-        let legend_rows = self.lines.len().div_ceil(per_row).max(1);
+        let named = self.lines.iter().filter(|l| !l.name.is_empty()).count()
+            + self.bands.iter().filter(|b| !b.name.is_empty()).count();
+        let legend_rows = named.div_ceil(per_row).max(1);
         let top = top + 18.0 * legend_rows as f64;
         let h = h + 18.0 * legend_rows as f64;
         let (pw, ph) = (w - left - right, h - top - bottom);
@@ -271,12 +304,21 @@ impl LineChart<'_> {
         let sy = |y: f64| top + ph - (y - ylo) / (yhi - ylo) * ph;
         let mut o = String::new();
         header(&mut o, w, h, self.title);
-        for (r, chunk) in self.lines.chunks(per_row).enumerate() {
-            let names: Vec<_> = chunk
-                .iter()
-                .map(|l| (shorten(&l.name, 34), colour(l.colour), l.dashed))
-                .collect();
-            legend(&mut o, &names, left, 40.0 + 18.0 * r as f64);
+        // Lines and bands without a name stay out of the legend (e.g. each datastore's trend
+        // and band, drawn in its line's colour).
+        let entries: Vec<_> = self
+            .lines
+            .iter()
+            .map(|l| (shorten(&l.name, 34), colour(l.colour), l.dashed))
+            .chain(
+                self.bands
+                    .iter()
+                    .map(|b| (shorten(&b.name, 34), colour(b.colour), false)),
+            )
+            .filter(|e| !e.0.is_empty())
+            .collect();
+        for (r, chunk) in entries.chunks(per_row).enumerate() {
+            legend(&mut o, chunk, left, 40.0 + 18.0 * r as f64);
         }
         for t in &yt {
             let y = sy(*t);
@@ -291,10 +333,18 @@ impl LineChart<'_> {
         }
         // Time ticks: whole UTC days when the range spans several, else whole hours.
         let span = x1 - x0;
-        let step = [HOUR_MS, 6 * HOUR_MS, DAY_MS, 7 * DAY_MS, 30 * DAY_MS]
-            .into_iter()
-            .find(|s| span / s <= 8)
-            .unwrap_or(90 * DAY_MS);
+        let step = [
+            HOUR_MS,
+            6 * HOUR_MS,
+            DAY_MS,
+            2 * DAY_MS,
+            7 * DAY_MS,
+            14 * DAY_MS,
+            30 * DAY_MS,
+        ]
+        .into_iter()
+        .find(|s| span / s <= 8)
+        .unwrap_or(90 * DAY_MS);
         let mut t = (x0 + step - 1).div_euclid(step) * step;
         while t <= x1 {
             let x = sx(t);
@@ -313,6 +363,52 @@ impl LineChart<'_> {
                 ty = top + ph + 16.0
             );
             t += step;
+        }
+        for b in &self.bands {
+            if b.points.is_empty() {
+                continue;
+            }
+            let mut d = String::new();
+            for (i, (x, _, hi)) in b.points.iter().enumerate() {
+                let _ = write!(
+                    d,
+                    "{}{:.1},{:.1}",
+                    if i == 0 { "M" } else { " L" },
+                    sx(*x),
+                    sy(*hi)
+                );
+            }
+            for (x, lo, _) in b.points.iter().rev() {
+                let _ = write!(d, " L{:.1},{:.1}", sx(*x), sy(*lo));
+            }
+            let _ = write!(
+                o,
+                r#"<path d="{d} Z" fill="{c}" fill-opacity="0.18" stroke="none"><title>{n}</title></path>"#,
+                c = colour(b.colour),
+                n = esc(&b.name)
+            );
+        }
+        for (m, label) in &self.marks {
+            let y = sy(*m);
+            let _ = write!(
+                o,
+                r##"<line x1="{left}" y1="{y}" x2="{x2}" y2="{y}" stroke="#c00" stroke-width="1.5" stroke-dasharray="5 3"/><text x="{tx}" y="{ty}" fill="#c00" font-size="11" text-anchor="end">{l}</text>"##,
+                x2 = left + pw,
+                tx = left + pw - 3.0,
+                ty = y - 4.0,
+                l = esc(label)
+            );
+        }
+        if let Some((t, label)) = &self.now {
+            let x = sx(*t);
+            let _ = write!(
+                o,
+                r##"<line x1="{x}" y1="{top}" x2="{x}" y2="{y2}" stroke="#555" stroke-dasharray="2 3"/><text x="{tx}" y="{ty}" fill="#555" font-size="11">{l}</text>"##,
+                y2 = top + ph,
+                tx = x + 3.0,
+                ty = top + 12.0,
+                l = esc(label)
+            );
         }
         for l in &self.lines {
             if l.points.is_empty() {
@@ -457,6 +553,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn long_labels_lose_their_middle_not_the_host() {
+        let s = shorten("datacenter-paris-east/esxi-host-172-16-0-12.example", 24);
+        assert_eq!(s.chars().count(), 24);
+        assert!(s.starts_with("datacenter") && s.ends_with("example"), "{s}");
+        assert!(s.contains('…'));
+        assert_eq!(shorten("dc1/h1", 24), "dc1/h1");
+    }
+
+    #[test]
     fn ticks_are_round_and_cover_the_range() {
         assert_eq!(
             ticks(0.0, 100.0, 5),
@@ -494,8 +599,17 @@ mod tests {
                 dashed: false,
                 colour: 0,
             }],
+            bands: vec![Band {
+                name: "95 % band".into(),
+                points: vec![(1_793_491_200_000, 0.5, 1.5), (1_793_750_400_000, 1.0, 3.0)],
+                colour: 0,
+            }],
+            marks: vec![(4.0, "usable 4".into())],
+            now: Some((1_793_750_400_000, "period end".into())),
         }
         .render();
+        assert!(line.contains("fill-opacity=\"0.18\"") && line.contains("usable 4"));
+        assert!(line.contains("period end"));
         assert!(line.contains("time (UTC)") && line.contains("used (GB)"));
         assert!(line.contains("2026-11-01"), "UTC date ticks");
     }
