@@ -330,7 +330,7 @@ impl Dataset {
     /// (its first `date=` partition when it has them).
     fn bucket_ms(&self, table: &str) -> Result<i64, ReportError> {
         // The first date partition is enough (and a year of timestamps is not read).
-        let lf = match super::layout::dates_in(&self.root.join(table)).first() {
+        let lf = match dates_in(&self.root.join(table)).first() {
             Some(d) => LazyFrame::scan_parquet(
                 PlRefPath::new(format!(
                     "{}/{table}/date={d}/**/*.parquet",
@@ -522,7 +522,7 @@ pub struct Stats {
 }
 
 /// Label columns of a table for `component` that exist in its schema.
-fn label_cols(t: &TableInfo) -> Vec<&'static str> {
+pub(crate) fn label_cols(t: &TableInfo) -> Vec<&'static str> {
     t.component
         .labels()
         .iter()
@@ -532,7 +532,11 @@ fn label_cols(t: &TableInfo) -> Vec<&'static str> {
 }
 
 /// The series keys of a per-metric query's result: `metric` and the label columns.
-fn keys_for(df: &DataFrame, labels: &[&str], metric: &str) -> Result<Vec<SeriesKey>, ReportError> {
+pub(crate) fn keys_for(
+    df: &DataFrame,
+    labels: &[&str],
+    metric: &str,
+) -> Result<Vec<SeriesKey>, ReportError> {
     let cols: Vec<Vec<Option<String>>> = labels
         .iter()
         .map(|l| strings(df, l))
@@ -832,99 +836,23 @@ pub fn hourly_means(
     Ok(out)
 }
 
-/// Completeness of one series over the period.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Completeness {
-    /// The series' step: the median gap between consecutive points, ms.
-    pub step_ms: Option<f64>,
-    /// Points present (non-null values).
-    pub present: i64,
-    /// Gaps between consecutive points longer than 1.5 steps.
-    pub gaps: i64,
-    /// First point, ms.
-    pub first_ms: i64,
-    /// Last point, ms.
-    pub last_ms: i64,
-}
-
-/// Per-series step, point count and gaps of every series in `t` over the period: one query per
-/// metric ([`super::layout::metrics`]), so memory holds one metric's timestamps at a time.
-pub fn completeness(
-    ds: &Dataset,
-    t: &TableInfo,
-    from_ms: i64,
-    to_ms: i64,
-) -> Result<BTreeMap<SeriesKey, Completeness>, ReportError> {
-    let mut out = BTreeMap::new();
-    for m in super::layout::metrics(ds, t)? {
-        out.append(&mut completeness_of(ds, t, &m, from_ms, to_ms)?);
-    }
-    Ok(out)
-}
-
-fn completeness_of(
-    ds: &Dataset,
-    t: &TableInfo,
-    metric: &str,
-    from_ms: i64,
-    to_ms: i64,
-) -> Result<BTreeMap<SeriesKey, Completeness>, ReportError> {
-    let labels = label_cols(t);
-    // One metric per query: it is not a group key (a string per row less in memory).
-    let mut by: Vec<Expr> = Vec::new();
-    by.extend(labels.iter().map(|l| col(*l)));
-    let present = if t.kind == Kind::Raw {
-        col("value")
-    } else {
-        col("count")
+/// The `date=` partition values under a table directory, sorted.
+pub fn dates_in(dir: &std::path::Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
     };
-    let sorted = col("t").sort(SortOptions::default());
-    let d = (sorted.clone() - sorted.shift(lit(1))).cast(DataType::Float64);
-    let lf = ds
-        .period_scan(t, &[metric], from_ms, to_ms)?
-        .filter(present.is_not_null())
-        .select({
-            let mut s = by.clone();
-            s.push(col("ts").cast(DataType::Int64).alias("t"));
-            s
+    let mut d: Vec<String> = entries
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_prefix("date="))
+                .map(str::to_string)
         })
-        .group_by(by)
-        .agg([
-            len().cast(DataType::Int64).alias("present"),
-            d.clone().median().alias("step"),
-            d.clone()
-                .gt(d.median() * lit(1.5))
-                .cast(DataType::Int64)
-                .sum()
-                .alias("gaps"),
-            col("t").min().alias("first"),
-            col("t").max().alias("last"),
-        ]);
-    let df = collect(lf, &t.name)?;
-    let keys = keys_for(&df, &labels, metric)?;
-    let (present, step, gaps, first, last) = (
-        ints(&df, "present")?,
-        floats(&df, "step")?,
-        ints(&df, "gaps")?,
-        ints(&df, "first")?,
-        ints(&df, "last")?,
-    );
-    Ok(keys
-        .into_iter()
-        .enumerate()
-        .map(|(i, k)| {
-            (
-                k,
-                Completeness {
-                    step_ms: step[i],
-                    present: present[i].unwrap_or(0),
-                    gaps: gaps[i].unwrap_or(0),
-                    first_ms: first[i].unwrap_or(0),
-                    last_ms: last[i].unwrap_or(0),
-                },
-            )
-        })
-        .collect())
+        .collect();
+    d.sort();
+    d
 }
 
 /// The optimised query plan of a typical section query (`explain`), showing the pushed-down

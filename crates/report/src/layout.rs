@@ -9,32 +9,13 @@ use std::collections::BTreeSet;
 use polars::prelude::*;
 
 use super::ReportError;
-use super::data::{Component, Dataset, TableInfo, collect, ints, strings};
+use super::data::{Component, Dataset, TableInfo, collect, dates_in, ints, strings};
 use vscope_core::catalogue::{self, Catalogue};
 
 /// The `date=` partition values of a table (top-level `date=YYYY-MM-DD` directories), sorted;
 /// empty when the table is laid out otherwise.
 pub fn dates(ds: &Dataset, t: &TableInfo) -> Vec<String> {
     dates_in(&ds.root.join(&t.name))
-}
-
-/// The `date=` partition values under a table directory, sorted.
-pub fn dates_in(dir: &std::path::Path) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut d: Vec<String> = entries
-        .flatten()
-        .filter(|e| e.path().is_dir())
-        .filter_map(|e| {
-            e.file_name()
-                .to_str()
-                .and_then(|n| n.strip_prefix("date="))
-                .map(str::to_string)
-        })
-        .collect();
-    d.sort();
-    d
 }
 
 /// A scan of the table restricted to one `date=` partition (by its directory: nothing else is

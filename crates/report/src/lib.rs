@@ -28,6 +28,7 @@
 //! which opens it with the pipeline's own sink settings ([`Location::Store`]), so it needs
 //! nothing of the ETL crate, which depends on it.
 
+pub mod completeness;
 pub mod data;
 pub mod inventory;
 pub mod layout;

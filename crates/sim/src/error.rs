@@ -1,6 +1,7 @@
 //! The error answer of the query and discovery routes, rendered per dialect: OpenTSDB's JSON
-//! error object or Erlenmeyer's plain text. Its own module because every route, the fault
-//! plan and Warp 10's relayed errors make one.
+//! error object or Erlenmeyer's plain text; and Warp 10's own (Jetty's error page,
+//! [`jetty_error`]). Its own module because every route, the fault plan and Warp 10's relayed
+//! errors make one.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -111,4 +112,23 @@ impl ApiError {
         }
         resp
     }
+}
+
+/// Jetty's default error page for `sendError(status, reason)` on `path` (Jetty 9
+/// `ErrorHandler.writeErrorPage`): what Warp 10 answers when a request fails before any byte
+/// of its answer was sent.
+pub(crate) fn jetty_error(status: StatusCode, path: &str, reason: &str) -> Response {
+    let code = status.as_u16();
+    let body = format!(
+        "<html>\n<head>\n<meta http-equiv=\"Content-Type\" content=\"text/html;charset=utf-8\"/>\n\
+         <title>Error {code} {reason}</title>\n</head>\n<body><h2>HTTP ERROR {code}</h2>\n\
+         <p>Problem accessing {path}. Reason:\n<pre>    {reason}</pre></p>\
+         <hr><a href=\"http://eclipse.org/jetty\">Powered by Jetty:// 9.4.x</a><hr/>\n\n</body>\n</html>\n"
+    );
+    let mut resp = (status, body).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html;charset=utf-8"),
+    );
+    resp
 }

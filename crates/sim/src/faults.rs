@@ -289,7 +289,7 @@ fn warp_timespan_ms(query: Option<&str>) -> Option<i64> {
 /// deployment puts in front of it. `None`: the fault is the same for every server (429, 502 to
 /// 504 proxy pages, cut, stall, empty, HTML).
 fn warp10_answer(fault: Fault, max_fetch_points: u64, path: &str) -> Option<Response> {
-    use super::warp10::jetty_error;
+    use super::error::jetty_error;
     Some(match fault {
         Fault::Status(500) => jetty_error(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -40,7 +40,7 @@
 //! # Error pages
 //! Warp 10 2.9.0 sets no error handler of its own (no class extends Jetty's `ErrorHandler`), so
 //! `sendError(status, reason)` gives Jetty's default HTML page, with the reason in the title and
-//! in a `<pre>`: [`jetty_error`]. The reason never quotes the token.
+//! in a `<pre>`: [`jetty_error`](super::error::jetty_error). The reason never quotes the token.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -51,6 +51,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use super::error::jetty_error;
 use super::format::push_java_double;
 use super::regex::{Mode, Regex};
 use super::state::Shared;
@@ -61,25 +62,6 @@ pub const TOKEN_HEADER: &str = "X-Warp10-Token";
 /// The first characters of the line that says a fetch failed after its answer was committed,
 /// when the request set `showerrors` (`Constants.EGRESS_FETCH_ERROR_PREFIX`).
 pub const FETCH_ERROR_PREFIX: &str = "# ERROR: ";
-
-/// Jetty's default error page for `sendError(status, reason)` on `path` (Jetty 9
-/// `ErrorHandler.writeErrorPage`): what Warp 10 answers when a request fails before any byte
-/// of its answer was sent.
-pub(crate) fn jetty_error(status: StatusCode, path: &str, reason: &str) -> Response {
-    let code = status.as_u16();
-    let body = format!(
-        "<html>\n<head>\n<meta http-equiv=\"Content-Type\" content=\"text/html;charset=utf-8\"/>\n\
-         <title>Error {code} {reason}</title>\n</head>\n<body><h2>HTTP ERROR {code}</h2>\n\
-         <p>Problem accessing {path}. Reason:\n<pre>    {reason}</pre></p>\
-         <hr><a href=\"http://eclipse.org/jetty\">Powered by Jetty:// 9.4.x</a><hr/>\n\n</body>\n</html>\n"
-    );
-    let mut resp = (status, body).into_response();
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html;charset=utf-8"),
-    );
-    resp
-}
 
 /// One side of a selector: an exact value or a regular expression matched whole.
 #[derive(Debug)]

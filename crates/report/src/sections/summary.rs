@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::super::data::{self, Component, Dataset, TableInfo};
+use super::super::data::{Component, Dataset, TableInfo};
 use super::super::model::{Cell, Column, Section, Table};
 use super::super::render::utc;
 use super::super::svg::BarChart;
@@ -55,7 +55,7 @@ pub(super) fn summary(
     let (mut exp_total, mut present_total, mut gaps_total, mut series) = (0i64, 0i64, 0i64, 0usize);
     let mut rows = Vec::new();
     for t in &comp_tables {
-        for (key, c) in data::completeness(ds, t, from, to)? {
+        for (key, c) in crate::completeness::completeness(ds, t, from, to)? {
             let expected = c
                 .step_ms
                 .filter(|s| *s > 0.0)
