@@ -12,7 +12,7 @@ use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
 use arrow::array::{Array, AsArray};
-use arrow::datatypes::{DataType, SchemaRef};
+use arrow::datatypes::{DataType, Int32Type, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
 use object_store::buffered::BufWriter;
@@ -466,8 +466,24 @@ impl PartWriter {
             return Ok(Vec::new());
         }
         let arrow_err = |e: arrow::error::ArrowError| self.parquet_err(e.into());
-        let runs = arrow::compute::partition(std::slice::from_ref(column)).map_err(arrow_err)?;
-        let mut starts: Vec<usize> = runs.ranges().iter().map(|r| r.start).skip(1).collect();
+        // The batch builders give the metric as a dictionary: a change of key is where a run
+        // may start (a dictionary with a value twice would cut a row group early, never miss
+        // a change), found without reading a string per row.
+        let keys =
+            (column.as_any_dictionary_opt()).and_then(|d| d.keys().as_primitive_opt::<Int32Type>());
+        let mut starts: Vec<usize> = match keys {
+            Some(keys) => {
+                let keys = keys.values();
+                (1..keys.len())
+                    .filter(|&i| keys[i] != keys[i - 1])
+                    .collect()
+            }
+            None => {
+                let runs =
+                    arrow::compute::partition(std::slice::from_ref(column)).map_err(arrow_err)?;
+                runs.ranges().iter().map(|r| r.start).skip(1).collect()
+            }
+        };
         let first = metric_text(&column.slice(0, 1)).map_err(arrow_err)?;
         if self.last_metric.as_ref().is_some_and(|last| *last != first) {
             starts.insert(0, 0);
