@@ -801,9 +801,8 @@ mod tests {
         }
     }
 
-    /// Writes 10 series through the builder and `PartWriter` with small row groups and
-    /// returns the file's bytes.
-    async fn write_file(dir: &std::path::Path, name: &str) -> (Vec<u8>, WrittenFile) {
+    /// A `PartWriter` of a VM metrics file `name` in `dir`, with row groups of 1,000 rows.
+    fn small_writer(dir: &std::path::Path, name: &str) -> PartWriter {
         let sink = Sink::open(dir.to_str().unwrap()).unwrap();
         let schema = raw_schema(Component::Vm);
         let settings = FileSettings {
@@ -812,8 +811,13 @@ mod tests {
             row_group_rows: 1000,
         };
         let props = writer_properties(&schema, &settings, "vm_metrics", (0, 1));
-        let mut w =
-            PartWriter::create(&sink, name.into(), "vm_metrics", schema.clone(), props).unwrap();
+        PartWriter::create(&sink, name.into(), "vm_metrics", schema, props).unwrap()
+    }
+
+    /// Writes 10 series through the builder and `PartWriter` with small row groups and
+    /// returns the file's bytes.
+    async fn write_file(dir: &std::path::Path, name: &str) -> (Vec<u8>, WrittenFile) {
+        let mut w = small_writer(dir, name);
         let mut b = RawBatchBuilder::new(Component::Vm);
         for i in 0..10 {
             let s = series(i, 450);
@@ -879,16 +883,7 @@ mod tests {
     #[tokio::test]
     async fn row_groups_start_at_a_metric_change_unless_small() {
         let dir = tempfile::tempdir().unwrap();
-        let sink = Sink::open(dir.path().to_str().unwrap()).unwrap();
-        let schema = raw_schema(Component::Vm);
-        let settings = FileSettings {
-            pipeline: "t".into(),
-            zstd_level: 1,
-            row_group_rows: 1000,
-        };
-        let props = writer_properties(&schema, &settings, "vm_metrics", (0, 1));
-        let mut w =
-            PartWriter::create(&sink, "f.parquet".into(), "vm_metrics", schema, props).unwrap();
+        let mut w = small_writer(dir.path(), "f.parquet");
         // (metric, rows, write the batch after this series)
         let plan = [
             ("a", 1500, false),

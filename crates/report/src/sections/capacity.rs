@@ -62,6 +62,21 @@ impl Demand {
     }
 }
 
+/// The severity of the finding a forecast makes, if any: already over the usable capacity
+/// (0), or reaching it within 60 days (0) or 180 days (1). Only a trend the band bounds (its
+/// lower edge crosses too) is a finding: a crossing of noise is no news.
+fn remaining_severity(tr: TimeRemaining) -> Option<u8> {
+    match tr {
+        TimeRemaining::Already => Some(0),
+        TimeRemaining::InDays {
+            days,
+            latest: Some(_),
+            ..
+        } if days <= 180.0 => Some(if days <= 60.0 { 0 } else { 1 }),
+        _ => None,
+    }
+}
+
 /// The plain-words forecast and its table cells: status, days, date, earliest, latest.
 fn remaining_cells(tr: TimeRemaining, to: i64) -> (String, [Cell; 5]) {
     let date = |d: f64| utc(to + (d * DAY_MS as f64) as i64)[..10].to_string();
@@ -332,26 +347,13 @@ pub(super) fn capacity(
                 let trend = Trend::of_points(&pts);
                 let tr = time_remaining(&pts, usable, end_day);
                 let (words, cells) = remaining_cells(tr, to);
-                match tr {
-                    TimeRemaining::Already => findings.push((
-                        0,
-                        "capacity",
-                        dc.clone(),
-                        format!("{resource} demand p95 already above the usable {usable} %"),
-                    )),
-                    // Only a trend the band bounds (its lower edge crosses too) is a finding:
-                    // a crossing of noise is no news.
-                    TimeRemaining::InDays {
-                        days,
-                        latest: Some(_),
-                        ..
-                    } if days <= 180.0 => findings.push((
-                        if days <= 60.0 { 0 } else { 1 },
-                        "capacity",
-                        dc.clone(),
-                        format!("{resource} reaches the usable {usable} % {words}"),
-                    )),
-                    _ => {}
+                if let Some(severity) = remaining_severity(tr) {
+                    let finding = if tr == TimeRemaining::Already {
+                        format!("{resource} demand p95 already above the usable {usable} %")
+                    } else {
+                        format!("{resource} reaches the usable {usable} % {words}")
+                    };
+                    findings.push((severity, "capacity", dc.clone(), finding));
                 }
                 let mut row = vec![
                     Cell::Text(dc.clone()),
@@ -573,24 +575,13 @@ fn datastores(
                 let tr = time_remaining(&xy, c * usable_pct / 100.0, end_day);
                 let (words, cells) = remaining_cells(tr, to);
                 row.extend(cells);
-                match tr {
-                    TimeRemaining::Already => findings.push((
-                        0,
-                        "datastores",
-                        format!("{dc}/{name}"),
-                        format!("already above {usable_pct} % of its capacity"),
-                    )),
-                    TimeRemaining::InDays {
-                        days,
-                        latest: Some(_),
-                        ..
-                    } if days <= 180.0 => findings.push((
-                        if days <= 60.0 { 0 } else { 1 },
-                        "datastores",
-                        format!("{dc}/{name}"),
-                        format!("reaches {usable_pct} % {words}"),
-                    )),
-                    _ => {}
+                if let Some(severity) = remaining_severity(tr) {
+                    let finding = if tr == TimeRemaining::Already {
+                        format!("already above {usable_pct} % of its capacity")
+                    } else {
+                        format!("reaches {usable_pct} % {words}")
+                    };
+                    findings.push((severity, "datastores", format!("{dc}/{name}"), finding));
                 }
                 // Plotted in % of the capacity, so datastores of any size share the chart.
                 let scale = 100.0 / (c * KB_PER_GB);
