@@ -1,7 +1,6 @@
 //! Completeness of every series over the period: its step (the median gap between points),
-//! the points present and the gaps, one metric at a time ([`super::layout::metrics`]) so that
-//! memory holds one metric's timestamps at once. Its own module because it needs both the
-//! scans ([`super::data`]) and the layout's list of metrics ([`super::layout`]).
+//! the points present and the gaps, from the table's streaming profile ([`super::profile`]),
+//! memory one small count per distinct gap of a series.
 
 use std::collections::BTreeMap;
 
@@ -27,16 +26,30 @@ pub struct Completeness {
     pub last_ms: i64,
 }
 
-/// Per-series step, point count and gaps of every series in `t` over the period: one query per
-/// metric ([`super::layout::metrics`]), so memory holds one metric's timestamps at a time.
+/// Per-series step, point count and gaps of every series in `t` over the period, from the
+/// table's profile (one streaming pass; the median step is exact from the count of each
+/// distinct gap). A metric with a series whose rows are not in time order across its files
+/// (files overlapping in time) is computed again here with a polars query over that metric,
+/// which sorts its timestamps.
 pub fn completeness(
     ds: &Dataset,
     t: &TableInfo,
     from_ms: i64,
     to_ms: i64,
 ) -> Result<BTreeMap<SeriesKey, Completeness>, ReportError> {
+    let profile = ds.profile(t, from_ms, to_ms)?;
     let mut out = BTreeMap::new();
-    for m in super::layout::metrics(ds, t)? {
+    let mut unsorted = std::collections::BTreeSet::new();
+    for (_, k, s) in profile.all() {
+        if s.unsorted {
+            unsorted.insert(k.0.clone());
+        } else if let Some(c) = s.completeness() {
+            out.insert(k.clone(), c);
+        }
+    }
+    for m in unsorted {
+        tracing::debug!(table = %t.name, metric = %m, "rows out of time order: completeness by a sorting query");
+        out.retain(|k, _| k.0 != m);
         out.append(&mut completeness_of(ds, t, &m, from_ms, to_ms)?);
     }
     Ok(out)

@@ -18,6 +18,7 @@ use object_store::ObjectStore;
 use polars::prelude::*;
 
 use super::ReportError;
+use super::profile::TableProfile;
 use vscope_core::schema::INVENTORY_TABLES;
 use vscope_core::semantics::time::{DAY_MS, date_string};
 
@@ -80,6 +81,8 @@ pub struct Dataset {
     pub origin: String,
     /// A private download directory removed on drop (S3 sinks).
     scratch: Option<PathBuf>,
+    /// Profiles computed so far, by table and period ([`super::profile`]).
+    profiles: std::sync::Mutex<BTreeMap<(String, i64, i64), Arc<TableProfile>>>,
 }
 
 impl Drop for Dataset {
@@ -161,6 +164,7 @@ impl Dataset {
             tables: BTreeMap::new(),
             origin: url.to_string(),
             scratch: None,
+            profiles: Default::default(),
         };
         ds.discover()?;
         Ok(ds)
@@ -184,6 +188,7 @@ impl Dataset {
             tables: BTreeMap::new(),
             origin: url.to_string(),
             scratch: Some(scratch.clone()),
+            profiles: Default::default(),
         };
         std::fs::create_dir_all(&scratch).map_err(|e| ReportError::Io {
             path: scratch.display().to_string(),
@@ -387,6 +392,26 @@ impl Dataset {
             .find(|t| t.component == component && t.kind == Kind::Inventory)
     }
 
+    /// The profile of a table over `[from_ms, to_ms)`: one streaming pass the first time,
+    /// shared by every section afterwards.
+    pub fn profile(
+        &self,
+        t: &TableInfo,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Arc<TableProfile>, ReportError> {
+        let key = (t.name.clone(), from_ms, to_ms);
+        if let Some(p) = self.profiles.lock().expect("profiles lock").get(&key) {
+            return Ok(p.clone());
+        }
+        let p = Arc::new(TableProfile::build(self, t, from_ms, to_ms)?);
+        self.profiles
+            .lock()
+            .expect("profiles lock")
+            .insert(key, p.clone());
+        Ok(p)
+    }
+
     /// A scan of `table` restricted to `[from_ms, to_ms)` and the given metrics: the `date`
     /// partition predicate prunes directories, the `ts` and `metric` predicates go into the
     /// Parquet reader (row-group statistics; files are sorted by metric).
@@ -551,9 +576,9 @@ pub(crate) fn keys_for(
         .collect())
 }
 
-/// avg / p95 / peak per series of `metrics` in `[from_ms, to_ms)`: one grouped query per
-/// metric, so that at most one metric's values of the period are in memory at a time (an exact
-/// percentile needs all values of a group).
+/// avg / p95 / peak per series of `metrics` in `[from_ms, to_ms)`, from the table's profile
+/// (one streaming pass) and exact percentiles (refinement passes over the metrics' row groups):
+/// memory holds no series' values.
 pub fn series_stats(
     ds: &Dataset,
     t: &TableInfo,
@@ -561,64 +586,19 @@ pub fn series_stats(
     from_ms: i64,
     to_ms: i64,
 ) -> Result<BTreeMap<SeriesKey, Stats>, ReportError> {
-    let mut out = BTreeMap::new();
-    for m in metrics {
-        out.append(&mut series_stats_of(ds, t, &[m], from_ms, to_ms)?);
-    }
-    Ok(out)
-}
-
-fn series_stats_of(
-    ds: &Dataset,
-    t: &TableInfo,
-    metrics: &[&str],
-    from_ms: i64,
-    to_ms: i64,
-) -> Result<BTreeMap<SeriesKey, Stats>, ReportError> {
-    let labels = label_cols(t);
-    // One metric per query: it is not a group key (a string per row less in memory).
-    let mut by: Vec<Expr> = Vec::new();
-    by.extend(labels.iter().map(|l| col(*l)));
-    let q95 = |e: Expr| e.quantile(lit(0.95), QuantileMethod::Linear);
-    let aggs = match t.kind {
-        Kind::Raw => vec![
-            col("value").mean().alias("avg"),
-            q95(col("value")).alias("p95"),
-            col("value").max().alias("peak"),
-            col("value").count().cast(DataType::Int64).alias("points"),
-        ],
-        _ => vec![
-            ((col("avg") * col("count").cast(DataType::Float64)).sum()
-                / col("count").cast(DataType::Float64).sum())
-            .alias("avg"),
-            q95(col("p95")).alias("p95"),
-            col("max").max().alias("peak"),
-            col("count").sum().cast(DataType::Int64).alias("points"),
-        ],
-    };
-    let lf = ds
-        .period_scan(t, metrics, from_ms, to_ms)?
-        .group_by(by)
-        .agg(aggs);
-    let df = collect(lf, &t.name)?;
-    let keys = keys_for(&df, &labels, metrics[0])?;
-    let (avg, p95, peak, points) = (
-        floats(&df, "avg")?,
-        floats(&df, "p95")?,
-        floats(&df, "peak")?,
-        ints(&df, "points")?,
-    );
-    Ok(keys
-        .into_iter()
-        .enumerate()
-        .map(|(i, k)| {
+    let profile = ds.profile(t, from_ms, to_ms)?;
+    let ids: Vec<u32> = profile.of_metrics(metrics).map(|(id, _, _)| id).collect();
+    let p95 = profile.p95(ds, t, &ids)?;
+    Ok(profile
+        .of_metrics(metrics)
+        .map(|(id, k, s)| {
             (
-                k,
+                k.clone(),
                 Stats {
-                    avg: avg[i],
-                    p95: p95[i],
-                    peak: peak[i],
-                    points: points[i].unwrap_or(0),
+                    avg: s.avg(),
+                    p95: p95.get(&id).copied().flatten(),
+                    peak: s.peak(),
+                    points: s.points,
                 },
             )
         })
@@ -627,7 +607,7 @@ fn series_stats_of(
 
 /// Hours above `threshold` per series: the number of hours whose average exceeds it (raw: the
 /// mean of the points of each UTC hour; rollup: each bucket's `avg`, counted as bucket/1 h).
-/// One query per metric.
+/// One pass over the metrics' row groups.
 pub fn hours_above(
     ds: &Dataset,
     t: &TableInfo,
@@ -636,57 +616,26 @@ pub fn hours_above(
     to_ms: i64,
     threshold: f64,
 ) -> Result<BTreeMap<SeriesKey, f64>, ReportError> {
-    let mut out = BTreeMap::new();
-    for m in metrics {
-        out.append(&mut hours_above_of(ds, t, &[m], from_ms, to_ms, threshold)?);
-    }
-    Ok(out)
-}
-
-fn hours_above_of(
-    ds: &Dataset,
-    t: &TableInfo,
-    metrics: &[&str],
-    from_ms: i64,
-    to_ms: i64,
-    threshold: f64,
-) -> Result<BTreeMap<SeriesKey, f64>, ReportError> {
-    let labels = label_cols(t);
-    // One metric per query: it is not a group key (a string per row less in memory).
-    let mut by: Vec<Expr> = Vec::new();
-    by.extend(labels.iter().map(|l| col(*l)));
-    let scan = ds.period_scan(t, metrics, from_ms, to_ms)?;
-    let (lf, per_row) = match t.kind {
-        Kind::Raw => {
-            let ms = col("ts").cast(DataType::Int64);
-            let hour = (ms.clone() - ms % lit(3_600_000i64)).alias("hour");
-            let mut hby = by.clone();
-            hby.push(hour);
-            (
-                scan.group_by(hby)
-                    .agg([col("value").mean().alias("v")])
-                    .filter(col("v").gt(lit(threshold))),
-                1.0,
-            )
-        }
-        Kind::Rollup { bucket_ms } => (
-            scan.filter(col("avg").gt(lit(threshold))),
-            bucket_ms as f64 / 3_600_000.0,
-        ),
-        Kind::Inventory => return Ok(BTreeMap::new()),
-    };
-    let df = collect(
-        lf.group_by(by)
-            .agg([len().cast(DataType::Int64).alias("n")]),
-        &t.name,
-    )?;
-    let keys = keys_for(&df, &labels, metrics[0])?;
-    let n = ints(&df, "n")?;
-    Ok(keys
-        .into_iter()
-        .zip(n)
-        .map(|(k, n)| (k, n.unwrap_or(0) as f64 * per_row))
-        .collect())
+    let h = super::profile::hourly(ds, t, metrics, from_ms, to_ms, Some(threshold))?;
+    Ok(match t.kind {
+        Kind::Raw => h
+            .hours
+            .into_iter()
+            .filter_map(|(k, hours)| {
+                let n = hours
+                    .iter()
+                    .filter(|(_, sum, n)| sum / *n as f64 > threshold)
+                    .count();
+                (n > 0).then_some((k, n as f64))
+            })
+            .collect(),
+        Kind::Rollup { bucket_ms } => h
+            .above
+            .into_iter()
+            .map(|(k, n)| (k, n as f64 * bucket_ms as f64 / 3_600_000.0))
+            .collect(),
+        Kind::Inventory => BTreeMap::new(),
+    })
 }
 
 /// A series' least-squares sums (x in days since the period start) and its last observation.
@@ -713,7 +662,7 @@ pub struct TrendSums {
 }
 
 /// Centred least-squares sums per series of `metric` (raw `value`, or a rollup's `avg` at the
-/// bucket start), for the trend and forecast.
+/// bucket start), for the trend and forecast: from the table's profile.
 pub fn trend_sums(
     ds: &Dataset,
     t: &TableInfo,
@@ -721,81 +670,10 @@ pub fn trend_sums(
     from_ms: i64,
     to_ms: i64,
 ) -> Result<BTreeMap<SeriesKey, TrendSums>, ReportError> {
-    let labels = label_cols(t);
-    // One metric per query: it is not a group key (a string per row less in memory).
-    let mut by: Vec<Expr> = Vec::new();
-    by.extend(labels.iter().map(|l| col(*l)));
-    let y_col = if t.kind == Kind::Raw { "value" } else { "avg" };
-    let x = ((col("ts").cast(DataType::Int64) - lit(from_ms)).cast(DataType::Float64)
-        / lit(DAY_MS as f64))
-    .alias("x");
-    let lf = ds
-        .period_scan(t, &[metric], from_ms, to_ms)?
-        .filter(col(y_col).is_not_null())
-        .select({
-            let mut s = by.clone();
-            s.push(x);
-            s.push(col(y_col).cast(DataType::Float64).alias("y"));
-            s.push(col("ts").cast(DataType::Int64).alias("t"));
-            s
-        })
-        .group_by(by)
-        .agg([
-            len().cast(DataType::Int64).alias("n"),
-            col("x").mean().alias("mx"),
-            col("y").mean().alias("my"),
-            ((col("x") - col("x").mean()) * (col("x") - col("x").mean()))
-                .sum()
-                .alias("sxx"),
-            ((col("x") - col("x").mean()) * (col("y") - col("y").mean()))
-                .sum()
-                .alias("sxy"),
-            ((col("y") - col("y").mean()) * (col("y") - col("y").mean()))
-                .sum()
-                .alias("syy"),
-            col("y")
-                .sort_by([col("t")], SortMultipleOptions::default())
-                .first()
-                .alias("first"),
-            col("y")
-                .sort_by([col("t")], SortMultipleOptions::default())
-                .last()
-                .alias("last"),
-            col("t").max().alias("last_t"),
-        ]);
-    let df = collect(lf, &t.name)?;
-    let keys = keys_for(&df, &labels, metric)?;
-    let f = |n: &str| floats(&df, n);
-    let (n, mx, my, sxx, sxy, syy, first, last, last_t) = (
-        ints(&df, "n")?,
-        f("mx")?,
-        f("my")?,
-        f("sxx")?,
-        f("sxy")?,
-        f("syy")?,
-        f("first")?,
-        f("last")?,
-        ints(&df, "last_t")?,
-    );
-    Ok(keys
-        .into_iter()
-        .enumerate()
-        .map(|(i, k)| {
-            (
-                k,
-                TrendSums {
-                    n: n[i].unwrap_or(0) as u64,
-                    mean_x: mx[i].unwrap_or(0.0),
-                    mean_y: my[i].unwrap_or(0.0),
-                    sxx: sxx[i].unwrap_or(0.0),
-                    sxy: sxy[i].unwrap_or(0.0),
-                    syy: syy[i].unwrap_or(0.0),
-                    first: first[i],
-                    last: last[i],
-                    last_ms: last_t[i].unwrap_or(0),
-                },
-            )
-        })
+    let profile = ds.profile(t, from_ms, to_ms)?;
+    Ok(profile
+        .of_metrics(&[metric])
+        .filter_map(|(_, k, s)| s.trend_sums().map(|ts| (k.clone(), ts)))
         .collect())
 }
 
@@ -808,32 +686,14 @@ pub fn hourly_means(
     from_ms: i64,
     to_ms: i64,
 ) -> Result<BTreeMap<SeriesKey, Vec<(i64, f64)>>, ReportError> {
-    let labels = label_cols(t);
-    // One metric per query: it is not a group key (a string per row less in memory).
-    let mut by: Vec<Expr> = Vec::new();
-    by.extend(labels.iter().map(|l| col(*l)));
-    let y_col = if t.kind == Kind::Raw { "value" } else { "avg" };
-    let ms = col("ts").cast(DataType::Int64);
-    let mut hby = by.clone();
-    hby.push((ms.clone() - ms % lit(3_600_000i64)).alias("hour"));
-    let mut sort_cols: Vec<PlSmallStr> = Vec::new();
-    sort_cols.extend(labels.iter().map(|l| PlSmallStr::from(*l)));
-    sort_cols.push("hour".into());
-    let lf = ds
-        .period_scan(t, &[metric], from_ms, to_ms)?
-        .group_by(hby)
-        .agg([col(y_col).cast(DataType::Float64).mean().alias("v")])
-        .sort(sort_cols, SortMultipleOptions::default());
-    let df = collect(lf, &t.name)?;
-    let keys = keys_for(&df, &labels, metric)?;
-    let (hour, v) = (ints(&df, "hour")?, floats(&df, "v")?);
-    let mut out: BTreeMap<SeriesKey, Vec<(i64, f64)>> = BTreeMap::new();
-    for (i, k) in keys.into_iter().enumerate() {
-        if let (Some(h), Some(v)) = (hour[i], v[i]) {
-            out.entry(k).or_default().push((h, v));
-        }
-    }
-    Ok(out)
+    let h = super::profile::hourly(ds, t, &[metric], from_ms, to_ms, None)?;
+    Ok(h.hours
+        .into_iter()
+        .map(|(k, hours)| {
+            let v = hours.iter().map(|(h, s, n)| (*h, s / *n as f64)).collect();
+            (k, v)
+        })
+        .collect())
 }
 
 /// The `date=` partition values under a table directory, sorted.
