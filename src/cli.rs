@@ -382,7 +382,8 @@ pub struct ReportArgs {
     /// ...and its network rx and tx p95 below this (vScope units).
     #[arg(long, default_value_t = 1.0)]
     pub idle_net: f64,
-    /// Print the optimised polars query plans (pushdown) on stderr.
+    /// Print what the report's passes read (files, row groups kept by statistics, columns) on
+    /// stderr.
     #[arg(long)]
     pub explain: bool,
 }

@@ -41,7 +41,7 @@ pub fn completeness(
     let mut out = BTreeMap::new();
     let mut unsorted = std::collections::BTreeSet::new();
     for (_, k, s) in profile.all() {
-        if s.unsorted {
+        if s.unsorted() {
             unsorted.insert(k.0.clone());
         } else if let Some(c) = s.completeness() {
             out.insert(k.clone(), c);

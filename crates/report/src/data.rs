@@ -1,7 +1,8 @@
 //! The dataset as the report reads it: which tables a sink holds (raw, rollup, inventory, told
 //! apart by their columns), lazy polars scans of their Hive-partitioned Parquet with the period
 //! pushed down (date partitions pruned, `ts` filtered in the scan) and only the needed columns
-//! read, and the grouped statistics the sections are built from.
+//! read, and the per-series statistics the sections are built from (computed by the streaming
+//! passes of [`super::profile`]; the table's profile is cached here for the report's period).
 //!
 //! An S3 sink is read through the `object_store` client the caller opens for it (vscope-etl's
 //! own, already built for the pipeline's sink, with the sink's settings): only the objects of
@@ -713,26 +714,6 @@ pub fn dates_in(dir: &std::path::Path) -> Vec<String> {
         .collect();
     d.sort();
     d
-}
-
-/// The optimised query plan of a typical section query (`explain`), showing the pushed-down
-/// projection, the partition and `ts`/`metric` predicates inside the Parquet scan.
-pub fn explain_stats(
-    ds: &Dataset,
-    t: &TableInfo,
-    metrics: &[&str],
-    from_ms: i64,
-    to_ms: i64,
-) -> Result<String, ReportError> {
-    let labels = label_cols(t);
-    let mut by: Vec<Expr> = vec![col("metric")];
-    by.extend(labels.iter().map(|l| col(*l)));
-    let v = if t.kind == Kind::Raw { "value" } else { "p95" };
-    ds.period_scan(t, metrics, from_ms, to_ms)?
-        .group_by(by)
-        .agg([col(v).quantile(lit(0.95), QuantileMethod::Linear)])
-        .explain(true)
-        .map_err(polars_err(&t.name))
 }
 
 #[cfg(test)]

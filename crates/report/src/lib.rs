@@ -1,15 +1,21 @@
 //! vscope-report: the capacity-planning report (`vscope-etl report`) over a dataset the
 //! pipeline wrote.
 //!
-//! Reads the Hive-partitioned Parquet with polars lazy scans (the period becomes a `date`
-//! partition filter plus a `ts` predicate in the scan, only the needed columns are read, and
-//! every statistic is a grouped aggregation, so no table is loaded whole), builds the sections
-//! (summary, hosts, VMs, datastores), and writes them as self-contained HTML with SVG charts,
-//! Markdown, CSV and JSON.
+//! Reads the Hive-partitioned Parquet in streaming passes (the period prunes `date=`
+//! partitions and row groups, only the needed columns are read, every per-series statistic is
+//! kept as a small mergeable state, percentiles exactly by histogram refinement, so memory is
+//! bounded by the number of series, not by the period), uses polars for the small reads
+//! (inventory, a table's first and last partitions), builds the sections (summary, capacity,
+//! hosts, VMs, datastores, rightsizing), and writes them as self-contained HTML with SVG
+//! charts, Markdown, CSV and JSON.
 //!
 //! # Layout
 //! - [`data`]: the dataset (which tables a sink holds, local or copied from an object store),
-//!   lazy scans with the period pushed down, the grouped statistics.
+//!   lazy scans with the period pushed down, the per-series statistics the sections ask for.
+//! - [`scan`]: one streaming pass over a table's Parquet files (arrow-rs), in parallel runs of
+//!   files merged in time order.
+//! - [`profile`]: what the passes compute: the per-series profile, the exact percentiles,
+//!   hourly sums.
 //! - [`layout`]: what a table's layout tells without a full scan (date partitions, time range,
 //!   metrics).
 //! - [`inventory`]: the inventory tables: the VMs of the latest `vms` snapshot (size, power

@@ -7,12 +7,14 @@
 //!   consecutive points, from which the median step and the gaps follow exactly), and the
 //!   count, minimum and maximum of the percentile column;
 //! - the **exact percentile**, without holding a series' values: each refinement pass counts a
-//!   series' values in [`BINS`] equal bins of the range known to hold the two ranks the type-7
-//!   percentile interpolates between (first the series' whole range), then narrows the range to
-//!   the bins holding them; once the range holds at most [`COLLECT_MAX`] values, one more pass
-//!   collects them and the ranks are read off the sorted few. Typically three passes in all
-//!   (profile, histogram, collect); values are compared by their IEEE order key, so the result
-//!   is the one a sort of all the values gives, bit for bit;
+//!   series' values in up to [`BINS`] equal bins of the key range known to hold the two ranks
+//!   the type-7 percentile interpolates between (first the series' whole range), then narrows
+//!   the range to the bins holding them (a bin of one key gives its value at once); once the
+//!   range holds at most [`COLLECT_MAX`] values, a pass collects them and the ranks are read
+//!   off the sorted few. Typically three passes in all (profile, histogram, collect). Values
+//!   are compared by their IEEE order key, so the result is the one a sort of all the values
+//!   gives, bit for bit. Memory per pass is capped ([`COLLECT_BUDGET`], [`BINS_BUDGET`]):
+//!   more series mean fewer bins each or one more pass, never more memory;
 //! - **hourly** means (and rollup buckets above a threshold) for the few series that need a
 //!   curve (hosts, datastores).
 
@@ -24,10 +26,15 @@ use super::data::{Dataset, Kind, SeriesKey, TableInfo};
 use super::scan::{self, Pass, Registry, Rows, SKIP, Visitor};
 use vscope_core::semantics::time::DAY_MS;
 
-/// Bins of one refinement pass per series (4 bytes each while the series is refined).
+/// Bins of one refinement pass per series at most (4 bytes each while the series is refined).
 pub const BINS: usize = 1024;
 /// A series' values are collected once its candidate range holds at most this many.
 pub const COLLECT_MAX: u64 = 4096;
+/// Values collected by one pass in all (8 bytes each): series beyond it wait a pass.
+pub const COLLECT_BUDGET: u64 = 8 << 20;
+/// Bytes of histogram counters of one pass, over every CPU's visitor: with many series the
+/// bins per series go down (to 16), which takes more passes, not more memory.
+pub const BINS_BUDGET: usize = 64 << 20;
 
 /// A total order on `f64` as `u64` (IEEE 754 bits, negatives flipped): `a < b` as numbers iff
 /// `key(a) < key(b)` (with -0 before +0), so ranges of values are ranges of keys.
@@ -39,6 +46,156 @@ pub fn order_key(v: f64) -> u64 {
 /// The value of an order key.
 pub fn from_key(k: u64) -> f64 {
     f64::from_bits(if k >> 63 == 1 { k & !(1 << 63) } else { !k })
+}
+
+/// Centred second moments of (x, y) pairs: counts, means, Σ(x-x̄)², Σ(y-ȳ)², Σ(x-x̄)(y-ȳ).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Moments {
+    n: u64,
+    mx: f64,
+    my: f64,
+    m2x: f64,
+    m2y: f64,
+    cxy: f64,
+}
+
+impl Moments {
+    /// Adds `o` (Chan, Golub and LeVeque's pairwise update: exact in exact arithmetic,
+    /// stable in floating point).
+    fn merge(&mut self, o: &Moments) {
+        if o.n == 0 {
+            return;
+        }
+        if self.n == 0 {
+            *self = *o;
+            return;
+        }
+        let (na, nb) = (self.n as f64, o.n as f64);
+        let n = na + nb;
+        let dx = o.mx - self.mx;
+        let dy = o.my - self.my;
+        self.mx += dx * nb / n;
+        self.my += dy * nb / n;
+        self.m2x += o.m2x + dx * dx * na * nb / n;
+        self.m2y += o.m2y + dy * dy * na * nb / n;
+        self.cxy += o.cxy + dx * dy * na * nb / n;
+        self.n += o.n;
+    }
+}
+
+/// Sums of (x, y) shifted by a first pair, accumulated without a division per row over one
+/// run of a series (the shift keeps them small: stable), then turned into [`Moments`].
+#[derive(Debug, Clone, Copy, Default)]
+struct ShiftedSums {
+    n: u64,
+    kx: f64,
+    ky: f64,
+    sx: f64,
+    sy: f64,
+    sxx: f64,
+    syy: f64,
+    sxy: f64,
+}
+
+impl ShiftedSums {
+    #[inline]
+    fn add(&mut self, x: f64, y: f64) {
+        if self.n == 0 {
+            self.kx = x;
+            self.ky = y;
+        }
+        self.n += 1;
+        let (dx, dy) = (x - self.kx, y - self.ky);
+        self.sx += dx;
+        self.sy += dy;
+        self.sxx += dx * dx;
+        self.syy += dy * dy;
+        self.sxy += dx * dy;
+    }
+
+    fn moments(&self) -> Moments {
+        if self.n == 0 {
+            return Moments::default();
+        }
+        let n = self.n as f64;
+        let (ax, ay) = (self.sx / n, self.sy / n);
+        Moments {
+            n: self.n,
+            mx: self.kx + ax,
+            my: self.ky + ay,
+            m2x: (self.sxx - self.sx * ax).max(0.0),
+            m2y: (self.syy - self.sy * ay).max(0.0),
+            cxy: self.sxy - self.sx * ay,
+        }
+    }
+}
+
+/// Consecutive present points of a series: first, last, and the count of each distinct gap
+/// between them (sorted by gap), equal gaps counted in a run before they reach the list.
+#[derive(Debug, Clone, Default)]
+struct Spacing {
+    present: i64,
+    first: i64,
+    last: i64,
+    gaps: Vec<(i64, u64)>,
+    /// The gap being counted and how many times in a row it came.
+    run: (i64, u64),
+    unsorted: bool,
+}
+
+impl Spacing {
+    #[inline]
+    fn at(&mut self, t: i64) {
+        if self.present == 0 {
+            self.first = t;
+            self.last = t;
+        } else if t < self.last {
+            self.unsorted = true;
+        } else {
+            let gap = t - self.last;
+            if gap == self.run.0 {
+                self.run.1 += 1;
+            } else {
+                self.flush();
+                self.run = (gap, 1);
+            }
+            self.last = t;
+        }
+        self.present += 1;
+    }
+
+    fn flush(&mut self) {
+        if self.run.1 > 0 {
+            add_gap(&mut self.gaps, self.run.0, self.run.1);
+            self.run = (0, 0);
+        }
+    }
+
+    /// Adds `later` (points of later files).
+    fn merge(&mut self, later: &Spacing) {
+        if later.present == 0 {
+            return;
+        }
+        self.flush();
+        if self.present == 0 {
+            *self = later.clone();
+            self.flush();
+            return;
+        }
+        if later.first < self.last {
+            self.unsorted = true;
+        } else {
+            add_gap(&mut self.gaps, later.first - self.last, 1);
+        }
+        for (g, c) in later.gaps.iter().chain(std::iter::once(&later.run)) {
+            if *c > 0 {
+                add_gap(&mut self.gaps, *g, *c);
+            }
+        }
+        self.present += later.present;
+        self.last = self.last.max(later.last);
+        self.unsorted |= later.unsorted;
+    }
 }
 
 /// A series' statistics from the profile pass.
@@ -56,23 +213,11 @@ pub struct SeriesProfile {
     peak: f64,
     /// Raw points behind the numbers (rollup: summed bucket counts).
     pub points: i64,
-    // Trend (x = days since the period start, y = value or avg): Welford's running sums.
-    t_n: u64,
-    mx: f64,
-    my: f64,
-    m2x: f64,
-    m2y: f64,
-    cxy: f64,
+    /// Trend: x = days since the period start, y = value (raw) or avg (rollup).
+    trend: Moments,
     first: (i64, f64),
     last: (i64, f64),
-    // Completeness.
-    present: i64,
-    c_first: i64,
-    c_last: i64,
-    /// Distinct gaps between consecutive present points with their counts, sorted by gap.
-    gaps: Vec<(i64, u64)>,
-    /// A point came before the previous one (unsorted rows, or files overlapping in time).
-    pub unsorted: bool,
+    spacing: Spacing,
 }
 
 impl Default for SeriesProfile {
@@ -87,19 +232,10 @@ impl Default for SeriesProfile {
             w_any: false,
             peak: f64::NEG_INFINITY,
             points: 0,
-            t_n: 0,
-            mx: 0.0,
-            my: 0.0,
-            m2x: 0.0,
-            m2y: 0.0,
-            cxy: 0.0,
+            trend: Moments::default(),
             first: (i64::MAX, f64::NAN),
             last: (i64::MIN, f64::NAN),
-            present: 0,
-            c_first: i64::MAX,
-            c_last: i64::MIN,
-            gaps: Vec::new(),
-            unsorted: false,
+            spacing: Spacing::default(),
         }
     }
 }
@@ -112,53 +248,10 @@ fn add_gap(gaps: &mut Vec<(i64, u64)>, gap: i64, count: u64) {
 }
 
 impl SeriesProfile {
-    fn percentile_value(&mut self, v: f64) {
-        if v.is_nan() {
-            return;
-        }
-        self.p_n += 1;
-        let k = order_key(v);
-        self.p_min = self.p_min.min(k);
-        self.p_max = self.p_max.max(k);
-    }
-
-    fn trend(&mut self, t: i64, x: f64, y: f64) {
-        if y.is_nan() {
-            return;
-        }
-        self.t_n += 1;
-        let n = self.t_n as f64;
-        let dx = x - self.mx;
-        let dy = y - self.my;
-        self.mx += dx / n;
-        self.my += dy / n;
-        self.m2x += dx * (x - self.mx);
-        self.m2y += dy * (y - self.my);
-        self.cxy += dx * (y - self.my);
-        if t < self.first.0 {
-            self.first = (t, y);
-        }
-        if t >= self.last.0 {
-            self.last = (t, y);
-        }
-    }
-
-    fn present_at(&mut self, t: i64) {
-        if self.present > 0 {
-            if t < self.c_last {
-                self.unsorted = true;
-            } else {
-                let gap = t - self.c_last;
-                match self.gaps.last_mut() {
-                    Some(g) if g.0 == gap => g.1 += 1,
-                    _ => add_gap(&mut self.gaps, gap, 1),
-                }
-            }
-        } else {
-            self.c_first = t;
-        }
-        self.present += 1;
-        self.c_last = self.c_last.max(t);
+    /// Whether a point came before the previous one (unsorted rows, or files overlapping in
+    /// time): the completeness is then computed by a sorting query.
+    pub fn unsorted(&self) -> bool {
+        self.spacing.unsorted
     }
 
     /// Adds `later` (rows of later files).
@@ -172,48 +265,14 @@ impl SeriesProfile {
         self.w_any |= later.w_any;
         self.peak = self.peak.max(later.peak);
         self.points += later.points;
-        if later.t_n > 0 {
-            if self.t_n == 0 {
-                (self.t_n, self.mx, self.my, self.m2x, self.m2y, self.cxy) = (
-                    later.t_n, later.mx, later.my, later.m2x, later.m2y, later.cxy,
-                );
-            } else {
-                let (na, nb) = (self.t_n as f64, later.t_n as f64);
-                let n = na + nb;
-                let dx = later.mx - self.mx;
-                let dy = later.my - self.my;
-                self.mx += dx * nb / n;
-                self.my += dy * nb / n;
-                self.m2x += later.m2x + dx * dx * na * nb / n;
-                self.m2y += later.m2y + dy * dy * na * nb / n;
-                self.cxy += later.cxy + dx * dy * na * nb / n;
-                self.t_n += later.t_n;
-            }
-            if later.first.0 < self.first.0 {
-                self.first = later.first;
-            }
-            if later.last.0 >= self.last.0 {
-                self.last = later.last;
-            }
+        self.trend.merge(&later.trend);
+        if later.first.0 < self.first.0 {
+            self.first = later.first;
         }
-        if later.present > 0 {
-            if self.present > 0 {
-                if later.c_first < self.c_last {
-                    self.unsorted = true;
-                } else {
-                    add_gap(&mut self.gaps, later.c_first - self.c_last, 1);
-                }
-            } else {
-                self.c_first = later.c_first;
-            }
-            for (g, c) in &later.gaps {
-                add_gap(&mut self.gaps, *g, *c);
-            }
-            self.present += later.present;
-            self.c_first = self.c_first.min(later.c_first);
-            self.c_last = self.c_last.max(later.c_last);
+        if later.last.0 >= self.last.0 {
+            self.last = later.last;
         }
-        self.unsorted |= later.unsorted;
+        self.spacing.merge(&later.spacing);
     }
 
     /// The time-weighted mean (raw: mean of the points; rollup: count-weighted mean of the
@@ -229,30 +288,33 @@ impl SeriesProfile {
 
     /// The trend's centred least-squares sums, when the series has a value.
     pub fn trend_sums(&self) -> Option<super::data::TrendSums> {
-        (self.t_n > 0).then_some(super::data::TrendSums {
-            n: self.t_n,
-            mean_x: self.mx,
-            mean_y: self.my,
-            sxx: self.m2x,
-            sxy: self.cxy,
-            syy: self.m2y,
+        let m = &self.trend;
+        (m.n > 0).then_some(super::data::TrendSums {
+            n: m.n,
+            mean_x: m.mx,
+            mean_y: m.my,
+            sxx: m.m2x,
+            sxy: m.cxy,
+            syy: m.m2y,
             first: Some(self.first.1),
             last: Some(self.last.1),
             last_ms: self.last.0,
         })
     }
 
-    /// Completeness, when the series has a present point (and its rows came in time order).
+    /// Completeness, when the series has a present point.
     pub fn completeness(&self) -> Option<super::completeness::Completeness> {
-        if self.present == 0 {
+        let mut sp = self.spacing.clone();
+        sp.flush();
+        if sp.present == 0 {
             return None;
         }
-        let m: u64 = self.gaps.iter().map(|g| g.1).sum();
+        let m: u64 = sp.gaps.iter().map(|g| g.1).sum();
         let step = (m > 0).then(|| {
             let pos = (m - 1) as f64 * 0.5;
             let at = |rank: u64| {
                 let mut seen = 0;
-                for (g, c) in &self.gaps {
+                for (g, c) in &sp.gaps {
                     seen += c;
                     if rank < seen {
                         return *g as f64;
@@ -264,7 +326,7 @@ impl SeriesProfile {
             lo + (hi - lo) * (pos - pos.floor())
         });
         let gaps = step.map_or(0, |s| {
-            self.gaps
+            sp.gaps
                 .iter()
                 .filter(|g| g.0 as f64 > s * 1.5)
                 .map(|g| g.1 as i64)
@@ -272,10 +334,10 @@ impl SeriesProfile {
         });
         Some(super::completeness::Completeness {
             step_ms: step,
-            present: self.present,
+            present: sp.present,
             gaps,
-            first_ms: self.c_first,
-            last_ms: self.c_last,
+            first_ms: sp.first,
+            last_ms: sp.last,
         })
     }
 }
@@ -303,69 +365,142 @@ struct ProfileVisitor {
     series: Vec<SeriesProfile>,
 }
 
-impl ProfileVisitor {
-    fn at(&mut self, id: u32) -> &mut SeriesProfile {
-        let i = id as usize;
-        if i >= self.series.len() {
-            self.series.resize_with(i + 1, SeriesProfile::default);
+/// What one run of a series adds, kept in registers and folded into its profile once.
+struct RunAcc {
+    p_n: u64,
+    p_min: u64,
+    p_max: u64,
+    w_sum: f64,
+    w_den: f64,
+    w_any: bool,
+    peak: f64,
+    points: i64,
+    trend: ShiftedSums,
+    first: (i64, f64),
+    last: (i64, f64),
+}
+
+impl RunAcc {
+    fn new() -> Self {
+        RunAcc {
+            p_n: 0,
+            p_min: u64::MAX,
+            p_max: 0,
+            w_sum: 0.0,
+            w_den: 0.0,
+            w_any: false,
+            peak: f64::NEG_INFINITY,
+            points: 0,
+            trend: ShiftedSums::default(),
+            first: (i64::MAX, f64::NAN),
+            last: (i64::MIN, f64::NAN),
         }
-        &mut self.series[i]
+    }
+
+    #[inline]
+    fn percentile_value(&mut self, v: f64) {
+        if !v.is_nan() {
+            self.p_n += 1;
+            let k = order_key(v);
+            self.p_min = self.p_min.min(k);
+            self.p_max = self.p_max.max(k);
+        }
+    }
+
+    #[inline]
+    fn trend(&mut self, t: i64, x: f64, y: f64) {
+        if y.is_nan() {
+            return;
+        }
+        self.trend.add(x, y);
+        if t < self.first.0 {
+            self.first = (t, y);
+        }
+        if t >= self.last.0 {
+            self.last = (t, y);
+        }
+    }
+
+    fn fold_into(self, s: &mut SeriesProfile) {
+        s.p_n += self.p_n;
+        s.p_min = s.p_min.min(self.p_min);
+        s.p_max = s.p_max.max(self.p_max);
+        s.w_sum += self.w_sum;
+        s.w_den += self.w_den;
+        s.w_any |= self.w_any;
+        s.peak = s.peak.max(self.peak);
+        s.points += self.points;
+        s.trend.merge(&self.trend.moments());
+        if self.first.0 < s.first.0 {
+            s.first = self.first;
+        }
+        if self.last.0 >= s.last.0 {
+            s.last = self.last;
+        }
     }
 }
 
 impl Visitor for ProfileVisitor {
     fn rows(&mut self, rows: &Rows<'_>) {
         let from = self.from_ms;
-        for (i, &id) in rows.ids.iter().enumerate() {
-            if id == SKIP {
-                continue;
+        let day = DAY_MS as f64;
+        for run in rows.runs {
+            let i = run.id as usize;
+            if i >= self.series.len() {
+                self.series.resize_with(i + 1, SeriesProfile::default);
             }
-            let t = rows.ts[i];
-            let x = (t - from) as f64 / DAY_MS as f64;
-            let raw = self.raw;
-            let s = self.at(id);
-            s.rows += 1;
-            if raw {
-                let v = rows.columns[0][i];
-                s.percentile_value(v);
-                if !v.is_nan() {
-                    s.w_sum += v;
-                    s.w_den += 1.0;
-                    s.w_any = true;
-                    s.peak = s.peak.max(v);
-                    s.points += 1;
-                    s.present_at(t);
+            let s = &mut self.series[i];
+            s.rows += (run.end - run.start) as u64;
+            let mut acc = RunAcc::new();
+            let ts = &rows.ts[run.start..run.end];
+            if self.raw {
+                let vals = &rows.columns[0][run.start..run.end];
+                for (&t, &v) in ts.iter().zip(vals) {
+                    if v.is_nan() {
+                        continue;
+                    }
+                    acc.percentile_value(v);
+                    acc.w_sum += v;
+                    acc.w_den += 1.0;
+                    acc.w_any = true;
+                    acc.peak = acc.peak.max(v);
+                    acc.points += 1;
+                    s.spacing.at(t);
+                    acc.trend(t, (t - from) as f64 / day, v);
                 }
-                s.trend(t, x, v);
             } else {
-                let (avg, p95, max, count) = (
-                    rows.columns[0][i],
-                    rows.columns[1][i],
-                    rows.columns[2][i],
-                    rows.columns[3][i],
-                );
-                s.percentile_value(p95);
-                if !avg.is_nan() && !count.is_nan() {
-                    s.w_sum += avg * count;
-                    s.w_any = true;
+                let c = |j: usize| &rows.columns[j][run.start..run.end];
+                let (avg, p95, max, count) = (c(0), c(1), c(2), c(3));
+                for (r, &t) in ts.iter().enumerate() {
+                    let (a, n) = (avg[r], count[r]);
+                    acc.percentile_value(p95[r]);
+                    if !a.is_nan() && !n.is_nan() {
+                        acc.w_sum += a * n;
+                        acc.w_any = true;
+                    }
+                    if !n.is_nan() {
+                        acc.w_den += n;
+                        acc.points += n as i64;
+                        s.spacing.at(t);
+                    }
+                    if !max[r].is_nan() {
+                        acc.peak = acc.peak.max(max[r]);
+                    }
+                    acc.trend(t, (t - from) as f64 / day, a);
                 }
-                if !count.is_nan() {
-                    s.w_den += count;
-                    s.points += count as i64;
-                    s.present_at(t);
-                }
-                if !max.is_nan() {
-                    s.peak = s.peak.max(max);
-                }
-                s.trend(t, x, avg);
             }
+            acc.fold_into(s);
         }
     }
 
     fn merge(&mut self, later: Self) {
+        if later.series.len() > self.series.len() {
+            self.series
+                .resize_with(later.series.len(), SeriesProfile::default);
+        }
         for (i, s) in later.series.iter().enumerate() {
             if s.rows > 0 {
-                self.at(i as u32).merge(s);
+                self.series[i].merge(s);
             }
         }
     }
@@ -507,6 +642,7 @@ impl TableProfile {
             .map(|o| self.keys[o.id as usize].0.clone())
             .collect();
         let column = [percentile_column(t)];
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         let mut passes = 0;
         while !open.is_empty() {
             passes += 1;
@@ -517,37 +653,32 @@ impl TableProfile {
                 metrics: Some(&metrics),
                 columns: &column,
             };
-            let slots: HashMap<u32, usize> =
-                open.iter().enumerate().map(|(i, o)| (o.id, i)).collect();
-            let plan = RefinePlan {
-                ranges: open.iter().map(|o| o.range).collect(),
-                collect: open.iter().map(|o| o.in_range <= COLLECT_MAX).collect(),
-                slots,
-            };
+            let plan = RefinePlan::new(&open, cpus);
             let mut v = scan::run(ds, &pass, &self.registry, || RefineVisitor::new(&plan))?;
             let mut still = Vec::new();
             for (i, mut o) in open.into_iter().enumerate() {
-                if plan.collect[i] {
-                    let mut vals = std::mem::take(&mut v.values[i]);
-                    vals.sort_unstable_by_key(|v| order_key(*v));
-                    let at = |rank: u64| vals.get((rank - o.below) as usize).copied();
-                    let value = match (at(o.lo_rank), at(o.hi_rank)) {
-                        (Some(a), Some(b)) => a + (b - a) * (o.pos - o.pos.floor()),
-                        _ => {
-                            return Err(ReportError::Query {
-                                what: t.name.clone(),
-                                message: "the table changed while the report read it (a percentile's values were not found again); run the report again".into(),
-                            });
+                match plan.modes[i] {
+                    Mode::Collect(c) => {
+                        let mut vals = std::mem::take(&mut v.values[c]);
+                        vals.sort_unstable_by_key(|v| order_key(*v));
+                        let at = |rank: u64| {
+                            rank.checked_sub(o.below)
+                                .and_then(|r| vals.get(r as usize).copied())
+                        };
+                        let (Some(a), Some(b)) = (at(o.lo_rank), at(o.hi_rank)) else {
+                            return Err(changed(t));
+                        };
+                        out.insert(o.id, Some(o.interpolate(a, b)));
+                    }
+                    Mode::Hist(h) => {
+                        let bins = &v.bins[h * plan.bins..(h + 1) * plan.bins];
+                        match o.narrow(bins) {
+                            Narrowed::Value(x) => {
+                                out.insert(o.id, Some(x));
+                            }
+                            Narrowed::Range => still.push(o),
+                            Narrowed::Lost => return Err(changed(t)),
                         }
-                    };
-                    out.insert(o.id, Some(value));
-                } else {
-                    o.narrow(&v.bins[i * BINS..(i + 1) * BINS]);
-                    match o.settled() {
-                        Some(v) => {
-                            out.insert(o.id, Some(v));
-                        }
-                        None => still.push(o),
                     }
                 }
             }
@@ -579,13 +710,15 @@ impl Target {
         (self.range.0 == self.range.1).then(|| from_key(self.range.0))
     }
 
-    fn width(&self) -> u128 {
-        ((self.range.1 - self.range.0) as u128 + 1).div_ceil(BINS as u128)
+    /// The type-7 percentile from the values at the two ranks.
+    fn interpolate(&self, lo: f64, hi: f64) -> f64 {
+        lo + (hi - lo) * (self.pos - self.pos.floor())
     }
 
-    /// Narrows the range to the bins holding the two ranks, from one pass's counts.
-    fn narrow(&mut self, bins: &[u32]) {
-        let w = self.width();
+    /// Narrows the range to the bins holding the two ranks, from one pass's counts over
+    /// `bins.len()` equal bins of the range; when a bin is one key, the values are known.
+    fn narrow(&mut self, bins: &[u32]) -> Narrowed {
+        let w = bin_width(self.range, bins.len());
         let (mut b_lo, mut b_hi) = (None, None);
         let mut seen = self.below;
         let mut below_lo = self.below;
@@ -602,76 +735,163 @@ impl Target {
             seen = next;
         }
         let (Some(b_lo), Some(b_hi)) = (b_lo, b_hi) else {
-            // Fewer values than counted before (the table changed): keep the whole range,
-            // collected next time.
-            self.in_range = 0;
-            return;
+            return Narrowed::Lost;
         };
-        let lo = self.range.0 as u128 + b_lo as u128 * w;
-        let hi = (self.range.0 as u128 + (b_hi as u128 + 1) * w - 1).min(self.range.1 as u128);
+        let key = |b: usize| self.range.0 as u128 + b as u128 * w;
+        if w == 1 {
+            return Narrowed::Value(
+                self.interpolate(from_key(key(b_lo) as u64), from_key(key(b_hi) as u64)),
+            );
+        }
+        let hi = (key(b_hi + 1) - 1).min(self.range.1 as u128);
         self.in_range = bins[b_lo..=b_hi].iter().map(|c| *c as u64).sum();
         self.below = below_lo;
-        self.range = (lo as u64, hi as u64);
+        self.range = (key(b_lo) as u64, hi as u64);
+        match self.settled() {
+            Some(v) => Narrowed::Value(v),
+            None => Narrowed::Range,
+        }
     }
 }
 
+/// What a histogram pass left of a target.
+#[derive(Debug, PartialEq)]
+enum Narrowed {
+    /// The percentile is known.
+    Value(f64),
+    /// A smaller range, refined by the next pass.
+    Range,
+    /// The ranks were not found: the table changed under the report.
+    Lost,
+}
+
+fn changed(t: &TableInfo) -> ReportError {
+    ReportError::Query {
+        what: t.name.clone(),
+        message: "the table changed while the report read it (a percentile's values were not found again); run the report again".into(),
+    }
+}
+
+/// Keys per bin when `range` is cut into `bins` bins.
+fn bin_width(range: (u64, u64), bins: usize) -> u128 {
+    ((range.1 - range.0) as u128 + 1).div_ceil(bins as u128)
+}
+
+/// What one refinement pass does for a target: collect its values in range (into slot `c`),
+/// or count them in bins (slot `h`).
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    Collect(usize),
+    Hist(usize),
+}
+
+/// One refinement pass: each open target's range and mode, and the bins per histogram.
 struct RefinePlan {
     ranges: Vec<(u64, u64)>,
-    collect: Vec<bool>,
-    slots: HashMap<u32, usize>,
+    modes: Vec<Mode>,
+    /// Bins per histogram of this pass.
+    bins: usize,
+    collects: usize,
+    hists: usize,
+    /// Series id → index in `ranges`/`modes` ([`SKIP`] for none).
+    slot_of: Vec<u32>,
+}
+
+impl RefinePlan {
+    /// Collects the targets whose ranges are small, smallest first, up to [`COLLECT_BUDGET`]
+    /// values in all; the others get histograms of as many bins as [`BINS_BUDGET`] allows
+    /// for all of them on every CPU (at least 16, at most [`BINS`]).
+    fn new(open: &[Target], cpus: usize) -> RefinePlan {
+        let mut order: Vec<usize> = (0..open.len()).collect();
+        order.sort_by_key(|i| open[*i].in_range);
+        let mut modes = vec![Mode::Hist(0); open.len()];
+        let (mut collects, mut budget) = (0, COLLECT_BUDGET);
+        for i in order {
+            let n = open[i].in_range;
+            if n <= COLLECT_MAX && n <= budget {
+                budget -= n;
+                modes[i] = Mode::Collect(collects);
+                collects += 1;
+            }
+        }
+        let mut hists = 0;
+        for m in modes.iter_mut() {
+            if let Mode::Hist(h) = m {
+                *h = hists;
+                hists += 1;
+            }
+        }
+        let per = BINS_BUDGET / (4 * cpus.max(1) * hists.max(1));
+        let bins = if per >= BINS {
+            BINS
+        } else {
+            (1usize << per.max(16).ilog2()).max(16)
+        };
+        let max_id = open.iter().map(|o| o.id).max().unwrap_or(0) as usize;
+        let mut slot_of = vec![SKIP; max_id + 1];
+        for (i, o) in open.iter().enumerate() {
+            slot_of[o.id as usize] = i as u32;
+        }
+        RefinePlan {
+            ranges: open.iter().map(|o| o.range).collect(),
+            modes,
+            bins,
+            collects,
+            hists,
+            slot_of,
+        }
+    }
 }
 
 struct RefineVisitor<'a> {
     plan: &'a RefinePlan,
-    /// Series id → slot (dense for speed: ids are small).
-    slot_of: Vec<u32>,
     bins: Vec<u32>,
     values: Vec<Vec<f64>>,
 }
 
 impl<'a> RefineVisitor<'a> {
     fn new(plan: &'a RefinePlan) -> Self {
-        let max_id = plan.slots.keys().max().copied().unwrap_or(0) as usize;
-        let mut slot_of = vec![SKIP; max_id + 1];
-        for (id, s) in &plan.slots {
-            slot_of[*id as usize] = *s as u32;
-        }
-        let n = plan.ranges.len();
         RefineVisitor {
             plan,
-            slot_of,
-            bins: vec![0; n * BINS],
-            values: vec![Vec::new(); n],
+            bins: vec![0; plan.hists * plan.bins],
+            values: vec![Vec::new(); plan.collects],
         }
     }
 }
 
 impl Visitor for RefineVisitor<'_> {
     fn rows(&mut self, rows: &Rows<'_>) {
-        let col = rows.columns[0];
-        for (i, &id) in rows.ids.iter().enumerate() {
-            let Some(&slot) = self.slot_of.get(id as usize) else {
+        let plan = self.plan;
+        for run in rows.runs {
+            let Some(&slot) = plan.slot_of.get(run.id as usize) else {
                 continue;
             };
             if slot == SKIP {
                 continue;
             }
-            let v = col[i];
-            if v.is_nan() {
-                continue;
-            }
             let slot = slot as usize;
-            let (lo, hi) = self.plan.ranges[slot];
-            let k = order_key(v);
-            if k < lo || k > hi {
-                continue;
-            }
-            if self.plan.collect[slot] {
-                self.values[slot].push(v);
-            } else {
-                let w = ((hi - lo) as u128 + 1).div_ceil(BINS as u128);
-                let b = ((k - lo) as u128 / w) as usize;
-                self.bins[slot * BINS + b] += 1;
+            let (lo, hi) = plan.ranges[slot];
+            let vals = &rows.columns[0][run.start..run.end];
+            let in_range = vals.iter().filter_map(|v| {
+                let k = order_key(*v);
+                (!v.is_nan() && k >= lo && k <= hi).then_some((k, *v))
+            });
+            match plan.modes[slot] {
+                Mode::Collect(c) => self.values[c].extend(in_range.map(|(_, v)| v)),
+                Mode::Hist(h) => {
+                    let w = bin_width((lo, hi), plan.bins);
+                    let bins = &mut self.bins[h * plan.bins..(h + 1) * plan.bins];
+                    if w <= u64::MAX as u128 {
+                        let w = w as u64;
+                        for (k, _) in in_range {
+                            bins[((k - lo) / w) as usize] += 1;
+                        }
+                    } else {
+                        for (k, _) in in_range {
+                            bins[((k - lo) as u128 / w) as usize] += 1;
+                        }
+                    }
+                }
             }
         }
     }
@@ -684,6 +904,41 @@ impl Visitor for RefineVisitor<'_> {
             a.append(&mut b);
         }
     }
+}
+
+/// What the profile pass and a percentile refinement pass of `metrics` read (`--explain`).
+pub fn explain(
+    ds: &Dataset,
+    t: &TableInfo,
+    metrics: &[&str],
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<String, ReportError> {
+    let wanted: BTreeSet<String> = metrics.iter().map(|m| m.to_string()).collect();
+    let column = [percentile_column(t)];
+    let profile = scan::explain(
+        ds,
+        &Pass {
+            table: t,
+            from_ms,
+            to_ms,
+            metrics: None,
+            columns: profile_columns(t),
+        },
+    )?;
+    let refine = scan::explain(
+        ds,
+        &Pass {
+            table: t,
+            from_ms,
+            to_ms,
+            metrics: Some(&wanted),
+            columns: &column,
+        },
+    )?;
+    Ok(format!(
+        "profile: {profile}\npercentile refinement (each pass): {refine}"
+    ))
 }
 
 /// Hourly means of the y column (raw `value`, rollup `avg`) per series of `metrics`, and, with
@@ -721,18 +976,22 @@ fn add_hour(h: &mut Vec<(i64, f64, u64)>, hour: i64, sum: f64, n: u64) {
 
 impl Visitor for HourlyVisitor {
     fn rows(&mut self, rows: &Rows<'_>) {
-        let y = rows.columns[0];
-        for (i, &id) in rows.ids.iter().enumerate() {
-            if id == SKIP || y[i].is_nan() {
-                continue;
+        for run in rows.runs {
+            let hours = self.hours.entry(run.id).or_default();
+            let mut above = 0;
+            for r in run.start..run.end {
+                let y = rows.columns[0][r];
+                if y.is_nan() {
+                    continue;
+                }
+                let t = rows.ts[r];
+                add_hour(hours, t - t.rem_euclid(3_600_000), y, 1);
+                if self.threshold.is_some_and(|thr| y > thr) {
+                    above += 1;
+                }
             }
-            let t = rows.ts[i];
-            let hour = t - t.rem_euclid(3_600_000);
-            add_hour(self.hours.entry(id).or_default(), hour, y[i], 1);
-            if let Some(thr) = self.threshold
-                && y[i] > thr
-            {
-                *self.above.entry(id).or_default() += 1;
+            if above > 0 {
+                *self.above.entry(run.id).or_default() += above;
             }
         }
     }
@@ -816,26 +1075,76 @@ mod tests {
         }
     }
 
+    fn target(lo: f64, hi: f64, n: u64) -> Target {
+        let pos = (n - 1) as f64 * 0.95;
+        Target {
+            id: 0,
+            pos,
+            lo_rank: pos.floor() as u64,
+            hi_rank: pos.ceil() as u64,
+            range: (order_key(lo), order_key(hi)),
+            below: 0,
+            in_range: n,
+        }
+    }
+
     #[test]
     fn narrowing_keeps_both_ranks_inside_the_range() {
-        let mut t = Target {
-            id: 0,
-            pos: 949.05,
-            lo_rank: 949,
-            hi_rank: 950,
-            range: (order_key(0.0), order_key(100.0)),
-            below: 0,
-            in_range: 1000,
-        };
+        // 1,000 values, one per bin: ranks 949 and 950 are in bins 949 and 950.
+        let mut t = target(0.0, 100.0, 1000);
         let mut bins = vec![0u32; BINS];
-        // 1,000 values spread over the bins one per bin.
         for b in bins.iter_mut().take(1000) {
             *b = 1;
         }
-        let w = t.width();
-        t.narrow(&bins);
+        let w = bin_width(t.range, BINS);
+        assert_eq!(t.narrow(&bins), Narrowed::Range);
         assert_eq!(t.below, 949);
         assert_eq!(t.in_range, 2);
         assert_eq!(t.range.0, order_key(0.0) + (949 * w) as u64);
+        assert_eq!(t.range.1, order_key(0.0) + (951 * w) as u64 - 1);
+    }
+
+    #[test]
+    fn two_adjacent_keys_are_settled_not_refined_forever() {
+        // 60,000 copies of each of two neighbouring doubles: the ranks fall in two one-key bins.
+        let a = 1.0f64;
+        let b = f64::from_bits(a.to_bits() + 1);
+        let mut t = target(a, b, 120_000);
+        let mut bins = vec![0u32; BINS];
+        bins[0] = 60_000;
+        bins[1] = 60_000;
+        assert_eq!(t.narrow(&bins), Narrowed::Value(b));
+        // A count that no longer holds the ranks: the table changed.
+        let mut t = target(a, b, 120_000);
+        assert_eq!(t.narrow(&vec![0u32; BINS]), Narrowed::Lost);
+    }
+
+    #[test]
+    fn a_plan_collects_small_ranges_within_the_budget_and_bins_the_rest() {
+        let mut open: Vec<Target> = (0..3)
+            .map(|i| {
+                let mut t = target(0.0, 1.0, 100_000);
+                t.id = i;
+                t
+            })
+            .collect();
+        open[1].in_range = 10;
+        let plan = RefinePlan::new(&open, 2);
+        assert!(matches!(plan.modes[1], Mode::Collect(0)));
+        assert!(matches!(plan.modes[0], Mode::Hist(0)) && matches!(plan.modes[2], Mode::Hist(1)));
+        assert_eq!(plan.bins, BINS);
+        // 100,000 series: bins per series shrink so that all fit the budget.
+        let many: Vec<Target> = (0..100_000)
+            .map(|i| {
+                let mut t = target(0.0, 1.0, 100_000);
+                t.id = i;
+                t
+            })
+            .collect();
+        let plan = RefinePlan::new(&many, 2);
+        assert!(
+            plan.bins >= 16 && plan.bins * 4 * 2 * plan.hists <= BINS_BUDGET.max(16 * 8 * 100_000)
+        );
+        assert_eq!(plan.bins, 64);
     }
 }

@@ -28,15 +28,13 @@ fn value(vm: usize, i: usize) -> Option<f64> {
         // Spread values with two decimals (many ties).
         0 => Some((r * 10_000.0).round() / 100.0),
         // Constant zero with rare spikes: the percentile sits on the constant.
-        1 => Some(if i % 997 == 0 { 50.0 + r } else { 0.0 }),
+        1 => Some(if i.is_multiple_of(997) { 50.0 + r } else { 0.0 }),
         // Two values only.
         2 => Some(if r < 0.9 { 1.5 } else { 7.25 }),
         // Nulls, negative values, and a hole of two hours on the second day.
         _ => {
             let t = i as i64 * STEP;
-            if (DAY + 3_600_000..DAY + 3 * 3_600_000).contains(&t) {
-                None
-            } else if i % 13 == 0 {
+            if (DAY + 3_600_000..DAY + 3 * 3_600_000).contains(&t) || i.is_multiple_of(13) {
                 None
             } else {
                 Some(r * 200.0 - 100.0)
@@ -56,7 +54,7 @@ fn rows() -> Vec<Row> {
             for i in 0..(3 * DAY / STEP) as usize {
                 let v = value(vm, i);
                 // The hole: no row at all, not a null.
-                if vm == 3 && v.is_none() && i % 13 != 0 {
+                if vm == 3 && v.is_none() && !i.is_multiple_of(13) {
                     continue;
                 }
                 out.push((key.clone(), T0 + i as i64 * STEP, v));

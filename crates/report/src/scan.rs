@@ -31,7 +31,7 @@ use parquet::file::statistics::Statistics;
 use super::ReportError;
 use super::data::{Dataset, SeriesKey, TableInfo, label_cols};
 
-/// The id of a row that is not read: outside the period or of a metric not asked for.
+/// The id of a series that is not read (a metric not asked for).
 pub const SKIP: u32 = u32::MAX;
 
 /// Rows per batch handed to a visitor.
@@ -80,10 +80,21 @@ pub struct Pass<'a> {
     pub columns: &'a [&'a str],
 }
 
+/// Consecutive rows of one series in a batch, all in the period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Run {
+    /// The series.
+    pub id: u32,
+    /// First row.
+    pub start: usize,
+    /// One past the last row.
+    pub end: usize,
+}
+
 /// One batch of rows as a visitor sees them.
 pub struct Rows<'a> {
-    /// Series id per row ([`SKIP`] for rows to ignore).
-    pub ids: &'a [u32],
+    /// The runs of wanted rows (rows outside them are outside the period or not wanted).
+    pub runs: &'a [Run],
     /// Timestamp per row, epoch ms.
     pub ts: &'a [i64],
     /// The pass's value columns (NaN for null).
@@ -388,6 +399,33 @@ fn floats_of<'a>(
     Ok(buf.as_slice())
 }
 
+/// What a pass will read, for `report --explain`: files, row groups kept of those in the
+/// period's partitions, rows, and the columns read.
+pub fn explain(ds: &Dataset, pass: &Pass<'_>) -> Result<String, ReportError> {
+    let files = files(ds, pass)?;
+    let total: usize = files
+        .iter()
+        .map(|f| f.meta.metadata().num_row_groups())
+        .sum();
+    let kept: usize = files.iter().map(|f| f.row_groups.len()).sum();
+    let rows: u64 = files.iter().map(|f| f.rows).sum();
+    let mut cols = vec!["ts", "metric"];
+    cols.extend(label_cols(pass.table));
+    cols.extend(pass.columns.iter().copied());
+    Ok(format!(
+        "pass over {table} [{from}, {to}) metrics={metrics}: {n} files of the period's date= partitions, {kept} of their {total} row groups kept by ts/metric statistics, {rows} rows; columns read: {cols} (labels as dictionaries)",
+        table = pass.table.name,
+        from = pass.from_ms,
+        to = pass.to_ms,
+        metrics = pass
+            .metrics
+            .map(|m| m.iter().cloned().collect::<Vec<_>>().join(","))
+            .unwrap_or_else(|| "all".into()),
+        n = files.len(),
+        cols = cols.join(", "),
+    ))
+}
+
 /// Runs one pass: every wanted row of the period goes to a visitor; returns the merged one.
 pub fn run<V: Visitor>(
     ds: &Dataset,
@@ -480,77 +518,68 @@ fn read_file<V: Visitor>(
             )));
         }
     }
-    let ts_scale = ms_scale(
-        schema
-            .field_with_name("ts")
-            .map_err(|e| ReportError::Query {
-                what: path.display().to_string(),
-                message: e.to_string(),
-            })?
-            .data_type(),
-    )
-    .unwrap_or((1, 1));
+    let query_err = |e: &dyn std::fmt::Display| ReportError::Query {
+        what: path.display().to_string(),
+        message: e.to_string(),
+    };
+    let ts_type = schema
+        .field_with_name("ts")
+        .map_err(|e| query_err(&e))?
+        .data_type()
+        .clone();
+    let (mul, div) = ms_scale(&ts_type).unwrap_or((1, 1));
     let file = File::open(path).map_err(io_err(path))?;
     let mask = ProjectionMask::roots(f.meta.metadata().file_metadata().schema_descr(), roots);
-    let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(file, f.meta.clone())
-        .with_projection(mask)
-        .with_row_groups(f.row_groups.clone())
+    let mut runs: Vec<Run> = Vec::new();
+    let mut ts: Vec<i64> = Vec::with_capacity(BATCH_ROWS);
+    let mut bufs: Vec<Vec<f64>> = vec![Vec::new(); pass.columns.len()];
+    let mut cache: HashMap<[i32; MAX_KEYS], u32> = HashMap::new();
+    // One reader per row group: a batch never spans two column chunks, whose dictionaries
+    // differ (arrow-rs would then rebuild a dictionary from the strings, row by row).
+    for &rg in &f.row_groups {
+        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(
+            file.try_clone().map_err(io_err(path))?,
+            f.meta.clone(),
+        )
+        .with_projection(mask.clone())
+        .with_row_groups(vec![rg])
         .with_batch_size(BATCH_ROWS)
         .build()
         .map_err(parquet_err(path))?;
-    let mut ids: Vec<u32> = Vec::with_capacity(BATCH_ROWS);
-    let mut ts: Vec<i64> = Vec::with_capacity(BATCH_ROWS);
-    let mut bufs: Vec<Vec<f64>> = vec![Vec::new(); pass.columns.len()];
-    // Series already resolved in this file, by their dictionary keys.
-    let mut cache: HashMap<[i32; MAX_KEYS], u32> = HashMap::new();
-    for batch in reader {
-        let batch = batch.map_err(|e| ReportError::Query {
-            what: path.display().to_string(),
-            message: e.to_string(),
-        })?;
-        let n = batch.num_rows();
-        let sources: Vec<LabelSource> = key_cols
-            .iter()
-            .map(|(c, present)| {
-                Ok(if *present {
-                    LabelSource::Dict(as_dictionary(
-                        batch.column_by_name(c).expect("projected column"),
-                        path,
-                    )?)
-                } else {
-                    LabelSource::Const(f.hive.get(*c).cloned())
+        for batch in reader {
+            let batch = batch.map_err(|e| query_err(&e))?;
+            let sources: Vec<LabelSource> = key_cols
+                .iter()
+                .map(|(c, present)| {
+                    Ok(if *present {
+                        LabelSource::Dict(as_dictionary(
+                            batch.column_by_name(c).expect("projected column"),
+                            path,
+                        )?)
+                    } else {
+                        LabelSource::Const(f.hive.get(*c).cloned())
+                    })
                 })
-            })
-            .collect::<Result<_, ReportError>>()?;
-        // A dictionary may change between batches: keys are only comparable within one.
-        cache.clear();
-        let ts_col = arrow::compute::cast(
-            batch.column_by_name("ts").expect("projected column"),
-            &DataType::Int64,
-        )
-        .map_err(|e| ReportError::Query {
-            what: path.display().to_string(),
-            message: e.to_string(),
-        })?;
-        let raw_ts = ts_col.as_primitive::<arrow::datatypes::Int64Type>();
-        ts.clear();
-        let (mul, div) = ts_scale;
-        if (mul, div) == (1, 1) {
-            ts.extend_from_slice(raw_ts.values());
-        } else {
-            ts.extend(raw_ts.values().iter().map(|t| t * mul / div));
-        }
-        ids.clear();
-        let mut prev = [i32::MIN; MAX_KEYS];
-        let mut prev_id = SKIP;
-        for (row, &t) in ts.iter().enumerate().take(n) {
-            let mut k = [0i32; MAX_KEYS];
-            for (slot, s) in k.iter_mut().zip(&sources) {
-                *slot = s.key(row);
+                .collect::<Result<_, ReportError>>()?;
+            // Keys are only comparable within one dictionary: one cache per batch.
+            cache.clear();
+            let ts_col = arrow::compute::cast(
+                batch.column_by_name("ts").expect("projected column"),
+                &DataType::Int64,
+            )
+            .map_err(|e| query_err(&e))?;
+            let raw_ts = ts_col.as_primitive::<arrow::datatypes::Int64Type>();
+            ts.clear();
+            if (mul, div) == (1, 1) {
+                ts.extend_from_slice(raw_ts.values());
+            } else {
+                ts.extend(raw_ts.values().iter().map(|t| t * mul / div));
             }
-            if k != prev {
-                prev = k;
-                prev_id = match cache.get(&k) {
+            runs.clear();
+            let ts_valid = |row: usize| raw_ts.is_valid(row);
+            for (start, end) in key_runs(&sources, batch.num_rows()) {
+                let k = row_keys(&sources, start);
+                let id = match cache.get(&k) {
                     Some(id) => *id,
                     None => {
                         let id = resolve(&sources, &k, pass.metrics, registry);
@@ -558,26 +587,96 @@ fn read_file<V: Visitor>(
                         id
                     }
                 };
+                if id == SKIP {
+                    continue;
+                }
+                push_in_period(&mut runs, id, start, end, &ts, ts_valid, pass);
             }
-            let in_period = raw_ts.is_valid(row) && t >= pass.from_ms && t < pass.to_ms;
-            ids.push(if in_period { prev_id } else { SKIP });
+            if runs.is_empty() {
+                continue;
+            }
+            let mut slices: Vec<&[f64]> = Vec::with_capacity(pass.columns.len());
+            for (c, buf) in pass.columns.iter().zip(bufs.iter_mut()) {
+                let a = batch.column_by_name(c).expect("projected column");
+                slices.push(floats_of(a, buf, path)?);
+            }
+            visitor.rows(&Rows {
+                runs: &runs,
+                ts: &ts,
+                columns: &slices,
+            });
         }
-        let cols: Vec<&ArrayRef> = pass
-            .columns
-            .iter()
-            .map(|c| batch.column_by_name(c).expect("projected column"))
-            .collect();
-        let mut slices: Vec<&[f64]> = Vec::with_capacity(cols.len());
-        for (a, buf) in cols.into_iter().zip(bufs.iter_mut()) {
-            slices.push(floats_of(a, buf, path)?);
-        }
-        visitor.rows(&Rows {
-            ids: &ids,
-            ts: &ts,
-            columns: &slices,
-        });
     }
     Ok(())
+}
+
+/// The keys of one row, one per key column.
+fn row_keys(sources: &[LabelSource], row: usize) -> [i32; MAX_KEYS] {
+    let mut k = [0i32; MAX_KEYS];
+    for (slot, s) in k.iter_mut().zip(sources) {
+        *slot = s.key(row);
+    }
+    k
+}
+
+/// The runs of consecutive rows with the same keys (a series' rows are consecutive in the
+/// files: sorted by metric, labels, ts), compared on the dictionary key slices.
+fn key_runs(sources: &[LabelSource], n: usize) -> Vec<(usize, usize)> {
+    let mut change = vec![false; n];
+    for s in sources {
+        let LabelSource::Dict(d) = s else { continue };
+        if d.null_count() > 0 {
+            for (r, c) in change.iter_mut().enumerate().skip(1) {
+                *c |= s.key(r) != s.key(r - 1);
+            }
+        } else {
+            let keys = d.keys().values();
+            for (r, c) in change.iter_mut().enumerate().skip(1) {
+                *c |= keys[r] != keys[r - 1];
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let mut start = 0;
+    for (r, _) in change.iter().enumerate().skip(1).filter(|(_, c)| **c) {
+        out.push((start, r));
+        start = r;
+    }
+    if n > 0 {
+        out.push((start, n));
+    }
+    out
+}
+
+/// Adds the rows `[start, end)` of series `id` that lie in the period, as runs.
+fn push_in_period(
+    runs: &mut Vec<Run>,
+    id: u32,
+    start: usize,
+    end: usize,
+    ts: &[i64],
+    valid: impl Fn(usize) -> bool,
+    pass: &Pass<'_>,
+) {
+    let inside = |r: usize| valid(r) && ts[r] >= pass.from_ms && ts[r] < pass.to_ms;
+    let mut s = None;
+    for r in start..end {
+        match (inside(r), s) {
+            (true, None) => s = Some(r),
+            (false, Some(a)) => {
+                runs.push(Run {
+                    id,
+                    start: a,
+                    end: r,
+                });
+                s = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(a) = s {
+        runs.push(Run { id, start: a, end });
+    }
 }
 
 /// The id of the series with these keys, or [`SKIP`] for a metric not asked for.

@@ -16,8 +16,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::json;
 
-use super::data::{self, Kind, SeriesKey, Stats, TableInfo};
 use super::data::{Component, Dataset};
+use super::data::{Kind, SeriesKey, Stats, TableInfo};
 use super::model::Report;
 use super::render::utc;
 use super::{PERCENTILE_DOC, ReportError, ReportOptions};
@@ -107,7 +107,7 @@ fn period(
     Ok((from, to))
 }
 
-/// Builds the whole report; `explain` receives the optimised plan of one query per section.
+/// Builds the whole report; `explain` receives what the passes of the host and VM sections read.
 pub fn build(
     ds: &Dataset,
     opts: &ReportOptions,
@@ -145,7 +145,7 @@ pub fn build(
         explain.push(format!(
             "-- hosts: {}\n{}",
             t.name,
-            data::explain_stats(ds, t, &[HOST_CPU, HOST_RAM], from, to)?
+            super::profile::explain(ds, t, &[HOST_CPU, HOST_RAM], from, to)?
         ));
         sections.push(hosts::hosts(ds, t, opts, from, to, &mut findings)?);
     }
@@ -153,7 +153,7 @@ pub fn build(
         explain.push(format!(
             "-- vms: {}\n{}",
             t.name,
-            data::explain_stats(ds, t, &[VM_CPU, VM_RAM], from, to)?
+            super::profile::explain(ds, t, &[VM_CPU, VM_RAM], from, to)?
         ));
         let (section, st) = vms::vms(ds, t, opts, from, to, &mut findings)?;
         sections.push(section);
