@@ -7,11 +7,11 @@
 //!   consecutive points, from which the median step and the gaps follow exactly), and the
 //!   count, minimum and maximum of the percentile column;
 //! - the **exact percentile**, without holding a series' values: each refinement pass counts a
-//!   series' values in up to [`BINS`] equal bins of the key range known to hold the two ranks
-//!   the type-7 percentile interpolates between (first the series' whole range), then narrows
-//!   the range to the bins holding them (a bin of one key gives its value at once); once the
-//!   range holds at most [`COLLECT_MAX`] values, a pass collects them and the ranks are read
-//!   off the sorted few. Typically three passes in all (profile, histogram, collect). Values
+//!   series' values in up to [`BINS`] equal bins of the range known to hold the two ranks the
+//!   type-7 percentile interpolates between (first the series' whole range), keeping each
+//!   bin's smallest and largest value: ranks in two bins are then known at once, ranks in one
+//!   bin narrow the range to that bin's values; once the range holds at most [`COLLECT_MAX`]
+//!   values, a pass collects them and the ranks are read off the sorted few. Typically three passes in all (profile, histogram, collect). Values
 //!   are compared by their IEEE order key, so the result is the one a sort of all the values
 //!   gives, bit for bit. Memory per pass is capped ([`COLLECT_BUDGET`], [`BINS_BUDGET`]):
 //!   more series mean fewer bins each or one more pass, never more memory;
@@ -26,7 +26,7 @@ use super::data::{Dataset, Kind, SeriesKey, TableInfo};
 use super::scan::{self, Pass, Registry, Rows, SKIP, Visitor};
 use vscope_core::semantics::time::DAY_MS;
 
-/// Bins of one refinement pass per series at most (4 bytes each while the series is refined).
+/// Bins of one refinement pass per series at most (20 bytes each while the series is refined).
 pub const BINS: usize = 1024;
 /// A series' values are collected once its candidate range holds at most this many.
 pub const COLLECT_MAX: u64 = 4096;
@@ -34,7 +34,7 @@ pub const COLLECT_MAX: u64 = 4096;
 pub const COLLECT_BUDGET: u64 = 8 << 20;
 /// Bytes of histogram counters of one pass, over every CPU's visitor: with many series the
 /// bins per series go down (to 16), which takes more passes, not more memory.
-pub const BINS_BUDGET: usize = 64 << 20;
+pub const BINS_BUDGET: usize = 128 << 20;
 
 /// A total order on `f64` as `u64` (IEEE 754 bits, negatives flipped): `a < b` as numbers iff
 /// `key(a) < key(b)` (with -0 before +0), so ranges of values are ranges of keys.
@@ -715,15 +715,17 @@ impl Target {
         lo + (hi - lo) * (self.pos - self.pos.floor())
     }
 
-    /// Narrows the range to the bins holding the two ranks, from one pass's counts over
-    /// `bins.len()` equal bins of the range; when a bin is one key, the values are known.
-    fn narrow(&mut self, bins: &[u32]) -> Narrowed {
-        let w = bin_width(self.range, bins.len());
+    /// Narrows the range from one pass's bins: when the two ranks fall in different bins,
+    /// they are the largest value of the first and the smallest of the second (the ranks are
+    /// consecutive: no value lies between); in one bin, the range becomes that bin's smallest
+    /// to largest value, which leaves out the range's smallest or largest value (they fall in
+    /// the first and the last bin), so every pass makes progress.
+    fn narrow(&mut self, bins: &[Bin]) -> Narrowed {
         let (mut b_lo, mut b_hi) = (None, None);
         let mut seen = self.below;
         let mut below_lo = self.below;
-        for (b, c) in bins.iter().enumerate() {
-            let next = seen + *c as u64;
+        for (b, bin) in bins.iter().enumerate() {
+            let next = seen + bin.count as u64;
             if b_lo.is_none() && self.lo_rank < next {
                 b_lo = Some(b);
                 below_lo = seen;
@@ -737,19 +739,84 @@ impl Target {
         let (Some(b_lo), Some(b_hi)) = (b_lo, b_hi) else {
             return Narrowed::Lost;
         };
-        let key = |b: usize| self.range.0 as u128 + b as u128 * w;
-        if w == 1 {
+        if b_lo != b_hi {
             return Narrowed::Value(
-                self.interpolate(from_key(key(b_lo) as u64), from_key(key(b_hi) as u64)),
+                self.interpolate(from_key(bins[b_lo].max), from_key(bins[b_hi].min)),
             );
         }
-        let hi = (key(b_hi + 1) - 1).min(self.range.1 as u128);
-        self.in_range = bins[b_lo..=b_hi].iter().map(|c| *c as u64).sum();
+        let bin = &bins[b_lo];
+        self.in_range = bin.count as u64;
         self.below = below_lo;
-        self.range = (key(b_lo) as u64, hi as u64);
+        self.range = (bin.min, bin.max);
         match self.settled() {
             Some(v) => Narrowed::Value(v),
             None => Narrowed::Range,
+        }
+    }
+}
+
+/// One bin of a histogram pass: how many values, and the order keys of the smallest and the
+/// largest.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Bin {
+    count: u32,
+    min: u64,
+    max: u64,
+}
+
+impl Bin {
+    const EMPTY: Bin = Bin {
+        count: 0,
+        min: u64::MAX,
+        max: 0,
+    };
+
+    #[inline]
+    fn add(&mut self, k: u64) {
+        self.count += 1;
+        self.min = self.min.min(k);
+        self.max = self.max.max(k);
+    }
+
+    fn merge(&mut self, o: &Bin) {
+        self.count += o.count;
+        self.min = self.min.min(o.min);
+        self.max = self.max.max(o.max);
+    }
+}
+
+/// How a range of values is cut into bins: equal widths of value when its ends are finite and
+/// their difference is too (so 0 to 100 is cut in steps of 0.1, not by exponent), else equal
+/// widths of order key. Either way monotonic: a larger value never lands in a lower bin.
+#[derive(Debug, Clone, Copy)]
+enum Binning {
+    Value { lo: f64, scale: f64, last: usize },
+    Key { lo: u64, width: u128 },
+}
+
+impl Binning {
+    fn new(range: (u64, u64), bins: usize) -> Binning {
+        let (a, b) = (from_key(range.0), from_key(range.1));
+        let scale = bins as f64 / (b - a);
+        if a.is_finite() && b.is_finite() && scale.is_finite() && scale > 0.0 {
+            Binning::Value {
+                lo: a,
+                scale,
+                last: bins - 1,
+            }
+        } else {
+            Binning::Key {
+                lo: range.0,
+                width: ((range.1 - range.0) as u128 + 1).div_ceil(bins as u128),
+            }
+        }
+    }
+
+    #[inline]
+    fn bin(&self, k: u64, v: f64) -> usize {
+        match *self {
+            Binning::Value { lo, scale, last } => (((v - lo) * scale) as usize).min(last),
+            Binning::Key { lo, width } => ((k - lo) as u128 / width) as usize,
         }
     }
 }
@@ -770,11 +837,6 @@ fn changed(t: &TableInfo) -> ReportError {
         what: t.name.clone(),
         message: "the table changed while the report read it (a percentile's values were not found again); run the report again".into(),
     }
-}
-
-/// Keys per bin when `range` is cut into `bins` bins.
-fn bin_width(range: (u64, u64), bins: usize) -> u128 {
-    ((range.1 - range.0) as u128 + 1).div_ceil(bins as u128)
 }
 
 /// What one refinement pass does for a target: collect its values in range (into slot `c`),
@@ -821,7 +883,7 @@ impl RefinePlan {
                 hists += 1;
             }
         }
-        let per = BINS_BUDGET / (4 * cpus.max(1) * hists.max(1));
+        let per = BINS_BUDGET / (size_of::<Bin>() * cpus.max(1) * hists.max(1));
         let bins = if per >= BINS {
             BINS
         } else {
@@ -845,7 +907,7 @@ impl RefinePlan {
 
 struct RefineVisitor<'a> {
     plan: &'a RefinePlan,
-    bins: Vec<u32>,
+    bins: Vec<Bin>,
     values: Vec<Vec<f64>>,
 }
 
@@ -853,7 +915,7 @@ impl<'a> RefineVisitor<'a> {
     fn new(plan: &'a RefinePlan) -> Self {
         RefineVisitor {
             plan,
-            bins: vec![0; plan.hists * plan.bins],
+            bins: vec![Bin::EMPTY; plan.hists * plan.bins],
             values: vec![Vec::new(); plan.collects],
         }
     }
@@ -879,17 +941,10 @@ impl Visitor for RefineVisitor<'_> {
             match plan.modes[slot] {
                 Mode::Collect(c) => self.values[c].extend(in_range.map(|(_, v)| v)),
                 Mode::Hist(h) => {
-                    let w = bin_width((lo, hi), plan.bins);
+                    let binning = Binning::new((lo, hi), plan.bins);
                     let bins = &mut self.bins[h * plan.bins..(h + 1) * plan.bins];
-                    if w <= u64::MAX as u128 {
-                        let w = w as u64;
-                        for (k, _) in in_range {
-                            bins[((k - lo) / w) as usize] += 1;
-                        }
-                    } else {
-                        for (k, _) in in_range {
-                            bins[((k - lo) as u128 / w) as usize] += 1;
-                        }
+                    for (k, v) in in_range {
+                        bins[binning.bin(k, v)].add(k);
                     }
                 }
             }
@@ -898,7 +953,7 @@ impl Visitor for RefineVisitor<'_> {
 
     fn merge(&mut self, later: Self) {
         for (a, b) in self.bins.iter_mut().zip(&later.bins) {
-            *a += b;
+            a.merge(b);
         }
         for (a, mut b) in self.values.iter_mut().zip(later.values) {
             a.append(&mut b);
@@ -1088,35 +1143,84 @@ mod tests {
         }
     }
 
-    #[test]
-    fn narrowing_keeps_both_ranks_inside_the_range() {
-        // 1,000 values, one per bin: ranks 949 and 950 are in bins 949 and 950.
-        let mut t = target(0.0, 100.0, 1000);
-        let mut bins = vec![0u32; BINS];
-        for b in bins.iter_mut().take(1000) {
-            *b = 1;
+    fn bins_of(values: &[f64], t: &Target, n: usize) -> Vec<Bin> {
+        let binning = Binning::new(t.range, n);
+        let mut bins = vec![Bin::EMPTY; n];
+        for v in values {
+            let k = order_key(*v);
+            if k >= t.range.0 && k <= t.range.1 {
+                bins[binning.bin(k, *v)].add(k);
+            }
         }
-        let w = bin_width(t.range, BINS);
-        assert_eq!(t.narrow(&bins), Narrowed::Range);
-        assert_eq!(t.below, 949);
-        assert_eq!(t.in_range, 2);
-        assert_eq!(t.range.0, order_key(0.0) + (949 * w) as u64);
-        assert_eq!(t.range.1, order_key(0.0) + (951 * w) as u64 - 1);
+        bins
     }
 
     #[test]
-    fn two_adjacent_keys_are_settled_not_refined_forever() {
-        // 60,000 copies of each of two neighbouring doubles: the ranks fall in two one-key bins.
+    fn ranks_in_two_bins_are_read_off_their_ends() {
+        // 0.0, 0.1, ..., 99.9: ranks 949 and 950 (94.9 and 95.0) in two bins of 0.1.
+        let values: Vec<f64> = (0..1000).map(|i| i as f64 / 10.0).collect();
+        let mut t = target(0.0, 99.9, 1000);
+        let bins = bins_of(&values, &t, BINS);
+        let want = crate::stats::percentile(&values, 0.95).unwrap();
+        assert_eq!(t.narrow(&bins), Narrowed::Value(want));
+    }
+
+    #[test]
+    fn ranks_in_one_bin_narrow_to_its_values_and_then_settle() {
+        // 990 values at 1.0..=2.0 and 10 spread to 100: the ranks sit in the dense low part.
+        let mut values: Vec<f64> = (0..990).map(|i| 1.0 + i as f64 / 989.0).collect();
+        values.extend((0..10).map(|i| 10.0 * (i + 1) as f64));
+        let want = crate::stats::percentile(&values, 0.95).unwrap();
+        let mut t = target(1.0, 100.0, 1000);
+        let mut passes = 0;
+        let got = loop {
+            passes += 1;
+            let bins = bins_of(&values, &t, 16);
+            match t.narrow(&bins) {
+                Narrowed::Value(v) => break v,
+                Narrowed::Range => assert!(t.in_range < 1000 && passes < 20),
+                Narrowed::Lost => panic!("lost"),
+            }
+        };
+        assert_eq!(got.to_bits(), want.to_bits());
+    }
+
+    #[test]
+    fn two_values_far_apart_or_adjacent_are_settled_not_refined_forever() {
         let a = 1.0f64;
-        let b = f64::from_bits(a.to_bits() + 1);
-        let mut t = target(a, b, 120_000);
-        let mut bins = vec![0u32; BINS];
-        bins[0] = 60_000;
-        bins[1] = 60_000;
-        assert_eq!(t.narrow(&bins), Narrowed::Value(b));
+        for b in [f64::from_bits(a.to_bits() + 1), 1e300] {
+            // 940 copies of a then 60 of b: ranks 949/950 both on b; 950 of a: a and b.
+            for split in [940, 950] {
+                let values: Vec<f64> = (0..1000).map(|i| if i < split { a } else { b }).collect();
+                let want = crate::stats::percentile(&values, 0.95).unwrap();
+                let mut t = target(a, b, 1000);
+                let got = match t.narrow(&bins_of(&values, &t, 16)) {
+                    Narrowed::Value(v) => v,
+                    other => panic!("{other:?} for {b} split {split}"),
+                };
+                assert_eq!(got.to_bits(), want.to_bits());
+            }
+        }
         // A count that no longer holds the ranks: the table changed.
-        let mut t = target(a, b, 120_000);
-        assert_eq!(t.narrow(&vec![0u32; BINS]), Narrowed::Lost);
+        let mut t = target(a, 2.0, 1000);
+        assert_eq!(t.narrow(&vec![Bin::EMPTY; 16]), Narrowed::Lost);
+    }
+
+    #[test]
+    fn binning_is_monotonic_and_covers_the_range() {
+        for (lo, hi) in [(0.0, 100.0), (-5.0, 5.0), (1e-300, 1e300), (-1e308, 1e308)] {
+            let b = Binning::new((order_key(lo), order_key(hi)), 64);
+            let mut prev = 0;
+            for i in 0..=1000 {
+                let v = lo + (hi / 1000.0 - lo / 1000.0) * i as f64;
+                let v = v.clamp(lo, hi);
+                let bin = b.bin(order_key(v), v);
+                assert!(bin >= prev && bin < 64, "{lo}..{hi}: {v} -> {bin}");
+                prev = bin;
+            }
+            assert_eq!(b.bin(order_key(hi), hi), 63);
+            assert_eq!(b.bin(order_key(lo), lo), 0);
+        }
     }
 
     #[test]
@@ -1142,9 +1246,7 @@ mod tests {
             })
             .collect();
         let plan = RefinePlan::new(&many, 2);
-        assert!(
-            plan.bins >= 16 && plan.bins * 4 * 2 * plan.hists <= BINS_BUDGET.max(16 * 8 * 100_000)
-        );
-        assert_eq!(plan.bins, 64);
+        assert!(plan.bins >= 16);
+        assert!(plan.bins * size_of::<Bin>() * 2 * plan.hists <= BINS_BUDGET);
     }
 }
