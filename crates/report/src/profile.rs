@@ -532,6 +532,7 @@ impl TableProfile {
             to_ms,
             metrics: None,
             columns: profile_columns(t),
+            needs_ts: true,
         };
         let started = std::time::Instant::now();
         let v = scan::run(ds, &pass, &registry, || ProfileVisitor {
@@ -652,6 +653,7 @@ impl TableProfile {
                 to_ms: self.to_ms,
                 metrics: Some(&metrics),
                 columns: &column,
+                needs_ts: false,
             };
             let plan = RefinePlan::new(&open, cpus);
             let mut v = scan::run(ds, &pass, &self.registry, || RefineVisitor::new(&plan))?;
@@ -979,6 +981,7 @@ pub fn explain(
             to_ms,
             metrics: None,
             columns: profile_columns(t),
+            needs_ts: true,
         },
     )?;
     let refine = scan::explain(
@@ -989,6 +992,7 @@ pub fn explain(
             to_ms,
             metrics: Some(&wanted),
             columns: &column,
+            needs_ts: false,
         },
     )?;
     Ok(format!(
@@ -1085,6 +1089,7 @@ pub fn hourly(
         to_ms,
         metrics: Some(&wanted),
         columns: &column,
+        needs_ts: true,
     };
     let v = scan::run(ds, &pass, &registry, || HourlyVisitor {
         threshold,

@@ -78,6 +78,9 @@ pub struct Pass<'a> {
     pub metrics: Option<&'a BTreeSet<String>>,
     /// Value columns, handed to the visitor in this order as `f64`.
     pub columns: &'a [&'a str],
+    /// Whether the visitor reads the timestamps ([`Rows::ts`] is empty otherwise, and `ts`
+    /// is read only where the period cuts a row group).
+    pub needs_ts: bool,
 }
 
 /// Consecutive rows of one series in a batch, all in the period.
@@ -95,7 +98,8 @@ pub struct Run {
 pub struct Rows<'a> {
     /// The runs of wanted rows (rows outside them are outside the period or not wanted).
     pub runs: &'a [Run],
-    /// Timestamp per row, epoch ms.
+    /// Timestamp per row, epoch ms (empty when the pass does not need them and the batch's
+    /// row group lies inside the period).
     pub ts: &'a [i64],
     /// The pass's value columns (NaN for null).
     pub columns: &'a [&'a [f64]],
@@ -333,7 +337,8 @@ fn keep_row_groups(
     Ok((keep, rows, first))
 }
 
-/// How a batch's column gives each row's label: a dictionary, or a constant of the path.
+/// How a batch's column gives each row's label: a dictionary, or a constant (of the path, or
+/// of a row group whose statistics say the column holds one value).
 enum LabelSource {
     Dict(DictionaryArray<Int32Type>),
     Const(Option<String>),
@@ -352,17 +357,104 @@ impl LabelSource {
             LabelSource::Const(_) => 0,
         }
     }
+}
 
-    fn value(&self, key: i32) -> Option<String> {
-        match self {
-            LabelSource::Dict(d) if key >= 0 => {
-                let v: &StringArray = d.values().as_string();
-                Some(v.value(key as usize).to_string())
-            }
-            LabelSource::Dict(_) => None,
-            LabelSource::Const(c) => c.clone(),
+/// A worker's memory of the series it met: label strings interned per key column, and the
+/// series id of each tuple of interned labels, so that a batch costs one lookup per distinct
+/// label of its dictionaries and one per run, and the shared registry is locked only for a
+/// series new to this worker.
+#[derive(Default)]
+struct SeriesCache {
+    /// Per key column: label → local id, and the labels by local id.
+    interned: Vec<Interner>,
+    ids: HashMap<[u32; MAX_KEYS], u32>,
+}
+
+/// One key column's labels: label → local id, and the labels by local id.
+type Interner = (HashMap<Box<str>, u32>, Vec<Box<str>>);
+
+/// The local id of a null label.
+const NULL_LABEL: u32 = u32::MAX;
+
+impl SeriesCache {
+    fn intern(&mut self, col: usize, label: Option<&str>) -> u32 {
+        let Some(label) = label else {
+            return NULL_LABEL;
+        };
+        if self.interned.len() <= col {
+            self.interned.resize_with(col + 1, Default::default);
         }
+        let (map, names) = &mut self.interned[col];
+        if let Some(id) = map.get(label) {
+            return *id;
+        }
+        let id = names.len() as u32;
+        names.push(label.into());
+        map.insert(label.into(), id);
+        id
     }
+
+    /// Per key column, the local id of each dictionary key (or of the constant, at index 0).
+    fn locals(&mut self, sources: &[LabelSource]) -> Vec<Vec<u32>> {
+        sources
+            .iter()
+            .enumerate()
+            .map(|(col, s)| match s {
+                LabelSource::Dict(d) => {
+                    let v: &StringArray = d.values().as_string();
+                    (0..v.len())
+                        .map(|i| self.intern(col, v.is_valid(i).then(|| v.value(i))))
+                        .collect()
+                }
+                LabelSource::Const(c) => vec![self.intern(col, c.as_deref())],
+            })
+            .collect()
+    }
+
+    /// The series id of the row's labels, or [`SKIP`] for a metric not asked for.
+    fn id(
+        &mut self,
+        sources: &[LabelSource],
+        locals: &[Vec<u32>],
+        row: usize,
+        metrics: Option<&BTreeSet<String>>,
+        registry: &Mutex<Registry>,
+    ) -> u32 {
+        let mut k = [NULL_LABEL; MAX_KEYS];
+        for (col, (s, l)) in sources.iter().zip(locals).enumerate() {
+            k[col] = match s.key(row) {
+                -1 => NULL_LABEL,
+                key => l[key as usize],
+            };
+        }
+        if let Some(id) = self.ids.get(&k) {
+            return *id;
+        }
+        let name = |col: usize| -> Option<String> {
+            let id = k[col];
+            (id != NULL_LABEL).then(|| self.interned[col].1[id as usize].to_string())
+        };
+        let id = match name(0) {
+            Some(m) if metrics.is_none_or(|w| w.contains(&m)) => {
+                let labels = (1..sources.len()).map(name).collect();
+                registry.lock().expect("registry lock").id((m, labels))
+            }
+            _ => SKIP,
+        };
+        self.ids.insert(k, id);
+        id
+    }
+}
+
+/// The one value of a string column in a row group, when its exact statistics say so.
+fn constant_of(rg: &parquet::file::metadata::RowGroupMetaData, leaf: usize) -> Option<String> {
+    let Some(Statistics::ByteArray(s)) = rg.column(leaf).statistics() else {
+        return None;
+    };
+    let (lo, hi) = (s.min_opt()?, s.max_opt()?);
+    (lo == hi && s.null_count_opt() == Some(0) && s.min_is_exact() && s.max_is_exact())
+        .then(|| std::str::from_utf8(lo.data()).ok().map(str::to_string))
+        .flatten()
 }
 
 fn as_dictionary(a: &ArrayRef, path: &Path) -> Result<DictionaryArray<Int32Type>, ReportError> {
@@ -463,8 +555,9 @@ pub fn run<V: Visitor>(
                 let new_visitor = &new_visitor;
                 s.spawn(move || {
                     let mut v = new_visitor();
+                    let mut cache = SeriesCache::default();
                     for f in *run {
-                        read_file(f, pass, labels, registry, &mut v)?;
+                        read_file(f, pass, labels, registry, &mut cache, &mut v)?;
                     }
                     Ok(v)
                 })
@@ -491,57 +584,76 @@ fn read_file<V: Visitor>(
     pass: &Pass<'_>,
     labels: &[&str],
     registry: &Mutex<Registry>,
+    cache: &mut SeriesCache,
     visitor: &mut V,
 ) -> Result<(), ReportError> {
     let path = f.path.as_path();
     let schema = f.meta.schema().clone();
-    let in_file = |c: &str| schema.index_of(c).ok();
-    // Columns read: ts, metric and labels that are in the file, the value columns.
-    let mut roots: Vec<usize> = Vec::new();
-    let mut want = |c: &str| -> Option<usize> {
-        let i = in_file(c)?;
-        if !roots.contains(&i) {
-            roots.push(i);
-        }
-        Some(i)
-    };
-    want("ts");
-    let key_cols: Vec<(&str, bool)> = std::iter::once("metric")
-        .chain(labels.iter().copied())
-        .map(|c| (c, want(c).is_some()))
-        .collect();
-    for c in pass.columns {
-        if want(c).is_none() {
-            return Err(ReportError::NoDataset(format!(
-                "{} has no {c} column",
-                path.display()
-            )));
-        }
-    }
+    let pq = f.meta.metadata().clone();
+    let descr = pq.file_metadata().schema_descr();
+    let leaf = |name: &str| (0..descr.num_columns()).find(|i| descr.column(*i).name() == name);
+    let root = |c: &str| schema.index_of(c).ok();
     let query_err = |e: &dyn std::fmt::Display| ReportError::Query {
         what: path.display().to_string(),
         message: e.to_string(),
     };
-    let ts_type = schema
-        .field_with_name("ts")
-        .map_err(|e| query_err(&e))?
-        .data_type()
-        .clone();
+    let key_cols: Vec<&str> = std::iter::once("metric")
+        .chain(labels.iter().copied())
+        .collect();
+    let mut value_roots = Vec::new();
+    for c in pass.columns {
+        value_roots.push(root(c).ok_or_else(|| {
+            ReportError::NoDataset(format!("{} has no {c} column", path.display()))
+        })?);
+    }
+    let ts_root = root("ts").ok_or_else(|| query_err(&"no ts column"))?;
+    let ts_leaf = leaf("ts");
+    let ts_type = schema.field(ts_root).data_type().clone();
     let (mul, div) = ms_scale(&ts_type).unwrap_or((1, 1));
     let file = File::open(path).map_err(io_err(path))?;
-    let mask = ProjectionMask::roots(f.meta.metadata().file_metadata().schema_descr(), roots);
     let mut runs: Vec<Run> = Vec::new();
     let mut ts: Vec<i64> = Vec::with_capacity(BATCH_ROWS);
     let mut bufs: Vec<Vec<f64>> = vec![Vec::new(); pass.columns.len()];
-    let mut cache: HashMap<[i32; MAX_KEYS], u32> = HashMap::new();
     // One reader per row group: a batch never spans two column chunks, whose dictionaries
-    // differ (arrow-rs would then rebuild a dictionary from the strings, row by row).
+    // differ (arrow-rs would then rebuild a dictionary from the strings, row by row); and a
+    // row group's statistics spare columns: a label with one value is not read, nor `ts` when
+    // the pass needs no time and the row group lies inside the period.
     for &rg in &f.row_groups {
+        let rg_meta = pq.row_group(rg);
+        let consts: Vec<Option<Option<String>>> = key_cols
+            .iter()
+            .map(|c| match (root(c), leaf(c)) {
+                (Some(_), Some(l)) => constant_of(rg_meta, l).map(Some),
+                (Some(_), None) => None,
+                (None, _) => Some(f.hive.get(*c).cloned()),
+            })
+            .collect();
+        let ts_inside = ts_leaf
+            .and_then(|l| match rg_meta.column(l).statistics() {
+                Some(Statistics::Int64(s)) => Some((s.min_opt()?, s.max_opt()?)),
+                _ => None,
+            })
+            .is_some_and(|(lo, hi)| lo * mul / div >= pass.from_ms && hi * mul / div < pass.to_ms)
+            && rg_meta
+                .column(ts_leaf.unwrap_or(0))
+                .statistics()
+                .is_some_and(|s| s.null_count_opt() == Some(0));
+        let read_ts = pass.needs_ts || !ts_inside;
+        let mut roots = value_roots.clone();
+        if read_ts {
+            roots.push(ts_root);
+        }
+        for (c, k) in key_cols.iter().zip(&consts) {
+            if k.is_none() {
+                roots.extend(root(c));
+            }
+        }
+        let mask = ProjectionMask::roots(descr, roots);
         let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(
             file.try_clone().map_err(io_err(path))?,
             f.meta.clone(),
         )
-        .with_projection(mask.clone())
+        .with_projection(mask)
         .with_row_groups(vec![rg])
         .with_batch_size(BATCH_ROWS)
         .build()
@@ -550,47 +662,47 @@ fn read_file<V: Visitor>(
             let batch = batch.map_err(|e| query_err(&e))?;
             let sources: Vec<LabelSource> = key_cols
                 .iter()
-                .map(|(c, present)| {
-                    Ok(if *present {
-                        LabelSource::Dict(as_dictionary(
+                .zip(&consts)
+                .map(|(c, k)| {
+                    Ok(match k {
+                        Some(v) => LabelSource::Const(v.clone()),
+                        None => LabelSource::Dict(as_dictionary(
                             batch.column_by_name(c).expect("projected column"),
                             path,
-                        )?)
-                    } else {
-                        LabelSource::Const(f.hive.get(*c).cloned())
+                        )?),
                     })
                 })
                 .collect::<Result<_, ReportError>>()?;
-            // Keys are only comparable within one dictionary: one cache per batch.
-            cache.clear();
-            let ts_col = arrow::compute::cast(
-                batch.column_by_name("ts").expect("projected column"),
-                &DataType::Int64,
-            )
-            .map_err(|e| query_err(&e))?;
-            let raw_ts = ts_col.as_primitive::<arrow::datatypes::Int64Type>();
+            let locals = cache.locals(&sources);
             ts.clear();
-            if (mul, div) == (1, 1) {
-                ts.extend_from_slice(raw_ts.values());
+            let ts_col = if read_ts {
+                let c = arrow::compute::cast(
+                    batch.column_by_name("ts").expect("projected column"),
+                    &DataType::Int64,
+                )
+                .map_err(|e| query_err(&e))?;
+                let raw = c.as_primitive::<arrow::datatypes::Int64Type>();
+                if (mul, div) == (1, 1) {
+                    ts.extend_from_slice(raw.values());
+                } else {
+                    ts.extend(raw.values().iter().map(|t| t * mul / div));
+                }
+                Some(c)
             } else {
-                ts.extend(raw_ts.values().iter().map(|t| t * mul / div));
-            }
+                None
+            };
+            let valid = |row: usize| ts_col.as_ref().is_none_or(|c| c.is_valid(row));
             runs.clear();
-            let ts_valid = |row: usize| raw_ts.is_valid(row);
             for (start, end) in key_runs(&sources, batch.num_rows()) {
-                let k = row_keys(&sources, start);
-                let id = match cache.get(&k) {
-                    Some(id) => *id,
-                    None => {
-                        let id = resolve(&sources, &k, pass.metrics, registry);
-                        cache.insert(k, id);
-                        id
-                    }
-                };
+                let id = cache.id(&sources, &locals, start, pass.metrics, registry);
                 if id == SKIP {
                     continue;
                 }
-                push_in_period(&mut runs, id, start, end, &ts, ts_valid, pass);
+                if read_ts {
+                    push_in_period(&mut runs, id, start, end, &ts, valid, pass);
+                } else {
+                    runs.push(Run { id, start, end });
+                }
             }
             if runs.is_empty() {
                 continue;
@@ -608,15 +720,6 @@ fn read_file<V: Visitor>(
         }
     }
     Ok(())
-}
-
-/// The keys of one row, one per key column.
-fn row_keys(sources: &[LabelSource], row: usize) -> [i32; MAX_KEYS] {
-    let mut k = [0i32; MAX_KEYS];
-    for (slot, s) in k.iter_mut().zip(sources) {
-        *slot = s.key(row);
-    }
-    k
 }
 
 /// The runs of consecutive rows with the same keys (a series' rows are consecutive in the
@@ -677,27 +780,6 @@ fn push_in_period(
     if let Some(a) = s {
         runs.push(Run { id, start: a, end });
     }
-}
-
-/// The id of the series with these keys, or [`SKIP`] for a metric not asked for.
-fn resolve(
-    sources: &[LabelSource],
-    keys: &[i32; MAX_KEYS],
-    metrics: Option<&BTreeSet<String>>,
-    registry: &Mutex<Registry>,
-) -> u32 {
-    let Some(metric) = sources[0].value(keys[0]) else {
-        return SKIP;
-    };
-    if metrics.is_some_and(|w| !w.contains(&metric)) {
-        return SKIP;
-    }
-    let labels: Vec<Option<String>> = sources[1..]
-        .iter()
-        .zip(&keys[1..])
-        .map(|(s, k)| s.value(*k))
-        .collect();
-    registry.lock().expect("registry lock").id((metric, labels))
 }
 
 #[cfg(test)]
