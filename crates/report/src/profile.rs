@@ -853,6 +853,8 @@ enum Mode {
 struct RefinePlan {
     ranges: Vec<(u64, u64)>,
     modes: Vec<Mode>,
+    /// How each histogram target's range is cut (`None` for collected ones).
+    binnings: Vec<Option<Binning>>,
     /// Bins per histogram of this pass.
     bins: usize,
     collects: usize,
@@ -896,9 +898,15 @@ impl RefinePlan {
         for (i, o) in open.iter().enumerate() {
             slot_of[o.id as usize] = i as u32;
         }
+        let binnings = open
+            .iter()
+            .zip(&modes)
+            .map(|(o, m)| matches!(m, Mode::Hist(_)).then(|| Binning::new(o.range, bins)))
+            .collect();
         RefinePlan {
             ranges: open.iter().map(|o| o.range).collect(),
             modes,
+            binnings,
             bins,
             collects,
             hists,
@@ -943,7 +951,7 @@ impl Visitor for RefineVisitor<'_> {
             match plan.modes[slot] {
                 Mode::Collect(c) => self.values[c].extend(in_range.map(|(_, v)| v)),
                 Mode::Hist(h) => {
-                    let binning = Binning::new((lo, hi), plan.bins);
+                    let binning = plan.binnings[slot].expect("a histogram target has a binning");
                     let bins = &mut self.bins[h * plan.bins..(h + 1) * plan.bins];
                     for (k, v) in in_range {
                         bins[binning.bin(k, v)].add(k);

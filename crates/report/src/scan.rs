@@ -367,11 +367,11 @@ impl LabelSource {
 struct SeriesCache {
     /// Per key column: label → local id, and the labels by local id.
     interned: Vec<Interner>,
-    ids: HashMap<[u32; MAX_KEYS], u32>,
+    ids: foldhash::HashMap<[u32; MAX_KEYS], u32>,
 }
 
 /// One key column's labels: label → local id, and the labels by local id.
-type Interner = (HashMap<Box<str>, u32>, Vec<Box<str>>);
+type Interner = (foldhash::HashMap<Box<str>, u32>, Vec<Box<str>>);
 
 /// The local id of a null label.
 const NULL_LABEL: u32 = u32::MAX;
