@@ -31,7 +31,7 @@ pub const BINS: usize = 1024;
 /// A series' values are collected once its candidate range holds at most this many.
 pub const COLLECT_MAX: u64 = 4096;
 /// Values collected by one pass in all (8 bytes each): series beyond it wait a pass.
-pub const COLLECT_BUDGET: u64 = 8 << 20;
+pub const COLLECT_BUDGET: u64 = 16 << 20;
 /// Bytes of histogram counters of one pass, over every CPU's visitor: with many series the
 /// bins per series go down (to 16), which takes more passes, not more memory.
 pub const BINS_BUDGET: usize = 128 << 20;
@@ -218,6 +218,9 @@ pub struct SeriesProfile {
     first: (i64, f64),
     last: (i64, f64),
     spacing: Spacing,
+    /// The percentile column's values counted in the first histogram (bins of the metric's
+    /// range from the row-group statistics; empty without one).
+    first_bins: Vec<Bin>,
 }
 
 impl Default for SeriesProfile {
@@ -236,6 +239,7 @@ impl Default for SeriesProfile {
             first: (i64::MAX, f64::NAN),
             last: (i64::MIN, f64::NAN),
             spacing: Spacing::default(),
+            first_bins: Vec::new(),
         }
     }
 }
@@ -273,6 +277,12 @@ impl SeriesProfile {
             self.last = later.last;
         }
         self.spacing.merge(&later.spacing);
+        if self.first_bins.len() < later.first_bins.len() {
+            self.first_bins.resize(later.first_bins.len(), Bin::EMPTY);
+        }
+        for (a, b) in self.first_bins.iter_mut().zip(&later.first_bins) {
+            a.merge(b);
+        }
     }
 
     /// The time-weighted mean (raw: mean of the points; rollup: count-weighted mean of the
@@ -359,10 +369,33 @@ fn percentile_column(t: &TableInfo) -> &'static str {
     }
 }
 
-struct ProfileVisitor {
+struct ProfileVisitor<'a> {
     raw: bool,
     from_ms: i64,
     series: Vec<SeriesProfile>,
+    /// The first histogram's binning per metric, and the registry to find a series' metric.
+    first: Option<(&'a HashMap<String, Binning>, &'a Mutex<Registry>)>,
+    /// Per series id: its metric's binning (looked up once per worker).
+    binning_of: Vec<Option<Option<Binning>>>,
+}
+
+/// Bins per series of the first histogram, counted by the profile pass itself (20 bytes each:
+/// 7 MB for 11,000 series); ranks that fall in a bin of at most [`COLLECT_MAX`] values are
+/// then collected by the next pass.
+pub const FIRST_BINS: usize = 32;
+
+impl ProfileVisitor<'_> {
+    fn binning(&mut self, id: u32) -> Option<Binning> {
+        let (by_metric, registry) = self.first?;
+        let i = id as usize;
+        if i >= self.binning_of.len() {
+            self.binning_of.resize(i + 1, None);
+        }
+        *self.binning_of[i].get_or_insert_with(|| {
+            let reg = registry.lock().expect("registry lock");
+            by_metric.get(&reg.keys()[i].0).copied()
+        })
+    }
 }
 
 /// What one run of a series adds, kept in registers and folded into its profile once.
@@ -440,14 +473,27 @@ impl RunAcc {
     }
 }
 
-impl Visitor for ProfileVisitor {
+impl Visitor for ProfileVisitor<'_> {
     fn rows(&mut self, rows: &Rows<'_>) {
         let from = self.from_ms;
         let day = DAY_MS as f64;
+        let pcol = if self.raw { 0 } else { 1 };
         for run in rows.runs {
             let i = run.id as usize;
             if i >= self.series.len() {
                 self.series.resize_with(i + 1, SeriesProfile::default);
+            }
+            if let Some(b) = self.binning(run.id) {
+                let s = &mut self.series[i];
+                if s.first_bins.is_empty() {
+                    s.first_bins = vec![Bin::EMPTY; FIRST_BINS];
+                }
+                for &v in &rows.columns[pcol][run.start..run.end] {
+                    if !v.is_nan() {
+                        let k = order_key(v);
+                        s.first_bins[b.bin(k, v)].add(k);
+                    }
+                }
             }
             let s = &mut self.series[i];
             s.rows += (run.end - run.start) as u64;
@@ -535,10 +581,22 @@ impl TableProfile {
             needs_ts: true,
         };
         let started = std::time::Instant::now();
+        let by_metric: HashMap<String, Binning> =
+            scan::metric_ranges(ds, &pass, percentile_column(t))?
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|(_, (lo, hi))| lo.is_finite() && hi.is_finite() && lo <= hi)
+                .map(|(m, (lo, hi))| {
+                    let b = Binning::new((order_key(lo), order_key(hi)), FIRST_BINS);
+                    (m, b)
+                })
+                .collect();
         let v = scan::run(ds, &pass, &registry, || ProfileVisitor {
             raw: t.kind == Kind::Raw,
             from_ms,
             series: Vec::new(),
+            first: Some((&by_metric, &registry)),
+            binning_of: Vec::new(),
         })?;
         let keys = registry.lock().expect("registry lock").keys().to_vec();
         let mut series = v.series;
@@ -622,7 +680,7 @@ impl TableProfile {
                 continue;
             }
             let pos = (s.p_n - 1) as f64 * q;
-            let target = Target {
+            let mut target = Target {
                 id,
                 pos,
                 lo_rank: pos.floor() as u64,
@@ -631,11 +689,18 @@ impl TableProfile {
                 below: 0,
                 in_range: s.p_n,
             };
-            match target.settled() {
-                Some(v) => {
+            let first = match target.settled() {
+                Some(v) => Narrowed::Value(v),
+                // The profile pass's histogram, when it has one, is the first pass's.
+                None if s.first_bins.len() == FIRST_BINS => target.narrow(&s.first_bins),
+                None => Narrowed::Range,
+            };
+            match first {
+                Narrowed::Value(v) => {
                     out.insert(id, Some(v));
                 }
-                None => open.push(target),
+                Narrowed::Range => open.push(target),
+                Narrowed::Lost => return Err(changed(t)),
             }
         }
         let metrics: BTreeSet<String> = open

@@ -64,7 +64,7 @@ fn rows() -> Vec<Row> {
     out
 }
 
-fn write(root: &Path, rows: &[Row]) {
+fn write(root: &Path, rows: &[Row], row_group_rows: usize) {
     let schema = Arc::new(Schema::new(vec![
         Field::new(
             "ts",
@@ -110,9 +110,8 @@ fn write(root: &Path, rows: &[Row]) {
         )
         .unwrap();
         let file = std::fs::File::create(dir.join(format!("part-{half}.parquet"))).unwrap();
-        // Small row groups: several per file, pruned and read like a real table's.
         let props = WriterProperties::builder()
-            .set_max_row_group_row_count(Some(10_000))
+            .set_max_row_group_row_count(Some(row_group_rows))
             .build();
         let mut w = ArrowWriter::try_new(file, schema.clone(), Some(props)).unwrap();
         w.write(&batch).unwrap();
@@ -141,9 +140,18 @@ fn tokio_free_block_on<F: std::future::Future>(f: F) -> F::Output {
 
 #[test]
 fn streamed_statistics_equal_the_reference_on_all_values() {
+    // Row groups that mix metrics (no first histogram in the profile pass), and row groups
+    // within one series (every series' half day is a multiple of 240 rows: one metric per row
+    // group, so the profile pass counts the first histogram).
+    for row_group_rows in [10_000, 240] {
+        check_against_reference(row_group_rows);
+    }
+}
+
+fn check_against_reference(row_group_rows: usize) {
     let dir = tempfile::tempdir().unwrap();
     let all = rows();
-    write(dir.path(), &all);
+    write(dir.path(), &all, row_group_rows);
     let ds = open(dir.path());
     let t = ds
         .tables

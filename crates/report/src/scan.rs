@@ -491,6 +491,47 @@ fn floats_of<'a>(
     Ok(buf.as_slice())
 }
 
+/// Per metric, the smallest and the largest value of a column.
+pub type MetricRanges = HashMap<String, (f64, f64)>;
+
+/// Each metric's smallest and largest value of `column` in the pass's row groups, from their
+/// statistics, when every such row group holds one metric (exact statistics): a range that
+/// holds every series of the metric before a row is read. `None` when a row group mixes
+/// metrics or lacks statistics.
+pub fn metric_ranges(
+    ds: &Dataset,
+    pass: &Pass<'_>,
+    column: &str,
+) -> Result<Option<MetricRanges>, ReportError> {
+    let mut out = MetricRanges::new();
+    for f in files(ds, pass)? {
+        let pq = f.meta.metadata();
+        let descr = pq.file_metadata().schema_descr();
+        let leaf = |name: &str| (0..descr.num_columns()).find(|i| descr.column(*i).name() == name);
+        let Some(v) = leaf(column) else {
+            return Ok(None);
+        };
+        for &rg in &f.row_groups {
+            let rg = pq.row_group(rg);
+            let metric = match leaf("metric") {
+                Some(m) => constant_of(rg, m),
+                None => f.hive.get("metric").cloned(),
+            };
+            let range = match rg.column(v).statistics() {
+                Some(Statistics::Double(s)) => s.min_opt().zip(s.max_opt()),
+                _ => None,
+            };
+            let (Some(metric), Some((lo, hi))) = (metric, range) else {
+                return Ok(None);
+            };
+            let e = out.entry(metric).or_insert((*lo, *hi));
+            e.0 = e.0.min(*lo);
+            e.1 = e.1.max(*hi);
+        }
+    }
+    Ok(Some(out))
+}
+
 /// What a pass will read, for `report --explain`: files, row groups kept of those in the
 /// period's partitions, rows, and the columns read.
 pub fn explain(ds: &Dataset, pass: &Pass<'_>) -> Result<String, ReportError> {
