@@ -29,9 +29,9 @@ use vscope_core::semantics::time::DAY_MS;
 /// Bins of one refinement pass per series at most (20 bytes each while the series is refined).
 pub const BINS: usize = 1024;
 /// A series' values are collected once its candidate range holds at most this many.
-pub const COLLECT_MAX: u64 = 4096;
+pub const COLLECT_MAX: u64 = 16_384;
 /// Values collected by one pass in all (8 bytes each): series beyond it wait a pass.
-pub const COLLECT_BUDGET: u64 = 16 << 20;
+pub const COLLECT_BUDGET: u64 = 24 << 20;
 /// Bytes of histogram counters of one pass, over every CPU's visitor: with many series the
 /// bins per series go down (to 16), which takes more passes, not more memory.
 pub const BINS_BUDGET: usize = 128 << 20;

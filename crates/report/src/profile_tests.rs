@@ -17,7 +17,7 @@ use crate::stats::percentile;
 
 const DAY: i64 = 86_400_000;
 const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00Z
-const STEP: i64 = 30_000;
+const STEP: i64 = 10_000;
 
 /// (series key, ts, value) rows, written one file per (day, half of the day).
 type Row = (SeriesKey, i64, Option<f64>);
