@@ -599,7 +599,7 @@ pub fn series_stats(
                     avg: s.avg(),
                     p95: p95.get(&id).copied().flatten(),
                     peak: s.peak(),
-                    points: s.points,
+                    points: s.points(),
                 },
             )
         })

@@ -198,35 +198,26 @@ impl Spacing {
     }
 }
 
-/// A series' statistics from the profile pass.
+/// What the profile sums over a series' rows, for one run as for the whole period: the
+/// percentile column's count and key range, the mean's sums, the peak, the points, and the
+/// first and last (time, y) of the trend.
 #[derive(Debug, Clone)]
-pub struct SeriesProfile {
-    /// Rows of the period (any value).
-    pub rows: u64,
-    /// Non-null values of the percentile column (raw `value`, rollup `p95`).
-    pub p_n: u64,
+struct Totals {
+    p_n: u64,
     p_min: u64,
     p_max: u64,
     w_sum: f64,
     w_den: f64,
     w_any: bool,
     peak: f64,
-    /// Raw points behind the numbers (rollup: summed bucket counts).
-    pub points: i64,
-    /// Trend: x = days since the period start, y = value (raw) or avg (rollup).
-    trend: Moments,
+    points: i64,
     first: (i64, f64),
     last: (i64, f64),
-    spacing: Spacing,
-    /// The percentile column's values counted in the first histogram (bins of the metric's
-    /// range from the row-group statistics; empty without one).
-    first_bins: Vec<Bin>,
 }
 
-impl Default for SeriesProfile {
+impl Default for Totals {
     fn default() -> Self {
-        SeriesProfile {
-            rows: 0,
+        Totals {
             p_n: 0,
             p_min: u64::MAX,
             p_max: 0,
@@ -235,13 +226,64 @@ impl Default for SeriesProfile {
             w_any: false,
             peak: f64::NEG_INFINITY,
             points: 0,
-            trend: Moments::default(),
             first: (i64::MAX, f64::NAN),
             last: (i64::MIN, f64::NAN),
-            spacing: Spacing::default(),
-            first_bins: Vec::new(),
         }
     }
+}
+
+impl Totals {
+    #[inline]
+    fn percentile_value(&mut self, v: f64) {
+        if !v.is_nan() {
+            self.p_n += 1;
+            let k = order_key(v);
+            self.p_min = self.p_min.min(k);
+            self.p_max = self.p_max.max(k);
+        }
+    }
+
+    #[inline]
+    fn trend_ends(&mut self, t: i64, y: f64) {
+        if t < self.first.0 {
+            self.first = (t, y);
+        }
+        if t >= self.last.0 {
+            self.last = (t, y);
+        }
+    }
+
+    /// Adds `later` (rows after these).
+    fn merge(&mut self, later: &Totals) {
+        self.p_n += later.p_n;
+        self.p_min = self.p_min.min(later.p_min);
+        self.p_max = self.p_max.max(later.p_max);
+        self.w_sum += later.w_sum;
+        self.w_den += later.w_den;
+        self.w_any |= later.w_any;
+        self.peak = self.peak.max(later.peak);
+        self.points += later.points;
+        if later.first.0 < self.first.0 {
+            self.first = later.first;
+        }
+        if later.last.0 >= self.last.0 {
+            self.last = later.last;
+        }
+    }
+}
+
+/// A series' statistics from the profile pass.
+#[derive(Debug, Clone, Default)]
+pub struct SeriesProfile {
+    /// Rows of the period (any value).
+    pub rows: u64,
+    totals: Totals,
+    /// Trend: x = days since the period start, y = value (raw) or avg (rollup).
+    trend: Moments,
+    spacing: Spacing,
+    /// The percentile column's values counted in the first histogram (bins of the metric's
+    /// range from the row-group statistics; empty without one).
+    first_bins: Vec<Bin>,
 }
 
 fn add_gap(gaps: &mut Vec<(i64, u64)>, gap: i64, count: u64) {
@@ -261,21 +303,8 @@ impl SeriesProfile {
     /// Adds `later` (rows of later files).
     fn merge(&mut self, later: &SeriesProfile) {
         self.rows += later.rows;
-        self.p_n += later.p_n;
-        self.p_min = self.p_min.min(later.p_min);
-        self.p_max = self.p_max.max(later.p_max);
-        self.w_sum += later.w_sum;
-        self.w_den += later.w_den;
-        self.w_any |= later.w_any;
-        self.peak = self.peak.max(later.peak);
-        self.points += later.points;
+        self.totals.merge(&later.totals);
         self.trend.merge(&later.trend);
-        if later.first.0 < self.first.0 {
-            self.first = later.first;
-        }
-        if later.last.0 >= self.last.0 {
-            self.last = later.last;
-        }
         self.spacing.merge(&later.spacing);
         if self.first_bins.len() < later.first_bins.len() {
             self.first_bins.resize(later.first_bins.len(), Bin::EMPTY);
@@ -288,12 +317,18 @@ impl SeriesProfile {
     /// The time-weighted mean (raw: mean of the points; rollup: count-weighted mean of the
     /// bucket averages).
     pub fn avg(&self) -> Option<f64> {
-        (self.w_any && self.w_den != 0.0).then(|| self.w_sum / self.w_den)
+        let t = &self.totals;
+        (t.w_any && t.w_den != 0.0).then(|| t.w_sum / t.w_den)
+    }
+
+    /// Raw points behind the numbers (rollup: summed bucket counts).
+    pub fn points(&self) -> i64 {
+        self.totals.points
     }
 
     /// The highest value (raw) or bucket max (rollup).
     pub fn peak(&self) -> Option<f64> {
-        (self.peak > f64::NEG_INFINITY).then_some(self.peak)
+        (self.totals.peak > f64::NEG_INFINITY).then_some(self.totals.peak)
     }
 
     /// The trend's centred least-squares sums, when the series has a value.
@@ -306,9 +341,9 @@ impl SeriesProfile {
             sxx: m.m2x,
             sxy: m.cxy,
             syy: m.m2y,
-            first: Some(self.first.1),
-            last: Some(self.last.1),
-            last_ms: self.last.0,
+            first: Some(self.totals.first.1),
+            last: Some(self.totals.last.1),
+            last_ms: self.totals.last.0,
         })
     }
 
@@ -399,77 +434,24 @@ impl ProfileVisitor<'_> {
 }
 
 /// What one run of a series adds, kept in registers and folded into its profile once.
+#[derive(Default)]
 struct RunAcc {
-    p_n: u64,
-    p_min: u64,
-    p_max: u64,
-    w_sum: f64,
-    w_den: f64,
-    w_any: bool,
-    peak: f64,
-    points: i64,
+    totals: Totals,
     trend: ShiftedSums,
-    first: (i64, f64),
-    last: (i64, f64),
 }
 
 impl RunAcc {
-    fn new() -> Self {
-        RunAcc {
-            p_n: 0,
-            p_min: u64::MAX,
-            p_max: 0,
-            w_sum: 0.0,
-            w_den: 0.0,
-            w_any: false,
-            peak: f64::NEG_INFINITY,
-            points: 0,
-            trend: ShiftedSums::default(),
-            first: (i64::MAX, f64::NAN),
-            last: (i64::MIN, f64::NAN),
-        }
-    }
-
-    #[inline]
-    fn percentile_value(&mut self, v: f64) {
-        if !v.is_nan() {
-            self.p_n += 1;
-            let k = order_key(v);
-            self.p_min = self.p_min.min(k);
-            self.p_max = self.p_max.max(k);
-        }
-    }
-
     #[inline]
     fn trend(&mut self, t: i64, x: f64, y: f64) {
-        if y.is_nan() {
-            return;
-        }
-        self.trend.add(x, y);
-        if t < self.first.0 {
-            self.first = (t, y);
-        }
-        if t >= self.last.0 {
-            self.last = (t, y);
+        if !y.is_nan() {
+            self.trend.add(x, y);
+            self.totals.trend_ends(t, y);
         }
     }
 
     fn fold_into(self, s: &mut SeriesProfile) {
-        s.p_n += self.p_n;
-        s.p_min = s.p_min.min(self.p_min);
-        s.p_max = s.p_max.max(self.p_max);
-        s.w_sum += self.w_sum;
-        s.w_den += self.w_den;
-        s.w_any |= self.w_any;
-        s.peak = s.peak.max(self.peak);
-        s.points += self.points;
+        s.totals.merge(&self.totals);
         s.trend.merge(&self.trend.moments());
-        if self.first.0 < s.first.0 {
-            s.first = self.first;
-        }
-        if self.last.0 >= s.last.0 {
-            s.last = self.last;
-        }
     }
 }
 
@@ -497,7 +479,7 @@ impl Visitor for ProfileVisitor<'_> {
             }
             let s = &mut self.series[i];
             s.rows += (run.end - run.start) as u64;
-            let mut acc = RunAcc::new();
+            let mut acc = RunAcc::default();
             let ts = &rows.ts[run.start..run.end];
             if self.raw {
                 let vals = &rows.columns[0][run.start..run.end];
@@ -505,12 +487,13 @@ impl Visitor for ProfileVisitor<'_> {
                     if v.is_nan() {
                         continue;
                     }
-                    acc.percentile_value(v);
-                    acc.w_sum += v;
-                    acc.w_den += 1.0;
-                    acc.w_any = true;
-                    acc.peak = acc.peak.max(v);
-                    acc.points += 1;
+                    let a = &mut acc.totals;
+                    a.percentile_value(v);
+                    a.w_sum += v;
+                    a.w_den += 1.0;
+                    a.w_any = true;
+                    a.peak = a.peak.max(v);
+                    a.points += 1;
                     s.spacing.at(t);
                     acc.trend(t, (t - from) as f64 / day, v);
                 }
@@ -519,18 +502,19 @@ impl Visitor for ProfileVisitor<'_> {
                 let (avg, p95, max, count) = (c(0), c(1), c(2), c(3));
                 for (r, &t) in ts.iter().enumerate() {
                     let (a, n) = (avg[r], count[r]);
-                    acc.percentile_value(p95[r]);
+                    let tot = &mut acc.totals;
+                    tot.percentile_value(p95[r]);
                     if !a.is_nan() && !n.is_nan() {
-                        acc.w_sum += a * n;
-                        acc.w_any = true;
+                        tot.w_sum += a * n;
+                        tot.w_any = true;
                     }
                     if !n.is_nan() {
-                        acc.w_den += n;
-                        acc.points += n as i64;
+                        tot.w_den += n;
+                        tot.points += n as i64;
                         s.spacing.at(t);
                     }
                     if !max[r].is_nan() {
-                        acc.peak = acc.peak.max(max[r]);
+                        tot.peak = tot.peak.max(max[r]);
                     }
                     acc.trend(t, (t - from) as f64 / day, a);
                 }
@@ -675,19 +659,20 @@ impl TableProfile {
         let mut open: Vec<Target> = Vec::new();
         for &id in ids {
             let s = &self.series[id as usize];
-            if s.p_n == 0 {
+            let (p_n, p_min, p_max) = (s.totals.p_n, s.totals.p_min, s.totals.p_max);
+            if p_n == 0 {
                 out.insert(id, None);
                 continue;
             }
-            let pos = (s.p_n - 1) as f64 * q;
+            let pos = (p_n - 1) as f64 * q;
             let mut target = Target {
                 id,
                 pos,
                 lo_rank: pos.floor() as u64,
                 hi_rank: pos.ceil() as u64,
-                range: (s.p_min, s.p_max),
+                range: (p_min, p_max),
                 below: 0,
-                in_range: s.p_n,
+                in_range: p_n,
             };
             let first = match target.settled() {
                 Some(v) => Narrowed::Value(v),
