@@ -11,10 +11,10 @@
 # [--raw-step S]`: the pipeline's schemas, PartWriter and writer settings, one file per table and
 # day, days written on every core) and cached under .bench/report/ (one directory per size, the
 # `-rs` suffix keeps them apart from the older DuckDB-written ones; delete it to regenerate).
-# Measured on the shared 2-core machine (load 2.3): 30 days of 1,000 VMs raw at 300 s are 95 M
-# VM rows, 297 MB, written in 9.7 s (49 MB RSS); 30 days of 1h rollups 7.9 M rows, 105 MB, 3.1 s.
-# At that rate the rollup year (96 M VM rows) is ~1.3 GB in ~40 s and the raw year (1.16 G VM
-# rows) ~3.6 GB in ~2 min (extrapolated, not run); --raw-days makes a shorter raw period.
+# Measured on the 2-core machine: the raw year (1.16 G VM rows at 300 s, 3.4 GB) is written in
+# 85 s, the rollup year (96 M VM rows) in about 40 s; --raw-days makes a shorter raw period.
+# The report itself (docs/report.md "Scale"): 9.7-10.0 s from the rollups, 47-50 s from the raw
+# year, 530 MB peak.
 # Writing a missing dataset runs cargo with the default features, so with --no-build it also
 # rebuilds the release binary if the sources changed since it was built.
 #
