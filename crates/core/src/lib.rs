@@ -22,6 +22,7 @@ pub mod catalogue;
 pub mod dialect;
 pub mod hash;
 pub mod ovh;
+pub mod path_value;
 pub mod schema;
 pub mod secret;
 pub mod semantics;

@@ -30,6 +30,7 @@ use parquet::file::statistics::Statistics;
 
 use super::ReportError;
 use super::data::{Dataset, SeriesKey, TableInfo, label_cols};
+use vscope_core::path_value::unescape_path_value;
 
 /// The id of a series that is not read (a metric not asked for).
 pub const SKIP: u32 = u32::MAX;
@@ -237,8 +238,8 @@ fn footer(path: &Path) -> Result<ArrowReaderMetadata, ReportError> {
     .unwrap_or(meta))
 }
 
-/// The `key=value` directories between the table directory and a file (values percent-decoded
-/// as the writer escapes them).
+/// The `key=value` directories between the table directory and a file (values decoded as the
+/// writer escapes them).
 fn hive_segments(table_dir: &Path, file: &Path) -> HashMap<String, String> {
     let rel = file.strip_prefix(table_dir).unwrap_or(file);
     rel.parent()
@@ -247,29 +248,9 @@ fn hive_segments(table_dir: &Path, file: &Path) -> HashMap<String, String> {
         .filter_map(|c| {
             let s = c.as_os_str().to_string_lossy();
             let (k, v) = s.split_once('=')?;
-            Some((k.to_string(), percent_decode(v)))
+            Some((k.to_string(), unescape_path_value(v)))
         })
         .collect()
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
-            && let Some(h) = s
-                .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-        {
-            out.push(h);
-            i += 3;
-            continue;
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Epoch ms per unit of a timestamp column.
@@ -829,9 +810,9 @@ mod tests {
 
     #[test]
     fn hive_values_are_percent_decoded() {
-        assert_eq!(percent_decode("a%2Fb%3Dc"), "a/b=c");
-        assert_eq!(percent_decode("plain"), "plain");
-        assert_eq!(percent_decode("bad%zz%"), "bad%zz%");
+        assert_eq!(unescape_path_value("a%2Fb%3Dc"), "a/b=c");
+        assert_eq!(unescape_path_value("plain"), "plain");
+        assert_eq!(unescape_path_value("bad%zz%"), "bad%zz%");
         let h = hive_segments(
             Path::new("/d/t"),
             Path::new("/d/t/date=2026-01-01/datacenter=dc%201/part.parquet"),
