@@ -253,6 +253,11 @@ fn hive_segments(table_dir: &Path, file: &Path) -> HashMap<String, String> {
         .collect()
 }
 
+/// The index of a file's leaf column by name (top-level columns: `ts`, labels, values).
+fn leaf_index(descr: &parquet::schema::types::SchemaDescriptor, name: &str) -> Option<usize> {
+    (0..descr.num_columns()).find(|i| descr.column(*i).name() == name)
+}
+
 /// Epoch ms per unit of a timestamp column.
 fn ms_scale(dt: &DataType) -> Option<(i64, i64)> {
     // (multiply, divide)
@@ -275,7 +280,7 @@ fn keep_row_groups(
     let schema = meta.schema();
     let pq = meta.metadata();
     let descr = pq.file_metadata().schema_descr();
-    let leaf = |name: &str| (0..descr.num_columns()).find(|i| descr.column(*i).name() == name);
+    let leaf = |name: &str| leaf_index(descr, name);
     let ts_idx = leaf("ts")
         .ok_or_else(|| ReportError::NoDataset(format!("{} has no ts column", path.display())))?;
     let ts_type = schema
@@ -488,7 +493,7 @@ pub fn metric_ranges(
     for f in files(ds, pass)? {
         let pq = f.meta.metadata();
         let descr = pq.file_metadata().schema_descr();
-        let leaf = |name: &str| (0..descr.num_columns()).find(|i| descr.column(*i).name() == name);
+        let leaf = |name: &str| leaf_index(descr, name);
         let Some(v) = leaf(column) else {
             return Ok(None);
         };
@@ -613,7 +618,7 @@ fn read_file<V: Visitor>(
     let schema = f.meta.schema().clone();
     let pq = f.meta.metadata().clone();
     let descr = pq.file_metadata().schema_descr();
-    let leaf = |name: &str| (0..descr.num_columns()).find(|i| descr.column(*i).name() == name);
+    let leaf = |name: &str| leaf_index(descr, name);
     let root = |c: &str| schema.index_of(c).ok();
     let query_err = |e: &dyn std::fmt::Display| ReportError::Query {
         what: path.display().to_string(),
@@ -650,16 +655,15 @@ fn read_file<V: Visitor>(
                 (None, _) => Some(f.hive.get(*c).cloned()),
             })
             .collect();
+        // Inside the period with no null `ts`: every row of the row group is wanted.
         let ts_inside = ts_leaf
             .and_then(|l| match rg_meta.column(l).statistics() {
-                Some(Statistics::Int64(s)) => Some((s.min_opt()?, s.max_opt()?)),
+                Some(Statistics::Int64(s)) if s.null_count_opt() == Some(0) => {
+                    Some((s.min_opt()?, s.max_opt()?))
+                }
                 _ => None,
             })
-            .is_some_and(|(lo, hi)| lo * mul / div >= pass.from_ms && hi * mul / div < pass.to_ms)
-            && rg_meta
-                .column(ts_leaf.unwrap_or(0))
-                .statistics()
-                .is_some_and(|s| s.null_count_opt() == Some(0));
+            .is_some_and(|(lo, hi)| lo * mul / div >= pass.from_ms && hi * mul / div < pass.to_ms);
         let read_ts = pass.needs_ts || !ts_inside;
         let mut roots = value_roots.clone();
         if read_ts {
