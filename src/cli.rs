@@ -308,6 +308,11 @@ pub struct SimArgs {
     /// nginx's default `gzip_comp_level 1` (benches/wire.sh: what a tighter server gives).
     #[arg(long, value_name = "N", requires = "replay", value_parser = clap::value_parser!(u32).range(1..=9))]
     pub gzip_level: Option<u32>,
+    /// With --replay: compress every recorded answer once, before listening, and send those
+    /// bytes (as nginx's gzip_static): a remote endpoint compresses on its own CPUs, so a
+    /// benchmark on one machine must not charge the client's CPUs for it (benches/wire.sh).
+    #[arg(long, requires = "replay", conflicts_with = "no_gzip")]
+    pub precompress: bool,
     /// With --replay: send the answers through a link of this rate (e.g. 100Mbit), shared by
     /// all connections (benches/wire.sh; this machine cannot use tc netem).
     #[arg(long, value_name = "RATE", requires = "replay")]

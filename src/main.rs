@@ -94,14 +94,20 @@ fn report(err: &Error) -> u8 {
     err.exit_code()
 }
 
-/// `sim --replay DIR`: serves recorded answers; prints the URL first, like `sim`.
+/// `sim --replay DIR`: serves recorded answers; prints the URL first, like `sim`, once the
+/// server is ready (answers compressed ahead with --precompress).
 async fn sim_replay(
     dir: std::path::PathBuf,
-    gzip: Option<u32>,
-    token_rate: Option<f64>,
-    link: Option<std::sync::Arc<vscope_etl::sim::link::Link>>,
+    options: vscope_etl::sim::ReplayOptions,
     listen: std::net::SocketAddr,
 ) -> u8 {
+    let server = match vscope_etl::sim::ReplayServer::open(dir.clone(), options).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: replay of {} failed: {e}", dir.display());
+            return EXIT_CONFIG;
+        }
+    };
     let Some((listener, addr)) = bind_announced(listen).await else {
         return EXIT_CONFIG;
     };
@@ -112,8 +118,7 @@ async fn sim_replay(
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    match vscope_etl::sim::serve_replay_until(dir, gzip, token_rate, link, listener, shutdown).await
-    {
+    match server.serve_until(listener, shutdown).await {
         Ok(()) => EXIT_OK,
         Err(e) => {
             eprintln!("error: replay failed: {e}");
@@ -708,7 +713,13 @@ async fn sim(args: SimArgs) -> u8 {
         };
         let gzip = (!args.no_gzip)
             .then(|| (args.gzip_level).unwrap_or(vscope_etl::sim::GZIP_NGINX_DEFAULT_LEVEL));
-        return sim_replay(dir, gzip, args.token_rate, link, args.listen).await;
+        let options = vscope_etl::sim::ReplayOptions {
+            gzip,
+            precompress: args.precompress,
+            token_rate: args.token_rate,
+            link,
+        };
+        return sim_replay(dir, options, args.listen).await;
     }
     let defaults = SimConfig::default();
     let mut ovh_access_rules = Vec::new();

@@ -6,7 +6,7 @@ use std::path::Path;
 use axum::http::header;
 use tokio::net::TcpListener;
 
-use crate::sim::serve_replay_until;
+use crate::sim::{ReplayOptions, serve_replay_until};
 
 fn write(dir: &Path, rel: &str, body: &str) {
     let p = dir.join(rel);
@@ -21,19 +21,28 @@ async fn start(
     gzip: bool,
     token_rate: Option<f64>,
 ) -> (String, impl std::future::Future<Output = ()>) {
+    start_with(
+        dir,
+        ReplayOptions {
+            gzip: gzip.then_some(crate::sim::GZIP_NGINX_DEFAULT_LEVEL),
+            token_rate,
+            ..ReplayOptions::default()
+        },
+    )
+    .await
+}
+
+/// [`start`] with any options.
+async fn start_with(
+    dir: &Path,
+    options: ReplayOptions,
+) -> (String, impl std::future::Future<Output = ()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve_replay_until(
-        dir.into(),
-        gzip.then_some(crate::sim::GZIP_NGINX_DEFAULT_LEVEL),
-        token_rate,
-        None,
-        listener,
-        async {
-            let _ = rx.await;
-        },
-    ));
+    let server = tokio::spawn(serve_replay_until(dir.into(), options, listener, async {
+        let _ = rx.await;
+    }));
     let stop = async move {
         let _ = tx.send(());
         server.await.unwrap().unwrap();
@@ -41,8 +50,9 @@ async fn start(
     (base, stop)
 }
 
-/// Replayed answers go out gzip to requests that accept it (streamed, decoding to the
-/// recorded bytes), plain to the others, and plain to all with gzip off (`--no-gzip`).
+/// Replayed answers go out gzip to requests that accept it (streamed, or compressed ahead
+/// with `--precompress`, decoding to the recorded bytes), plain to the others, and plain to
+/// all with gzip off (`--no-gzip`).
 #[tokio::test]
 async fn answers_are_gzip_when_accepted_unless_turned_off() {
     use crate::extract::body::{BodyDecoder, Encoding};
@@ -55,8 +65,13 @@ async fn answers_are_gzip_when_accepted_unless_turned_off() {
         series.join(",")
     );
     write(dir.path(), "query/m/dc1/0-100.json", &recorded);
-    for gzip in [true, false] {
-        let (base, stop) = start(dir.path(), gzip, None).await;
+    for (gzip, precompress) in [(true, false), (true, true), (false, false)] {
+        let options = ReplayOptions {
+            gzip: gzip.then_some(6),
+            precompress,
+            ..ReplayOptions::default()
+        };
+        let (base, stop) = start_with(dir.path(), options).await;
         let url = format!("{base}/api/query");
         let body = r#"{"start":0,"end":100,"queries":[{"metric":"m"}]}"#;
         for accept in [true, false] {
@@ -68,6 +83,9 @@ async fn answers_are_gzip_when_accepted_unless_turned_off() {
             assert_eq!(resp.status(), 200);
             let encoded = resp.headers().get(header::CONTENT_ENCODING).is_some();
             assert_eq!(encoded, gzip && accept, "gzip {gzip}, accepted {accept}");
+            // Compressed ahead: sent whole, its length known; on the fly: streamed, chunked.
+            let sized = resp.headers().get(header::CONTENT_LENGTH).is_some();
+            assert_eq!(sized, !encoded || precompress, "{precompress} {accept}");
             let wire = resp.bytes().await.unwrap();
             let encoding = if encoded {
                 Encoding::Gzip

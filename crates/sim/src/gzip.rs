@@ -53,7 +53,7 @@ pub(crate) fn layer<S: Clone + Send + Sync + 'static>(router: Router<S>, level: 
 }
 
 /// True when `Accept-Encoding` lists `gzip` (or `x-gzip`) with a non-zero quality.
-fn accepts_gzip(headers: &HeaderMap) -> bool {
+pub(crate) fn accepts_gzip(headers: &HeaderMap) -> bool {
     headers
         .get_all(header::ACCEPT_ENCODING)
         .iter()

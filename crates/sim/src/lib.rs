@@ -148,7 +148,7 @@ use tokio::task::JoinHandle;
 pub use faults::{Fault, FaultParseError, FaultRule, RetryAfter, When};
 pub use gzip::NGINX_DEFAULT_LEVEL as GZIP_NGINX_DEFAULT_LEVEL;
 pub use model::{DcObjects, FilerObject, HostObject, Pcc, PccObjects, SimSeries, VmObject};
-pub use replay::serve_replay_until;
+pub use replay::{ReplayOptions, ReplayServer, serve_replay_until};
 pub use warp::{ERLENMEYER_FETCH_LIMIT, ErrorMode, FetchStart};
 pub use warp10::{FETCH_ERROR_PREFIX, TOKEN_HEADER};
 

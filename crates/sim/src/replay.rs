@@ -17,6 +17,14 @@
 //! pieces, never compressed whole) unless started with `gzip` off (`sim --replay DIR
 //! --no-gzip`), so a benchmark can measure the client with and without decompression.
 //!
+//! With [`ReplayOptions::precompress`] (`sim --replay DIR --precompress`), every recorded answer
+//! is compressed once, before the server listens, and an answer that is one recorded file goes
+//! out as those stored bytes (as nginx's `gzip_static` serves a `.gz` file). A benchmark on one
+//! machine needs it: compressing on the fly runs on the CPUs the client is measured on, while a
+//! remote endpoint compresses on its own machines; with it, the link and the client are all that
+//! is measured. The bytes are those of a one-piece compression at the same level (a few percent
+//! smaller than the on-the-fly stream, which is flushed every 128 KiB).
+//!
 //! With a request budget per token (`sim --replay DIR --token-rate R`), `/api/query` answers
 //! `429 Too Many Requests` (`Retry-After: 1`) to a token that asked more than R queries in the
 //! last second (a token bucket of R per second, R deep, per `Authorization` header). OVH
@@ -24,14 +32,16 @@
 //! limit a benchmark of sharded runs assumes, to show that N shards sharing one token are
 //! bounded by its budget (`source.shard_rate`), not by the ETL.
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use serde::Deserialize;
@@ -40,10 +50,65 @@ use tokio::net::TcpListener;
 use super::error::ApiError;
 use vscope_core::dialect::Dialect;
 
-struct Replay {
-    dir: PathBuf,
+/// What a replay server serves from, shared by its handlers (`replay_warp.rs` too).
+pub(crate) struct Replay {
+    /// The directory of recorded answers.
+    pub(crate) dir: PathBuf,
     /// Query budget per token and second (`--token-rate`), `None`: unlimited.
     budget: Option<TokenBudget>,
+    /// Every recorded answer compressed ahead ([`ReplayOptions::precompress`]), by path.
+    precompressed: Option<HashMap<PathBuf, Bytes>>,
+}
+
+impl Replay {
+    /// The answer of the recorded file `path` (under [`Replay::dir`]) with `content_type`: its
+    /// bytes compressed ahead when the server has them and the request accepts gzip (the gzip
+    /// layer passes an encoded answer through), else the plain bytes, which the gzip layer, when
+    /// on, compresses as it sends them. Fails when the file cannot be read.
+    pub(crate) async fn file_answer(
+        &self,
+        path: &Path,
+        headers: &HeaderMap,
+        content_type: &'static str,
+    ) -> std::io::Result<Response> {
+        if let Some(gz) = self.precompressed.as_ref().and_then(|m| m.get(path))
+            && super::gzip::accepts_gzip(headers)
+        {
+            return Ok((
+                StatusCode::OK,
+                [
+                    (header::CONTENT_TYPE, content_type),
+                    (header::CONTENT_ENCODING, "gzip"),
+                    (header::VARY, "Accept-Encoding"),
+                ],
+                gz.clone(),
+            )
+                .into_response());
+        }
+        let bytes = tokio::fs::read(path).await?;
+        Ok((
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, content_type)],
+            bytes,
+        )
+            .into_response())
+    }
+}
+
+/// How a replay server answers, besides what it serves.
+#[derive(Default)]
+pub struct ReplayOptions {
+    /// Compress answers for requests that accept gzip at this zlib level
+    /// ([`crate::GZIP_NGINX_DEFAULT_LEVEL`] as the simulator); `None`: plain answers.
+    pub gzip: Option<u32>,
+    /// Compress every recorded answer once, before listening, at the `gzip` level, so that
+    /// serving costs no compression on the machine the client is measured on (see the module
+    /// doc). Ignored without `gzip`.
+    pub precompress: bool,
+    /// At most this many queries per second and token (the rest answered 429).
+    pub token_rate: Option<f64>,
+    /// Send the answers through this shaped link ([`super::link`]).
+    pub link: Option<Arc<super::link::Link>>,
 }
 
 /// A token bucket per token: `rate` requests a second, at most `rate` at once.
@@ -72,53 +137,100 @@ impl TokenBudget {
     }
 }
 
-/// Serves the recorded answers of `dir` on `listener` until `shutdown` completes; with `gzip`
-/// (a zlib level, [`crate::GZIP_NGINX_DEFAULT_LEVEL`] as the simulator), compressed for
-/// requests that accept it; with `token_rate`, at most that many queries per
-/// second and token (the rest answered 429); with `link`, through a shaped link
-/// ([`super::link`]).
+/// Serves the recorded answers of `dir` on `listener` until `shutdown` completes, answering as
+/// `options` say ([`ReplayServer::open`], then [`ReplayServer::serve_until`]).
 pub async fn serve_replay_until(
     dir: PathBuf,
-    gzip: Option<u32>,
-    token_rate: Option<f64>,
-    link: Option<Arc<super::link::Link>>,
+    options: ReplayOptions,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    if !dir.join("query").is_dir() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::NotFound,
-            format!(
-                "{} has no query/ folder of recorded answers (see benches/gen_answers.py)",
-                dir.display()
-            ),
-        ));
+    ReplayServer::open(dir, options)
+        .await?
+        .serve_until(listener, shutdown)
+        .await
+}
+
+/// A replay server ready to serve: its directory checked and, with
+/// [`ReplayOptions::precompress`], its answers compressed, so that the caller can announce its
+/// address only once requests will be answered at once (`vscope-etl sim --replay`).
+pub struct ReplayServer {
+    replay: Arc<Replay>,
+    gzip: Option<u32>,
+    link: Option<Arc<super::link::Link>>,
+}
+
+impl ReplayServer {
+    /// Checks that `dir` holds recorded answers and prepares what `options` ask for; fails
+    /// when `dir` has no `query/` folder or a recorded answer cannot be read.
+    pub async fn open(dir: PathBuf, options: ReplayOptions) -> std::io::Result<ReplayServer> {
+        let ReplayOptions {
+            gzip,
+            precompress,
+            token_rate,
+            link,
+        } = options;
+        if !dir.join("query").is_dir() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!(
+                    "{} has no query/ folder of recorded answers (see benches/gen_answers.py)",
+                    dir.display()
+                ),
+            ));
+        }
+        let budget = token_rate.filter(|r| *r > 0.0).map(|rate| TokenBudget {
+            rate,
+            buckets: Default::default(),
+            refused: Default::default(),
+        });
+        let precompressed = match gzip {
+            Some(level) if precompress => {
+                let dir = dir.clone();
+                Some(
+                    tokio::task::spawn_blocking(move || compress_recorded(&dir, level))
+                        .await
+                        .map_err(std::io::Error::other)??,
+                )
+            }
+            _ => None,
+        };
+        let replay = Arc::new(Replay {
+            dir,
+            budget,
+            precompressed,
+        });
+        Ok(ReplayServer { replay, gzip, link })
     }
-    let budget = token_rate.filter(|r| *r > 0.0).map(|rate| TokenBudget {
-        rate,
-        buckets: Default::default(),
-        refused: Default::default(),
-    });
-    let replay = Arc::new(Replay { dir, budget });
-    let mut router = replay_router(Arc::clone(&replay), gzip);
-    if let Some(link) = &link {
-        // Outside gzip: the link carries the compressed bytes.
-        router = super::link::layer(router, Arc::clone(link));
+
+    /// Serves on `listener` until `shutdown` completes; then says on stderr how many bytes
+    /// went through the shaped link and how many queries the token budget refused.
+    pub async fn serve_until(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let ReplayServer { replay, gzip, link } = self;
+        let mut router = replay_router(Arc::clone(&replay), gzip);
+        if let Some(link) = &link {
+            // Outside gzip: the link carries the compressed bytes.
+            router = super::link::layer(router, Arc::clone(link));
+        }
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        if let Some(link) = &link {
+            eprintln!("replay: {} body bytes through the shaped link", link.sent());
+        }
+        if let Some(b) = &replay.budget {
+            eprintln!(
+                "replay: {} quer(ies) refused with 429 (over {} per second and token)",
+                b.refused.load(std::sync::atomic::Ordering::Relaxed),
+                b.rate
+            );
+        }
+        served
     }
-    let served = axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await;
-    if let Some(link) = &link {
-        eprintln!("replay: {} body bytes through the shaped link", link.sent());
-    }
-    if let Some(b) = &replay.budget {
-        eprintln!(
-            "replay: {} quer(ies) refused with 429 (over {} per second and token)",
-            b.refused.load(std::sync::atomic::Ordering::Relaxed),
-            b.rate
-        );
-    }
-    served
 }
 
 /// The router of a replay server.
@@ -143,13 +255,11 @@ fn bad_request(message: impl Into<String>) -> Response {
     ApiError::bad_request(message).into_response(DIALECT)
 }
 
+/// The content type of OpenTSDB's answers.
+const JSON: &str = "application/json; charset=UTF-8";
+
 fn json(body: impl Into<Body>) -> Response {
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json; charset=UTF-8")],
-        body.into(),
-    )
-        .into_response()
+    (StatusCode::OK, [(header::CONTENT_TYPE, JSON)], body.into()).into_response()
 }
 
 async fn version() -> Response {
@@ -247,7 +357,7 @@ async fn query(State(r): State<Arc<Replay>>, headers: header::HeaderMap, body: B
         return bad_request("replay needs integer start and end times in ms");
     };
     let file = format!("{start}-{end}.json");
-    let mut out: Vec<u8> = Vec::new();
+    let mut paths = Vec::new();
     for q in &req.queries {
         if !safe_component(&q.metric) {
             return bad_request(format!("invalid metric name '{}'", q.metric));
@@ -265,21 +375,32 @@ async fn query(State(r): State<Arc<Replay>>, headers: header::HeaderMap, body: B
                 return bad_request(format!("invalid datacenter '{dc}'"));
             }
             let path = metric_dir.join(&dc).join(&file);
-            match tokio::fs::read(&path).await {
-                Ok(bytes) => {
-                    if let Err(e) = append_series(&mut out, &bytes) {
-                        return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e)
-                            .into_response(DIALECT);
-                    }
-                }
-                Err(_) => {
-                    return bad_request(format!(
-                        "no recorded answer for metric '{}', datacenter '{dc}', range {start}..{end} ({})",
-                        q.metric,
-                        relative(&r.dir, &path)
-                    ));
-                }
+            if !path.is_file() {
+                return bad_request(format!(
+                    "no recorded answer for metric '{}', datacenter '{dc}', range {start}..{end} ({})",
+                    q.metric,
+                    relative(&r.dir, &path)
+                ));
             }
+            paths.push(path);
+        }
+    }
+    // One recorded file is the answer as it is (gen_answers.py writes `[...]`, nothing
+    // around): sent as stored, or as compressed ahead.
+    if let [path] = paths.as_slice() {
+        return match r.file_answer(path, &headers, JSON).await {
+            Ok(resp) => resp,
+            Err(e) => internal_error(format!("{}: {e}", relative(&r.dir, path))),
+        };
+    }
+    let mut out: Vec<u8> = Vec::new();
+    for path in &paths {
+        let appended = tokio::fs::read(path)
+            .await
+            .map_err(|e| format!("{}: {e}", relative(&r.dir, path)))
+            .and_then(|bytes| append_series(&mut out, &bytes));
+        if let Err(e) = appended {
+            return internal_error(e);
         }
     }
     if out.is_empty() {
@@ -287,6 +408,73 @@ async fn query(State(r): State<Arc<Replay>>, headers: header::HeaderMap, body: B
     }
     out.push(b']');
     json(out)
+}
+
+fn internal_error(message: String) -> Response {
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message).into_response(DIALECT)
+}
+
+/// Every file under `dir`'s `query/` and `fetch/` (the recorded answers), compressed at zlib
+/// `level` as one gzip member, by path; on all CPUs, once, before the server listens.
+fn compress_recorded(dir: &Path, level: u32) -> std::io::Result<HashMap<PathBuf, Bytes>> {
+    let mut files = Vec::new();
+    for top in ["query", "fetch"] {
+        collect_files(&dir.join(top), &mut files)?;
+    }
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let compress = |path: &PathBuf| -> std::io::Result<Bytes> {
+        let plain = std::fs::read(path)?;
+        let mut gz = flate2::write::GzEncoder::new(
+            Vec::with_capacity(plain.len() / 3),
+            flate2::Compression::new(level),
+        );
+        gz.write_all(&plain)?;
+        Ok(Bytes::from(gz.finish()?))
+    };
+    let parts: Vec<std::io::Result<Vec<(PathBuf, Bytes)>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(path) = files.get(i) else {
+                            return Ok(done);
+                        };
+                        done.push((path.clone(), compress(path)?));
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a compression thread panicked"))
+            .collect()
+    });
+    let mut out = HashMap::with_capacity(files.len());
+    for part in parts {
+        out.extend(part?);
+    }
+    Ok(out)
+}
+
+/// The files under `dir`, recursively (none when `dir` does not exist).
+fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            collect_files(&entry.path(), out)?;
+        } else {
+            out.push(entry.path());
+        }
+    }
+    Ok(())
 }
 
 /// Appends the elements of the JSON array `answer` to the array being built in `out` (opened
