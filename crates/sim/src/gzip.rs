@@ -1,10 +1,22 @@
-//! gzip on the simulator's and the replay server's answers, the way nginx's gzip module does
-//! it in front of the real endpoint: when the request says `Accept-Encoding: gzip`, answers
-//! with status 200, 403 or 404 whose length is unknown or at least 20 bytes (nginx's
-//! `gzip_min_length`) go out with `Content-Encoding: gzip`, chunked (no `Content-Length`),
-//! compressed about as tightly as nginx's default `gzip_comp_level 1` with zlib
-//! ([`NGINX_DEFAULT_LEVEL`]; the replay server takes another level for benchmarks).
-//! Other answers (5xx, 401, 429, tiny bodies) stay plain, as nginx leaves them.
+//! gzip on the simulator's and the replay server's answers, by the rules of the server that
+//! compresses them ([`GzipRules`]): when the request says `Accept-Encoding: gzip`, answers of a
+//! compressed status whose length is unknown or at least the server's minimum go out with
+//! `Content-Encoding: gzip`, chunked (no `Content-Length`); the others stay plain.
+//!
+//! Which server compresses what, from the public sources:
+//! - **OpenTSDB answers** (`/api/query`, `/api/search/lookup`, ...): Erlenmeyer, OVH's OpenTSDB
+//!   proxy, compresses nothing itself — its only gzip middleware *inflates request bodies*
+//!   (ovh/erlenmeyer `cmd/root.go` registers `middlewares.Gzip()`, `middlewares/gzip.go`
+//!   wraps a `Content-Encoding: gzip` request body in `gzip.NewReader`). Whether the front in
+//!   front of it compresses answers is not published: the simulator assumes a default nginx
+//!   ([`GzipRules::NGINX`]: statuses 200/403/404, `gzip_min_length 20`, `gzip_comp_level 1`),
+//!   and `sim --no-gzip` serves the other possibility, plain answers; the client handles both.
+//! - **Warp 10 answers** (`/api/v0/fetch`, `/api/v0/find`, `/api/v0/exec`): Warp 10 wraps
+//!   each of these handlers in Jetty's `GzipHandler` (senx/warp10-platform `Egress.java`:
+//!   `setMinGzipSize(23)`, `addIncludedMethods("POST")`), whose level is the JDK's
+//!   `Deflater.DEFAULT_COMPRESSION`, zlib's 6 (Jetty's `jetty-gzip` module: "compressionLevel
+//!   -1 for default"), and which compresses 2xx answers but 204 and 205 only
+//!   (`GzipHttpOutputInterceptor.commit`): [`GzipRules::JETTY`].
 //!
 //! The layer sits outside the fault injection (`faults.rs`): faults shape the plain answer and
 //! the layer compresses whatever they produce, so a `cut` body is a compressed stream that stops
@@ -41,14 +53,53 @@ const PIECE_BYTES: usize = 128 << 10;
 /// `sim --replay DIR --gzip-level N` serves at another (benches/wire.sh measures level 6 too).
 pub const NGINX_DEFAULT_LEVEL: u32 = 2;
 
-/// Answers shorter than this are not compressed (nginx's default `gzip_min_length`).
-const MIN_LENGTH: u64 = 20;
+/// Which answers a server compresses, and how tightly.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct GzipRules {
+    /// The zlib level (1-9) of flate2's zlib-rs backend that gives the server's output.
+    pub(crate) level: u32,
+    /// Answers known to be shorter than this stay plain.
+    min_length: u64,
+    /// The statuses whose answers are compressed.
+    compresses: fn(StatusCode) -> bool,
+}
 
-/// Wraps `router` so that its answers are compressed at zlib `level` (1-9) for requests that
-/// accept gzip.
-pub(crate) fn layer<S: Clone + Send + Sync + 'static>(router: Router<S>, level: u32) -> Router<S> {
+impl GzipRules {
+    /// A default nginx (`gzip on`): statuses 200, 403 and 404, `gzip_min_length 20`,
+    /// `gzip_comp_level 1` ([`NGINX_DEFAULT_LEVEL`]).
+    pub(crate) const NGINX: GzipRules = GzipRules {
+        level: NGINX_DEFAULT_LEVEL,
+        min_length: 20,
+        compresses: |s| {
+            matches!(
+                s,
+                StatusCode::OK | StatusCode::FORBIDDEN | StatusCode::NOT_FOUND
+            )
+        },
+    };
+
+    /// Warp 10's Jetty `GzipHandler`: 2xx but 204 and 205, at least 23 bytes, level 6.
+    pub(crate) const JETTY: GzipRules = GzipRules {
+        level: 6,
+        min_length: 23,
+        compresses: |s| {
+            s.is_success() && s != StatusCode::NO_CONTENT && s != StatusCode::RESET_CONTENT
+        },
+    };
+
+    /// These rules at another level (`sim --replay --gzip-level N`).
+    pub(crate) fn at_level(self, level: u32) -> GzipRules {
+        GzipRules { level, ..self }
+    }
+}
+
+/// Wraps `router` so that its answers are compressed by `rules` for requests that accept gzip.
+pub(crate) fn layer<S: Clone + Send + Sync + 'static>(
+    router: Router<S>,
+    rules: GzipRules,
+) -> Router<S> {
     router.layer(middleware::from_fn(move |req: Request, next: Next| {
-        gzip_answers(req, next, level)
+        gzip_answers(req, next, rules)
     }))
 }
 
@@ -72,11 +123,11 @@ pub(crate) fn accepts_gzip(headers: &HeaderMap) -> bool {
         })
 }
 
-/// The middleware: runs the request, then compresses the answer when nginx would.
-async fn gzip_answers(req: Request, next: Next, level: u32) -> Response {
+/// The middleware: runs the request, then compresses the answer when the server would.
+async fn gzip_answers(req: Request, next: Next, rules: GzipRules) -> Response {
     let accepts = accepts_gzip(req.headers());
     let resp = next.run(req).await;
-    if !accepts || !compressible(&resp) {
+    if !accepts || !compressible(&resp, &rules) {
         return resp;
     }
     let (mut parts, body) = resp.into_parts();
@@ -89,23 +140,21 @@ async fn gzip_answers(req: Request, next: Next, level: u32) -> Response {
         .append(header::VARY, HeaderValue::from_static("Accept-Encoding"));
     Response::from_parts(
         parts,
-        Body::from_stream(gzip_stream(body.into_data_stream(), level)),
+        Body::from_stream(gzip_stream(body.into_data_stream(), rules.level)),
     )
 }
 
-/// nginx's conditions: status 200, 403 or 404, not encoded already, not known to be shorter
-/// than [`MIN_LENGTH`].
-fn compressible(resp: &Response) -> bool {
+/// The server's conditions: a status it compresses, not encoded already, not known to be
+/// shorter than its minimum.
+fn compressible(resp: &Response, rules: &GzipRules) -> bool {
     let length = resp
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
         .or_else(|| resp.body().size_hint().exact());
-    matches!(
-        resp.status(),
-        StatusCode::OK | StatusCode::FORBIDDEN | StatusCode::NOT_FOUND
-    ) && !resp.headers().contains_key(header::CONTENT_ENCODING)
-        && length.is_none_or(|n| n >= MIN_LENGTH)
+    (rules.compresses)(resp.status())
+        && !resp.headers().contains_key(header::CONTENT_ENCODING)
+        && length.is_none_or(|n| n >= rules.min_length)
 }
 
 /// What [`gzip_stream`] carries from one piece to the next.

@@ -244,7 +244,7 @@ fn replay_router(replay: Arc<Replay>, gzip: Option<u32>) -> Router {
         })
         .with_state(replay);
     match gzip {
-        Some(level) => super::gzip::layer(router, level),
+        Some(level) => super::gzip::layer(router, super::gzip::GzipRules::NGINX.at_level(level)),
         None => router,
     }
 }

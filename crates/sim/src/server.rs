@@ -31,41 +31,48 @@ use super::query::{self, Output};
 use super::state::Shared;
 use vscope_core::dialect::Dialect;
 
-/// Builds the router of one simulator; gzip, when on, wraps everything (faults included), as
-/// nginx sits in front of the real endpoint.
+/// Builds the router of one simulator; gzip, when on, wraps everything (faults included), by
+/// the rules of the server that compresses each API (`gzip.rs`): nginx's in front of the
+/// OpenTSDB and API v6 answers, Warp 10's Jetty for Warp 10's own API.
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     let gzip = shared.gzip;
-    let mut r = Router::new()
-        .route("/api/query", any(query))
-        .route("/api/search/lookup", any(lookup))
-        .route("/api/suggest", any(suggest))
-        .route("/api/aggregators", any(aggregators))
-        .route("/api/config/filters", any(config_filters))
-        // Warp 10's own API, at the root and under the `warpEndpoint` API v6 hands out.
+    // Warp 10's own API, at the root and under the `warpEndpoint` API v6 hands out.
+    let warp10 = Router::new()
         .route("/api/v0/fetch", any(super::warp10::fetch))
         .route("/api/v0/find", any(super::warp10::find))
         .route("/warp10/api/v0/fetch", any(super::warp10::fetch))
         .route("/warp10/api/v0/find", any(super::warp10::find))
         .route("/api/v0/exec", any(super::warp10_exec::exec))
         .route("/warp10/api/v0/exec", any(super::warp10_exec::exec));
+    let mut opentsdb = Router::new()
+        .route("/api/query", any(query))
+        .route("/api/search/lookup", any(lookup))
+        .route("/api/suggest", any(suggest))
+        .route("/api/aggregators", any(aggregators))
+        .route("/api/config/filters", any(config_filters));
     if shared.dialect == Dialect::Opentsdb {
         // Erlenmeyer does not implement /api/version: it falls through to the 404.
-        r = r.route("/api/version", any(version));
+        opentsdb = opentsdb.route("/api/version", any(version));
     }
-    let r = r
+    let opentsdb = opentsdb
         .route("/1.0", any(api_v6))
         .route("/1.0/{*path}", any(api_v6))
-        .fallback(not_found)
-        .layer(middleware::from_fn_with_state(
-            Arc::clone(&shared),
-            count_requests,
-        ))
-        .with_state(shared);
-    if gzip {
-        super::gzip::layer(r, super::gzip::NGINX_DEFAULT_LEVEL)
-    } else {
-        r
-    }
+        .fallback(not_found);
+    let finish = |r: Router<Arc<Shared>>, rules: super::gzip::GzipRules| {
+        let r = r
+            .layer(middleware::from_fn_with_state(
+                Arc::clone(&shared),
+                count_requests,
+            ))
+            .with_state(Arc::clone(&shared));
+        if gzip {
+            super::gzip::layer(r, rules)
+        } else {
+            r
+        }
+    };
+    finish(opentsdb, super::gzip::GzipRules::NGINX)
+        .merge(finish(warp10, super::gzip::GzipRules::JETTY))
 }
 
 /// Counts every request and, when a fault plan is set, runs `/api/query` and Warp 10's
