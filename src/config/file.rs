@@ -116,6 +116,8 @@ pub(super) struct SinkFile {
     pub(super) url: String,
     #[serde(default = "default_partition_by")]
     pub(super) partition_by: Vec<String>,
+    #[serde(default = "default_compression")]
+    pub(super) compression: String,
     #[serde(default = "default_zstd_level")]
     pub(super) zstd_level: i32,
     #[serde(default = "default_row_group_rows")]
@@ -196,6 +198,9 @@ pub(super) fn default_settle() -> String {
 }
 pub(super) fn default_partition_by() -> Vec<String> {
     vec!["date".into()]
+}
+pub(super) fn default_compression() -> String {
+    "zstd".into()
 }
 pub(super) fn default_zstd_level() -> i32 {
     1

@@ -686,3 +686,25 @@ fn the_protocol_is_opentsdb_unless_warp10_is_asked() {
         "{e}"
     );
 }
+
+#[test]
+fn pages_are_zstd_unless_snappy_is_asked_and_other_codecs_are_refused() {
+    let with = |extra: &str| parse_str(&BASE.replace("[sink]", &format!("[sink]\n{extra}")));
+    assert_eq!(
+        parse_str(BASE).unwrap().sink.compression,
+        PageCompression::Zstd(1)
+    );
+    assert_eq!(
+        with("zstd_level = 7").unwrap().sink.compression,
+        PageCompression::Zstd(7)
+    );
+    assert_eq!(
+        with("compression = \"snappy\"").unwrap().sink.compression,
+        PageCompression::Snappy
+    );
+    let err = with("compression = \"lz4\"").unwrap_err().to_string();
+    assert!(
+        err.contains("sink.compression") && err.contains("'lz4'") && err.contains("snappy"),
+        "{err}"
+    );
+}

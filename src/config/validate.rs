@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 
+use super::PageCompression;
 use super::file::{OvhFile, PipelineFile, ScopeFile, SinkFile, SourceFile, TableFile};
 use super::values::{
     DEFAULT_MAX_ANSWER_BYTES, DEFAULT_MEMORY_LIMIT_BYTES, MIN_MEMORY_LIMIT_BYTES, URL_UNSET_HINT,
@@ -648,6 +649,16 @@ pub(super) fn validate_sink(
             format!("{} is not within 1..=22", sink.zstd_level),
         ));
     }
+    let compression = match sink.compression.as_str() {
+        "zstd" => PageCompression::Zstd(sink.zstd_level),
+        "snappy" => PageCompression::Snappy,
+        other => {
+            return Err(invalid(
+                "sink.compression",
+                format!("'{other}' is not \"zstd\" (smallest files) or \"snappy\" (faster scans)"),
+            ));
+        }
+    };
     if sink.row_group_rows < 1024 {
         return Err(invalid("sink.row_group_rows", "must be at least 1024"));
     }
@@ -710,7 +721,7 @@ pub(super) fn validate_sink(
     Ok(SinkSpec {
         url,
         partition_by,
-        zstd_level: sink.zstd_level,
+        compression,
         row_group_rows: sink.row_group_rows,
         lease_ttl_ms,
         table_format,

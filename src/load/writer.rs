@@ -31,6 +31,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::runs::{LeafKind, RunChunk, RunColumnWriter, is_run_input};
 use super::store::Sink;
+use crate::config::PageCompression;
 use crate::schema::{SchemaMismatch, check_conforms};
 
 /// Writing a Parquet file failed.
@@ -98,13 +99,13 @@ pub struct WrittenFile {
 pub struct FileSettings {
     /// Pipeline name (recorded in the file).
     pub pipeline: String,
-    /// ZSTD level.
-    pub zstd_level: i32,
+    /// The data pages' codec.
+    pub compression: crate::config::PageCompression,
     /// Rows per row group at most.
     pub row_group_rows: usize,
 }
 
-/// Writer properties for a table schema: ZSTD, page statistics, rows sorted by the key columns,
+/// Writer properties for a table schema: the configured codec (zstd by default), page statistics, rows sorted by the key columns,
 /// DELTA_BINARY_PACKED for `ts`, PLAIN doubles, dictionaries for strings.
 pub fn writer_properties(
     schema: &SchemaRef,
@@ -112,9 +113,14 @@ pub fn writer_properties(
     table: &str,
     window: (i64, i64),
 ) -> WriterProperties {
-    let level = ZstdLevel::try_new(settings.zstd_level).unwrap_or_default();
+    let compression = match settings.compression {
+        PageCompression::Zstd(level) => {
+            Compression::ZSTD(ZstdLevel::try_new(level).unwrap_or_default())
+        }
+        PageCompression::Snappy => Compression::SNAPPY,
+    };
     let mut b = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(level))
+        .set_compression(compression)
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(settings.row_group_rows))
         .set_created_by(concat!("vscope-etl ", env!("CARGO_PKG_VERSION")).to_string())
@@ -803,11 +809,20 @@ mod tests {
 
     /// A `PartWriter` of a VM metrics file `name` in `dir`, with row groups of 1,000 rows.
     fn small_writer(dir: &std::path::Path, name: &str) -> PartWriter {
+        small_writer_with(dir, name, PageCompression::Zstd(1))
+    }
+
+    /// [`small_writer`] with pages compressed by `compression`.
+    fn small_writer_with(
+        dir: &std::path::Path,
+        name: &str,
+        compression: PageCompression,
+    ) -> PartWriter {
         let sink = Sink::open(dir.to_str().unwrap()).unwrap();
         let schema = raw_schema(Component::Vm);
         let settings = FileSettings {
             pipeline: "t".into(),
-            zstd_level: 1,
+            compression,
             row_group_rows: 1000,
         };
         let props = writer_properties(&schema, &settings, "vm_metrics", (0, 1));
@@ -817,7 +832,16 @@ mod tests {
     /// Writes 10 series through the builder and `PartWriter` with small row groups and
     /// returns the file's bytes.
     async fn write_file(dir: &std::path::Path, name: &str) -> (Vec<u8>, WrittenFile) {
-        let mut w = small_writer(dir, name);
+        write_file_with(dir, name, PageCompression::Zstd(1)).await
+    }
+
+    /// [`write_file`] with pages compressed by `compression`.
+    async fn write_file_with(
+        dir: &std::path::Path,
+        name: &str,
+        compression: PageCompression,
+    ) -> (Vec<u8>, WrittenFile) {
+        let mut w = small_writer_with(dir, name, compression);
         let mut b = RawBatchBuilder::new(Component::Vm);
         for i in 0..10 {
             let s = series(i, 450);
@@ -829,6 +853,37 @@ mod tests {
         w.write(&b.finish().unwrap()).await.unwrap();
         let f = w.finish().await.unwrap();
         (std::fs::read(dir.join(name)).unwrap(), f)
+    }
+
+    /// `sink.compression = "snappy"`: every column chunk is snappy, the rows those of the zstd
+    /// file, the file larger.
+    #[tokio::test]
+    async fn snappy_pages_hold_the_same_rows_as_zstd_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let (zstd, _) = write_file(dir.path(), "z.parquet").await;
+        let (snappy, f) = write_file_with(dir.path(), "s.parquet", PageCompression::Snappy).await;
+        assert_eq!(f.rows, 4500);
+        assert!(
+            snappy.len() > zstd.len(),
+            "{} vs {}",
+            snappy.len(),
+            zstd.len()
+        );
+        let read = |bytes: Vec<u8>| {
+            let reader =
+                ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes)).unwrap();
+            let codecs: std::collections::BTreeSet<String> = (reader.metadata().row_groups())
+                .iter()
+                .flat_map(|g| g.columns().iter().map(|c| format!("{:?}", c.compression())))
+                .collect();
+            let batches: Vec<RecordBatch> = reader.build().unwrap().map(Result::unwrap).collect();
+            (codecs, batches)
+        };
+        let (codecs, snappy_rows) = read(snappy);
+        assert_eq!(codecs, ["SNAPPY".to_string()].into());
+        let (codecs, zstd_rows) = read(zstd);
+        assert!(codecs.iter().all(|c| c.starts_with("ZSTD")), "{codecs:?}");
+        assert_eq!(snappy_rows, zstd_rows);
     }
 
     #[tokio::test]

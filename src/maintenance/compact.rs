@@ -187,7 +187,7 @@ async fn compact_day(
     }
     let settings = FileSettings {
         pipeline: pipeline.name.clone(),
-        zstd_level: pipeline.sink.zstd_level,
+        compression: pipeline.sink.compression,
         row_group_rows: pipeline.sink.row_group_rows,
     };
     let (mut moves, mut removals, mut delta) = (Vec::new(), Vec::new(), Vec::new());

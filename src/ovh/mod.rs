@@ -155,7 +155,7 @@ pub fn metrics_endpoint(
 pub fn file_settings(pipeline: &Pipeline) -> FileSettings {
     FileSettings {
         pipeline: pipeline.name.clone(),
-        zstd_level: pipeline.sink.zstd_level,
+        compression: pipeline.sink.compression,
         row_group_rows: pipeline.sink.row_group_rows,
     }
 }

@@ -435,7 +435,7 @@ mod tests {
         let sink = Sink::open(dir.path().to_str().unwrap()).unwrap();
         let settings = FileSettings {
             pipeline: "p".into(),
-            zstd_level: 1,
+            compression: crate::config::PageCompression::Zstd(1),
             row_group_rows: 1 << 20,
         };
         let files = write(&sink, &inventory(), &settings).await.unwrap();

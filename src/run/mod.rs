@@ -444,7 +444,7 @@ async fn run_leased(
         plan: &plan,
         settings: FileSettings {
             pipeline: pipeline.name.clone(),
-            zstd_level: pipeline.sink.zstd_level,
+            compression: pipeline.sink.compression,
             row_group_rows: pipeline.sink.row_group_rows,
         },
         progress: progress.clone(),
