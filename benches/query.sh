@@ -15,10 +15,12 @@
 # (single_vm_bytes_pct: bytes the single-VM query reads of our layout, in % of the layout's
 # bytes; vs_*: over the four queries, the smallest ratio of their time to ours).
 #
-#   benches/query.sh [--vms N] [--no-build] [--no-s3] [--no-export]
+#   benches/query.sh [--vms N] [--compression zstd|snappy] [--no-build] [--no-s3] [--no-export]
 #     --vms N   VMs per datacenter, default 25 (30 M points); 250 is the 10x set (300 M points,
 #               about 1.5 GB in our layout; the S3 pass is skipped above 50: moto holds objects
 #               in memory)
+#     --compression C  our layout's `sink.compression` (default zstd); other than zstd, it is
+#               written to ours-C/ (the same rows: the default layouts are shared)
 #     --no-export  query the layout the last run wrote (same binary) instead of exporting anew
 # Our layout is written anew each time (the binary may have changed) unless --no-export; the
 # default layouts are made once from its rows and kept in .bench/query-N.
@@ -29,12 +31,14 @@ VMS=25
 BUILD=1
 S3=1
 EXPORT=1
+COMPRESSION=zstd
 while [ $# -gt 0 ]; do
   case "$1" in
     --vms) VMS=$2; shift ;;
     --no-build) BUILD=0 ;;
     --no-s3) S3=0 ;;
     --no-export) EXPORT=0 ;;
+    --compression) COMPRESSION=$2; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -45,10 +49,12 @@ TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=${BIN:-$TARGET/release/vscope-etl}
 if [ "$BUILD" = 1 ]; then cargo build --release --no-default-features --quiet; fi
 WORK=$ROOT/.bench/query-$VMS
+OURS=ours
+[ "$COMPRESSION" = zstd ] || OURS=ours-$COMPRESSION
 mkdir -p "$WORK"
 echo "== machine: $(nproc) CPU, load $(cut -d' ' -f1-3 /proc/loadavg)"
-if [ "$EXPORT" = 1 ] || [ ! -d "$WORK/ours" ]; then
-  rm -rf "$WORK/ours"
+if [ "$EXPORT" = 1 ] || [ ! -d "$WORK/$OURS" ]; then
+  rm -rf "$WORK/$OURS"
   cat >"$WORK/p.toml" <<TOML
 name = "query-bench"
 [source]
@@ -70,7 +76,8 @@ window = "1d"
 name = "vm_metrics"
 metrics = ["vscope.vm.*"]
 [sink]
-url = "$WORK/ours"
+url = "$WORK/$OURS"
+compression = "$COMPRESSION"
 TOML
   echo "== exporting a month ($VMS VMs per datacenter, 60 s) with the inventory"
   "$BIN" run "$WORK/p.toml" --now 2026-11-01T00:00:00Z --json >"$WORK/run.json" 2>"$WORK/run.log"
@@ -78,15 +85,15 @@ fi
 if [ ! -f "$WORK/defaults-done" ]; then
   echo "== the default layouts (DuckDB COPY, pyarrow write_table), made once"
   rm -f "$WORK"/*.parquet
-  "$PY" - "$WORK" <<'PY'
+  "$PY" - "$WORK" "$OURS" <<'PY'
 import sys, duckdb, pyarrow as pa, pyarrow.dataset as ds, pyarrow.parquet as pq
-work = sys.argv[1]
-src = f"read_parquet('{work}/ours/vm_metrics/**/*.parquet', hive_partitioning = true)"
+work, ours = sys.argv[1], sys.argv[2]
+src = f"read_parquet('{work}/{ours}/vm_metrics/**/*.parquet', hive_partitioning = true)"
 duckdb.sql(f"COPY (SELECT * FROM {src}) TO '{work}/duckdb_default.parquet'")
 # What `pq.write_table(whole_month)` writes (row groups of its default 1 Mi rows), fed a
 # row group at a time so that the 10x set need not fit in memory.
 rows = 1024 * 1024
-data = ds.dataset(f"{work}/ours/vm_metrics", partitioning="hive")
+data = ds.dataset(f"{work}/{ours}/vm_metrics", partitioning="hive")
 pending = []
 with pq.ParquetWriter(f"{work}/pyarrow_default.parquet", data.schema) as w:
     for batch in data.to_batches():
@@ -100,17 +107,17 @@ with pq.ParquetWriter(f"{work}/pyarrow_default.parquet", data.schema) as w:
 PY
   touch "$WORK/defaults-done"
 fi
-"$PY" - "$WORK" "$S3" "$VMS" <<'PY'
+"$PY" - "$WORK" "$S3" "$VMS" "$OURS" <<'PY'
 import glob, os, socket, subprocess, sys, time
 import duckdb
 
-work, s3, vms_per_dc = sys.argv[1], sys.argv[2] == "1", int(sys.argv[3])
+work, s3, vms_per_dc, ours = sys.argv[1], sys.argv[2] == "1", int(sys.argv[3]), sys.argv[4]
 files = {
-    "ours": sorted(glob.glob(f"{work}/ours/vm_metrics/**/*.parquet", recursive=True)),
+    "ours": sorted(glob.glob(f"{work}/{ours}/vm_metrics/**/*.parquet", recursive=True)),
     "duckdb_default": [f"{work}/duckdb_default.parquet"],
     "pyarrow_default": [f"{work}/pyarrow_default.parquet"],
 }
-inventory_files = sorted(glob.glob(f"{work}/ours/vms/**/*.parquet", recursive=True))
+inventory_files = sorted(glob.glob(f"{work}/{ours}/vms/**/*.parquet", recursive=True))
 sizes = {k: sum(os.path.getsize(f) for f in v) for k, v in files.items()}
 
 
@@ -185,7 +192,7 @@ con = duckdb.connect()
 con.execute("SET TimeZone = 'UTC'")
 print("layout sizes (MB):", {k: round(v / 1e6, 1) for k, v in sizes.items()})
 local = measure(con, "local files", {
-    "ours": parquet(f"{work}/ours/vm_metrics/**/*.parquet", True),
+    "ours": parquet(f"{work}/{ours}/vm_metrics/**/*.parquet", True),
     "duckdb_default": parquet(files["duckdb_default"][0], False),
     "pyarrow_default": parquet(files["pyarrow_default"][0], False),
 }, parquet(inventory_files, True))
@@ -221,7 +228,7 @@ if s3 and vms_per_dc <= 50:
         con.execute("CALL enable_logging('HTTP')")
         s3_inventory = parquet([f"s3://bench/{os.path.relpath(f, work)}" for f in inventory_files], True)
         remote = measure(con, "S3 (moto) through httpfs", {
-            "ours": parquet("s3://bench/ours/vm_metrics/**/*.parquet", True),
+            "ours": parquet(f"s3://bench/{ours}/vm_metrics/**/*.parquet", True),
             "duckdb_default": parquet("s3://bench/duckdb_default.parquet", False),
             "pyarrow_default": parquet("s3://bench/pyarrow_default.parquet", False),
         }, s3_inventory, remote=True)

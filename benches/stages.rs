@@ -90,7 +90,7 @@ fn write(
     let schema = raw_schema(Component::Vm);
     let settings = FileSettings {
         pipeline: "bench".into(),
-        zstd_level: 1,
+        compression: vscope_etl::config::PageCompression::Zstd(1),
         row_group_rows: 1 << 20,
     };
     let props = writer_properties(&schema, &settings, "vm_metrics", window);

@@ -304,8 +304,9 @@ pub struct SimArgs {
     /// request budget for benchmarks of sharded runs (OVH documents no limit).
     #[arg(long, value_name = "R", requires = "replay")]
     pub token_rate: Option<f64>,
-    /// With --replay: compress at this zlib level (1-9) instead of the one that matches
-    /// nginx's default `gzip_comp_level 1` (benches/wire.sh: what a tighter server gives).
+    /// With --replay: compress at this zlib level (1-9) instead of each API's server's (the
+    /// one that matches nginx's default `gzip_comp_level 1` for OpenTSDB, Warp 10's Jetty 6
+    /// for /api/v0/*; benches/wire.sh: what a tighter server gives).
     #[arg(long, value_name = "N", requires = "replay", value_parser = clap::value_parser!(u32).range(1..=9))]
     pub gzip_level: Option<u32>,
     /// With --replay: compress every recorded answer once, before listening, and send those

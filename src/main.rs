@@ -711,10 +711,10 @@ async fn sim(args: SimArgs) -> u8 {
                 ))
             }
         };
-        let gzip = (!args.no_gzip)
-            .then(|| (args.gzip_level).unwrap_or(vscope_etl::sim::GZIP_NGINX_DEFAULT_LEVEL));
+
         let options = vscope_etl::sim::ReplayOptions {
-            gzip,
+            gzip: !args.no_gzip,
+            gzip_level: args.gzip_level,
             precompress: args.precompress,
             token_rate: args.token_rate,
             link,

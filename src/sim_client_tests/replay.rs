@@ -24,7 +24,7 @@ async fn start(
     start_with(
         dir,
         ReplayOptions {
-            gzip: gzip.then_some(crate::sim::GZIP_NGINX_DEFAULT_LEVEL),
+            gzip,
             token_rate,
             ..ReplayOptions::default()
         },
@@ -67,7 +67,8 @@ async fn answers_are_gzip_when_accepted_unless_turned_off() {
     write(dir.path(), "query/m/dc1/0-100.json", &recorded);
     for (gzip, precompress) in [(true, false), (true, true), (false, false)] {
         let options = ReplayOptions {
-            gzip: gzip.then_some(6),
+            gzip,
+            gzip_level: Some(6),
             precompress,
             ..ReplayOptions::default()
         };

@@ -14,6 +14,7 @@ mod inventory;
 mod memory;
 mod pipeline;
 mod real_endpoint;
+mod replay_warp;
 #[cfg(feature = "report")]
 mod report;
 mod s3;

@@ -125,6 +125,7 @@ mod ovh_time;
 mod query;
 mod regex;
 mod replay;
+mod replay_warp;
 mod server;
 mod state;
 mod warp;

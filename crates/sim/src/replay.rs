@@ -1,5 +1,6 @@
-//! Replay mode (`vscope-etl sim --replay DIR`): serves pre-rendered OpenTSDB answers from a
-//! directory, so a benchmark measures the ETL and not the simulator's query engine.
+//! Replay mode (`vscope-etl sim --replay DIR`): serves pre-rendered OpenTSDB answers (and,
+//! when recorded, Warp 10's: `replay_warp.rs`) from a directory, so a benchmark measures the
+//! ETL and not the simulator's query engine.
 //!
 //! The directory (written by `benches/gen_answers.py`) holds:
 //! - `lookup/<metric>.json`: the body answered to `/api/search/lookup` for that metric;
@@ -13,9 +14,10 @@
 //! that has no recorded answer is refused with a 400 that says which file is missing: replay
 //! never invents data. It speaks the `opentsdb` dialect (JSON errors, `/api/version`).
 //!
-//! Like the simulator, it answers gzip to requests that accept it (`gzip.rs`: streamed in
-//! pieces, never compressed whole) unless started with `gzip` off (`sim --replay DIR
-//! --no-gzip`), so a benchmark can measure the client with and without decompression.
+//! Like the simulator, it answers gzip to requests that accept it, each API by its own
+//! server's rules (`gzip.rs`; streamed in pieces, never compressed whole), unless started with
+//! `gzip` off (`sim --replay DIR --no-gzip`), so a benchmark can measure the client with and
+//! without decompression.
 //!
 //! With [`ReplayOptions::precompress`] (`sim --replay DIR --precompress`), every recorded answer
 //! is compressed once, before the server listens, and an answer that is one recorded file goes
@@ -25,7 +27,8 @@
 //! is measured. The bytes are those of a one-piece compression at the same level (a few percent
 //! smaller than the on-the-fly stream, which is flushed every 128 KiB).
 //!
-//! With a request budget per token (`sim --replay DIR --token-rate R`), `/api/query` answers
+//! With a request budget per token (`sim --replay DIR --token-rate R`), `/api/query` (and
+//! Warp 10's `/api/v0/fetch`, by its token header) answers
 //! `429 Too Many Requests` (`Retry-After: 1`) to a token that asked more than R queries in the
 //! last second (a token bucket of R per second, R deep, per `Authorization` header). OVH
 //! documents no rate limit for the endpoint (shared/reference/api.md, "Limits"); this is the
@@ -48,6 +51,7 @@ use serde::Deserialize;
 use tokio::net::TcpListener;
 
 use super::error::ApiError;
+use super::gzip::GzipRules;
 use vscope_core::dialect::Dialect;
 
 /// What a replay server serves from, shared by its handlers (`replay_warp.rs` too).
@@ -93,17 +97,43 @@ impl Replay {
         )
             .into_response())
     }
+
+    /// With a token budget (`--token-rate`), the `429 Too Many Requests` (`Retry-After: 1`)
+    /// for a request whose token (its `Authorization` header, or Warp 10's token header) has
+    /// no query left this second; `None` when it may go on.
+    pub(crate) fn over_budget(&self, headers: &HeaderMap) -> Option<Response> {
+        let budget = self.budget.as_ref()?;
+        let token = [header::AUTHORIZATION.as_str(), super::warp10::TOKEN_HEADER]
+            .iter()
+            .find_map(|name| headers.get(*name).and_then(|v| v.to_str().ok()))
+            .unwrap_or("");
+        if budget.take(token) {
+            return None;
+        }
+        Some(
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(header::RETRY_AFTER, "1")],
+                "Too Many Requests",
+            )
+                .into_response(),
+        )
+    }
 }
 
 /// How a replay server answers, besides what it serves.
 #[derive(Default)]
 pub struct ReplayOptions {
-    /// Compress answers for requests that accept gzip at this zlib level
-    /// ([`crate::GZIP_NGINX_DEFAULT_LEVEL`] as the simulator); `None`: plain answers.
-    pub gzip: Option<u32>,
-    /// Compress every recorded answer once, before listening, at the `gzip` level, so that
-    /// serving costs no compression on the machine the client is measured on (see the module
-    /// doc). Ignored without `gzip`.
+    /// Compress answers for requests that accept gzip, each API by the rules of the server
+    /// that compresses it on the real service, as the simulator does (`gzip.rs`: nginx's for
+    /// OpenTSDB, Warp 10's Jetty for `/api/v0/*`); off: plain answers.
+    pub gzip: bool,
+    /// Compress every API's answers at this zlib level instead of its server's (`sim --replay
+    /// --gzip-level N`: what a tighter or looser server gives).
+    pub gzip_level: Option<u32>,
+    /// Compress every recorded answer once, before listening, at the level it is served at, so
+    /// that serving costs no compression on the machine the client is measured on (see the
+    /// module doc). Ignored without `gzip`.
     pub precompress: bool,
     /// At most this many queries per second and token (the rest answered 429).
     pub token_rate: Option<f64>,
@@ -156,7 +186,7 @@ pub async fn serve_replay_until(
 /// address only once requests will be answered at once (`vscope-etl sim --replay`).
 pub struct ReplayServer {
     replay: Arc<Replay>,
-    gzip: Option<u32>,
+    gzip: Option<ReplayGzip>,
     link: Option<Arc<super::link::Link>>,
 }
 
@@ -166,10 +196,12 @@ impl ReplayServer {
     pub async fn open(dir: PathBuf, options: ReplayOptions) -> std::io::Result<ReplayServer> {
         let ReplayOptions {
             gzip,
+            gzip_level,
             precompress,
             token_rate,
             link,
         } = options;
+        let gzip = gzip.then(|| ReplayGzip::rules(gzip_level));
         if !dir.join("query").is_dir() {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::NotFound,
@@ -185,10 +217,10 @@ impl ReplayServer {
             refused: Default::default(),
         });
         let precompressed = match gzip {
-            Some(level) if precompress => {
+            Some(rules) if precompress => {
                 let dir = dir.clone();
                 Some(
-                    tokio::task::spawn_blocking(move || compress_recorded(&dir, level))
+                    tokio::task::spawn_blocking(move || compress_recorded(&dir, rules))
                         .await
                         .map_err(std::io::Error::other)??,
                 )
@@ -233,19 +265,46 @@ impl ReplayServer {
     }
 }
 
-/// The router of a replay server.
-fn replay_router(replay: Arc<Replay>, gzip: Option<u32>) -> Router {
-    let router = Router::new()
+/// The compression rules of each API a replay server serves.
+#[derive(Clone, Copy)]
+struct ReplayGzip {
+    /// OpenTSDB's answers (`query/`, `lookup/`).
+    opentsdb: GzipRules,
+    /// Warp 10's answers (`fetch/`, `find/`).
+    warp10: GzipRules,
+}
+
+impl ReplayGzip {
+    /// Each API by its server's rules, at `level` instead of its server's when given.
+    fn rules(level: Option<u32>) -> ReplayGzip {
+        let at = |rules: GzipRules| level.map_or(rules, |l| rules.at_level(l));
+        ReplayGzip {
+            opentsdb: at(GzipRules::NGINX),
+            warp10: at(GzipRules::JETTY),
+        }
+    }
+}
+
+/// The router of a replay server: OpenTSDB's API and Warp 10's (`replay_warp.rs`), each
+/// compressed by its own server's rules.
+fn replay_router(replay: Arc<Replay>, gzip: Option<ReplayGzip>) -> Router {
+    let opentsdb = Router::new()
         .route("/api/query", any(query))
         .route("/api/search/lookup", any(lookup))
         .route("/api/version", any(version))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "Endpoint not found").into_response(DIALECT)
         })
+        .with_state(Arc::clone(&replay));
+    let warp10 = Router::new()
+        .route("/api/v0/fetch", any(super::replay_warp::fetch))
+        .route("/api/v0/find", any(super::replay_warp::find))
         .with_state(replay);
     match gzip {
-        Some(level) => super::gzip::layer(router, super::gzip::GzipRules::NGINX.at_level(level)),
-        None => router,
+        Some(g) => {
+            super::gzip::layer(opentsdb, g.opentsdb).merge(super::gzip::layer(warp10, g.warp10))
+        }
+        None => opentsdb.merge(warp10),
     }
 }
 
@@ -268,7 +327,7 @@ async fn version() -> Response {
 
 /// A name used as a path component: OpenTSDB's metric/tag charset only, so a request can never
 /// reach outside the directory.
-fn safe_component(s: &str) -> bool {
+pub(crate) fn safe_component(s: &str) -> bool {
     !s.is_empty()
         && s != "."
         && s != ".."
@@ -335,19 +394,8 @@ struct Filter {
 }
 
 async fn query(State(r): State<Arc<Replay>>, headers: header::HeaderMap, body: Bytes) -> Response {
-    if let Some(budget) = &r.budget {
-        let token = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        if !budget.take(token) {
-            return (
-                StatusCode::TOO_MANY_REQUESTS,
-                [(header::RETRY_AFTER, "1")],
-                "Too Many Requests",
-            )
-                .into_response();
-        }
+    if let Some(refused) = r.over_budget(&headers) {
+        return refused;
     }
     let req: QueryBody = match serde_json::from_slice(&body) {
         Ok(q) => q,
@@ -414,16 +462,19 @@ fn internal_error(message: String) -> Response {
     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message).into_response(DIALECT)
 }
 
-/// Every file under `dir`'s `query/` and `fetch/` (the recorded answers), compressed at zlib
-/// `level` as one gzip member, by path; on all CPUs, once, before the server listens.
-fn compress_recorded(dir: &Path, level: u32) -> std::io::Result<HashMap<PathBuf, Bytes>> {
+/// Every file under `dir`'s `query/` and `fetch/` (the recorded answers), compressed as one
+/// gzip member at the level its API is served at, by path; on all CPUs, once, before the
+/// server listens.
+fn compress_recorded(dir: &Path, gzip: ReplayGzip) -> std::io::Result<HashMap<PathBuf, Bytes>> {
     let mut files = Vec::new();
-    for top in ["query", "fetch"] {
-        collect_files(&dir.join(top), &mut files)?;
+    for (top, rules) in [("query", gzip.opentsdb), ("fetch", gzip.warp10)] {
+        let mut found = Vec::new();
+        collect_files(&dir.join(top), &mut found)?;
+        files.extend(found.into_iter().map(|f| (f, rules.level)));
     }
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let compress = |path: &PathBuf| -> std::io::Result<Bytes> {
+    let compress = |path: &PathBuf, level: u32| -> std::io::Result<Bytes> {
         let plain = std::fs::read(path)?;
         let mut gz = flate2::write::GzEncoder::new(
             Vec::with_capacity(plain.len() / 3),
@@ -439,10 +490,10 @@ fn compress_recorded(dir: &Path, level: u32) -> std::io::Result<HashMap<PathBuf,
                     let mut done = Vec::new();
                     loop {
                         let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(path) = files.get(i) else {
+                        let Some((path, level)) = files.get(i) else {
                             return Ok(done);
                         };
-                        done.push((path.clone(), compress(path)?));
+                        done.push((path.clone(), compress(path, *level)?));
                     }
                 })
             })

@@ -65,7 +65,7 @@ pub const FETCH_ERROR_PREFIX: &str = "# ERROR: ";
 
 /// One side of a selector: an exact value or a regular expression matched whole.
 #[derive(Debug)]
-enum Matcher {
+pub(crate) enum Matcher {
     Exact(String),
     Re(Regex),
 }
@@ -93,8 +93,8 @@ impl Matcher {
 /// A parsed `class{label=value,label~re}` selector.
 #[derive(Debug)]
 pub(crate) struct Selector {
-    class: Matcher,
-    labels: Vec<(String, Matcher)>,
+    pub(crate) class: Matcher,
+    pub(crate) labels: Vec<(String, Matcher)>,
 }
 
 impl Selector {
@@ -206,7 +206,7 @@ fn push_class_labels(out: &mut String, shared: &Shared, index: usize) {
 }
 
 /// The query string as decoded pairs.
-fn params(raw: Option<String>) -> Vec<(String, String)> {
+pub(crate) fn params(raw: Option<String>) -> Vec<(String, String)> {
     raw.map(|q| {
         url::form_urlencoded::parse(q.as_bytes())
             .into_owned()
@@ -215,7 +215,7 @@ fn params(raw: Option<String>) -> Vec<(String, String)> {
     .unwrap_or_default()
 }
 
-fn param<'a>(q: &'a [(String, String)], name: &str) -> Option<&'a str> {
+pub(crate) fn param<'a>(q: &'a [(String, String)], name: &str) -> Option<&'a str> {
     q.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
