@@ -12,8 +12,15 @@ start_replay() {
   local url_file=$OUT/$name.url
   rm -f "$url_file"
   "$BIN" sim --replay "$DATA" --listen 127.0.0.1:0 "$@" >"$url_file" 2>"$OUT/$name.log" &
-  REPLAY_PIDS+=($!)
-  for _ in $(seq 600); do [ -s "$url_file" ] && break; sleep 0.05; done
+  local pid=$!
+  REPLAY_PIDS+=($pid)
+  # The URL comes once the server is ready: with --precompress, after every answer is
+  # compressed (about a minute for ten days of answers), so wait while it lives (10 min at most).
+  for _ in $(seq 12000); do
+    [ -s "$url_file" ] && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.05
+  done
   REPLAY_URL=$(head -n1 "$url_file")
   [ -n "$REPLAY_URL" ] || { echo "the replay server did not start:" >&2; cat "$OUT/$name.log" >&2; exit 1; }
 }

@@ -1,28 +1,44 @@
 #!/usr/bin/env bash
-# Over the wire (issue 21): the bench day (benches/gen_answers.py: 2000 series, 8.64 M points,
-# 520 answers) exported through a link shaped like a WAN to the endpoint, with and without gzip.
+# Over the wire (issue 21): the bench answers (benches/gen_answers.py --warp: 2000 series at
+# 20 s, 8.64 M points a day, recorded for OpenTSDB and for Warp 10) exported through a link
+# shaped like a WAN to the endpoint, with and without gzip, through both protocols.
 # `tc netem` needs CAP_NET_ADMIN, which this machine does not give, so the replay server shapes
 # its own answers (`sim --replay --link-rate --link-rtt`, crates/sim/src/link.rs): one token
 # bucket for every connection at the link's rate, and a round trip before each answer starts.
 #
-# Runs: plain JSON and gzip at the pipeline default (16 requests in flight), then gzip at other
-# concurrencies, to see what keeps the link full, then gzip from a server compressing at zlib's
-# default level 6 instead of the level that matches nginx's default (`--gzip-level 6`: which
-# level OVH's endpoint uses is not published; this line says what a tighter server gives). Prints per run: wall time, points/s, bytes on
-# the wire per point, link utilisation (bytes on the wire / (wall x rate)); ends with one line
-#   wire points_per_s_plain=… points_per_s_gzip=… gzip_speedup=…x link_busy_pct=… wire_bytes_per_point=…
-# (link_busy_pct and wire_bytes_per_point of the gzip run at the defaults).
+# What compresses what on the real service (crates/sim/src/gzip.rs, with the sources): Warp
+# 10's endpoint gzips its answers itself (Jetty's GzipHandler, zlib level 6); Erlenmeyer, the
+# OpenTSDB proxy, compresses nothing, so OpenTSDB answers are gzipped only if the front in
+# front of it does (not published; assumed: a default nginx, `gzip_comp_level 1`). The replay
+# server compresses each API by those rules, and `--precompress`es: the answers are compressed
+# once before the runs, as a remote endpoint compresses on its own CPUs, so the runs measure the
+# link and the client, not a server compressing on the two cores the client runs on.
 #
-#   benches/wire.sh [--rate 100Mbit] [--rtt 20ms] [--no-build] [--sweep "1 4 8"]
+# Runs, each a whole export at the pipeline defaults (16 requests in flight) unless said:
+# OpenTSDB plain, OpenTSDB gzip, OpenTSDB gzip at other concurrencies (what keeps the link
+# full), OpenTSDB gzip at level 6 (a tighter front), Warp 10 plain, Warp 10 gzip. Prints per run
+# points/s, bytes on the wire per point and link utilisation (bytes on the wire / (wall x
+# rate), the wall time from process start to exit); then
+#   wire_level6 points_per_s_gzip=… gzip_speedup=…x link_busy_pct=… wire_bytes_per_point=…
+#   wire_warp10 points_per_s_plain=… points_per_s_gzip=… gzip_speedup=…x link_busy_pct=… wire_bytes_per_point=… vs_opentsdb_gzip=…x
+# and ends with the line of the default source (OpenTSDB), link_busy_pct and
+# wire_bytes_per_point of its gzip run:
+#   wire points_per_s_plain=… points_per_s_gzip=… gzip_speedup=…x link_busy_pct=… wire_bytes_per_point=…
+#
+#   benches/wire.sh [--days 10] [--rate 100Mbit] [--rtt 20ms] [--no-build] [--sweep "4 8"]
+#     --days N  days of answers (1 or 10; default 10: 86 M points, about a day of a
+#               1,400-VM PCC, so that start-up and the last file's commit, ~0.3 s, weigh < 1 %)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 RATE=100Mbit
 RTT=20ms
 BUILD=1
-SWEEP="1 4 8"
+DAYS=10
+SWEEP="4 8"
 while [ $# -gt 0 ]; do
   case "$1" in
+    --days) DAYS=$2; shift ;;
     --rate) RATE=$2; shift ;;
     --rtt) RTT=$2; shift ;;
     --no-build) BUILD=0 ;;
@@ -32,12 +48,13 @@ while [ $# -gt 0 ]; do
   shift
 done
 WORK=$ROOT/.bench
-DATA=$WORK/data-1d
+DATA=$WORK/data-${DAYS}d
 OUT=$WORK/out-wire
 mkdir -p "$OUT"
-if [ ! -f "$DATA/meta.json" ]; then
-  echo "== generating $DATA"
-  python3 benches/gen_answers.py "$DATA" --days 1 >/dev/null
+if [ ! -f "$DATA/meta.json" ] || [ ! -d "$DATA/fetch" ]; then
+  echo "== generating $DATA (OpenTSDB and Warp 10 answers)"
+  rm -rf "$DATA"
+  python3 benches/gen_answers.py "$DATA" --days "$DAYS" --warp >/dev/null
 fi
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=${BIN:-$TARGET/release/vscope-etl}
@@ -50,26 +67,23 @@ BITS=$(python3 -c "
 import re,sys
 m=re.fullmatch(r'([0-9.]+)(bit|kbit|Mbit|Gbit)', '$RATE')
 print(float(m.group(1))*{'bit':1,'kbit':1e3,'Mbit':1e6,'Gbit':1e9}[m.group(2)])")
-echo "== machine: $(nproc) CPU, load $(cut -d' ' -f1-3 /proc/loadavg); link $RATE, RTT $RTT"
+echo "== machine: $(nproc) CPU, load $(cut -d' ' -f1-3 /proc/loadavg); link $RATE, RTT $RTT; $DAYS day(s) of answers"
 
 source benches/replay-lib.sh
 LINK=(--link-rate "$RATE" --link-rtt "$RTT")
 start_replay plain "${LINK[@]}" --no-gzip
 PLAIN_URL=$REPLAY_URL
-# --precompress: the answers are compressed once before the runs (as a remote endpoint
-# compresses on its own CPUs), so the runs measure the link and the client, not a server
-# compressing on the two cores the client runs on.
 start_replay gzip "${LINK[@]}" --precompress
 GZIP_URL=$REPLAY_URL
 start_replay gzip6 "${LINK[@]}" --gzip-level 6 --precompress
 GZIP6_URL=$REPLAY_URL
 
-# run LABEL URL CONCURRENCY: sets PPS, BPP, BUSY
+# run LABEL URL CONCURRENCY PROTOCOL: sets PPS, BPP, BUSY
 run() {
-  local label=$1 url=$2 conc=$3
+  local label=$1 url=$2 conc=$3 protocol=$4
   rm -rf "$OUT/$label"
-  replay_pipeline wire "$url" "$OUT/$label" "concurrency = $conc" "requests_per_second = 0" \
-    >"$OUT/$label.toml"
+  replay_pipeline wire "$url" "$OUT/$label" "protocol = \"$protocol\"" "token = \"wire\"" \
+    "concurrency = $conc" "requests_per_second = 0" >"$OUT/$label.toml"
   local t0 t1
   t0=$(date +%s.%N)
   "$BIN" run "$OUT/$label.toml" --json >"$OUT/$label.json" 2>"$OUT/$label.log"
@@ -82,19 +96,22 @@ pts, wire = s["points"], s["bytes_on_wire"]
 print(f"{pts / wall:.0f} {wire / pts:.2f} {100 * wire * 8 / (wall * float(sys.argv[4])):.1f}")
 PY
 )
-  printf '%-14s concurrency %2s  %8.0f points/s  %6s B/point on the wire  link %5s %% busy\n' \
-    "$label" "$conc" "$PPS" "$BPP" "$BUSY"
+  printf '%-16s %-8s concurrency %2s  %8.0f points/s  %6s B/point on the wire  link %5s %% busy\n' \
+    "$label" "$protocol" "$conc" "$PPS" "$BPP" "$BUSY"
 }
+ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
 
-run plain "$PLAIN_URL" 16
+run plain "$PLAIN_URL" 16 opentsdb
 PLAIN_PPS=$PPS
-run gzip "$GZIP_URL" 16
+run gzip "$GZIP_URL" 16 opentsdb
 GZIP_PPS=$PPS; GZIP_BUSY=$BUSY; GZIP_BPP=$BPP
 for c in $SWEEP; do
-  run "gzip-c$c" "$GZIP_URL" "$c"
+  run "gzip-c$c" "$GZIP_URL" "$c" opentsdb
 done
-run gzip-level6 "$GZIP6_URL" 16
-SPEEDUP6=$(python3 -c "print(f'{$PPS / $PLAIN_PPS:.2f}')")
-echo "wire_level6 points_per_s_gzip=$PPS gzip_speedup=${SPEEDUP6}x link_busy_pct=$BUSY wire_bytes_per_point=$BPP"
-SPEEDUP=$(python3 -c "print(f'{$GZIP_PPS / $PLAIN_PPS:.2f}')")
-echo "wire points_per_s_plain=$PLAIN_PPS points_per_s_gzip=$GZIP_PPS gzip_speedup=${SPEEDUP}x link_busy_pct=$GZIP_BUSY wire_bytes_per_point=$GZIP_BPP"
+run gzip-level6 "$GZIP6_URL" 16 opentsdb
+echo "wire_level6 points_per_s_gzip=$PPS gzip_speedup=$(ratio "$PPS" "$PLAIN_PPS")x link_busy_pct=$BUSY wire_bytes_per_point=$BPP"
+run warp10-plain "$PLAIN_URL" 16 warp10
+WARP_PLAIN_PPS=$PPS
+run warp10-gzip "$GZIP_URL" 16 warp10
+echo "wire_warp10 points_per_s_plain=$WARP_PLAIN_PPS points_per_s_gzip=$PPS gzip_speedup=$(ratio "$PPS" "$WARP_PLAIN_PPS")x link_busy_pct=$BUSY wire_bytes_per_point=$BPP vs_opentsdb_gzip=$(ratio "$PPS" "$GZIP_PPS")x"
+echo "wire points_per_s_plain=$PLAIN_PPS points_per_s_gzip=$GZIP_PPS gzip_speedup=$(ratio "$GZIP_PPS" "$PLAIN_PPS")x link_busy_pct=$GZIP_BUSY wire_bytes_per_point=$GZIP_BPP"

@@ -248,7 +248,7 @@ impl ReplayServer {
             // Outside gzip: the link carries the compressed bytes.
             router = super::link::layer(router, Arc::clone(link));
         }
-        let served = axum::serve(listener, router)
+        let served = axum::serve(super::no_delay(listener), router)
             .with_graceful_shutdown(shutdown)
             .await;
         if let Some(link) = &link {
