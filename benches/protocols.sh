@@ -5,10 +5,11 @@
 #
 # The day: `vscope-etl sim` serving 2 datacenters x 72 VMs x 14 VM metrics = 2016 series at
 # 20 s (8.7 M points, about the 2000 x 8640 of benches/e2e.sh), live (the replay server of
-# e2e.sh holds OpenTSDB JSON only), gzip on as nginx does in front of the real endpoints. The
-# simulator makes the answers as they are sent, on the same cores as the export: both
-# protocols pay that alike, so the wall times compare the protocols, not the absolute speed
-# of e2e.sh's replay.
+# e2e.sh did not hold Warp's), gzip on, each API compressed as its real server does (OpenTSDB
+# at nginx's level 1, Warp 10 at Jetty's level 6: crates/sim/src/gzip.rs). The simulator makes
+# and compresses the answers as they are sent, on the same cores as the export, and level 6
+# costs it more than level 1: compare the protocols by the client's CPU seconds; their speed
+# over a network is benches/wire.sh's.
 #
 #   benches/protocols.sh [--no-build] [--runs N]    (benches/e2e.sh runs it last, unless --no-warp)
 #

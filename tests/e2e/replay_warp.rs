@@ -84,23 +84,10 @@ fn rows(root: &Path) -> usize {
 
 /// The lines of every recorded fetch answer: one per point.
 fn recorded_points(dir: &Path) -> usize {
-    let mut n = 0;
-    let mut stack = vec![dir.join("fetch")];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                n += std::fs::read(&p)
-                    .unwrap()
-                    .iter()
-                    .filter(|&&c| c == b'\n')
-                    .count();
-            }
-        }
-    }
-    n
+    crate::faults::all_files(&dir.join("fetch"))
+        .iter()
+        .map(|(_, bytes)| bytes.iter().filter(|&&c| c == b'\n').count())
+        .sum()
 }
 
 /// The first recorded fetch answer (by name): its path.
