@@ -202,3 +202,33 @@ async fn a_token_rate_answers_429_past_the_budget_of_each_token() {
     );
     stop.await;
 }
+
+/// Compressed ahead or on the fly, an answer shorter than the server's minimum (nginx's
+/// `gzip_min_length 20`) goes out plain.
+#[tokio::test]
+async fn a_tiny_answer_stays_plain_even_compressed_ahead() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "query/m/dc1/0-100.json", "[]");
+    for precompress in [false, true] {
+        let options = ReplayOptions {
+            gzip: true,
+            precompress,
+            ..ReplayOptions::default()
+        };
+        let (base, stop) = start_with(dir.path(), options).await;
+        let resp = reqwest::Client::new()
+            .post(format!("{base}/api/query"))
+            .header(header::ACCEPT_ENCODING, "gzip")
+            .body(r#"{"start":0,"end":100,"queries":[{"metric":"m"}]}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert!(
+            resp.headers().get(header::CONTENT_ENCODING).is_none(),
+            "precompress {precompress}"
+        );
+        assert_eq!(resp.bytes().await.unwrap().as_ref(), b"[]");
+        stop.await;
+    }
+}

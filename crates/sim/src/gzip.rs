@@ -59,7 +59,7 @@ pub(crate) struct GzipRules {
     /// The zlib level (1-9) of flate2's zlib-rs backend that gives the server's output.
     pub(crate) level: u32,
     /// Answers known to be shorter than this stay plain.
-    min_length: u64,
+    pub(crate) min_length: u64,
     /// The statuses whose answers are compressed.
     compresses: fn(StatusCode) -> bool,
 }

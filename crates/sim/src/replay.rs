@@ -462,15 +462,20 @@ fn internal_error(message: String) -> Response {
     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message).into_response(DIALECT)
 }
 
-/// Every file under `dir`'s `query/` and `fetch/` (the recorded answers), compressed as one
-/// gzip member at the level its API is served at, by path; on all CPUs, once, before the
-/// server listens.
+/// Every file under `dir`'s `query/` and `fetch/` (the recorded answers) its API's server
+/// would compress, compressed as one gzip member at the level that API is served at, by path;
+/// on all CPUs, once, before the server listens. A file below the server's minimum length is
+/// left out: it is sent plain, as the server sends it.
 fn compress_recorded(dir: &Path, gzip: ReplayGzip) -> std::io::Result<HashMap<PathBuf, Bytes>> {
     let mut files = Vec::new();
     for (top, rules) in [("query", gzip.opentsdb), ("fetch", gzip.warp10)] {
         let mut found = Vec::new();
         collect_files(&dir.join(top), &mut found)?;
-        files.extend(found.into_iter().map(|f| (f, rules.level)));
+        for path in found {
+            if std::fs::metadata(&path)?.len() >= rules.min_length {
+                files.push((path, rules.level));
+            }
+        }
     }
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let next = std::sync::atomic::AtomicUsize::new(0);
