@@ -19,7 +19,7 @@
 //! - `model`: the synthetic PCC and its series ([`Pcc`]).
 //! - `apiv6`: the OVHcloud API v6 subset, with signature and access-rule checks.
 //! - `faults`: deterministic fault injection ([`FaultRule`]).
-//! - `gzip`: gzip answers, streamed as nginx sends them.
+//! - `gzip`: gzip answers, by the rules of the server that compresses each API.
 //! - `replay`: pre-rendered answers for benchmarks ([`serve_replay_until`]).
 //! - `regex`: tag-filter regular expressions with Java's find and full-match semantics.
 //!
@@ -89,9 +89,12 @@
 //!   maths (truncating lerp and averages); the simulator computes and prints doubles there.
 //!
 //! # gzip
-//! Like nginx in front of the real endpoint, answers are gzip-compressed (streamed, chunk by
-//! chunk) for requests that say `Accept-Encoding: gzip`, unless [`SimConfig::gzip`] is off
-//! (`gzip.rs`). The replay server does the same.
+//! Answers are gzip-compressed (streamed, chunk by chunk) for requests that say
+//! `Accept-Encoding: gzip`, unless [`SimConfig::gzip`] is off, each API by the rules of the
+//! server that compresses it on the real service (`gzip.rs`, with the sources): Warp 10's own
+//! Jetty for `/api/v0/*` (level 6), the nginx assumed in front of Erlenmeyer for OpenTSDB and
+//! API v6 (Erlenmeyer compresses nothing). The replay server does the same. Both answer with
+//! `TCP_NODELAY`, as nginx and Jetty do (`no_delay`).
 //!
 //! # Fault injection
 //! [`SimConfig::faults`] makes `/api/query` fail on purpose, deterministically: 429 with
@@ -216,8 +219,10 @@ pub struct SimConfig {
     /// Whether the `ovh` FETCH keeps a point stamped exactly on the query start: excluded by
     /// Warp 10 up to 2.2, included from 2.3 (`warp.rs`). OVH's release is not public.
     pub fetch_start: FetchStart,
-    /// Compress answers for requests that accept gzip, as nginx in front of the real endpoint
-    /// does (`gzip.rs`: 200, 403 and 404 answers of 20 bytes or more, streamed, level 1).
+    /// Compress answers for requests that accept gzip, each API as its real server does
+    /// (`gzip.rs`: OpenTSDB and API v6 as the nginx assumed in front of Erlenmeyer, 200, 403
+    /// and 404 answers of 20 bytes or more at level 1; Warp 10 as its Jetty, 2xx answers of 23
+    /// bytes or more at level 6; streamed).
     /// `false` (`sim --no-gzip`, `[source.sim] gzip = false`): plain answers whatever the
     /// request says, like a server that ignores `Accept-Encoding`.
     pub gzip: bool,
