@@ -292,8 +292,9 @@ pub struct SimArgs {
     /// 10 up to 2.2) or "included" (Warp 10 2.3 and later).
     #[arg(long, default_value = "excluded", value_name = "WHICH")]
     pub fetch_start: crate::sim::FetchStart,
-    /// Answer plain JSON even to requests that accept gzip (default: gzip them, as nginx in
-    /// front of the real endpoint does). Applies to --replay too.
+    /// Answer plain even to requests that accept gzip (default: gzip them, each API as its
+    /// real server does: Warp 10's Jetty, the nginx assumed in front of Erlenmeyer, which
+    /// itself sends plain). Applies to --replay too.
     #[arg(long)]
     pub no_gzip: bool,
     /// Serve the pre-rendered answers of this directory instead of simulating (benchmarks;
