@@ -3,8 +3,8 @@
 # a point a minute, with the live `vms` inventory table) in our layout, against the same rows
 # written the way a user would otherwise get them: DuckDB `COPY ... TO` with its defaults and
 # pyarrow `write_table` with its defaults. Four analyst queries in DuckDB on each layout: one
-# VM's metrics over 30 days (the median VM by name), the top 10 VMs by CPU p95 over the month, one metric for every VM
-# over one day, a join with the `vms` inventory. Per query and layout: the best of five times
+# VM's metrics over 30 days (the median VM by name), the top 10 VMs by CPU p95 over the month,
+# one metric for every VM over one day, a join with the `vms` inventory. Per query and layout: the best of five times
 # (the layouts' runs interleaved, so a busy minute weighs on each alike) and the bytes DuckDB
 # read: on local files the process's `rchar` (/proc/self/io: every byte read from the files,
 # page cache or not); then (unless --no-s3) the same queries through DuckDB's httpfs on a moto
