@@ -15,12 +15,15 @@
 # (single_vm_bytes_pct: bytes the single-VM query reads of our layout, in % of the layout's
 # bytes; vs_*: over the four queries, the smallest ratio of their time to ours).
 #
-#   benches/query.sh [--vms N] [--compression zstd|snappy] [--no-build] [--no-s3] [--no-export]
+#   benches/query.sh [--vms N] [--compression zstd|snappy] [--row-group-rows N] [--no-build]
+#                    [--no-s3] [--no-export]
 #     --vms N   VMs per datacenter, default 25 (30 M points); 250 is the 10x set (300 M points,
 #               about 1.5 GB in our layout; the S3 pass is skipped above 50: moto holds objects
 #               in memory)
 #     --compression C  our layout's `sink.compression` (default zstd); other than zstd, it is
 #               written to ours-C/ (the same rows: the default layouts are shared)
+#     --row-group-rows N  our layout's `sink.row_group_rows` (default 131072); other values are
+#               written to ours-rgN/ (with --compression C: ours-C-rgN/)
 #     --no-export  query the layout the last run wrote (same binary) instead of exporting anew
 # Our layout is written anew each time (the binary may have changed) unless --no-export; the
 # default layouts are made once from its rows and kept in .bench/query-N.
@@ -32,6 +35,7 @@ BUILD=1
 S3=1
 EXPORT=1
 COMPRESSION=zstd
+ROW_GROUP_ROWS=131072
 while [ $# -gt 0 ]; do
   case "$1" in
     --vms) VMS=$2; shift ;;
@@ -39,6 +43,7 @@ while [ $# -gt 0 ]; do
     --no-s3) S3=0 ;;
     --no-export) EXPORT=0 ;;
     --compression) COMPRESSION=$2; shift ;;
+    --row-group-rows) ROW_GROUP_ROWS=$2; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -51,6 +56,7 @@ if [ "$BUILD" = 1 ]; then cargo build --release --no-default-features --quiet; f
 WORK=$ROOT/.bench/query-$VMS
 OURS=ours
 [ "$COMPRESSION" = zstd ] || OURS=ours-$COMPRESSION
+[ "$ROW_GROUP_ROWS" = 131072 ] || OURS=$OURS-rg$ROW_GROUP_ROWS
 mkdir -p "$WORK"
 echo "== machine: $(nproc) CPU, load $(cut -d' ' -f1-3 /proc/loadavg)"
 if [ "$EXPORT" = 1 ] || [ ! -d "$WORK/$OURS" ]; then
@@ -78,6 +84,7 @@ metrics = ["vscope.vm.*"]
 [sink]
 url = "$WORK/$OURS"
 compression = "$COMPRESSION"
+row_group_rows = $ROW_GROUP_ROWS
 TOML
   echo "== exporting a month ($VMS VMs per datacenter, 60 s) with the inventory"
   "$BIN" run "$WORK/p.toml" --now 2026-11-01T00:00:00Z --json >"$WORK/run.json" 2>"$WORK/run.log"
