@@ -68,34 +68,41 @@ impl Replay {
     /// The answer of the recorded file `path` (under [`Replay::dir`]) with `content_type`: its
     /// bytes compressed ahead when the server has them and the request accepts gzip (the gzip
     /// layer passes an encoded answer through), else the plain bytes, which the gzip layer, when
-    /// on, compresses as it sends them. Fails when the file cannot be read.
+    /// on, compresses as it sends them. `None` when there is no such file (each caller says
+    /// what a missing recording means); fails when the file cannot be read.
     pub(crate) async fn file_answer(
         &self,
         path: &Path,
         headers: &HeaderMap,
         content_type: &'static str,
-    ) -> std::io::Result<Response> {
+    ) -> std::io::Result<Option<Response>> {
         if let Some(gz) = self.precompressed.as_ref().and_then(|m| m.get(path))
             && super::gzip::accepts_gzip(headers)
         {
-            return Ok((
-                StatusCode::OK,
-                [
-                    (header::CONTENT_TYPE, content_type),
-                    (header::CONTENT_ENCODING, "gzip"),
-                    (header::VARY, "Accept-Encoding"),
-                ],
-                gz.clone(),
-            )
-                .into_response());
+            return Ok(Some(
+                (
+                    StatusCode::OK,
+                    [
+                        (header::CONTENT_TYPE, content_type),
+                        (header::CONTENT_ENCODING, "gzip"),
+                        (header::VARY, "Accept-Encoding"),
+                    ],
+                    gz.clone(),
+                )
+                    .into_response(),
+            ));
         }
-        let bytes = tokio::fs::read(path).await?;
-        Ok((
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, content_type)],
-            bytes,
-        )
-            .into_response())
+        let Some(bytes) = read_recorded(path).await? else {
+            return Ok(None);
+        };
+        Ok(Some(
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, content_type)],
+                bytes,
+            )
+                .into_response(),
+        ))
     }
 
     /// With a token budget (`--token-rate`), the `429 Too Many Requests` (`Retry-After: 1`)
@@ -405,6 +412,7 @@ async fn query(State(r): State<Arc<Replay>>, headers: header::HeaderMap, body: B
         return bad_request("replay needs integer start and end times in ms");
     };
     let file = format!("{start}-{end}.json");
+    // (the file, its metric and datacenter, which the 400 of a missing one names)
     let mut paths = Vec::new();
     for q in &req.queries {
         if !safe_component(&q.metric) {
@@ -422,31 +430,31 @@ async fn query(State(r): State<Arc<Replay>>, headers: header::HeaderMap, body: B
             if !safe_component(&dc) {
                 return bad_request(format!("invalid datacenter '{dc}'"));
             }
-            let path = metric_dir.join(&dc).join(&file);
-            if !path.is_file() {
-                return bad_request(format!(
-                    "no recorded answer for metric '{}', datacenter '{dc}', range {start}..{end} ({})",
-                    q.metric,
-                    relative(&r.dir, &path)
-                ));
-            }
-            paths.push(path);
+            paths.push((metric_dir.join(&dc).join(&file), q.metric.as_str(), dc));
         }
     }
+    let missing = |(path, metric, dc): &(PathBuf, &str, String)| {
+        bad_request(format!(
+            "no recorded answer for metric '{metric}', datacenter '{dc}', range {start}..{end} ({})",
+            relative(&r.dir, path)
+        ))
+    };
     // One recorded file is the answer as it is (gen_answers.py writes `[...]`, nothing
     // around): sent as stored, or as compressed ahead.
-    if let [path] = paths.as_slice() {
-        return match r.file_answer(path, &headers, JSON).await {
-            Ok(resp) => resp,
-            Err(e) => internal_error(format!("{}: {e}", relative(&r.dir, path))),
+    if let [one] = paths.as_slice() {
+        return match r.file_answer(&one.0, &headers, JSON).await {
+            Ok(Some(resp)) => resp,
+            Ok(None) => missing(one),
+            Err(e) => internal_error(format!("{}: {e}", relative(&r.dir, &one.0))),
         };
     }
     let mut out: Vec<u8> = Vec::new();
-    for path in &paths {
-        let appended = tokio::fs::read(path)
-            .await
-            .map_err(|e| format!("{}: {e}", relative(&r.dir, path)))
-            .and_then(|bytes| append_series(&mut out, &bytes));
+    for p in &paths {
+        let appended = match read_recorded(&p.0).await {
+            Ok(Some(bytes)) => append_series(&mut out, &bytes),
+            Ok(None) => return missing(p),
+            Err(e) => Err(format!("{}: {e}", relative(&r.dir, &p.0))),
+        };
         if let Err(e) = appended {
             return internal_error(e);
         }
@@ -456,6 +464,15 @@ async fn query(State(r): State<Arc<Replay>>, headers: header::HeaderMap, body: B
     }
     out.push(b']');
     json(out)
+}
+
+/// The bytes of the recorded file `path`, `None` when there is none.
+async fn read_recorded(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
+    match tokio::fs::read(path).await {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 fn internal_error(message: String) -> Response {
@@ -471,22 +488,21 @@ fn compress_recorded(dir: &Path, gzip: ReplayGzip) -> std::io::Result<HashMap<Pa
     for (top, rules) in [("query", gzip.opentsdb), ("fetch", gzip.warp10)] {
         let mut found = Vec::new();
         collect_files(&dir.join(top), &mut found)?;
-        for path in found {
-            if std::fs::metadata(&path)?.len() >= rules.min_length {
-                files.push((path, rules.level));
-            }
-        }
+        files.extend(found.into_iter().map(|f| (f, rules)));
     }
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let compress = |path: &PathBuf, level: u32| -> std::io::Result<Bytes> {
+    let compress = |path: &PathBuf, rules: &GzipRules| -> std::io::Result<Option<Bytes>> {
         let plain = std::fs::read(path)?;
+        if (plain.len() as u64) < rules.min_length {
+            return Ok(None);
+        }
         let mut gz = flate2::write::GzEncoder::new(
             Vec::with_capacity(plain.len() / 3),
-            flate2::Compression::new(level),
+            flate2::Compression::new(rules.level),
         );
         gz.write_all(&plain)?;
-        Ok(Bytes::from(gz.finish()?))
+        Ok(Some(Bytes::from(gz.finish()?)))
     };
     let parts: Vec<std::io::Result<Vec<(PathBuf, Bytes)>>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers)
@@ -495,10 +511,12 @@ fn compress_recorded(dir: &Path, gzip: ReplayGzip) -> std::io::Result<HashMap<Pa
                     let mut done = Vec::new();
                     loop {
                         let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some((path, level)) = files.get(i) else {
+                        let Some((path, rules)) = files.get(i) else {
                             return Ok(done);
                         };
-                        done.push((path.clone(), compress(path, *level)?));
+                        if let Some(gz) = compress(path, rules)? {
+                            done.push((path.clone(), gz));
+                        }
                     }
                 })
             })

@@ -45,7 +45,12 @@ pub(crate) async fn fetch(
     if let Some(refused) = r.over_budget(&headers) {
         return refused;
     }
-    answer(&r, &headers, uri.path(), fetch_file(&params(raw))).await
+    let path = uri.path();
+    answer(&r, &headers, path, fetch_file(&params(raw)), |file| {
+        let reason = format!("replay has no recorded answer ({})", file.display());
+        jetty_error(StatusCode::BAD_REQUEST, path, &reason)
+    })
+    .await
 }
 
 /// `GET`/`POST /api/v0/find`: the recorded series of the selector's class. A class with no
@@ -67,16 +72,10 @@ pub(crate) async fn find(
                       benches/gen_answers.py --warp writes them)";
         return jetty_error(StatusCode::BAD_REQUEST, path, reason);
     }
-    if let Ok(f) = &file
-        && !is_file(&r.dir.join(f)).await
-    {
-        return (StatusCode::OK, [(header::CONTENT_TYPE, TEXT)], "").into_response();
-    }
-    answer(&r, &headers, path, file).await
-}
-
-async fn is_file(path: &Path) -> bool {
-    tokio::fs::metadata(path).await.is_ok_and(|m| m.is_file())
+    answer(&r, &headers, path, file, |_| {
+        (StatusCode::OK, [(header::CONTENT_TYPE, TEXT)], "").into_response()
+    })
+    .await
 }
 
 async fn is_dir(path: &Path) -> bool {
@@ -84,24 +83,22 @@ async fn is_dir(path: &Path) -> bool {
 }
 
 /// The recorded file `file` (relative to the replay directory) as the answer to the request on
-/// `path`, or the 400 that says why there is none.
+/// `path`; the 400 that says why there is none when `file` is an error; `missing(file)` when
+/// no such file was recorded.
 async fn answer(
     r: &Replay,
     headers: &HeaderMap,
     path: &str,
     file: Result<PathBuf, String>,
+    missing: impl FnOnce(&Path) -> Response,
 ) -> Response {
     let file = match file {
         Ok(f) => f,
         Err(reason) => return jetty_error(StatusCode::BAD_REQUEST, path, &reason),
     };
-    let full = r.dir.join(&file);
-    if !is_file(&full).await {
-        let reason = format!("replay has no recorded answer ({})", file.display());
-        return jetty_error(StatusCode::BAD_REQUEST, path, &reason);
-    }
-    match r.file_answer(&full, headers, TEXT).await {
-        Ok(resp) => resp,
+    match r.file_answer(&r.dir.join(&file), headers, TEXT).await {
+        Ok(Some(resp)) => resp,
+        Ok(None) => missing(&file),
         Err(e) => {
             let reason = format!("{}: {e}", file.display());
             jetty_error(StatusCode::INTERNAL_SERVER_ERROR, path, &reason)
