@@ -7,22 +7,26 @@
 # bucket for every connection at the link's rate, and a round trip before each answer starts.
 #
 # What compresses what on the real service (crates/sim/src/gzip.rs, with the sources): Warp
-# 10's endpoint gzips its answers itself (Jetty's GzipHandler, zlib level 6); Erlenmeyer, the
-# OpenTSDB proxy, compresses nothing, so OpenTSDB answers are gzipped only if the front in
-# front of it does (not published; assumed: a default nginx, `gzip_comp_level 1`). The replay
-# server compresses each API by those rules, and `--precompress`es: the answers are compressed
-# once before the runs, as a remote endpoint compresses on its own CPUs, so the runs measure the
-# link and the client, not a server compressing on the two cores the client runs on.
+# 10's endpoint gzips its answers itself (Jetty's GzipHandler, zlib level 6); OpenTSDB's own
+# server does too (Netty's HttpContentCompressor, level 6); Erlenmeyer, OVH's OpenTSDB proxy,
+# compresses nothing, so on OVH the OpenTSDB protocol gets the plain figure whatever the client
+# asks. The replay server compresses each API by those rules, and `--precompress`es: the
+# answers are compressed once before the runs, as a remote endpoint compresses on its own
+# CPUs, so the runs measure the link and the client, not a server compressing on the two
+# cores the client runs on.
 #
 # Runs, each a whole export at the pipeline defaults (16 requests in flight) unless said:
-# OpenTSDB plain, OpenTSDB gzip, OpenTSDB gzip at other concurrencies (what keeps the link
-# full), OpenTSDB gzip at level 6 (a tighter front), Warp 10 plain, Warp 10 gzip. Prints per run
+# OpenTSDB plain (also what OVH's Erlenmeyer sends), OpenTSDB gzip (OpenTSDB's own level 6),
+# OpenTSDB gzip at other concurrencies (what keeps the link full), OpenTSDB gzip at nginx's
+# default level (a front that compresses looser), Warp 10 plain, Warp 10 gzip. Prints per run
 # points/s, bytes on the wire per point and link utilisation (bytes on the wire / (wall x
 # rate), the wall time from process start to exit); then
-#   wire_level6 points_per_s_gzip=… gzip_speedup=…x link_busy_pct=… wire_bytes_per_point=…
-#   wire_warp10 points_per_s_plain=… points_per_s_gzip=… gzip_speedup=…x link_busy_pct=… wire_bytes_per_point=… vs_opentsdb_gzip=…x
-# and ends with the line of the default source (OpenTSDB), link_busy_pct and
-# wire_bytes_per_point of its gzip run:
+#   wire_opentsdb points_per_s_plain=… points_per_s_gzip=… gzip_speedup=…x link_busy_pct=… wire_bytes_per_point=…
+#   wire_nginx_level1 points_per_s_gzip=… gzip_speedup=…x link_busy_pct=… wire_bytes_per_point=…
+#   wire_ovh_opentsdb points_per_s=… (Erlenmeyer: the plain run) vs_warp10_gzip=…x
+# and ends with the line of the protocol the shipped OVH pipeline uses (pipelines/vscope.toml:
+# Warp 10, the one that OVH serves compressed), link_busy_pct and wire_bytes_per_point of its
+# gzip run:
 #   wire points_per_s_plain=… points_per_s_gzip=… gzip_speedup=…x link_busy_pct=… wire_bytes_per_point=…
 #
 #   benches/wire.sh [--days 10] [--rate 100Mbit] [--rtt 20ms] [--no-build] [--sweep "4 8"]
@@ -75,8 +79,9 @@ start_replay plain "${LINK[@]}" --no-gzip
 PLAIN_URL=$REPLAY_URL
 start_replay gzip "${LINK[@]}" --precompress
 GZIP_URL=$REPLAY_URL
-start_replay gzip6 "${LINK[@]}" --gzip-level 6 --precompress
-GZIP6_URL=$REPLAY_URL
+# nginx's `gzip_comp_level 1` is flate2's level 2 (crates/sim/src/gzip.rs NGINX_DEFAULT_LEVEL).
+start_replay nginx1 "${LINK[@]}" --gzip-level 2 --precompress
+NGINX1_URL=$REPLAY_URL
 
 # run LABEL URL CONCURRENCY PROTOCOL: sets PPS, BPP, BUSY
 run() {
@@ -108,10 +113,11 @@ GZIP_PPS=$PPS; GZIP_BUSY=$BUSY; GZIP_BPP=$BPP
 for c in $SWEEP; do
   run "gzip-c$c" "$GZIP_URL" "$c" opentsdb
 done
-run gzip-level6 "$GZIP6_URL" 16 opentsdb
-echo "wire_level6 points_per_s_gzip=$PPS gzip_speedup=$(ratio "$PPS" "$PLAIN_PPS")x link_busy_pct=$BUSY wire_bytes_per_point=$BPP"
+echo "wire_opentsdb points_per_s_plain=$PLAIN_PPS points_per_s_gzip=$GZIP_PPS gzip_speedup=$(ratio "$GZIP_PPS" "$PLAIN_PPS")x link_busy_pct=$GZIP_BUSY wire_bytes_per_point=$GZIP_BPP"
+run gzip-nginx1 "$NGINX1_URL" 16 opentsdb
+echo "wire_nginx_level1 points_per_s_gzip=$PPS gzip_speedup=$(ratio "$PPS" "$PLAIN_PPS")x link_busy_pct=$BUSY wire_bytes_per_point=$BPP"
 run warp10-plain "$PLAIN_URL" 16 warp10
 WARP_PLAIN_PPS=$PPS
 run warp10-gzip "$GZIP_URL" 16 warp10
-echo "wire_warp10 points_per_s_plain=$WARP_PLAIN_PPS points_per_s_gzip=$PPS gzip_speedup=$(ratio "$PPS" "$WARP_PLAIN_PPS")x link_busy_pct=$BUSY wire_bytes_per_point=$BPP vs_opentsdb_gzip=$(ratio "$PPS" "$GZIP_PPS")x"
-echo "wire points_per_s_plain=$PLAIN_PPS points_per_s_gzip=$GZIP_PPS gzip_speedup=$(ratio "$GZIP_PPS" "$PLAIN_PPS")x link_busy_pct=$GZIP_BUSY wire_bytes_per_point=$GZIP_BPP"
+echo "wire_ovh_opentsdb points_per_s=$PLAIN_PPS vs_warp10_gzip=$(ratio "$PLAIN_PPS" "$PPS")x"
+echo "wire points_per_s_plain=$WARP_PLAIN_PPS points_per_s_gzip=$PPS gzip_speedup=$(ratio "$PPS" "$WARP_PLAIN_PPS")x link_busy_pct=$BUSY wire_bytes_per_point=$BPP"

@@ -293,8 +293,8 @@ pub struct SimArgs {
     #[arg(long, default_value = "excluded", value_name = "WHICH")]
     pub fetch_start: crate::sim::FetchStart,
     /// Answer plain even to requests that accept gzip (default: gzip them, each API as its
-    /// real server does: Warp 10's Jetty, the nginx assumed in front of Erlenmeyer, which
-    /// itself sends plain). Applies to --replay too.
+    /// real server does: Warp 10's Jetty, OpenTSDB's Netty in the opentsdb dialect; the ovh
+    /// dialect is plain anyway, as Erlenmeyer sends). Applies to --replay too.
     #[arg(long)]
     pub no_gzip: bool,
     /// Serve the pre-rendered answers of this directory instead of simulating (benchmarks;
@@ -306,8 +306,7 @@ pub struct SimArgs {
     #[arg(long, value_name = "R", requires = "replay")]
     pub token_rate: Option<f64>,
     /// With --replay: compress at this zlib level (1-9) instead of each API's server's (the
-    /// one that matches nginx's default `gzip_comp_level 1` for OpenTSDB, Warp 10's Jetty 6
-    /// for /api/v0/*; benches/wire.sh: what a tighter server gives).
+    /// 6 of OpenTSDB's Netty and of Warp 10's Jetty: what a looser or tighter server gives).
     #[arg(long, value_name = "N", requires = "replay", value_parser = clap::value_parser!(u32).range(1..=9))]
     pub gzip_level: Option<u32>,
     /// With --replay: compress every recorded answer once, before listening, and send those

@@ -29,7 +29,9 @@ async fn faults_on_gzip_answers_stay_transient_for_the_client() {
         ("empty", 1),
         ("stall:200ms", 0),
     ] {
+        // OpenTSDB's own server: Erlenmeyer (`ovh`) answers plain.
         let cfg = crate::sim::SimConfig {
+            dialect: Dialect::Opentsdb,
             datacenters: 1,
             vms_per_datacenter: 3,
             // `cut` fails twice: once for the look at the raw answer below, once for the
@@ -62,7 +64,7 @@ async fn faults_on_gzip_answers_stay_transient_for_the_client() {
         let client = MetricsClient::new(
             &source,
             url::Url::parse(&sim.base_url()).unwrap(),
-            Dialect::Ovh,
+            Dialect::Opentsdb,
         )
         .unwrap();
         let raw = client.query_raw(metric, None, start, end).await.unwrap();
@@ -96,29 +98,20 @@ async fn faults_on_gzip_answers_stay_transient_for_the_client() {
     }
 }
 
-/// Each API is compressed by the rules of the server that compresses it on the real service
-/// (`crates/sim/src/gzip.rs`): Warp 10's Jetty at zlib level 6 for `/api/v0/fetch`, and not
-/// its 403 error page (Jetty compresses 2xx only); the nginx assumed in front of Erlenmeyer for
-/// `/api/query` at the level that matches nginx's `gzip_comp_level 1`, not its 401.
+/// Each API is compressed by the rules of the server that answers it (`crates/sim/src/gzip.rs`):
+/// Warp 10's Jetty at zlib level 6 for `/api/v0/fetch`, and not its 403 error page (Jetty
+/// compresses 2xx only); OpenTSDB's own Netty at level 6 for `/api/query`, its 401 too (Netty
+/// compresses every answer); Erlenmeyer (`ovh`) nothing, whatever the request accepts.
 #[tokio::test]
 async fn each_api_is_compressed_by_its_own_servers_rules() {
+    use crate::dialect::Dialect;
     use crate::extract::body::{BodyDecoder, Encoding};
     use std::io::Write as _;
-    let cfg = crate::sim::SimConfig {
-        datacenters: 1,
-        vms_per_datacenter: 20,
-        step_secs: 20,
-        token: Some("good".into()),
-        ..crate::sim::SimConfig::default()
-    };
-    let sim = crate::sim::start(cfg, ([127, 0, 0, 1], 0).into())
-        .await
-        .unwrap();
-    let http = reqwest::Client::new();
     let (start, end) = (1_793_491_200_000i64, 1_793_491_200_000i64 + 6 * 3_600_000);
-    let fetch = |token: &'static str| {
+    let http = reqwest::Client::new();
+    let fetch = |base: String, token: &'static str| {
         let url = url::Url::parse_with_params(
-            &format!("{}/warp10/api/v0/fetch", sim.base_url()),
+            &format!("{base}/warp10/api/v0/fetch"),
             [
                 ("selector", "vscope.vm.cpu.usage.perc{}".to_string()),
                 ("now", (end * 1000 - 1).to_string()),
@@ -132,9 +125,9 @@ async fn each_api_is_compressed_by_its_own_servers_rules() {
             .header(crate::sim::TOKEN_HEADER, token)
             .send()
     };
-    let query = |token: Option<&'static str>| {
+    let query = |base: String, token: Option<&'static str>| {
         let rb = http
-            .post(format!("{}/api/query", sim.base_url()))
+            .post(format!("{base}/api/query"))
             .header(header::ACCEPT_ENCODING, "gzip");
         let rb = match token {
             Some(t) => rb.basic_auth("read", Some(t)),
@@ -145,7 +138,6 @@ async fn each_api_is_compressed_by_its_own_servers_rules() {
             ))
             .send()
     };
-    // (compressed size, plain size, plain body) of a gzip answer.
     let gunzip = |wire: &[u8]| {
         let mut d = BodyDecoder::new(Encoding::Gzip, 1 << 30, None);
         d.push(wire).unwrap();
@@ -156,39 +148,58 @@ async fn each_api_is_compressed_by_its_own_servers_rules() {
         e.write_all(plain).unwrap();
         e.finish().unwrap().len() as f64
     };
-    for (api, resp, level) in [
-        ("warp10", fetch("good").await.unwrap(), 6),
-        (
-            "opentsdb",
-            query(Some("good")).await.unwrap(),
-            crate::sim::GZIP_NGINX_DEFAULT_LEVEL,
-        ),
-    ] {
-        assert_eq!(resp.status(), 200, "{api}");
-        assert_eq!(resp.headers()[header::CONTENT_ENCODING], "gzip", "{api}");
-        let wire = resp.bytes().await.unwrap();
-        let plain = gunzip(&wire);
-        assert!(plain.len() > 100_000, "{api}: {} bytes", plain.len());
-        // Within 3 % of one gzip member at the server's level (the stream is flushed every
-        // 128 KiB), and the two levels are told apart by more than that.
-        let ratio = wire.len() as f64 / gzip_at(&plain, level);
-        assert!((0.99..1.03).contains(&ratio), "{api}: {ratio}");
-        let other = if level == 6 {
-            crate::sim::GZIP_NGINX_DEFAULT_LEVEL
-        } else {
-            6
+    for dialect in [Dialect::Opentsdb, Dialect::Ovh] {
+        let cfg = crate::sim::SimConfig {
+            dialect,
+            datacenters: 1,
+            vms_per_datacenter: 20,
+            step_secs: 20,
+            token: Some("good".into()),
+            ..crate::sim::SimConfig::default()
         };
-        assert!(
-            (gzip_at(&plain, level) / gzip_at(&plain, other) - 1.0).abs() > 0.04,
-            "{api}: the levels differ"
+        let sim = crate::sim::start(cfg, ([127, 0, 0, 1], 0).into())
+            .await
+            .unwrap();
+        let base = sim.base_url();
+        let mut compressed = vec![("warp10", fetch(base.clone(), "good").await.unwrap())];
+        let opentsdb = query(base.clone(), Some("good")).await.unwrap();
+        assert_eq!(opentsdb.status(), 200, "{dialect}");
+        if dialect == Dialect::Opentsdb {
+            compressed.push(("opentsdb", opentsdb));
+        } else {
+            assert!(
+                opentsdb.headers().get(header::CONTENT_ENCODING).is_none(),
+                "Erlenmeyer answers plain"
+            );
+            assert!(opentsdb.bytes().await.unwrap().starts_with(b"["));
+        }
+        for (api, resp) in compressed {
+            assert_eq!(resp.status(), 200, "{api}");
+            assert_eq!(resp.headers()[header::CONTENT_ENCODING], "gzip", "{api}");
+            let wire = resp.bytes().await.unwrap();
+            let plain = gunzip(&wire);
+            assert!(plain.len() > 100_000, "{api}: {} bytes", plain.len());
+            // Within 3 % of one gzip member at level 6 (the stream is flushed every 128 KiB),
+            // and told apart from nginx's default level by more than that.
+            let ratio = wire.len() as f64 / gzip_at(&plain, 6);
+            assert!((0.99..1.03).contains(&ratio), "{api}: {ratio}");
+            let nginx = gzip_at(&plain, crate::sim::GZIP_NGINX_DEFAULT_LEVEL);
+            assert!(
+                gzip_at(&plain, 6) / nginx < 0.96,
+                "{api}: the levels differ"
+            );
+        }
+        let refused = fetch(base.clone(), "wrong").await.unwrap();
+        assert_eq!(refused.status(), 403);
+        assert!(refused.headers().get(header::CONTENT_ENCODING).is_none());
+        // Netty compresses error answers too; Erlenmeyer nothing.
+        let refused = query(base, None).await.unwrap();
+        assert_eq!(refused.status(), 401);
+        assert_eq!(
+            refused.headers().get(header::CONTENT_ENCODING).is_some(),
+            dialect == Dialect::Opentsdb,
+            "{dialect}"
         );
+        sim.shutdown().await;
     }
-    let refused = fetch("wrong").await.unwrap();
-    assert_eq!(refused.status(), 403);
-    assert!(refused.headers().get(header::CONTENT_ENCODING).is_none());
-    // nginx compresses 200, 403 and 404 answers only.
-    let refused = query(None).await.unwrap();
-    assert_eq!(refused.status(), 401);
-    assert!(refused.headers().get(header::CONTENT_ENCODING).is_none());
-    sim.shutdown().await;
 }

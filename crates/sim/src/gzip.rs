@@ -4,13 +4,21 @@
 //! `Content-Encoding: gzip`, chunked (no `Content-Length`); the others stay plain.
 //!
 //! Which server compresses what, from the public sources:
-//! - **OpenTSDB answers** (`/api/query`, `/api/search/lookup`, ...): Erlenmeyer, OVH's OpenTSDB
-//!   proxy, compresses nothing itself — its only gzip middleware *inflates request bodies*
-//!   (ovh/erlenmeyer `cmd/root.go` registers `middlewares.Gzip()`, `middlewares/gzip.go`
-//!   wraps a `Content-Encoding: gzip` request body in `gzip.NewReader`). Whether the front in
-//!   front of it compresses answers is not published: the simulator assumes a default nginx
-//!   ([`GzipRules::NGINX`]: statuses 200/403/404, `gzip_min_length 20`, `gzip_comp_level 1`),
-//!   and `sim --no-gzip` serves the other possibility, plain answers; the client handles both.
+//! - **OpenTSDB answers** (`/api/query`, `/api/search/lookup`, ...) depend on who serves them:
+//!   - OpenTSDB itself (dialect `opentsdb`) gzips every answer: since 2.1 its HTTP pipeline ends
+//!     with Netty 3's `HttpContentCompressor()` (OpenTSDB/opentsdb `src/tsd/PipelineFactory.java`,
+//!     `pipeline.addLast("deflater", new HttpContentCompressor())`), whose default level is 6
+//!     and which compresses every answer that has content but a `100 Continue`, whatever its
+//!     status or length (netty `HttpContentEncoder.writeRequested`): [`GzipRules::OPENTSDB`].
+//!   - Erlenmeyer, OVH's OpenTSDB proxy (dialect `ovh`), compresses nothing — its only gzip
+//!     middleware *inflates request bodies* (ovh/erlenmeyer `cmd/root.go` registers
+//!     `middlewares.Gzip()`, `middlewares/gzip.go` wraps a `Content-Encoding: gzip` request
+//!     body in `gzip.NewReader`). Whether something in front of it compresses is not
+//!     published, so the simulator serves what is sourced: plain answers
+//!     ([`GzipRules::for_opentsdb_api`] is `None`).
+//! - **OVHcloud API v6** (`/1.0/...`): not published either; the simulator assumes a default
+//!   nginx ([`GzipRules::NGINX`]: statuses 200/403/404, `gzip_min_length 20`, `gzip_comp_level
+//!   1`); the client reads plain and gzip answers alike.
 //! - **Warp 10 answers** (`/api/v0/fetch`, `/api/v0/find`, `/api/v0/exec`): Warp 10 wraps
 //!   each of these handlers in Jetty's `GzipHandler` (senx/warp10-platform `Egress.java`:
 //!   `setMinGzipSize(23)`, `addIncludedMethods("POST")`), whose level is the JDK's
@@ -38,19 +46,21 @@ use bytes::Bytes;
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use futures::{Stream, StreamExt};
+use vscope_core::dialect::Dialect;
 
 /// Largest piece of plain input compressed at once (and flushed): bounds the time one poll
 /// spends compressing (a replayed answer is one chunk of up to hundreds of MB), and is above
 /// the simulator's own 64 KiB chunks so that each of them is one piece.
 const PIECE_BYTES: usize = 128 << 10;
 
-/// The compression level. Not 1: flate2's zlib-rs backend runs level 1 as zlib-ng's
-/// `deflate_quick` (static Huffman codes), whose output is a third larger than nginx's (zlib's)
-/// level 1 on our JSON (272 KB against 204 KB for a day of one metric, 754 KB of JSON); its
-/// level 2 is zlib's `deflate_fast`, within 4 % of nginx's (196 KB). Level 6 would give 175 KB.
+/// The compression level of nginx's default `gzip_comp_level 1`. Not 1: flate2's zlib-rs
+/// backend runs level 1 as zlib-ng's `deflate_quick` (static Huffman codes), whose output is a
+/// third larger than nginx's (zlib's) level 1 on our JSON (272 KB against 204 KB for a day of
+/// one metric, 754 KB of JSON); its level 2 is zlib's `deflate_fast`, within 4 % of nginx's
+/// (196 KB). Level 6 would give 175 KB.
 ///
-/// Which level OVH's endpoint uses is not published: nginx's default is our assumption, and
-/// `sim --replay DIR --gzip-level N` serves at another (benches/wire.sh measures level 6 too).
+/// Used for API v6 only (assumed, see the module doc); `sim --replay DIR --gzip-level N`
+/// serves the recorded answers at another level than their server's.
 pub const NGINX_DEFAULT_LEVEL: u32 = 2;
 
 /// Which answers a server compresses, and how tightly.
@@ -66,7 +76,7 @@ pub(crate) struct GzipRules {
 
 impl GzipRules {
     /// A default nginx (`gzip on`): statuses 200, 403 and 404, `gzip_min_length 20`,
-    /// `gzip_comp_level 1` ([`NGINX_DEFAULT_LEVEL`]).
+    /// `gzip_comp_level 1` ([`NGINX_DEFAULT_LEVEL`]). Assumed in front of API v6.
     pub(crate) const NGINX: GzipRules = GzipRules {
         level: NGINX_DEFAULT_LEVEL,
         min_length: 20,
@@ -78,6 +88,14 @@ impl GzipRules {
         },
     };
 
+    /// OpenTSDB's own server, Netty 3's `HttpContentCompressor()`: level 6, every answer with
+    /// content (one byte or more) but `100 Continue`.
+    pub(crate) const OPENTSDB: GzipRules = GzipRules {
+        level: 6,
+        min_length: 1,
+        compresses: |s| s != StatusCode::CONTINUE,
+    };
+
     /// Warp 10's Jetty `GzipHandler`: 2xx but 204 and 205, at least 23 bytes, level 6.
     pub(crate) const JETTY: GzipRules = GzipRules {
         level: 6,
@@ -86,6 +104,15 @@ impl GzipRules {
             s.is_success() && s != StatusCode::NO_CONTENT && s != StatusCode::RESET_CONTENT
         },
     };
+
+    /// The rules of the server that answers the OpenTSDB API in `dialect`: OpenTSDB's own
+    /// ([`GzipRules::OPENTSDB`]), or none for Erlenmeyer (`ovh`), which answers plain.
+    pub(crate) fn for_opentsdb_api(dialect: Dialect) -> Option<GzipRules> {
+        match dialect {
+            Dialect::Opentsdb => Some(GzipRules::OPENTSDB),
+            Dialect::Ovh => None,
+        }
+    }
 
     /// These rules at another level (`sim --replay --gzip-level N`).
     pub(crate) fn at_level(self, level: u32) -> GzipRules {

@@ -91,10 +91,11 @@
 //! # gzip
 //! Answers are gzip-compressed (streamed, chunk by chunk) for requests that say
 //! `Accept-Encoding: gzip`, unless [`SimConfig::gzip`] is off, each API by the rules of the
-//! server that compresses it on the real service (`gzip.rs`, with the sources): Warp 10's own
-//! Jetty for `/api/v0/*` (level 6), the nginx assumed in front of Erlenmeyer for OpenTSDB and
-//! API v6 (Erlenmeyer compresses nothing). The replay server does the same. Both answer with
-//! `TCP_NODELAY`, as nginx and Jetty do (`no_delay`).
+//! server that answers it (`gzip.rs`, with the sources): Warp 10's own Jetty for `/api/v0/*`
+//! (level 6); OpenTSDB's own Netty for the OpenTSDB API in the `opentsdb` dialect (level 6,
+//! every answer); nothing in the `ovh` dialect (Erlenmeyer answers plain); the nginx assumed in
+//! front of API v6. The replay server compresses like OpenTSDB and Warp 10. Both answer with
+//! `TCP_NODELAY`, as nginx, Netty and Jetty servers do (`no_delay`).
 //!
 //! # Fault injection
 //! [`SimConfig::faults`] makes `/api/query` fail on purpose, deterministically: 429 with
@@ -220,9 +221,10 @@ pub struct SimConfig {
     /// Warp 10 up to 2.2, included from 2.3 (`warp.rs`). OVH's release is not public.
     pub fetch_start: FetchStart,
     /// Compress answers for requests that accept gzip, each API as its real server does
-    /// (`gzip.rs`: OpenTSDB and API v6 as the nginx assumed in front of Erlenmeyer, 200, 403
-    /// and 404 answers of 20 bytes or more at level 1; Warp 10 as its Jetty, 2xx answers of 23
-    /// bytes or more at level 6; streamed).
+    /// (`gzip.rs`: the OpenTSDB API as OpenTSDB's Netty in the `opentsdb` dialect, every
+    /// answer at level 6, and plain in the `ovh` dialect, as Erlenmeyer sends; API v6 as the
+    /// nginx assumed in front of it, 200, 403 and 404 answers of 20 bytes or more at level 1;
+    /// Warp 10 as its Jetty, 2xx answers of 23 bytes or more at level 6; streamed).
     /// `false` (`sim --no-gzip`, `[source.sim] gzip = false`): plain answers whatever the
     /// request says, like a server that ignores `Accept-Encoding`.
     pub gzip: bool,

@@ -12,7 +12,9 @@
 //! not grow with the dataset. A sub-query without a datacenter filter gets every datacenter's
 //! series, and several sub-queries get their series concatenated, as OpenTSDB does. A request
 //! that has no recorded answer is refused with a 400 that says which file is missing: replay
-//! never invents data. It speaks the `opentsdb` dialect (JSON errors, `/api/version`).
+//! never invents data. It speaks the `opentsdb` dialect (JSON errors, `/api/version`), and
+//! compresses like OpenTSDB's own server; OVH's Erlenmeyer, which answers plain, is
+//! `sim --replay DIR --no-gzip`.
 //!
 //! Like the simulator, it answers gzip to requests that accept it, each API by its own
 //! server's rules (`gzip.rs`; streamed in pieces, never compressed whole), unless started with
@@ -132,8 +134,9 @@ impl Replay {
 #[derive(Default)]
 pub struct ReplayOptions {
     /// Compress answers for requests that accept gzip, each API by the rules of the server
-    /// that compresses it on the real service, as the simulator does (`gzip.rs`: nginx's for
-    /// OpenTSDB, Warp 10's Jetty for `/api/v0/*`); off: plain answers.
+    /// that compresses it on the real service, as the simulator does (`gzip.rs`: OpenTSDB's
+    /// own Netty for OpenTSDB, Warp 10's Jetty for `/api/v0/*`); off: plain answers, as
+    /// Erlenmeyer (OVH's OpenTSDB endpoint) sends.
     pub gzip: bool,
     /// Compress every API's answers at this zlib level instead of its server's (`sim --replay
     /// --gzip-level N`: what a tighter or looser server gives).
@@ -286,7 +289,7 @@ impl ReplayGzip {
     fn rules(level: Option<u32>) -> ReplayGzip {
         let at = |rules: GzipRules| level.map_or(rules, |l| rules.at_level(l));
         ReplayGzip {
-            opentsdb: at(GzipRules::NGINX),
+            opentsdb: at(GzipRules::OPENTSDB),
             warp10: at(GzipRules::JETTY),
         }
     }

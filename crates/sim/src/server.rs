@@ -27,13 +27,15 @@ use bytes::Bytes;
 use super::discovery;
 use super::error::ApiError;
 use super::faults::Answering;
+use super::gzip::GzipRules;
 use super::query::{self, Output};
 use super::state::Shared;
 use vscope_core::dialect::Dialect;
 
 /// Builds the router of one simulator; gzip, when on, wraps everything (faults included), by
-/// the rules of the server that compresses each API (`gzip.rs`): nginx's in front of the
-/// OpenTSDB and API v6 answers, Warp 10's Jetty for Warp 10's own API.
+/// the rules of the server that answers each API (`gzip.rs`): OpenTSDB's own Netty for the
+/// OpenTSDB API in the `opentsdb` dialect, none for Erlenmeyer's (`ovh`: plain answers), the
+/// nginx assumed in front of API v6, Warp 10's Jetty for Warp 10's own API.
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     let gzip = shared.gzip;
     // Warp 10's own API, at the root and under the `warpEndpoint` API v6 hands out.
@@ -54,25 +56,25 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         // Erlenmeyer does not implement /api/version: it falls through to the 404.
         opentsdb = opentsdb.route("/api/version", any(version));
     }
-    let opentsdb = opentsdb
+    let opentsdb = opentsdb.fallback(not_found);
+    let api_v6 = Router::new()
         .route("/1.0", any(api_v6))
-        .route("/1.0/{*path}", any(api_v6))
-        .fallback(not_found);
-    let finish = |r: Router<Arc<Shared>>, rules: super::gzip::GzipRules| {
+        .route("/1.0/{*path}", any(api_v6));
+    let finish = |r: Router<Arc<Shared>>, rules: Option<GzipRules>| {
         let r = r
             .layer(middleware::from_fn_with_state(
                 Arc::clone(&shared),
                 count_requests,
             ))
             .with_state(Arc::clone(&shared));
-        if gzip {
-            super::gzip::layer(r, rules)
-        } else {
-            r
+        match rules {
+            Some(rules) if gzip => super::gzip::layer(r, rules),
+            _ => r,
         }
     };
-    finish(opentsdb, super::gzip::GzipRules::NGINX)
-        .merge(finish(warp10, super::gzip::GzipRules::JETTY))
+    finish(opentsdb, GzipRules::for_opentsdb_api(shared.dialect))
+        .merge(finish(api_v6, Some(GzipRules::NGINX)))
+        .merge(finish(warp10, Some(GzipRules::JETTY)))
 }
 
 /// Counts every request and, when a fault plan is set, runs `/api/query` and Warp 10's
