@@ -5,11 +5,12 @@
 #
 # The day: `vscope-etl sim` serving 2 datacenters x 72 VMs x 14 VM metrics = 2016 series at
 # 20 s (8.7 M points, about the 2000 x 8640 of benches/e2e.sh), live (the replay server of
-# e2e.sh did not hold Warp's), gzip on, each API compressed as its real server does (OpenTSDB
-# at nginx's level 1, Warp 10 at Jetty's level 6: crates/sim/src/gzip.rs). The simulator makes
-# and compresses the answers as they are sent, on the same cores as the export, and level 6
-# costs it more than level 1: compare the protocols by the client's CPU seconds; their speed
-# over a network is benches/wire.sh's.
+# e2e.sh did not hold Warp's), gzip asked, each API compressed as its real server does
+# (crates/sim/src/gzip.rs): OpenTSDB through Erlenmeyer's `ovh` dialect comes plain, as
+# Erlenmeyer sends it; Warp 10 at Jetty's level 6. The simulator makes and compresses the
+# answers as they are sent, on the same cores as the export: compare the protocols by the
+# client's CPU seconds (Warp's include inflating its answers); their speed over a network is
+# benches/wire.sh's.
 #
 #   benches/protocols.sh [--no-build] [--runs N]    (benches/e2e.sh runs it last, unless --no-warp)
 #

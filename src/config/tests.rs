@@ -535,6 +535,25 @@ fn source_url_reads_a_variable_and_an_unset_one_says_what_to_do() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("VSCOPE_OPENTSDB_ENDPOINT is not set"), "{err}");
+    // Through Warp 10 the advice names the token's warpEndpoint, set or left out.
+    let warp = text.replace(
+        "url = \"${VSCOPE_OPENTSDB_ENDPOINT}\"",
+        "protocol = \"warp10\"\nurl = \"${VSCOPE_WARP_ENDPOINT}\"",
+    );
+    let err = parse_str(&warp).unwrap_err().to_string();
+    assert!(
+        err.contains("VSCOPE_WARP_ENDPOINT is not set")
+            && err.contains("warpEndpoint")
+            && err.contains("warp10.gra1-ovh.metrics.ovh.net"),
+        "{err}"
+    );
+    let err = parse_str(&warp.replace("url = \"${VSCOPE_WARP_ENDPOINT}\"\n", ""))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("source.url: is not set") && err.contains("warpEndpoint"),
+        "{err}"
+    );
     // Other keys keep the generic advice.
     let err = expand_env("${NOPE}", "sink.url", &no_env)
         .unwrap_err()

@@ -6,9 +6,9 @@ use std::collections::BTreeSet;
 use super::PageCompression;
 use super::file::{OvhFile, PipelineFile, ScopeFile, SinkFile, SourceFile, TableFile};
 use super::values::{
-    DEFAULT_MAX_ANSWER_BYTES, DEFAULT_MEMORY_LIMIT_BYTES, MIN_MEMORY_LIMIT_BYTES, URL_UNSET_HINT,
-    byte_size, duration_ms, expand, expand_env, parse_duration_or_zero, part_size, retry_budget,
-    std_duration,
+    DEFAULT_MAX_ANSWER_BYTES, DEFAULT_MEMORY_LIMIT_BYTES, MIN_MEMORY_LIMIT_BYTES, byte_size,
+    duration_ms, expand, expand_env, parse_duration_or_zero, part_size, retry_budget, std_duration,
+    token_endpoint, url_unset_hint,
 };
 use super::{
     ConfigError, DAY_MS, DialectChoice, Discovery, Endpoint, OvhEndpoint, OvhSpec, PartitionKey,
@@ -90,10 +90,20 @@ pub(super) fn validate_source(
     src: SourceFile,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Source, ConfigError> {
+    let protocol = match src.protocol.as_deref() {
+        None | Some("opentsdb") => crate::config::Protocol::Opentsdb,
+        Some("warp10") => crate::config::Protocol::Warp10,
+        Some(other) => {
+            return Err(invalid(
+                "source.protocol",
+                format!("'{other}' is not one of opentsdb, warp10"),
+            ));
+        }
+    };
     let url = match &src.url {
         None => String::new(),
         Some(u) => expand(u.trim(), env)
-            .map_err(|e| e.into_config(u, "source.url", URL_UNSET_HINT))?
+            .map_err(|e| e.into_config(u, "source.url", &url_unset_hint(protocol)))?
             .trim()
             .to_string(),
     };
@@ -105,16 +115,6 @@ pub(super) fn validate_source(
                 format!("'{other}' is not one of auto, opentsdb, ovh"),
             )
         })?),
-    };
-    let protocol = match src.protocol.as_deref() {
-        None | Some("opentsdb") => crate::config::Protocol::Opentsdb,
-        Some("warp10") => crate::config::Protocol::Warp10,
-        Some(other) => {
-            return Err(invalid(
-                "source.protocol",
-                format!("'{other}' is not one of opentsdb, warp10"),
-            ));
-        }
     };
     if protocol == crate::config::Protocol::Warp10 && src.query_downsample {
         return Err(invalid(
@@ -138,12 +138,15 @@ pub(super) fn validate_source(
     }
     let endpoint = if url.is_empty() {
         if !token_from_api {
+            let (field, example) = token_endpoint(protocol);
             return Err(invalid(
                 "source.url",
-                "is not set: write your metrics endpoint, the opentsdbEndpoint of your read token \
-                 (e.g. url = \"https://opentsdb.gra1-ovh.metrics.ovh.net\" or \"${VSCOPE_OPENTSDB_ENDPOINT}\"), \
-                 or \"sim\"; it may be left out only when the token comes from OVHcloud API v6 \
-                 ([source.ovh] user_id set and source.token empty), which gives the endpoint too",
+                format!(
+                    "is not set: write your metrics endpoint, the {field} of your read token \
+                     (e.g. url = \"{example}\"), or \"sim\"; it may be left out only when the \
+                     token comes from OVHcloud API v6 ([source.ovh] user_id set and source.token \
+                     empty), which gives the endpoint too"
+                ),
             ));
         }
         Endpoint::FromToken

@@ -85,12 +85,30 @@ pub(super) fn expand(
     Ok(out)
 }
 
+/// The field of the `metricsToken` answer that holds the endpoint of `protocol`, and an
+/// example of it: what the messages about a missing `source.url` name.
+pub(super) fn token_endpoint(protocol: crate::config::Protocol) -> (&'static str, &'static str) {
+    match protocol {
+        crate::config::Protocol::Opentsdb => (
+            "opentsdbEndpoint",
+            "https://opentsdb.gra1-ovh.metrics.ovh.net",
+        ),
+        crate::config::Protocol::Warp10 => {
+            ("warpEndpoint", "https://warp10.gra1-ovh.metrics.ovh.net")
+        }
+    }
+}
+
 /// What to do when the variable `source.url` reads is not set: the two ways to give the
-/// endpoint. Used by [`validate_source`].
-pub(super) const URL_UNSET_HINT: &str = "export it to your metrics endpoint, the opentsdbEndpoint of your \
-     read token (e.g. https://opentsdb.gra1-ovh.metrics.ovh.net; `vscope-etl token PIPELINE` \
-     prints it), or leave source.url out when [source.ovh] user_id fetches the token, which \
-     comes with its endpoint";
+/// endpoint of `protocol`. Used by [`validate_source`].
+pub(super) fn url_unset_hint(protocol: crate::config::Protocol) -> String {
+    let (field, example) = token_endpoint(protocol);
+    format!(
+        "export it to your metrics endpoint, the {field} of your read token (e.g. {example}; \
+         `vscope-etl token PIPELINE` prints it), or leave source.url out when [source.ovh] \
+         user_id fetches the token, which comes with its endpoint"
+    )
+}
 
 pub(super) fn duration_ms(key: &str, value: &str) -> Result<i64, ConfigError> {
     parse_duration(value).map_err(|e| invalid(key, e.to_string()))

@@ -40,8 +40,8 @@ fn shipped_pipelines_validate() {
         .args(["validate", &format!("{root}/pipelines/vscope.toml")])
         .env_remove("VSCOPE_METRICS_TOKEN")
         .env(
-            "VSCOPE_OPENTSDB_ENDPOINT",
-            "https://opentsdb.gra1-ovh.metrics.ovh.net",
+            "VSCOPE_WARP_ENDPOINT",
+            "https://warp10.gra1-ovh.metrics.ovh.net",
         )
         .output()
         .unwrap();
@@ -55,15 +55,15 @@ fn shipped_pipelines_validate() {
     let out = bin()
         .args(["validate", &format!("{root}/pipelines/vscope.toml")])
         .env("VSCOPE_METRICS_TOKEN", "test-token-value")
-        .env_remove("VSCOPE_OPENTSDB_ENDPOINT")
+        .env_remove("VSCOPE_WARP_ENDPOINT")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     let err = stderr(&out);
     assert!(
         err.contains("source.url")
-            && err.contains("VSCOPE_OPENTSDB_ENDPOINT is not set")
-            && err.contains("opentsdbEndpoint")
+            && err.contains("VSCOPE_WARP_ENDPOINT is not set")
+            && err.contains("warpEndpoint")
             && err.contains("leave source.url out when [source.ovh] user_id"),
         "{err}"
     );

@@ -262,8 +262,8 @@ pub fn validate_with_token_env(paths: &[&str]) -> Output {
         .args(paths)
         .env("VSCOPE_METRICS_TOKEN", "test-token-value")
         .env(
-            "VSCOPE_OPENTSDB_ENDPOINT",
-            "https://opentsdb.gra1-ovh.metrics.ovh.net",
+            "VSCOPE_WARP_ENDPOINT",
+            "https://warp10.gra1-ovh.metrics.ovh.net",
         )
         .output()
         .unwrap()

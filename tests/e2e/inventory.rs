@@ -619,7 +619,7 @@ fn shipped_api_v6_examples_validate() {
     let real = std::fs::read_to_string(format!("{root}/pipelines/vscope.toml")).unwrap();
     let mut toml = String::new();
     for line in real.lines() {
-        if line.starts_with("url = \"${VSCOPE_OPENTSDB_ENDPOINT}\"")
+        if line.starts_with("url = \"${VSCOPE_WARP_ENDPOINT}\"")
             || line.starts_with("token = \"${VSCOPE_METRICS_TOKEN}\"")
         {
             continue;
