@@ -964,7 +964,9 @@ mod tests {
         let end = start + 6 * 3_600_000;
         let mut answers = Vec::new();
         for (client_gzip, sim_gzip) in [(true, true), (true, false), (false, true)] {
+            // OpenTSDB's own server compresses; Erlenmeyer (`ovh`) would answer plain.
             let cfg = SimConfig {
+                dialect: Dialect::Opentsdb,
                 datacenters: 1,
                 vms_per_datacenter: 4,
                 gzip: sim_gzip,
@@ -978,7 +980,7 @@ mod tests {
             let client = MetricsClient::new(
                 &src,
                 url::Url::parse(&sim.base_url()).unwrap(),
-                Dialect::Ovh,
+                Dialect::Opentsdb,
             )
             .unwrap();
             let raw = client
