@@ -15,13 +15,15 @@
 # (single_vm_bytes_pct: bytes the single-VM query reads of our layout, in % of the layout's
 # bytes; vs_*: over the four queries, the smallest ratio of their time to ours).
 #
-#   benches/query.sh [--vms N] [--compression zstd|snappy] [--row-group-rows N] [--no-build]
-#                    [--no-s3] [--no-export]
+#   benches/query.sh [--vms N] [--compression zstd|snappy] [--zstd-level N]
+#                    [--row-group-rows N] [--no-build] [--no-s3] [--no-export]
 #     --vms N   VMs per datacenter, default 25 (30 M points); 250 is the 10x set (300 M points,
 #               about 1.5 GB in our layout; the S3 pass is skipped above 50: moto holds objects
 #               in memory)
 #     --compression C  our layout's `sink.compression` (default zstd); other than zstd, it is
 #               written to ours-C/ (the same rows: the default layouts are shared)
+#     --zstd-level N  our layout's `sink.zstd_level` (default: the pipeline default); given, it
+#               is written to ours-zN/
 #     --row-group-rows N  our layout's `sink.row_group_rows` (default 131072); other values are
 #               written to ours-rgN/ (with --compression C: ours-C-rgN/)
 #     --no-export  query the layout the last run wrote (same binary) instead of exporting anew
@@ -36,6 +38,7 @@ S3=1
 EXPORT=1
 COMPRESSION=zstd
 ROW_GROUP_ROWS=131072
+ZSTD_LEVEL=
 while [ $# -gt 0 ]; do
   case "$1" in
     --vms) VMS=$2; shift ;;
@@ -44,6 +47,7 @@ while [ $# -gt 0 ]; do
     --no-export) EXPORT=0 ;;
     --compression) COMPRESSION=$2; shift ;;
     --row-group-rows) ROW_GROUP_ROWS=$2; shift ;;
+    --zstd-level) ZSTD_LEVEL=$2; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -57,6 +61,7 @@ WORK=$ROOT/.bench/query-$VMS
 OURS=ours
 [ "$COMPRESSION" = zstd ] || OURS=ours-$COMPRESSION
 [ "$ROW_GROUP_ROWS" = 131072 ] || OURS=$OURS-rg$ROW_GROUP_ROWS
+[ -z "$ZSTD_LEVEL" ] || OURS=$OURS-z$ZSTD_LEVEL
 mkdir -p "$WORK"
 echo "== machine: $(nproc) CPU, load $(cut -d' ' -f1-3 /proc/loadavg)"
 if [ "$EXPORT" = 1 ] || [ ! -d "$WORK/$OURS" ]; then
@@ -85,6 +90,7 @@ metrics = ["vscope.vm.*"]
 url = "$WORK/$OURS"
 compression = "$COMPRESSION"
 row_group_rows = $ROW_GROUP_ROWS
+${ZSTD_LEVEL:+zstd_level = $ZSTD_LEVEL}
 TOML
   echo "== exporting a month ($VMS VMs per datacenter, 60 s) with the inventory"
   "$BIN" run "$WORK/p.toml" --now 2026-11-01T00:00:00Z --json >"$WORK/run.json" 2>"$WORK/run.log"

@@ -202,8 +202,12 @@ pub(super) fn default_partition_by() -> Vec<String> {
 pub(super) fn default_compression() -> String {
     "zstd".into()
 }
+/// zstd level 2 by default, not 1: on the bench day (8.64 M points, 2026-12-06) level 2 writes
+/// 3.277 bytes a point against level 1's 3.553 (−7.8 %) at the same export time (1.03-1.06 s
+/// against 0.98-1.18 s, two rounds); level 3 gives 3.259 for 10 % more time. zstd picks its
+/// match-finder tables by level, and level 1's are the sparsest; decoding costs the same.
 pub(super) fn default_zstd_level() -> i32 {
-    1
+    2
 }
 /// Rows per row group by default: 128 Ki. Row groups are what DuckDB, Spark and polars skip by
 /// their statistics; at 1 Mi rows a day's file of a small PCC was a single row group and a query

@@ -711,7 +711,7 @@ fn pages_are_zstd_unless_snappy_is_asked_and_other_codecs_are_refused() {
     let with = |extra: &str| parse_str(&BASE.replace("[sink]", &format!("[sink]\n{extra}")));
     assert_eq!(
         parse_str(BASE).unwrap().sink.compression,
-        PageCompression::Zstd(1)
+        PageCompression::Zstd(2)
     );
     assert_eq!(
         with("zstd_level = 7").unwrap().sink.compression,
