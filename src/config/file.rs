@@ -202,10 +202,11 @@ pub(super) fn default_partition_by() -> Vec<String> {
 pub(super) fn default_compression() -> String {
     "zstd".into()
 }
-/// zstd level 2 by default, not 1: on the bench day (8.64 M points, 2026-12-06) level 2 writes
-/// 3.277 bytes a point against level 1's 3.553 (−7.8 %) at the same export time (1.03-1.06 s
-/// against 0.98-1.18 s, two rounds); level 3 gives 3.259 for 10 % more time. zstd picks its
-/// match-finder tables by level, and level 1's are the sparsest; decoding costs the same.
+/// zstd level 2 by default, not 1: with the 1 MiB pages the writer cuts (`load::writer`), level
+/// 1 made the bench day 4.280 bytes a point and level 2 makes it 3.398 (3.553 with level 1 on
+/// the old 20,000-row pages): zstd picks its match-finder tables by level and input size, and
+/// level 1's for inputs over 256 KiB are its sparsest. Decoding costs the same; encoding about
+/// 8 % of the loopback export (docs/performance.md "For the reader").
 pub(super) fn default_zstd_level() -> i32 {
     2
 }
