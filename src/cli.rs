@@ -305,8 +305,9 @@ pub struct SimArgs {
     /// request budget for benchmarks of sharded runs (OVH documents no limit).
     #[arg(long, value_name = "R", requires = "replay")]
     pub token_rate: Option<f64>,
-    /// With --replay: compress at this zlib level (1-9) instead of each API's server's (the
-    /// 6 of OpenTSDB's Netty and of Warp 10's Jetty: what a looser or tighter server gives).
+    /// With --replay: compress at this zlib level (1-9) instead of each API's server's (level
+    /// 6 for both OpenTSDB's Netty and Warp 10's Jetty): what a looser or tighter server gives;
+    /// nginx's default `gzip_comp_level 1` is this backend's level 2.
     #[arg(long, value_name = "N", requires = "replay", value_parser = clap::value_parser!(u32).range(1..=9))]
     pub gzip_level: Option<u32>,
     /// With --replay: compress every recorded answer once, before listening, and send those

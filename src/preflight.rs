@@ -15,7 +15,8 @@
 //!    [`crate::error::Error::NothingDiscovered`]);
 //! 4. how large one window's answer is for the largest unit, extrapolated from a short slice,
 //!    against `source.max_answer_size` and the server's fetch limit;
-//! 5. the sink can be listed (bucket, path and credentials).
+//! 5. whether the answers come compressed (over a network the bytes a point set the speed);
+//! 6. the sink can be listed (bucket, path and credentials).
 //!
 //! `run` does step 2 only (one request); steps 3 happen anyway when it plans.
 
@@ -251,9 +252,69 @@ pub async fn check(pipeline: &Pipeline, now_ms: i64) -> CheckReport {
         }),
     );
     probe_answer_size(pipeline, &conn.client, &plan, now_ms, &mut report).await;
+    check_compression(pipeline, &conn.client, &mut report);
     check_sink(pipeline, &mut report).await;
     finish(conn).await;
     report
+}
+
+/// Below this many decoded bytes an uncompressed answer says nothing: servers leave short
+/// answers plain (nginx under 20 bytes, Jetty under 23) and the check's own requests are small.
+const COMPRESSION_EVIDENCE_BYTES: u64 = 64 << 10;
+
+/// Whether the answers the check received came compressed: over a network the bytes a point
+/// set the export's speed, and OVH's OpenTSDB endpoint (Erlenmeyer) answers plain whatever
+/// the client asks, while Warp 10 gzips its own answers (`crates/sim/src/gzip.rs` cites both),
+/// about 4 times fewer bytes (docs/performance.md "Over the wire").
+fn check_compression(pipeline: &Pipeline, client: &MetricsClient, report: &mut CheckReport) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let decoded = client.stats().bytes.load(Relaxed);
+    let wire = client.stats().bytes_on_wire.load(Relaxed);
+    if !pipeline.source.gzip {
+        report.push(
+            "compression",
+            Status::Ok,
+            "not asked (source.gzip = false): answers travel plain".to_string(),
+            None,
+        );
+    } else if wire < decoded {
+        report.push(
+            "compression",
+            Status::Ok,
+            format!(
+                "answers come gzip: {} bytes on the wire for {decoded} decoded ({:.1}x fewer)",
+                wire,
+                decoded as f64 / wire.max(1) as f64
+            ),
+            None,
+        );
+    } else if decoded >= COMPRESSION_EVIDENCE_BYTES {
+        let fix = match pipeline.source.protocol {
+            crate::config::Protocol::Opentsdb => {
+                "OVH's OpenTSDB endpoint (Erlenmeyer) does not compress its answers; Warp 10's \
+                 own API does: source.protocol = \"warp10\" with the token's warpEndpoint as \
+                 source.url moves about 4 times fewer bytes (README, \"OpenTSDB or Warp 10\")"
+            }
+            crate::config::Protocol::Warp10 => {
+                "Warp 10 gzips its answers itself: something between it and this machine (a \
+                 proxy) removes the compression; exports over a slow link will be about 4 \
+                 times slower"
+            }
+        };
+        report.push(
+            "compression",
+            Status::Warn,
+            format!("the endpoint answered {decoded} bytes uncompressed although gzip was asked"),
+            Some(fix.to_string()),
+        );
+    } else {
+        report.push(
+            "compression",
+            Status::Ok,
+            format!("too little received to tell ({decoded} bytes)"),
+            None,
+        );
+    }
 }
 
 /// Fetches a short slice of the largest unit (the metric and datacenter with the most series)

@@ -345,3 +345,36 @@ fn check_names_each_problem_with_its_fix() {
     assert!(text.contains("FAIL  series"), "{text}");
     assert!(text.contains("opentsdbEndpoint"), "{text}");
 }
+
+/// `vscope-etl check` says whether the answers come compressed: through the `ovh` dialect
+/// (Erlenmeyer answers plain whatever is asked) it warns, names Warp 10's API as the fix, and
+/// still exits 0; from OpenTSDB's own server (dialect `opentsdb`) it reports the ratio; with
+/// `source.gzip = false` it says compression was not asked.
+#[test]
+fn check_tells_whether_the_answers_come_compressed() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |source: &str| {
+        let p = write_pipeline(dir.path(), NAME, source, START, END, "2h", TABLES);
+        let out = run(&["check", p.to_str().unwrap(), "--now", NOW]);
+        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let erlenmeyer = source("", "").replace("vms_per_datacenter = 4", "vms_per_datacenter = 30");
+    let text = check(&erlenmeyer);
+    assert!(
+        text.contains("warn  compression")
+            && text.contains("uncompressed although gzip was asked")
+            && text.contains("source.protocol = \"warp10\""),
+        "{text}"
+    );
+    let text = check(&erlenmeyer.replace("dialect = \"ovh\"", "dialect = \"opentsdb\""));
+    assert!(
+        text.contains("ok    compression  answers come gzip"),
+        "{text}"
+    );
+    let text = check(&erlenmeyer.replace(
+        "requests_per_second = 0",
+        "requests_per_second = 0\ngzip = false",
+    ));
+    assert!(text.contains("ok    compression  not asked"), "{text}");
+}
