@@ -24,7 +24,7 @@
 #               written to ours-C/ (the same rows: the default layouts are shared)
 #     --zstd-level N  our layout's `sink.zstd_level` (default: the pipeline default); given, it
 #               is written to ours-zN/
-#     --row-group-rows N  our layout's `sink.row_group_rows` (default 131072); other values are
+#     --row-group-rows N  our layout's `sink.row_group_rows` (default 262144); other values are
 #               written to ours-rgN/ (with --compression C: ours-C-rgN/)
 #     --no-export  query the layout the last run wrote (same binary) instead of exporting anew
 # Our layout is written anew each time (the binary may have changed) unless --no-export; the
@@ -37,7 +37,7 @@ BUILD=1
 S3=1
 EXPORT=1
 COMPRESSION=zstd
-ROW_GROUP_ROWS=131072
+ROW_GROUP_ROWS=262144
 ZSTD_LEVEL=
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -60,7 +60,7 @@ if [ "$BUILD" = 1 ]; then cargo build --release --no-default-features --quiet; f
 WORK=$ROOT/.bench/query-$VMS
 OURS=ours
 [ "$COMPRESSION" = zstd ] || OURS=ours-$COMPRESSION
-[ "$ROW_GROUP_ROWS" = 131072 ] || OURS=$OURS-rg$ROW_GROUP_ROWS
+[ "$ROW_GROUP_ROWS" = 262144 ] || OURS=$OURS-rg$ROW_GROUP_ROWS
 [ -z "$ZSTD_LEVEL" ] || OURS=$OURS-z$ZSTD_LEVEL
 mkdir -p "$WORK"
 echo "== machine: $(nproc) CPU, load $(cut -d' ' -f1-3 /proc/loadavg)"
