@@ -244,10 +244,10 @@ impl Source {
         match &self.endpoint {
             Endpoint::Url(u) => u.to_string(),
             Endpoint::Sim(_) => "the built-in simulator (source.url = \"sim\")".to_string(),
-            Endpoint::FromToken => {
-                "the endpoint of the metrics token (its opentsdbEndpoint, source.url unset)"
-                    .to_string()
-            }
+            Endpoint::FromToken => format!(
+                "the endpoint of the metrics token (its {}, source.url unset)",
+                values::token_endpoint(self.protocol).0
+            ),
         }
     }
 

@@ -483,6 +483,15 @@ fn source_url_may_be_left_out_only_when_the_token_comes_from_api_v6() {
     let p = parse(&without_url("", &ovh_user), "t.toml", &env).unwrap();
     assert!(matches!(p.source.endpoint, Endpoint::FromToken));
     assert!(p.source.sim_config().is_none());
+    // Messages name the token's field of the protocol read.
+    assert!(p.source.endpoint_text().contains("its opentsdbEndpoint"));
+    let warp = parse(
+        &without_url("protocol = \"warp10\"", &ovh_user),
+        "t.toml",
+        &env,
+    )
+    .unwrap();
+    assert!(warp.source.endpoint_text().contains("its warpEndpoint"));
     // An empty url (e.g. a variable set to "") means the same.
     let p = parse(&without_url("url = \"\"", &ovh_user), "t.toml", &env).unwrap();
     assert!(matches!(p.source.endpoint, Endpoint::FromToken));

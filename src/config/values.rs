@@ -86,7 +86,7 @@ pub(super) fn expand(
 }
 
 /// The field of the `metricsToken` answer that holds the endpoint of `protocol`, and an
-/// example of it: what the messages about a missing `source.url` name.
+/// example of it: what the messages about a missing or token-given `source.url` name.
 pub(super) fn token_endpoint(protocol: crate::config::Protocol) -> (&'static str, &'static str) {
     match protocol {
         crate::config::Protocol::Opentsdb => (
