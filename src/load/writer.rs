@@ -814,21 +814,23 @@ mod tests {
 
     /// A `PartWriter` of a VM metrics file `name` in `dir`, with row groups of 1,000 rows.
     fn small_writer(dir: &std::path::Path, name: &str) -> PartWriter {
-        small_writer_with(dir, name, PageCompression::Zstd(1))
+        vm_writer(dir, name, PageCompression::Zstd(1), 1000)
     }
 
-    /// [`small_writer`] with pages compressed by `compression`.
-    fn small_writer_with(
+    /// A `vm_metrics` writer of `dir/name` with the production properties for `compression`
+    /// and `row_group_rows`.
+    fn vm_writer(
         dir: &std::path::Path,
         name: &str,
         compression: PageCompression,
+        row_group_rows: usize,
     ) -> PartWriter {
         let sink = Sink::open(dir.to_str().unwrap()).unwrap();
         let schema = raw_schema(Component::Vm);
         let settings = FileSettings {
             pipeline: "t".into(),
             compression,
-            row_group_rows: 1000,
+            row_group_rows,
         };
         let props = writer_properties(&schema, &settings, "vm_metrics", (0, 1));
         PartWriter::create(&sink, name.into(), "vm_metrics", schema, props).unwrap()
@@ -846,7 +848,7 @@ mod tests {
         name: &str,
         compression: PageCompression,
     ) -> (Vec<u8>, WrittenFile) {
-        let mut w = small_writer_with(dir, name, compression);
+        let mut w = vm_writer(dir, name, compression, 1000);
         let mut b = RawBatchBuilder::new(Component::Vm);
         for i in 0..10 {
             let s = series(i, 450);
@@ -979,16 +981,7 @@ mod tests {
         use parquet::arrow::arrow_reader::ArrowReaderOptions;
         use parquet::file::metadata::PageIndexPolicy;
         let dir = tempfile::tempdir().unwrap();
-        let sink = Sink::open(dir.path().to_str().unwrap()).unwrap();
-        let schema = raw_schema(Component::Vm);
-        let settings = FileSettings {
-            pipeline: "t".into(),
-            compression: PageCompression::Zstd(2),
-            row_group_rows: 1 << 20,
-        };
-        let props = writer_properties(&schema, &settings, "vm_metrics", (0, 1));
-        let mut w =
-            PartWriter::create(&sink, "p.parquet".into(), "vm_metrics", schema, props).unwrap();
+        let mut w = vm_writer(dir.path(), "p.parquet", PageCompression::Zstd(2), 1 << 20);
         let mut b = RawBatchBuilder::new(Component::Vm);
         b.append(&series(1, 50_000), 0..50_000);
         w.write(&b.finish().unwrap()).await.unwrap();
