@@ -15,8 +15,9 @@
 # (single_vm_bytes_pct: bytes the single-VM query reads of our layout, in % of the layout's
 # bytes; vs_*: over the four queries, the smallest ratio of their time to ours).
 #
-#   benches/query.sh [--vms N] [--compression zstd|snappy] [--zstd-level N]
-#                    [--row-group-rows N] [--no-build] [--no-s3] [--no-export]
+#   benches/query.sh [--vms N] [--compression zstd|snappy|lz4] [--zstd-level N]
+#                    [--row-group-rows N] [--partition-by metric] [--no-build] [--no-s3]
+#                    [--no-export]
 #     --vms N   VMs per datacenter, default 25 (30 M points); 250 is the 10x set (300 M points,
 #               about 1.5 GB in our layout; the S3 pass is skipped above 50: moto holds objects
 #               in memory)
@@ -24,8 +25,12 @@
 #               written to ours-C/ (the same rows: the default layouts are shared)
 #     --zstd-level N  our layout's `sink.zstd_level` (default: the pipeline default); given, it
 #               is written to ours-zN/
-#     --row-group-rows N  our layout's `sink.row_group_rows` (default 262144); other values are
-#               written to ours-rgN/ (with --compression C: ours-C-rgN/)
+#     --row-group-rows N  our layout's `sink.row_group_rows` (default: the pipeline default);
+#               given, it is written to ours-rgN/ (with --compression C: ours-C-rgN/)
+#     --partition-by metric  our layout's `sink.partition_by = ["metric", "date"]` (default
+#               ["date"]), written to ours-…-pmetric/; its row groups (64 Ki rows unless
+#               --row-group-rows) and value pages (64 KiB) follow. With --compression lz4 it
+#               is the reader layout of large PCCs (docs/performance.md "For the reader").
 #     --no-export  query the layout the last run wrote (same binary) instead of exporting anew
 # Our layout is written anew each time (the binary may have changed) unless --no-export; the
 # default layouts are made once from its rows and kept in .bench/query-N.
@@ -37,8 +42,9 @@ BUILD=1
 S3=1
 EXPORT=1
 COMPRESSION=zstd
-ROW_GROUP_ROWS=262144
+ROW_GROUP_ROWS=
 ZSTD_LEVEL=
+PARTITION_BY=date
 while [ $# -gt 0 ]; do
   case "$1" in
     --vms) VMS=$2; shift ;;
@@ -48,6 +54,7 @@ while [ $# -gt 0 ]; do
     --compression) COMPRESSION=$2; shift ;;
     --row-group-rows) ROW_GROUP_ROWS=$2; shift ;;
     --zstd-level) ZSTD_LEVEL=$2; shift ;;
+    --partition-by) PARTITION_BY=$2; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -60,8 +67,13 @@ if [ "$BUILD" = 1 ]; then cargo build --release --no-default-features --quiet; f
 WORK=$ROOT/.bench/query-$VMS
 OURS=ours
 [ "$COMPRESSION" = zstd ] || OURS=ours-$COMPRESSION
-[ "$ROW_GROUP_ROWS" = 262144 ] || OURS=$OURS-rg$ROW_GROUP_ROWS
+[ -z "$ROW_GROUP_ROWS" ] || OURS=$OURS-rg$ROW_GROUP_ROWS
 [ -z "$ZSTD_LEVEL" ] || OURS=$OURS-z$ZSTD_LEVEL
+case "$PARTITION_BY" in
+  date) PARTITIONS='["date"]' ;;
+  metric) PARTITIONS='["metric", "date"]'; OURS=$OURS-pmetric ;;
+  *) echo "--partition-by is metric or date" >&2; exit 2 ;;
+esac
 mkdir -p "$WORK"
 echo "== machine: $(nproc) CPU, load $(cut -d' ' -f1-3 /proc/loadavg)"
 if [ "$EXPORT" = 1 ] || [ ! -d "$WORK/$OURS" ]; then
@@ -89,7 +101,8 @@ metrics = ["vscope.vm.*"]
 [sink]
 url = "$WORK/$OURS"
 compression = "$COMPRESSION"
-row_group_rows = $ROW_GROUP_ROWS
+${ROW_GROUP_ROWS:+row_group_rows = $ROW_GROUP_ROWS}
+partition_by = $PARTITIONS
 ${ZSTD_LEVEL:+zstd_level = $ZSTD_LEVEL}
 TOML
   echo "== exporting a month ($VMS VMs per datacenter, 60 s) with the inventory"

@@ -731,7 +731,7 @@ fn generate(args: &Args, out: &Path, quiet: bool) -> Result<Vec<(String, Totals)
         return Err(format!("{} is not empty: remove it first", out.display()).into());
     }
     let pipeline = pipeline(out, args.days, args.row_group_rows)?;
-    let settings = vscope_etl::ovh::file_settings(&pipeline);
+    let settings = vscope_etl::load::writer::FileSettings::of(&pipeline);
     let wanted: &[&str] = if args.rollup {
         &["vm_metrics_1h", "host_metrics_1h", "filer_metrics"]
     } else {

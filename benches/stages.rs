@@ -92,6 +92,7 @@ fn write(
         pipeline: "bench".into(),
         compression: vscope_etl::config::PageCompression::Zstd(1),
         row_group_rows: 1 << 20,
+        value_page_bytes: vscope_etl::config::VALUE_PAGE_BYTES,
     };
     let props = writer_properties(&schema, &settings, "vm_metrics", window);
     rt.block_on(async {

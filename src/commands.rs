@@ -9,7 +9,7 @@ use crate::load::Sink;
 use crate::load::lease::Lease;
 use crate::ovh::inventory::InventoryReport;
 use crate::ovh::model::MetricsToken;
-use crate::ovh::{Inventory, OvhClient, build_client, file_settings, metrics_token, snapshot};
+use crate::ovh::{Inventory, OvhClient, build_client, metrics_token, snapshot};
 use crate::semantics::time::format_window_stamp;
 use crate::sim::SimHandle;
 
@@ -90,7 +90,12 @@ pub async fn inventory_command(
         let lease = Lease::acquire(&sink, &pipeline.name, &run_id, pipeline.sink.lease_ttl_ms)
             .await?
             .keep();
-        let written = snapshot::write(&sink, &inventory, &file_settings(pipeline)).await;
+        let written = snapshot::write(
+            &sink,
+            &inventory,
+            &crate::load::writer::FileSettings::of(pipeline),
+        )
+        .await;
         lease.release_or_warn().await;
         let mut report = InventoryReport::of(&inventory, &session.client);
         report.files = written?;

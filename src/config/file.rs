@@ -120,8 +120,9 @@ pub(super) struct SinkFile {
     pub(super) compression: String,
     #[serde(default = "default_zstd_level")]
     pub(super) zstd_level: i32,
-    #[serde(default = "default_row_group_rows")]
-    pub(super) row_group_rows: usize,
+    /// `None`: [`default_row_group_rows`] for the partitioning.
+    #[serde(default)]
+    pub(super) row_group_rows: Option<usize>,
     #[serde(default = "default_lease_ttl")]
     pub(super) lease_ttl: String,
     #[serde(default = "default_table_format")]
@@ -210,14 +211,22 @@ pub(super) fn default_compression() -> String {
 pub(super) fn default_zstd_level() -> i32 {
     2
 }
-/// Rows per row group by default: 256 Ki. Row groups are what DuckDB, Spark and polars skip by
-/// their statistics; they also end where the metric changes, so a small PCC's metric-day is one
-/// row group whatever this is. On a 500-VM month (`benches/query.sh --vms 250`,
-/// docs/performance.md) 256 Ki against 128 Ki: the one-day query 0.78x pyarrow's single file
-/// instead of 0.56x, month-wide queries the same or faster, one VM's lookup still faster than
-/// on either default layout (22.5 % of the bytes instead of 18.2 %).
-pub(super) fn default_row_group_rows() -> usize {
-    1 << 18
+/// Rows per row group by default, by partitioning. Row groups are what DuckDB, Spark and polars
+/// skip by their statistics, and DuckDB pays for every row group of every file a query opens
+/// (about 20 us each, skipped or not).
+///
+/// - `["date"]`: 256 Ki. A file holds every metric of a day, and a one-day query opens all of
+///   them; row groups also end where the metric changes, so a small PCC's metric-day is one row
+///   group whatever this is. On a 500-VM month (`benches/query.sh --vms 250`) 256 Ki against
+///   128 Ki: the one-day query 0.78x pyarrow's single file instead of 0.56x, one VM's lookup
+///   22.5 % of the bytes instead of 18.2 %.
+/// - `["metric", "date"]`: 64 Ki. A file holds one metric-day, so its row groups are slices of
+///   the VMs (about 45 of 500 VMs each), and a query on one metric opens only that metric's
+///   files: one VM's month reads 4.9 % of the bytes (with the 64 KiB value pages of
+///   [`super::SinkSpec::value_page_bytes`]) and the one-day query still matches pyarrow's
+///   single file; 32 Ki made it 0.76x (docs/performance.md "For the reader").
+pub(super) fn default_row_group_rows(metric_partitions: bool) -> usize {
+    if metric_partitions { 1 << 16 } else { 1 << 18 }
 }
 pub(super) fn default_table_format() -> String {
     "parquet".into()

@@ -715,8 +715,31 @@ fn the_protocol_is_opentsdb_unless_warp10_is_asked() {
     );
 }
 
+/// Row groups and value pages follow the partitioning: a metric partition's file is one
+/// metric-day, so its row groups are VM slices (64 Ki rows, 64 KiB value pages); a date
+/// partition's file holds every metric (256 Ki rows, 1 MiB pages). A written
+/// `row_group_rows` wins; the page size is not a setting.
 #[test]
-fn pages_are_zstd_unless_snappy_is_asked_and_other_codecs_are_refused() {
+fn row_groups_and_value_pages_follow_the_partitioning() {
+    let with = |extra: &str| parse_str(&BASE.replace("[sink]", &format!("[sink]\n{extra}")));
+    let by_date = parse_str(BASE).unwrap().sink;
+    assert_eq!(
+        (by_date.row_group_rows, by_date.value_page_bytes),
+        (1 << 18, crate::config::VALUE_PAGE_BYTES)
+    );
+    let by_metric = with("partition_by = [\"metric\", \"date\"]").unwrap().sink;
+    assert_eq!(
+        (by_metric.row_group_rows, by_metric.value_page_bytes),
+        (1 << 16, crate::config::SMALL_VALUE_PAGE_BYTES)
+    );
+    let written = with("partition_by = [\"metric\", \"date\"]\nrow_group_rows = 100000");
+    assert_eq!(written.unwrap().sink.row_group_rows, 100_000);
+    let err = with("row_group_rows = 10").unwrap_err().to_string();
+    assert!(err.contains("sink.row_group_rows"), "{err}");
+}
+
+#[test]
+fn pages_are_zstd_unless_snappy_or_lz4_is_asked_and_other_codecs_are_refused() {
     let with = |extra: &str| parse_str(&BASE.replace("[sink]", &format!("[sink]\n{extra}")));
     assert_eq!(
         parse_str(BASE).unwrap().sink.compression,
@@ -730,9 +753,13 @@ fn pages_are_zstd_unless_snappy_is_asked_and_other_codecs_are_refused() {
         with("compression = \"snappy\"").unwrap().sink.compression,
         PageCompression::Snappy
     );
-    let err = with("compression = \"lz4\"").unwrap_err().to_string();
+    assert_eq!(
+        with("compression = \"lz4\"").unwrap().sink.compression,
+        PageCompression::Lz4
+    );
+    let err = with("compression = \"gzip\"").unwrap_err().to_string();
     assert!(
-        err.contains("sink.compression") && err.contains("'lz4'") && err.contains("snappy"),
+        err.contains("sink.compression") && err.contains("'gzip'") && err.contains("lz4"),
         "{err}"
     );
 }

@@ -12,7 +12,8 @@ use super::values::{
 };
 use super::{
     ConfigError, DAY_MS, DialectChoice, Discovery, Endpoint, OvhEndpoint, OvhSpec, PartitionKey,
-    Pipeline, Scope, SinkSpec, Source, TableSpec, invalid,
+    Pipeline, SMALL_VALUE_PAGE_BYTES, Scope, SinkSpec, Source, TableSpec, VALUE_PAGE_BYTES,
+    invalid,
 };
 use crate::catalogue::{Catalogue, Component};
 use crate::dialect::Dialect;
@@ -655,14 +656,21 @@ pub(super) fn validate_sink(
     let compression = match sink.compression.as_str() {
         "zstd" => PageCompression::Zstd(sink.zstd_level),
         "snappy" => PageCompression::Snappy,
+        "lz4" => PageCompression::Lz4,
         other => {
             return Err(invalid(
                 "sink.compression",
-                format!("'{other}' is not \"zstd\" (smallest files) or \"snappy\" (faster scans)"),
+                format!(
+                    "'{other}' is not \"zstd\" (smallest files), \"lz4\" (fastest scans) or \"snappy\""
+                ),
             ));
         }
     };
-    if sink.row_group_rows < 1024 {
+    let metric_partitions = partition_by.contains(&PartitionKey::Metric);
+    let row_group_rows = sink
+        .row_group_rows
+        .unwrap_or_else(|| super::file::default_row_group_rows(metric_partitions));
+    if row_group_rows < 1024 {
         return Err(invalid("sink.row_group_rows", "must be at least 1024"));
     }
     let lease_ttl_ms = duration_ms("sink.lease_ttl", &sink.lease_ttl)?;
@@ -725,7 +733,12 @@ pub(super) fn validate_sink(
         url,
         partition_by,
         compression,
-        row_group_rows: sink.row_group_rows,
+        row_group_rows,
+        value_page_bytes: if metric_partitions {
+            SMALL_VALUE_PAGE_BYTES
+        } else {
+            VALUE_PAGE_BYTES
+        },
         lease_ttl_ms,
         table_format,
         s3,

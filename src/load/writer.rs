@@ -103,6 +103,22 @@ pub struct FileSettings {
     pub compression: crate::config::PageCompression,
     /// Rows per row group at most.
     pub row_group_rows: usize,
+    /// Uncompressed bytes of a data page of a double column at most
+    /// ([`crate::config::SinkSpec::value_page_bytes`]).
+    pub value_page_bytes: usize,
+}
+
+impl FileSettings {
+    /// The settings a pipeline's sink asks for (metric files, inventory snapshots and
+    /// compaction alike).
+    pub fn of(pipeline: &crate::config::Pipeline) -> Self {
+        FileSettings {
+            pipeline: pipeline.name.clone(),
+            compression: pipeline.sink.compression,
+            row_group_rows: pipeline.sink.row_group_rows,
+            value_page_bytes: pipeline.sink.value_page_bytes,
+        }
+    }
 }
 
 /// Writer properties for a table schema: the configured codec (zstd by default), page statistics, rows sorted by the key columns,
@@ -118,6 +134,7 @@ pub fn writer_properties(
             Compression::ZSTD(ZstdLevel::try_new(level).unwrap_or_default())
         }
         PageCompression::Snappy => Compression::SNAPPY,
+        PageCompression::Lz4 => Compression::LZ4_RAW,
     };
     let mut b = WriterProperties::builder()
         .set_compression(compression)
@@ -178,6 +195,7 @@ pub fn writer_properties(
             // docs/performance.md "For the reader").
             DataType::Float64 => {
                 b = b
+                    .set_column_data_page_size_limit(path.clone(), settings.value_page_bytes)
                     .set_column_dictionary_enabled(path.clone(), false)
                     .set_column_encoding(path, Encoding::PLAIN);
             }
@@ -818,12 +836,24 @@ mod tests {
     }
 
     /// A `vm_metrics` writer of `dir/name` with the production properties for `compression`
-    /// and `row_group_rows`.
+    /// and `row_group_rows` (value pages of date partitions).
     fn vm_writer(
         dir: &std::path::Path,
         name: &str,
         compression: PageCompression,
         row_group_rows: usize,
+    ) -> PartWriter {
+        let value_pages = crate::config::VALUE_PAGE_BYTES;
+        vm_writer_with_pages(dir, name, compression, row_group_rows, value_pages)
+    }
+
+    /// [`vm_writer`] with value pages of `value_page_bytes`.
+    fn vm_writer_with_pages(
+        dir: &std::path::Path,
+        name: &str,
+        compression: PageCompression,
+        row_group_rows: usize,
+        value_page_bytes: usize,
     ) -> PartWriter {
         let sink = Sink::open(dir.to_str().unwrap()).unwrap();
         let schema = raw_schema(Component::Vm);
@@ -831,6 +861,7 @@ mod tests {
             pipeline: "t".into(),
             compression,
             row_group_rows,
+            value_page_bytes,
         };
         let props = writer_properties(&schema, &settings, "vm_metrics", (0, 1));
         PartWriter::create(&sink, name.into(), "vm_metrics", schema, props).unwrap()
@@ -862,20 +893,12 @@ mod tests {
         (std::fs::read(dir.join(name)).unwrap(), f)
     }
 
-    /// `sink.compression = "snappy"`: every column chunk is snappy, the rows those of the zstd
-    /// file, the file larger.
+    /// `sink.compression = "snappy"` or `"lz4"`: every column chunk has that codec (LZ4_RAW for
+    /// lz4), the rows those of the zstd file, the file larger.
     #[tokio::test]
-    async fn snappy_pages_hold_the_same_rows_as_zstd_ones() {
+    async fn snappy_and_lz4_pages_hold_the_same_rows_as_zstd_ones() {
         let dir = tempfile::tempdir().unwrap();
         let (zstd, _) = write_file(dir.path(), "z.parquet").await;
-        let (snappy, f) = write_file_with(dir.path(), "s.parquet", PageCompression::Snappy).await;
-        assert_eq!(f.rows, 4500);
-        assert!(
-            snappy.len() > zstd.len(),
-            "{} vs {}",
-            snappy.len(),
-            zstd.len()
-        );
         let read = |bytes: Vec<u8>| {
             let reader =
                 ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes)).unwrap();
@@ -886,11 +909,24 @@ mod tests {
             let batches: Vec<RecordBatch> = reader.build().unwrap().map(Result::unwrap).collect();
             (codecs, batches)
         };
-        let (codecs, snappy_rows) = read(snappy);
-        assert_eq!(codecs, ["SNAPPY".to_string()].into());
-        let (codecs, zstd_rows) = read(zstd);
+        let (codecs, zstd_rows) = read(zstd.clone());
         assert!(codecs.iter().all(|c| c.starts_with("ZSTD")), "{codecs:?}");
-        assert_eq!(snappy_rows, zstd_rows);
+        for (codec, name) in [
+            (PageCompression::Snappy, "SNAPPY"),
+            (PageCompression::Lz4, "LZ4_RAW"),
+        ] {
+            let (bytes, f) = write_file_with(dir.path(), name, codec).await;
+            assert_eq!(f.rows, 4500);
+            assert!(
+                bytes.len() > zstd.len(),
+                "{name}: {} vs {}",
+                bytes.len(),
+                zstd.len()
+            );
+            let (codecs, rows) = read(bytes);
+            assert_eq!(codecs, [name.to_string()].into());
+            assert_eq!(rows, zstd_rows, "{name}");
+        }
     }
 
     #[tokio::test]
@@ -974,29 +1010,52 @@ mod tests {
         assert_eq!(group_rows, [1000, 500, 750, 200, 300]);
     }
 
-    /// Pages are cut by size (1 MiB), not every 20,000 rows: a 50,000-row chunk of doubles
-    /// (400 KB) is one page, which DuckDB reads at one page's cost (issue 21).
+    /// Pages are cut by size, not every 20,000 rows: in date partitions (1 MiB value pages) a
+    /// 50,000-row chunk of doubles (400 KB) is one page, which DuckDB reads at one page's cost;
+    /// in metric partitions (64 KiB value pages) the same chunk is 5-7 pages (the writer checks
+    /// the size every 1,024 values), so a reader after one VM stops within the row group, while
+    /// `ts` stays one page (issue 21).
     #[tokio::test]
     async fn pages_are_cut_by_size_not_by_row_count() {
         use parquet::arrow::arrow_reader::ArrowReaderOptions;
         use parquet::file::metadata::PageIndexPolicy;
         let dir = tempfile::tempdir().unwrap();
-        let mut w = vm_writer(dir.path(), "p.parquet", PageCompression::Zstd(2), 1 << 20);
-        let mut b = RawBatchBuilder::new(Component::Vm);
-        b.append(&series(1, 50_000), 0..50_000);
-        w.write(&b.finish().unwrap()).await.unwrap();
-        w.finish().await.unwrap();
-        let bytes = bytes::Bytes::from(std::fs::read(dir.path().join("p.parquet")).unwrap());
-        let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Required);
-        let reader = ParquetRecordBatchReaderBuilder::try_new_with_options(bytes, options).unwrap();
-        let meta = reader.metadata();
-        assert_eq!(meta.num_row_groups(), 1);
-        let page_index = meta.page_index_for_row_group(0);
-        let columns = meta.file_metadata().schema_descr().columns();
-        for name in ["ts", "value"] {
-            let c = columns.iter().position(|c| c.name() == name).unwrap();
-            let pages = &page_index.offset_index(c).unwrap().page_locations;
-            assert_eq!(pages.len(), 1, "{name}: {} pages", pages.len());
+        let cases = [
+            (crate::config::VALUE_PAGE_BYTES, 1..=1),
+            (crate::config::SMALL_VALUE_PAGE_BYTES, 5..=7),
+        ];
+        for (value_page_bytes, value_pages) in cases {
+            let name = format!("p{value_page_bytes}.parquet");
+            let mut w = vm_writer_with_pages(
+                dir.path(),
+                &name,
+                PageCompression::Zstd(2),
+                1 << 20,
+                value_page_bytes,
+            );
+            let mut b = RawBatchBuilder::new(Component::Vm);
+            b.append(&series(1, 50_000), 0..50_000);
+            w.write(&b.finish().unwrap()).await.unwrap();
+            w.finish().await.unwrap();
+            let bytes = bytes::Bytes::from(std::fs::read(dir.path().join(&name)).unwrap());
+            let options =
+                ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Required);
+            let reader =
+                ParquetRecordBatchReaderBuilder::try_new_with_options(bytes, options).unwrap();
+            let meta = reader.metadata();
+            assert_eq!(meta.num_row_groups(), 1);
+            let page_index = meta.page_index_for_row_group(0);
+            let columns = meta.file_metadata().schema_descr().columns();
+            for (column, expected) in [("ts", 1..=1), ("value", value_pages)] {
+                let c = columns.iter().position(|c| c.name() == column).unwrap();
+                let pages = page_index.offset_index(c).unwrap().page_locations.len();
+                assert!(
+                    expected.contains(&pages),
+                    "{column} with {value_page_bytes} B pages: {pages} pages"
+                );
+            }
+            let batches: Vec<RecordBatch> = reader.build().unwrap().map(Result::unwrap).collect();
+            assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 50_000);
         }
     }
 

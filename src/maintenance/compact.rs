@@ -185,11 +185,7 @@ async fn compact_day(
             e.files.extend(tw.files.iter().cloned());
         }
     }
-    let settings = FileSettings {
-        pipeline: pipeline.name.clone(),
-        compression: pipeline.sink.compression,
-        row_group_rows: pipeline.sink.row_group_rows,
-    };
+    let settings = FileSettings::of(pipeline);
     let (mut moves, mut removals, mut delta) = (Vec::new(), Vec::new(), Vec::new());
     let (mut replaced, mut rows) = (0, 0u64);
     for spec in tables {

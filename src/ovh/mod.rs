@@ -27,8 +27,7 @@ pub use inventory::{Inventory, InventoryReport};
 /// hundred small calls.
 pub const API_V6_MAX_IN_FLIGHT: usize = 8;
 
-use crate::config::{OvhEndpoint, OvhSpec, Pipeline, Source};
-use crate::load::writer::FileSettings;
+use crate::config::{OvhEndpoint, OvhSpec, Source};
 use model::MetricsToken;
 
 /// Builds the API v6 client of `spec` with the timeouts and retry settings of `source`.
@@ -148,15 +147,6 @@ pub fn metrics_endpoint(
             }
             Ok(url)
         }
-    }
-}
-
-/// The file settings of a pipeline's snapshot files (as for its metric files).
-pub fn file_settings(pipeline: &Pipeline) -> FileSettings {
-    FileSettings {
-        pipeline: pipeline.name.clone(),
-        compression: pipeline.sink.compression,
-        row_group_rows: pipeline.sink.row_group_rows,
     }
 }
 

@@ -437,6 +437,7 @@ mod tests {
             pipeline: "p".into(),
             compression: crate::config::PageCompression::Zstd(1),
             row_group_rows: 1 << 20,
+            value_page_bytes: crate::config::VALUE_PAGE_BYTES,
         };
         let files = write(&sink, &inventory(), &settings).await.unwrap();
         let tables: Vec<&str> = files.iter().map(|f| f.table.as_str()).collect();

@@ -442,11 +442,7 @@ async fn run_leased(
         client,
         sink,
         plan: &plan,
-        settings: FileSettings {
-            pipeline: pipeline.name.clone(),
-            compression: pipeline.sink.compression,
-            row_group_rows: pipeline.sink.row_group_rows,
-        },
+        settings: FileSettings::of(pipeline),
         progress: progress.clone(),
         // A shard sees only its units: reconciling them against the whole inventory would
         // report every other shard's series as missing.

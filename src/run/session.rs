@@ -174,7 +174,7 @@ pub(super) async fn refresh_inventory(
                 report.files = crate::ovh::snapshot::write(
                     sink,
                     &inventory,
-                    &crate::ovh::file_settings(pipeline),
+                    &crate::load::writer::FileSettings::of(pipeline),
                 )
                 .await?;
             }

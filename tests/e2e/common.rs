@@ -109,6 +109,18 @@ pub fn write_pipeline(
     path
 }
 
+/// Rewrites the pipeline file at `path` to the reader layout of large PCCs:
+/// `partition_by = ["metric", "date"]` (row groups of 64 Ki rows, value pages of 64 KiB) and
+/// lz4 pages (issue 21). Readers must find the same rows as in the default layout.
+pub fn use_reader_layout(path: &Path) {
+    let text = std::fs::read_to_string(path).unwrap().replace(
+        "[sink]\n",
+        "[sink]\npartition_by = [\"metric\", \"date\"]\ncompression = \"lz4\"\n",
+    );
+    assert!(text.contains("lz4"), "no [sink] in {}", path.display());
+    std::fs::write(path, text).unwrap();
+}
+
 /// The tables of [`TABLES`], by name.
 pub const TABLE_NAMES: [&str; 4] = [
     "vm_metrics",

@@ -1,5 +1,7 @@
 //! Spark reads the dataset as analysts do (`spark.read.parquet`), with the types the contract
-//! promises: `ts` timestamp, `tags` map, partition column `date` discovered.
+//! promises: `ts` timestamp, `tags` map, partition column `date` discovered; and the same rows
+//! from the reader layout of large PCCs (`partition_by = ["metric", "date"]`, lz4 pages of
+//! 64 KiB, issue 21).
 
 use std::process::Command;
 
@@ -15,6 +17,12 @@ fn spark_reads_raw_and_rollup_tables() {
     let out = run(&["run", p.to_str().unwrap()]);
     assert!(out.status.success(), "{}", describe(&out));
     let sink = dir.path().join("out");
+    let by_metric = dir.path().join("by_metric");
+    std::fs::create_dir(&by_metric).unwrap();
+    let p2 = write_pipeline(&by_metric, "spark", source, start, end, "1h", TABLES);
+    use_reader_layout(&p2);
+    let out = run(&["run", p2.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", describe(&out));
     let out = Command::new(&py)
         .arg(format!(
             "{}/tests/py/spark_check.py",
@@ -22,6 +30,7 @@ fn spark_reads_raw_and_rollup_tables() {
         ))
         .arg(&sink)
         .args(["vm_metrics", "vm_metrics_1h"])
+        .arg(by_metric.join("out"))
         .env("PYSPARK_PYTHON", &py)
         .output()
         .unwrap();
@@ -33,6 +42,13 @@ fn spark_reads_raw_and_rollup_tables() {
         .unwrap_or_else(|| panic!("{}", describe(&out)));
     let facts: serde_json::Value = serde_json::from_str(&line["SPARK_FACTS ".len()..]).unwrap();
 
+    for table in ["vm_metrics", "vm_metrics_1h"] {
+        assert_eq!(
+            facts[format!("{table}@1")],
+            facts[table],
+            "{table}: the metric-partitioned lz4 layout reads as the same rows"
+        );
+    }
     let raw = &facts["vm_metrics"];
     assert_eq!(raw["types"]["ts"], "timestamp");
     assert_eq!(raw["types"]["value"], "double");

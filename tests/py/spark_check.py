@@ -1,7 +1,9 @@
 """Reads a vscope-etl local sink with Spark (spark.read.parquet, as analysts do) and prints
 facts as JSON: schemas, row counts, partition column type, and a few values.
 
-Usage: spark_check.py SINK_DIR RAW_TABLE ROLLUP_TABLE
+Usage: spark_check.py SINK_DIR RAW_TABLE ROLLUP_TABLE [OTHER_SINK_DIR...]
+The tables of each other sink (the same rows in another layout) are reported under
+"<table>@<i>", i = 1, 2, ... in the order given.
 """
 import json
 import sys
@@ -12,6 +14,7 @@ from pyspark.sql import functions as F
 
 def main():
     sink, raw, rollup = sys.argv[1:4]
+    sinks = [sink] + sys.argv[4:]
     spark = (SparkSession.builder.master("local[2]").appName("vscope-etl-check")
              .config("spark.ui.enabled", "false")
              .config("spark.sql.session.timeZone", "UTC")
@@ -20,14 +23,15 @@ def main():
              .getOrCreate())
     spark.sparkContext.setLogLevel("ERROR")
     out = {}
-    for table in (raw, rollup):
+    for i, (sink, table) in enumerate((s, t) for s in sinks for t in (raw, rollup)):
+        key = table if i < 2 else f"{table}@{i // 2}"
         df = spark.read.parquet(f"{sink}/{table}")
         fields = {f.name: f.dataType.simpleString() for f in df.schema.fields}
         first = (df.orderBy("metric", "datacenter", "vm", "ts").select(
             "metric", "datacenter", "vm", (F.unix_millis("ts")).alias("ts_ms"), F.col("date").cast("string").alias("date"),
             F.col("tags")["env"].alias("env"),
             *(["value"] if "value" in fields else ["avg", "count"])).first().asDict())
-        out[table] = {
+        out[key] = {
             "types": fields,
             "rows": df.count(),
             "dates": [r[0] for r in df.select(F.col("date").cast("string")).distinct().orderBy(1).collect()],
