@@ -319,7 +319,7 @@ fn time_remaining_follows_the_simulated_growth() {
 /// The report reads the S3 sink a pipeline wrote (sink and credentials from the pipeline file)
 /// and gives the same tables as on a local copy of the same data.
 /// polars (the report's reader) reads the metric-partitioned lz4 layout as the default one:
-/// the same report, number for number.
+/// the same report, number for number; and DuckDB, reading the same files, agrees with it.
 #[test]
 fn the_report_is_the_same_on_the_reader_layout() {
     let dir = tempfile::tempdir().unwrap();
@@ -337,6 +337,9 @@ fn the_report_is_the_same_on_the_reader_layout() {
         name.to_string_lossy().starts_with("metric=")
     }));
     let b = report(&sink, &by_metric.join("r"), &["--format", "json"]);
+    let facts = duckdb_check(&sink, &by_metric.join("r").join("report.json"));
+    assert_eq!(facts["error_count"], 0, "{facts}");
+    assert!(facts["checked"].as_u64().unwrap() > 100, "{facts}");
     assert!(
         a["tables"]["vm_usage"]["rows"]
             .as_array()
