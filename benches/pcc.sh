@@ -8,7 +8,8 @@
 #   benches/pcc.sh --vms 1000      # one size (repeatable)
 #   options: --no-build, --memory-limit SIZE, --max-answer-size SIZE, --concurrency N
 #   (source.memory_limit, source.max_answer_size and source.concurrency; default the pipeline
-#   defaults)
+#   defaults), --reader-layout (sink partition_by = ["metric", "date"], compression = "lz4":
+#   the reader layout of large PCCs, one file per metric-day)
 #
 # Prints one last line per size:
 #   pcc vms=… series=… points=… points_per_s=… peak_rss_mb=… memory_waits=… files=…
@@ -24,6 +25,7 @@ BUILD=1
 LIMIT=""
 ANSWER=""
 CONC=""
+SINK_EXTRA=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --vms) SIZES+=("$2"); shift ;;
@@ -31,6 +33,7 @@ while [ $# -gt 0 ]; do
     --memory-limit) LIMIT=$2; shift ;;
     --max-answer-size) ANSWER=$2; shift ;;
     --concurrency) CONC=$2; shift ;;
+    --reader-layout) SINK_EXTRA=$'partition_by = ["metric", "date"]\ncompression = "lz4"' ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -88,6 +91,7 @@ downsample = "1h"
 aggregates = ["avg", "min", "max", "p95", "count"]
 [sink]
 url = "$WORK/out-$vms"
+$SINK_EXTRA
 TOML
   echo "== $vms VMs"
   /usr/bin/time -f '%M' -o "$WORK/rss-$vms" "$BIN" run "$WORK/pcc-$vms.toml" --json \
