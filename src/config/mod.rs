@@ -398,6 +398,17 @@ impl SinkSpec {
             .map(|k| k.name().to_string())
             .collect()
     }
+
+    /// Uncompressed bytes of a data page of the value (double) columns at most:
+    /// [`VALUE_PAGE_BYTES`] in date partitions, [`SMALL_VALUE_PAGE_BYTES`] in metric partitions.
+    /// Not a setting: it follows the partitioning, like the row groups' default.
+    pub fn value_page_bytes(&self) -> usize {
+        if self.partition_by.contains(&PartitionKey::Metric) {
+            SMALL_VALUE_PAGE_BYTES
+        } else {
+            VALUE_PAGE_BYTES
+        }
+    }
 }
 
 impl PartitionKey {
@@ -422,10 +433,6 @@ pub struct SinkSpec {
     /// Rows per Parquet row group at most (bounds writer memory); its default depends on the
     /// partitioning (`file::default_row_group_rows`).
     pub row_group_rows: usize,
-    /// Uncompressed bytes of a data page of the value (double) columns at most:
-    /// [`VALUE_PAGE_BYTES`] in date partitions, [`SMALL_VALUE_PAGE_BYTES`] in metric partitions.
-    /// Not a setting: it follows the partitioning, like the row groups.
-    pub value_page_bytes: usize,
     /// How long a run's lease lasts without renewal (a crashed run blocks others this long).
     pub lease_ttl_ms: i64,
     /// How each table directory is laid out ([`TableFormat`]).

@@ -724,12 +724,12 @@ fn row_groups_and_value_pages_follow_the_partitioning() {
     let with = |extra: &str| parse_str(&BASE.replace("[sink]", &format!("[sink]\n{extra}")));
     let by_date = parse_str(BASE).unwrap().sink;
     assert_eq!(
-        (by_date.row_group_rows, by_date.value_page_bytes),
+        (by_date.row_group_rows, by_date.value_page_bytes()),
         (1 << 18, crate::config::VALUE_PAGE_BYTES)
     );
     let by_metric = with("partition_by = [\"metric\", \"date\"]").unwrap().sink;
     assert_eq!(
-        (by_metric.row_group_rows, by_metric.value_page_bytes),
+        (by_metric.row_group_rows, by_metric.value_page_bytes()),
         (1 << 16, crate::config::SMALL_VALUE_PAGE_BYTES)
     );
     let written = with("partition_by = [\"metric\", \"date\"]\nrow_group_rows = 100000");

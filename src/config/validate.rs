@@ -12,8 +12,7 @@ use super::values::{
 };
 use super::{
     ConfigError, DAY_MS, DialectChoice, Discovery, Endpoint, OvhEndpoint, OvhSpec, PartitionKey,
-    Pipeline, SMALL_VALUE_PAGE_BYTES, Scope, SinkSpec, Source, TableSpec, VALUE_PAGE_BYTES,
-    invalid,
+    Pipeline, Scope, SinkSpec, Source, TableSpec, invalid,
 };
 use crate::catalogue::{Catalogue, Component};
 use crate::dialect::Dialect;
@@ -666,10 +665,9 @@ pub(super) fn validate_sink(
             ));
         }
     };
-    let metric_partitions = partition_by.contains(&PartitionKey::Metric);
-    let row_group_rows = sink
-        .row_group_rows
-        .unwrap_or_else(|| super::file::default_row_group_rows(metric_partitions));
+    let row_group_rows = sink.row_group_rows.unwrap_or_else(|| {
+        super::file::default_row_group_rows(partition_by.contains(&PartitionKey::Metric))
+    });
     if row_group_rows < 1024 {
         return Err(invalid("sink.row_group_rows", "must be at least 1024"));
     }
@@ -734,11 +732,6 @@ pub(super) fn validate_sink(
         partition_by,
         compression,
         row_group_rows,
-        value_page_bytes: if metric_partitions {
-            SMALL_VALUE_PAGE_BYTES
-        } else {
-            VALUE_PAGE_BYTES
-        },
         lease_ttl_ms,
         table_format,
         s3,

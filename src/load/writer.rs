@@ -104,7 +104,7 @@ pub struct FileSettings {
     /// Rows per row group at most.
     pub row_group_rows: usize,
     /// Uncompressed bytes of a data page of a double column at most
-    /// ([`crate::config::SinkSpec::value_page_bytes`]).
+    /// ([`crate::config::SinkSpec::value_page_bytes`], by the partitioning).
     pub value_page_bytes: usize,
 }
 
@@ -116,7 +116,7 @@ impl FileSettings {
             pipeline: pipeline.name.clone(),
             compression: pipeline.sink.compression,
             row_group_rows: pipeline.sink.row_group_rows,
-            value_page_bytes: pipeline.sink.value_page_bytes,
+            value_page_bytes: pipeline.sink.value_page_bytes(),
         }
     }
 }
