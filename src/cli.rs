@@ -37,8 +37,8 @@ pub enum Command {
     /// What the sink holds for a pipeline's range: per window (and shard) committed, open or
     /// missing, the watermark, who holds the lease. Reads the sink only.
     Status(StatusArgs),
-    /// Delta tables: merge the window, shard and part files of each (table, day) into files of
-    /// a target size, committed as a rewrite (same rows); readers never see it half done.
+    /// Merge the window, shard and part files of each (table, day or month) partition into
+    /// sorted files of a target size (same rows); Delta readers never see it half done.
     Compact(CompactArgs),
     /// Delta tables: delete the data files no longer listed by a table's latest version and
     /// older than the retention period (time travel within it keeps working).
@@ -128,8 +128,8 @@ pub struct CompactArgs {
     /// Only this table.
     #[arg(long)]
     pub table: Option<String>,
-    /// Only days before this one (a date or time; default: the ledger's watermark minus
-    /// scope.lateness, so that no run rewrites a compacted day by itself).
+    /// Only days or months ending by this time (a date or time; default: the ledger's
+    /// watermark minus scope.lateness, so that no run rewrites a compacted period by itself).
     #[arg(long, value_name = "DATE")]
     pub until: Option<String>,
     /// About this many bytes per merged file.

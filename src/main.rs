@@ -495,8 +495,8 @@ fn metrics(args: MetricsArgs) -> u8 {
     EXIT_OK
 }
 
-/// `vscope-etl compact`: exit 0 with what was merged; 2 for a pipeline whose tables are not
-/// Delta tables or a bad flag; 1 when the lease is held or the sink fails.
+/// `vscope-etl compact`: exit 0 with what was merged; 2 for a bad flag; 1 when the lease is held
+/// or the sink fails.
 async fn compact(args: CompactArgs) -> u8 {
     let (pipeline, now) = match pipeline_and_clock(&args.pipeline, None) {
         Ok(p) => p,
@@ -535,15 +535,15 @@ async fn compact(args: CompactArgs) -> u8 {
         }
         Ok(r) => {
             println!(
-                "compacted {} day(s): {} file(s) into {}, {} rows, {:.1} s",
-                r.days.len(),
+                "compacted {} partition period(s): {} file(s) into {}, {} rows, {:.1} s",
+                r.periods.len(),
                 r.files_before,
                 r.files_after,
                 r.rows,
                 r.seconds
             );
-            for (day, why) in &r.skipped {
-                println!("skipped {day}: {why}");
+            for (period, why) in &r.skipped {
+                println!("skipped {period}: {why}");
             }
             EXIT_OK
         }

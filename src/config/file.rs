@@ -225,8 +225,10 @@ pub(super) fn default_zstd_level() -> i32 {
 ///   files: one VM's month reads 4.9 % of the bytes (with the 64 KiB value pages of
 ///   [`super::SinkSpec::value_page_bytes`]) and the one-day query still matches pyarrow's
 ///   single file; 32 Ki made it 0.76x (docs/performance.md "For the reader").
-pub(super) fn default_row_group_rows(metric_partitions: bool) -> usize {
-    if metric_partitions { 1 << 16 } else { 1 << 18 }
+/// - `["month"]`, `["metric", "month"]`: 64 Ki. A compacted month file is sorted by series, so
+///   a row group is one to two VMs' month of a metric and one VM's month reads a few of them.
+pub(super) fn default_row_group_rows(sliced: bool) -> usize {
+    if sliced { 1 << 16 } else { 1 << 18 }
 }
 pub(super) fn default_table_format() -> String {
     "parquet".into()

@@ -388,6 +388,11 @@ pub enum PartitionKey {
     Metric,
     /// `date=YYYY-MM-DD` (UTC date of `ts`).
     Date,
+    /// `month=YYYY-MM` (UTC month of `ts`): a run writes a file per window into its month's
+    /// folder, and `vscope-etl compact` merges a finished month into one file per folder, sorted
+    /// by series: the layout whose files one VM's month is a small part of however few VMs the
+    /// PCC has (docs/performance.md "For the reader").
+    Month,
 }
 
 impl SinkSpec {
@@ -400,15 +405,88 @@ impl SinkSpec {
     }
 
     /// Uncompressed bytes of a data page of the value (double) columns at most:
-    /// [`VALUE_PAGE_BYTES`] in date partitions, [`SMALL_VALUE_PAGE_BYTES`] in metric partitions.
-    /// Not a setting: it follows the partitioning, like the row groups' default.
+    /// [`VALUE_PAGE_BYTES`] in `["date"]` partitions, [`SMALL_VALUE_PAGE_BYTES`] in the layouts
+    /// read by slices ([`SinkSpec::sliced`]). Not a setting: it follows the partitioning, like
+    /// the row groups' default.
     pub fn value_page_bytes(&self) -> usize {
-        if self.partition_by.contains(&PartitionKey::Metric) {
+        if self.sliced() {
             SMALL_VALUE_PAGE_BYTES
         } else {
             VALUE_PAGE_BYTES
         }
     }
+
+    /// True when a file holds one metric or a month (`metric` or `month` partitions): its row
+    /// groups and value pages are then slices of the VMs, small enough for a reader to skip
+    /// the rest (`file::default_row_group_rows`, [`SinkSpec::value_page_bytes`]).
+    pub fn sliced(&self) -> bool {
+        self.partition_by != [PartitionKey::Date]
+    }
+
+    /// The time span of a partition folder: what `compact` merges into one file.
+    pub fn period(&self) -> PartitionPeriod {
+        if self.partition_by.contains(&PartitionKey::Month) {
+            PartitionPeriod::Month
+        } else {
+            PartitionPeriod::Day
+        }
+    }
+}
+
+/// The time span of a partition folder (`date=` or `month=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartitionPeriod {
+    /// A UTC day.
+    Day,
+    /// A UTC calendar month.
+    Month,
+}
+
+impl PartitionPeriod {
+    /// The start (ms) of the period holding `ms` (total: no date is out of range).
+    pub fn start_of(self, ms: i64) -> i64 {
+        let day = ms.div_euclid(DAY_MS);
+        match self {
+            PartitionPeriod::Day => day * DAY_MS,
+            PartitionPeriod::Month => {
+                let (_, _, d) = civil_from_days(day);
+                (day - (d - 1)) * DAY_MS
+            }
+        }
+    }
+
+    /// The end (ms, exclusive) of the period starting at `start_ms`.
+    pub fn end_of(self, start_ms: i64) -> i64 {
+        match self {
+            PartitionPeriod::Day => start_ms + DAY_MS,
+            // 32 days on from a month's first day is in the next month.
+            PartitionPeriod::Month => self.start_of(start_ms.saturating_add(32 * DAY_MS)),
+        }
+    }
+
+    /// The period's folder value: `YYYY-MM-DD` or `YYYY-MM`.
+    pub fn label(self, start_ms: i64) -> String {
+        let date = crate::semantics::time::date_string(start_ms);
+        match self {
+            PartitionPeriod::Day => date,
+            PartitionPeriod::Month => date[..7].to_string(),
+        }
+    }
+}
+
+/// The proleptic Gregorian (year, month, day) of a day number since 1970-01-01 (H. Hinnant's
+/// `civil_from_days`, exact for every `i64` day a millisecond timestamp can give).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
 }
 
 impl PartitionKey {
@@ -417,6 +495,7 @@ impl PartitionKey {
         match self {
             PartitionKey::Metric => "metric",
             PartitionKey::Date => "date",
+            PartitionKey::Month => "month",
         }
     }
 }
@@ -426,7 +505,7 @@ impl PartitionKey {
 pub struct SinkSpec {
     /// Path, `file://` URL or `s3://bucket/prefix`.
     pub url: String,
-    /// Partition levels, ending with `date`.
+    /// Partition levels, ending with `date` or `month`.
     pub partition_by: Vec<PartitionKey>,
     /// How data pages are compressed (`sink.compression`, `sink.zstd_level`).
     pub compression: PageCompression,

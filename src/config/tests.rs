@@ -736,6 +736,41 @@ fn row_groups_and_value_pages_follow_the_partitioning() {
     assert_eq!(written.unwrap().sink.row_group_rows, 100_000);
     let err = with("row_group_rows = 10").unwrap_err().to_string();
     assert!(err.contains("sink.row_group_rows"), "{err}");
+    // Month files are sorted by series: sliced like metric-day files.
+    for layout in ["[\"month\"]", "[\"metric\", \"month\"]"] {
+        let sink = with(&format!("partition_by = {layout}")).unwrap().sink;
+        assert_eq!(
+            (sink.row_group_rows, sink.value_page_bytes(), sink.period()),
+            (
+                1 << 16,
+                crate::config::SMALL_VALUE_PAGE_BYTES,
+                PartitionPeriod::Month
+            ),
+            "{layout}"
+        );
+    }
+    assert_eq!(by_date.period(), PartitionPeriod::Day);
+    assert_eq!(by_metric.period(), PartitionPeriod::Day);
+}
+
+/// Four layouts; anything else is refused with the list.
+#[test]
+fn partition_by_is_one_of_four_layouts() {
+    let with = |layout: &str| {
+        parse_str(&BASE.replace("[sink]", &format!("[sink]\npartition_by = {layout}")))
+    };
+    for layout in [
+        "[\"month\", \"metric\"]",
+        "[\"date\", \"month\"]",
+        "[\"metric\"]",
+        "[\"week\"]",
+    ] {
+        let err = with(layout).unwrap_err().to_string();
+        assert!(err.contains("sink.partition_by"), "{layout}: {err}");
+        assert!(err.contains("[\"metric\", \"month\"]") || err.contains("'week'"), "{err}");
+    }
+    let sink = with("[\"metric\", \"month\"]").unwrap().sink;
+    assert_eq!(sink.partition_names(), ["metric", "month"]);
 }
 
 #[test]
@@ -762,4 +797,43 @@ fn pages_are_zstd_unless_snappy_or_lz4_is_asked_and_other_codecs_are_refused() {
         err.contains("sink.compression") && err.contains("'gzip'") && err.contains("lz4"),
         "{err}"
     );
+}
+
+proptest::proptest! {
+    /// A month period is the UTC calendar month (chrono's), for dates before and after 1970;
+    /// a day period is the UTC day.
+    #[test]
+    fn periods_are_calendar_months_and_days(ms in -5_000_000_000_000i64..50_000_000_000_000) {
+        use chrono::{Datelike, TimeZone};
+        let t = chrono::Utc.timestamp_millis_opt(ms).unwrap();
+        let first = chrono::Utc
+            .with_ymd_and_hms(t.year(), t.month(), 1, 0, 0, 0)
+            .unwrap();
+        let next = if t.month() == 12 {
+            chrono::Utc.with_ymd_and_hms(t.year() + 1, 1, 1, 0, 0, 0)
+        } else {
+            chrono::Utc.with_ymd_and_hms(t.year(), t.month() + 1, 1, 0, 0, 0)
+        }
+        .unwrap();
+        let month = PartitionPeriod::Month;
+        let start = month.start_of(ms);
+        proptest::prop_assert_eq!(start, first.timestamp_millis());
+        proptest::prop_assert_eq!(month.end_of(start), next.timestamp_millis());
+        proptest::prop_assert_eq!(month.label(start), first.format("%Y-%m").to_string());
+        let day = PartitionPeriod::Day;
+        proptest::prop_assert_eq!(day.start_of(ms), ms.div_euclid(86_400_000) * 86_400_000);
+        proptest::prop_assert_eq!(day.end_of(day.start_of(ms)) - day.start_of(ms), 86_400_000);
+    }
+}
+
+#[test]
+fn month_periods_know_leap_years_and_the_year_end() {
+    let at = |s: &str| crate::semantics::time::parse_time(s, 0).unwrap();
+    let month = PartitionPeriod::Month;
+    let feb = month.start_of(at("2028-02-29T23:59:59Z"));
+    assert_eq!(feb, at("2028-02-01T00:00:00Z"));
+    assert_eq!(month.end_of(feb), at("2028-03-01T00:00:00Z"));
+    let dec = month.start_of(at("2026-12-31T12:00:00Z"));
+    assert_eq!(month.end_of(dec), at("2027-01-01T00:00:00Z"));
+    assert_eq!(month.label(dec), "2026-12");
 }

@@ -630,20 +630,25 @@ pub(super) fn validate_sink(
         partition_by.push(match p.as_str() {
             "metric" => PartitionKey::Metric,
             "date" => PartitionKey::Date,
+            "month" => PartitionKey::Month,
             other => {
                 return Err(invalid(
                     "sink.partition_by",
-                    format!("'{other}' is not one of metric, date"),
+                    format!("'{other}' is not one of metric, date, month"),
                 ));
             }
         });
     }
-    if partition_by != [PartitionKey::Date]
-        && partition_by != [PartitionKey::Metric, PartitionKey::Date]
-    {
+    let layouts = [
+        &[PartitionKey::Date][..],
+        &[PartitionKey::Metric, PartitionKey::Date],
+        &[PartitionKey::Month],
+        &[PartitionKey::Metric, PartitionKey::Month],
+    ];
+    if !layouts.contains(&partition_by.as_slice()) {
         return Err(invalid(
             "sink.partition_by",
-            "must be [\"date\"] or [\"metric\", \"date\"]",
+            "must be [\"date\"], [\"metric\", \"date\"], [\"month\"] or [\"metric\", \"month\"]",
         ));
     }
     if !(1..=22).contains(&sink.zstd_level) {
@@ -666,7 +671,7 @@ pub(super) fn validate_sink(
         }
     };
     let row_group_rows = sink.row_group_rows.unwrap_or_else(|| {
-        super::file::default_row_group_rows(partition_by.contains(&PartitionKey::Metric))
+        super::file::default_row_group_rows(partition_by != [PartitionKey::Date])
     });
     if row_group_rows < 1024 {
         return Err(invalid("sink.row_group_rows", "must be at least 1024"));

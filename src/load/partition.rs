@@ -1,16 +1,18 @@
 //! Partition paths and file names (design §4):
-//! `<table>/[metric=<m>/]date=YYYY-MM-DD/part-<window-start>-<window-end>.parquet`.
+//! `<table>/[metric=<m>/]date=YYYY-MM-DD/part-<window-start>-<window-end>.parquet`, or
+//! `month=YYYY-MM` in place of `date=` (a month folder holds a file per window until `compact`
+//! merges it).
 //!
 //! Names are a pure function of (table, partition, window), so a rerun of a window replaces
 //! its files instead of adding copies.
 
-use crate::config::PartitionKey;
+use crate::config::{PartitionKey, PartitionPeriod};
 use crate::semantics::time::format_window_stamp;
 
 pub use vscope_core::path_value::{escape_path_value, unescape_path_value};
 pub use vscope_core::semantics::time::date_string;
 
-/// The partition directory of a row group: `<table>/[metric=<m>/]date=<d>`.
+/// The partition directory of a row group: `<table>/[metric=<m>/]date=<d>` (or `month=<m>`).
 pub fn partition_dir(
     table: &str,
     keys: &[PartitionKey],
@@ -27,6 +29,10 @@ pub fn partition_dir(
             PartitionKey::Date => {
                 dir.push_str("/date=");
                 dir.push_str(&date_string(day_start_ms));
+            }
+            PartitionKey::Month => {
+                dir.push_str("/month=");
+                dir.push_str(&PartitionPeriod::Month.label(day_start_ms));
             }
         }
     }
@@ -45,6 +51,7 @@ pub fn part_file_name(window_start_ms: i64, window_end_ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::semantics::time::DAY_MS;
     use proptest::prelude::*;
 
     #[test]
@@ -74,6 +81,19 @@ mod tests {
                 day
             ),
             "vm_metrics/metric=a%2Fb/date=2026-11-01"
+        );
+        assert_eq!(
+            partition_dir("vm_metrics", &[PartitionKey::Month], "m", day),
+            "vm_metrics/month=2026-11"
+        );
+        assert_eq!(
+            partition_dir(
+                "vm_metrics",
+                &[PartitionKey::Metric, PartitionKey::Month],
+                "m",
+                day + 29 * DAY_MS
+            ),
+            "vm_metrics/metric=m/month=2026-11"
         );
         assert_eq!(
             part_file_name(day, day + 21_600_000),

@@ -1,24 +1,31 @@
-//! `vscope-etl compact`: the window, shard and part files of each (table, day) partition of a
-//! Delta table merged into files of a target size, sorted as a single file would be
-//! (`merge.rs`), committed as `remove` + `add` with `dataChange = false`.
+//! `vscope-etl compact`: the window, shard and part files of each (table, day or month)
+//! partition merged into files of a target size, sorted as a single file would be
+//! (`merge.rs`). Delta tables commit them as `remove` + `add` with `dataChange = false`; plain
+//! Parquet tables get them through the journal alone.
 //!
-//! A day is compacted whole, through the same journaled publication a run uses
-//! ([`crate::load::publish`]): the merged files are staged, then moved in, one Delta commit per
-//! table, and the ledger's windows of the day replaced by one ledger window of the day. A crash
-//! anywhere leaves the journal for the next run or compaction to complete, and readers only see
-//! the commit (before it, the old files; after it, the merged ones; the old files stay for time
-//! travel until `vacuum`). Idempotent: a partition with one file, or only merged files, is left.
+//! A period (the partition folders' span: a day in `date` layouts, a calendar month in `month`
+//! ones) is compacted whole, through the same journaled publication a run uses
+//! ([`crate::load::publish`]): the merged files are staged, then moved in (one Delta commit per
+//! table), and the ledger's windows of the period replaced by one ledger window of the period.
+//! A crash anywhere leaves the journal for the next run or compaction to complete. Readers of a
+//! Delta table only see the commit (before it, the old files; after it, the merged ones; the old
+//! files stay for time travel until `vacuum`); readers of plain Parquet list files, so one that
+//! lists them during the publication's moves and removals (milliseconds on a disk, seconds on
+//! S3) can see a period's rows twice, as during a run that rewrites another cut of its range:
+//! schedule `compact` right after the run (docs/operations.md). Idempotent: a partition with one
+//! file, or only merged files, is left.
 //!
-//! Only days that no run will rewrite by itself are compacted: wholly before `--until` (by
+//! Only periods that no run will rewrite by itself are compacted: wholly before `--until` (by
 //! default the ledger's watermark minus `scope.lateness`), every window committed whole, none
-//! staged by shards. A later `--force` over part of a compacted day re-fetches the whole day (the
-//! ledger's day window is of another size: `cover_other_cuts`), and its Delta commits wait for the
-//! day's last window, so readers never see the day both merged and rewritten.
+//! staged by shards. A later `--force` over part of a compacted period re-fetches the whole
+//! period (the ledger's period window is of another size: `cover_other_cuts`), and its Delta
+//! commits wait for the period's last window, so Delta readers never see it both merged and
+//! rewritten.
 
 use std::collections::BTreeMap;
 
 use super::merge::Merger;
-use crate::config::{Pipeline, TableSpec};
+use crate::config::{PartitionPeriod, Pipeline, TableFormat, TableSpec};
 use crate::error::{Error, Result};
 use crate::load::Sink;
 use crate::load::delta::{AddedFile, TableCommit, in_table};
@@ -27,14 +34,15 @@ use crate::load::publish::{CrashPoint, JOURNAL_VERSION, Journal, Move};
 use crate::load::shards::ShardMark;
 use crate::load::state::{CommittedWindow, Ledger, TableWindow};
 use crate::load::writer::{FileSettings, PartWriter, WriteError, WrittenFile, writer_properties};
-use crate::semantics::time::{DAY_MS, format_rfc3339};
+use crate::semantics::time::format_rfc3339;
 
 /// What `compact` asks for.
 #[derive(Debug, Clone)]
 pub struct CompactOptions {
     /// Only this table (all the pipeline's when `None`).
     pub table: Option<String>,
-    /// Days before this one (ms, a day start) only; `None`: the watermark minus the lateness.
+    /// Periods ending at or before this time (ms) only; `None`: the watermark minus the
+    /// lateness.
     pub until_ms: Option<i64>,
     /// Bytes per merged file, about.
     pub target_bytes: u64,
@@ -43,9 +51,9 @@ pub struct CompactOptions {
 /// What a compaction did.
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct CompactReport {
-    /// Days compacted (`YYYY-MM-DD`).
-    pub days: Vec<String>,
-    /// Days left as they were, and why.
+    /// Periods compacted: days (`YYYY-MM-DD`) or months (`YYYY-MM`), as the partition folders.
+    pub periods: Vec<String>,
+    /// Periods left as they were, and why.
     pub skipped: Vec<(String, String)>,
     /// Files replaced.
     pub files_before: usize,
@@ -57,9 +65,9 @@ pub struct CompactReport {
     pub seconds: f64,
 }
 
-/// The name of a merged file: the day's window name, `-c<k>`, the compaction's tag.
-fn merged_name(day_ms: i64, k: usize, tag: &str) -> String {
-    let stem = part_file_name(day_ms, day_ms + DAY_MS);
+/// The name of a merged file: the period's window name, `-c<k>`, the compaction's tag.
+fn merged_name(start_ms: i64, end_ms: i64, k: usize, tag: &str) -> String {
+    let stem = part_file_name(start_ms, end_ms);
     format!("{}-c{k}-r{tag}.parquet", stem.trim_end_matches(".parquet"))
 }
 
@@ -69,7 +77,7 @@ fn is_merged(path: &str) -> bool {
         .is_some_and(|name| name.contains("-c") && name.contains("-r"))
 }
 
-/// Compacts the pipeline's Delta tables (the caller holds the pipeline's lease).
+/// Compacts the pipeline's tables (the caller holds the pipeline's lease).
 pub async fn compact(
     pipeline: &Pipeline,
     sink: &Sink,
@@ -89,9 +97,7 @@ pub async fn compact(
             Some(w) => w - pipeline.scope.lateness_ms,
             None => i64::MIN,
         },
-    }
-    .div_euclid(DAY_MS)
-        * DAY_MS;
+    };
     let tables: Vec<&TableSpec> = pipeline
         .tables
         .iter()
@@ -108,44 +114,64 @@ pub async fn compact(
         }
         .into());
     }
+    let period = pipeline.sink.period();
+    let noun = match period {
+        PartitionPeriod::Day => "day",
+        PartitionPeriod::Month => "month",
+    };
     let marked: std::collections::BTreeSet<i64> = ShardMark::all(sink, &pipeline.name)
         .await?
         .iter()
-        .map(|m| m.start_ms.div_euclid(DAY_MS) * DAY_MS)
+        .map(|m| period.start_of(m.start_ms))
         .collect();
-    let days: std::collections::BTreeSet<i64> = ledger
+    let periods: std::collections::BTreeSet<i64> = ledger
         .windows
         .values()
-        .map(|w| w.start_ms.div_euclid(DAY_MS) * DAY_MS)
-        .filter(|d| d + DAY_MS <= until)
+        .map(|w| period.start_of(w.start_ms))
+        .filter(|&p| period.end_of(p) <= until)
         .collect();
     let all_tables: Vec<String> = pipeline.tables.iter().map(|t| t.name.clone()).collect();
     let layout = pipeline.sink.partition_names();
     let tag = run_id.rsplit('-').next().unwrap_or(run_id).to_string();
     let mut report = CompactReport::default();
-    for day in days {
-        let label = format_rfc3339(day)[..10].to_string();
+    for start in periods {
+        let end = period.end_of(start);
+        let label = period.label(start);
         let inside: Vec<(String, CommittedWindow)> = ledger
-            .overlapping(day, day + DAY_MS)
+            .overlapping(start, end)
             .map(|(k, w)| (k.clone(), w.clone()))
             .collect();
+        // The span the merged files stand for: the period's committed windows, which start
+        // later than the period where the pipeline's range does (and end earlier where it
+        // ends). It is all the new ledger window claims, so a backfill of the rest of the
+        // period is still fetched.
+        let span = (
+            inside.iter().map(|(_, w)| w.start_ms).min().unwrap_or(start),
+            inside.iter().map(|(_, w)| w.end_ms).max().unwrap_or(end),
+        );
         let why_not = if inside
             .iter()
-            .any(|(_, w)| w.start_ms < day || w.end_ms > day + DAY_MS)
+            .any(|(_, w)| w.start_ms < start || w.end_ms > end)
         {
-            Some("its windows do not fit in the day (scope.window over a day)")
-        } else if !ledger.covers(day, day + DAY_MS, &all_tables, &layout) {
-            Some("not every window of the day is committed whole")
-        } else if marked.contains(&day) {
-            Some("shards have staged windows of the day that are not published yet")
+            Some(format!(
+                "its windows do not fit in the {noun} (scope.window over a {noun})"
+            ))
+        } else if !ledger.covers(span.0, span.1, &all_tables, &layout) {
+            Some(format!(
+                "not every window of the {noun} is committed whole"
+            ))
+        } else if marked.contains(&start) {
+            Some(format!(
+                "shards have staged windows of the {noun} that are not published yet"
+            ))
         } else {
             None
         };
         if let Some(why) = why_not {
-            report.skipped.push((label, why.to_string()));
+            report.skipped.push((label, why));
             continue;
         }
-        let Some(plan) = compact_day(pipeline, sink, &tables, day, &inside, opts, &tag).await?
+        let Some(plan) = compact_period(pipeline, sink, &tables, span, &inside, opts, &tag).await?
         else {
             continue;
         };
@@ -153,30 +179,30 @@ pub async fn compact(
         report.files_after += plan.journal.moves.len();
         report.rows += plan.rows;
         plan.journal.publish(sink, &mut ledger, &crash).await?;
-        report.days.push(label);
+        report.periods.push(label);
     }
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }
 
-/// The journal of one day's compaction, its merged files staged; `None` when nothing in the
-/// day needs it.
-struct DayPlan {
+/// The journal of one period's compaction, its merged files staged; `None` when nothing in the
+/// period needs it.
+struct PeriodPlan {
     journal: Journal,
     replaced: usize,
     rows: u64,
 }
 
-async fn compact_day(
+async fn compact_period(
     pipeline: &Pipeline,
     sink: &Sink,
     tables: &[&TableSpec],
-    day: i64,
+    (start, end): (i64, i64),
     inside: &[(String, CommittedWindow)],
     opts: &CompactOptions,
     tag: &str,
-) -> Result<Option<DayPlan>> {
-    // The day's ledger window: every table's files and rows of its windows.
+) -> Result<Option<PeriodPlan>> {
+    // The period's ledger window: every table's files and rows of its windows.
     let mut merged_tables: BTreeMap<String, TableWindow> = BTreeMap::new();
     for (_, w) in inside {
         for (t, tw) in &w.tables {
@@ -186,6 +212,7 @@ async fn compact_day(
         }
     }
     let settings = FileSettings::of(pipeline);
+    let delta_tables = pipeline.sink.table_format == TableFormat::Delta;
     let (mut moves, mut removals, mut delta) = (Vec::new(), Vec::new(), Vec::new());
     let (mut replaced, mut rows) = (0, 0u64);
     for spec in tables {
@@ -206,9 +233,10 @@ async fn compact_day(
                 kept.extend(files);
                 continue;
             }
-            let written = merge_partition(sink, spec, &settings, &dir, &files, day, opts, tag)
-                .await
-                .map_err(Error::Write)?;
+            let written =
+                merge_partition(sink, spec, &settings, &dir, &files, (start, end), opts, tag)
+                    .await
+                    .map_err(Error::Write)?;
             rows += written.iter().map(|w| w.file.rows).sum::<u64>();
             replaced += files.len();
             for (staging, file) in written.iter().map(|w| (w.staging.clone(), w)) {
@@ -232,9 +260,11 @@ async fn compact_day(
         }
         kept.sort();
         tw.files = kept;
-        delta.push(TableCommit::next(sink, pipeline, spec, adds, removes, false).await?);
+        if delta_tables {
+            delta.push(TableCommit::next(sink, pipeline, spec, adds, removes, false).await?);
+        }
     }
-    if delta.is_empty() {
+    if moves.is_empty() {
         return Ok(None);
     }
     let run_id = format!("compact-{tag}");
@@ -246,11 +276,11 @@ async fn compact_day(
         removals,
         replaces: inside.iter().map(|(k, _)| k.clone()).collect(),
         window: CommittedWindow {
-            start: format_rfc3339(day),
-            end: format_rfc3339(day + DAY_MS),
-            start_ms: day,
-            end_ms: day + DAY_MS,
-            fetched_until_ms: day + DAY_MS,
+            start: format_rfc3339(start),
+            end: format_rfc3339(end),
+            start_ms: start,
+            end_ms: end,
+            fetched_until_ms: end,
             complete: true,
             run_id,
             committed_at: format_rfc3339(chrono::Utc::now().timestamp_millis()),
@@ -259,9 +289,9 @@ async fn compact_day(
         },
         marks: Vec::new(),
         delta,
-        keep_table_files: true,
+        keep_table_files: delta_tables,
     };
-    Ok(Some(DayPlan {
+    Ok(Some(PeriodPlan {
         journal,
         replaced,
         rows,
@@ -288,7 +318,7 @@ async fn merge_partition(
     settings: &FileSettings,
     dir: &str,
     files: &[String],
-    day: i64,
+    (start, end): (i64, i64),
     opts: &CompactOptions,
     tag: &str,
 ) -> std::result::Result<Vec<Merged>, WriteError> {
@@ -312,8 +342,8 @@ async fn merge_partition(
             .map_err(|e| WriteError::Compact(e.to_string()))?
         {
             if current.is_none() {
-                let path = format!("{dir}/{}", merged_name(day, done.len(), tag));
-                let props = writer_properties(&schema, settings, &spec.name, (day, day + DAY_MS));
+                let path = format!("{dir}/{}", merged_name(start, end, done.len(), tag));
+                let props = writer_properties(&schema, settings, &spec.name, (start, end));
                 current = Some(PartWriter::create_staged(
                     sink,
                     path,

@@ -1,5 +1,5 @@
-//! Table maintenance commands that are not a run: `vscope-etl vacuum` (and `compact`) on a
-//! pipeline's Delta tables. Each takes the pipeline's lease for its whole duration, so it never
+//! Table maintenance commands that are not a run: `vscope-etl compact` (any table) and
+//! `vscope-etl vacuum` (Delta tables). Each takes the pipeline's lease for its whole duration, so it never
 //! runs during a run or a shard's publication (whose files are in the table before its commit
 //! lists them); a run started meanwhile is refused (exit 1) and its scheduler retries it.
 
@@ -21,7 +21,7 @@ fn require_delta(pipeline: &Pipeline, command: &str) -> std::result::Result<(), 
         key: "sink.table_format".into(),
         message: format!(
             "`{command}` works on Delta tables: set table_format = \"delta\" in [sink] (plain \
-             Parquet has no log to commit a rewrite to, so readers would see it half done)"
+             Parquet has no log of the files that are no longer part of the table)"
         ),
     })
 }
@@ -60,12 +60,11 @@ pub async fn vacuum(
     Ok(reports)
 }
 
-/// Compacts the pipeline's Delta tables ([`compact::compact`]) under its lease.
+/// Compacts the pipeline's tables ([`compact::compact`]) under its lease.
 pub async fn compact(
     pipeline: &Pipeline,
     opts: &compact::CompactOptions,
 ) -> Result<compact::CompactReport> {
-    require_delta(pipeline, "compact")?;
     let sink = pipeline_sink(pipeline)?;
     let run_id = format!(
         "{}-{:08x}",

@@ -192,8 +192,9 @@ impl<'a> TableWindowWriter<'a> {
         Ok(())
     }
 
-    /// The partition folders this window may write in (every day it covers; every metric of
-    /// the table when partitioned by metric), where files of earlier runs are looked for.
+    /// The partition folders this window may write in (every day or month it covers; every
+    /// metric of the table when partitioned by metric), where files of earlier runs are looked
+    /// for.
     pub(super) fn partition_dirs(&self) -> Vec<String> {
         let mut days = Vec::new();
         let mut d = self.window.start_ms.div_euclid(DAY_MS) * DAY_MS;
@@ -219,6 +220,8 @@ impl<'a> TableWindowWriter<'a> {
                 out.push(partition_dir(&self.spec.name, partition_by, m, day));
             }
         }
+        // Month folders: every day of a window gives the same one.
+        out.dedup();
         out
     }
 

@@ -317,9 +317,9 @@ fn compaction_merges_each_day_into_sorted_files_with_the_same_rows_and_history()
     // lateness leaves 11-01.
     let first = compact(&delta, &[]);
     // (`--until` takes a plain date too: see the next call.)
-    assert_eq!(first["days"], serde_json::json!(["2026-11-01"]), "{first}");
+    assert_eq!(first["periods"], serde_json::json!(["2026-11-01"]), "{first}");
     let all = compact(&delta, &["--until", "2026-11-03"]);
-    assert_eq!(all["days"], serde_json::json!(["2026-11-02"]), "{all}");
+    assert_eq!(all["periods"], serde_json::json!(["2026-11-02"]), "{all}");
     let after = assert_delta_equals_parquet(&droot, &proot, "after compaction");
     for (i, t) in TABLE_NAMES.iter().enumerate() {
         let f = facts("delta", &droot, t, None);
@@ -347,7 +347,7 @@ fn compaction_merges_each_day_into_sorted_files_with_the_same_rows_and_history()
     }
     // Idempotent.
     let again = compact(&delta, &["--until", "2026-11-03T00:00:00Z"]);
-    assert_eq!(again["days"], serde_json::json!([]), "{again}");
+    assert_eq!(again["periods"], serde_json::json!([]), "{again}");
     assert_eq!(
         assert_delta_equals_parquet(&droot, &proot, "second compaction"),
         after

@@ -60,15 +60,17 @@ fn struct_type<'a>(fields: impl Iterator<Item = &'a Field>) -> Option<Value> {
 }
 
 /// The `schemaString` of a table whose files have `schema` and that is partitioned by
-/// `partition_by` (`metric` is a column of the files already; `date` is added, of type `date`).
-/// Panics on an Arrow type the writer never produces.
+/// `partition_by` (`metric` is a column of the files already; `date` is added, of type `date`,
+/// and `month`, `YYYY-MM`, of type `string`). Panics on an Arrow type the writer never produces.
 pub fn schema_string(schema: &Schema, partition_by: &[String]) -> String {
     let date = Field::new("date", DataType::Date32, true);
+    let month = Field::new("month", DataType::Utf8, true);
     let extra = partition_by
         .iter()
         .filter(|p| schema.field_with_name(p).is_err())
         .map(|p| match p.as_str() {
             "date" => &date,
+            "month" => &month,
             other => panic!("partition column {other} is not in the table's schema"),
         });
     let all = schema.fields().iter().map(|f| f.as_ref()).chain(extra);
