@@ -767,7 +767,10 @@ fn partition_by_is_one_of_four_layouts() {
     ] {
         let err = with(layout).unwrap_err().to_string();
         assert!(err.contains("sink.partition_by"), "{layout}: {err}");
-        assert!(err.contains("[\"metric\", \"month\"]") || err.contains("'week'"), "{err}");
+        assert!(
+            err.contains("[\"metric\", \"month\"]") || err.contains("'week'"),
+            "{err}"
+        );
     }
     let sink = with("[\"metric\", \"month\"]").unwrap().sink;
     assert_eq!(sink.partition_names(), ["metric", "month"]);

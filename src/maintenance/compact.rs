@@ -146,7 +146,11 @@ pub async fn compact(
         // ends). It is all the new ledger window claims, so a backfill of the rest of the
         // period is still fetched.
         let span = (
-            inside.iter().map(|(_, w)| w.start_ms).min().unwrap_or(start),
+            inside
+                .iter()
+                .map(|(_, w)| w.start_ms)
+                .min()
+                .unwrap_or(start),
             inside.iter().map(|(_, w)| w.end_ms).max().unwrap_or(end),
         );
         let why_not = if inside
@@ -157,9 +161,7 @@ pub async fn compact(
                 "its windows do not fit in the {noun} (scope.window over a {noun})"
             ))
         } else if !ledger.covers(span.0, span.1, &all_tables, &layout) {
-            Some(format!(
-                "not every window of the {noun} is committed whole"
-            ))
+            Some(format!("not every window of the {noun} is committed whole"))
         } else if marked.contains(&start) {
             Some(format!(
                 "shards have staged windows of the {noun} that are not published yet"

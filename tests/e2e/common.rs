@@ -121,6 +121,24 @@ pub fn use_reader_layout(path: &Path) {
     std::fs::write(path, text).unwrap();
 }
 
+/// Rewrites the pipeline file at `path` to month files (issue 21): `partition_by = ["month"]`
+/// (or `["metric", "month"]` when `by_metric`) and lz4 pages; `vscope-etl compact` then merges
+/// each finished month into one file per folder. Readers must find the same rows as in the
+/// default layout.
+pub fn use_month_layout(path: &Path, by_metric: bool) {
+    let layout = if by_metric {
+        "[\"metric\", \"month\"]"
+    } else {
+        "[\"month\"]"
+    };
+    let text = std::fs::read_to_string(path).unwrap().replace(
+        "[sink]\n",
+        &format!("[sink]\npartition_by = {layout}\ncompression = \"lz4\"\n"),
+    );
+    assert!(text.contains("lz4"), "no [sink] in {}", path.display());
+    std::fs::write(path, text).unwrap();
+}
+
 /// The tables of [`TABLES`], by name.
 pub const TABLE_NAMES: [&str; 4] = [
     "vm_metrics",
@@ -711,4 +729,28 @@ pub fn logged_peak_rss_mb(stderr: &[u8]) -> f64 {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.trim_matches('"').parse().ok())
         .unwrap_or_else(|| panic!("no peak_rss_mb in the run's log: {log}"))
+}
+
+/// `tests/py/delta_facts.py sorted FILE`: rows of a file out of (series, ts) order.
+pub fn out_of_order(file: &Path) -> u64 {
+    let out = Command::new(venv_python())
+        .arg(format!(
+            "{}/tests/py/delta_facts.py",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .args(["sorted", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["out_of_order"].as_u64().unwrap()
+}
+
+/// `vscope-etl compact PIPELINE --json FLAGS…`, which must succeed: its report.
+pub fn compact(p: &Path, flags: &[&str]) -> serde_json::Value {
+    let mut args = vec!["compact", p.to_str().unwrap(), "--json"];
+    args.extend_from_slice(flags);
+    let out = run(&args);
+    assert!(out.status.success(), "{}", describe(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
 }

@@ -12,6 +12,7 @@ mod integrity;
 mod integrity_s3;
 mod inventory;
 mod memory;
+mod month_files;
 mod pipeline;
 mod real_endpoint;
 mod replay_warp;

@@ -1,7 +1,7 @@
 //! Spark reads the dataset as analysts do (`spark.read.parquet`), with the types the contract
 //! promises: `ts` timestamp, `tags` map, partition column `date` discovered; and the same rows
 //! from the reader layout of large PCCs (`partition_by = ["metric", "date"]`, lz4 pages of
-//! 64 KiB, issue 21).
+//! 64 KiB, issue 21) and from compacted month files (`partition_by = ["month"]`).
 
 use std::process::Command;
 
@@ -23,6 +23,27 @@ fn spark_reads_raw_and_rollup_tables() {
     use_reader_layout(&p2);
     let out = run(&["run", p2.to_str().unwrap()]);
     assert!(out.status.success(), "{}", describe(&out));
+    // Month files, compacted (the range ends on 11-02: November is compacted as far as it goes).
+    let by_month = dir.path().join("by_month");
+    std::fs::create_dir(&by_month).unwrap();
+    let p3 = write_pipeline(&by_month, "spark", source, start, end, "1h", TABLES);
+    use_month_layout(&p3, false);
+    let out = run(&["run", p3.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let out = run(&[
+        "compact",
+        p3.to_str().unwrap(),
+        "--until",
+        "2026-12-01",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let compacted: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        compacted["periods"],
+        serde_json::json!(["2026-11"]),
+        "{compacted}"
+    );
     let out = Command::new(&py)
         .arg(format!(
             "{}/tests/py/spark_check.py",
@@ -31,6 +52,7 @@ fn spark_reads_raw_and_rollup_tables() {
         .arg(&sink)
         .args(["vm_metrics", "vm_metrics_1h"])
         .arg(by_metric.join("out"))
+        .arg(by_month.join("out"))
         .env("PYSPARK_PYTHON", &py)
         .output()
         .unwrap();
@@ -48,6 +70,18 @@ fn spark_reads_raw_and_rollup_tables() {
             facts[table],
             "{table}: the metric-partitioned lz4 layout reads as the same rows"
         );
+        // Month files: the same rows, days and first row; `month` (a string) for `date`.
+        let (mut month, mut day) = (facts[format!("{table}@2")].clone(), facts[table].clone());
+        assert_eq!(month["months"], serde_json::json!(["2026-11"]), "{table}");
+        assert_eq!(month["types"]["month"], "string", "{table}");
+        for facts in [&mut month, &mut day] {
+            let o = facts.as_object_mut().unwrap();
+            o.remove("months");
+            let types = o["types"].as_object_mut().unwrap();
+            types.remove("month");
+            types.remove("date");
+        }
+        assert_eq!(month, day, "{table}: month files read as the same rows");
     }
     let raw = &facts["vm_metrics"];
     assert_eq!(raw["types"]["ts"], "timestamp");

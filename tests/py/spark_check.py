@@ -3,7 +3,8 @@ facts as JSON: schemas, row counts, partition column type, and a few values.
 
 Usage: spark_check.py SINK_DIR RAW_TABLE ROLLUP_TABLE [OTHER_SINK_DIR...]
 The tables of each other sink (the same rows in another layout) are reported under
-"<table>@<i>", i = 1, 2, ... in the order given.
+"<table>@<i>", i = 1, 2, ... in the order given. A sink partitioned by month (`month=YYYY-MM`)
+has no `date` column: its days are those of `ts` (UTC), and its months are reported too.
 """
 import json
 import sys
@@ -27,16 +28,19 @@ def main():
         key = table if i < 2 else f"{table}@{i // 2}"
         df = spark.read.parquet(f"{sink}/{table}")
         fields = {f.name: f.dataType.simpleString() for f in df.schema.fields}
+        day = F.col("date").cast("string") if "date" in fields else F.to_date("ts").cast("string")
         first = (df.orderBy("metric", "datacenter", "vm", "ts").select(
-            "metric", "datacenter", "vm", (F.unix_millis("ts")).alias("ts_ms"), F.col("date").cast("string").alias("date"),
+            "metric", "datacenter", "vm", (F.unix_millis("ts")).alias("ts_ms"), day.alias("date"),
             F.col("tags")["env"].alias("env"),
             *(["value"] if "value" in fields else ["avg", "count"])).first().asDict())
         out[key] = {
             "types": fields,
             "rows": df.count(),
-            "dates": [r[0] for r in df.select(F.col("date").cast("string")).distinct().orderBy(1).collect()],
+            "dates": [r[0] for r in df.select(day).distinct().orderBy(1).collect()],
             "first_row": first,
         }
+        if "month" in fields:
+            out[key]["months"] = [r[0] for r in df.select("month").distinct().orderBy(1).collect()]
     print("SPARK_FACTS " + json.dumps(out))
     spark.stop()
 

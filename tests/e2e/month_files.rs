@@ -1,0 +1,191 @@
+//! Month files (issue 21): with `partition_by = ["metric", "month"]` a run writes a file per
+//! window into its month folders, and `vscope-etl compact` merges each finished month into one
+//! sorted file per folder. Through runs, compaction, a backfill before the first run's range,
+//! a forced rewrite of part of a compacted month and compactions killed at any step, the rows
+//! stay exactly those the default layout gets from the same runs.
+
+use std::path::{Path, PathBuf};
+
+use crate::common::*;
+
+const SIM: &str = "url = \"sim\"\nrequests_per_second = 0\n[source.sim]\ndatacenters = 1\nhosts_per_datacenter = 1\nvms_per_datacenter = 2\nfilers_per_datacenter = 1";
+
+/// The pipeline `m` in `dir`, from `start` on (incremental), in 6 h windows; month files when
+/// `month`, else the default layout.
+fn pipeline(dir: &Path, start: &str, month: bool) -> PathBuf {
+    let scope = format!("start = \"{start}\"\nwindow = \"6h\"\nlateness = \"2h\"");
+    let sink = format!("url = \"{}\"\n", dir.join("out").display());
+    let p = write_pipeline_with_sink(dir, "m", SIM, &scope, TABLES, &sink);
+    if month {
+        use_month_layout(&p, true);
+    }
+    p
+}
+
+fn run_ok(p: &Path, now: &str, flags: &[&str]) -> serde_json::Value {
+    let out = run_pipeline_at(p, now, &[], flags);
+    assert!(out.status.success(), "{}", describe(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The data files of every table under `month=<m>` folders.
+fn month_files(root: &Path, month: &str) -> Vec<PathBuf> {
+    TABLE_NAMES
+        .iter()
+        .flat_map(|t| parquet_files(root, t))
+        .filter(|f| f.to_string_lossy().contains(&format!("/month={month}/")))
+        .collect()
+}
+
+/// Both pipelines run at `now` with `flags`; then the rows must be the same.
+fn run_both(month: &Path, date: &Path, now: &str, flags: &[&str], what: &str) -> serde_json::Value {
+    let summary = run_ok(month, now, flags);
+    run_ok(date, now, flags);
+    assert_same_rows(month, date, what);
+    summary
+}
+
+fn assert_same_rows(month: &Path, date: &Path, what: &str) {
+    let root = |p: &Path| p.parent().unwrap().join("out");
+    let (m, d) = (
+        rows_by_content(&root(month), &TABLE_NAMES),
+        rows_by_content(&root(date), &TABLE_NAMES),
+    );
+    for (i, t) in TABLE_NAMES.iter().enumerate() {
+        assert!(!d[i].is_empty(), "{t}: rows expected ({what})");
+        assert!(
+            m[i] == d[i],
+            "{t}: month files hold other rows than the date layout ({what}): {} vs {}",
+            m[i].len(),
+            d[i].len()
+        );
+    }
+}
+
+#[test]
+fn month_files_hold_the_rows_of_the_date_layout_through_compaction_backfill_and_rewrite() {
+    let (m, d) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let month = pipeline(m.path(), "2026-10-30T18:00:00Z", true);
+    let date = pipeline(d.path(), "2026-10-30T18:00:00Z", false);
+    let out = m.path().join("out");
+    run_both(&month, &date, "2026-11-01T12:00:00Z", &[], "first run");
+    // A file per window (and metric) in the month folders.
+    let files = month_files(&out, "2026-10");
+    assert!(files.len() > TABLE_NAMES.len(), "{files:?}");
+    assert!(
+        files
+            .iter()
+            .all(|f| f.to_string_lossy().contains("/metric="))
+    );
+
+    // By default, months that end before the watermark (11-01T06: the window after it is still
+    // open) minus the lateness.
+    let report = compact(&month, &[]);
+    assert_eq!(
+        report["periods"],
+        serde_json::json!(["2026-10"]),
+        "{report}"
+    );
+    assert_same_rows(&month, &date, "after compaction");
+    let merged = month_files(&out, "2026-10");
+    let folders: std::collections::BTreeSet<_> = merged
+        .iter()
+        .map(|f| f.parent().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        merged.len(),
+        folders.len(),
+        "one file per folder: {merged:?}"
+    );
+    for f in &merged {
+        // The span the windows covered, not the whole month.
+        let name = f.file_name().unwrap().to_string_lossy();
+        assert!(
+            name.starts_with("part-20261030T180000Z-20261101T000000Z-c0-"),
+            "{name}"
+        );
+        assert_eq!(out_of_order(f), 0, "{f:?} is sorted like one window's file");
+    }
+    assert_eq!(
+        compact(&month, &[])["periods"],
+        serde_json::json!([]),
+        "idempotent"
+    );
+
+    // The next runs leave the compacted month alone.
+    run_both(&month, &date, "2026-11-02T00:00:00Z", &[], "next run");
+    assert_eq!(month_files(&out, "2026-10"), merged);
+
+    // A backfill before the first run's range: fetched, though the month was compacted.
+    for (p, dir, is_month) in [(&month, m.path(), true), (&date, d.path(), false)] {
+        assert_eq!(&pipeline(dir, "2026-10-30T00:00:00Z", is_month), p);
+    }
+    run_both(&month, &date, "2026-11-02T00:00:00Z", &[], "backfill");
+    assert!(month_files(&out, "2026-10").len() > merged.len());
+    let report = compact(&month, &[]);
+    assert_eq!(
+        report["periods"],
+        serde_json::json!(["2026-10"]),
+        "{report}"
+    );
+    assert_same_rows(&month, &date, "backfill compacted");
+    for f in month_files(&out, "2026-10") {
+        let name = f.file_name().unwrap().to_string_lossy().to_string();
+        assert!(
+            name.starts_with("part-20261030T000000Z-20261101T000000Z-c0-"),
+            "{name}"
+        );
+    }
+
+    // Rewriting part of a compacted month re-fetches what the merged files stand for.
+    let force = [
+        "--force",
+        "--start",
+        "2026-10-31T06:00:00Z",
+        "--end",
+        "2026-10-31T12:00:00Z",
+    ];
+    let rewrite = run_both(
+        &month,
+        &date,
+        "2026-11-02T00:00:00Z",
+        &force,
+        "forced rewrite",
+    );
+    assert_eq!(
+        rewrite["windows_committed"], 8,
+        "two days of 6 h windows: {rewrite}"
+    );
+    assert!(
+        month_files(&out, "2026-10")
+            .iter()
+            .all(|f| !f.to_string_lossy().contains("-c0-"))
+    );
+
+    // Compactions killed at steps of their publication: the next one completes the journal.
+    for crash_after in [1, 4, 9] {
+        let killed = bin()
+            .args(["compact", month.to_str().unwrap()])
+            .env("VSCOPE_ETL_TEST_CRASH_AFTER", crash_after.to_string())
+            .output()
+            .unwrap();
+        assert!(
+            !killed.status.success(),
+            "{crash_after}: {}",
+            describe(&killed)
+        );
+        compact(&month, &[]);
+        assert_same_rows(
+            &month,
+            &date,
+            &format!("compaction killed after {crash_after} steps"),
+        );
+        run_both(
+            &month,
+            &date,
+            "2026-11-02T00:00:00Z",
+            &force,
+            "back to window files",
+        );
+    }
+}
