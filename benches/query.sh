@@ -16,7 +16,8 @@
 # bytes; vs_*: over the four queries, the smallest ratio of their time to ours).
 #
 #   benches/query.sh [--vms N] [--compression zstd|snappy|lz4] [--zstd-level N]
-#                    [--row-group-rows N] [--partition-by metric] [--no-build] [--no-s3]
+#                    [--row-group-rows N] [--partition-by metric|month|metric-month]
+#                    [--no-build] [--no-s3]
 #                    [--no-export]
 #     --vms N   VMs per datacenter, default 25 (30 M points); 250 is the 10x set (300 M points,
 #               about 1.5 GB in our layout; the S3 pass is skipped above 50: moto holds objects
@@ -31,6 +32,9 @@
 #               ["date"]), written to ours-…-pmetric/; its row groups (64 Ki rows unless
 #               --row-group-rows) and value pages (64 KiB) follow. With --compression lz4 it
 #               is the reader layout of large PCCs (docs/performance.md "For the reader").
+#     --partition-by month|metric-month  `["month"]` or `["metric", "month"]`, written to
+#               ours-…-pmonth/ or ours-…-pmetric-month/, then `vscope-etl compact` (the month is
+#               finished): one file per month (and metric), sorted by series.
 #     --no-export  query the layout the last run wrote (same binary) instead of exporting anew
 # Our layout is written anew each time (the binary may have changed) unless --no-export; the
 # default layouts are made once from its rows and kept in .bench/query-N.
@@ -72,7 +76,9 @@ OURS=ours
 case "$PARTITION_BY" in
   date) PARTITIONS='["date"]' ;;
   metric) PARTITIONS='["metric", "date"]'; OURS=$OURS-pmetric ;;
-  *) echo "--partition-by is metric or date" >&2; exit 2 ;;
+  month) PARTITIONS='["month"]'; OURS=$OURS-pmonth ;;
+  metric-month) PARTITIONS='["metric", "month"]'; OURS=$OURS-pmetric-month ;;
+  *) echo "--partition-by is date, metric, month or metric-month" >&2; exit 2 ;;
 esac
 mkdir -p "$WORK"
 echo "== machine: $(nproc) CPU, load $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -107,6 +113,11 @@ ${ZSTD_LEVEL:+zstd_level = $ZSTD_LEVEL}
 TOML
   echo "== exporting a month ($VMS VMs per datacenter, 60 s) with the inventory"
   "$BIN" run "$WORK/p.toml" --now 2026-11-01T00:00:00Z --json >"$WORK/run.json" 2>"$WORK/run.log"
+  case "$PARTITION_BY" in
+    *month)
+      echo "== compacting the month"
+      "$BIN" compact "$WORK/p.toml" --until 2026-11-01 2>>"$WORK/run.log" ;;
+  esac
 fi
 if [ ! -f "$WORK/defaults-done" ]; then
   echo "== the default layouts (DuckDB COPY, pyarrow write_table), made once"

@@ -95,6 +95,10 @@ pub struct RunArgs {
     /// Re-fetch windows the ledger already holds as committed (normally skipped).
     #[arg(long)]
     pub force: bool,
+    /// Month layouts (`partition_by` with `month`): leave the months this run finished as
+    /// window files instead of compacting them (`vscope-etl compact` does it later).
+    #[arg(long)]
+    pub no_compact: bool,
 }
 
 /// `plan` flags.

@@ -16,7 +16,8 @@ use vscope_etl::cli::{
     StatusArgs, TokenArgs, VacuumArgs, ValidateArgs,
 };
 use vscope_etl::config;
-use vscope_etl::error::{EXIT_CONFIG, EXIT_OK, Error};
+use vscope_etl::error::{EXIT_CONFIG, EXIT_FAILED_UNITS, EXIT_OK, Error};
+use vscope_etl::maintenance::compact::{CompactOptions, CompactReport, DEFAULT_TARGET_BYTES};
 use vscope_etl::run::{self, Progress, ProgressFn, RunOptions};
 use vscope_etl::sim::SimConfig;
 
@@ -246,16 +247,38 @@ async fn run_command(args: RunArgs) -> u8 {
         );
     }
     let (progress, bar) = progress_display(!args.json && std::io::stderr().is_terminal());
+    let sharded = opts.shard.is_some();
     let result = run::run(&pipeline, &opts, progress, cancel_on_signal()).await;
     bar.finish_and_clear();
     match result {
         Err(e) => report(&e),
-        Ok(r) => {
-            let m = &r.manifest;
+        Ok(mut r) => {
             if args.dry_run {
                 print!("{}", r.plan.describe());
                 return EXIT_OK;
             }
+            // Month layouts: the months this run finished are merged into their month files
+            // (unsharded runs that succeeded, unless --no-compact; a shard leaves it to
+            // `vscope-etl compact`).
+            let mut compacted = Vec::new();
+            if pipeline.sink.period() == config::PartitionPeriod::Month
+                && !sharded
+                && !args.no_compact
+                && r.exit_code == EXIT_OK
+            {
+                match compact_finished_months(&pipeline).await {
+                    Ok(c) => compacted = c.periods,
+                    Err(e) => {
+                        eprintln!(
+                            "the run's windows are committed, but compacting its finished months \
+                             failed: {e:#}; the dataset is whole once the next run or \
+                             `vscope-etl compact` completes it"
+                        );
+                        r.exit_code = EXIT_FAILED_UNITS;
+                    }
+                }
+            }
+            let m = &r.manifest;
             if args.json {
                 let summary = serde_json::json!({
                     "pipeline": m.pipeline,
@@ -282,6 +305,7 @@ async fn run_command(args: RunArgs) -> u8 {
                     "failures": m.failures.len(),
                     "seconds": m.seconds,
                     "manifest": r.manifest_path,
+                    "compacted": compacted,
                 });
                 println!("{summary}");
             } else {
@@ -326,6 +350,9 @@ async fn run_command(args: RunArgs) -> u8 {
                 }
                 if let Some(reason) = &m.aborted {
                     eprintln!("stopped: {reason}");
+                }
+                if !compacted.is_empty() {
+                    eprintln!("compacted into month files: {}", compacted.join(", "));
                 }
                 if let Some(p) = &r.manifest_path {
                     eprintln!(
@@ -495,6 +522,17 @@ fn metrics(args: MetricsArgs) -> u8 {
     EXIT_OK
 }
 
+/// The finished months of a month layout merged into their files, as `vscope-etl compact` does
+/// by default (months that end before the watermark minus `scope.lateness`).
+async fn compact_finished_months(pipeline: &config::Pipeline) -> Result<CompactReport, Error> {
+    let opts = CompactOptions {
+        table: None,
+        until_ms: None,
+        target_bytes: DEFAULT_TARGET_BYTES,
+    };
+    vscope_etl::maintenance::compact(pipeline, &opts).await
+}
+
 /// `vscope-etl compact`: exit 0 with what was merged; 2 for a bad flag; 1 when the lease is held
 /// or the sink fails.
 async fn compact(args: CompactArgs) -> u8 {
@@ -522,7 +560,7 @@ async fn compact(args: CompactArgs) -> u8 {
         Some(Ok(t)) => Some(t),
         Some(Err(e)) => return report(&e.into()),
     };
-    let opts = vscope_etl::maintenance::compact::CompactOptions {
+    let opts = CompactOptions {
         table: args.table,
         until_ms,
         target_bytes,
@@ -786,7 +824,6 @@ async fn sim(args: SimArgs) -> u8 {
 /// off the async threads (polars queries block), write the formats.
 #[cfg(feature = "report")]
 async fn report_command(args: vscope_etl::cli::ReportArgs) -> u8 {
-    use vscope_etl::error::EXIT_FAILED_UNITS;
     use vscope_etl::report::{self, Format, ReportOptions};
     let fail = |code: u8, msg: String| {
         eprintln!("error: {msg}");

@@ -36,6 +36,11 @@ use crate::load::state::{CommittedWindow, Ledger, TableWindow};
 use crate::load::writer::{FileSettings, PartWriter, WriteError, WrittenFile, writer_properties};
 use crate::semantics::time::format_rfc3339;
 
+/// Bytes per merged file by default (`--target-size`): 128 MiB. Fewer, larger files are what
+/// readers through S3 want (a request or more per file); DuckDB and Spark split a large file
+/// by row group anyway.
+pub const DEFAULT_TARGET_BYTES: u64 = 128 << 20;
+
 /// What `compact` asks for.
 #[derive(Debug, Clone)]
 pub struct CompactOptions {

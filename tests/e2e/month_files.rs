@@ -68,25 +68,27 @@ fn month_files_hold_the_rows_of_the_date_layout_through_compaction_backfill_and_
     let month = pipeline(m.path(), "2026-10-30T18:00:00Z", true);
     let date = pipeline(d.path(), "2026-10-30T18:00:00Z", false);
     let out = m.path().join("out");
-    run_both(&month, &date, "2026-11-01T12:00:00Z", &[], "first run");
-    // A file per window (and metric) in the month folders.
+    let first = run_both(&month, &date, "2026-11-01T06:00:00Z", &[], "first run");
+    // October is not finished: the watermark (11-01T00: the window after it is still open)
+    // minus the lateness is before its end. A file per window (and metric) in its folders.
+    assert_eq!(first["compacted"], serde_json::json!([]), "{first}");
+    assert_eq!(compact(&month, &[])["periods"], serde_json::json!([]));
     let files = month_files(&out, "2026-10");
-    assert!(files.len() > TABLE_NAMES.len(), "{files:?}");
+    assert!(files.len() > 2 * TABLE_NAMES.len(), "{files:?}");
     assert!(
         files
             .iter()
             .all(|f| f.to_string_lossy().contains("/metric="))
     );
 
-    // By default, months that end before the watermark (11-01T06: the window after it is still
-    // open) minus the lateness.
-    let report = compact(&month, &[]);
+    // The run that finishes October compacts it: one sorted file per folder, named by the span
+    // its windows covered (not the whole month).
+    let second = run_both(&month, &date, "2026-11-01T12:00:00Z", &[], "second run");
     assert_eq!(
-        report["periods"],
+        second["compacted"],
         serde_json::json!(["2026-10"]),
-        "{report}"
+        "{second}"
     );
-    assert_same_rows(&month, &date, "after compaction");
     let merged = month_files(&out, "2026-10");
     let folders: std::collections::BTreeSet<_> = merged
         .iter()
@@ -98,7 +100,6 @@ fn month_files_hold_the_rows_of_the_date_layout_through_compaction_backfill_and_
         "one file per folder: {merged:?}"
     );
     for f in &merged {
-        // The span the windows covered, not the whole month.
         let name = f.file_name().unwrap().to_string_lossy();
         assert!(
             name.starts_with("part-20261030T180000Z-20261101T000000Z-c0-"),
@@ -116,19 +117,17 @@ fn month_files_hold_the_rows_of_the_date_layout_through_compaction_backfill_and_
     run_both(&month, &date, "2026-11-02T00:00:00Z", &[], "next run");
     assert_eq!(month_files(&out, "2026-10"), merged);
 
-    // A backfill before the first run's range: fetched, though the month was compacted.
+    // A backfill before the first run's range: fetched, though the month was compacted, then
+    // compacted with it.
     for (p, dir, is_month) in [(&month, m.path(), true), (&date, d.path(), false)] {
         assert_eq!(&pipeline(dir, "2026-10-30T00:00:00Z", is_month), p);
     }
-    run_both(&month, &date, "2026-11-02T00:00:00Z", &[], "backfill");
-    assert!(month_files(&out, "2026-10").len() > merged.len());
-    let report = compact(&month, &[]);
+    let backfill = run_both(&month, &date, "2026-11-02T00:00:00Z", &[], "backfill");
     assert_eq!(
-        report["periods"],
+        backfill["compacted"],
         serde_json::json!(["2026-10"]),
-        "{report}"
+        "{backfill}"
     );
-    assert_same_rows(&month, &date, "backfill compacted");
     for f in month_files(&out, "2026-10") {
         let name = f.file_name().unwrap().to_string_lossy().to_string();
         assert!(
@@ -137,9 +136,11 @@ fn month_files_hold_the_rows_of_the_date_layout_through_compaction_backfill_and_
         );
     }
 
-    // Rewriting part of a compacted month re-fetches what the merged files stand for.
+    // Rewriting part of a compacted month re-fetches what the merged files stand for
+    // (`--no-compact`: left as window files).
     let force = [
         "--force",
+        "--no-compact",
         "--start",
         "2026-10-31T06:00:00Z",
         "--end",
@@ -156,6 +157,7 @@ fn month_files_hold_the_rows_of_the_date_layout_through_compaction_backfill_and_
         rewrite["windows_committed"], 8,
         "two days of 6 h windows: {rewrite}"
     );
+    assert_eq!(rewrite["compacted"], serde_json::json!([]), "{rewrite}");
     assert!(
         month_files(&out, "2026-10")
             .iter()
