@@ -63,8 +63,12 @@ pub struct WindowStatus {
     pub run_id: Option<String>,
     /// When.
     pub committed_at: Option<String>,
-    /// Rows, all tables.
+    /// Rows, all tables (0 when `within` a larger window, which holds them).
     pub rows: u64,
+    /// Committed as part of a larger ledger window (`start..end`): a compacted day or month,
+    /// or a window of an older `scope.window`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub within: Option<String>,
     /// Shards (of `shards`) whose part of the window is staged and waits for the others.
     pub staged_by: Vec<u32>,
     /// For a window not committed, with more than one shard: the shards that have not staged
@@ -137,7 +141,17 @@ pub async fn status(
     let windows: Vec<WindowStatus> = plan_windows(range_start, range_end, scope.window_ms, now_ms)
         .into_iter()
         .map(|w| {
-            let committed = ledger.get(w.start_ms, w.end_ms);
+            // Its own ledger window, or a larger one that holds it: a compacted day or month,
+            // or a window of an older, larger `scope.window` (its rows are that window's).
+            let own = ledger.get(w.start_ms, w.end_ms);
+            let within = own.is_none().then(|| {
+                ledger
+                    .overlapping(w.start_ms, w.end_ms)
+                    .map(|(_, c)| c)
+                    .find(|c| c.complete && c.start_ms <= w.start_ms && c.end_ms >= w.end_ms)
+            });
+            let within = within.flatten();
+            let committed = own.or(within);
             let mut staged_by: Vec<u32> = marks
                 .iter()
                 .filter(|m| m.start_ms == w.start_ms && m.end_ms == w.end_ms)
@@ -164,7 +178,8 @@ pub async fn status(
                     .map(|c| format_rfc3339(c.fetched_until_ms)),
                 run_id: committed.map(|c| c.run_id.clone()),
                 committed_at: committed.map(|c| c.committed_at.clone()),
-                rows: committed.map_or(0, |c| c.tables.values().map(|t| t.rows).sum()),
+                rows: own.map_or(0, |c| c.tables.values().map(|t| t.rows).sum()),
+                within: within.map(|c| format!("{}..{}", c.start, c.end)),
                 staged_by,
                 waiting_for,
             }

@@ -112,6 +112,22 @@ fn month_files_hold_the_rows_of_the_date_layout_through_compaction_backfill_and_
         serde_json::json!([]),
         "idempotent"
     );
+    // `status` counts October's windows committed, within the merged files' ledger window.
+    let shown = run(&[
+        "status",
+        month.to_str().unwrap(),
+        "--json",
+        "--now",
+        "2026-11-01T12:00:00Z",
+    ]);
+    assert!(shown.status.success(), "{}", describe(&shown));
+    let status: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(status["missing"], 0, "{status}");
+    assert_eq!(status["windows"][0]["state"], "committed", "{status}");
+    assert_eq!(
+        status["windows"][0]["within"], "2026-10-30T18:00:00Z..2026-11-01T00:00:00Z",
+        "{status}"
+    );
 
     // The next runs leave the compacted month alone.
     run_both(&month, &date, "2026-11-02T00:00:00Z", &[], "next run");
