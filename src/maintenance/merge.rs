@@ -26,8 +26,23 @@ use parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStream
 
 use crate::load::Sink;
 
-/// Rows per batch read from each input.
+/// Rows per batch read from each input, at most.
 const READ_BATCH_ROWS: usize = 16_384;
+
+/// Rows held in the inputs' batches together, about: a month of 1 h windows is 720 files per
+/// folder, and a batch of 16 Ki rows each held 679 MB at the peak for the 50-VM month
+/// (`benches/query.sh` data in 1 h windows); each input's batch is this over the number of
+/// inputs (never under [`MIN_READ_BATCH_ROWS`]).
+const MERGE_ROWS_IN_MEMORY: usize = 1 << 18;
+
+/// Rows per batch of an input, at least (smaller batches cost more decode calls than they
+/// save).
+const MIN_READ_BATCH_ROWS: usize = 256;
+
+/// Rows per batch of each of `inputs` files: [`MERGE_ROWS_IN_MEMORY`] shared out.
+fn read_batch_rows(inputs: usize) -> usize {
+    (MERGE_ROWS_IN_MEMORY / inputs.max(1)).clamp(MIN_READ_BATCH_ROWS, READ_BATCH_ROWS)
+}
 
 /// One input file being read: its current batch and where its next run starts.
 struct Cursor {
@@ -170,6 +185,7 @@ impl Merger {
     pub async fn open(sink: &Sink, paths: &[String]) -> Result<Merger, MergeError> {
         let mut cursors = Vec::with_capacity(paths.len());
         let (mut input_rows, mut input_bytes) = (0u64, 0u64);
+        let batch_rows = read_batch_rows(paths.len());
         for p in paths {
             let size = sink.size_of(p).await.map_err(|e| {
                 MergeError::Read(parquet::errors::ParquetError::External(Box::new(e)))
@@ -182,7 +198,7 @@ impl Merger {
                 .map_err(MergeError::Read)?;
             input_rows += builder.metadata().file_metadata().num_rows().max(0) as u64;
             let stream = builder
-                .with_batch_size(READ_BATCH_ROWS)
+                .with_batch_size(batch_rows)
                 .build()
                 .map_err(MergeError::Read)?;
             let schema = stream.schema().clone();
@@ -245,4 +261,19 @@ pub enum MergeError {
     /// Batches could not be joined.
     #[error("joining batches: {0}")]
     Arrow(arrow::error::ArrowError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Many inputs share the rows held in memory; few keep whole batches.
+    #[test]
+    fn inputs_share_the_rows_held_in_memory() {
+        assert_eq!(read_batch_rows(1), READ_BATCH_ROWS);
+        assert_eq!(read_batch_rows(30), 8_738);
+        assert_eq!(read_batch_rows(720), 364);
+        assert_eq!(read_batch_rows(100_000), MIN_READ_BATCH_ROWS);
+        assert!((1..5_000).all(|n| read_batch_rows(n) * n <= MERGE_ROWS_IN_MEMORY.max(n * 256)));
+    }
 }
