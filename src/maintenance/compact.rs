@@ -316,8 +316,15 @@ struct Merged {
     file: WrittenFile,
 }
 
+/// Inputs one merge reads at once, at most. Each holds a row group and a share of the batches
+/// (`merge.rs`), so a folder with more files (a month of 1 h windows: 720) is merged in
+/// passes: groups of this many consecutive files into staged intermediate files, then those.
+const MAX_MERGE_INPUTS: usize = 64;
+
 /// Merges the sorted `files` of the partition folder `dir` into staged files of about
-/// `opts.target_bytes` each.
+/// `opts.target_bytes` each, in passes of at most [`MAX_MERGE_INPUTS`] inputs. Intermediate
+/// files are deleted whatever happens (a crash leaves them in the staging folder, which the
+/// next run sweeps).
 #[allow(clippy::too_many_arguments)]
 async fn merge_partition(
     sink: &Sink,
@@ -325,8 +332,47 @@ async fn merge_partition(
     settings: &FileSettings,
     dir: &str,
     files: &[String],
-    (start, end): (i64, i64),
+    span: (i64, i64),
     opts: &CompactOptions,
+    tag: &str,
+) -> std::result::Result<Vec<Merged>, WriteError> {
+    let mut inputs = files.to_vec();
+    let mut intermediates: Vec<String> = Vec::new();
+    let result = async {
+        let mut pass = 0;
+        while inputs.len() > MAX_MERGE_INPUTS {
+            let mut next = Vec::new();
+            for (g, group) in inputs.chunks(MAX_MERGE_INPUTS).enumerate() {
+                let name = format!("{tag}-p{pass}g{g}");
+                for m in merge_files(sink, spec, settings, dir, group, span, None, &name).await? {
+                    intermediates.push(m.staging.clone());
+                    next.push(m.staging);
+                }
+            }
+            inputs = next;
+            pass += 1;
+        }
+        let target = Some(opts.target_bytes);
+        merge_files(sink, spec, settings, dir, &inputs, span, target, tag).await
+    }
+    .await;
+    for key in intermediates {
+        let _ = sink.delete_if_exists(&key).await;
+    }
+    result
+}
+
+/// Merges the sorted `files` (at most [`MAX_MERGE_INPUTS`] of them) into staged files of
+/// about `target_bytes` each (one file when `None`).
+#[allow(clippy::too_many_arguments)]
+async fn merge_files(
+    sink: &Sink,
+    spec: &TableSpec,
+    settings: &FileSettings,
+    dir: &str,
+    files: &[String],
+    (start, end): (i64, i64),
+    target_bytes: Option<u64>,
     tag: &str,
 ) -> std::result::Result<Vec<Merged>, WriteError> {
     let schema = spec.file_schema();
@@ -334,11 +380,11 @@ async fn merge_partition(
         .await
         .map_err(|e| WriteError::Compact(e.to_string()))?;
     // Rows per merged file, from the inputs' bytes per row.
-    let rows_per_file = if merger.input_bytes == 0 {
-        u64::MAX
-    } else {
-        (opts.target_bytes as u128 * merger.input_rows as u128 / merger.input_bytes as u128).max(1)
-            as u64
+    let rows_per_file = match target_bytes {
+        Some(target) if merger.input_bytes > 0 => {
+            (target as u128 * merger.input_rows as u128 / merger.input_bytes as u128).max(1) as u64
+        }
+        _ => u64::MAX,
     };
     let mut done: Vec<Merged> = Vec::new();
     let mut current: Option<PartWriter> = None;

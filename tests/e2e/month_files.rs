@@ -13,7 +13,12 @@ const SIM: &str = "url = \"sim\"\nrequests_per_second = 0\n[source.sim]\ndatacen
 /// The pipeline `m` in `dir`, from `start` on (incremental), in 6 h windows; month files when
 /// `month`, else the default layout.
 fn pipeline(dir: &Path, start: &str, month: bool) -> PathBuf {
-    let scope = format!("start = \"{start}\"\nwindow = \"6h\"\nlateness = \"2h\"");
+    pipeline_in_windows(dir, start, "6h", month)
+}
+
+/// [`pipeline`] with windows of `window`.
+fn pipeline_in_windows(dir: &Path, start: &str, window: &str, month: bool) -> PathBuf {
+    let scope = format!("start = \"{start}\"\nwindow = \"{window}\"\nlateness = \"2h\"");
     let sink = format!("url = \"{}\"\n", dir.join("out").display());
     let p = write_pipeline_with_sink(dir, "m", SIM, &scope, TABLES, &sink);
     if month {
@@ -206,4 +211,56 @@ fn month_files_hold_the_rows_of_the_date_layout_through_compaction_backfill_and_
             "back to window files",
         );
     }
+}
+
+/// More window files in a folder than one merge reads at once (72 hourly windows against 64):
+/// merged in passes, into one sorted file per folder with the rows of the date layout, and no
+/// intermediate file left.
+#[test]
+fn a_folder_of_more_files_than_one_merge_reads_is_merged_in_passes() {
+    let (m, d) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let month = pipeline_in_windows(m.path(), "2026-10-29T00:00:00Z", "1h", true);
+    let date = pipeline_in_windows(d.path(), "2026-10-29T00:00:00Z", "1h", false);
+    let out = m.path().join("out");
+    run_both(
+        &month,
+        &date,
+        "2026-11-01T06:00:00Z",
+        &["--no-compact"],
+        "hourly windows",
+    );
+    let files = month_files(&out, "2026-10");
+    let folders: std::collections::BTreeSet<_> = files
+        .iter()
+        .map(|f| f.parent().unwrap().to_owned())
+        .collect();
+    assert!(
+        files.len() >= 72 * folders.len(),
+        "{} files in {} folders",
+        files.len(),
+        folders.len()
+    );
+    let report = compact(&month, &[]);
+    assert_eq!(
+        report["periods"],
+        serde_json::json!(["2026-10"]),
+        "{report}"
+    );
+    assert_same_rows(&month, &date, "merged in passes");
+    let merged = month_files(&out, "2026-10");
+    assert_eq!(
+        merged.len(),
+        folders.len(),
+        "one file per folder: {merged:?}"
+    );
+    for f in &merged {
+        assert_eq!(out_of_order(f), 0, "{f:?} is sorted like one window's file");
+    }
+    let staging: Vec<_> = std::fs::read_dir(out.join("_tmp"))
+        .map(|d| {
+            d.flat_map(|e| std::fs::read_dir(e.unwrap().path()).into_iter().flatten())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(staging.is_empty(), "intermediate files left: {staging:?}");
 }
