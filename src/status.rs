@@ -144,13 +144,13 @@ pub async fn status(
             // Its own ledger window, or a larger one that holds it: a compacted day or month,
             // or a window of an older, larger `scope.window` (its rows are that window's).
             let own = ledger.get(w.start_ms, w.end_ms);
-            let within = own.is_none().then(|| {
-                ledger
+            let within = match own {
+                Some(_) => None,
+                None => ledger
                     .overlapping(w.start_ms, w.end_ms)
                     .map(|(_, c)| c)
-                    .find(|c| c.complete && c.start_ms <= w.start_ms && c.end_ms >= w.end_ms)
-            });
-            let within = within.flatten();
+                    .find(|c| c.complete && c.start_ms <= w.start_ms && c.end_ms >= w.end_ms),
+            };
             let committed = own.or(within);
             let mut staged_by: Vec<u32> = marks
                 .iter()

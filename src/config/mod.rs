@@ -420,7 +420,7 @@ impl SinkSpec {
     /// groups and value pages are then slices of the VMs, small enough for a reader to skip
     /// the rest (`file::default_row_group_rows`, [`SinkSpec::value_page_bytes`]).
     pub fn sliced(&self) -> bool {
-        self.partition_by != [PartitionKey::Date]
+        is_sliced(&self.partition_by)
     }
 
     /// The time span of a partition folder: what `compact` merges into one file.
@@ -431,6 +431,11 @@ impl SinkSpec {
             PartitionPeriod::Day
         }
     }
+}
+
+/// [`SinkSpec::sliced`] for the partition levels `partition_by`: every layout but `["date"]`.
+pub(crate) fn is_sliced(partition_by: &[PartitionKey]) -> bool {
+    partition_by != [PartitionKey::Date]
 }
 
 /// The time span of a partition folder (`date=` or `month=`).
@@ -445,22 +450,26 @@ pub enum PartitionPeriod {
 impl PartitionPeriod {
     /// The start (ms) of the period holding `ms` (total: no date is out of range).
     pub fn start_of(self, ms: i64) -> i64 {
-        let day = ms.div_euclid(DAY_MS);
         match self {
-            PartitionPeriod::Day => day * DAY_MS,
-            PartitionPeriod::Month => {
-                let (_, _, d) = civil_from_days(day);
-                (day - (d - 1)) * DAY_MS
-            }
+            PartitionPeriod::Day => ms.div_euclid(DAY_MS).saturating_mul(DAY_MS),
+            PartitionPeriod::Month => crate::semantics::time::month_start_ms(ms),
         }
     }
 
     /// The end (ms, exclusive) of the period starting at `start_ms`.
     pub fn end_of(self, start_ms: i64) -> i64 {
         match self {
-            PartitionPeriod::Day => start_ms + DAY_MS,
+            PartitionPeriod::Day => start_ms.saturating_add(DAY_MS),
             // 32 days on from a month's first day is in the next month.
             PartitionPeriod::Month => self.start_of(start_ms.saturating_add(32 * DAY_MS)),
+        }
+    }
+
+    /// What the period is called in messages.
+    pub fn noun(self) -> &'static str {
+        match self {
+            PartitionPeriod::Day => "day",
+            PartitionPeriod::Month => "month",
         }
     }
 
@@ -472,21 +481,6 @@ impl PartitionPeriod {
             PartitionPeriod::Month => date[..7].to_string(),
         }
     }
-}
-
-/// The proleptic Gregorian (year, month, day) of a day number since 1970-01-01 (H. Hinnant's
-/// `civil_from_days`, exact for every `i64` day a millisecond timestamp can give).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 impl PartitionKey {

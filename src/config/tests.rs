@@ -839,4 +839,10 @@ fn month_periods_know_leap_years_and_the_year_end() {
     let dec = month.start_of(at("2026-12-31T12:00:00Z"));
     assert_eq!(month.end_of(dec), at("2027-01-01T00:00:00Z"));
     assert_eq!(month.label(dec), "2026-12");
+    // Total: the ends of i64 saturate instead of overflowing.
+    for ms in [i64::MIN, i64::MAX] {
+        for period in [PartitionPeriod::Day, month] {
+            period.end_of(period.start_of(ms));
+        }
+    }
 }

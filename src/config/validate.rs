@@ -670,9 +670,9 @@ pub(super) fn validate_sink(
             ));
         }
     };
-    let row_group_rows = sink.row_group_rows.unwrap_or_else(|| {
-        super::file::default_row_group_rows(partition_by != [PartitionKey::Date])
-    });
+    let row_group_rows = sink
+        .row_group_rows
+        .unwrap_or_else(|| super::file::default_row_group_rows(super::is_sliced(&partition_by)));
     if row_group_rows < 1024 {
         return Err(invalid("sink.row_group_rows", "must be at least 1024"));
     }

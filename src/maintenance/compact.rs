@@ -25,7 +25,7 @@
 use std::collections::BTreeMap;
 
 use super::merge::Merger;
-use crate::config::{PartitionPeriod, Pipeline, TableFormat, TableSpec};
+use crate::config::{Pipeline, TableFormat, TableSpec};
 use crate::error::{Error, Result};
 use crate::load::Sink;
 use crate::load::delta::{AddedFile, TableCommit, in_table};
@@ -120,10 +120,7 @@ pub async fn compact(
         .into());
     }
     let period = pipeline.sink.period();
-    let noun = match period {
-        PartitionPeriod::Day => "day",
-        PartitionPeriod::Month => "month",
-    };
+    let noun = period.noun();
     let marked: std::collections::BTreeSet<i64> = ShardMark::all(sink, &pipeline.name)
         .await?
         .iter()

@@ -1,7 +1,8 @@
 //! Table maintenance commands that are not a run: `vscope-etl compact` (any table) and
-//! `vscope-etl vacuum` (Delta tables). Each takes the pipeline's lease for its whole duration, so it never
-//! runs during a run or a shard's publication (whose files are in the table before its commit
-//! lists them); a run started meanwhile is refused (exit 1) and its scheduler retries it.
+//! `vscope-etl vacuum` (Delta tables). Each takes the pipeline's lease for its whole duration,
+//! so it never runs during a run or a shard's publication (whose files are in the table before
+//! its commit lists them); a run started meanwhile is refused (exit 1) and its scheduler
+//! retries it.
 
 pub mod compact;
 mod merge;

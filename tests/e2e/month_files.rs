@@ -42,6 +42,14 @@ fn month_files(root: &Path, month: &str) -> Vec<PathBuf> {
         .collect()
 }
 
+/// The folders `files` are in.
+fn folders_of(files: &[PathBuf]) -> std::collections::BTreeSet<PathBuf> {
+    files
+        .iter()
+        .map(|f| f.parent().unwrap().to_owned())
+        .collect()
+}
+
 /// Both pipelines run at `now` with `flags`; then the rows must be the same.
 fn run_both(month: &Path, date: &Path, now: &str, flags: &[&str], what: &str) -> serde_json::Value {
     let summary = run_ok(month, now, flags);
@@ -95,10 +103,7 @@ fn month_files_hold_the_rows_of_the_date_layout_through_compaction_backfill_and_
         "{second}"
     );
     let merged = month_files(&out, "2026-10");
-    let folders: std::collections::BTreeSet<_> = merged
-        .iter()
-        .map(|f| f.parent().unwrap().to_owned())
-        .collect();
+    let folders = folders_of(&merged);
     assert_eq!(
         merged.len(),
         folders.len(),
@@ -230,10 +235,7 @@ fn a_folder_of_more_files_than_one_merge_reads_is_merged_in_passes() {
         "hourly windows",
     );
     let files = month_files(&out, "2026-10");
-    let folders: std::collections::BTreeSet<_> = files
-        .iter()
-        .map(|f| f.parent().unwrap().to_owned())
-        .collect();
+    let folders = folders_of(&files);
     assert!(
         files.len() >= 72 * folders.len(),
         "{} files in {} folders",

@@ -600,6 +600,15 @@ pub fn format_window_stamp(ms: i64) -> String {
     out
 }
 
+/// The 1st of the UTC month holding `ms`, 00:00, in ms (the start of a `month=` partition).
+/// Total over every `i64` (saturating at the ends): integer calendar arithmetic
+/// (`civil_from_days`), no chrono range.
+pub fn month_start_ms(ms: i64) -> i64 {
+    let day = ms.div_euclid(DAY_MS);
+    let (_, _, day_of_month) = civil_from_days(day);
+    (day - i64::from(day_of_month - 1)).saturating_mul(DAY_MS)
+}
+
 /// The `YYYY-MM-DD` UTC date of a day start in ms (the `date=` partition value);
 /// `invalid-date` beyond chrono's range.
 pub fn date_string(day_start_ms: i64) -> String {
